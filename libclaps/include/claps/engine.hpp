@@ -1,0 +1,213 @@
+// claps/engine.hpp - the realtime clap engine. It does no I/O.
+//
+// An engine holds rooms (which subscriber watches which article), accepts
+// claps and undos, and coalesces them: once per tick it commits everything
+// pending to its store in one batch and, only after that batch is durable,
+// emits one update per changed article and completes the clappers' results.
+//
+// The engine never reads a clock, opens a socket, starts a thread or arms a
+// timer. Its caller:
+//   1. feeds it commands (subscribe, unsubscribe, clap, undo);
+//   2. calls advance(now) whenever now >= next_deadline();
+//   3. receives output through the callbacks in engine_callbacks.
+// <claps/uv.hpp> does this on a libuv loop; tests do it with a fake clock.
+//
+// Thread rule: an engine and its store belong to one thread.
+// Re-entrancy rule: callbacks run inside advance() (and never inside any other
+// call). From a callback the caller may use the const queries only; calling a
+// mutating function (subscribe, clap, advance, ...) from a callback asserts.
+// Views passed to a callback are valid only until the callback returns.
+#pragma once
+
+#include <claps/error.hpp>
+#include <claps/store.hpp>
+#include <claps/time.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace claps {
+
+/// A caller-chosen handle for one subscriber (a connection, an SSE stream).
+using subscriber_id = std::uint64_t;
+
+struct engine_options {
+  /// Coalescing period, 1..1000 ms.
+  millis tick{25};
+  /// Most claps one user may give one article (Medium: 50), >= 1.
+  std::int32_t clap_cap = 50;
+  /// How long an op id is remembered for replays.
+  millis op_id_window{std::chrono::minutes(15)};
+  /// Uncommitted claps/undos held while the store fails. Past it, clap() and
+  /// undo() return errc::unavailable instead of growing memory.
+  std::size_t max_pending_ops = 100'000;
+  /// Articles a subscriber may watch at once; 0 means unlimited.
+  std::size_t max_subscriptions = 256;
+  /// Idle articles (no viewers, nothing pending) kept cached in memory.
+  std::size_t article_cache = 100'000;
+  /// (user, article) tallies kept cached in memory while clean.
+  std::size_t tally_cache = 1'000'000;
+};
+
+/// Checks option ranges. Empty error_code when usable.
+std::error_code validate(const engine_options& options) noexcept;
+
+/// One changed article in one tick. `total` is committed; `viewers` counts
+/// subscribers with reading=true. `encoded` is what engine_callbacks::encode
+/// produced for it (empty without an encoder), made once per article per tick.
+struct article_update {
+  std::string_view article;
+  std::int64_t total = 0;
+  std::uint32_t viewers = 0;
+  std::string_view encoded;
+};
+
+/// The state of one article as a subscriber should first see it.
+struct snapshot {
+  std::string_view article;
+  std::int64_t total = 0;  // committed
+  std::uint32_t viewers = 0;
+  std::int32_t mine = 0;   // committed claps of the given user (0 without one)
+};
+
+/// The outcome of one clap() or undo(), delivered after its batch is durable.
+struct op_result {
+  std::uint64_t cookie = 0;        // as passed in clap_request / undo
+  std::string_view article;        // for a replay: the article of the original op
+  std::int32_t accepted = 0;       // claps counted; < count at the cap; negative for undo
+  std::int64_t total = 0;          // the article's committed total now
+  std::int32_t mine = 0;           // the user's committed tally on the article
+  bool replayed = false;           // true when the op id had been used before
+  durability level = durability::local;
+};
+
+struct clap_request {
+  std::string_view user;
+  std::string_view article;
+  std::int32_t count = 1;  // 1..clap_cap
+  std::string_view op_id;  // optional idempotency key, scoped to the user
+  std::uint64_t cookie = 0;
+};
+
+struct engine_callbacks {
+  /// Encodes one changed article, once per tick; the result is shared by all
+  /// its subscribers through article_update::encoded. Optional.
+  std::function<void(const article_update&, std::string& out)> encode;
+  /// Once per tick per subscriber that watches at least one changed article:
+  /// all of that subscriber's changed articles together. Optional.
+  std::function<void(subscriber_id, std::span<const article_update* const>)> deliver;
+  /// Once per tick with every changed article, before any deliver(). Optional.
+  std::function<void(std::span<const article_update>)> tick_updates;
+  /// Exactly once per clap()/undo() that returned no error. Optional.
+  std::function<void(const op_result&)> result;
+  /// When the store's health changes: an error on the first failing commit,
+  /// an empty code when a commit succeeds again. Optional.
+  std::function<void(std::error_code)> store_status;
+};
+
+/// Counters for metrics. Monotonic unless noted.
+struct engine_stats {
+  std::uint64_t ticks = 0;
+  std::uint64_t commits = 0;
+  std::uint64_t commit_failures = 0;
+  std::uint64_t claps_requested = 0;   // sum of counts asked for
+  std::uint64_t claps_accepted = 0;    // sum of counts accepted
+  std::uint64_t claps_over_cap = 0;    // sum of counts refused by the cap
+  std::uint64_t undos = 0;
+  std::uint64_t replays = 0;
+  std::uint64_t refused_unavailable = 0;
+  std::uint64_t updates = 0;           // changed articles emitted
+  std::uint64_t deliveries = 0;        // deliver() calls
+  std::uint64_t ops_purged = 0;        // expired op ids dropped from memory
+  // Gauges.
+  std::size_t pending_ops = 0;         // claps/undos not yet durable
+  std::size_t subscribers = 0;
+  std::size_t subscriptions = 0;
+  std::size_t articles_cached = 0;
+};
+
+class engine {
+public:
+  /// `store` must outlive the engine. `options` must pass validate() (asserted).
+  engine(store& store, engine_options options, engine_callbacks callbacks, timestamp now);
+  ~engine();
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  // ---- rooms ----
+
+  /// Adds `article` to what `sub` watches and fills `out` with its snapshot
+  /// (viewers counting this subscriber when reading). `user` may be empty;
+  /// then out.mine is 0. Subscribing again to a watched article changes
+  /// nothing and returns the snapshot. `out.article` stays valid until the
+  /// next call into the engine.
+  /// Errors: invalid_article, invalid_user, too_many_subscriptions, or a
+  /// store error when the article's total could not be read.
+  std::error_code subscribe(subscriber_id sub, std::string_view article, bool reading,
+                            std::string_view user, snapshot& out);
+
+  /// All or nothing: validates every id and the subscription limit first,
+  /// then subscribes to each and appends one snapshot per article to `out`.
+  /// Errors as subscribe(); on error nothing changed.
+  std::error_code subscribe(subscriber_id sub, std::span<const std::string_view> articles,
+                            bool reading, std::string_view user, std::vector<snapshot>& out);
+
+  /// Stops `sub` watching `article`. Unknown pairs are ignored.
+  void unsubscribe(subscriber_id sub, std::string_view article);
+  /// Stops `sub` watching everything; forgets the subscriber.
+  void unsubscribe_all(subscriber_id sub);
+
+  // ---- claps ----
+
+  /// Counts up to request.count claps of a user on an article, bounded by the
+  /// cap. On success the result arrives later through callbacks.result, after
+  /// the batch holding it is durable. A reused op id is not applied again;
+  /// its result repeats the original accepted/mine with the current total.
+  /// Errors (and then no callback fires): invalid_user, invalid_article,
+  /// invalid_op_id, invalid_count, unavailable (too much uncommitted), or a
+  /// store error from reading state the engine had not cached.
+  std::error_code clap(const clap_request& request);
+
+  /// Removes all of a user's claps on an article (Medium's undo applause).
+  /// Results and errors as clap(); accepted is minus the claps removed.
+  std::error_code undo(std::string_view user, std::string_view article, std::string_view op_id,
+                       std::uint64_t cookie);
+
+  // ---- time ----
+
+  /// Runs the tick if now >= next_deadline(): commits the pending batch (when
+  /// no commit is in flight), then emits updates and results for what became
+  /// durable. Calls the callbacks.
+  void advance(timestamp now);
+  /// Runs a tick now, whatever the deadline (used to drain on shutdown).
+  void flush(timestamp now);
+  /// When advance() next has work to do.
+  timestamp next_deadline() const noexcept;
+
+  // ---- queries (const, callable from callbacks) ----
+
+  /// The committed state of an article as the engine knows it, loading it
+  /// from the store if needed (so this one is not const). `user` may be empty.
+  std::error_code read(std::string_view article, std::string_view user, snapshot& out);
+  /// Error of the last commit; empty while the store is healthy.
+  std::error_code store_error() const noexcept;
+  /// True when nothing is pending and no commit is in flight.
+  bool idle() const noexcept;
+  /// Articles `sub` watches.
+  std::size_t subscription_count(subscriber_id sub) const noexcept;
+  engine_stats stats() const noexcept;
+  const engine_options& options() const noexcept;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace claps

@@ -1,0 +1,303 @@
+// claps/redis.hpp - Redis for several clapsd nodes (target claps::redis).
+//
+// Three pieces, all on a caller-supplied uv_loop_t, none starting a thread:
+//   redis_client  one command connection to the Redis master, found directly
+//                 (redis://) or through Sentinel; every request carries a
+//                 deadline, so a stopped or partitioned master fails requests
+//                 with errc::store_timeout instead of hanging them.
+//   redis_bus     pub/sub between nodes on its own connection: one channel
+//                 per article, subscribed only while local viewers watch it.
+//   redis_store   a claps::store that wraps the node's local store (LMDB):
+//                 every batch is committed locally first, then written to
+//                 Redis as this node's absolute, versioned contribution.
+//
+// hiredis 0.14 has no async timeouts and no Sentinel client; both are done
+// here. hiredis types never appear in this header.
+//
+// Handle rule (libuv's): destroying a client, bus or store closes its uv
+// handles; the loop must run once more before uv_loop_close() so the close
+// callbacks can free them. Destroy in reverse order of construction
+// (store, bus, client). Outstanding requests fail with store_disconnected
+// when their client is destroyed.
+//
+// Thread rule: everything here belongs to the loop's thread.
+#pragma once
+
+#include <claps/store.hpp>
+#include <claps/time.hpp>
+
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace claps {
+
+struct redis_endpoint {
+  std::string host;  // an IP address or a name (resolved with uv_getaddrinfo)
+  std::uint16_t port = 6379;
+};
+
+/// Where Redis is and how patient to be with it.
+struct redis_options {
+  /// The master's address when `sentinels` is empty.
+  redis_endpoint address{"127.0.0.1", 6379};
+  /// Sentinel mode when not empty: each is asked in turn for `master_name`.
+  std::vector<redis_endpoint> sentinels;
+  std::string master_name;
+  /// AUTH [username] password after connecting, when password is not empty.
+  std::string username;
+  std::string password;
+  /// SELECT after connecting, when not 0.
+  int database = 0;
+  /// Connecting (TCP, AUTH, SELECT, ROLE) must finish within this.
+  millis connect_timeout{2000};
+  /// Every request must be answered within this; otherwise the connection is
+  /// dropped and every outstanding request fails (store_timeout).
+  millis request_timeout{2000};
+  /// Reconnect delay: doubles from min to max after each failed attempt.
+  millis reconnect_min{50};
+  millis reconnect_max{2000};
+};
+
+/// Parses `redis://[[user]:password@]HOST[:PORT][/DB]` into `out` (address,
+/// credentials, database), leaving the rest of `out` as it was.
+/// Errors: std::errc::invalid_argument with nothing changed.
+std::error_code parse_redis_url(std::string_view url, redis_options& out);
+
+/// Parses `HOST:PORT,HOST:PORT,...` into out.sentinels and sets master_name.
+/// Errors: std::errc::invalid_argument (empty list, bad port, empty name).
+std::error_code parse_redis_sentinels(std::string_view list, std::string_view master_name,
+                                      redis_options& out);
+
+/// A Redis reply, copied out of hiredis.
+struct redis_reply {
+  enum class kind : std::uint8_t { nil, status, error, integer, string, array };
+  kind type = kind::nil;
+  std::int64_t integer = 0;
+  std::string str;  // status, error and string replies
+  std::vector<redis_reply> elements;
+
+  bool is_error() const noexcept { return type == kind::error; }
+};
+
+/// Called exactly once per accepted request: with a reply (which may be a
+/// Redis error reply) or with store_timeout / store_disconnected.
+using redis_reply_handler = std::function<void(std::error_code, const redis_reply&)>;
+
+struct redis_client_callbacks {
+  /// Connected and ready (authenticated, database selected, ROLE is master).
+  std::function<void(const redis_endpoint& master)> connected;
+  /// The connection was lost or given up; the client is reconnecting.
+  std::function<void(std::error_code)> disconnected;
+};
+
+struct redis_client_stats {
+  std::uint64_t connects = 0;      // times the client became ready
+  std::uint64_t disconnects = 0;   // times a ready connection was lost
+  std::uint64_t timeouts = 0;      // connections dropped for a missed deadline
+  std::uint64_t requests = 0;
+  std::uint64_t failed_requests = 0;
+  std::uint64_t not_master = 0;    // connected to a node whose ROLE was not master
+};
+
+/// One command connection to the Redis master. Reconnects by itself, with
+/// backoff; in Sentinel mode it rediscovers the master before every connect.
+class redis_client {
+public:
+  /// Starts connecting at once. `loop` must outlive the client.
+  redis_client(uv_loop_t* loop, redis_options options, redis_client_callbacks callbacks = {});
+  ~redis_client();
+  redis_client(const redis_client&) = delete;
+  redis_client& operator=(const redis_client&) = delete;
+
+  /// Sends a command. When it returns an error (store_disconnected while not
+  /// ready) the handler is never called; otherwise it is called exactly once,
+  /// later, from the loop, never from inside command().
+  std::error_code command(std::span<const std::string_view> args, redis_reply_handler done);
+  std::error_code command(std::initializer_list<std::string_view> args, redis_reply_handler done);
+
+  /// Runs a Lua script by SHA1 (EVALSHA), falling back to EVAL with the
+  /// source when the server answers NOSCRIPT (after a failover or flush).
+  /// `keys_and_args` are KEYS followed by ARGV; `key_count` of them are keys.
+  std::error_code eval(std::string_view script, std::size_t key_count,
+                       std::span<const std::string> keys_and_args, redis_reply_handler done);
+
+  /// True between `connected` and `disconnected`.
+  bool ready() const noexcept;
+  /// The master currently connected to (empty host when none).
+  const redis_endpoint& master() const noexcept;
+  redis_client_stats stats() const noexcept;
+  const redis_options& options() const noexcept;
+
+  struct impl;
+private:
+  impl* impl_;  // freed by the last close callback of its uv handles
+};
+
+struct redis_bus_callbacks {
+  /// A message published on a watched article's channel.
+  std::function<void(std::string_view article, std::string_view payload)> message;
+  /// All watched channels are subscribed again after a reconnect: messages
+  /// may have been missed, so the caller should resync what it shows.
+  std::function<void()> resubscribed;
+  /// Health of the subscription connection: empty when healthy.
+  std::function<void(std::error_code)> status;
+};
+
+struct redis_bus_stats {
+  std::uint64_t messages = 0;        // received on watched channels
+  std::uint64_t published = 0;
+  std::uint64_t subscribes = 0;      // SUBSCRIBE commands sent
+  std::uint64_t unsubscribes = 0;    // UNSUBSCRIBE commands sent
+  std::uint64_t resubscribes = 0;    // reconnects after which everything was resubscribed
+  std::size_t channels = 0;          // gauge: articles watched
+};
+
+/// Fan-out between nodes over Redis pub/sub. Subscriptions live on a
+/// dedicated connection (a subscribed connection may send nothing else);
+/// publishing goes through the command client. Channel of an article:
+/// `<prefix><article>`, "claps:ch:<article>" by default.
+class redis_bus {
+public:
+  /// `publisher` must outlive the bus. The subscription connection uses
+  /// publisher.options(). Starts connecting at once.
+  redis_bus(uv_loop_t* loop, redis_client& publisher, redis_bus_callbacks callbacks,
+            std::string channel_prefix = "claps:ch:");
+  ~redis_bus();
+  redis_bus(const redis_bus&) = delete;
+  redis_bus& operator=(const redis_bus&) = delete;
+
+  /// Counts one more local watcher of `article`; the first one subscribes.
+  void watch(std::string_view article);
+  /// Counts one watcher less; the last one unsubscribes. Unknown: ignored.
+  void unwatch(std::string_view article);
+  /// Local watchers of `article`.
+  std::size_t watchers(std::string_view article) const noexcept;
+  /// Every article watched right now.
+  std::vector<std::string> watched() const;
+
+  /// PUBLISHes `payload` on the article's channel (fire and forget).
+  /// Errors: store_disconnected while the command client is not ready.
+  std::error_code publish(std::string_view article, std::string_view payload);
+
+  /// True while the subscription connection is ready and subscribed.
+  bool healthy() const noexcept;
+  redis_bus_stats stats() const noexcept;
+
+  struct impl;
+private:
+  impl* impl_;
+};
+
+struct redis_store_options {
+  /// This node's id: 1-128 bytes of [A-Za-z0-9._:-], stable across restarts.
+  std::string node_id;
+  /// Prefix of every key, channel and script argument this store writes.
+  std::string key_prefix = "claps:";
+  /// The per-user cap, only to count cross-node overshoot (the engine enforces it).
+  std::int32_t clap_cap = 50;
+  /// How long a cross-node op id is remembered (match the engine's window).
+  millis op_id_window{std::chrono::minutes(15)};
+  /// A node's viewer counts expire this long after its last heartbeat, so a
+  /// crashed node's viewers vanish within viewer_ttl + refresh_interval.
+  millis viewer_ttl{20000};
+  /// How often this node re-writes its viewer counts.
+  millis heartbeat_interval{5000};
+  /// How often remote totals and viewers of watched articles are re-read
+  /// (heals lost pub/sub messages and expires crashed nodes' viewers).
+  millis refresh_interval{5000};
+  /// Keys written within this window are re-asserted after every reconnect,
+  /// healing writes an asynchronous failover dropped.
+  millis reassert_window{std::chrono::minutes(5)};
+  /// Most keys remembered as dirty (unwritten to Redis) or recent. Past it,
+  /// the oldest recent keys are forgotten first; dirty ones are kept.
+  std::size_t max_remembered_keys = 1'000'000;
+};
+
+struct redis_store_callbacks {
+  /// The other nodes' part of an article's total or viewers changed. Feed
+  /// it to the engine (see docs/design.md, "engine hooks").
+  std::function<void(std::string_view article, std::int64_t remote_total,
+                     std::uint32_t remote_viewers)>
+      remote_changed;
+  /// Entering (true) or leaving (false) degraded mode: Redis unreachable,
+  /// commits acknowledged as durability::local.
+  std::function<void(bool degraded)> degraded;
+};
+
+struct redis_store_stats {
+  std::uint64_t commits = 0;
+  std::uint64_t cluster_commits = 0;     // acknowledged as durability::cluster
+  std::uint64_t local_commits = 0;       // acknowledged as durability::local (degraded)
+  std::uint64_t stale_writes = 0;        // writes Redis ignored: an equal or newer version was there
+  std::uint64_t reasserts = 0;           // keys re-written after a reconnect
+  std::uint64_t remote_op_conflicts = 0; // op ids another node had already used
+  std::uint64_t cap_overshoot = 0;       // claps over the cap across nodes (outage overlap)
+  std::uint64_t published = 0;
+  std::uint64_t remote_messages = 0;
+  std::size_t dirty_keys = 0;            // gauge: waiting to be written to Redis
+  bool degraded = false;                 // gauge
+};
+
+/// A claps::store for one node of several. Reads come from the local store
+/// (synchronous, this node's own contributions); commits go to the local
+/// store first and then to Redis. `done` gets durability::cluster when Redis
+/// acknowledged the batch and durability::local when Redis is unreachable or
+/// timed out; the batch's keys are then remembered as dirty and re-asserted
+/// once Redis is back. Redis keys (prefix "claps:"):
+///   t:{A}        hash  node -> "version:total"   this node's part of article A
+///   u:{A}:U      hash  node -> "version:claps"   user U's claps on A via node
+///   v:{A}        hash  node -> "viewers:expires_ms" (Redis TIME based)
+///   op:{U}:OP    string "node|article|accepted|mine", SET NX PX window
+///   ch:A         pub/sub channel, payload "node version total viewers"
+class redis_store final : public store {
+public:
+  /// `local`, `client` and `bus` must outlive the store. `options.node_id`
+  /// must be a valid id (asserted).
+  redis_store(uv_loop_t* loop, store& local, redis_client& client, redis_bus& bus,
+              redis_store_options options, redis_store_callbacks callbacks = {});
+  ~redis_store() override;
+  redis_store(const redis_store&) = delete;
+  redis_store& operator=(const redis_store&) = delete;
+
+  std::error_code read_total(std::string_view article, std::int64_t& total) override;
+  std::error_code read_tally(std::string_view user, std::string_view article,
+                             std::int32_t& claps) override;
+  std::error_code read_op(std::string_view user, std::string_view op_id, stored_op& out,
+                          bool& found) override;
+  void commit(const commit_batch& batch, commit_handler done) override;
+
+  /// A local viewer starts watching `article`: subscribes through the bus
+  /// on the first one and loads the other nodes' totals and viewers.
+  void watch(std::string_view article);
+  /// The matching call when a local viewer stops watching.
+  void unwatch(std::string_view article);
+  /// This node's viewer count of `article` (from engine updates). Written to
+  /// Redis with an expiry and published, coalesced per loop iteration.
+  void set_local_viewers(std::string_view article, std::uint32_t viewers);
+  /// Loads the other nodes' claps of `user` on `article` (for the cap).
+  void prefetch_tally(std::string_view user, std::string_view article);
+
+  /// Last known sums over the other nodes.
+  std::int64_t remote_total(std::string_view article) const noexcept;
+  std::uint32_t remote_viewers(std::string_view article) const noexcept;
+  std::int32_t remote_tally(std::string_view user, std::string_view article) const noexcept;
+
+  /// True while commits are only locally durable.
+  bool degraded() const noexcept;
+  redis_store_stats stats() const noexcept;
+
+  struct impl;
+private:
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace claps

@@ -1,0 +1,443 @@
+#include "test_support.hpp"
+
+#include <doctest/doctest.h>
+
+#include <random>
+#include <set>
+
+using namespace claps_test;
+using claps::errc;
+
+namespace {
+
+// An engine on a memory store behind a fault-injecting wrapper, with a fake clock.
+struct fixture {
+  claps::memory_store backing;
+  faulty_store st{backing};
+  recorder rec;
+  claps::timestamp now = t0();
+  claps::engine eng;
+
+  explicit fixture(claps::engine_options o = {})
+      : eng(st, o, rec.callbacks(), t0()) {}
+
+  void tick() {
+    now = eng.next_deadline();
+    eng.advance(now);
+  }
+  std::error_code clap(std::string_view user, std::string_view article, int count,
+                       std::uint64_t cookie, std::string_view op = {}) {
+    claps::clap_request r;
+    r.user = user;
+    r.article = article;
+    r.count = count;
+    r.op_id = op;
+    r.cookie = cookie;
+    return eng.clap(r);
+  }
+  claps::snapshot sub(claps::subscriber_id s, std::string_view article, bool reading = true,
+                      std::string_view user = {}) {
+    claps::snapshot out;
+    REQUIRE_FALSE(eng.subscribe(s, article, reading, user, out));
+    return out;
+  }
+};
+
+} // namespace
+
+TEST_CASE("many claps in one tick: one commit, one update per changed article, one batch per subscriber") {
+  fixture f;
+  f.sub(1, "a1");
+  f.sub(1, "a2");
+  f.sub(2, "a3");  // watches an article nobody claps for
+  f.sub(3, "a2");
+  f.tick();  // flush the viewer-count updates of the subscriptions
+  f.rec.clear();
+  int attempted_before = f.st.commits_attempted;
+
+  for (int i = 0; i < 100; ++i) {
+    REQUIRE_FALSE(f.clap("u" + std::to_string(i), "a1", 2, 1000 + i));
+    REQUIRE_FALSE(f.clap("u" + std::to_string(i), "a2", 1, 2000 + i));
+  }
+  CHECK(f.rec.results.empty());  // nothing acknowledged before the commit
+  f.tick();
+
+  CHECK(f.st.commits_attempted == attempted_before + 1);
+  REQUIRE(f.rec.ticks.size() == 1);
+  CHECK(f.rec.ticks[0].size() == 2);
+  CHECK(f.rec.encodes == 2);  // once per article, not per subscriber
+
+  REQUIRE(f.rec.batches[1].size() == 1);  // one batch holding both articles
+  auto& batch = f.rec.batches[1][0];
+  REQUIRE(batch.size() == 2);
+  std::map<std::string, recorded_item> by_article;
+  for (auto& item : batch) by_article[item.article] = item;
+  CHECK(by_article["a1"].total == 200);
+  CHECK(by_article["a1"].viewers == 1);
+  CHECK(by_article["a1"].encoded == "a1=200/1");
+  CHECK(by_article["a2"].total == 100);
+  CHECK(by_article["a2"].viewers == 2);
+
+  REQUIRE(f.rec.batches[3].size() == 1);
+  CHECK(f.rec.batches[3][0].size() == 1);
+  CHECK(f.rec.batches.count(2) == 0);  // the viewer of a3 got nothing
+
+  REQUIRE(f.rec.results.size() == 200);
+  for (auto& r : f.rec.results) CHECK(r.total == (r.article == "a1" ? 200 : 100));
+
+  // A quiet tick emits nothing and commits nothing.
+  f.rec.clear();
+  attempted_before = f.st.commits_attempted;
+  f.tick();
+  CHECK(f.rec.ticks.empty());
+  CHECK(f.rec.batches.empty());
+  CHECK(f.st.commits_attempted == attempted_before);
+}
+
+TEST_CASE("the per-user cap at 49, 50 and 51") {
+  fixture f;
+  REQUIRE_FALSE(f.clap("alice", "a1", 49, 1));
+  f.tick();
+  REQUIRE(f.rec.result(1));
+  CHECK(f.rec.result(1)->accepted == 49);
+  CHECK(f.rec.result(1)->mine == 49);
+
+  REQUIRE_FALSE(f.clap("alice", "a1", 3, 2));  // only one more fits
+  REQUIRE_FALSE(f.clap("alice", "a1", 1, 3));  // at the cap: nothing counted
+  REQUIRE_FALSE(f.clap("bob", "a1", 50, 4));   // the cap is per user
+  f.tick();
+  CHECK(f.rec.result(2)->accepted == 1);
+  CHECK(f.rec.result(2)->mine == 50);
+  CHECK(f.rec.result(3)->accepted == 0);
+  CHECK(f.rec.result(3)->mine == 50);
+  CHECK(f.rec.result(4)->accepted == 50);
+  CHECK(f.rec.result(4)->total == 100);
+
+  CHECK(f.clap("carol", "a1", 51, 5) == errc::invalid_count);
+  CHECK(f.clap("carol", "a1", 0, 6) == errc::invalid_count);
+  CHECK(f.clap("carol", "a1", -3, 7) == errc::invalid_count);
+
+  auto s = f.eng.stats();
+  CHECK(s.claps_accepted == 100);
+  CHECK(s.claps_over_cap == 3);
+}
+
+TEST_CASE("undo removes all of the user's claps, and the user may clap again") {
+  fixture f;
+  f.sub(9, "a1");
+  REQUIRE_FALSE(f.clap("alice", "a1", 50, 1));
+  REQUIRE_FALSE(f.clap("bob", "a1", 7, 2));
+  f.tick();
+  REQUIRE_FALSE(f.eng.undo("alice", "a1", {}, 3));
+  f.tick();
+  CHECK(f.rec.result(3)->accepted == -50);
+  CHECK(f.rec.result(3)->mine == 0);
+  CHECK(f.rec.result(3)->total == 7);
+  CHECK(f.rec.batches[9].back()[0].total == 7);  // viewers see the total go down
+
+  REQUIRE_FALSE(f.clap("alice", "a1", 5, 4));
+  f.tick();
+  CHECK(f.rec.result(4)->accepted == 5);
+  CHECK(f.rec.result(4)->total == 12);
+
+  // An undo with nothing to undo is a harmless zero.
+  REQUIRE_FALSE(f.eng.undo("zed", "a1", {}, 5));
+  f.tick();
+  CHECK(f.rec.result(5)->accepted == 0);
+  CHECK(f.rec.result(5)->total == 12);
+}
+
+TEST_CASE("op ids: a replay is not applied again, even naming another article") {
+  fixture f;
+  REQUIRE_FALSE(f.clap("alice", "a1", 3, 1, "op-1"));
+  REQUIRE_FALSE(f.clap("alice", "a1", 3, 2, "op-1"));  // retried in the same tick
+  f.tick();
+  CHECK(f.rec.result(1)->accepted == 3);
+  CHECK_FALSE(f.rec.result(1)->replayed);
+  CHECK(f.rec.result(2)->accepted == 3);
+  CHECK(f.rec.result(2)->replayed);
+  CHECK(f.rec.result(2)->total == 3);
+
+  REQUIRE_FALSE(f.clap("bob", "a1", 4, 3));
+  REQUIRE_FALSE(f.clap("alice", "a2", 9, 4, "op-1"));  // same id, other article
+  f.tick();
+  auto* r = f.rec.result(4);
+  CHECK(r->replayed);
+  CHECK(r->article == "a1");
+  CHECK(r->accepted == 3);
+  CHECK(r->mine == 3);
+  CHECK(r->total == 7);  // the current total
+
+  // Op ids are scoped to their user.
+  REQUIRE_FALSE(f.clap("bob", "a1", 1, 5, "op-1"));
+  // Undo with an op id replays too.
+  REQUIRE_FALSE(f.eng.undo("alice", "a1", "op-2", 6));
+  f.tick();
+  CHECK_FALSE(f.rec.result(5)->replayed);
+  CHECK(f.rec.result(5)->accepted == 1);
+  CHECK(f.rec.result(6)->accepted == -3);
+  REQUIRE_FALSE(f.eng.undo("alice", "a1", "op-2", 7));
+  REQUIRE_FALSE(f.clap("alice", "a1", 2, 8, "op-3"));
+  f.tick();
+  CHECK(f.rec.result(7)->replayed);
+  CHECK(f.rec.result(7)->accepted == -3);
+  CHECK(f.rec.result(8)->accepted == 2);
+  CHECK(f.rec.result(8)->total == 7);
+
+  CHECK(f.clap("alice", "a1", 1, 9, "bad op id") == errc::invalid_op_id);
+  CHECK(f.clap("alice", "a1", 1, 9, std::string(65, 'x')) == errc::invalid_op_id);
+}
+
+TEST_CASE("op ids expire after the window") {
+  claps::engine_options o;
+  o.op_id_window = claps::millis(1000);
+  fixture f(o);
+  REQUIRE_FALSE(f.clap("alice", "a1", 1, 1, "op"));
+  f.tick();
+  REQUIRE_FALSE(f.clap("alice", "a1", 1, 2, "op"));
+  f.tick();
+  CHECK(f.rec.result(2)->replayed);
+  f.eng.advance(f.now + claps::millis(2000));  // past the window
+  REQUIRE_FALSE(f.clap("alice", "a1", 1, 3, "op"));
+  f.tick();
+  CHECK_FALSE(f.rec.result(3)->replayed);
+  CHECK(f.rec.result(3)->total == 2);
+  CHECK(f.eng.stats().ops_purged >= 1);
+  CHECK(f.backing.op_count() == 1);  // the store purged the expired record too
+}
+
+TEST_CASE("invalid ids are rejected with typed errors and nothing is stored") {
+  fixture f;
+  CHECK(f.clap("alice", "", 1, 1) == errc::invalid_article);
+  CHECK(f.clap("alice", "a/1", 1, 1) == errc::invalid_article);
+  CHECK(f.clap("alice", std::string(129, 'a'), 1, 1) == errc::invalid_article);
+  CHECK(f.clap("", "a1", 1, 1) == errc::invalid_user);
+  CHECK(f.clap("al ice", "a1", 1, 1) == errc::invalid_user);
+  CHECK(f.clap("alice", std::string("a\0b", 3), 1, 1) == errc::invalid_article);
+  CHECK(f.clap("alice", "caf\xc3\xa9", 1, 1) == errc::invalid_article);
+  claps::snapshot s;
+  CHECK(f.eng.subscribe(1, "../etc", true, {}, s) == errc::invalid_article);
+  CHECK(f.eng.subscribe(1, "ok", true, "bad user", s) == errc::invalid_user);
+  f.tick();
+  CHECK(f.st.commits_attempted == 0);
+  CHECK(f.rec.results.empty());
+  CHECK(f.eng.stats().subscriptions == 0);
+  // Longest valid ids work.
+  CHECK_FALSE(f.clap(std::string(128, 'u'), std::string(128, 'a'), 1, 2, std::string(64, 'o')));
+}
+
+TEST_CASE("snapshots: committed total, viewers counting the subscriber, and mine") {
+  fixture f;
+  REQUIRE_FALSE(f.clap("alice", "a1", 5, 1));
+  REQUIRE_FALSE(f.clap("bob", "a1", 2, 2));
+  f.tick();
+  REQUIRE_FALSE(f.clap("alice", "a1", 1, 3));  // pending: not in a snapshot yet
+  auto s = f.sub(1, "a1", true, "alice");
+  CHECK(s.total == 7);
+  CHECK(s.viewers == 1);
+  CHECK(s.mine == 5);
+  auto home = f.sub(2, "a1", false, "bob");  // not reading: not a viewer
+  CHECK(home.viewers == 1);
+  CHECK(home.mine == 2);
+  auto again = f.sub(1, "a1", true, "alice");  // subscribing again is a no-op
+  CHECK(again.viewers == 1);
+  CHECK(f.eng.subscription_count(1) == 1);
+
+  // Multi-article subscribe is all or nothing.
+  std::vector<claps::snapshot> out;
+  std::vector<std::string_view> bad{"b1", "b 2"};
+  CHECK(f.eng.subscribe(3, bad, true, {}, out) == errc::invalid_article);
+  CHECK(out.empty());
+  CHECK(f.eng.subscription_count(3) == 0);
+  std::vector<std::string_view> good{"b1", "a1", "b1"};
+  REQUIRE_FALSE(f.eng.subscribe(3, good, true, {}, out));
+  CHECK(out.size() == 3);
+  CHECK(f.eng.subscription_count(3) == 2);
+  CHECK(out[1].viewers == 2);
+}
+
+TEST_CASE("subscription limit") {
+  claps::engine_options o;
+  o.max_subscriptions = 3;
+  fixture f(o);
+  f.sub(1, "a1");
+  f.sub(1, "a2");
+  std::vector<claps::snapshot> out;
+  std::vector<std::string_view> two{"a3", "a4"};
+  CHECK(f.eng.subscribe(1, two, true, {}, out) == errc::too_many_subscriptions);
+  CHECK(f.eng.subscription_count(1) == 2);
+  std::vector<std::string_view> dup{"a1", "a3", "a3"};
+  CHECK_FALSE(f.eng.subscribe(1, dup, true, {}, out));
+  claps::snapshot s;
+  CHECK(f.eng.subscribe(1, "a9", true, {}, s) == errc::too_many_subscriptions);
+  f.eng.unsubscribe(1, "a1");
+  CHECK_FALSE(f.eng.subscribe(1, "a9", true, {}, s));
+}
+
+TEST_CASE("viewer changes are updates; unsubscribe stops them") {
+  fixture f;
+  f.sub(1, "a1");
+  f.tick();
+  REQUIRE(f.rec.batches[1].size() == 1);
+  CHECK(f.rec.batches[1][0][0].viewers == 1);
+  f.sub(2, "a1");
+  f.tick();
+  CHECK(f.rec.batches[1].back()[0].viewers == 2);
+  f.eng.unsubscribe(2, "a1");
+  f.eng.unsubscribe(2, "a1");  // unknown pair: ignored
+  f.sub(2, "a1");              // leave and return within a tick: no net change
+  f.rec.clear();
+  f.tick();
+  CHECK(f.rec.batches.empty());
+  f.eng.unsubscribe_all(2);
+  f.tick();
+  CHECK(f.rec.batches[1].back()[0].viewers == 1);
+  CHECK(f.rec.batches.count(2) == 0);
+  CHECK(f.eng.stats().subscribers == 1);
+}
+
+TEST_CASE("a failing store keeps every clap and acknowledges nothing until it recovers") {
+  claps::engine_options o;
+  o.max_pending_ops = 50;
+  fixture f(o);
+  f.sub(1, "a1");
+  f.tick();
+  f.rec.clear();
+  f.st.fail_next = 3;
+  for (int i = 0; i < 20; ++i) REQUIRE_FALSE(f.clap("u" + std::to_string(i), "a1", 1, i));
+  f.tick();
+  CHECK(f.rec.results.empty());
+  CHECK(f.eng.store_error() == errc::store_full);
+  REQUIRE(f.rec.statuses.size() == 1);
+  CHECK(f.rec.batches.empty());  // no update before the batch is durable
+  for (int i = 20; i < 40; ++i) REQUIRE_FALSE(f.clap("u" + std::to_string(i), "a1", 1, i));
+  f.tick();
+  f.tick();
+  CHECK(f.rec.results.empty());
+  CHECK(f.eng.stats().pending_ops == 40);
+  for (int i = 40; i < 50; ++i) REQUIRE_FALSE(f.clap("u" + std::to_string(i), "a1", 1, i));
+  CHECK(f.clap("late", "a1", 1, 99) == errc::unavailable);  // the bound holds
+  CHECK_FALSE(f.eng.idle());
+
+  f.tick();  // the store works again
+  CHECK_FALSE(f.eng.store_error());
+  REQUIRE(f.rec.statuses.size() == 2);
+  CHECK_FALSE(f.rec.statuses[1]);
+  REQUIRE(f.rec.results.size() == 50);
+  for (auto& r : f.rec.results) {
+    CHECK(r.accepted == 1);
+    CHECK(r.total == 50);
+  }
+  CHECK(f.rec.batches[1].back()[0].total == 50);
+  std::int64_t stored = 0;
+  REQUIRE_FALSE(f.backing.read_total("a1", stored));
+  CHECK(stored == 50);
+  CHECK(f.eng.idle());
+  CHECK(f.eng.stats().commit_failures == 3);
+}
+
+TEST_CASE("an asynchronous store: one commit in flight, later claps wait for the next") {
+  fixture f;
+  f.sub(1, "a1");
+  f.tick();
+  f.rec.clear();
+  f.st.defer = true;
+  REQUIRE_FALSE(f.clap("alice", "a1", 2, 1, "op-a"));
+  f.tick();
+  REQUIRE(f.st.holding());
+  CHECK(f.rec.results.empty());
+  REQUIRE_FALSE(f.clap("bob", "a1", 3, 2));
+  REQUIRE_FALSE(f.clap("alice", "a1", 9, 3, "op-a"));  // replay of the op in flight
+  f.tick();  // the commit is still in flight: no second one
+  CHECK(f.st.commits_attempted == 1);  // the subscribe tick had nothing to commit
+  f.st.release();  // completion arrives from the "event loop"
+  REQUIRE(f.rec.results.size() == 2);
+  CHECK(f.rec.result(1)->total == 2);
+  CHECK(f.rec.result(3)->replayed);
+  CHECK(f.rec.result(3)->accepted == 2);
+  CHECK(f.rec.batches[1].back()[0].total == 2);  // emitted at completion
+  f.st.defer = false;
+  f.tick();
+  CHECK(f.rec.result(2)->total == 5);
+  CHECK(f.rec.batches[1].back()[0].total == 5);
+}
+
+TEST_CASE("10k subscribers over 1k articles") {
+  fixture f;
+  std::mt19937 rng(42);
+  std::map<claps::subscriber_id, std::set<int>> watched;
+  std::vector<int> viewers(1000, 0);
+  for (claps::subscriber_id s = 1; s <= 10'000; ++s) {
+    for (int k = 0; k < 5; ++k) {
+      int a = static_cast<int>(rng() % 1000);
+      if (watched[s].insert(a).second) ++viewers[a];
+      f.sub(s, "art-" + std::to_string(a));
+    }
+  }
+  CHECK(f.eng.stats().subscribers == 10'000);
+  f.tick();
+  f.rec.clear();
+  for (int a = 0; a < 1000; ++a) REQUIRE_FALSE(f.clap("u", "art-" + std::to_string(a), 1, a));
+  f.tick();
+  CHECK(f.rec.encodes == 1000);
+  REQUIRE(f.rec.batches.size() == 10'000);
+  for (auto& [sub, batches] : f.rec.batches) {
+    REQUIRE(batches.size() == 1);  // one batch per subscriber per tick
+    CHECK(batches[0].size() == watched[sub].size());
+    for (auto& item : batches[0]) {
+      int a = std::stoi(item.article.substr(4));
+      CHECK(item.viewers == static_cast<std::uint32_t>(viewers[a]));
+      CHECK(item.total == 1);
+    }
+  }
+  for (claps::subscriber_id s = 1; s <= 5'000; ++s) {
+    for (int a : watched[s]) --viewers[a];
+    f.eng.unsubscribe_all(s);
+  }
+  claps::snapshot snap;
+  for (int a = 0; a < 1000; a += 97) {
+    REQUIRE_FALSE(f.eng.read("art-" + std::to_string(a), {}, snap));
+    CHECK(snap.viewers == static_cast<std::uint32_t>(viewers[a]));
+  }
+  CHECK(f.eng.stats().subscribers == 5'000);
+}
+
+TEST_CASE("idle articles and clean tallies are evicted from memory and reloaded from the store") {
+  claps::engine_options o;
+  o.article_cache = 10;
+  o.tally_cache = 10;
+  fixture f(o);
+  for (int i = 0; i < 100; ++i) REQUIRE_FALSE(f.clap("u" + std::to_string(i % 7), "a" + std::to_string(i), 1, i));
+  f.tick();
+  f.tick();
+  CHECK(f.eng.stats().articles_cached <= 10);
+  // Reloaded state is intact, and the cap still holds through a reload.
+  REQUIRE_FALSE(f.clap("u0", "a0", 50, 1000));
+  f.tick();
+  CHECK(f.rec.result(1000)->accepted == 49);
+  CHECK(f.rec.result(1000)->total == 50);
+}
+
+TEST_CASE("options are validated") {
+  claps::engine_options o;
+  CHECK_FALSE(claps::validate(o));
+  o.tick = claps::millis(0);
+  CHECK(claps::validate(o));
+  o.tick = claps::millis(1001);
+  CHECK(claps::validate(o));
+  o.tick = claps::millis(25);
+  o.clap_cap = 0;
+  CHECK(claps::validate(o));
+}
+
+TEST_CASE("the deadline moves one tick at a time and never builds a backlog") {
+  fixture f;
+  auto d = f.eng.next_deadline();
+  CHECK(d == t0() + claps::millis(25));
+  f.eng.advance(d - claps::millis(1));
+  CHECK(f.eng.next_deadline() == d);
+  CHECK(f.eng.stats().ticks == 0);
+  f.eng.advance(d + claps::millis(1000));  // a long stall: one tick, then onwards from now
+  CHECK(f.eng.stats().ticks == 1);
+  CHECK(f.eng.next_deadline() == d + claps::millis(1025));
+}

@@ -1,0 +1,136 @@
+// Test helpers: a store wrapper that injects faults or defers completion
+// around a real store, and a recorder of engine callbacks (nghttp2-style
+// accumulators rather than mocks).
+#pragma once
+
+#include <claps/claps.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace claps_test {
+
+using namespace std::chrono_literals;
+
+inline claps::timestamp t0() { return claps::timestamp(claps::millis(1'700'000'000'000)); }
+
+// Forwards to a real store; can fail the next N commits, or hold commits
+// until release() is called (a networked store's asynchronous completion).
+class faulty_store final : public claps::store {
+public:
+  explicit faulty_store(claps::store& inner) : inner_(inner) {}
+
+  int fail_next = 0;
+  std::error_code fail_with = claps::make_error_code(claps::errc::store_full);
+  bool defer = false;
+  int commits_attempted = 0;
+  int commits_succeeded = 0;
+  std::vector<std::size_t> batch_totals;  // totals per attempted batch
+
+  std::error_code read_total(std::string_view a, std::int64_t& t) override {
+    return inner_.read_total(a, t);
+  }
+  std::error_code read_tally(std::string_view u, std::string_view a, std::int32_t& c) override {
+    return inner_.read_tally(u, a, c);
+  }
+  std::error_code read_op(std::string_view u, std::string_view o, claps::stored_op& out,
+                          bool& found) override {
+    return inner_.read_op(u, o, out, found);
+  }
+  void commit(const claps::commit_batch& batch, claps::commit_handler done) override {
+    ++commits_attempted;
+    batch_totals.push_back(batch.totals.size());
+    if (fail_next > 0) {
+      --fail_next;
+      done(fail_with, claps::durability::local);
+      return;
+    }
+    if (defer) {
+      // Keep the batch's effect for release(): apply now, acknowledge later.
+      inner_.commit(batch, [this, done](std::error_code ec, claps::durability d) {
+        held_ = [done, ec, d] { done(ec, d); };
+      });
+      return;
+    }
+    inner_.commit(batch, [this, done](std::error_code ec, claps::durability d) {
+      if (!ec) ++commits_succeeded;
+      done(ec, d);
+    });
+  }
+  bool holding() const { return static_cast<bool>(held_); }
+  void release() {
+    auto h = std::move(held_);
+    held_ = nullptr;
+    ++commits_succeeded;
+    h();
+  }
+
+private:
+  claps::store& inner_;
+  std::function<void()> held_;
+};
+
+struct recorded_result {
+  std::uint64_t cookie;
+  std::string article;
+  std::int32_t accepted;
+  std::int64_t total;
+  std::int32_t mine;
+  bool replayed;
+};
+
+struct recorded_item {
+  std::string article;
+  std::int64_t total;
+  std::uint32_t viewers;
+  std::string encoded;
+};
+
+// Records everything an engine emits.
+struct recorder {
+  std::vector<recorded_result> results;
+  std::map<claps::subscriber_id, std::vector<std::vector<recorded_item>>> batches;
+  std::vector<std::vector<recorded_item>> ticks;  // tick_updates per emission
+  int encodes = 0;
+  std::vector<std::error_code> statuses;
+
+  claps::engine_callbacks callbacks() {
+    claps::engine_callbacks cb;
+    cb.encode = [this](const claps::article_update& u, std::string& out) {
+      ++encodes;
+      out = std::string(u.article) + "=" + std::to_string(u.total) + "/" + std::to_string(u.viewers);
+    };
+    cb.deliver = [this](claps::subscriber_id sub, std::span<const claps::article_update* const> us) {
+      std::vector<recorded_item> items;
+      for (auto* u : us)
+        items.push_back({std::string(u->article), u->total, u->viewers, std::string(u->encoded)});
+      batches[sub].push_back(std::move(items));
+    };
+    cb.tick_updates = [this](std::span<const claps::article_update> us) {
+      std::vector<recorded_item> items;
+      for (auto& u : us) items.push_back({std::string(u.article), u.total, u.viewers, std::string(u.encoded)});
+      ticks.push_back(std::move(items));
+    };
+    cb.result = [this](const claps::op_result& r) {
+      results.push_back({r.cookie, std::string(r.article), r.accepted, r.total, r.mine, r.replayed});
+    };
+    cb.store_status = [this](std::error_code ec) { statuses.push_back(ec); };
+    return cb;
+  }
+
+  void clear() {
+    results.clear();
+    batches.clear();
+    ticks.clear();
+    encodes = 0;
+  }
+
+  const recorded_result* result(std::uint64_t cookie) const {
+    for (auto& r : results)
+      if (r.cookie == cookie) return &r;
+    return nullptr;
+  }
+};
+
+} // namespace claps_test
