@@ -1,0 +1,53 @@
+# Thin wrapper over CMake/CTest. `make demo` runs the product, `make test` the
+# whole suite; both install what is missing first (scripts/deps.sh).
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+JOBS ?= $(shell nproc)
+PORT ?= 8080
+CMAKE_FLAGS ?=
+
+.PHONY: all build test test-unit test-asan demo demo-cluster bench clean deps
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+build: deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j$(JOBS)
+
+# The whole suite through ctest, then the unit tests once more under
+# AddressSanitizer + UBSan so every run proves the core clean.
+test:
+	@scripts/deps.sh test
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j$(JOBS)
+	ctest --test-dir $(BUILD) --output-on-failure --timeout 600
+	$(MAKE) test-asan
+
+test-asan:
+	cmake -S . -B $(ASAN_BUILD) -DCLAPS_SANITIZE=ON -DCLAPS_SERVER=OFF -DCLAPS_REDIS=OFF \
+	  -DCLAPS_BENCHMARKS=OFF -DCLAPS_EXAMPLES=OFF -DCMAKE_BUILD_TYPE=Debug
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	ctest --test-dir $(ASAN_BUILD) -L unit --output-on-failure
+
+test-unit: build
+	ctest --test-dir $(BUILD) -L unit --output-on-failure
+
+# Runs clapsd with the demo web app on http://127.0.0.1:$(PORT); Ctrl-C stops it.
+demo: build
+	@if [ -x $(BUILD)/server/clapsd ]; then \
+	  exec $(BUILD)/server/clapsd --listen 127.0.0.1:$(PORT) --data-dir data; \
+	else \
+	  exec $(BUILD)/examples/lmdb_claps data-example; \
+	fi
+
+bench:
+	@scripts/deps.sh bench
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j$(JOBS)
+	benchmarks/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what `make` needs and is missing: Debian packages (apt-get, with sudo
+# when not root) and the npm packages of package.json (tests and benchmark peers).
+# Usage: scripts/deps.sh build|test|bench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+what=${1:-build}
+build_pkgs=(cmake g++ make pkg-config libuv1-dev libwebsockets-dev liblmdb-dev libcxxopts-dev
+            doctest-dev libsimdjson-dev libjwt-dev libhiredis-dev)
+test_pkgs=(redis-server redis-sentinel chromium)
+bench_pkgs=(gnuplot-nox)
+
+pkgs=("${build_pkgs[@]}")
+case "$what" in
+  build) ;;
+  test) pkgs+=("${test_pkgs[@]}") ;;
+  bench) pkgs+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ "$what" != build ]; then
+  if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 18 ]; then
+    echo "deps: Node.js >= 18 is required for the tests (see README.md)" >&2
+    exit 1
+  fi
+  # npm ci when node_modules is missing or older than the lock file.
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    echo "deps: installing npm packages"
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+fi
