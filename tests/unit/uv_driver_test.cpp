@@ -1,0 +1,91 @@
+#include "test_support.hpp"
+
+#include <claps/lmdb.hpp>
+#include <claps/uv.hpp>
+
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+TEST_CASE("uv_driver ticks an engine on a real loop until its results arrive") {
+  char tmpl[] = "/tmp/claps-uv-XXXXXX";
+  REQUIRE(mkdtemp(tmpl));
+  claps::lmdb_options options;
+  options.path = tmpl;
+  std::error_code ec;
+  auto store = claps::lmdb_store::open(options, ec);
+  REQUIRE(store);
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct state {
+    int results = 0;
+    long long total = 0;
+    int updates = 0;
+    bool timed_out = false;
+  } s;
+  claps::engine_callbacks cb;
+  cb.result = [&](const claps::op_result& r) {
+    ++s.results;
+    s.total = r.total;
+  };
+  cb.deliver = [&](claps::subscriber_id, std::span<const claps::article_update* const> us) {
+    s.updates += static_cast<int>(us.size());
+  };
+  claps::engine_options eo;
+  eo.tick = claps::millis(5);
+  claps::engine engine(*store, eo, cb, claps::uv_driver::now());
+  {
+    claps::uv_driver driver(&loop, engine);
+    claps::snapshot snap;
+    REQUIRE_FALSE(engine.subscribe(1, "uv-a", true, {}, snap));
+    for (int i = 0; i < 10; ++i) {
+      std::string user = "u" + std::to_string(i);
+      claps::clap_request r;
+      r.user = user;
+      r.article = "uv-a";
+      r.cookie = static_cast<std::uint64_t>(i);
+      REQUIRE_FALSE(engine.clap(r));
+    }
+    // Run the loop until all ten results arrived, with a generous deadline.
+    struct guard_ctx {
+      state* s;
+      claps::uv_driver* d;
+    } ctx{&s, &driver};
+    uv_timer_t poll;
+    uv_timer_init(&loop, &poll);
+    poll.data = &ctx;
+    const auto started = claps::uv_driver::now();
+    uv_timer_start(&poll, [](uv_timer_t* t) {
+      auto* c = static_cast<guard_ctx*>(t->data);
+      bool done = c->s->results == 10 && c->s->updates > 0;
+      if (done) {
+        c->d->stop();
+        uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
+      }
+    }, 1, 1);
+    uv_timer_t deadline;
+    uv_timer_init(&loop, &deadline);
+    deadline.data = &ctx;
+    uv_timer_start(&deadline, [](uv_timer_t* t) {
+      auto* c = static_cast<guard_ctx*>(t->data);
+      c->s->timed_out = true;
+      uv_stop(t->loop);
+    }, 10'000, 0);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&deadline));  // does not keep the loop alive
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_close(reinterpret_cast<uv_handle_t*>(&deadline), nullptr);
+    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll)))
+      uv_close(reinterpret_cast<uv_handle_t*>(&poll), nullptr);
+    CHECK(claps::uv_driver::now() >= started);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);  // closes the driver's timer
+  CHECK(uv_loop_close(&loop) == 0);
+  CHECK_FALSE(s.timed_out);
+  CHECK(s.results == 10);
+  CHECK(s.total == 10);
+  CHECK(s.updates >= 1);
+  store.reset();
+  std::filesystem::remove_all(tmpl);
+}
