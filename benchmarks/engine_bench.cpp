@@ -1,0 +1,350 @@
+// engine_bench - in-process throughput of the libclaps engine (issue 2).
+//
+//   engine_bench [--json FILE] [--data-dir DIR] [--quick]
+//
+// Measures, through the public headers only:
+//   intake   clap() calls per second into the coalescer with memory_store and
+//            lmdb_store: the whole call (id validation, cap lookup, op-id
+//            check), with enough distinct users that none reaches the cap;
+//            ticks run every 50k claps and are timed separately;
+//   fan-out  update deliveries per second to 10k in-memory subscribers over 1k
+//            articles (uniform: 10 per article, one changed article each;
+//            hot: all on one article; timeline: 50 articles each), with both
+//            stores; a delivery appends the shared encodings to the
+//            subscriber's buffer, as a server would build its frame;
+//   commit   lmdb_store (fsync on) committing a 1k-article tick: median, p99.
+// Run it pinned to one core (taskset -c 0) for the "one core" figures.
+#include <claps/claps.hpp>
+#include <claps/lmdb.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point start) {
+  return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+double percentile(std::vector<double> values, double q) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const auto index = static_cast<std::size_t>(q * static_cast<double>(values.size() - 1) + 0.5);
+  return values[std::min(index, values.size() - 1)];
+}
+
+std::vector<std::string> numbered(const char* prefix, std::size_t count) {
+  std::vector<std::string> out;
+  out.reserve(count);
+  for (std::size_t i = 0; i < count; ++i) out.push_back(prefix + std::to_string(i));
+  return out;
+}
+
+// A store factory: memory, or LMDB with fsync in a fresh directory.
+struct store_maker {
+  std::string name;
+  std::function<std::unique_ptr<claps::store>()> make;
+};
+
+struct intake_result {
+  std::string store;
+  bool op_ids = false;
+  std::size_t claps = 0;
+  double clap_seconds = 0;
+  double tick_seconds = 0;
+  std::size_t ticks = 0;
+  std::uint64_t accepted = 0;
+  std::size_t errors = 0;
+};
+
+constexpr std::size_t intake_users = 1000;
+constexpr std::size_t intake_articles = 1000;
+constexpr std::size_t claps_per_tick = 50'000;  // under the default max_pending_ops
+
+intake_result run_intake(const store_maker& maker, std::size_t claps, bool with_op_ids,
+                         const std::vector<std::string>& users, const std::vector<std::string>& articles,
+                         const std::vector<std::string>& op_ids) {
+  intake_result r;
+  r.store = maker.name;
+  r.op_ids = with_op_ids;
+  r.claps = claps;
+  auto store = maker.make();
+  claps::engine_callbacks callbacks;
+  std::uint64_t accepted = 0;
+  callbacks.result = [&](const claps::op_result& result) { accepted += static_cast<std::uint64_t>(result.accepted); };
+  claps::timestamp now{claps::millis(1'700'000'000'000)};
+  claps::engine engine(*store, claps::engine_options{}, callbacks, now);
+  claps::clap_request request;
+  for (std::size_t begin = 0; begin < claps; begin += claps_per_tick) {
+    const std::size_t end = std::min(claps, begin + claps_per_tick);
+    const auto start = clock_type::now();
+    for (std::size_t i = begin; i < end; ++i) {
+      // Consecutive claps hit different users and articles; each (user,
+      // article) pair gets claps / 1M claps, far below the cap.
+      const std::size_t user = i % intake_users;
+      request.user = users[user];
+      request.article = articles[(i / intake_users + user * 7) % intake_articles];
+      request.op_id = with_op_ids ? std::string_view(op_ids[i]) : std::string_view();
+      request.cookie = i;
+      if (engine.clap(request)) ++r.errors;
+    }
+    r.clap_seconds += seconds_since(start);
+    now += claps::millis(25);
+    const auto tick_start = clock_type::now();
+    engine.advance(now);
+    r.tick_seconds += seconds_since(tick_start);
+    ++r.ticks;
+  }
+  r.accepted = accepted;
+  return r;
+}
+
+struct fanout_result {
+  std::string store;
+  std::string layout;
+  std::size_t subscribers = 0;
+  std::size_t ticks = 0;
+  std::uint64_t deliveries = 0;
+  std::uint64_t updates = 0;
+  std::uint64_t bytes = 0;
+  double seconds = 0;
+  std::vector<double> tick_ms;
+};
+
+enum class layout { uniform, hot, timeline };
+
+fanout_result run_fanout(const store_maker& maker, layout shape, std::size_t ticks,
+                         const std::vector<std::string>& articles) {
+  constexpr std::size_t subscribers = 10'000;
+  fanout_result r;
+  r.store = maker.name;
+  r.layout = shape == layout::uniform ? "uniform" : shape == layout::hot ? "hot" : "timeline";
+  r.subscribers = subscribers;
+  auto store = maker.make();
+  std::vector<std::string> inbox(subscribers);
+  for (auto& frame : inbox) frame.reserve(256);
+  claps::engine_callbacks callbacks;
+  callbacks.encode = [](const claps::article_update& u, std::string& out) {
+    char buffer[256];
+    const int n = std::snprintf(buffer, sizeof buffer, R"({"article":"%.*s","total":%lld,"viewers":%u})",
+                                static_cast<int>(u.article.size()), u.article.data(),
+                                static_cast<long long>(u.total), u.viewers);
+    out.assign(buffer, static_cast<std::size_t>(n));
+  };
+  callbacks.deliver = [&](claps::subscriber_id sub, std::span<const claps::article_update* const> updates) {
+    // What a server does per subscriber: build one frame from the shared encodings.
+    std::string& frame = inbox[sub];
+    frame.assign(R"({"type":"counts","counts":[)");
+    for (std::size_t i = 0; i < updates.size(); ++i) {
+      if (i) frame += ',';
+      frame += updates[i]->encoded;
+    }
+    frame += "]}";
+    ++r.deliveries;
+    r.updates += updates.size();
+    r.bytes += frame.size();
+  };
+  claps::timestamp now{claps::millis(1'700'000'000'000)};
+  claps::engine engine(*store, claps::engine_options{}, callbacks, now);
+  claps::snapshot snap;
+  for (std::size_t s = 0; s < subscribers; ++s) {
+    if (shape == layout::uniform) {
+      engine.subscribe(s, articles[s % articles.size()], true, {}, snap);
+    } else if (shape == layout::hot) {
+      engine.subscribe(s, articles[0], true, {}, snap);
+    } else {
+      for (std::size_t k = 0; k < 50; ++k) engine.subscribe(s, articles[(s * 37 + k * 20) % articles.size()], true, {}, snap);
+    }
+  }
+  // The subscriptions themselves changed viewer counts: flush that tick first.
+  now += claps::millis(25);
+  engine.advance(now);
+  const auto base_deliveries = r.deliveries;
+  const auto base_updates = r.updates;
+  r.deliveries = r.updates = r.bytes = 0;
+  (void)base_deliveries;
+  (void)base_updates;
+
+  const auto users = numbered("f", 40 * articles.size());
+  claps::clap_request request;
+  for (std::size_t t = 0; t < ticks; ++t) {
+    // One clap per article (hot: on the hot article), from users that rotate
+    // every tick so nobody nears the cap.
+    const std::size_t changed = shape == layout::hot ? 1 : articles.size();
+    for (std::size_t a = 0; a < changed; ++a) {
+      request.user = users[(t % 40) * articles.size() + a];
+      request.article = articles[a];
+      engine.clap(request);
+    }
+    now += claps::millis(25);
+    const auto start = clock_type::now();
+    engine.advance(now);
+    const double elapsed = seconds_since(start);
+    r.seconds += elapsed;
+    r.tick_ms.push_back(elapsed * 1e3);
+  }
+  r.ticks = ticks;
+  return r;
+}
+
+struct commit_result {
+  std::size_t commits = 0;
+  std::vector<double> ms;
+};
+
+commit_result run_lmdb_commits(const std::string& dir, std::size_t commits) {
+  commit_result r;
+  std::error_code ec;
+  claps::lmdb_options options;
+  options.path = dir;
+  auto store = claps::lmdb_store::open(options, ec);
+  if (!store) {
+    std::fprintf(stderr, "engine_bench: lmdb open: %s\n", ec.message().c_str());
+    return r;
+  }
+  const auto articles = numbered("a", 1000);
+  std::vector<std::string> users, ops;
+  std::vector<claps::article_total> totals(1000);
+  std::vector<claps::user_tally> tallies(1000);
+  std::vector<claps::op_record> records(1000);
+  claps::timestamp now{claps::millis(1'700'000'000'000)};
+  for (std::size_t c = 0; c < commits; ++c) {
+    users.clear();
+    ops.clear();
+    for (std::size_t a = 0; a < 1000; ++a) {
+      users.push_back("c" + std::to_string(c) + "-" + std::to_string(a));
+      ops.push_back("o" + std::to_string(c) + "-" + std::to_string(a));
+    }
+    for (std::size_t a = 0; a < 1000; ++a) {
+      totals[a] = {articles[a], static_cast<std::int64_t>(c + 1)};
+      tallies[a] = {users[a], articles[a], 1};
+      records[a] = {users[a], ops[a], articles[a], 1, 1, now + claps::millis(15 * 60 * 1000)};
+    }
+    claps::commit_batch batch{totals, tallies, records, now};
+    const auto start = clock_type::now();
+    bool ok = false;
+    store->commit(batch, [&](std::error_code e, claps::durability) { ok = !e; });
+    r.ms.push_back(seconds_since(start) * 1e3);
+    if (!ok) std::fprintf(stderr, "engine_bench: commit %zu failed\n", c);
+    now += claps::millis(25);
+  }
+  r.commits = commits;
+  return r;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::string json_path;
+  std::string data_root = std::filesystem::temp_directory_path().string();
+  bool quick = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--json" && i + 1 < argc) json_path = argv[++i];
+    else if (arg == "--data-dir" && i + 1 < argc) data_root = argv[++i];
+    else if (arg == "--quick") quick = true;
+    else {
+      std::fprintf(stderr, "usage: engine_bench [--json FILE] [--data-dir DIR] [--quick]\n");
+      return 2;
+    }
+  }
+  std::string root_template = data_root + "/engine_bench-XXXXXX";
+  if (!mkdtemp(root_template.data())) {
+    std::perror("engine_bench: mkdtemp");
+    return 1;
+  }
+  const std::string root = root_template;
+  std::size_t lmdb_dirs = 0;
+  const store_maker memory{"memory", [] { return std::make_unique<claps::memory_store>(); }};
+  const store_maker lmdb{"lmdb", [&]() -> std::unique_ptr<claps::store> {
+    std::error_code ec;
+    claps::lmdb_options options;
+    options.path = root + "/env" + std::to_string(lmdb_dirs++);
+    auto store = claps::lmdb_store::open(options, ec);
+    if (!store) {
+      std::fprintf(stderr, "engine_bench: lmdb open: %s\n", ec.message().c_str());
+      std::exit(1);
+    }
+    return store;
+  }};
+
+  const std::size_t intake_claps = quick ? 500'000 : 4'000'000;
+  const std::size_t intake_op_claps = quick ? 250'000 : 2'000'000;
+  const std::size_t fanout_ticks = quick ? 40 : 200;
+  const std::size_t commits = quick ? 50 : 300;
+  const auto users = numbered("u", intake_users);
+  const auto articles = numbered("a", intake_articles);
+  const auto op_ids = numbered("o", intake_op_claps);
+
+  std::vector<intake_result> intakes;
+  for (const auto* maker : {&memory, &lmdb}) {
+    intakes.push_back(run_intake(*maker, intake_claps, false, users, articles, op_ids));
+    intakes.push_back(run_intake(*maker, intake_op_claps, true, users, articles, op_ids));
+  }
+  std::vector<fanout_result> fanouts;
+  for (const auto* maker : {&memory, &lmdb})
+    for (const auto shape : {layout::uniform, layout::hot, layout::timeline})
+      fanouts.push_back(run_fanout(*maker, shape, fanout_ticks, articles));
+  const commit_result commit = run_lmdb_commits(root + "/commits", commits);
+  std::error_code ignored;
+  std::filesystem::remove_all(root, ignored);
+
+  std::printf("intake (clap() calls; ticks every %zu claps timed apart)\n", claps_per_tick);
+  std::printf("  %-7s %-8s %10s %14s %16s %10s\n", "store", "op ids", "claps", "claps/s", "incl. ticks/s", "errors");
+  for (const auto& r : intakes)
+    std::printf("  %-7s %-8s %10zu %14.0f %16.0f %10zu\n", r.store.c_str(), r.op_ids ? "yes" : "no", r.claps,
+                r.claps / r.clap_seconds, r.claps / (r.clap_seconds + r.tick_seconds), r.errors);
+  std::printf("fan-out (10k subscribers, 1k articles; one tick = advance() incl. commit)\n");
+  std::printf("  %-7s %-9s %16s %14s %12s %12s\n", "store", "layout", "deliveries/s", "updates/s", "tick p50 ms", "tick p99 ms");
+  for (const auto& r : fanouts)
+    std::printf("  %-7s %-9s %16.0f %14.0f %12.3f %12.3f\n", r.store.c_str(), r.layout.c_str(), r.deliveries / r.seconds,
+                r.updates / r.seconds, percentile(r.tick_ms, 0.5), percentile(r.tick_ms, 0.99));
+  std::printf("lmdb_store commit of a 1k-article tick (1k totals, 1k tallies, 1k op records, fsync): "
+              "median %.3f ms, p99 %.3f ms over %zu commits\n",
+              percentile(commit.ms, 0.5), percentile(commit.ms, 0.99), commit.commits);
+
+  if (!json_path.empty()) {
+    std::FILE* f = std::fopen(json_path.c_str(), "w");
+    if (!f) {
+      std::perror("engine_bench: json");
+      return 1;
+    }
+    std::fprintf(f, "{\n  \"quick\": %s,\n  \"intake\": [\n", quick ? "true" : "false");
+    for (std::size_t i = 0; i < intakes.size(); ++i) {
+      const auto& r = intakes[i];
+      std::fprintf(f,
+                   "    {\"store\": \"%s\", \"op_ids\": %s, \"claps\": %zu, \"claps_per_s\": %.0f, "
+                   "\"claps_per_s_including_ticks\": %.0f, \"ticks\": %zu, \"accepted\": %llu, \"errors\": %zu}%s\n",
+                   r.store.c_str(), r.op_ids ? "true" : "false", r.claps, r.claps / r.clap_seconds,
+                   r.claps / (r.clap_seconds + r.tick_seconds), r.ticks, static_cast<unsigned long long>(r.accepted),
+                   r.errors, i + 1 < intakes.size() ? "," : "");
+    }
+    std::fprintf(f, "  ],\n  \"fanout\": [\n");
+    for (std::size_t i = 0; i < fanouts.size(); ++i) {
+      const auto& r = fanouts[i];
+      std::fprintf(f,
+                   "    {\"store\": \"%s\", \"layout\": \"%s\", \"subscribers\": %zu, \"ticks\": %zu, "
+                   "\"deliveries\": %llu, \"deliveries_per_s\": %.0f, \"updates_per_s\": %.0f, "
+                   "\"tick_ms_p50\": %.4f, \"tick_ms_p99\": %.4f}%s\n",
+                   r.store.c_str(), r.layout.c_str(), r.subscribers, r.ticks,
+                   static_cast<unsigned long long>(r.deliveries), r.deliveries / r.seconds, r.updates / r.seconds,
+                   percentile(r.tick_ms, 0.5), percentile(r.tick_ms, 0.99), i + 1 < fanouts.size() ? "," : "");
+    }
+    std::fprintf(f, "  ],\n  \"lmdb_commit_1k\": {\"commits\": %zu, \"median_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f}\n}\n",
+                 commit.commits, percentile(commit.ms, 0.5), percentile(commit.ms, 0.99),
+                 commit.ms.empty() ? 0.0 : *std::max_element(commit.ms.begin(), commit.ms.end()));
+    std::fclose(f);
+  }
+  return 0;
+}

@@ -1,0 +1,186 @@
+// load_generator.hpp - one benchmark run: connect, subscribe, clap, measure.
+//
+// One thread, one epoll set, non-blocking sockets. Phases:
+//   connect  open viewers (then clappers) at viewers/ramp per second, at most
+//            `connect_concurrency` handshakes in flight;
+//   settle   one second for the server to finish announcing viewer counts;
+//   measure  `duration` seconds: clappers clap, server CPU/syscalls are sampled
+//            at both ends, frames and updates are counted;
+//   drain    clapping stops; wait (bounded) for outstanding acks and for every
+//            viewer to see every acknowledged clap.
+#pragma once
+
+#include "latency.hpp"
+#include "wire.hpp"
+
+#include <netinet/in.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace claps::loadgen {
+
+enum class distribution : std::uint8_t { uniform, hot, zipf };
+
+struct run_options {
+  ws_url url;
+  wire_protocol protocol = wire_protocol::claps;
+  std::uint32_t viewers = 0;
+  std::uint32_t articles = 1;
+  distribution spread = distribution::hot;
+  std::uint32_t subscriptions_per_conn = 1;
+  std::uint32_t clappers = 0;
+  double clap_rate = 0;            // claps/s in total; 0 = as fast as acks return
+  std::uint32_t inflight = 32;     // per clapper when clap_rate == 0
+  double per_conn_rate = 19;       // cap per clapper connection when clap_rate > 0
+  std::uint32_t user_claps = 45;   // claps per user per article before rotating the user
+  double duration_s = 10;
+  double ramp_s = 0;
+  double settle_s = 1;
+  double drain_s = 5;
+  std::uint32_t connect_concurrency = 512;
+  double tick_ms = 25;             // for the frames-per-tick check
+  std::vector<in_addr> source_ips;
+  pid_t server_pid = 0;
+  bool count_syscalls = true;
+  bool progress = true;
+  std::uint64_t seed = 1;
+};
+
+struct run_results {
+  std::uint32_t connections = 0;          // open at the end of the measure phase
+  std::uint32_t connections_wanted = 0;
+  std::uint64_t connect_failures = 0;
+  double connect_s = 0;                   // first connect to last viewer subscribed
+  double connect_rate = 0;                // viewers subscribed per second
+  std::uint64_t claps_sent = 0;
+  std::uint64_t claps_acked = 0;
+  std::uint64_t claps_accepted = 0;       // sum of accepted counts
+  std::uint64_t claps_unsent = 0;         // open-loop slots with no clapper free
+  std::uint64_t claps_unacked = 0;        // still without ack or error after the drain
+  std::uint64_t claps_refused_by_cap = 0; // acks with accepted <= 0 (should stay 0)
+  std::uint64_t user_rotations = 0;
+  double accepted_per_s = 0;
+  std::uint64_t frames_received = 0;      // every WebSocket message, measure window
+  std::uint64_t update_frames = 0;        // counts frames, measure window
+  std::uint64_t updates_received = 0;     // count items, measure window
+  double frames_per_s = 0;
+  double updates_per_s = 0;
+  std::uint64_t sub_tick_pairs = 0;       // two updates on one connection < tick/2 apart
+  std::uint64_t errors = 0;
+  std::map<std::string, std::uint64_t> errors_by_kind;
+  latency_histogram ack_latency;
+  std::uint64_t latency_pairs_expected = 0;
+  std::uint64_t latency_ring_overflows = 0;
+  double window_s = 0;
+  std::optional<std::uint64_t> server_rss_kb_before, server_rss_kb;
+  std::optional<double> server_cpu_s;
+  std::optional<std::uint64_t> server_syscalls;
+  std::string syscalls_note;
+  double loadgen_cpu_s = 0;
+};
+
+class load_generator {
+public:
+  explicit load_generator(run_options options);
+  ~load_generator();
+  load_generator(const load_generator&) = delete;
+  load_generator& operator=(const load_generator&) = delete;
+
+  /// Runs all phases; false when the run could not start at all.
+  bool run(run_results& results);
+  const latency_tracker& latency() const noexcept { return tracker_; }
+
+private:
+  enum class conn_state : std::uint8_t { idle, connecting, handshaking, opening, subscribing, ready, closed };
+  enum class conn_role : std::uint8_t { viewer, clapper };
+  struct connection {
+    int fd = -1;
+    conn_state state = conn_state::idle;
+    conn_role role = conn_role::viewer;
+    bool dirty = false;     // has bytes in `out` queued this iteration
+    bool want_out = false;  // registered for EPOLLOUT
+    bool rotating = false;  // clapper waits for its acks, then reconnects as a new user
+    std::uint32_t index = 0;       // viewer or clapper number
+    std::uint32_t generation = 0;  // user rotation count
+    std::uint32_t inflight = 0;
+    std::uint32_t last_update_us = 0;
+    double tokens = 0;
+    std::uint32_t tokens_at_us = 0;
+    std::string in;
+    std::string out;
+    std::string fragments;
+    std::vector<std::pair<std::uint32_t, latency_tracker::sub_id>> subs;  // (article, sub)
+    std::unordered_map<std::uint32_t, std::uint32_t> user_claps;  // article -> claps of this user
+  };
+  struct outstanding_clap {
+    std::uint32_t sent_us;
+    std::uint32_t article;
+    std::uint32_t conn;
+  };
+  enum class phase : std::uint8_t { connect, settle, measure, drain, done };
+
+  std::uint32_t now_us() const;
+  std::uint32_t pick_article();
+  void open_connection(std::uint32_t conn);
+  void close_connection(std::uint32_t conn, std::string_view error_kind);
+  void on_event(std::uint32_t conn, std::uint32_t events);
+  void on_connected(std::uint32_t conn);
+  void on_readable(std::uint32_t conn);
+  bool on_handshake_bytes(std::uint32_t conn);
+  bool on_frames(std::uint32_t conn);
+  void on_message(std::uint32_t conn, std::string_view payload);
+  void on_open(std::uint32_t conn);   // WebSocket (and Socket.IO namespace) is up
+  void send_message(std::uint32_t conn, std::string_view payload, ws_opcode opcode = ws_opcode::text);
+  void flush(std::uint32_t conn);
+  void flush_dirty();
+  bool try_clap(std::uint32_t conn);
+  void clap_open_loop();
+  void fill_closed_loop(std::uint32_t conn);
+  void finish_rotation(std::uint32_t conn);
+  void count_error(std::string_view kind);
+  void print_progress(phase current, double elapsed_s);
+  bool all_settled() const;
+
+  run_options options_;
+  run_results* results_ = nullptr;
+  int epoll_fd_ = -1;
+  sockaddr_in server_addr_{};
+  std::vector<connection> conns_;
+  std::vector<std::uint32_t> dirty_;
+  std::vector<std::vector<std::string>> viewer_articles_;
+  std::vector<std::string> article_names_;
+  std::vector<double> zipf_cdf_;
+  latency_tracker tracker_;
+  message_decoder decoder_;
+  decoded_message message_;
+  std::string scratch_;
+  std::unordered_map<std::uint64_t, outstanding_clap> outstanding_;
+  std::mt19937_64 rng_;
+  std::uint64_t next_op_seq_ = 1;
+  std::uint64_t start_ns_ = 0;
+  std::uint32_t viewers_ready_ = 0;
+  std::uint32_t clappers_ready_ = 0;
+  std::uint32_t handshakes_in_flight_ = 0;
+  std::uint32_t next_clapper_ = 0;
+  phase phase_ = phase::connect;
+  bool counting_ = false;   // inside the measure window
+  bool clapping_ = false;
+  std::uint32_t first_connect_us_ = 0;
+  std::uint32_t last_viewer_ready_us_ = 0;
+  std::uint64_t frames_total_ = 0;
+  std::uint64_t accepted_in_window_ = 0;
+  std::uint32_t measure_start_us_ = 0;
+  std::uint64_t claps_scheduled_ = 0;
+  std::uint64_t progress_frames_ = 0;
+  double progress_at_s_ = 0;
+  std::string clap_payload_;
+};
+
+} // namespace claps::loadgen
