@@ -1,0 +1,613 @@
+// lmdb_store on real LMDB files in a fresh temporary directory per test.
+#include <claps/engine.hpp>
+#include <claps/error.hpp>
+#include <claps/lmdb.hpp>
+
+#include <doctest/doctest.h>
+#include <lmdb.h>
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using claps::errc;
+using claps::timestamp;
+
+// A directory made with mkdtemp and removed with everything in it.
+class temp_dir {
+public:
+  temp_dir() {
+    char pattern[] = "/tmp/claps-lmdb-test-XXXXXX";
+    const char* made = ::mkdtemp(pattern);
+    REQUIRE(made != nullptr);
+    path_ = made;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string env() const { return path_ + "/env"; }
+
+private:
+  std::string path_;
+};
+
+const timestamp t0{claps::millis{1'790'000'000'000}};
+
+std::unique_ptr<claps::lmdb_store> open_store(claps::lmdb_options options) {
+  std::error_code ec;
+  auto store = claps::lmdb_store::open(options, ec);
+  INFO("open: " << ec.message());
+  REQUIRE_FALSE(ec);
+  REQUIRE(store != nullptr);
+  return store;
+}
+
+std::unique_ptr<claps::lmdb_store> open_store(const std::string& path) {
+  claps::lmdb_options options;
+  options.path = path;
+  options.map_size = std::size_t{64} << 20;
+  return open_store(options);
+}
+
+// Commits and returns what the completion handler got, checking it ran
+// exactly once before commit() returned.
+std::error_code commit(claps::store& store, const claps::commit_batch& batch) {
+  int calls = 0;
+  std::error_code result;
+  store.commit(batch, [&](std::error_code ec, claps::durability level) {
+    ++calls;
+    result = ec;
+    CHECK(level == claps::durability::local);
+  });
+  CHECK(calls == 1);
+  return result;
+}
+
+std::int64_t total_of(claps::store& store, std::string_view article) {
+  std::int64_t total = -1;
+  REQUIRE_FALSE(store.read_total(article, total));
+  return total;
+}
+
+std::int32_t tally_of(claps::store& store, std::string_view user, std::string_view article) {
+  std::int32_t claps = -1;
+  REQUIRE_FALSE(store.read_tally(user, article, claps));
+  return claps;
+}
+
+std::optional<claps::stored_op> op_of(claps::store& store, std::string_view user,
+                                      std::string_view op_id) {
+  claps::stored_op op;
+  bool found = true;
+  REQUIRE_FALSE(store.read_op(user, op_id, op, found));
+  if (!found) return std::nullopt;
+  return op;
+}
+
+// Owns the strings a batch's views point into.
+struct batch_builder {
+  std::vector<std::string> strings;
+  std::vector<claps::article_total> totals;
+  std::vector<claps::user_tally> tallies;
+  std::vector<claps::op_record> ops;
+
+  batch_builder() { strings.reserve(100'000); }
+  std::string_view keep(std::string s) {
+    REQUIRE(strings.size() < strings.capacity()); // views must not move
+    strings.push_back(std::move(s));
+    return strings.back();
+  }
+  void total(std::string article, std::int64_t total) {
+    totals.push_back({keep(std::move(article)), total});
+  }
+  void tally(std::string user, std::string article, std::int32_t claps) {
+    auto u = keep(std::move(user));
+    tallies.push_back({u, keep(std::move(article)), claps});
+  }
+  void op(std::string user, std::string op_id, std::string article, std::int32_t accepted,
+          std::int32_t mine, timestamp expires_at) {
+    auto u = keep(std::move(user));
+    auto o = keep(std::move(op_id));
+    ops.push_back({u, o, keep(std::move(article)), accepted, mine, expires_at});
+  }
+  claps::commit_batch batch(timestamp now) const { return {totals, tallies, ops, now}; }
+};
+
+} // namespace
+
+TEST_CASE("an empty store reads zeros and no ops") {
+  temp_dir dir;
+  auto store = open_store(dir.env());
+  CHECK(total_of(*store, "a1") == 0);
+  CHECK(tally_of(*store, "u1", "a1") == 0);
+  CHECK_FALSE(op_of(*store, "u1", "op-1"));
+  CHECK(store->op_count() == 0);
+  CHECK(store->reopens() == 0);
+  CHECK(std::filesystem::exists(dir.env() + "/data.mdb"));
+}
+
+TEST_CASE("a commit is read back; tallies and totals of 0 are deleted") {
+  temp_dir dir;
+  auto store = open_store(dir.env());
+  batch_builder b;
+  b.total("a1", 7);
+  b.total("a2", 50);
+  b.tally("u1", "a1", 3);
+  b.tally("u2", "a1", 4);
+  b.tally("u1", "a2", 50);
+  b.op("u1", "op-1", "a1", 3, 3, t0 + 15min);
+  b.op("u2", "op-1", "a1", -2, 4, t0 + 16min);
+  REQUIRE_FALSE(commit(*store, b.batch(t0)));
+
+  CHECK(total_of(*store, "a1") == 7);
+  CHECK(total_of(*store, "a2") == 50);
+  CHECK(total_of(*store, "a3") == 0);
+  CHECK(tally_of(*store, "u1", "a1") == 3);
+  CHECK(tally_of(*store, "u2", "a1") == 4);
+  CHECK(tally_of(*store, "u1", "a2") == 50);
+  CHECK(tally_of(*store, "u2", "a2") == 0);
+  auto op = op_of(*store, "u2", "op-1");
+  REQUIRE(op);
+  CHECK(op->article == "a1");
+  CHECK(op->accepted == -2);
+  CHECK(op->mine == 4);
+  CHECK(op->expires_at == t0 + 16min);
+  CHECK_FALSE(op_of(*store, "u3", "op-1"));
+  CHECK(store->op_count() == 2);
+
+  batch_builder undo;
+  undo.total("a1", 4);
+  undo.total("a2", 0);
+  undo.tally("u1", "a1", 0);
+  undo.tally("u1", "a2", 0);
+  REQUIRE_FALSE(commit(*store, undo.batch(t0 + 1s)));
+  CHECK(total_of(*store, "a1") == 4);
+  CHECK(total_of(*store, "a2") == 0);
+  CHECK(tally_of(*store, "u1", "a1") == 0);
+  CHECK(tally_of(*store, "u2", "a1") == 4);
+  CHECK(tally_of(*store, "u1", "a2") == 0);
+
+  // Deleted, not stored as zero: inspect the files with raw LMDB.
+  store.reset();
+  MDB_env* env = nullptr;
+  REQUIRE(mdb_env_create(&env) == 0);
+  mdb_env_set_maxdbs(env, 8);
+  REQUIRE(mdb_env_open(env, dir.env().c_str(), MDB_RDONLY, 0644) == 0);
+  MDB_txn* txn = nullptr;
+  REQUIRE(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) == 0);
+  MDB_dbi tallies = 0, totals = 0;
+  REQUIRE(mdb_dbi_open(txn, "tallies", 0, &tallies) == 0);
+  REQUIRE(mdb_dbi_open(txn, "totals", 0, &totals) == 0);
+  MDB_stat stat{};
+  REQUIRE(mdb_stat(txn, tallies, &stat) == 0);
+  CHECK(stat.ms_entries == 1);
+  REQUIRE(mdb_stat(txn, totals, &stat) == 0);
+  CHECK(stat.ms_entries == 1);
+  mdb_txn_abort(txn);
+  mdb_env_close(env);
+}
+
+TEST_CASE("a reopened environment gives identical state") {
+  temp_dir dir;
+  batch_builder b;
+  for (int i = 0; i < 300; ++i) {
+    b.total("article-" + std::to_string(i), i * 3 + 1);
+    b.tally("user-" + std::to_string(i % 17), "article-" + std::to_string(i), i % 50 + 1);
+    b.op("user-" + std::to_string(i % 17), "op-" + std::to_string(i),
+         "article-" + std::to_string(i), i % 50 + 1, i % 50 + 1, t0 + claps::millis{i});
+  }
+  auto check_all = [&](claps::store& store) {
+    for (const auto& t : b.totals) CHECK(total_of(store, t.article) == t.total);
+    for (const auto& t : b.tallies) CHECK(tally_of(store, t.user, t.article) == t.claps);
+    for (const auto& o : b.ops) {
+      auto op = op_of(store, o.user, o.op_id);
+      REQUIRE(op);
+      CHECK(op->article == o.article);
+      CHECK(op->accepted == o.accepted);
+      CHECK(op->mine == o.mine);
+      CHECK(op->expires_at == o.expires_at);
+    }
+  };
+  {
+    auto store = open_store(dir.env());
+    REQUIRE_FALSE(commit(*store, b.batch(t0 - 1h)));
+    check_all(*store);
+  }
+  auto store = open_store(dir.env());
+  check_all(*store);
+  CHECK(store->op_count() == b.ops.size());
+  CHECK(store->reopens() == 0);
+}
+
+TEST_CASE("sync=false commits are durable across a clean close") {
+  temp_dir dir;
+  claps::lmdb_options options;
+  options.path = dir.env();
+  options.sync = false;
+  batch_builder b;
+  b.total("a1", 12);
+  b.tally("u1", "a1", 12);
+  {
+    auto store = open_store(options);
+    REQUIRE_FALSE(commit(*store, b.batch(t0)));
+  }
+  auto store = open_store(dir.env());
+  CHECK(total_of(*store, "a1") == 12);
+  CHECK(tally_of(*store, "u1", "a1") == 12);
+}
+
+TEST_CASE("a different format version is refused") {
+  temp_dir dir;
+  open_store(dir.env()).reset(); // creates the environment at version 1
+
+  // Rewrite the version with raw LMDB, as a future build would.
+  MDB_env* env = nullptr;
+  REQUIRE(mdb_env_create(&env) == 0);
+  REQUIRE(mdb_env_set_maxdbs(env, 8) == 0);
+  REQUIRE(mdb_env_open(env, dir.env().c_str(), 0, 0644) == 0);
+  MDB_txn* txn = nullptr;
+  REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+  MDB_dbi meta = 0;
+  REQUIRE(mdb_dbi_open(txn, "meta", 0, &meta) == 0);
+  char key_bytes[] = "format_version";
+  MDB_val key{std::strlen(key_bytes), key_bytes};
+  MDB_val value{};
+  REQUIRE(mdb_get(txn, meta, &key, &value) == 0);
+  REQUIRE(value.mv_size == 4);
+  const unsigned char* v = static_cast<const unsigned char*>(value.mv_data);
+  CHECK(v[0] == claps::lmdb_format_version); // little-endian
+  CHECK(v[1] == 0);
+  unsigned char future[4] = {claps::lmdb_format_version + 1, 0, 0, 0};
+  value = MDB_val{sizeof future, future};
+  REQUIRE(mdb_put(txn, meta, &key, &value, 0) == 0);
+  REQUIRE(mdb_txn_commit(txn) == 0);
+  mdb_env_close(env);
+
+  claps::lmdb_options options;
+  options.path = dir.env();
+  std::error_code ec;
+  auto store = claps::lmdb_store::open(options, ec);
+  CHECK(store == nullptr);
+  CHECK(ec == errc::store_incompatible);
+}
+
+TEST_CASE("an LMDB environment that is not a claps store is refused") {
+  temp_dir dir;
+  std::filesystem::create_directories(dir.env());
+  MDB_env* env = nullptr;
+  REQUIRE(mdb_env_create(&env) == 0);
+  REQUIRE(mdb_env_open(env, dir.env().c_str(), 0, 0644) == 0);
+  MDB_txn* txn = nullptr;
+  REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
+  MDB_dbi main = 0;
+  REQUIRE(mdb_dbi_open(txn, nullptr, 0, &main) == 0);
+  char k[] = "someone-else", d[] = "data";
+  MDB_val key{sizeof k, k}, value{sizeof d, d};
+  REQUIRE(mdb_put(txn, main, &key, &value, 0) == 0);
+  REQUIRE(mdb_txn_commit(txn) == 0);
+  mdb_env_close(env);
+
+  claps::lmdb_options options;
+  options.path = dir.env();
+  std::error_code ec;
+  CHECK(claps::lmdb_store::open(options, ec) == nullptr);
+  CHECK(ec == errc::store_incompatible);
+}
+
+TEST_CASE("a path that cannot be a directory fails with store_io") {
+  temp_dir dir;
+  const std::string file = dir.path() + "/plain-file";
+  { std::FILE* f = std::fopen(file.c_str(), "w"); REQUIRE(f); std::fclose(f); }
+  claps::lmdb_options options;
+  options.path = file + "/env";
+  std::error_code ec;
+  CHECK(claps::lmdb_store::open(options, ec) == nullptr);
+  CHECK(ec == errc::store_io);
+}
+
+TEST_CASE("a full map fails the whole batch with store_full and the store keeps working") {
+  temp_dir dir;
+  claps::lmdb_options options;
+  options.path = dir.env();
+  options.map_size = 256 * 1024;
+  auto store = open_store(options);
+
+  batch_builder small;
+  small.total("kept", 5);
+  small.tally("u1", "kept", 5);
+  small.op("u1", "op-kept", "kept", 5, 5, t0 + 15min);
+  REQUIRE_FALSE(commit(*store, small.batch(t0)));
+
+  batch_builder big;
+  for (int i = 0; i < 5000; ++i) {
+    const std::string article = "big-article-with-a-long-name-" + std::to_string(i);
+    big.total(article, i + 1);
+    big.tally("user-with-a-long-name", article, 1);
+    big.op("user-with-a-long-name", "op-" + std::to_string(i), article, 1, 1, t0 + 15min);
+  }
+  big.total("kept", 99); // overwrites a committed value: must not show either
+  CHECK(commit(*store, big.batch(t0)) == errc::store_full);
+
+  CHECK(total_of(*store, "kept") == 5);
+  CHECK(tally_of(*store, "u1", "kept") == 5);
+  for (int i : {0, 1, 2500, 4999}) {
+    const std::string article = "big-article-with-a-long-name-" + std::to_string(i);
+    CHECK(total_of(*store, article) == 0);
+    CHECK(tally_of(*store, "user-with-a-long-name", article) == 0);
+    CHECK_FALSE(op_of(*store, "user-with-a-long-name", "op-" + std::to_string(i)));
+  }
+  CHECK(store->op_count() == 1);
+
+  batch_builder after;
+  after.total("kept", 6);
+  after.total("new", 1);
+  after.tally("u1", "kept", 6);
+  after.op("u1", "op-after", "kept", 1, 6, t0 + 15min);
+  REQUIRE_FALSE(commit(*store, after.batch(t0 + 1s)));
+  CHECK(total_of(*store, "kept") == 6);
+  CHECK(total_of(*store, "new") == 1);
+  CHECK(tally_of(*store, "u1", "kept") == 6);
+  CHECK(op_of(*store, "u1", "op-after"));
+  CHECK(store->op_count() == 2);
+  CHECK(store->reopens() == 0);
+
+  // Still consistent after a reopen.
+  store.reset();
+  store = open_store(options);
+  CHECK(total_of(*store, "kept") == 6);
+  CHECK(store->op_count() == 2);
+}
+
+TEST_CASE("expired ops are purged by later commits, a bounded number per commit") {
+  temp_dir dir;
+  claps::lmdb_options options;
+  options.path = dir.env();
+  options.max_purge_per_commit = 3;
+  auto store = open_store(options);
+
+  batch_builder b;
+  // Seven that expire by t0 + 7s (out of order), two far later.
+  for (int i : {5, 1, 7, 3, 2, 6, 4})
+    b.op("u1", "op-" + std::to_string(i), "a1", 1, i, t0 + std::chrono::seconds{i});
+  b.op("u1", "op-late", "a1", 1, 1, t0 + 1h);
+  b.op("u2", "op-late", "a1", 1, 1, t0 + 2h);
+  REQUIRE_FALSE(commit(*store, b.batch(t0)));
+  CHECK(store->op_count() == 9);
+
+  // Expired but not yet purged: still readable; the engine compares expires_at.
+  auto expired = op_of(*store, "u1", "op-1");
+  REQUIRE(expired);
+  CHECK(expired->expires_at <= t0 + 7s);
+
+  const batch_builder empty;
+  const timestamp now = t0 + 7s; // expires_at == now counts as expired
+  REQUIRE_FALSE(commit(*store, empty.batch(now)));
+  CHECK(store->op_count() == 6);
+  // Oldest first.
+  for (int i : {1, 2, 3}) CHECK_FALSE(op_of(*store, "u1", "op-" + std::to_string(i)));
+  for (int i : {4, 5, 6, 7}) CHECK(op_of(*store, "u1", "op-" + std::to_string(i)));
+
+  REQUIRE_FALSE(commit(*store, empty.batch(now)));
+  CHECK(store->op_count() == 3);
+  REQUIRE_FALSE(commit(*store, empty.batch(now)));
+  CHECK(store->op_count() == 2);
+  REQUIRE_FALSE(commit(*store, empty.batch(now)));
+  CHECK(store->op_count() == 2);
+  CHECK(op_of(*store, "u1", "op-late"));
+  CHECK(op_of(*store, "u2", "op-late"));
+
+  REQUIRE_FALSE(commit(*store, empty.batch(t0 + 1h)));
+  CHECK(store->op_count() == 1);
+  CHECK_FALSE(op_of(*store, "u1", "op-late"));
+  CHECK(op_of(*store, "u2", "op-late"));
+}
+
+TEST_CASE("a rewritten op record keeps one expiry entry, for its new expiry") {
+  temp_dir dir;
+  auto store = open_store(dir.env());
+  batch_builder first;
+  first.op("u1", "op-x", "a1", 2, 2, t0 + 1s);
+  REQUIRE_FALSE(commit(*store, first.batch(t0)));
+  batch_builder second;
+  second.op("u1", "op-x", "a2", 4, 4, t0 + 1h);
+  REQUIRE_FALSE(commit(*store, second.batch(t0)));
+  CHECK(store->op_count() == 1);
+
+  const batch_builder empty;
+  REQUIRE_FALSE(commit(*store, empty.batch(t0 + 1min)));
+  auto op = op_of(*store, "u1", "op-x");
+  REQUIRE(op);
+  CHECK(op->article == "a2");
+  CHECK(op->expires_at == t0 + 1h);
+  REQUIRE_FALSE(commit(*store, empty.batch(t0 + 1h)));
+  CHECK_FALSE(op_of(*store, "u1", "op-x"));
+  CHECK(store->op_count() == 0);
+}
+
+// Fault injection on the real file: LMDB reports MDB_CORRUPTED when a B-tree
+// root is neither a branch nor a leaf page. Flip that page's flags, read,
+// restore them, and the store must have reopened its environment.
+TEST_CASE("corruption reports store_corrupted and the store reopens its environment") {
+  temp_dir dir;
+  auto store = open_store(dir.env());
+  batch_builder b;
+  b.total("corrupt-me-article", 42);
+  REQUIRE_FALSE(commit(*store, b.batch(t0)));
+  REQUIRE(total_of(*store, "corrupt-me-article") == 42);
+
+  const std::string data_file = dir.env() + "/data.mdb";
+  const int fd = ::open(data_file.c_str(), O_RDWR);
+  REQUIRE(fd >= 0);
+  const long page_size = ::sysconf(_SC_PAGESIZE); // LMDB's page size is the OS page size
+  const std::uint64_t size = std::filesystem::file_size(data_file);
+  const std::string needle = "corrupt-me-article";
+  constexpr std::size_t flags_offset = 10; // MDB_page: pgno (8), pad (2), flags (2)
+  constexpr std::uint16_t leaf_flag = 0x02, overflow_flag = 0x04;
+  std::vector<std::pair<off_t, std::uint16_t>> changed;
+  std::vector<char> page(static_cast<std::size_t>(page_size));
+  for (off_t off = 0; static_cast<std::uint64_t>(off) < size; off += page_size) {
+    REQUIRE(::pread(fd, page.data(), page.size(), off) == page_size);
+    std::uint16_t flags = 0;
+    std::memcpy(&flags, page.data() + flags_offset, 2);
+    if ((flags & leaf_flag) == 0) continue;
+    if (std::string_view(page.data(), page.size()).find(needle) == std::string_view::npos)
+      continue;
+    const std::uint16_t bad = overflow_flag;
+    REQUIRE(::pwrite(fd, &bad, 2, off + flags_offset) == 2);
+    changed.emplace_back(off, flags);
+  }
+  REQUIRE_FALSE(changed.empty());
+
+  std::int64_t total = -1;
+  CHECK(store->read_total("corrupt-me-article", total) == errc::store_corrupted);
+  CHECK(store->reopens() == 0);
+
+  for (auto [off, flags] : changed) REQUIRE(::pwrite(fd, &flags, 2, off + flags_offset) == 2);
+  ::close(fd);
+
+  CHECK(total_of(*store, "corrupt-me-article") == 42);
+  CHECK(store->reopens() == 1);
+  batch_builder next;
+  next.total("corrupt-me-article", 43);
+  REQUIRE_FALSE(commit(*store, next.batch(t0 + 1s)));
+  CHECK(total_of(*store, "corrupt-me-article") == 43);
+  CHECK(store->reopens() == 1);
+}
+
+// ---- the engine on an lmdb_store ----
+
+namespace {
+
+struct recorded_result {
+  std::uint64_t cookie = 0;
+  std::string article;
+  std::int32_t accepted = 0;
+  std::int64_t total = 0;
+  std::int32_t mine = 0;
+  bool replayed = false;
+};
+
+struct engine_rig {
+  std::vector<recorded_result> results;
+  std::vector<std::error_code> store_statuses;
+  std::unique_ptr<claps::engine> engine;
+  timestamp now;
+
+  engine_rig(claps::store& store, timestamp start) : now(start) {
+    claps::engine_callbacks callbacks;
+    callbacks.result = [this](const claps::op_result& r) {
+      results.push_back({r.cookie, std::string(r.article), r.accepted, r.total, r.mine,
+                         r.replayed});
+    };
+    callbacks.store_status = [this](std::error_code ec) { store_statuses.push_back(ec); };
+    engine = std::make_unique<claps::engine>(store, claps::engine_options{}, callbacks, start);
+  }
+
+  // Advances the fake clock tick by tick until `count` results arrived.
+  void run_until_results(std::size_t count) {
+    for (int ticks = 0; ticks < 100 && results.size() < count; ++ticks) {
+      now = std::max(now + claps::millis{1}, engine->next_deadline());
+      engine->advance(now);
+    }
+    REQUIRE(results.size() == count);
+  }
+};
+
+} // namespace
+
+TEST_CASE("engine on lmdb_store: claps survive a reopen and op ids replay across it") {
+  temp_dir dir;
+  {
+    auto store = open_store(dir.env());
+    engine_rig rig(*store, t0);
+    REQUIRE_FALSE(rig.engine->clap({"alice", "post-1", 3, "op-1", 1}));
+    REQUIRE_FALSE(rig.engine->clap({"bob", "post-1", 5, "", 2}));
+    REQUIRE_FALSE(rig.engine->clap({"bob", "post-2", 50, "op-b", 3}));
+    rig.run_until_results(3);
+    CHECK(rig.results[0].accepted == 3);
+    CHECK(rig.results[2].total == 50);
+    CHECK(rig.engine->idle());
+  } // engine and store destroyed: only the files remain
+
+  auto store = open_store(dir.env());
+  engine_rig rig(*store, t0 + 1min);
+  claps::snapshot snap;
+  REQUIRE_FALSE(rig.engine->read("post-1", "alice", snap));
+  CHECK(snap.total == 8);
+  CHECK(snap.mine == 3);
+  REQUIRE_FALSE(rig.engine->read("post-2", "bob", snap));
+  CHECK(snap.total == 50);
+  CHECK(snap.mine == 50);
+
+  // The same op id again, even naming another article, is a replay.
+  REQUIRE_FALSE(rig.engine->clap({"alice", "post-1", 10, "op-1", 4}));
+  REQUIRE_FALSE(rig.engine->clap({"alice", "post-2", 1, "op-1", 5}));
+  rig.run_until_results(2);
+  for (const auto& r : rig.results) {
+    CHECK(r.replayed);
+    CHECK(r.article == "post-1");
+    CHECK(r.accepted == 3);
+    CHECK(r.mine == 3);
+    CHECK(r.total == 8);
+  }
+  REQUIRE_FALSE(rig.engine->read("post-1", "alice", snap));
+  CHECK(snap.total == 8);
+
+  // An undo with an op id, then a replay of that undo after another reopen.
+  REQUIRE_FALSE(rig.engine->undo("bob", "post-1", "op-u", 6));
+  rig.run_until_results(3);
+  CHECK_FALSE(rig.results[2].replayed);
+  CHECK(rig.results[2].accepted == -5);
+  CHECK(rig.results[2].total == 3);
+  CHECK(rig.results[2].mine == 0);
+  const timestamp later = rig.now;
+  rig.engine.reset();
+  store.reset();
+
+  store = open_store(dir.env());
+  engine_rig again(*store, later + 1s);
+  REQUIRE_FALSE(again.engine->undo("bob", "post-1", "op-u", 7));
+  again.run_until_results(1);
+  CHECK(again.results[0].replayed);
+  CHECK(again.results[0].accepted == -5);
+  CHECK(again.results[0].mine == 0);
+  CHECK(again.results[0].total == 3);
+  CHECK(again.store_statuses.empty());
+}
+
+TEST_CASE("engine on lmdb_store: an op id past its window is not replayed after a reopen") {
+  temp_dir dir;
+  {
+    auto store = open_store(dir.env());
+    engine_rig rig(*store, t0);
+    REQUIRE_FALSE(rig.engine->clap({"alice", "post-1", 3, "op-1", 1}));
+    rig.run_until_results(1);
+  }
+  auto store = open_store(dir.env());
+  REQUIRE(store->op_count() == 1);
+  // The default window is 15 minutes; the record is still on disk, expired.
+  engine_rig rig(*store, t0 + 16min);
+  REQUIRE_FALSE(rig.engine->clap({"alice", "post-1", 10, "op-1", 2}));
+  rig.run_until_results(1);
+  CHECK_FALSE(rig.results[0].replayed);
+  CHECK(rig.results[0].accepted == 10);
+  CHECK(rig.results[0].mine == 13);
+  CHECK(rig.results[0].total == 13);
+}
