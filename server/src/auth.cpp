@@ -1,0 +1,142 @@
+#include "auth.hpp"
+
+#include <claps/error.hpp>
+#include <claps/ids.hpp>
+
+#include <jwt.h>
+
+#include <cerrno>
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+namespace claps::server {
+namespace {
+
+struct jwt_deleter {
+  void operator()(jwt_t* j) const noexcept { jwt_free(j); }
+};
+
+std::int64_t wall_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+} // namespace
+
+std::error_code jwt_verifier::verify(std::string_view token, std::int64_t now_s, std::string& user,
+                                     std::string& why) const {
+  const std::error_code unauthorized = make_error_code(errc::unauthorized);
+  if (token.empty() || token.size() > 8192) {
+    why = "missing or oversized token";
+    return unauthorized;
+  }
+  const std::string text(token);
+  jwt_t* raw = nullptr;
+  // jwt_decode verifies the signature with the token's own algorithm, so the
+  // algorithm is checked separately below.
+  if (jwt_decode(&raw, text.c_str(), reinterpret_cast<const unsigned char*>(secret_.data()),
+                 static_cast<int>(secret_.size())) != 0 ||
+      raw == nullptr) {
+    why = "token signature or format invalid";
+    return unauthorized;
+  }
+  std::unique_ptr<jwt_t, jwt_deleter> jwt(raw);
+  const char* alg_header = jwt_get_header(jwt.get(), "alg");
+  if (jwt_get_alg(jwt.get()) != JWT_ALG_HS256 ||
+      (alg_header != nullptr && std::string_view(alg_header) != "HS256")) {
+    why = "token alg is not HS256";
+    return unauthorized;
+  }
+  errno = 0;
+  const long exp = jwt_get_grant_int(jwt.get(), "exp");
+  if (errno != 0) {
+    why = "token has no numeric exp";
+    return unauthorized;
+  }
+  if (exp + jwt_leeway.count() < now_s) {
+    why = "token expired";
+    return unauthorized;
+  }
+  errno = 0;
+  const long nbf = jwt_get_grant_int(jwt.get(), "nbf");
+  if (errno == 0 && nbf - jwt_leeway.count() > now_s) {
+    why = "token not valid yet (nbf)";
+    return unauthorized;
+  }
+  const char* sub = jwt_get_grant(jwt.get(), "sub");
+  if (sub == nullptr || check_user_id(sub)) {
+    why = "token sub is missing or not a valid user id";
+    return unauthorized;
+  }
+  user = sub;
+  return {};
+}
+
+bool read_secret_file(const std::string& path, std::string& secret, std::string& error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = "cannot read --auth-secret-file '" + path + "'";
+    return false;
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  secret = buffer.str();
+  if (!secret.empty() && secret.back() == '\n') secret.pop_back();
+  if (!secret.empty() && secret.back() == '\r') secret.pop_back();
+  if (secret.empty()) {
+    error = "--auth-secret-file '" + path + "' is empty";
+    return false;
+  }
+  return true;
+}
+
+authenticator::authenticator() : verifier_(std::string{}), rng_(std::random_device{}()) {}
+
+authenticator::authenticator(std::string secret)
+    : auth_mode_(true), verifier_(std::move(secret)), rng_(std::random_device{}()) {}
+
+std::error_code authenticator::identify(const credentials& c, bool allow_anonymous,
+                                        std::string& user, std::string& why) {
+  if (auth_mode_) {
+    if (!c.has_token) {
+      why = "no token (use ?token= or Authorization: Bearer)";
+      return make_error_code(errc::unauthorized);
+    }
+    return verifier_.verify(c.token, wall_seconds(), user, why);
+  }
+  if (c.has_user_param) {
+    if (check_user_id(c.user_param)) {
+      why = "invalid user: use 1-128 characters of A-Z a-z 0-9 . _ : -";
+      return make_error_code(errc::invalid_user);
+    }
+    user = c.user_param;
+    return {};
+  }
+  if (!allow_anonymous) {
+    why = "demo mode needs ?user=NAME";
+    return make_error_code(errc::bad_request);
+  }
+  static constexpr char hex[] = "0123456789abcdef";
+  std::uint64_t r = rng_();
+  user = "anon-";
+  for (int i = 0; i < 12; ++i, r >>= 4) user += hex[r & 15];
+  return {};
+}
+
+std::string_view bearer_token(std::string_view authorization) noexcept {
+  constexpr std::string_view prefix = "Bearer ";
+  if (authorization.size() <= prefix.size()) return {};
+  for (std::size_t i = 0; i < prefix.size(); ++i) {
+    const char a = authorization[i], b = prefix[i];
+    if ((a | 0x20) != (b | 0x20)) return {};
+  }
+  auto token = authorization.substr(prefix.size());
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  while (!token.empty() && (token.back() == ' ' || token.back() == '\r')) token.remove_suffix(1);
+  return token;
+}
+
+} // namespace claps::server

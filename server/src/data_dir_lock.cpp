@@ -1,0 +1,58 @@
+#include "data_dir_lock.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <system_error>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+namespace claps::server {
+
+data_dir_lock data_dir_lock::acquire(const std::string& dir, std::string& error) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    error = "cannot create data dir '" + dir + "': " + ec.message();
+    return {};
+  }
+  const std::string path = dir + "/clapsd.lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    error = "cannot open lock file '" + path + "': " + std::strerror(errno);
+    return {};
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd);
+    error = err == EWOULDBLOCK
+                ? "data dir '" + dir + "' is in use by another clapsd (lock file " + path +
+                      " is held); stop it or pass another --data-dir"
+                : "cannot lock '" + path + "': " + std::strerror(err);
+    return {};
+  }
+  // Record the holder's pid for humans; the lock itself is the flock.
+  if (::ftruncate(fd, 0) == 0) {
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    [[maybe_unused]] auto n = ::write(fd, pid.data(), pid.size());
+  }
+  return data_dir_lock(fd);
+}
+
+data_dir_lock& data_dir_lock::operator=(data_dir_lock&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.fd_;
+    other.fd_ = -1;
+  }
+  return *this;
+}
+
+data_dir_lock::~data_dir_lock() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+} // namespace claps::server

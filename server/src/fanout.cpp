@@ -1,0 +1,38 @@
+#include "fanout.hpp"
+
+#include "frames.hpp"
+
+namespace claps::server {
+
+engine_callbacks fanout::callbacks() {
+  engine_callbacks cb;
+  cb.encode = [](const article_update& update, std::string& out) { encode_update_frame(update, out); };
+  cb.deliver = [this](subscriber_id sub, std::span<const article_update* const> updates) {
+    depth_guard guard(depth_);
+    if (auto* e = registry_.find(sub)) e->on_update(updates, scratch_);
+  };
+  cb.result = [this](const op_result& result) {
+    depth_guard guard(depth_);
+    registry_.complete_op(result);
+  };
+  cb.store_status = [this](std::error_code ec) {
+    if (ec) log_.error("store commit failed: " + ec.message() + " (readyz now 503; retrying each tick)");
+    else log_.info("store commits again");
+    if (on_store_status) on_store_status(ec);
+  };
+  return cb;
+}
+
+void fanout::release(engine& e, subscriber_id sub) {
+  if (depth_ > 0) deferred_.push_back(sub);
+  else e.unsubscribe_all(sub);
+}
+
+void fanout::run_deferred(engine& e) {
+  if (deferred_.empty() || depth_ > 0) return;
+  auto subs = std::move(deferred_);
+  deferred_.clear();
+  for (auto sub : subs) e.unsubscribe_all(sub);
+}
+
+} // namespace claps::server

@@ -1,0 +1,408 @@
+#include "http_api.hpp"
+
+#include "frames.hpp"
+#include "http_io.hpp"
+
+#include <claps/error.hpp>
+#include <claps/ids.hpp>
+
+namespace claps::server {
+namespace {
+
+constexpr std::string_view api_prefix = "/api/articles/";
+
+// A REST clap or undo: answers when its batch is durable.
+class rest_op final : public http_exchange {
+public:
+  rest_op(lws* wsi, bool undo, std::string user, std::string article, std::size_t max_body)
+      : wsi_(wsi), undo_(undo), user_(std::move(user)), article_(std::move(article)), max_body_(max_body) {}
+
+  bool undo() const noexcept { return undo_; }
+  const std::string& user() const noexcept { return user_; }
+  const std::string& article() const noexcept { return article_; }
+  std::string& body() noexcept { return body_; }
+  bool append(const char* in, std::size_t len) {
+    if (too_large_ || body_.size() + len > max_body_) {
+      too_large_ = true;
+      body_.clear();
+      return false;
+    }
+    body_.append(in, len);
+    return true;
+  }
+  bool too_large() const noexcept { return too_large_; }
+
+  void answer(unsigned status, std::string body) {
+    status_ = status;
+    response_ = std::move(body);
+    answered_ = true;
+    lws_callback_on_writable(wsi_);
+  }
+  void on_update(std::span<const article_update* const>, tick_scratch&) override {}
+  void on_result(const op_result& result, std::string_view) override {
+    answer(200, rest_result_body(result));
+  }
+  int on_writeable(bool& finished) override {
+    if (!answered_) return 0;
+    finished = true;
+    return respond_json(wsi_, status_, response_);
+  }
+
+private:
+  lws* wsi_;
+  bool undo_;
+  std::string user_;
+  std::string article_;
+  std::size_t max_body_;
+  std::string body_;
+  bool too_large_ = false;
+  bool answered_ = false;
+  unsigned status_ = 0;
+  std::string response_;
+};
+
+// An SSE stream of one article's counts. Like a WebSocket session it writes
+// straight from the tick when the socket holds nothing unsent, and otherwise
+// keeps only the newest event.
+class sse_stream final : public http_exchange {
+public:
+  sse_stream(lws* wsi, server_metrics& metrics) : wsi_(wsi), metrics_(metrics) {}
+
+  static void build_event(std::string& out, std::string_view item) {
+    begin_frame(out);
+    out += "event: count\ndata: ";
+    out += item;
+    out += "\n\n";
+  }
+  void send(std::string& event) {
+    if (closing_) return;
+    if (!latest_.empty() || lws_partial_buffered(wsi_)) {
+      latest_ = event;
+      request_writeable();
+      return;
+    }
+    write(event);
+  }
+  void on_update(std::span<const article_update* const> updates, tick_scratch& scratch) override {
+    for (const auto* u : updates) {
+      build_event(scratch.frame, update_item(u->encoded));
+      send(scratch.frame);
+    }
+  }
+  void on_result(const op_result&, std::string_view) override {}
+  int on_writeable(bool&) override {
+    writeable_requested_ = false;
+    if (closing_) return -1;
+    if (lws_partial_buffered(wsi_)) {
+      request_writeable();
+      return 0;
+    }
+    if (!latest_.empty()) {
+      std::string event = std::move(latest_);
+      latest_.clear();
+      write(event);
+    }
+    return 0;
+  }
+  void close_now() override {
+    if (closing_) return;
+    closing_ = true;
+    lws_set_timeout(wsi_, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+  }
+
+private:
+  void write(std::string& event) {
+    const auto len = event.size() - frame_headroom;
+    if (lws_write(wsi_, reinterpret_cast<unsigned char*>(event.data()) + frame_headroom, len,
+                  LWS_WRITE_HTTP) < 0) {
+      close_now();
+      return;
+    }
+    ++metrics_.sse_events_sent;
+    if (lws_partial_buffered(wsi_)) request_writeable();
+  }
+  void request_writeable() {
+    if (writeable_requested_) return;
+    writeable_requested_ = true;
+    lws_callback_on_writable(wsi_);
+  }
+  lws* wsi_;
+  server_metrics& metrics_;
+  std::string latest_;
+  bool writeable_requested_ = false;
+  bool closing_ = false;
+};
+
+} // namespace
+
+http_api::http_api(service_deps deps, static_files files) : deps_(deps), files_(std::move(files)) {}
+
+bool http_api::identify(lws* wsi, bool required, std::string& user, int& refusal_result) {
+  std::string token, user_param;
+  const std::string authorization = header_value(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+  credentials c;
+  if (query_arg(wsi, "token", token)) {
+    c.token = token;
+    c.has_token = true;
+  } else if (auto bearer = bearer_token(authorization); !bearer.empty()) {
+    c.token = bearer;
+    c.has_token = true;
+  }
+  if (query_arg(wsi, "user", user_param)) {
+    c.user_param = user_param;
+    c.has_user_param = true;
+  }
+  if (!required && !c.has_token && !c.has_user_param) return true;  // anonymous read
+  std::string why;
+  if (auto ec = deps_.auth.identify(c, false, user, why)) {
+    refusal_result = respond_error(wsi, http_status_for(ec), wire_name(ec), why);
+    return false;
+  }
+  return true;
+}
+
+bool http_api::take_rest_token(const std::string& user) {
+  const auto now = deps_.now_ms();
+  const auto& o = deps_.options;
+  if (rest_buckets_.size() > 4096) {
+    // Users whose buckets refilled are idle; forget them to bound memory.
+    std::erase_if(rest_buckets_, [&](auto& kv) { return kv.second.full(o.rate_limit, o.rate_burst, now); });
+  }
+  auto [it, inserted] = rest_buckets_.try_emplace(user, o.rate_burst, now);
+  return it->second.take(o.rate_limit, o.rate_burst, now);
+}
+
+int http_api::on_request(lws* wsi, const char* raw_path) {
+  ++deps_.metrics.http_requests;
+  drop(wsi);  // a keep-alive connection starts a new transaction
+  char* uri = nullptr;
+  int uri_len = 0;
+  const int method = lws_http_get_uri_and_method(wsi, &uri, &uri_len);
+  const std::string_view path = raw_path ? std::string_view(raw_path) : std::string_view{};
+
+  if (path == "/healthz") return respond_json(wsi, 200, R"({"status":"ok"})");
+  if (path == "/readyz") {
+    if (ready && ready()) return respond_json(wsi, 200, R"({"status":"ready"})");
+    return respond_error(wsi, 503, "unavailable",
+                         deps_.admission.draining ? "server is shutting down" : "store is not committing");
+  }
+  if (path == "/metrics") {
+    return respond_and_complete(wsi, 200, "text/plain; version=0.0.4; charset=utf-8",
+                                metrics_text ? metrics_text() : std::string{});
+  }
+  if (path.starts_with(api_prefix)) {
+    auto rest = path.substr(api_prefix.size());
+    const auto slash = rest.find('/');
+    const auto article = rest.substr(0, slash);
+    return article_route(wsi, method, article,
+                         slash == std::string_view::npos ? std::string_view{} : rest.substr(slash));
+  }
+  if (path == "/ws") return respond_error(wsi, 426, "bad_request", "/ws takes a WebSocket upgrade");
+  if (method == LWSHUMETH_GET) return serve_file(wsi, path);
+  return respond_error(wsi, 404, "not_found", "no such resource");
+}
+
+int http_api::article_route(lws* wsi, int method, std::string_view article, std::string_view rest) {
+  if (check_article_id(article))
+    return respond_error(wsi, 400, "invalid_article", "invalid article id: use 1-128 characters of A-Z a-z 0-9 . _ : -");
+  if (!deps_.allowlist.allows(article))
+    return respond_error(wsi, 404, "invalid_article", "unknown article");
+  if (rest.empty() || rest == "/") {
+    if (method != LWSHUMETH_GET) return respond_error(wsi, 405, "bad_request", "use GET");
+    return read_article(wsi, article);
+  }
+  if (rest == "/claps") {
+    if (method != LWSHUMETH_POST && method != LWSHUMETH_DELETE)
+      return respond_error(wsi, 405, "bad_request", "use POST to clap or DELETE to undo");
+    return begin_op(wsi, method, article);
+  }
+  if (rest == "/events") {
+    if (method != LWSHUMETH_GET) return respond_error(wsi, 405, "bad_request", "use GET");
+    return open_stream(wsi, article);
+  }
+  return respond_error(wsi, 404, "not_found", "no such resource");
+}
+
+int http_api::read_article(lws* wsi, std::string_view article) {
+  std::string user;
+  int refused = 0;
+  if (!identify(wsi, false, user, refused)) return refused;
+  snapshot snap;
+  if (auto ec = deps_.engine.read(article, user, snap))
+    return respond_error(wsi, http_status_for(ec), wire_name(ec), ec.message());
+  std::string body;
+  append_count_item(body, article, snap.total, snap.viewers);
+  if (!user.empty()) {
+    body.pop_back();
+    body += R"(,"mine":)" + std::to_string(snap.mine) + "}";
+  }
+  return respond_json(wsi, 200, body);
+}
+
+int http_api::begin_op(lws* wsi, int method, std::string_view article) {
+  std::string user;
+  int refused = 0;
+  if (!identify(wsi, true, user, refused)) return refused;
+  if (deps_.admission.draining) return respond_error(wsi, 503, "unavailable", "server is shutting down");
+  if (!take_rest_token(user)) {
+    deps_.metrics.reject(clap_rejection::rate_limited);
+    return respond_error(wsi, 429, "rate_limited", "too many claps: slow down and retry shortly");
+  }
+  auto op = std::make_unique<rest_op>(wsi, method == LWSHUMETH_DELETE, std::move(user),
+                                      std::string(article), deps_.options.max_message_bytes);
+  rest_op& ref = *op;
+  exchanges_[wsi] = std::move(op);
+  // lws only reports a body when there is one; without Content-Length (and
+  // without chunking) there is none, so submit now.
+  const std::string length = header_value(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+  const bool chunked = has_header(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING);
+  if (!chunked && (length.empty() || length == "0")) return submit_op(wsi);
+  (void)ref;
+  return 0;
+}
+
+int http_api::on_body(lws* wsi, const char* in, std::size_t len) {
+  auto it = exchanges_.find(wsi);
+  if (it == exchanges_.end()) return 0;
+  if (auto* op = dynamic_cast<rest_op*>(it->second.get())) op->append(in, len);
+  return 0;
+}
+
+int http_api::on_body_complete(lws* wsi) {
+  auto it = exchanges_.find(wsi);
+  if (it == exchanges_.end()) return 0;
+  return submit_op(wsi);
+}
+
+int http_api::submit_op(lws* wsi) {
+  auto it = exchanges_.find(wsi);
+  auto* op = it == exchanges_.end() ? nullptr : dynamic_cast<rest_op*>(it->second.get());
+  if (op == nullptr || op->id != 0) return 0;
+  auto fail = [&](unsigned status, std::string_view code, std::string_view message) {
+    exchanges_.erase(wsi);
+    return respond_error(wsi, status, code, message);
+  };
+  if (op->too_large())
+    return fail(413, "message_too_large", "body over --max-message-bytes");
+  std::int32_t count = 1;
+  std::string_view op_id;
+  std::string why;
+  std::string query_id;
+  if (op->undo()) {
+    if (query_arg(wsi, "id", query_id)) {
+      if (check_op_id(query_id)) return fail(400, "bad_request", "invalid op id");
+      op_id = query_id;
+    }
+  } else if (auto ec = deps_.parser.parse_clap_body(op->body(), count, op_id, why)) {
+    deps_.metrics.reject(clap_rejection::invalid);
+    return fail(400, wire_name(ec), why);
+  }
+  op->id = deps_.registry.add(*op);
+  const auto cookie = deps_.registry.track_op(op->id, op_id);
+  std::error_code ec;
+  if (op->undo()) {
+    ec = deps_.engine.undo(op->user(), op->article(), op_id, cookie);
+  } else {
+    clap_request request;
+    request.user = op->user();
+    request.article = op->article();
+    request.count = count;
+    request.op_id = op_id;
+    request.cookie = cookie;
+    ec = deps_.engine.clap(request);
+  }
+  if (ec) {
+    deps_.registry.forget_op(cookie);
+    deps_.registry.remove(op->id);
+    deps_.metrics.reject(http_status_for(ec) == 503 ? clap_rejection::unavailable : clap_rejection::invalid);
+    return fail(http_status_for(ec), wire_name(ec), ec.message());
+  }
+  return 0;
+}
+
+int http_api::open_stream(lws* wsi, std::string_view article) {
+  if (deps_.admission.draining) {
+    deps_.metrics.refuse(refusal::draining);
+    return respond_error(wsi, 503, "unavailable", "server is shutting down");
+  }
+  if (!deps_.admission.has_room()) {
+    deps_.metrics.refuse(refusal::max_connections);
+    return respond_error(wsi, 503, "unavailable", "connection limit reached");
+  }
+  auto stream = std::make_unique<sse_stream>(wsi, deps_.metrics);
+  stream->id = deps_.registry.add(*stream);
+  snapshot snap;
+  if (auto ec = deps_.engine.subscribe(stream->id, article, true, {}, snap)) {
+    deps_.registry.remove(stream->id);
+    return respond_error(wsi, http_status_for(ec), wire_name(ec), ec.message());
+  }
+  unsigned char headers[LWS_PRE + 512];
+  unsigned char* start = headers + LWS_PRE;
+  unsigned char* p = start;
+  unsigned char* end = headers + sizeof headers - 1;
+  static constexpr char no_cache[] = "no-cache";
+  if (lws_add_http_common_headers(wsi, 200, "text/event-stream", LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
+      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                   reinterpret_cast<const unsigned char*>(no_cache), sizeof no_cache - 1,
+                                   &p, end) ||
+      lws_finalize_write_http_header(wsi, start, &p, end)) {
+    deps_.release(stream->id);
+    deps_.registry.remove(stream->id);
+    return -1;
+  }
+  // An SSE stream lives until the client goes: no HTTP timeouts apply.
+  lws_http_mark_sse(wsi);
+  lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+  ++deps_.admission.open;
+  ++deps_.metrics.sse_streams;
+  std::string item, event;
+  append_count_item(item, snap.article, snap.total, snap.viewers);
+  sse_stream::build_event(event, item);
+  sse_stream& ref = *stream;
+  exchanges_[wsi] = std::move(stream);
+  ref.send(event);
+  return 0;
+}
+
+int http_api::serve_file(lws* wsi, std::string_view path) {
+  static_file file;
+  if (!files_.resolve(path, file)) return respond_error(wsi, 404, "not_found", "no such resource");
+  const std::string type(file.content_type);
+  const int n = lws_serve_http_file(wsi, file.path.c_str(), type.c_str(), nullptr, 0);
+  if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi))) return -1;
+  return 0;
+}
+
+int http_api::on_writeable(lws* wsi) {
+  auto it = exchanges_.find(wsi);
+  if (it == exchanges_.end()) return 0;
+  bool finished = false;
+  const int r = it->second->on_writeable(finished);
+  if (finished) drop(wsi);
+  return r;
+}
+
+void http_api::drop(lws* wsi) {
+  auto it = exchanges_.find(wsi);
+  if (it == exchanges_.end()) return;
+  auto exchange = std::move(it->second);
+  exchanges_.erase(it);
+  if (exchange->id != 0) {
+    if (dynamic_cast<sse_stream*>(exchange.get()) != nullptr) {
+      deps_.release(exchange->id);
+      --deps_.metrics.sse_streams;
+      deps_.registry.remove(exchange->id);
+      deps_.admission.closed_one();
+    } else {
+      deps_.registry.remove(exchange->id);
+    }
+  }
+}
+
+void http_api::on_closed(lws* wsi) { drop(wsi); }
+
+void http_api::close_streams() {
+  for (auto& [wsi, exchange] : exchanges_) exchange->close_now();
+}
+
+} // namespace claps::server

@@ -1,0 +1,34 @@
+// http_io.hpp - small helpers over lws's HTTP API: reading headers and query
+// arguments, writing complete JSON responses.
+#pragma once
+
+#include <libwebsockets.h>
+
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace claps::server {
+
+/// The value of a header, or empty.
+std::string header_value(lws* wsi, lws_token_indexes token);
+/// True when the header is present at all.
+bool has_header(lws* wsi, lws_token_indexes token);
+/// The URL-decoded value of query argument `name` ("user", "token").
+bool query_arg(lws* wsi, const char* name, std::string& value);
+
+/// Writes a complete response (headers, then body) on an HTTP transaction.
+/// Returns 0 when the headers and body went out (lws buffers what the
+/// socket did not take), -1 when the connection failed.
+int write_response(lws* wsi, unsigned status, std::string_view content_type, std::string_view body);
+
+/// write_response, then ends the transaction the way an lws HTTP callback
+/// must: returns the value the callback should return.
+int respond_and_complete(lws* wsi, unsigned status, std::string_view content_type, std::string_view body);
+int respond_json(lws* wsi, unsigned status, std::string_view body);
+int respond_error(lws* wsi, unsigned status, std::string_view code, std::string_view message);
+
+/// The HTTP status for a claps error (400, 401, 403, 404, 413, 429, 503).
+unsigned http_status_for(std::error_code ec) noexcept;
+
+} // namespace claps::server

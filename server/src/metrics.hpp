@@ -1,0 +1,57 @@
+// metrics.hpp - clapsd's counters and their Prometheus text rendering.
+// Counters are plain integers: everything runs on the one loop thread.
+#pragma once
+
+#include <claps/engine.hpp>
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+namespace claps::server {
+
+/// A fixed-bucket histogram in seconds, rendered as a Prometheus histogram.
+class latency_histogram {
+public:
+  static constexpr std::array<double, 14> bounds{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                 0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                                 1.0,    2.5};
+  void observe(double seconds) noexcept;
+  void render(std::string& out, const char* name, const char* help) const;
+
+private:
+  std::array<std::uint64_t, bounds.size()> buckets_{};  // non-cumulative
+  std::uint64_t count_ = 0;
+  double sum_ = 0;
+};
+
+/// Why a connection attempt was refused.
+enum class refusal { max_connections, origin, unauthorized, bad_request, draining, count_ };
+/// Why a clap or undo was refused before or by the engine.
+enum class clap_rejection { rate_limited, invalid, unavailable, count_ };
+
+struct server_metrics {
+  std::uint64_t ws_connections = 0;      // gauge
+  std::uint64_t ws_connections_total = 0;
+  std::uint64_t sse_streams = 0;         // gauge
+  std::array<std::uint64_t, static_cast<int>(refusal::count_)> refused{};
+  std::array<std::uint64_t, static_cast<int>(clap_rejection::count_)> claps_rejected{};
+  std::uint64_t messages_received = 0;
+  std::uint64_t bad_messages = 0;
+  std::uint64_t update_frames_sent = 0;  // tick frames written to WebSocket clients
+  std::uint64_t update_frames_deferred = 0;  // tick frames that waited for a writable socket
+  std::uint64_t sse_events_sent = 0;
+  std::uint64_t acks_sent = 0;
+  std::uint64_t slow_client_drops = 0;
+  std::uint64_t oversize_closes = 0;
+  std::uint64_t http_requests = 0;
+  latency_histogram commit_latency;
+
+  void refuse(refusal r) noexcept { ++refused[static_cast<int>(r)]; }
+  void reject(clap_rejection r) noexcept { ++claps_rejected[static_cast<int>(r)]; }
+};
+
+/// Renders everything as Prometheus text (version 0.0.4).
+std::string render_prometheus(const server_metrics& m, const engine_stats& s, bool ready);
+
+} // namespace claps::server

@@ -1,0 +1,222 @@
+#include "options.hpp"
+
+#include <claps/version.hpp>
+
+#include <cxxopts.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <string_view>
+
+namespace claps::server {
+namespace {
+
+constexpr const char* default_web_root = CLAPS_WEB_ROOT;
+constexpr const char* default_client_root = CLAPS_CLIENT_ROOT;
+
+cxxopts::Options make_spec() {
+  cxxopts::Options spec("clapsd", "clapsd - the realtime claps server (WebSocket, REST, SSE, metrics).\n"
+                        "Every flag may also be set as an environment variable: upper case, '-' -> '_',\n"
+                        "prefixed CLAPS_ (e.g. CLAPS_DATA_DIR). A flag on the command line wins.\n"
+                        "Repeatable flags take a comma-separated list from the environment.\n");
+  spec.set_width(100);
+  // clang-format off
+  spec.add_options("Server")
+    ("listen", "HOST:PORT to listen on; port 0 picks a free port (reported on stdout)",
+     cxxopts::value<std::string>()->default_value("127.0.0.1:8080"))
+    ("data-dir", "Directory of the LMDB data (created if missing; locked against a second clapsd)",
+     cxxopts::value<std::string>()->default_value("data"))
+    ("store", "Storage backend: lmdb or memory", cxxopts::value<std::string>()->default_value("lmdb"))
+    ("lmdb-map-size", "LMDB map size in bytes (the most the database may grow to)",
+     cxxopts::value<std::size_t>()->default_value("1073741824"))
+    ("lmdb-no-sync", "Do not fsync each commit (a crash of the process still loses nothing "
+     "committed; power loss may)", cxxopts::value<bool>()->default_value("false"))
+    ("tick-ms", "Tick length in ms (1..1000): claps are committed and fanned out once per tick",
+     cxxopts::value<int>()->default_value("25"))
+    ("clap-cap", "Most claps one user may give one article", cxxopts::value<int>()->default_value("50"))
+    ("articles-file", "Optional allow-list of article ids: a JSON array of objects with \"id\" "
+     "(the demo's articles.json) or one id per line ('#' starts a comment)",
+     cxxopts::value<std::string>()->default_value(""))
+    ("web-root", "Directory of the demo web app (index.html, article.html, static/)",
+     cxxopts::value<std::string>()->default_value(default_web_root))
+    ("client-root", "Directory holding claps-client.js, served at /client/",
+     cxxopts::value<std::string>()->default_value(default_client_root))
+    ("log-level", "trace, debug, info, warn or error (logs go to stderr)",
+     cxxopts::value<std::string>()->default_value("info"));
+  spec.add_options("Security and limits")
+    ("auth-secret-file", "File holding the HS256 secret. When set, identity comes only from "
+     "JWTs (?token= or Authorization: Bearer); a trailing newline is ignored",
+     cxxopts::value<std::string>()->default_value(""))
+    ("allowed-origin", "Origin (scheme://host[:port]) allowed besides the request's own host; "
+     "repeatable", cxxopts::value<std::vector<std::string>>())
+    ("max-connections", "Most WebSocket + SSE connections; extra handshakes get HTTP 503",
+     cxxopts::value<std::size_t>()->default_value("19000"))
+    ("rate-limit", "Per-connection (and per REST user) clap/undo messages per second",
+     cxxopts::value<double>()->default_value("20"))
+    ("rate-burst", "Token bucket burst for --rate-limit", cxxopts::value<double>()->default_value("40"))
+    ("max-message-bytes", "Largest inbound WebSocket message or REST body; larger closes 1009 / 413",
+     cxxopts::value<std::size_t>()->default_value("4096"))
+    ("max-subscriptions", "Most articles one connection may watch",
+     cxxopts::value<std::size_t>()->default_value("256"))
+    ("slow-client-bytes", "Hard bound on one client's unsent output; past it the client is "
+     "closed with 1008", cxxopts::value<std::size_t>()->default_value("262144"));
+  spec.add_options("Timers and tuning (defaults are the protocol's; tests shrink them)")
+    ("ping-interval-s", "Seconds of peer silence before the server pings",
+     cxxopts::value<int>()->default_value("25"))
+    ("idle-timeout-s", "Seconds of peer silence before the connection is dropped",
+     cxxopts::value<int>()->default_value("35"))
+    ("handshake-timeout-s", "Seconds a new connection has to finish its HTTP/WebSocket handshake",
+     cxxopts::value<int>()->default_value("5"))
+    ("shutdown-timeout-s", "Seconds SIGTERM waits for clients to take their close frames",
+     cxxopts::value<int>()->default_value("5"))
+    ("rx-buffer-bytes", "lws receive buffer per connection (memory per connection vs. reads per "
+     "event); messages larger than it are reassembled", cxxopts::value<std::size_t>()->default_value("512"));
+  spec.add_options("Info")
+    ("h,help", "Show this help and exit")
+    ("version", "Show the version and exit");
+  // clang-format on
+  return spec;
+}
+
+std::string env_name(std::string_view flag) {
+  std::string name = "CLAPS_";
+  for (char c : flag) name += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return name;
+}
+
+bool parse_listen(std::string_view text, server_options& out, std::string& error) {
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    error = "--listen wants HOST:PORT, e.g. 127.0.0.1:8080";
+    return false;
+  }
+  std::string_view host = text.substr(0, colon);
+  std::string_view port = text.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (ec != std::errc{} || end != port.data() + port.size() || value > 65535 || port.empty()) {
+    error = "--listen: port must be a number 0-65535";
+    return false;
+  }
+  out.listen_host = std::string(host);
+  out.listen_port = static_cast<std::uint16_t>(value);
+  return true;
+}
+
+} // namespace
+
+std::string_view to_string(log_level level) noexcept {
+  switch (level) {
+  case log_level::trace: return "trace";
+  case log_level::debug: return "debug";
+  case log_level::info: return "info";
+  case log_level::warn: return "warn";
+  case log_level::error: return "error";
+  }
+  return "info";
+}
+
+parse_outcome parse_options(int argc, const char* const* argv, const char* (*getenv)(const char*)) {
+  parse_outcome outcome;
+  auto spec = make_spec();
+  try {
+    // Pass 1 finds which flags the command line gives; pass 2 prepends the
+    // environment's value for every other flag, so the command line wins.
+    auto first = make_spec().parse(argc, argv);
+    if (first.count("help")) {
+      outcome.message = spec.help({"Server", "Security and limits",
+                                   "Timers and tuning (defaults are the protocol's; tests shrink them)", "Info"});
+      return outcome;
+    }
+    if (first.count("version")) {
+      outcome.message = std::string("clapsd ") + std::string(claps::version()) + "\n";
+      return outcome;
+    }
+    std::vector<std::string> args{argc > 0 ? argv[0] : "clapsd"};
+    for (const auto& group : spec.groups()) {
+      for (const auto& option : spec.group_help(group).options) {
+        const std::string& flag = option.l.empty() ? option.s : option.l.front();
+        if (flag == "help" || flag == "version" || first.count(flag)) continue;
+        if (const char* value = getenv(env_name(flag).c_str())) args.push_back("--" + flag + "=" + value);
+      }
+    }
+    if (!first.unmatched().empty()) {
+      outcome.message = "unexpected argument '" + first.unmatched().front() + "' (see --help)";
+      outcome.exit_code = 2;
+      return outcome;
+    }
+    for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
+    std::vector<const char*> argv2;
+    for (const auto& a : args) argv2.push_back(a.c_str());
+    auto result = spec.parse(static_cast<int>(argv2.size()), argv2.data());
+
+    server_options o;
+    std::string error;
+    if (!parse_listen(result["listen"].as<std::string>(), o, error)) {
+      outcome.message = error;
+      outcome.exit_code = 2;
+      return outcome;
+    }
+    o.data_dir = result["data-dir"].as<std::string>();
+    const auto store = result["store"].as<std::string>();
+    if (store == "lmdb") o.store = store_kind::lmdb;
+    else if (store == "memory") o.store = store_kind::memory;
+    else error = "--store must be lmdb or memory, not '" + store + "'";
+    o.lmdb_map_size = result["lmdb-map-size"].as<std::size_t>();
+    o.lmdb_sync = !result["lmdb-no-sync"].as<bool>();
+    o.tick_ms = result["tick-ms"].as<int>();
+    if (o.tick_ms < 1 || o.tick_ms > 1000) error = "--tick-ms must be 1..1000";
+    o.clap_cap = result["clap-cap"].as<int>();
+    if (o.clap_cap < 1 || o.clap_cap > 1'000'000) error = "--clap-cap must be 1..1000000";
+    o.articles_file = result["articles-file"].as<std::string>();
+    o.web_root = result["web-root"].as<std::string>();
+    o.client_root = result["client-root"].as<std::string>();
+    const auto level = result["log-level"].as<std::string>();
+    if (level == "trace") o.level = log_level::trace;
+    else if (level == "debug") o.level = log_level::debug;
+    else if (level == "info") o.level = log_level::info;
+    else if (level == "warn") o.level = log_level::warn;
+    else if (level == "error") o.level = log_level::error;
+    else error = "--log-level must be trace, debug, info, warn or error";
+    o.auth_secret_file = result["auth-secret-file"].as<std::string>();
+    if (result.count("allowed-origin"))
+      o.allowed_origins = result["allowed-origin"].as<std::vector<std::string>>();
+    o.max_connections = result["max-connections"].as<std::size_t>();
+    if (o.max_connections < 1) error = "--max-connections must be at least 1";
+    o.rate_limit = result["rate-limit"].as<double>();
+    o.rate_burst = result["rate-burst"].as<double>();
+    if (!(o.rate_limit > 0) || !(o.rate_burst >= 1)) error = "--rate-limit must be > 0 and --rate-burst >= 1";
+    o.max_message_bytes = result["max-message-bytes"].as<std::size_t>();
+    if (o.max_message_bytes < 64 || o.max_message_bytes > 16 * 1024 * 1024)
+      error = "--max-message-bytes must be 64..16777216";
+    o.max_subscriptions = result["max-subscriptions"].as<std::size_t>();
+    if (o.max_subscriptions < 1) error = "--max-subscriptions must be at least 1";
+    o.slow_client_bytes = result["slow-client-bytes"].as<std::size_t>();
+    if (o.slow_client_bytes < 256) error = "--slow-client-bytes must be at least 256";
+    o.ping_interval_s = result["ping-interval-s"].as<int>();
+    o.idle_timeout_s = result["idle-timeout-s"].as<int>();
+    o.handshake_timeout_s = result["handshake-timeout-s"].as<int>();
+    o.shutdown_timeout_s = result["shutdown-timeout-s"].as<int>();
+    if (o.ping_interval_s < 1 || o.idle_timeout_s <= o.ping_interval_s || o.idle_timeout_s > 65535)
+      error = "--ping-interval-s must be >= 1 and below --idle-timeout-s (<= 65535)";
+    if (o.handshake_timeout_s < 1 || o.shutdown_timeout_s < 0)
+      error = "--handshake-timeout-s must be >= 1 and --shutdown-timeout-s >= 0";
+    o.rx_buffer_bytes = result["rx-buffer-bytes"].as<std::size_t>();
+    if (o.rx_buffer_bytes < 128 || o.rx_buffer_bytes > 1024 * 1024)
+      error = "--rx-buffer-bytes must be 128..1048576";
+    if (!error.empty()) {
+      outcome.message = error;
+      outcome.exit_code = 2;
+      return outcome;
+    }
+    outcome.options = std::move(o);
+  } catch (const cxxopts::exceptions::exception& e) {
+    outcome.message = std::string(e.what()) + " (see --help)";
+    outcome.exit_code = 2;
+  }
+  return outcome;
+}
+
+} // namespace claps::server

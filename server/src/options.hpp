@@ -1,0 +1,60 @@
+// options.hpp - clapsd's configuration: command-line flags with CLAPS_*
+// environment variable fallbacks (a flag on the command line wins).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace claps::server {
+
+enum class store_kind { lmdb, memory };
+enum class log_level { trace, debug, info, warn, error };
+
+struct server_options {
+  std::string listen_host = "127.0.0.1";
+  std::uint16_t listen_port = 8080;
+  std::string data_dir = "data";
+  store_kind store = store_kind::lmdb;
+  int tick_ms = 25;
+  int clap_cap = 50;
+  std::string auth_secret_file;  // empty: demo mode
+  std::vector<std::string> allowed_origins;
+  std::size_t max_connections = 19000;
+  double rate_limit = 20;        // clap/undo messages per second
+  double rate_burst = 40;
+  std::size_t max_message_bytes = 4096;
+  std::size_t max_subscriptions = 256;
+  std::size_t slow_client_bytes = 256 * 1024;
+  std::size_t lmdb_map_size = std::size_t{1} << 30;
+  bool lmdb_sync = true;
+  std::string articles_file;
+  log_level level = log_level::info;
+  std::string web_root;
+  std::string client_root;
+  // Protocol timers; flags so tests can shrink them.
+  int ping_interval_s = 25;
+  int idle_timeout_s = 35;
+  int handshake_timeout_s = 5;
+  int shutdown_timeout_s = 5;
+  // lws allocates this much receive buffer per connection.
+  std::size_t rx_buffer_bytes = 512;
+};
+
+/// The outcome of parsing: options, or a message and exit code (0 for --help
+/// and --version, 2 for bad flags).
+struct parse_outcome {
+  std::optional<server_options> options;
+  std::string message;
+  int exit_code = 0;
+};
+
+/// Parses argv with environment fallbacks read through `getenv`.
+parse_outcome parse_options(int argc, const char* const* argv,
+                            const char* (*getenv)(const char*));
+
+std::string_view to_string(log_level level) noexcept;
+
+} // namespace claps::server

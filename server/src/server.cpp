@@ -1,0 +1,345 @@
+#include "server.hpp"
+
+#include "article_allowlist.hpp"
+#include "auth.hpp"
+#include "data_dir_lock.hpp"
+#include "fanout.hpp"
+#include "http_api.hpp"
+#include "inbound.hpp"
+#include "log.hpp"
+#include "metrics.hpp"
+#include "service_deps.hpp"
+#include "static_files.hpp"
+#include "subscribers.hpp"
+#include "timed_store.hpp"
+#include "ws_service.hpp"
+
+#include <claps/engine.hpp>
+#include <claps/lmdb.hpp>
+#include <claps/memory_store.hpp>
+#include <claps/uv.hpp>
+
+#include <libwebsockets.h>
+#include <uv.h>
+
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace claps::server {
+namespace {
+
+class clapsd {
+public:
+  explicit clapsd(const server_options& options) : options_(options), log_(options.level) {}
+  ~clapsd();
+  clapsd(const clapsd&) = delete;
+  clapsd& operator=(const clapsd&) = delete;
+
+  /// Builds everything and starts listening; false (with a logged reason) on failure.
+  bool start();
+  /// Runs the loop until shutdown completes; returns the exit code.
+  int run();
+
+private:
+  static int lws_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::size_t len);
+  int dispatch(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::size_t len);
+  bool open_store();
+  bool create_context();
+  void begin_shutdown(int signum);
+  void finish();
+  bool ready() const { return !admission_.draining && engine_ && !engine_->store_error(); }
+
+  const server_options& options_;
+  logger log_;
+  uv_loop_t loop_{};
+  bool loop_initialised_ = false;
+  data_dir_lock lock_;
+  std::unique_ptr<store> base_store_;
+  server_metrics metrics_;
+  std::unique_ptr<timed_store> store_;
+  endpoint_registry registry_;
+  fanout fanout_{registry_, log_};
+  std::unique_ptr<engine> engine_;
+  article_allowlist allowlist_;
+  std::unique_ptr<authenticator> auth_;
+  connection_admission admission_;
+  std::optional<inbound_parser> parser_;
+  std::unique_ptr<ws_service> ws_;
+  std::unique_ptr<http_api> http_;
+  lws_protocols protocols_[2]{};
+  lws_retry_bo_t idle_policy_{};
+  lws_context* context_ = nullptr;
+  std::unique_ptr<uv_driver> driver_;
+  uv_signal_t sigterm_{};
+  uv_signal_t sigint_{};
+  uv_check_t after_io_{};
+  uv_timer_t shutdown_timer_{};
+  bool handles_open_ = false;
+  bool finishing_ = false;
+  int exit_code_ = 0;
+};
+
+clapsd::~clapsd() {
+  // lws and the driver are gone by now (finish()); the loop has run their
+  // close callbacks, so it can be closed.
+  if (context_) lws_context_destroy(context_);
+  driver_.reset();
+  if (loop_initialised_) {
+    uv_run(&loop_, UV_RUN_NOWAIT);
+    uv_loop_close(&loop_);
+  }
+}
+
+bool clapsd::open_store() {
+  if (options_.store == store_kind::memory) {
+    base_store_ = std::make_unique<memory_store>();
+    log_.info("store: memory (nothing survives a restart)");
+    return true;
+  }
+  std::string error;
+  lock_ = data_dir_lock::acquire(options_.data_dir, error);
+  if (!lock_.held()) {
+    log_.error(error);
+    return false;
+  }
+  lmdb_options lo;
+  lo.path = options_.data_dir;
+  lo.map_size = options_.lmdb_map_size;
+  lo.sync = options_.lmdb_sync;
+  std::error_code ec;
+  auto lmdb = lmdb_store::open(lo, ec);
+  if (!lmdb) {
+    log_.error("cannot open LMDB store in '" + options_.data_dir + "': " + ec.message());
+    return false;
+  }
+  base_store_ = std::move(lmdb);
+  log_.info("store: lmdb in '" + options_.data_dir + "'" + (options_.lmdb_sync ? "" : " (no fsync)"));
+  return true;
+}
+
+bool clapsd::start() {
+  std::signal(SIGPIPE, SIG_IGN);
+  lws_set_log_level(log_.lws_mask(), nullptr);
+
+  std::string error;
+  if (!options_.auth_secret_file.empty()) {
+    std::string secret;
+    if (!read_secret_file(options_.auth_secret_file, secret, error)) {
+      log_.error(error);
+      return false;
+    }
+    auth_ = std::make_unique<authenticator>(std::move(secret));
+  } else {
+    auth_ = std::make_unique<authenticator>();
+  }
+  if (!options_.articles_file.empty()) {
+    if (!allowlist_.load(options_.articles_file, error)) {
+      log_.error(error);
+      return false;
+    }
+    log_.info("article allow-list: " + std::to_string(allowlist_.size()) + " ids");
+  }
+  if (!open_store()) return false;
+
+  if (uv_loop_init(&loop_) != 0) {
+    log_.error("cannot initialise the event loop");
+    return false;
+  }
+  loop_initialised_ = true;
+
+  metrics_ = server_metrics{};
+  store_ = std::make_unique<timed_store>(*base_store_, metrics_.commit_latency);
+  engine_options eo;
+  eo.tick = millis(options_.tick_ms);
+  eo.clap_cap = options_.clap_cap;
+  eo.max_subscriptions = options_.max_subscriptions;
+  if (auto ec = validate(eo)) {
+    log_.error("engine options: " + ec.message());
+    return false;
+  }
+  engine_ = std::make_unique<engine>(*store_, eo, fanout_.callbacks(), uv_driver::now());
+  fanout_.on_store_status = [this](std::error_code) {};
+
+  admission_.max = options_.max_connections;
+  parser_.emplace(options_.max_message_bytes);
+  service_deps deps{*engine_, registry_, fanout_, metrics_, options_, allowlist_, *auth_,
+                    admission_, *parser_,  log_,      &loop_};
+  ws_ = std::make_unique<ws_service>(deps);
+  http_ = std::make_unique<http_api>(deps, static_files(options_.web_root, options_.client_root));
+  http_->ready = [this] { return ready(); };
+  http_->metrics_text = [this] { return render_prometheus(metrics_, engine_->stats(), ready()); };
+
+  if (!create_context()) return false;
+
+  driver_ = std::make_unique<uv_driver>(&loop_, *engine_);
+  uv_signal_init(&loop_, &sigterm_);
+  uv_signal_init(&loop_, &sigint_);
+  uv_check_init(&loop_, &after_io_);
+  uv_timer_init(&loop_, &shutdown_timer_);
+  sigterm_.data = sigint_.data = after_io_.data = shutdown_timer_.data = this;
+  handles_open_ = true;
+  auto on_signal = [](uv_signal_t* h, int signum) { static_cast<clapsd*>(h->data)->begin_shutdown(signum); };
+  uv_signal_start(&sigterm_, on_signal, SIGTERM);
+  uv_signal_start(&sigint_, on_signal, SIGINT);
+  // Connections that close while the engine is inside a callback release
+  // their subscriptions here, once the tick is over.
+  uv_check_start(&after_io_, [](uv_check_t* h) {
+    auto* self = static_cast<clapsd*>(h->data);
+    self->fanout_.run_deferred(*self->engine_);
+  });
+  admission_.on_drained = [this] {
+    uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); }, 0, 0);
+  };
+  return true;
+}
+
+bool clapsd::create_context() {
+  protocols_[0].name = "claps";
+  protocols_[0].callback = &clapsd::lws_callback;
+  // Holds the session pointer only; sessions live on the heap.
+  protocols_[0].per_session_data_size = sizeof(void*);
+  protocols_[0].rx_buffer_size = options_.rx_buffer_bytes;
+  protocols_[1] = {};
+
+  idle_policy_.secs_since_valid_ping = static_cast<std::uint16_t>(options_.ping_interval_s);
+  idle_policy_.secs_since_valid_hangup = static_cast<std::uint16_t>(options_.idle_timeout_s);
+
+  const std::string iface = options_.listen_host == "localhost" ? "127.0.0.1" : options_.listen_host;
+  void* loops[1] = {&loop_};
+  lws_context_creation_info info{};
+  info.port = options_.listen_port;
+  info.iface = iface.c_str();
+  info.protocols = protocols_;
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
+  if (iface.find(':') == std::string::npos) info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+  info.foreign_loops = loops;
+  info.user = this;
+  info.timeout_secs = static_cast<unsigned>(options_.handshake_timeout_s);
+  info.retry_and_idle_policy = &idle_policy_;
+  info.keepalive_timeout = 5;
+  context_ = lws_create_context(&info);
+  if (!context_) {
+    log_.error("cannot listen on " + options_.listen_host + ":" + std::to_string(options_.listen_port) +
+               " (address in use or not available?)");
+    return false;
+  }
+  lws_vhost* vhost = lws_get_vhost_by_name(context_, "default");
+  const int port = vhost ? lws_get_vhost_listen_port(vhost) : -1;
+  if (port <= 0) {
+    log_.error("cannot listen on " + options_.listen_host + ":" + std::to_string(options_.listen_port));
+    return false;
+  }
+  std::printf("clapsd listening on http://%s:%d\n", options_.listen_host.c_str(), port);
+  std::fflush(stdout);
+  return true;
+}
+
+int clapsd::run() {
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  return exit_code_;
+}
+
+int clapsd::lws_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::size_t len) {
+  lws_context* context = lws_get_context(wsi);
+  auto* self = context ? static_cast<clapsd*>(lws_context_user(context)) : nullptr;
+  if (self == nullptr || !self->ws_) return lws_callback_http_dummy(wsi, reason, user, in, len);
+  return self->dispatch(wsi, reason, user, in, len);
+}
+
+int clapsd::dispatch(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::size_t len) {
+  switch (reason) {
+  case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+    // Draining: accept nothing new.
+    return admission_.draining ? 1 : 0;
+  case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+    return ws_->confirm_upgrade(wsi, static_cast<const char*>(in));
+  case LWS_CALLBACK_ESTABLISHED:
+    return ws_->established(wsi, user);
+  case LWS_CALLBACK_RECEIVE:
+    return ws_->receive(wsi, user, static_cast<const char*>(in), len);
+  case LWS_CALLBACK_SERVER_WRITEABLE:
+    return ws_->writeable(user);
+  case LWS_CALLBACK_CLOSED:
+    ws_->closed(user);
+    return 0;
+  case LWS_CALLBACK_HTTP:
+    return http_->on_request(wsi, static_cast<const char*>(in));
+  case LWS_CALLBACK_HTTP_BODY:
+    return http_->on_body(wsi, static_cast<const char*>(in), len);
+  case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+    return http_->on_body_complete(wsi);
+  case LWS_CALLBACK_HTTP_WRITEABLE:
+    return http_->on_writeable(wsi);
+  case LWS_CALLBACK_CLOSED_HTTP:
+    http_->on_closed(wsi);
+    break;
+  case LWS_CALLBACK_WSI_DESTROY:
+    ws_->destroyed(wsi);
+    http_->on_closed(wsi);
+    break;
+  default:
+    break;
+  }
+  return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+void clapsd::begin_shutdown(int signum) {
+  if (admission_.draining) {
+    log_.warn("second signal: exiting without waiting for clients");
+    finish();
+    return;
+  }
+  log_.info(std::string("received ") + (signum == SIGTERM ? "SIGTERM" : "SIGINT") +
+            ": draining (readyz 503, committing pending claps, closing clients with 1001)");
+  admission_.draining = true;
+  // Commit what is pending now, so every ack is written before the close frames.
+  driver_->flush();
+  ws_->close_all_when_flushed();
+  http_->close_streams();
+  if (admission_.open == 0) {
+    uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); }, 0, 0);
+  } else {
+    uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); },
+                   static_cast<std::uint64_t>(options_.shutdown_timeout_s) * 1000, 0);
+  }
+}
+
+void clapsd::finish() {
+  if (finishing_) return;
+  finishing_ = true;
+  if (!engine_->idle()) engine_->flush(uv_driver::now());
+  if (!engine_->idle()) {
+    log_.error("exiting with claps not committed (store failing: " + engine_->store_error().message() +
+               "); none of them was acknowledged");
+    exit_code_ = 1;
+  }
+  driver_.reset();
+  // With a foreign loop lws closes its handles asynchronously on this loop.
+  lws_context_destroy(context_);
+  context_ = nullptr;
+  if (handles_open_) {
+    handles_open_ = false;
+    uv_signal_stop(&sigterm_);
+    uv_signal_stop(&sigint_);
+    uv_check_stop(&after_io_);
+    uv_timer_stop(&shutdown_timer_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&after_io_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_timer_), nullptr);
+  }
+  log_.info("shut down cleanly");
+}
+
+} // namespace
+
+int run_server(const server_options& options) {
+  clapsd server(options);
+  if (!server.start()) return 1;
+  return server.run();
+}
+
+} // namespace claps::server

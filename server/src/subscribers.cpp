@@ -1,0 +1,34 @@
+#include "subscribers.hpp"
+
+namespace claps::server {
+
+std::uint64_t endpoint_registry::add(endpoint& e) {
+  const auto id = next_id_++;
+  endpoints_.emplace(id, &e);
+  return id;
+}
+
+void endpoint_registry::remove(std::uint64_t id) noexcept { endpoints_.erase(id); }
+
+endpoint* endpoint_registry::find(std::uint64_t id) const noexcept {
+  auto it = endpoints_.find(id);
+  return it == endpoints_.end() ? nullptr : it->second;
+}
+
+std::uint64_t endpoint_registry::track_op(std::uint64_t endpoint_id, std::string_view op_id) {
+  const auto cookie = next_cookie_++;
+  ops_.emplace(cookie, pending_op{endpoint_id, std::string(op_id)});
+  return cookie;
+}
+
+void endpoint_registry::forget_op(std::uint64_t cookie) noexcept { ops_.erase(cookie); }
+
+void endpoint_registry::complete_op(const op_result& result) {
+  auto it = ops_.find(result.cookie);
+  if (it == ops_.end()) return;
+  const pending_op op = std::move(it->second);
+  ops_.erase(it);
+  if (auto* e = find(op.endpoint_id)) e->on_result(result, op.op_id);
+}
+
+} // namespace claps::server

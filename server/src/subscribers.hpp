@@ -1,0 +1,61 @@
+// subscribers.hpp - who the engine's subscriber ids and op cookies belong to.
+//
+// WebSocket sessions, SSE streams and pending REST requests are endpoints.
+// The engine only knows numbers: a subscriber_id is an endpoint id, and each
+// clap/undo gets a cookie that maps back to its endpoint and op id. An
+// endpoint that went away is simply missing, so late results are dropped.
+#pragma once
+
+#include <claps/engine.hpp>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace claps::server {
+
+/// Per-tick scratch shared by every endpoint, so multi-article frames reuse
+/// one buffer instead of allocating per frame.
+struct tick_scratch {
+  std::string frame;
+};
+
+class endpoint {
+public:
+  virtual ~endpoint() = default;
+  /// This tick's changed articles among those the endpoint watches.
+  virtual void on_update(std::span<const article_update* const> updates, tick_scratch& scratch) = 0;
+  /// The durable outcome of a clap/undo this endpoint submitted.
+  virtual void on_result(const op_result& result, std::string_view op_id) = 0;
+};
+
+class endpoint_registry {
+public:
+  /// Registers an endpoint; the returned id is its subscriber_id.
+  std::uint64_t add(endpoint& e);
+  void remove(std::uint64_t id) noexcept;
+  endpoint* find(std::uint64_t id) const noexcept;
+
+  /// Remembers who submitted an op; returns the cookie to pass the engine.
+  std::uint64_t track_op(std::uint64_t endpoint_id, std::string_view op_id);
+  /// Forgets a cookie whose submission failed (no result will come).
+  void forget_op(std::uint64_t cookie) noexcept;
+  /// Delivers a result to its endpoint, if that endpoint still exists.
+  void complete_op(const op_result& result);
+
+  std::size_t pending_ops() const noexcept { return ops_.size(); }
+
+private:
+  struct pending_op {
+    std::uint64_t endpoint_id;
+    std::string op_id;
+  };
+  std::uint64_t next_id_ = 1;
+  std::uint64_t next_cookie_ = 1;
+  std::unordered_map<std::uint64_t, endpoint*> endpoints_;
+  std::unordered_map<std::uint64_t, pending_op> ops_;
+};
+
+} // namespace claps::server

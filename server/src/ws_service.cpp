@@ -1,0 +1,231 @@
+#include "ws_service.hpp"
+
+#include "frames.hpp"
+#include "http_io.hpp"
+
+#include <claps/error.hpp>
+#include <claps/ids.hpp>
+
+#include <cstring>
+
+namespace claps::server {
+
+ws_service::ws_service(service_deps deps)
+    : deps_(deps), origins_(deps.options.allowed_origins) {
+  limits_.max_message_bytes = deps.options.max_message_bytes;
+  limits_.slow_client_bytes = deps.options.slow_client_bytes;
+  limits_.rate_limit = deps.options.rate_limit;
+  limits_.rate_burst = deps.options.rate_burst;
+}
+
+int ws_service::refuse(lws* wsi, refusal why, unsigned status, std::string_view code,
+                       std::string_view message) {
+  deps_.metrics.refuse(why);
+  deps_.log.debug("handshake refused: " + std::string(message));
+  // lws completes the HTTP transaction when CONFIRM_UPGRADE returns > 0.
+  if (write_response(wsi, status, "application/json", rest_error_body(code, message)) < 0) return -1;
+  return 1;
+}
+
+int ws_service::confirm_upgrade(lws* wsi, const char* upgrade) {
+  if (upgrade == nullptr || std::strcmp(upgrade, "websocket") != 0)
+    return refuse(wsi, refusal::bad_request, 400, "bad_request", "only WebSocket upgrades are supported");
+  const std::string path = header_value(wsi, WSI_TOKEN_GET_URI);
+  if (path != "/ws") return refuse(wsi, refusal::bad_request, 404, "not_found", "WebSocket endpoint is /ws");
+  if (deps_.admission.draining)
+    return refuse(wsi, refusal::draining, 503, "unavailable", "server is shutting down");
+  if (!deps_.admission.has_room())
+    return refuse(wsi, refusal::max_connections, 503, "unavailable", "connection limit reached");
+  if (!origins_.allows(header_value(wsi, WSI_TOKEN_ORIGIN), header_value(wsi, WSI_TOKEN_HOST)))
+    return refuse(wsi, refusal::origin, 403, "forbidden", "origin not allowed");
+
+  std::string token, user_param;
+  const std::string authorization = header_value(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+  credentials c;
+  if (query_arg(wsi, "token", token)) {
+    c.token = token;
+    c.has_token = true;
+  } else if (auto bearer = bearer_token(authorization); !bearer.empty()) {
+    c.token = bearer;
+    c.has_token = true;
+  }
+  if (query_arg(wsi, "user", user_param)) {
+    c.user_param = user_param;
+    c.has_user_param = true;
+  }
+  std::string user, why;
+  if (auto ec = deps_.auth.identify(c, true, user, why)) {
+    if (ec == errc::unauthorized) return refuse(wsi, refusal::unauthorized, 401, "unauthorized", why);
+    return refuse(wsi, refusal::bad_request, 400, "bad_request", why);
+  }
+  upgrading_[wsi] = std::move(user);
+  ++deps_.admission.reserved;
+  return 0;
+}
+
+void ws_service::destroyed(lws* wsi) {
+  if (upgrading_.erase(wsi) > 0) --deps_.admission.reserved;
+}
+
+int ws_service::established(lws* wsi, void* user) {
+  auto it = upgrading_.find(wsi);
+  if (it == upgrading_.end() || user == nullptr) return -1;
+  auto session = std::make_unique<ws_session>(wsi, std::move(it->second), limits_, deps_.metrics,
+                                              deps_.now_ms());
+  upgrading_.erase(it);
+  --deps_.admission.reserved;
+  ++deps_.admission.open;
+  ++deps_.metrics.ws_connections;
+  ++deps_.metrics.ws_connections_total;
+  ws_session& s = *session;
+  s.set_id(deps_.registry.add(s));
+  *static_cast<ws_session**>(user) = &s;
+  sessions_.emplace(s.id(), std::move(session));
+  std::string hello;
+  encode_hello(hello, s.user(), deps_.options.tick_ms, deps_.options.clap_cap);
+  s.send_reply(std::move(hello));
+  return 0;
+}
+
+int ws_service::receive(lws* wsi, void* user, const char* in, std::size_t len) {
+  ws_session* s = session_of(user);
+  if (s == nullptr) return -1;
+  if (s->closing()) return 0;
+  const bool complete = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+  std::string_view message;
+  switch (s->receive(in, len, complete, message)) {
+  case ws_session::rx_status::partial: return 0;
+  case ws_session::rx_status::too_large: {
+    ++deps_.metrics.oversize_closes;
+    static constexpr char reason[] = "message too large";
+    lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                     reinterpret_cast<unsigned char*>(const_cast<char*>(reason)), sizeof reason - 1);
+    return -1;
+  }
+  case ws_session::rx_status::complete: break;
+  }
+  handle(*s, message, lws_frame_is_binary(wsi) != 0);
+  s->release_message();
+  return 0;
+}
+
+int ws_service::writeable(void* user) {
+  ws_session* s = session_of(user);
+  return s ? s->on_writeable() : 0;
+}
+
+void ws_service::closed(void* user) {
+  ws_session* s = session_of(user);
+  if (s == nullptr) return;
+  *static_cast<ws_session**>(user) = nullptr;
+  const auto id = s->id();
+  deps_.release(id);
+  deps_.registry.remove(id);
+  sessions_.erase(id);
+  --deps_.metrics.ws_connections;
+  deps_.admission.closed_one();
+}
+
+void ws_service::close_all_when_flushed() {
+  for (auto& [id, s] : sessions_) s->close_when_flushed();
+}
+
+void ws_service::send_error(ws_session& s, std::string_view code, std::string_view message,
+                            std::string_view id) {
+  ++deps_.metrics.bad_messages;
+  std::string frame;
+  encode_error(frame, code, message, id);
+  s.send_reply(std::move(frame));
+}
+
+void ws_service::send_error(ws_session& s, std::error_code ec, std::string_view why,
+                            std::string_view id) {
+  send_error(s, wire_name(ec), why.empty() ? std::string_view(ec.message()) : why, id);
+}
+
+void ws_service::handle(ws_session& s, std::string_view text, bool binary) {
+  ++deps_.metrics.messages_received;
+  if (binary) {
+    send_error(s, "bad_request", "binary frames are not supported: send JSON text", {});
+    return;
+  }
+  std::string why;
+  if (auto ec = deps_.parser.parse_message(text, message_, why)) {
+    send_error(s, ec, why, message_.id);
+    return;
+  }
+  switch (message_.kind) {
+  case message_kind::subscribe: subscribe(s); break;
+  case message_kind::unsubscribe: unsubscribe(s); break;
+  case message_kind::clap:
+  case message_kind::undo: clap_or_undo(s); break;
+  }
+}
+
+void ws_service::subscribe(ws_session& s) {
+  for (auto article : message_.articles) {
+    if (check_article_id(article) || !deps_.allowlist.allows(article)) {
+      send_error(s, "invalid_article", "invalid or unknown article id: " + std::string(article.substr(0, 128)),
+                 message_.id);
+      return;
+    }
+  }
+  snapshots_.clear();
+  if (auto ec = deps_.engine.subscribe(s.id(), message_.articles, message_.reading, s.user(), snapshots_)) {
+    send_error(s, ec, {}, message_.id);
+    return;
+  }
+  std::string frame;
+  encode_snapshot(frame, snapshots_, message_.id);
+  s.send_reply(std::move(frame));
+}
+
+void ws_service::unsubscribe(ws_session& s) {
+  for (auto article : message_.articles) {
+    if (check_article_id(article)) {
+      send_error(s, "invalid_article", "invalid article id", message_.id);
+      return;
+    }
+  }
+  for (auto article : message_.articles) deps_.engine.unsubscribe(s.id(), article);
+}
+
+void ws_service::clap_or_undo(ws_session& s) {
+  if (!s.take_token(deps_.now_ms())) {
+    deps_.metrics.reject(clap_rejection::rate_limited);
+    send_error(s, make_error_code(errc::rate_limited), {}, message_.id);
+    return;
+  }
+  if (deps_.admission.draining) {
+    deps_.metrics.reject(clap_rejection::unavailable);
+    send_error(s, "unavailable", "server is shutting down: retry on another connection", message_.id);
+    return;
+  }
+  if (check_article_id(message_.article) || !deps_.allowlist.allows(message_.article)) {
+    deps_.metrics.reject(clap_rejection::invalid);
+    send_error(s, "invalid_article", "invalid or unknown article id", message_.id);
+    return;
+  }
+  const auto cookie = deps_.registry.track_op(s.id(), message_.id);
+  std::error_code ec;
+  if (message_.kind == message_kind::clap) {
+    clap_request request;
+    request.user = s.user();
+    request.article = message_.article;
+    request.count = message_.count;
+    request.op_id = message_.id;
+    request.cookie = cookie;
+    ec = deps_.engine.clap(request);
+  } else {
+    ec = deps_.engine.undo(s.user(), message_.article, message_.id, cookie);
+  }
+  if (ec) {
+    deps_.registry.forget_op(cookie);
+    deps_.metrics.reject(ec == errc::unavailable || wire_name(ec) == "unavailable"
+                             ? clap_rejection::unavailable
+                             : clap_rejection::invalid);
+    send_error(s, ec, {}, message_.id);
+  }
+}
+
+} // namespace claps::server

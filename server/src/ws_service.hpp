@@ -1,0 +1,55 @@
+// ws_service.hpp - protocol v1 over WebSocket at /ws: admission (path,
+// limits, Origin, identity), sessions, and the client messages.
+#pragma once
+
+#include "origin.hpp"
+#include "service_deps.hpp"
+#include "ws_session.hpp"
+
+#include <libwebsockets.h>
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace claps::server {
+
+class ws_service {
+public:
+  explicit ws_service(service_deps deps);
+
+  /// LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: 0 to allow, 1 after writing a refusal.
+  int confirm_upgrade(lws* wsi, const char* upgrade);
+  int established(lws* wsi, void* user);
+  int receive(lws* wsi, void* user, const char* in, std::size_t len);
+  int writeable(void* user);
+  void closed(void* user);
+  /// LWS_CALLBACK_WSI_DESTROY: forget an upgrade that never completed.
+  void destroyed(lws* wsi);
+
+  /// Shutdown: every session closes with 1001 once its queued output is out.
+  void close_all_when_flushed();
+  std::size_t sessions() const noexcept { return sessions_.size(); }
+
+private:
+  static ws_session* session_of(void* user) { return user ? *static_cast<ws_session**>(user) : nullptr; }
+  int refuse(lws* wsi, refusal why, unsigned status, std::string_view code, std::string_view message);
+  void handle(ws_session& s, std::string_view text, bool binary);
+  void subscribe(ws_session& s);
+  void unsubscribe(ws_session& s);
+  void clap_or_undo(ws_session& s);
+  void send_error(ws_session& s, std::string_view code, std::string_view message, std::string_view id);
+  void send_error(ws_session& s, std::error_code ec, std::string_view why, std::string_view id);
+
+  service_deps deps_;
+  session_limits limits_;
+  origin_policy origins_;
+  std::unordered_map<lws*, std::string> upgrading_;  // identity resolved at handshake
+  std::unordered_map<std::uint64_t, std::unique_ptr<ws_session>> sessions_;
+  client_message message_;                 // reused
+  std::vector<snapshot> snapshots_;        // reused
+  std::string frame_;                      // reused for replies built then copied
+};
+
+} // namespace claps::server

@@ -1,0 +1,203 @@
+#include "ws_session.hpp"
+
+#include "frames.hpp"
+
+#include <algorithm>
+
+namespace claps::server {
+namespace {
+// An estimate of one collapsed item's encoded size beyond its article id.
+constexpr std::size_t item_overhead = 48;
+// Reassembly buffers larger than this are released after use, so one big
+// message does not pin memory on an idle connection.
+constexpr std::size_t keep_rx_capacity = 1024;
+} // namespace
+
+ws_session::ws_session(lws* wsi, std::string user, const session_limits& limits,
+                       server_metrics& metrics, std::uint64_t now_ms)
+    : wsi_(wsi), user_(std::move(user)), limits_(limits), metrics_(metrics),
+      bucket_(limits.rate_burst, now_ms) {}
+
+ws_session::rx_status ws_session::receive(const char* data, std::size_t len, bool message_complete,
+                                          std::string_view& message) {
+  if (rx_.size() + len > limits_.max_message_bytes) return rx_status::too_large;
+  if (rx_.empty() && message_complete) {
+    message = std::string_view(data, len);
+    return rx_status::complete;
+  }
+  rx_.append(data, len);
+  if (!message_complete) return rx_status::partial;
+  message = rx_;
+  return rx_status::complete;
+}
+
+void ws_session::release_message() {
+  rx_.clear();
+  if (rx_.capacity() > keep_rx_capacity) rx_.shrink_to_fit();
+}
+
+bool ws_session::can_write_directly() const noexcept {
+  return !closing_ && replies_.empty() && pending_.empty() && !lws_partial_buffered(wsi_);
+}
+
+bool ws_session::write_frame(char* frame, std::size_t size) {
+  const std::size_t len = size - frame_headroom;
+  const int n = lws_write(wsi_, reinterpret_cast<unsigned char*>(frame) + frame_headroom, len,
+                          LWS_WRITE_TEXT);
+  if (n < 0) {
+    // The socket failed; lws closes it and CLOSED cleans up.
+    closing_ = true;
+    lws_set_timeout(wsi_, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+    return false;
+  }
+  if (lws_partial_buffered(wsi_)) {
+    inflight_bytes_ = len;
+    request_writeable();
+  }
+  return true;
+}
+
+void ws_session::request_writeable() {
+  if (writeable_requested_) return;
+  writeable_requested_ = true;
+  lws_callback_on_writable(wsi_);
+}
+
+void ws_session::send_reply(std::string frame) {
+  if (closing_) return;
+  if (can_write_directly()) {
+    write_frame(frame.data(), frame.size());
+    return;
+  }
+  reply_bytes_ += frame.size();
+  replies_.push_back(std::move(frame));
+  request_writeable();
+  enforce_output_bound();
+}
+
+void ws_session::on_update(std::span<const article_update* const> updates, tick_scratch& scratch) {
+  if (closing_ || updates.empty()) return;
+  if (can_write_directly()) {
+    if (updates.size() == 1) {
+      // The shared frame encoded once for every viewer. lws_write writes the
+      // WebSocket header into the headroom in front of the payload; it is the
+      // same header for every viewer, so sharing the buffer is safe. The
+      // string is the engine's mutable encode() output, viewed as const.
+      const auto encoded = updates.front()->encoded;
+      write_frame(const_cast<char*>(encoded.data()), encoded.size());
+    } else {
+      std::string& frame = scratch.frame;
+      begin_frame(frame);
+      frame += counts_prefix;
+      for (std::size_t i = 0; i < updates.size(); ++i) {
+        if (i) frame += ',';
+        frame += update_item(updates[i]->encoded);
+      }
+      frame += counts_suffix;
+      write_frame(frame.data(), frame.size());
+    }
+    ++metrics_.update_frames_sent;
+    return;
+  }
+  for (const auto* u : updates) keep_latest(*u);
+  ++metrics_.update_frames_deferred;
+  request_writeable();
+  enforce_output_bound();
+}
+
+void ws_session::keep_latest(const article_update& update) {
+  for (auto& p : pending_) {
+    if (p.article == update.article) {
+      p.total = update.total;
+      p.viewers = update.viewers;
+      return;
+    }
+  }
+  pending_.push_back({std::string(update.article), update.total, update.viewers});
+  pending_bytes_ += update.article.size() + item_overhead;
+}
+
+void ws_session::on_result(const op_result& result, std::string_view op_id) {
+  std::string frame;
+  encode_ack(frame, result, op_id);
+  ++metrics_.acks_sent;
+  send_reply(std::move(frame));
+}
+
+std::size_t ws_session::unsent_bytes() const noexcept {
+  return inflight_bytes_ + reply_bytes_ + pending_bytes_;
+}
+
+void ws_session::enforce_output_bound() {
+  if (closing_ || unsent_bytes() <= limits_.slow_client_bytes) return;
+  ++metrics_.slow_client_drops;
+  close_now(LWS_CLOSE_STATUS_POLICY_VIOLATION, "slow consumer: too much unsent output");
+}
+
+void ws_session::build_pending_frame(std::string& out) {
+  begin_frame(out);
+  out += counts_prefix;
+  for (std::size_t i = 0; i < pending_.size(); ++i) {
+    if (i) out += ',';
+    append_count_item(out, pending_[i].article, pending_[i].total, pending_[i].viewers);
+  }
+  out += counts_suffix;
+  pending_.clear();
+  pending_bytes_ = 0;
+}
+
+int ws_session::on_writeable() {
+  writeable_requested_ = false;
+  if (closing_) return -1;
+  if (lws_partial_buffered(wsi_)) {
+    request_writeable();
+    return 0;
+  }
+  inflight_bytes_ = 0;
+  // Replies first, in order; then the collapsed counts as one frame.
+  std::size_t sent = 0;
+  while (sent < replies_.size() && !lws_partial_buffered(wsi_)) {
+    std::string& frame = replies_[sent++];
+    reply_bytes_ -= frame.size();
+    if (!write_frame(frame.data(), frame.size())) return -1;
+  }
+  replies_.erase(replies_.begin(), replies_.begin() + static_cast<std::ptrdiff_t>(sent));
+  if (replies_.empty() && !pending_.empty() && !lws_partial_buffered(wsi_)) {
+    std::string frame;
+    build_pending_frame(frame);
+    if (!write_frame(frame.data(), frame.size())) return -1;
+    ++metrics_.update_frames_sent;
+  }
+  const bool drained = replies_.empty() && pending_.empty() && !lws_partial_buffered(wsi_);
+  if (!drained) {
+    request_writeable();
+    return 0;
+  }
+  // Returning -1 makes lws send the close frame set by lws_close_reason().
+  return close_when_flushed_ ? -1 : 0;
+}
+
+void ws_session::close_now(lws_close_status code, std::string_view reason) {
+  if (closing_) return;
+  closing_ = true;
+  replies_.clear();
+  replies_.shrink_to_fit();
+  pending_.clear();
+  pending_.shrink_to_fit();
+  reply_bytes_ = pending_bytes_ = 0;
+  lws_close_reason(wsi_, code,
+                   reinterpret_cast<unsigned char*>(const_cast<char*>(reason.data())), reason.size());
+  // Returning -1 only works inside a callback; this works from anywhere.
+  lws_set_timeout(wsi_, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+}
+
+void ws_session::close_when_flushed() {
+  if (closing_ || close_when_flushed_) return;
+  close_when_flushed_ = true;
+  static constexpr char reason[] = "server shutting down";
+  lws_close_reason(wsi_, LWS_CLOSE_STATUS_GOINGAWAY,
+                   reinterpret_cast<unsigned char*>(const_cast<char*>(reason)), sizeof reason - 1);
+  request_writeable();
+}
+
+} // namespace claps::server

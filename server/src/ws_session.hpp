@@ -1,0 +1,100 @@
+// ws_session.hpp - one WebSocket connection: its identity, inbound
+// reassembly, rate limit, and the gated output path.
+//
+// Output rule (the fan-out design, see issue 5): a frame is written straight
+// from the tick with lws_write() when the connection holds no unsent data
+// (lws_partial_buffered() == 0 and nothing queued). Otherwise tick updates
+// collapse into "latest count per article" (counts are state, not events) and
+// are flushed from LWS_CALLBACK_SERVER_WRITEABLE as one frame; acks and other
+// replies queue in order. Past --slow-client-bytes of unsent output the client
+// is closed with 1008.
+#pragma once
+
+#include "metrics.hpp"
+#include "subscribers.hpp"
+#include "token_bucket.hpp"
+
+#include <libwebsockets.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace claps::server {
+
+struct session_limits {
+  std::size_t max_message_bytes = 4096;
+  std::size_t slow_client_bytes = 256 * 1024;
+  double rate_limit = 20;
+  double rate_burst = 40;
+};
+
+class ws_session final : public endpoint {
+public:
+  ws_session(lws* wsi, std::string user, const session_limits& limits, server_metrics& metrics,
+             std::uint64_t now_ms);
+
+  lws* wsi() const noexcept { return wsi_; }
+  std::uint64_t id() const noexcept { return id_; }
+  void set_id(std::uint64_t id) noexcept { id_ = id; }
+  const std::string& user() const noexcept { return user_; }
+  bool closing() const noexcept { return closing_; }
+
+  // ---- input ----
+  enum class rx_status { partial, complete, too_large };
+  /// Feeds one chunk from LWS_CALLBACK_RECEIVE. On `complete`, `message`
+  /// views the whole message until release_message().
+  rx_status receive(const char* data, std::size_t len, bool message_complete, std::string_view& message);
+  void release_message();
+  /// One clap/undo message's worth of rate limit.
+  bool take_token(std::uint64_t now_ms) noexcept {
+    return bucket_.take(limits_.rate_limit, limits_.rate_burst, now_ms);
+  }
+
+  // ---- output ----
+  /// Sends a reply frame (built with begin_frame()).
+  void send_reply(std::string frame);
+  void on_update(std::span<const article_update* const> updates, tick_scratch& scratch) override;
+  void on_result(const op_result& result, std::string_view op_id) override;
+  /// LWS_CALLBACK_SERVER_WRITEABLE; returns what the callback should return.
+  int on_writeable();
+
+  /// Closes from anywhere (also outside lws callbacks) with a close code.
+  void close_now(lws_close_status code, std::string_view reason);
+  /// Closes with 1001 once queued output is written.
+  void close_when_flushed();
+
+private:
+  bool can_write_directly() const noexcept;
+  bool write_frame(char* frame, std::size_t size);  // frame includes headroom
+  void request_writeable();
+  void keep_latest(const article_update& update);
+  void enforce_output_bound();
+  std::size_t unsent_bytes() const noexcept;
+  void build_pending_frame(std::string& out);
+
+  struct pending_count {
+    std::string article;
+    std::int64_t total;
+    std::uint32_t viewers;
+  };
+
+  lws* wsi_;
+  std::uint64_t id_ = 0;
+  std::string user_;
+  const session_limits& limits_;
+  server_metrics& metrics_;
+  token_bucket bucket_;
+  std::string rx_;                     // fragments of a message larger than one read
+  std::vector<std::string> replies_;   // queued replies, in order
+  std::vector<pending_count> pending_; // collapsed tick updates
+  std::size_t reply_bytes_ = 0;
+  std::size_t pending_bytes_ = 0;
+  std::size_t inflight_bytes_ = 0;     // size of the frame lws holds partly unsent
+  bool writeable_requested_ = false;
+  bool closing_ = false;
+  bool close_when_flushed_ = false;
+};
+
+} // namespace claps::server

@@ -1,0 +1,204 @@
+// Shared helpers for clapsd integration tests: start the real server on a
+// free loopback port, talk to it with npm `ws`, wait on events with deadlines.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import WebSocket from '../../node_modules/ws/wrapper.mjs';
+
+export { WebSocket };
+
+export const CLAPSD = process.env.CLAPSD ??
+  path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../build/server/clapsd');
+
+/** A fresh temporary directory, removed at process exit. */
+export function tempDir(prefix = 'clapsd-test-') {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Resolves with `promise`, or rejects after `ms` with `what` in the message. */
+export function deadline(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Starts clapsd with `args` (plus --listen 127.0.0.1:0 and a temp --data-dir
+ * unless given) and waits for its "listening" line.
+ */
+export async function startServer({ args = [], env = {}, dataDir, listen = '127.0.0.1:0' } = {}) {
+  const dir = dataDir ?? tempDir();
+  const fullArgs = ['--listen', listen, ...args];
+  if (!args.includes('--data-dir') && !args.includes('--store=memory')) fullArgs.push('--data-dir', dir);
+  const child = spawn(CLAPSD, fullArgs, {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const server = {
+    child, dataDir: dir, stdout: '', stderr: '', port: 0,
+    exited: new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal }))),
+  };
+  child.stderr.on('data', (d) => { server.stderr += d; });
+  const listening = new Promise((resolve, reject) => {
+    child.stdout.on('data', (d) => {
+      server.stdout += d;
+      const m = server.stdout.match(/clapsd listening on http:\/\/([^:\s]+):(\d+)\n/);
+      if (m) resolve(Number(m[2]));
+    });
+    server.exited.then(({ code }) =>
+      reject(new Error(`clapsd exited (${code}) before listening: ${server.stderr}`)));
+  });
+  server.port = await deadline(listening, 10000, 'clapsd to listen');
+  server.http = `http://127.0.0.1:${server.port}`;
+  server.ws = `ws://127.0.0.1:${server.port}/ws`;
+  server.stop = async (signal = 'SIGTERM') => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    return deadline(server.exited, 15000, 'clapsd to exit');
+  };
+  return server;
+}
+
+/** Runs clapsd to completion (for flag errors); resolves {code, stdout, stderr}. */
+export function runClapsd(args, env = {}) {
+  return deadline(new Promise((resolve) => {
+    const child = spawn(CLAPSD, args, { env: { ...process.env, ...env } });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  }), 15000, `clapsd ${args.join(' ')} to exit`);
+}
+
+/**
+ * A WebSocket client that records every frame, so a test can wait for the
+ * frame it expects: `await c.next(f => f.type === 'ack')`.
+ */
+export class client {
+  constructor(url, options = {}) {
+    this.frames = [];
+    this.waiters = [];
+    this.ws = new WebSocket(url, options);
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.once('open', resolve);
+      this.ws.once('unexpected-response', (req, res) => {
+        let body = '';
+        res.on('data', (d) => { body += d; });
+        res.on('end', () => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode, body })));
+      });
+      this.ws.once('error', reject);
+    });
+    this.opened.catch(() => {});
+    this.closed = new Promise((resolve) => {
+      this.ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() }));
+    });
+    this.ws.on('error', () => {});
+    this.ws.on('message', (data) => {
+      const frame = JSON.parse(data.toString());
+      this.frames.push(frame);
+      for (const w of [...this.waiters]) w(frame);
+    });
+  }
+
+  static async open(url, options) {
+    const c = new client(url, options);
+    await deadline(c.opened, 5000, `WebSocket ${url} to open`);
+    c.hello = await c.next((f) => f.type === 'hello');
+    return c;
+  }
+
+  send(message) { this.ws.send(typeof message === 'string' ? message : JSON.stringify(message)); }
+
+  /** The first frame (already received or future) after index `from` matching `pred`. */
+  next(pred, { from = 0, ms = 5000, what = 'a matching frame' } = {}) {
+    const seen = this.frames.slice(from).find(pred);
+    if (seen) {
+      this.frames.splice(this.frames.indexOf(seen), 1);
+      return Promise.resolve(seen);
+    }
+    return deadline(new Promise((resolve) => {
+      const w = (frame) => {
+        if (!pred(frame)) return;
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        this.frames.splice(this.frames.indexOf(frame), 1);
+        resolve(frame);
+      };
+      this.waiters.push(w);
+    }), ms, what);
+  }
+
+  ack(id, ms) { return this.next((f) => (f.type === 'ack' || f.type === 'error') && f.id === id, { ms, what: `ack ${id}` }); }
+  error(pred = () => true, ms) { return this.next((f) => f.type === 'error' && pred(f), { ms, what: 'an error frame' }); }
+  snapshot(id) { return this.next((f) => f.type === 'counts' && f.id === id, { what: `snapshot ${id}` }); }
+
+  /** Waits for a tick update in which `article` satisfies `pred`. */
+  update(article, pred = () => true, ms) {
+    return this.next((f) => f.type === 'counts' && !f.snapshot &&
+      f.counts.some((c) => c.article === article && pred(c)), { ms, what: `update for ${article}` })
+      .then((f) => f.counts.find((c) => c.article === article));
+  }
+
+  async subscribe(articles, extra = {}) {
+    const id = `s${Math.random().toString(36).slice(2, 10)}`;
+    this.send({ type: 'subscribe', articles, id, ...extra });
+    const reply = await this.next((f) => f.id === id, { what: `reply to subscribe ${id}` });
+    return reply;
+  }
+
+  async clap(article, count = 1, id = `op-${Math.random().toString(36).slice(2, 12)}`) {
+    this.send({ type: 'clap', article, count, id });
+    return this.ack(id);
+  }
+
+  async undo(article, id = `op-${Math.random().toString(36).slice(2, 12)}`) {
+    this.send({ type: 'undo', article, id });
+    return this.ack(id);
+  }
+
+  close() {
+    this.ws.close();
+    return deadline(this.closed, 5000, 'WebSocket close');
+  }
+  terminate() { this.ws.terminate(); }
+}
+
+/** fetch() with a JSON body parsed. */
+export async function request(url, init = {}) {
+  const res = await deadline(fetch(url, init), 5000, `${init.method ?? 'GET'} ${url}`);
+  const text = await res.text();
+  let json;
+  try { json = JSON.parse(text); } catch { json = undefined; }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+/** Reads one counter/gauge from /metrics. */
+export async function metric(server, name) {
+  const { text } = await request(`${server.http}/metrics`);
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ').pop()) : undefined;
+}
+
+/** Polls `check` until it returns a truthy value (for state only visible by asking). */
+export async function eventually(check, { ms = 5000, every = 20, what = 'condition' } = {}) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+/** Opens a raw TCP connection (for handshake-level tests). */
+export function rawConnect(port) {
+  return deadline(new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => resolve(s));
+    s.once('error', reject);
+  }), 5000, 'TCP connect');
+}
