@@ -406,9 +406,8 @@ export class ClapsClient {
     // Unacknowledged ops go first, with their original ids, and the snapshot
     // is asked for only once they are resolved: then it already holds them
     // and can be taken as the truth without double counting.
-    const unsent = this.#outstanding.filter((op) => !op.sent);
-    for (const op of unsent) {
-      this.stats.retries += op.kind === 'clap' && this.stats.connects > 1 ? 1 : 0;
+    for (const op of this.#outstanding.filter((o) => !o.sent)) {
+      if (this.stats.connects > 1) this.stats.retries += 1;
       this.#send_op(op);
     }
     this.#maybe_subscribe_phase();
@@ -468,6 +467,9 @@ export class ClapsClient {
       }
       changed.push(item.article);
     }
+    // clapsd also marks a snapshot reply with "snapshot":true and the subscribe's id.
+    if (frame.snapshot === true) snapshot = true;
+    if (snapshot && typeof frame.id === 'string') this.#awaiting_snapshots.delete(frame.id);
     if (!snapshot) {
       this.stats.update_frames += 1;
       this.stats.update_items += changed.length;

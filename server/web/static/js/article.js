@@ -70,7 +70,7 @@ const render = frame_scheduler(() => {
   el.button.setAttribute('aria-label', view.capped
     ? `You gave this article the maximum of ${client.cap} claps`
     : 'Clap for this article');
-  el.cap_note.textContent = view.capped ? ` · the maximum, ${client.cap}` : '';
+  el.cap_note.textContent = view.capped ? ' · the most one reader can give' : '';
   el.undo.disabled = view.mine === 0;
   el.total.dataset.confirmed = String(view.unconfirmed === 0);
 });
