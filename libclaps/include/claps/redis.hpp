@@ -130,6 +130,11 @@ public:
   std::error_code eval(std::string_view script, std::size_t key_count,
                        std::span<const std::string> keys_and_args, redis_reply_handler done);
 
+  /// More observers of connection state (the store and bus use this).
+  /// Callbacks run from the loop; remove before the observer dies.
+  std::uint64_t add_listener(redis_client_callbacks callbacks);
+  void remove_listener(std::uint64_t id);
+
   /// True between `connected` and `disconnected`.
   bool ready() const noexcept;
   /// The master currently connected to (empty host when none).
@@ -139,7 +144,7 @@ public:
 
   struct impl;
 private:
-  impl* impl_;  // freed by the last close callback of its uv handles
+  std::unique_ptr<impl> impl_;
 };
 
 struct redis_bus_callbacks {
@@ -169,7 +174,7 @@ class redis_bus {
 public:
   /// `publisher` must outlive the bus. The subscription connection uses
   /// publisher.options(). Starts connecting at once.
-  redis_bus(uv_loop_t* loop, redis_client& publisher, redis_bus_callbacks callbacks,
+  redis_bus(uv_loop_t* loop, redis_client& publisher, redis_bus_callbacks callbacks = {},
             std::string channel_prefix = "claps:ch:");
   ~redis_bus();
   redis_bus(const redis_bus&) = delete;
@@ -184,6 +189,10 @@ public:
   /// Every article watched right now.
   std::vector<std::string> watched() const;
 
+  /// More observers (the store uses this). Remove before the observer dies.
+  std::uint64_t add_listener(redis_bus_callbacks callbacks);
+  void remove_listener(std::uint64_t id);
+
   /// PUBLISHes `payload` on the article's channel (fire and forget).
   /// Errors: store_disconnected while the command client is not ready.
   std::error_code publish(std::string_view article, std::string_view payload);
@@ -194,7 +203,7 @@ public:
 
   struct impl;
 private:
-  impl* impl_;
+  std::unique_ptr<impl> impl_;
 };
 
 struct redis_store_options {

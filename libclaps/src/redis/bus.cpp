@@ -1,0 +1,152 @@
+// redis_bus: one channel per article, subscribed only while watched locally.
+#include "connection.hpp"
+
+#include <claps/error.hpp>
+#include <claps/redis.hpp>
+
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace claps {
+
+namespace {
+// SUBSCRIBE arguments per command when resubscribing everything.
+constexpr std::size_t channels_per_command = 256;
+} // namespace
+
+struct redis_bus::impl {
+  redis_client* publisher = nullptr;
+  std::string prefix;
+  detail::connection* conn = nullptr;  // deletes itself after close()
+  std::unordered_map<std::string, std::size_t> watchers;  // article -> local watchers
+  std::vector<std::pair<std::uint64_t, redis_bus_callbacks>> listeners;
+  std::uint64_t next_listener = 1;
+  redis_bus_stats stats;
+  bool subscribed = false;
+
+  template <class Fn> void notify(Fn&& fn) {
+    auto copy = listeners;
+    for (auto& [id, cb] : copy) fn(cb);
+  }
+
+  std::string channel(std::string_view article) const {
+    std::string c = prefix;
+    c.append(article);
+    return c;
+  }
+
+  void send(std::string_view verb, std::string_view article) {
+    const std::string c = channel(article);
+    const std::string_view channels[] = {c};
+    if (!conn->subscribe_many(verb, channels)) {
+      if (verb == "SUBSCRIBE") ++stats.subscribes; else ++stats.unsubscribes;
+    }
+  }
+
+  void resubscribe_all() {
+    std::vector<std::string> names;
+    names.reserve(watchers.size());
+    for (const auto& [article, n] : watchers) names.push_back(channel(article));
+    for (std::size_t i = 0; i < names.size(); i += channels_per_command) {
+      std::vector<std::string_view> chunk;
+      for (std::size_t j = i; j < names.size() && j < i + channels_per_command; ++j)
+        chunk.push_back(names[j]);
+      if (!conn->subscribe_many("SUBSCRIBE", chunk)) ++stats.subscribes;
+    }
+  }
+};
+
+redis_bus::redis_bus(uv_loop_t* loop, redis_client& publisher, redis_bus_callbacks callbacks,
+                     std::string channel_prefix)
+    : impl_(std::make_unique<impl>()) {
+  impl* self = impl_.get();
+  self->publisher = &publisher;
+  self->prefix = std::move(channel_prefix);
+  if (callbacks.message || callbacks.resubscribed || callbacks.status)
+    self->listeners.emplace_back(self->next_listener++, std::move(callbacks));
+  detail::connection_events events;
+  events.ready = [self] {
+    self->resubscribe_all();
+    if (self->subscribed) ++self->stats.resubscribes;
+    self->subscribed = true;
+    self->notify([](redis_bus_callbacks& cb) {
+      if (cb.status) cb.status({});
+      if (cb.resubscribed) cb.resubscribed();
+    });
+  };
+  events.lost = [self](std::error_code ec) {
+    self->notify([&](redis_bus_callbacks& cb) {
+      if (cb.status) cb.status(ec);
+    });
+  };
+  events.message = [self](std::string_view channel, std::string_view payload) {
+    if (channel.substr(0, self->prefix.size()) != self->prefix) return;
+    const std::string_view article = channel.substr(self->prefix.size());
+    // A message can still arrive between UNSUBSCRIBE and its confirmation.
+    if (self->watchers.find(std::string(article)) == self->watchers.end()) return;
+    ++self->stats.messages;
+    self->notify([&](redis_bus_callbacks& cb) {
+      if (cb.message) cb.message(article, payload);
+    });
+  };
+  // '!' is outside the article alphabet, so this never names an article.
+  self->conn = new detail::connection(loop, publisher.options(), std::move(events),
+                                      self->prefix + "!keepalive");
+}
+
+redis_bus::~redis_bus() { impl_->conn->close(); }
+
+void redis_bus::watch(std::string_view article) {
+  auto [it, inserted] = impl_->watchers.try_emplace(std::string(article), 0);
+  if (++it->second == 1 && impl_->conn->ready()) impl_->send("SUBSCRIBE", article);
+}
+
+void redis_bus::unwatch(std::string_view article) {
+  const auto it = impl_->watchers.find(std::string(article));
+  if (it == impl_->watchers.end()) return;
+  if (--it->second > 0) return;
+  impl_->watchers.erase(it);
+  if (impl_->conn->ready()) impl_->send("UNSUBSCRIBE", article);
+}
+
+std::size_t redis_bus::watchers(std::string_view article) const noexcept {
+  const auto it = impl_->watchers.find(std::string(article));
+  return it == impl_->watchers.end() ? 0 : it->second;
+}
+
+std::vector<std::string> redis_bus::watched() const {
+  std::vector<std::string> out;
+  out.reserve(impl_->watchers.size());
+  for (const auto& [article, n] : impl_->watchers) out.push_back(article);
+  return out;
+}
+
+std::uint64_t redis_bus::add_listener(redis_bus_callbacks callbacks) {
+  const std::uint64_t id = impl_->next_listener++;
+  impl_->listeners.emplace_back(id, std::move(callbacks));
+  return id;
+}
+
+void redis_bus::remove_listener(std::uint64_t id) {
+  std::erase_if(impl_->listeners, [id](const auto& l) { return l.first == id; });
+}
+
+std::error_code redis_bus::publish(std::string_view article, std::string_view payload) {
+  const std::string c = impl_->channel(article);
+  const std::error_code ec =
+      impl_->publisher->command({"PUBLISH", c, payload}, [](std::error_code, const redis_reply&) {});
+  if (!ec) ++impl_->stats.published;
+  return ec;
+}
+
+bool redis_bus::healthy() const noexcept { return impl_->conn->ready(); }
+
+redis_bus_stats redis_bus::stats() const noexcept {
+  redis_bus_stats s = impl_->stats;
+  s.channels = impl_->watchers.size();
+  return s;
+}
+
+} // namespace claps

@@ -1,0 +1,128 @@
+// redis_client: the command connection, plus EVALSHA with EVAL fallback.
+#include "connection.hpp"
+
+#include <claps/error.hpp>
+#include <claps/redis.hpp>
+
+#include <hiredis/hiredis.h>
+
+#include <memory>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace claps {
+
+struct redis_client::impl {
+  detail::connection* conn = nullptr;  // deletes itself after close()
+  std::vector<std::pair<std::uint64_t, redis_client_callbacks>> listeners;
+  std::uint64_t next_listener = 1;
+  std::unordered_map<std::string, std::string> shas;  // script source -> SHA1 from SCRIPT LOAD
+
+  template <class Fn> void notify(Fn&& fn) {
+    auto copy = listeners;  // a listener may add or remove listeners
+    for (auto& [id, cb] : copy) fn(cb);
+  }
+};
+
+redis_client::redis_client(uv_loop_t* loop, redis_options options,
+                           redis_client_callbacks callbacks)
+    : impl_(std::make_unique<impl>()) {
+  impl* self = impl_.get();
+  if (callbacks.connected || callbacks.disconnected)
+    self->listeners.emplace_back(self->next_listener++, std::move(callbacks));
+  detail::connection_events events;
+  events.ready = [self] {
+    const redis_endpoint master = self->conn->master();
+    self->notify([&](redis_client_callbacks& cb) {
+      if (cb.connected) cb.connected(master);
+    });
+  };
+  events.lost = [self](std::error_code ec) {
+    self->notify([&](redis_client_callbacks& cb) {
+      if (cb.disconnected) cb.disconnected(ec);
+    });
+  };
+  self->conn = new detail::connection(loop, std::move(options), std::move(events));
+}
+
+redis_client::~redis_client() { impl_->conn->close(); }
+
+std::uint64_t redis_client::add_listener(redis_client_callbacks callbacks) {
+  const std::uint64_t id = impl_->next_listener++;
+  impl_->listeners.emplace_back(id, std::move(callbacks));
+  return id;
+}
+
+void redis_client::remove_listener(std::uint64_t id) {
+  std::erase_if(impl_->listeners, [id](const auto& l) { return l.first == id; });
+}
+
+std::error_code redis_client::command(std::span<const std::string_view> args,
+                                      redis_reply_handler done) {
+  return impl_->conn->send(args, [done = std::move(done)](std::error_code ec, redisReply* r) {
+    done(ec, r != nullptr ? detail::convert(*r) : redis_reply{});
+  });
+}
+
+std::error_code redis_client::command(std::initializer_list<std::string_view> args,
+                                      redis_reply_handler done) {
+  return command(std::span<const std::string_view>(args.begin(), args.size()), std::move(done));
+}
+
+namespace {
+
+std::vector<std::string_view> script_args(std::string_view verb, std::string_view body,
+                                          const std::string& key_count,
+                                          std::span<const std::string> rest) {
+  std::vector<std::string_view> args{verb, body, key_count};
+  for (const std::string& s : rest) args.push_back(s);
+  return args;
+}
+
+} // namespace
+
+std::error_code redis_client::eval(std::string_view script, std::size_t key_count,
+                                   std::span<const std::string> keys_and_args,
+                                   redis_reply_handler done) {
+  if (!impl_->conn->ready()) return make_error_code(errc::store_disconnected);
+  impl* self = impl_.get();
+  const std::string count = std::to_string(key_count);
+  const auto known = self->shas.find(std::string(script));
+  if (known == self->shas.end()) {
+    // EVAL now; learn the SHA1 for next time. After a failover the new master
+    // may lack the script, which NOSCRIPT below handles.
+    std::string source(script);
+    const std::string_view load[] = {"SCRIPT", "LOAD", source};
+    self->conn->send(load, [self, source](std::error_code ec, redisReply* r) {
+      if (!ec && r->type == REDIS_REPLY_STRING) self->shas[source] = std::string(r->str, r->len);
+    });
+    const auto args = script_args("EVAL", script, count, keys_and_args);
+    return command(args, std::move(done));
+  }
+  auto fallback = std::make_shared<std::vector<std::string>>();
+  fallback->reserve(keys_and_args.size() + 2);
+  fallback->emplace_back(script);
+  fallback->emplace_back(count);
+  fallback->insert(fallback->end(), keys_and_args.begin(), keys_and_args.end());
+  const auto args = script_args("EVALSHA", known->second, count, keys_and_args);
+  return command(args, [this, self, fallback, done = std::move(done)](std::error_code ec,
+                                                                      const redis_reply& r) {
+    if (ec || !r.is_error() || r.str.rfind("NOSCRIPT", 0) != 0) {
+      done(ec, r);
+      return;
+    }
+    self->shas.erase((*fallback)[0]);
+    std::vector<std::string_view> args{"EVAL"};
+    for (const std::string& s : *fallback) args.push_back(s);
+    const std::error_code sent = command(args, done);
+    if (sent) done(sent, redis_reply{});
+  });
+}
+
+bool redis_client::ready() const noexcept { return impl_->conn->ready(); }
+const redis_endpoint& redis_client::master() const noexcept { return impl_->conn->master(); }
+redis_client_stats redis_client::stats() const noexcept { return impl_->conn->stats; }
+const redis_options& redis_client::options() const noexcept { return impl_->conn->options(); }
+
+} // namespace claps

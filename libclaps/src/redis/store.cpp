@@ -1,0 +1,634 @@
+// redis_store: local commit first, then this node's absolute, versioned
+// values to Redis. See docs/design.md for why this keeps every acknowledged
+// clap while Redis fails over.
+#include "scripts.hpp"
+#include "uv_timer.hpp"
+
+#include <claps/error.hpp>
+#include <claps/ids.hpp>
+#include <claps/redis.hpp>
+
+#include <algorithm>
+#include <cassert>
+#include <charconv>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace claps {
+
+namespace {
+
+struct node_part {
+  std::uint64_t version = 0;
+  std::int64_t total = 0;
+  std::uint32_t viewers = 0;
+};
+
+struct remote_article {
+  std::size_t watchers = 0;
+  std::unordered_map<std::string, node_part> parts;  // other nodes only
+  std::int64_t total = 0;
+  std::uint32_t viewers = 0;
+};
+
+struct own_article {
+  std::uint64_t version = 0;
+  std::int64_t total = 0;
+  bool total_known = false;
+  std::uint32_t viewers = 0;
+};
+
+struct owned_op {
+  std::string user, op_id, article;
+  std::int32_t accepted = 0, mine = 0;
+  timestamp expires_at{};
+};
+
+template <class Int> bool to_int(std::string_view s, Int& out) {
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc{} && end == s.data() + s.size();
+}
+
+std::string tally_key(std::string_view user, std::string_view article) {
+  std::string k(user);
+  k.push_back('|');  // outside the id alphabet
+  k.append(article);
+  return k;
+}
+
+std::int64_t reply_int(const redis_reply& r) {
+  if (r.type == redis_reply::kind::integer) return r.integer;
+  std::int64_t v = 0;
+  if (r.type == redis_reply::kind::string) to_int(r.str, v);
+  return v;
+}
+
+} // namespace
+
+struct redis_store::impl {
+  uv_loop_t* loop;
+  store& local;
+  redis_client& client;
+  redis_bus& bus;
+  redis_store_options options;
+  redis_store_callbacks callbacks;
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+  std::uint64_t client_listener = 0;
+  std::uint64_t bus_listener = 0;
+
+  std::unordered_map<std::string, remote_article> remote;  // watched articles
+  std::unordered_map<std::string, own_article> own;
+  std::unordered_map<std::string, std::int32_t> remote_tallies;  // tally_key -> other nodes' claps
+  std::unordered_map<std::string, std::int32_t> overshoot_counted;
+
+  // Keys whose Redis write failed (re-asserted when Redis is back) and keys
+  // written recently (re-asserted after every reconnect: a failover may have
+  // dropped them). Values: uv_now() ms of the write.
+  std::unordered_set<std::string> dirty_articles;
+  std::unordered_set<std::string> dirty_tallies;  // tally_key
+  std::vector<owned_op> dirty_ops;
+  std::unordered_map<std::string, std::uint64_t> recent_articles;
+  std::unordered_map<std::string, std::uint64_t> recent_tallies;
+
+  std::unordered_set<std::string> publish_marks;
+  std::unordered_set<std::string> viewer_marks;
+  std::uint64_t last_version = 0;
+  bool degraded = false;
+  bool reasserting = false;
+  redis_store_stats stats;
+
+  detail::uv_timer flush_timer;
+  detail::uv_timer heartbeat_timer;
+  detail::uv_timer refresh_timer;
+
+  impl(uv_loop_t* l, store& lo, redis_client& c, redis_bus& b, redis_store_options o,
+       redis_store_callbacks cb)
+      : loop(l), local(lo), client(c), bus(b), options(std::move(o)), callbacks(std::move(cb)),
+        flush_timer(l, [this] { flush(); }), heartbeat_timer(l, [this] { heartbeat(); }),
+        refresh_timer(l, [this] { refresh_all(); }) {}
+
+  std::weak_ptr<bool> token() const { return alive; }
+
+  std::string key(std::string_view kind, std::string_view tag, std::string_view rest = {}) const {
+    std::string k = options.key_prefix;
+    k.append(kind);
+    k.append(":{");
+    k.append(tag);
+    k.push_back('}');
+    if (!rest.empty()) {
+      k.push_back(':');
+      k.append(rest);
+    }
+    return k;
+  }
+
+  // Versions only have to grow per node; microseconds of wall clock keep them
+  // growing across restarts too (a restarted node re-asserts with a newer one).
+  std::uint64_t next_version() {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+    last_version = std::max<std::uint64_t>(static_cast<std::uint64_t>(us), last_version + 1);
+    return last_version;
+  }
+
+  void update_degraded() {
+    // Still degraded while a re-assert is in flight: Redis lacks those keys.
+    const bool now_degraded = !client.ready() || reasserting || !dirty_articles.empty() ||
+                              !dirty_tallies.empty() || !dirty_ops.empty();
+    stats.dirty_keys = dirty_articles.size() + dirty_tallies.size() + dirty_ops.size();
+    if (now_degraded == degraded) return;
+    degraded = now_degraded;
+    if (callbacks.degraded) callbacks.degraded(degraded);
+  }
+
+  // ---- writing ----
+
+  struct write_state {
+    std::size_t outstanding = 0;
+    bool failed = false;
+    std::function<void(bool ok)> finish;
+  };
+
+  // Sends one article's total (if any) and tallies; calls back into `state`.
+  void send_article(std::string_view article, const std::int64_t* total,
+                    const std::vector<std::pair<std::string_view, std::int32_t>>& tallies,
+                    std::uint64_t version, const std::shared_ptr<write_state>& state) {
+    std::vector<std::string> args;
+    args.reserve(2 + 2 * tallies.size() + 3);
+    args.push_back(key("t", article));
+    for (const auto& [user, claps] : tallies) args.push_back(key("u", article, user));
+    args.push_back(options.node_id);
+    args.push_back(std::to_string(version));
+    args.push_back(total != nullptr ? std::to_string(*total) : std::string());
+    for (const auto& [user, claps] : tallies) args.push_back(std::to_string(claps));
+    std::vector<std::pair<std::string, std::int32_t>> owned;
+    owned.reserve(tallies.size());
+    for (const auto& [user, claps] : tallies) owned.emplace_back(tally_key(user, article), claps);
+    const std::error_code ec = client.eval(
+        detail::scripts::write_article, 1 + tallies.size(), args,
+        [this, alive = token(), state, owned = std::move(owned)](std::error_code ec,
+                                                                 const redis_reply& r) {
+          if (alive.expired()) return;
+          if (ec || r.type != redis_reply::kind::array || r.elements.size() != owned.size() + 1) {
+            state->failed = true;
+          } else {
+            stats.stale_writes += static_cast<std::uint64_t>(reply_int(r.elements[0]));
+            for (std::size_t i = 0; i < owned.size(); ++i)
+              note_remote_tally(owned[i].first, owned[i].second,
+                                static_cast<std::int32_t>(reply_int(r.elements[i + 1])));
+          }
+          if (--state->outstanding == 0) state->finish(!state->failed);
+        });
+    if (ec) {
+      state->failed = true;
+    } else {
+      ++state->outstanding;
+    }
+  }
+
+  void send_op(const owned_op& op, timestamp now, const std::shared_ptr<write_state>& state) {
+    const auto ttl = std::chrono::duration_cast<millis>(op.expires_at - now).count();
+    if (ttl <= 0) return;  // expired: nothing left to protect
+    std::string value = options.node_id;
+    value.append("|").append(op.article).append("|").append(std::to_string(op.accepted));
+    value.append("|").append(std::to_string(op.mine));
+    const std::string args[] = {key("op", op.user, op.op_id), value, std::to_string(ttl),
+                                options.node_id};
+    const std::error_code ec = client.eval(
+        detail::scripts::record_op, 1, args,
+        [this, alive = token(), state](std::error_code ec, const redis_reply& r) {
+          if (alive.expired()) return;
+          if (ec || r.type != redis_reply::kind::integer) {
+            state->failed = true;
+          } else if (r.integer == 0) {
+            ++stats.remote_op_conflicts;  // the engine hook for this is in docs/design.md
+          }
+          if (--state->outstanding == 0) state->finish(!state->failed);
+        });
+    if (ec) {
+      state->failed = true;
+    } else {
+      ++state->outstanding;
+    }
+  }
+
+  void note_remote_tally(const std::string& tkey, std::int32_t mine, std::int32_t others) {
+    if (remote_tallies.size() >= options.max_remembered_keys) remote_tallies.clear();
+    remote_tallies[tkey] = others;
+    const std::int32_t over = mine + others - options.clap_cap;
+    if (over > 0) {
+      std::int32_t& counted = overshoot_counted[tkey];
+      if (over > counted) {
+        stats.cap_overshoot += static_cast<std::uint64_t>(over - counted);
+        counted = over;
+      }
+    }
+  }
+
+  void remember_dirty(const commit_batch& batch) {
+    for (const article_total& t : batch.totals) dirty_articles.emplace(t.article);
+    for (const user_tally& t : batch.tallies) dirty_tallies.insert(tally_key(t.user, t.article));
+    for (const op_record& op : batch.ops)
+      if (dirty_ops.size() < options.max_remembered_keys)
+        dirty_ops.push_back({std::string(op.user), std::string(op.op_id), std::string(op.article),
+                             op.accepted, op.mine, op.expires_at});
+  }
+
+  void remember_recent(const commit_batch& batch) {
+    const std::uint64_t now = uv_now(loop);
+    if (recent_articles.size() + recent_tallies.size() >= options.max_remembered_keys)
+      prune_recent(now);
+    for (const article_total& t : batch.totals) recent_articles[std::string(t.article)] = now;
+    for (const user_tally& t : batch.tallies) recent_tallies[tally_key(t.user, t.article)] = now;
+  }
+
+  void prune_recent(std::uint64_t now) {
+    const auto window = static_cast<std::uint64_t>(options.reassert_window.count());
+    const std::uint64_t horizon = now > window ? now - window : 0;
+    std::erase_if(recent_articles, [&](const auto& e) { return e.second < horizon; });
+    std::erase_if(recent_tallies, [&](const auto& e) { return e.second < horizon; });
+    if (recent_articles.size() + recent_tallies.size() >= options.max_remembered_keys) {
+      recent_articles.clear();  // still too many: forget the oldest generation wholesale
+      recent_tallies.clear();
+    }
+  }
+
+  void write_batch(const commit_batch& batch, commit_handler done) {
+    ++stats.commits;
+    if (!client.ready()) {
+      remember_dirty(batch);
+      ++stats.local_commits;
+      update_degraded();
+      done({}, durability::local);
+      return;
+    }
+    const std::uint64_t version = next_version();
+    std::unordered_map<std::string_view, std::pair<const std::int64_t*,
+                                                   std::vector<std::pair<std::string_view, std::int32_t>>>>
+        by_article;
+    for (const article_total& t : batch.totals) by_article[t.article].first = &t.total;
+    for (const user_tally& t : batch.tallies)
+      by_article[t.article].second.emplace_back(t.user, t.claps);
+
+    auto state = std::make_shared<write_state>();
+    // The batch's views stay valid until `done` runs, which is inside finish.
+    state->finish = [this, batch, version, done = std::move(done)](bool ok) {
+      if (!ok) {
+        remember_dirty(batch);
+        ++stats.local_commits;
+        update_degraded();
+        done({}, durability::local);
+        return;
+      }
+      remember_recent(batch);
+      for (const article_total& t : batch.totals) {
+        own_article& o = own[std::string(t.article)];
+        o.version = version;
+        o.total = t.total;
+        o.total_known = true;
+        mark_publish(t.article);
+      }
+      ++stats.cluster_commits;
+      update_degraded();
+      done({}, durability::cluster);
+    };
+    ++state->outstanding;  // held until everything is sent
+    for (const auto& [article, parts] : by_article)
+      send_article(article, parts.first, parts.second, version, state);
+    for (const op_record& op : batch.ops)
+      send_op({std::string(op.user), std::string(op.op_id), std::string(op.article), op.accepted,
+               op.mine, op.expires_at},
+              batch.now, state);
+    if (--state->outstanding == 0) state->finish(!state->failed);
+  }
+
+  // After a reconnect: write again every key that failed and every key
+  // written within the window, with fresh versions and current local values.
+  void reassert() {
+    if (!client.ready() || reasserting) return;
+    prune_recent(uv_now(loop));
+    std::unordered_map<std::string, std::vector<std::string>> articles;  // article -> users
+    auto add_tally = [&](const std::string& tkey) {
+      const auto bar = tkey.find('|');
+      articles[tkey.substr(bar + 1)].push_back(tkey.substr(0, bar));
+    };
+    for (const std::string& a : dirty_articles) articles[a];
+    for (const auto& [a, t] : recent_articles) articles[a];
+    for (const std::string& t : dirty_tallies) add_tally(t);
+    for (const auto& [t, when] : recent_tallies)
+      if (dirty_tallies.count(t) == 0) add_tally(t);
+    std::vector<owned_op> ops = std::move(dirty_ops);
+    dirty_ops.clear();
+    if (articles.empty() && ops.empty()) return;
+    auto saved_articles = std::move(dirty_articles);
+    auto saved_tallies = std::move(dirty_tallies);
+    dirty_articles.clear();
+    dirty_tallies.clear();
+
+    reasserting = true;
+    auto state = std::make_shared<write_state>();
+    const std::uint64_t version = next_version();
+    std::size_t keys = 0;
+    state->finish = [this, saved_articles = std::move(saved_articles),
+                     saved_tallies = std::move(saved_tallies), ops](bool ok) mutable {
+      reasserting = false;
+      if (!ok) {
+        dirty_articles.merge(saved_articles);
+        dirty_tallies.merge(saved_tallies);
+        for (owned_op& op : ops) dirty_ops.push_back(std::move(op));
+      }
+      update_degraded();
+    };
+    ++state->outstanding;
+    for (auto& [article, users] : articles) {
+      std::int64_t total = 0;
+      if (local.read_total(article, total)) {
+        state->failed = true;
+        continue;
+      }
+      std::vector<std::pair<std::string_view, std::int32_t>> tallies;
+      for (const std::string& user : users) {
+        std::int32_t claps = 0;
+        if (local.read_tally(user, article, claps)) {
+          state->failed = true;
+          continue;
+        }
+        tallies.emplace_back(user, claps);
+      }
+      keys += 1 + tallies.size();
+      send_article(article, &total, tallies, version, state);
+      own_article& o = own[article];
+      o.version = version;
+      o.total = total;
+      o.total_known = true;
+    }
+    const timestamp now{std::chrono::duration_cast<millis>(
+        std::chrono::system_clock::now().time_since_epoch())};
+    for (const owned_op& op : ops) send_op(op, now, state);
+    stats.reasserts += keys + ops.size();
+    if (--state->outstanding == 0) state->finish(!state->failed);
+  }
+
+  // ---- viewers, publishing ----
+
+  void mark_publish(std::string_view article) {
+    publish_marks.emplace(article);
+    if (!flush_timer.active()) flush_timer.start(0);
+  }
+
+  void send_viewers(const std::string& article, std::uint32_t viewers) {
+    const std::string args[] = {key("v", article), options.node_id, std::to_string(viewers),
+                                std::to_string(options.viewer_ttl.count())};
+    client.eval(detail::scripts::write_viewers, 1, args, [](std::error_code, const redis_reply&) {});
+  }
+
+  // One message per changed article per loop iteration, carrying this node's
+  // absolute total and viewers: "node version total viewers".
+  void flush() {
+    auto viewers = std::move(viewer_marks);
+    auto publishes = std::move(publish_marks);
+    viewer_marks.clear();
+    publish_marks.clear();
+    if (!client.ready()) return;  // heartbeat and reassert catch up after reconnecting
+    for (const std::string& article : viewers) {
+      const auto it = own.find(article);
+      send_viewers(article, it == own.end() ? 0 : it->second.viewers);
+    }
+    for (const std::string& article : publishes) {
+      own_article& o = own[article];
+      if (!o.total_known) {
+        std::int64_t total = 0;
+        if (!local.read_total(article, total)) {
+          o.total = total;
+          o.total_known = true;
+        }
+      }
+      std::string payload = options.node_id;
+      payload.append(" ").append(std::to_string(o.version)).append(" ");
+      payload.append(std::to_string(o.total)).append(" ").append(std::to_string(o.viewers));
+      if (!bus.publish(article, payload)) ++stats.published;
+      if (o.viewers == 0 && remote.find(article) == remote.end()) own.erase(article);
+    }
+  }
+
+  void heartbeat() {
+    if (!client.ready()) return;
+    for (const auto& [article, o] : own)
+      if (o.viewers > 0) send_viewers(article, o.viewers);
+    if (!dirty_articles.empty() || !dirty_tallies.empty() || !dirty_ops.empty()) reassert();
+  }
+
+  // ---- remote state ----
+
+  void recompute(const std::string& article, remote_article& ra) {
+    std::int64_t total = 0;
+    std::uint32_t viewers = 0;
+    for (const auto& [node, part] : ra.parts) {
+      total += part.total;
+      viewers += part.viewers;
+    }
+    if (total == ra.total && viewers == ra.viewers) return;
+    ra.total = total;
+    ra.viewers = viewers;
+    if (callbacks.remote_changed) callbacks.remote_changed(article, total, viewers);
+  }
+
+  void refresh(const std::string& article) {
+    const std::string args[] = {key("t", article), key("v", article), options.node_id};
+    client.eval(detail::scripts::read_article, 2, args,
+                [this, alive = token(), article](std::error_code ec, const redis_reply& r) {
+                  if (alive.expired() || ec || r.type != redis_reply::kind::array ||
+                      r.elements.size() != 2)
+                    return;
+                  const auto it = remote.find(article);
+                  if (it == remote.end()) return;  // unwatched meanwhile
+                  remote_article& ra = it->second;
+                  const auto& totals = r.elements[0].elements;
+                  for (std::size_t i = 0; i + 2 < totals.size(); i += 3) {
+                    node_part& part = ra.parts[totals[i].str];
+                    std::uint64_t version = 0;
+                    std::int64_t total = 0;
+                    if (!to_int(totals[i + 1].str, version) || !to_int(totals[i + 2].str, total))
+                      continue;
+                    if (version >= part.version) {
+                      part.version = version;
+                      part.total = total;
+                    }
+                  }
+                  // Viewer fields are authoritative: absent means expired.
+                  for (auto& [node, part] : ra.parts) part.viewers = 0;
+                  const auto& viewers = r.elements[1].elements;
+                  for (std::size_t i = 0; i + 1 < viewers.size(); i += 2) {
+                    std::uint32_t n = 0;
+                    if (to_int(viewers[i + 1].str, n)) ra.parts[viewers[i].str].viewers = n;
+                  }
+                  recompute(article, ra);
+                });
+  }
+
+  void refresh_all() {
+    if (!client.ready()) return;
+    for (const auto& [article, ra] : remote) refresh(article);
+  }
+
+  void on_message(std::string_view article, std::string_view payload) {
+    const auto it = remote.find(std::string(article));
+    if (it == remote.end()) return;
+    std::string_view fields[4];
+    std::size_t n = 0;
+    while (n < 4 && !payload.empty()) {
+      const auto space = payload.find(' ');
+      fields[n++] = payload.substr(0, space);
+      payload = space == std::string_view::npos ? std::string_view{} : payload.substr(space + 1);
+    }
+    std::uint64_t version = 0;
+    std::int64_t total = 0;
+    std::uint32_t viewers = 0;
+    if (n != 4 || !to_int(fields[1], version) || !to_int(fields[2], total) ||
+        !to_int(fields[3], viewers))
+      return;
+    if (fields[0] == options.node_id) return;  // our own echo
+    ++stats.remote_messages;
+    node_part& part = it->second.parts[std::string(fields[0])];
+    if (version >= part.version) {
+      part.version = version;
+      part.total = total;
+    }
+    part.viewers = viewers;  // one publisher connection per node keeps these in order
+    recompute(it->first, it->second);
+  }
+};
+
+redis_store::redis_store(uv_loop_t* loop, store& local, redis_client& client, redis_bus& bus,
+                         redis_store_options options, redis_store_callbacks callbacks)
+    : impl_(std::make_unique<impl>(loop, local, client, bus, std::move(options),
+                                   std::move(callbacks))) {
+  assert(valid_id(impl_->options.node_id, max_user_id_bytes));
+  impl* self = impl_.get();
+  redis_client_callbacks on_client;
+  on_client.connected = [self](const redis_endpoint&) {
+    self->reassert();
+    self->refresh_all();
+    self->update_degraded();
+  };
+  on_client.disconnected = [self](std::error_code) { self->update_degraded(); };
+  self->client_listener = client.add_listener(std::move(on_client));
+  redis_bus_callbacks on_bus;
+  on_bus.message = [self](std::string_view article, std::string_view payload) {
+    self->on_message(article, payload);
+  };
+  on_bus.resubscribed = [self] { self->refresh_all(); };
+  self->bus_listener = bus.add_listener(std::move(on_bus));
+  self->heartbeat_timer.start(static_cast<std::uint64_t>(self->options.heartbeat_interval.count()),
+                              static_cast<std::uint64_t>(self->options.heartbeat_interval.count()));
+  self->refresh_timer.start(static_cast<std::uint64_t>(self->options.refresh_interval.count()),
+                            static_cast<std::uint64_t>(self->options.refresh_interval.count()));
+  self->degraded = !client.ready();
+}
+
+redis_store::~redis_store() {
+  impl_->client.remove_listener(impl_->client_listener);
+  impl_->bus.remove_listener(impl_->bus_listener);
+  for (const auto& [article, ra] : impl_->remote) impl_->bus.unwatch(article);
+}
+
+std::error_code redis_store::read_total(std::string_view article, std::int64_t& total) {
+  return impl_->local.read_total(article, total);
+}
+
+std::error_code redis_store::read_tally(std::string_view user, std::string_view article,
+                                        std::int32_t& claps) {
+  return impl_->local.read_tally(user, article, claps);
+}
+
+std::error_code redis_store::read_op(std::string_view user, std::string_view op_id,
+                                     stored_op& out, bool& found) {
+  return impl_->local.read_op(user, op_id, out, found);
+}
+
+void redis_store::commit(const commit_batch& batch, commit_handler done) {
+  impl* self = impl_.get();
+  self->local.commit(batch, [self, alive = self->token(), batch,
+                             done = std::move(done)](std::error_code ec, durability) mutable {
+    if (alive.expired()) return;
+    if (ec) {
+      done(ec, durability::local);  // nothing durable: the engine retries the batch
+      return;
+    }
+    self->write_batch(batch, std::move(done));
+  });
+}
+
+void redis_store::watch(std::string_view article) {
+  auto [it, inserted] = impl_->remote.try_emplace(std::string(article));
+  if (++it->second.watchers > 1) return;
+  impl_->bus.watch(article);
+  impl_->refresh(it->first);
+}
+
+void redis_store::unwatch(std::string_view article) {
+  const auto it = impl_->remote.find(std::string(article));
+  if (it == impl_->remote.end()) return;
+  if (--it->second.watchers > 0) return;
+  impl_->remote.erase(it);
+  impl_->bus.unwatch(article);
+}
+
+void redis_store::set_local_viewers(std::string_view article, std::uint32_t viewers) {
+  own_article& o = impl_->own[std::string(article)];
+  if (o.viewers == viewers) return;
+  o.viewers = viewers;
+  impl_->viewer_marks.emplace(article);
+  impl_->mark_publish(article);
+}
+
+void redis_store::prefetch_tally(std::string_view user, std::string_view article) {
+  impl* self = impl_.get();
+  const std::string k = self->key("u", article, user);
+  self->client.command({"HGETALL", k}, [self, alive = self->token(), tkey = tally_key(user, article)](
+                                           std::error_code ec, const redis_reply& r) {
+    if (alive.expired() || ec || r.type != redis_reply::kind::array) return;
+    std::int32_t others = 0;
+    for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) {
+      if (r.elements[i].str == self->options.node_id) continue;
+      const std::string& v = r.elements[i + 1].str;
+      std::int32_t claps = 0;
+      if (const auto colon = v.find(':'); colon != std::string::npos &&
+                                          to_int(std::string_view(v).substr(colon + 1), claps))
+        others += claps;
+    }
+    self->remote_tallies[tkey] = others;
+  });
+}
+
+std::int64_t redis_store::remote_total(std::string_view article) const noexcept {
+  const auto it = impl_->remote.find(std::string(article));
+  return it == impl_->remote.end() ? 0 : it->second.total;
+}
+
+std::uint32_t redis_store::remote_viewers(std::string_view article) const noexcept {
+  const auto it = impl_->remote.find(std::string(article));
+  return it == impl_->remote.end() ? 0 : it->second.viewers;
+}
+
+std::int32_t redis_store::remote_tally(std::string_view user, std::string_view article) const noexcept {
+  const auto it = impl_->remote_tallies.find(tally_key(user, article));
+  return it == impl_->remote_tallies.end() ? 0 : it->second;
+}
+
+bool redis_store::degraded() const noexcept { return impl_->degraded; }
+
+redis_store_stats redis_store::stats() const noexcept {
+  redis_store_stats s = impl_->stats;
+  s.degraded = impl_->degraded;
+  s.dirty_keys = impl_->dirty_articles.size() + impl_->dirty_tallies.size() + impl_->dirty_ops.size();
+  return s;
+}
+
+} // namespace claps

@@ -1,0 +1,471 @@
+// claps::redis against a real Redis: a master, two replicas and three
+// sentinels on loopback (plus a standalone server for the tests that stop
+// or flush it). Every wait is on an event or condition, with a deadline.
+#include "redis_cluster.hpp"
+
+#include "../../libclaps/src/redis/scripts.hpp"  // white-box: replay a stale write
+
+#include <claps/engine.hpp>
+#include <claps/error.hpp>
+#include <claps/lmdb.hpp>
+#include <claps/redis.hpp>
+#include <claps/uv.hpp>
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+using claps::test::redis_cluster;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+redis_cluster& cluster() {
+  static redis_cluster instance;  // killed (only its own pids) at exit
+  return instance;
+}
+
+// A uv loop that tests step until a condition holds or a deadline passes.
+// The wake timer only bounds how long one uv_run(ONCE) may block, so the
+// deadline is checked; the conditions themselves are events on the loop.
+class loop_runner {
+public:
+  loop_runner() {
+    uv_loop_init(&loop_);
+    uv_timer_init(&loop_, &wake_);
+    uv_timer_start(&wake_, [](uv_timer_t*) {}, 20, 20);
+  }
+  ~loop_runner() {
+    uv_close(reinterpret_cast<uv_handle_t*>(&wake_), nullptr);
+    uv_run(&loop_, UV_RUN_DEFAULT);  // lets closed handles finish
+    CHECK(uv_loop_close(&loop_) == 0);
+  }
+  uv_loop_t* get() { return &loop_; }
+
+  bool run_until(const std::function<bool()>& done, std::chrono::milliseconds deadline) {
+    const auto end = steady::now() + deadline;
+    while (!done()) {
+      if (steady::now() >= end) return false;
+      uv_run(&loop_, UV_RUN_ONCE);
+    }
+    return true;
+  }
+
+private:
+  uv_loop_t loop_{};
+  uv_timer_t wake_{};
+};
+
+claps::redis_options sentinel_options() {
+  claps::redis_options o;
+  std::string list = "127.0.0.1:1";  // nothing listens there: the client must move on
+  for (auto port : cluster().sentinel_ports()) list += ",127.0.0.1:" + std::to_string(port);
+  REQUIRE(!claps::parse_redis_sentinels(list, redis_cluster::master_name, o));
+  o.request_timeout = 1000ms;
+  o.connect_timeout = 1000ms;
+  return o;
+}
+
+claps::redis_options standalone_options() {
+  claps::redis_options o;
+  REQUIRE(!claps::parse_redis_url("redis://127.0.0.1:" + std::to_string(cluster().standalone_port()), o));
+  o.request_timeout = 1000ms;
+  o.connect_timeout = 1000ms;
+  return o;
+}
+
+struct temp_dir {
+  std::filesystem::path path;
+  temp_dir() {
+    char tmpl[] = "/tmp/claps-redis-lmdb-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+// One clapsd node's Redis side: LMDB, command client, bus and store.
+struct node {
+  temp_dir dir;
+  std::unique_ptr<claps::lmdb_store> lmdb;
+  std::unique_ptr<claps::redis_client> client;
+  std::unique_ptr<claps::redis_bus> bus;
+  std::unique_ptr<claps::redis_store> store;
+  std::map<std::string, std::pair<std::int64_t, std::uint32_t>> remote;  // from remote_changed
+  int connects = 0;
+
+  node(loop_runner& loop, const std::string& id, const claps::redis_options& options) {
+    std::error_code ec;
+    claps::lmdb_options lo;
+    lo.path = dir.path.string();
+    lo.sync = false;
+    lmdb = claps::lmdb_store::open(lo, ec);
+    REQUIRE(lmdb);
+    claps::redis_client_callbacks cc;
+    cc.connected = [this](const claps::redis_endpoint&) { ++connects; };
+    client = std::make_unique<claps::redis_client>(loop.get(), options, cc);
+    bus = std::make_unique<claps::redis_bus>(loop.get(), *client);
+    claps::redis_store_options so;
+    so.node_id = id;
+    so.heartbeat_interval = 1000ms;
+    so.refresh_interval = 1000ms;
+    claps::redis_store_callbacks sc;
+    sc.remote_changed = [this](std::string_view a, std::int64_t total, std::uint32_t viewers) {
+      remote[std::string(a)] = {total, viewers};
+    };
+    store = std::make_unique<claps::redis_store>(loop.get(), *lmdb, *client, *bus, so, sc);
+  }
+  ~node() {
+    store.reset();
+    bus.reset();
+    client.reset();
+  }
+  bool ready() const { return client->ready() && bus->healthy(); }
+};
+
+claps::timestamp wall_now() { return claps::uv_driver::now(); }
+
+// Commits one batch and steps the loop until its handler ran.
+std::optional<claps::durability> commit(loop_runner& loop, claps::store& store,
+                                        std::vector<claps::article_total> totals,
+                                        std::vector<claps::user_tally> tallies = {},
+                                        std::vector<claps::op_record> ops = {},
+                                        std::chrono::milliseconds deadline = 5s) {
+  claps::commit_batch batch;
+  batch.totals = totals;
+  batch.tallies = tallies;
+  batch.ops = ops;
+  batch.now = wall_now();
+  std::optional<claps::durability> level;
+  std::error_code error;
+  store.commit(batch, [&](std::error_code ec, claps::durability d) {
+    error = ec;
+    level = d;
+  });
+  loop.run_until([&] { return level.has_value(); }, deadline);
+  CHECK(!error);
+  return level;
+}
+
+// A synchronous command on the loop (test side).
+std::optional<claps::redis_reply> ask(loop_runner& loop, claps::redis_client& client,
+                                      std::vector<std::string> args) {
+  std::vector<std::string_view> views(args.begin(), args.end());
+  std::optional<claps::redis_reply> out;
+  const auto ec = client.command(views, [&](std::error_code e, const claps::redis_reply& r) {
+    out = e ? claps::redis_reply{claps::redis_reply::kind::error, 0, e.message(), {}} : r;
+  });
+  if (ec) return std::nullopt;
+  loop.run_until([&] { return out.has_value(); }, 5s);
+  return out;
+}
+
+std::int64_t numsub(std::uint16_t port, const std::string& channel) {
+  const std::string r = redis_cluster::query(port, {"PUBSUB", "NUMSUB", channel});
+  return std::atoll(r.c_str() + r.find(' ') + 1);
+}
+
+std::string field_value(const std::string& stored) {  // "version:value" -> "value"
+  const auto colon = stored.find(':');
+  return colon == std::string::npos ? std::string() : stored.substr(colon + 1);
+}
+
+std::uint64_t field_version(const std::string& stored) {
+  return std::stoull(stored.substr(0, stored.find(':')));
+}
+
+} // namespace
+
+TEST_CASE("redis:// URLs and sentinel lists parse, bad ones are refused") {
+  claps::redis_options o;
+  REQUIRE(!claps::parse_redis_url("redis://:s3cret@10.0.0.5:6380/2", o));
+  CHECK(o.address.host == "10.0.0.5");
+  CHECK(o.address.port == 6380);
+  CHECK(o.password == "s3cret");
+  CHECK(o.username.empty());
+  CHECK(o.database == 2);
+  REQUIRE(!claps::parse_redis_url("redis://app:pw@[::1]:7000", o));
+  CHECK(o.address.host == "::1");
+  CHECK(o.username == "app");
+  REQUIRE(!claps::parse_redis_url("redis://localhost", o));
+  CHECK(o.address.port == 6379);
+  CHECK(o.password.empty());
+  CHECK(claps::parse_redis_url("http://localhost:6379", o));
+  CHECK(claps::parse_redis_url("redis://host:99999", o));
+  CHECK(claps::parse_redis_url("redis://:@host", o));
+  REQUIRE(!claps::parse_redis_sentinels("127.0.0.1:26379,h2", "mymaster", o));
+  REQUIRE(o.sentinels.size() == 2);
+  CHECK(o.sentinels[1].port == 26379);
+  CHECK(claps::parse_redis_sentinels("a:1,", "m", o));
+  CHECK(claps::parse_redis_sentinels("a:1", "", o));
+}
+
+TEST_CASE("the client finds the master through Sentinel, skipping a dead sentinel") {
+  loop_runner loop;
+  claps::redis_client client(loop.get(), sentinel_options());
+  REQUIRE(loop.run_until([&] { return client.ready(); }, 15s));
+  CHECK(client.master().port == cluster().sentinel_master_port());
+  auto set = ask(loop, client, {"SET", "claps:test:k", "v1"});
+  REQUIRE(set);
+  CHECK(set->str == "OK");
+  auto get = ask(loop, client, {"GET", "claps:test:k"});
+  REQUIRE(get);
+  CHECK(get->str == "v1");
+  // Not ready: refused at once, and the handler never runs.
+  claps::redis_options nowhere;
+  REQUIRE(!claps::parse_redis_url("redis://127.0.0.1:1", nowhere));
+  claps::redis_client offline(loop.get(), nowhere);
+  bool called = false;
+  CHECK(offline.command({"PING"}, [&](std::error_code, const claps::redis_reply&) { called = true; }) ==
+        claps::make_error_code(claps::errc::store_disconnected));
+  loop.run_until([] { return false; }, 100ms);
+  CHECK(!called);
+}
+
+TEST_CASE("pub/sub reaches a subscriber on another connection, only for watched articles") {
+  loop_runner loop;
+  const auto options = sentinel_options();
+  claps::redis_client publisher(loop.get(), options);
+  claps::redis_client other(loop.get(), options);
+  std::vector<std::pair<std::string, std::string>> received;
+  claps::redis_bus_callbacks callbacks;
+  callbacks.message = [&](std::string_view article, std::string_view payload) {
+    received.emplace_back(article, payload);
+  };
+  claps::redis_bus sender(loop.get(), publisher);
+  claps::redis_bus receiver(loop.get(), other, callbacks);
+  REQUIRE(loop.run_until([&] { return publisher.ready() && receiver.healthy(); }, 15s));
+  const std::uint16_t master = publisher.master().port;
+
+  receiver.watch("a1");
+  receiver.watch("a1");  // a second local viewer: still one subscription
+  CHECK(receiver.watchers("a1") == 2);
+  REQUIRE(loop.run_until([&] { return numsub(master, "claps:ch:a1") == 1; }, 5s));
+  CHECK(numsub(master, "claps:ch:a2") == 0);
+
+  CHECK(!sender.publish("a2", "not for you"));
+  CHECK(!sender.publish("a1", "hello"));
+  CHECK(!sender.publish("a1", "again"));
+  REQUIRE(loop.run_until([&] { return received.size() >= 2; }, 5s));
+  // Same publisher connection, so a2's message (sent first) would be here by now.
+  REQUIRE(received.size() == 2);
+  CHECK(received[0] == std::pair<std::string, std::string>{"a1", "hello"});
+  CHECK(received[1] == std::pair<std::string, std::string>{"a1", "again"});
+
+  receiver.unwatch("a1");
+  loop.run_until([] { return false; }, 100ms);
+  CHECK(numsub(master, "claps:ch:a1") == 1);  // one viewer left
+  receiver.unwatch("a1");
+  REQUIRE(loop.run_until([&] { return numsub(master, "claps:ch:a1") == 0; }, 5s));
+  CHECK(receiver.stats().channels == 0);
+}
+
+TEST_CASE("versioned per-node writes never go backwards; totals, tallies and op ids cross nodes") {
+  loop_runner loop;
+  const auto options = standalone_options();
+  const std::uint16_t port = cluster().standalone_port();
+  node n1(loop, "n1", options);
+  node n2(loop, "n2", options);
+  REQUIRE(loop.run_until([&] { return n1.ready() && n2.ready(); }, 10s));
+
+  n1.store->watch("v1");
+  REQUIRE(loop.run_until([&] { return numsub(port, "claps:ch:v1") == 1; }, 5s));
+
+  const auto expires = wall_now() + 60s;
+  auto level = commit(loop, *n2.store, {{"v1", 7}}, {{"u1", "v1", 7}},
+                      {{"u1", "op1", "v1", 7, 7, expires}});
+  REQUIRE(level);
+  CHECK(*level == claps::durability::cluster);
+  const std::string first = redis_cluster::query(port, {"HGET", "claps:t:{v1}", "n2"});
+  CHECK(field_value(first) == "7");
+  CHECK(redis_cluster::query(port, {"GET", "claps:op:{u1}:op1"}) == "n2|v1|7|7");
+  CHECK(std::stoll(redis_cluster::query(port, {"PTTL", "claps:op:{u1}:op1"})) > 0);
+  // The local store got the batch first.
+  std::int64_t local_total = 0;
+  REQUIRE(!n2.lmdb->read_total("v1", local_total));
+  CHECK(local_total == 7);
+
+  // n1 watches v1: n2's part arrives over the bus.
+  REQUIRE(loop.run_until([&] { return n1.store->remote_total("v1") == 7; }, 5s));
+  CHECK(n1.remote["v1"].first == 7);
+
+  // A stale or replayed write (older or equal version) changes nothing.
+  const std::uint64_t v = field_version(first);
+  for (std::uint64_t stale : {v - 1, v}) {
+    const std::string args[] = {"claps:t:{v1}", "n2", std::to_string(stale), "1"};
+    std::optional<claps::redis_reply> reply;
+    REQUIRE(!n2.client->eval(claps::detail::scripts::write_article, 1, args,
+                             [&](std::error_code ec, const claps::redis_reply& r) {
+                               CHECK(!ec);
+                               reply = r;
+                             }));
+    REQUIRE(loop.run_until([&] { return reply.has_value(); }, 5s));
+    REQUIRE(reply->elements.size() == 1);
+    CHECK(reply->elements[0].integer == 1);  // counted as stale
+    CHECK(redis_cluster::query(port, {"HGET", "claps:t:{v1}", "n2"}) == first);
+  }
+
+  // A newer write moves forward; an undo (lower value) is just a newer value.
+  level = commit(loop, *n2.store, {{"v1", 3}}, {{"u1", "v1", 3}});
+  REQUIRE(level);
+  CHECK(*level == claps::durability::cluster);
+  const std::string second = redis_cluster::query(port, {"HGET", "claps:t:{v1}", "n2"});
+  CHECK(field_value(second) == "3");
+  CHECK(field_version(second) > v);
+  REQUIRE(loop.run_until([&] { return n1.store->remote_total("v1") == 3; }, 5s));
+
+  // n1 claps too: it learns u1's claps through n2 (for the cap), sees the
+  // overshoot of an outage overlap, and finds op1 already used by n2.
+  level = commit(loop, *n1.store, {{"v1", 49}}, {{"u1", "v1", 49}},
+                 {{"u1", "op1", "v1", 49, 49, expires}});
+  REQUIRE(level);
+  CHECK(*level == claps::durability::cluster);
+  CHECK(n1.store->remote_tally("u1", "v1") == 3);
+  CHECK(n1.store->stats().cap_overshoot == 2);  // 49 + 3 > 50
+  CHECK(n1.store->stats().remote_op_conflicts == 1);
+  CHECK(redis_cluster::query(port, {"GET", "claps:op:{u1}:op1"}) == "n2|v1|7|7");
+  n2.store->prefetch_tally("u1", "v1");
+  REQUIRE(loop.run_until([&] { return n2.store->remote_tally("u1", "v1") == 49; }, 5s));
+
+  // Viewers: n2's local viewers show up as n1's remote viewers.
+  n2.store->set_local_viewers("v1", 4);
+  REQUIRE(loop.run_until([&] { return n1.store->remote_viewers("v1") == 4; }, 5s));
+  n2.store->set_local_viewers("v1", 0);
+  REQUIRE(loop.run_until([&] { return n1.store->remote_viewers("v1") == 0; }, 5s));
+  n1.store->unwatch("v1");
+  REQUIRE(loop.run_until([&] { return numsub(port, "claps:ch:v1") == 0; }, 5s));
+}
+
+TEST_CASE("a stopped Redis: requests time out within the deadline, commits degrade, then merge") {
+  loop_runner loop;
+  const auto options = standalone_options();  // request_timeout 1 s
+  const std::uint16_t port = cluster().standalone_port();
+  node n(loop, "n3", options);
+  bool degraded_seen = false;
+  REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
+  REQUIRE(*commit(loop, *n.store, {{"s1", 1}}) == claps::durability::cluster);
+
+  cluster().stop(port);
+  struct resume_guard {
+    std::uint16_t port;
+    ~resume_guard() { cluster().resume(port); }
+  } guard{port};
+
+  std::optional<std::error_code> outcome;
+  const auto start = steady::now();
+  REQUIRE(!n.client->command({"PING"}, [&](std::error_code ec, const claps::redis_reply&) {
+    outcome = ec;
+  }));
+  REQUIRE(loop.run_until([&] { return outcome.has_value(); }, 10s));
+  const auto waited = steady::now() - start;
+  CHECK(*outcome == claps::make_error_code(claps::errc::store_timeout));
+  CHECK(waited >= 900ms);
+  CHECK(waited < 3s);  // the deadline (1 s) plus loop slack, never a hang
+  CHECK(n.client->stats().timeouts >= 1);
+
+  // While Redis is stopped, commits are acknowledged as locally durable.
+  const auto level = commit(loop, *n.store, {{"s1", 2}}, {}, {}, 10s);
+  REQUIRE(level);
+  CHECK(*level == claps::durability::local);
+  CHECK(n.store->degraded());
+  degraded_seen = n.store->stats().local_commits >= 1;
+  CHECK(degraded_seen);
+  std::int64_t local_total = 0;
+  REQUIRE(!n.lmdb->read_total("s1", local_total));
+  CHECK(local_total == 2);
+
+  cluster().resume(port);
+  // Reconnect, re-assert the dirty key, leave degraded mode.
+  REQUIRE(loop.run_until([&] { return !n.store->degraded(); }, 15s));
+  CHECK(field_value(redis_cluster::query(port, {"HGET", "claps:t:{s1}", "n3"})) == "2");
+  CHECK(n.store->stats().reasserts >= 1);
+}
+
+TEST_CASE("writes a Redis lost are re-asserted after the reconnect") {
+  loop_runner loop;
+  const std::uint16_t port = cluster().standalone_port();
+  node n(loop, "n4", standalone_options());
+  REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
+  REQUIRE(*commit(loop, *n.store, {{"r1", 11}}, {{"u9", "r1", 11}}) == claps::durability::cluster);
+  const int connects = n.connects;
+  // Lose the data (as an asynchronous failover can) and drop our connections.
+  CHECK(redis_cluster::query(port, {"FLUSHALL"}) == "OK");
+  redis_cluster::query(port, {"CLIENT", "KILL", "TYPE", "normal"});
+  REQUIRE(loop.run_until([&] { return n.connects > connects && n.client->ready(); }, 10s));
+  REQUIRE(loop.run_until([&] {
+    return field_value(redis_cluster::query(port, {"HGET", "claps:t:{r1}", "n4"})) == "11";
+  }, 10s));
+  CHECK(field_value(redis_cluster::query(port, {"HGET", "claps:u:{r1}:u9", "n4"})) == "11");
+}
+
+TEST_CASE("an engine on a redis_store acknowledges claps as cluster-durable") {
+  loop_runner loop;
+  const std::uint16_t port = cluster().standalone_port();
+  node n(loop, "n5", standalone_options());
+  REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
+  std::vector<claps::op_result> results;
+  claps::engine_callbacks callbacks;
+  callbacks.result = [&](const claps::op_result& r) { results.push_back(r); };
+  claps::engine engine(*n.store, {}, callbacks, wall_now());
+  claps::uv_driver driver(loop.get(), engine);
+  REQUIRE(!engine.clap({"reader", "e1", 5, "op-e1", 1}));
+  REQUIRE(loop.run_until([&] { return !results.empty(); }, 5s));
+  CHECK(results[0].accepted == 5);
+  CHECK(results[0].level == claps::durability::cluster);
+  CHECK(field_value(redis_cluster::query(port, {"HGET", "claps:t:{e1}", "n5"})) == "5");
+  CHECK(field_value(redis_cluster::query(port, {"HGET", "claps:u:{e1}:reader", "n5"})) == "5");
+  CHECK(redis_cluster::query(port, {"GET", "claps:op:{reader}:op-e1"}) == "n5|e1|5|5");
+}
+
+// Last: it changes which server is the master.
+TEST_CASE("SIGKILL the master: Sentinel promotes a replica; clients rediscover, resubscribe, write") {
+  loop_runner loop;
+  const auto options = sentinel_options();
+  node a(loop, "na", options);
+  node b(loop, "nb", options);
+  REQUIRE(loop.run_until([&] { return a.ready() && b.ready(); }, 15s));
+  const std::uint16_t old_master = a.client->master().port;
+  REQUIRE(old_master == cluster().sentinel_master_port());
+
+  b.store->watch("f1");
+  REQUIRE(loop.run_until([&] { return numsub(old_master, "claps:ch:f1") == 1; }, 5s));
+  REQUIRE(*commit(loop, *a.store, {{"f1", 3}}) == claps::durability::cluster);
+  REQUIRE(loop.run_until([&] { return b.store->remote_total("f1") == 3; }, 5s));
+  // Let the write reach the replicas, so the promoted one has it.
+  redis_cluster::query(old_master, {"WAIT", "2", "2000"});
+
+  const auto killed_at = steady::now();
+  cluster().kill9(old_master);
+  REQUIRE(loop.run_until([&] {
+    return a.ready() && b.ready() && a.client->master().port != old_master &&
+           b.client->master().port != old_master;
+  }, 45s));
+  const auto failover = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - killed_at);
+  MESSAGE("failover seen by both clients after " << failover.count() << " ms");
+  const std::uint16_t new_master = a.client->master().port;
+  CHECK(cluster().find(new_master)->role == "replica");
+  CHECK(redis_cluster::query(new_master, {"ROLE"}).rfind("master", 0) == 0);
+
+  // Resubscribed on the new master, and writes flow again.
+  REQUIRE(loop.run_until([&] { return numsub(new_master, "claps:ch:f1") == 1; }, 10s));
+  std::optional<claps::durability> level;
+  REQUIRE(loop.run_until([&] {
+    level = commit(loop, *a.store, {{"f1", 4}});
+    return level == claps::durability::cluster;
+  }, 15s));
+  REQUIRE(loop.run_until([&] { return b.store->remote_total("f1") == 4; }, 5s));
+  CHECK(field_value(redis_cluster::query(new_master, {"HGET", "claps:t:{f1}", "na"})) == "4");
+  CHECK(a.client->stats().connects >= 2);
+  CHECK(b.bus->stats().resubscribes >= 1);
+}
