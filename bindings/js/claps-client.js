@@ -107,7 +107,7 @@ export class ClapsClient {
    * @param {number} [options.offlineAfterMs] reconnecting longer than this shows 'offline' (15000).
    * @param {number} [options.retryAfterMs]   delay before resending an op the server refused
    *                                          as rate_limited/unavailable (1000).
-   * @param {boolean} [options.connect] connect at once (default true).
+   * @param {boolean} [options.connect] connect at once (default true); else call connect().
    */
   constructor(options = {}) {
     const { url, user, token } = options;
@@ -260,6 +260,12 @@ export class ClapsClient {
     let pending = 0;
     for (const st of this.#articles.values()) pending += st.pending ? 1 : 0;
     return this.#outstanding.length + pending;
+  }
+
+  /** Starts connecting, for a client made with connect: false. No-op otherwise. */
+  connect() {
+    if (this.#closed || this.#ws || this.#reconnect_timer !== null) return;
+    this.#connect();
   }
 
   /** Sends pending claps now instead of at the end of the tick. */

@@ -136,9 +136,11 @@ describe('against a real clapsd', () => {
   });
 
   test('hello sets user, cap and tick; subscribe yields a snapshot with mine', async () => {
-    const client = make({ user: 'hello-user' });
+    const client = make({ user: 'hello-user', connect: false });
     const snapshot = next_event(client, 'counts', (e) => e.source === 'snapshot');
     client.subscribe(['hello-article']);
+    assert.equal(client.status, 'connecting');
+    client.connect();
     await live(client);
     const { articles } = await snapshot;
     assert.equal(client.user, 'hello-user');

@@ -1,6 +1,6 @@
 // Article page: the text, a Medium-like clap button, undo, live total,
 // "N reading now", connection status, user switcher and virtual readers.
-import { ClapsClient } from '/client/claps-client.js';
+import { ClapsClient, ID_PATTERN } from '/client/claps-client.js';
 import {
   bind_status_badge, bind_user_switcher, current_user, format_count, frame_scheduler,
   load_articles, websocket_url,
@@ -11,7 +11,16 @@ const HOLD_DELAY_MS = 350;   // press longer than this and claps repeat
 const HOLD_REPEAT_MS = 80;   // one clap per repeat while held
 const BUBBLE_LINGER_MS = 900;
 
-const article_id = decodeURIComponent(location.pathname.replace(/^\/articles\//, '').replace(/\/$/, ''));
+function article_from_path() {
+  const raw = location.pathname.replace(/^\/articles\//, '').replace(/\/$/, '');
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+const article_id = article_from_path();
+const valid_article = ID_PATTERN.test(article_id);
 const user = current_user();
 bind_user_switcher(document.querySelector('[data-role="user-switcher"]'), user);
 
@@ -58,7 +67,13 @@ load_articles().then((articles) => {
 
 const client = new ClapsClient({ url: websocket_url(), user: user.name });
 bind_status_badge(client, document.querySelector('[data-testid="connection-status"]'));
-client.subscribe([article_id], { reading: true });
+if (valid_article) {
+  client.subscribe([article_id], { reading: true });
+} else {
+  el.button.disabled = true;
+  el.not_found.hidden = false;
+  el.not_found.textContent = 'Article ids are letters, digits and . _ : - only; this one cannot be clapped for.';
+}
 
 const render = frame_scheduler(() => {
   const view = client.view(article_id);
@@ -95,6 +110,7 @@ function show_bubble() {
 }
 
 function clap_once() {
+  if (!valid_article) return 0;
   const queued = client.clap(article_id, 1);
   if (queued === 0) {
     el.button.classList.remove('refused');
@@ -141,6 +157,7 @@ el.button.addEventListener('click', (event) => {
 el.button.addEventListener('contextmenu', (event) => event.preventDefault());
 
 el.undo.addEventListener('click', () => {
+  if (!valid_article) return;
   stop_hold();
   client.undo(article_id);
   el.bubble.classList.remove('visible');
@@ -154,6 +171,7 @@ const sim_toggle = document.querySelector('[data-role="simulate-toggle"]');
 const sim_stats = document.querySelector('[data-role="simulate-stats"]');
 sim_form.addEventListener('submit', (event) => {
   event.preventDefault();
+  if (!valid_article) return;
   if (readers.running) {
     readers.stop();
   } else {
