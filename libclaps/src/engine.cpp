@@ -42,6 +42,18 @@ struct watch_entry {
   bool reading;
 };
 
+struct tally_state {
+  std::int32_t value = 0;      // including what is not yet durable
+  std::int32_t committed = 0;  // durable
+  std::int32_t in_flight_value = 0;
+  bool dirty = false;
+  bool in_flight = false;
+};
+
+// One article's tallies, keyed by user: a clap hashes the article id and the
+// user id separately instead of building and hashing "user/article".
+using tally_map = detail::string_map<tally_state>;
+
 struct article_state {
   std::string id;
   std::int64_t total = 0;       // including what is not yet durable
@@ -52,20 +64,13 @@ struct article_state {
   std::uint32_t emitted_viewers = 0;
   std::uint32_t result_refs = 0;  // pending results naming this article
   std::vector<room_entry> room;
+  tally_map tallies;  // dirty or in-flight tallies imply dirty or in_flight here
   bool live = false;
   bool dirty = false;      // total changed since the last batch was built
   bool in_flight = false;  // part of the commit in flight
   bool changed = false;    // on the changed list for the next emission
 };
 
-struct tally_state {
-  std::int32_t value = 0;      // including what is not yet durable
-  std::int32_t committed = 0;  // durable
-  std::int32_t in_flight_value = 0;
-  std::uint32_t user_len = 0;  // key is user + '/' + article
-  bool dirty = false;
-  bool in_flight = false;
-};
 
 struct op_state {
   std::string article;
@@ -91,8 +96,12 @@ struct pending_result {
   bool replayed;
 };
 
-using tally_map = detail::string_map<tally_state>;
 using op_map = detail::string_map<op_state>;
+
+struct tally_ref {
+  std::uint32_t article;
+  tally_map::value_type* node;
+};
 
 } // namespace
 
@@ -108,6 +117,7 @@ struct engine::impl {
   std::deque<article_state> articles;
   std::vector<std::uint32_t> free_articles;
   detail::string_map<std::uint32_t> article_index;
+  std::size_t tally_count = 0;
   std::size_t live_articles = 0;
 
   std::vector<subscriber_state> subs;
@@ -115,13 +125,12 @@ struct engine::impl {
   std::unordered_map<subscriber_id, std::uint32_t> sub_index;
   std::size_t subscriptions = 0;
 
-  tally_map tallies;
   op_map ops;
   std::deque<std::pair<timestamp, const std::string*>> op_fifo;  // insertion order = expiry order
 
   // What the next batch will carry.
   std::vector<std::uint32_t> dirty_articles;
-  std::vector<tally_map::value_type*> dirty_tallies;
+  std::vector<tally_ref> dirty_tallies;
   std::vector<op_map::value_type*> dirty_ops;
   std::vector<pending_result> accumulating_results;
 
@@ -129,7 +138,7 @@ struct engine::impl {
   bool committing = false;
   bool completed_inline = false;
   std::vector<std::uint32_t> flight_articles;
-  std::vector<tally_map::value_type*> flight_tallies;
+  std::vector<tally_ref> flight_tallies;
   std::vector<op_map::value_type*> flight_ops;
   std::vector<pending_result> flight_results;
   std::vector<article_total> batch_totals;
@@ -151,7 +160,9 @@ struct engine::impl {
   std::string key_buf;
 
   impl(store& s, engine_options o, engine_callbacks c, timestamp t)
-      : st(s), opt(o), cb(std::move(c)), now(t), next_tick(t + o.tick) {}
+      : st(s), opt(o), cb(std::move(c)), now(t), next_tick(t + o.tick),
+        article_index(detail::make_string_map<std::uint32_t>(o.hash_seed)),
+        ops(detail::make_string_map<op_state>(o.hash_seed)) {}
 
   struct callback_scope {
     impl& e;
@@ -189,6 +200,7 @@ struct engine::impl {
     a.id.assign(id);
     a.total = a.committed = a.emitted_total = total;
     a.viewers = a.emitted_viewers = 0;
+    a.tallies = detail::make_string_map<tally_state>(opt.hash_seed);
     a.live = true;
     article_index.emplace(a.id, slot);
     ++live_articles;
@@ -230,6 +242,8 @@ struct engine::impl {
       a.live = false;
       a.id.clear();
       a.room.shrink_to_fit();
+      tally_count -= a.tallies.size();
+      a.tallies = tally_map();
       free_articles.push_back(slot);
       --live_articles;
     }
@@ -237,29 +251,33 @@ struct engine::impl {
 
   // ---- tallies ----
 
-  std::error_code find_or_load_tally(std::string_view user, std::string_view article,
+  std::error_code find_or_load_tally(std::string_view user, std::uint32_t slot,
                                      tally_map::value_type*& out) {
-    const std::string& key = make_key(user, article);
-    if (auto it = tallies.find(std::string_view(key)); it != tallies.end()) {
+    article_state& a = articles[slot];
+    if (auto it = a.tallies.find(user); it != a.tallies.end()) {
       out = &*it;
       return {};
     }
     std::int32_t claps = 0;
-    if (auto ec = st.read_tally(user, article, claps)) return ec;
+    if (auto ec = st.read_tally(user, a.id, claps)) return ec;
     tally_state t;
     t.value = t.committed = claps;
-    t.user_len = static_cast<std::uint32_t>(user.size());
-    out = &*tallies.emplace(make_key(user, article), t).first;
+    out = &*a.tallies.emplace(user, t).first;
+    ++tally_count;
     return {};
   }
 
   void evict_clean_tallies() {
-    if (tallies.size() <= opt.tally_cache) return;
-    for (auto it = tallies.begin(); it != tallies.end();) {
-      if (!it->second.dirty && !it->second.in_flight)
-        it = tallies.erase(it);
-      else
-        ++it;
+    if (tally_count <= opt.tally_cache) return;
+    for (article_state& a : articles) {
+      for (auto it = a.tallies.begin(); it != a.tallies.end();) {
+        if (!it->second.dirty && !it->second.in_flight) {
+          it = a.tallies.erase(it);
+          --tally_count;
+        } else {
+          ++it;
+        }
+      }
     }
   }
 
@@ -364,7 +382,7 @@ struct engine::impl {
     std::uint32_t slot = 0;
     if (auto ec = find_or_load_article(article, slot)) return ec;
     tally_map::value_type* tally = nullptr;
-    if (auto ec = find_or_load_tally(user, article, tally)) return ec;
+    if (auto ec = find_or_load_tally(user, slot, tally)) return ec;
 
     tally_state& t = tally->second;
     std::int32_t accepted;
@@ -384,7 +402,7 @@ struct engine::impl {
       mark_dirty(slot);
       if (!t.dirty) {
         t.dirty = true;
-        dirty_tallies.push_back(tally);
+        dirty_tallies.push_back({slot, tally});
       }
     }
     if (!op_id.empty()) {
@@ -455,13 +473,12 @@ struct engine::impl {
       a.in_flight_total = a.total;
       batch_totals.push_back({a.id, a.total});
     }
-    for (auto* node : dirty_tallies) {
-      tally_state& t = node->second;
+    for (tally_ref ref : dirty_tallies) {
+      tally_state& t = ref.node->second;
       t.dirty = false;
       t.in_flight = true;
       t.in_flight_value = t.value;
-      std::string_view key = node->first;
-      batch_tallies.push_back({key.substr(0, t.user_len), key.substr(t.user_len + 1), t.value});
+      batch_tallies.push_back({ref.node->first, articles[ref.article].id, t.value});
     }
     for (auto* node : dirty_ops) {
       op_state& o = node->second;
@@ -492,11 +509,11 @@ struct engine::impl {
         articles[slot].in_flight = false;
         mark_dirty(slot);
       }
-      for (auto* node : flight_tallies) {
-        node->second.in_flight = false;
-        if (!node->second.dirty) {
-          node->second.dirty = true;
-          dirty_tallies.push_back(node);
+      for (tally_ref ref : flight_tallies) {
+        ref.node->second.in_flight = false;
+        if (!ref.node->second.dirty) {
+          ref.node->second.dirty = true;
+          dirty_tallies.push_back(ref);
         }
       }
       for (auto* node : flight_ops) {
@@ -526,9 +543,9 @@ struct engine::impl {
       a.committed = a.in_flight_total;
       mark_changed(slot);
     }
-    for (auto* node : flight_tallies) {
-      node->second.in_flight = false;
-      node->second.committed = node->second.in_flight_value;
+    for (tally_ref ref : flight_tallies) {
+      ref.node->second.in_flight = false;
+      ref.node->second.committed = ref.node->second.in_flight_value;
     }
     for (auto* node : flight_ops) node->second.at = stage::committed;
     flight_articles.clear();
@@ -635,14 +652,19 @@ struct engine::impl {
     subscriber_state& s = subs[sub_slot];
     watch_entry w = s.watching[pos];
     article_state& a = articles[w.article];
-    // Room side.
-    a.room[w.room_pos] = a.room.back();
-    subs[a.room[w.room_pos].sub].watching[a.room[w.room_pos].sub_pos].room_pos = w.room_pos;
+    // Room side: move the last entry into the hole and fix its back-pointer.
+    if (w.room_pos + 1 != a.room.size()) {
+      a.room[w.room_pos] = a.room.back();
+      const room_entry& moved = a.room[w.room_pos];
+      subs[moved.sub].watching[moved.sub_pos].room_pos = w.room_pos;
+    }
     a.room.pop_back();
-    // Subscriber side.
-    s.watching[pos] = s.watching.back();
-    const watch_entry& moved = s.watching[pos];
-    articles[moved.article].room[moved.room_pos].sub_pos = pos;
+    // Subscriber side, likewise.
+    if (pos + 1 != s.watching.size()) {
+      s.watching[pos] = s.watching.back();
+      const watch_entry& moved = s.watching[pos];
+      articles[moved.article].room[moved.room_pos].sub_pos = pos;
+    }
     s.watching.pop_back();
     --subscriptions;
     if (w.reading) {
@@ -660,12 +682,11 @@ struct engine::impl {
     free_subs.push_back(slot);
   }
 
-  std::error_code committed_mine(std::string_view user, std::string_view article,
-                                 std::int32_t& mine) {
+  std::error_code committed_mine(std::string_view user, std::uint32_t slot, std::int32_t& mine) {
     mine = 0;
     if (user.empty()) return {};
     tally_map::value_type* tally = nullptr;
-    if (auto ec = find_or_load_tally(user, article, tally)) return ec;
+    if (auto ec = find_or_load_tally(user, slot, tally)) return ec;
     mine = tally->second.committed;
     return {};
   }
@@ -696,7 +717,7 @@ std::error_code engine::subscribe(subscriber_id sub, std::string_view article, b
   std::uint32_t slot = 0;
   if (auto ec = e.find_or_load_article(article, slot)) return ec;
   std::int32_t mine = 0;
-  if (auto ec = e.committed_mine(user, article, mine)) return ec;
+  if (auto ec = e.committed_mine(user, slot, mine)) return ec;
   std::uint32_t sub_slot = e.find_or_add_subscriber(sub);
   if (!e.watches(sub_slot, slot)) {
     if (e.opt.max_subscriptions && e.subs[sub_slot].watching.size() >= e.opt.max_subscriptions) {
@@ -727,7 +748,7 @@ std::error_code engine::subscribe(subscriber_id sub, std::span<const std::string
     std::uint32_t slot = 0;
     if (auto ec = e.find_or_load_article(article, slot)) return ec;
     std::int32_t mine = 0;
-    if (auto ec = e.committed_mine(user, article, mine)) return ec;
+    if (auto ec = e.committed_mine(user, slot, mine)) return ec;
     slots.push_back(slot);
     mines.push_back(mine);
   }
@@ -820,7 +841,7 @@ std::error_code engine::read(std::string_view article, std::string_view user, sn
   std::uint32_t slot = 0;
   if (auto ec = e.find_or_load_article(article, slot)) return ec;
   std::int32_t mine = 0;
-  if (auto ec = e.committed_mine(user, article, mine)) return ec;
+  if (auto ec = e.committed_mine(user, slot, mine)) return ec;
   e.fill_snapshot(slot, mine, out);
   return {};
 }

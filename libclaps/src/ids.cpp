@@ -21,9 +21,10 @@ constexpr std::array<bool, 256> id_alphabet = make_alphabet();
 
 bool valid_id(std::string_view s, std::size_t max_bytes) noexcept {
   if (s.empty() || s.size() > max_bytes) return false;
-  for (unsigned char c : s)
-    if (!id_alphabet[c]) return false;
-  return true;
+  // Branch-free: ids are short and almost always valid.
+  bool ok = true;
+  for (unsigned char c : s) ok &= id_alphabet[c];
+  return ok;
 }
 
 std::error_code check_article_id(std::string_view article) noexcept {

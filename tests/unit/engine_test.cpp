@@ -441,3 +441,50 @@ TEST_CASE("the deadline moves one tick at a time and never builds a backlog") {
   CHECK(f.eng.stats().ticks == 1);
   CHECK(f.eng.next_deadline() == d + claps::millis(1025));
 }
+
+TEST_CASE("random subscribe/unsubscribe churn matches a reference model") {
+  fixture f;
+  std::mt19937 rng(7);
+  std::map<claps::subscriber_id, std::set<int>> model;
+  for (int step = 0; step < 20'000; ++step) {
+    claps::subscriber_id s = rng() % 50;
+    int a = static_cast<int>(rng() % 20);
+    std::string id = "r" + std::to_string(a);
+    switch (rng() % 4) {
+    case 0:
+    case 1:
+      f.sub(s, id);
+      model[s].insert(a);
+      break;
+    case 2:
+      f.eng.unsubscribe(s, id);
+      model[s].erase(a);
+      break;
+    default:
+      if (rng() % 8 == 0) {
+        f.eng.unsubscribe_all(s);
+        model.erase(s);
+      }
+    }
+    if (step % 500 == 0) f.tick();
+  }
+  f.tick();
+  f.rec.clear();
+  for (int a = 0; a < 20; ++a) REQUIRE_FALSE(f.clap("u", "r" + std::to_string(a), 1, a));
+  f.tick();
+  for (auto& [s, articles] : model) {
+    CHECK(f.eng.subscription_count(s) == articles.size());
+    if (articles.empty()) continue;
+    REQUIRE(f.rec.batches[s].size() == 1);
+    std::set<int> got;
+    for (auto& item : f.rec.batches[s][0]) got.insert(std::stoi(item.article.substr(1)));
+    CHECK(got == articles);
+  }
+  for (int a = 0; a < 20; ++a) {
+    std::uint32_t expected = 0;
+    for (auto& [s, articles] : model) expected += articles.count(a);
+    claps::snapshot snap;
+    REQUIRE_FALSE(f.eng.read("r" + std::to_string(a), {}, snap));
+    CHECK(snap.viewers == expected);
+  }
+}

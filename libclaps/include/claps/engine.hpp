@@ -54,6 +54,10 @@ struct engine_options {
   std::size_t article_cache = 100'000;
   /// (user, article) tallies kept cached in memory while clean.
   std::size_t tally_cache = 1'000'000;
+  /// Seed of the engine's hash tables. Servers that accept ids from the
+  /// network should pass a random value, so that nobody can choose ids that
+  /// all land in one bucket.
+  std::uint64_t hash_seed = 0x2545F4914F6CDD1Dull;
 };
 
 /// Checks option ranges. Empty error_code when usable.
