@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { ClapsClient, backoff_delay, OP_ID_PATTERN } from '../../bindings/js/claps-client.js';
-import { eventually, remove_dir, start_clapsd, temp_data_dir } from './clapsd.mjs';
+import { eventually, startServer, tempDir } from '../integration/helpers.mjs';
 
 /** Resolves with the first `type` event whose detail satisfies `match`. */
 function next_event(client, type, match = () => true, timeout_ms = 10000) {
@@ -82,7 +82,7 @@ function faulty_network() {
 }
 
 async function rest_total(server, article) {
-  const response = await fetch(`${server.http_url}/api/articles/${article}`);
+  const response = await fetch(`${server.http}/api/articles/${article}`);
   assert.equal(response.status, 200);
   return (await response.json()).total;
 }
@@ -123,16 +123,15 @@ describe('against a real clapsd', () => {
   let server;
   const clients = [];
   const make = (options) => {
-    const client = new ClapsClient({ url: server.ws_url, WebSocket, ...options });
+    const client = new ClapsClient({ url: server.ws, WebSocket, ...options });
     clients.push(client);
     return client;
   };
 
-  before(async () => { server = await start_clapsd(); });
+  before(async () => { server = await startServer(); });
   after(async () => {
     for (const c of clients) c.close();
     await server.stop();
-    remove_dir(server.data_dir);
   });
 
   test('hello sets user, cap and tick; subscribe yields a snapshot with mine', async () => {
@@ -291,15 +290,14 @@ describe('against a real clapsd', () => {
 });
 
 test('survives clapsd being killed and restarted on the same port: backoff capped, nothing lost or doubled', async (t) => {
-  const data_dir = temp_data_dir();
-  let server = await start_clapsd({ data_dir });
+  const data_dir = tempDir('claps-client-');
+  let server = await startServer({ dataDir: data_dir });
   const port = server.port;
   const statuses = [];
-  const client = new ClapsClient({ url: server.ws_url, user: 'survivor', WebSocket, backoff: { baseMs: 50, capMs: 400 } });
+  const client = new ClapsClient({ url: server.ws, user: 'survivor', WebSocket, backoff: { baseMs: 50, capMs: 400 } });
   t.after(async () => {
     client.close();
     await server.stop();
-    remove_dir(data_dir);
   });
   client.on('status', (s) => statuses.push(s));
   client.subscribe(['restart-article']);
@@ -312,12 +310,12 @@ test('survives clapsd being killed and restarted on the same port: backoff cappe
   client.flush();
   assert.equal(client.unacknowledged, 1);
   const reconnecting = next_event(client, 'status', (s) => s.status === 'reconnecting');
-  await server.kill();
+  await server.stop('SIGKILL');
   await reconnecting;
   // Let it fail a few times against the closed port; each delay obeys the cap.
   await next_event(client, 'status', (s) => s.attempt >= 3);
 
-  server = await start_clapsd({ data_dir, port });
+  server = await startServer({ dataDir: data_dir, listen: `127.0.0.1:${port}` });
   assert.equal(server.port, port);
   await live(client);
   await settled(client);
@@ -335,13 +333,12 @@ test('survives clapsd being killed and restarted on the same port: backoff cappe
 });
 
 test('ops refused as rate_limited are resent with the same id until counted', async (t) => {
-  const server = await start_clapsd({ args: ['--rate-limit', '10', '--rate-burst', '5'] });
+  const server = await startServer({ args: ['--rate-limit', '10', '--rate-burst', '5'] });
   const network = faulty_network();
-  const client = new ClapsClient({ url: server.ws_url, user: 'flooder', WebSocket: network.Socket, retryAfterMs: 150 });
+  const client = new ClapsClient({ url: server.ws, user: 'flooder', WebSocket: network.Socket, retryAfterMs: 150 });
   t.after(async () => {
     client.close();
     await server.stop();
-    remove_dir(server.data_dir);
   });
   const errors = [];
   client.on('error', (e) => errors.push(e));

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { remove_dir, start_clapsd, temp_data_dir } from '../bindings/clapsd.mjs';
+import { startServer, tempDir } from '../integration/helpers.mjs';
 
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--no-first-run'];
@@ -59,15 +59,15 @@ describe('demo web app in Chromium', () => {
       });
     }
     const query = user ? `?user=${encodeURIComponent(user)}` : '';
-    await page.goto(`${server.http_url}${path}${query}`);
+    await page.goto(`${server.http}${path}${query}`);
     await text_becomes(page, 'connection-status', 'live');
     return page;
   }
 
   before(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
-    data_dir = temp_data_dir('claps-browser');
-    server = await start_clapsd({ data_dir });
+    data_dir = tempDir('claps-browser-');
+    server = await startServer({ dataDir: data_dir });
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
   });
 
@@ -75,7 +75,6 @@ describe('demo web app in Chromium', () => {
     for (const c of contexts) await c.close().catch(() => {});
     await browser?.close();
     await server?.stop();
-    if (data_dir) remove_dir(data_dir);
   });
 
   // The steps share one server and build on each other, in order.
@@ -148,7 +147,7 @@ describe('demo web app in Chromium', () => {
     await alice.click(by_testid('clap-button'));
     await confirmed(alice);
     assert.equal(await number_of(alice, 'my-claps'), 50);
-    const rest = await (await fetch(`${server.http_url}/api/articles/${ARTICLE}`)).json();
+    const rest = await (await fetch(`${server.http}/api/articles/${ARTICLE}`)).json();
     assert.equal(rest.total, 50);
   });
 
@@ -197,10 +196,10 @@ describe('demo web app in Chromium', () => {
 
   test('killing and restarting clapsd on the same port: reconnecting, then live with the right total', async () => {
     const port = server.port;
-    await server.kill();
+    await server.stop('SIGKILL');
     await text_becomes(alice, 'connection-status', 'reconnecting', 5000);
     await text_becomes(bob, 'connection-status', 'reconnecting', 5000);
-    server = await start_clapsd({ data_dir, port });
+    server = await startServer({ dataDir: data_dir, listen: `127.0.0.1:${port}` });
     assert.equal(server.port, port);
     // Backoff is capped at 5 s, so this is generous.
     await text_becomes(alice, 'connection-status', 'live', 15000);
