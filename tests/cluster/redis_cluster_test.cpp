@@ -105,7 +105,8 @@ struct node {
   std::map<std::string, std::pair<std::int64_t, std::uint32_t>> remote;  // from remote_changed
   int connects = 0;
 
-  node(loop_runner& loop, const std::string& id, const claps::redis_options& options) {
+  node(loop_runner& loop, const std::string& id, const claps::redis_options& options,
+       std::chrono::milliseconds viewer_ttl = 20s) {
     std::error_code ec;
     claps::lmdb_options lo;
     lo.path = dir.path.string();
@@ -120,6 +121,7 @@ struct node {
     so.node_id = id;
     so.heartbeat_interval = 1000ms;
     so.refresh_interval = 1000ms;
+    so.viewer_ttl = viewer_ttl;
     claps::redis_store_callbacks sc;
     sc.remote_changed = [this](std::string_view a, std::int64_t total, std::uint32_t viewers) {
       remote[std::string(a)] = {total, viewers};
@@ -345,6 +347,25 @@ TEST_CASE("versioned per-node writes never go backwards; totals, tallies and op 
   REQUIRE(loop.run_until([&] { return n1.store->remote_viewers("v1") == 0; }, 5s));
   n1.store->unwatch("v1");
   REQUIRE(loop.run_until([&] { return numsub(port, "claps:ch:v1") == 0; }, 5s));
+}
+
+TEST_CASE("a crashed node's viewers expire from the global count") {
+  loop_runner loop;
+  const auto options = standalone_options();
+  node watcher(loop, "w1", options);
+  auto doomed = std::make_unique<node>(loop, "w2", options, 1500ms);
+  REQUIRE(loop.run_until([&] { return watcher.ready() && doomed->ready(); }, 10s));
+  watcher.store->watch("x1");
+  REQUIRE(loop.run_until([&] { return numsub(cluster().standalone_port(), "claps:ch:x1") == 1; }, 5s));
+  doomed->store->set_local_viewers("x1", 6);
+  REQUIRE(loop.run_until([&] { return watcher.store->remote_viewers("x1") == 6; }, 5s));
+  // Gone without a word (no HDEL, no message): its field expires by Redis TIME
+  // and the watcher's periodic refresh drops it.
+  const auto gone_at = steady::now();
+  doomed.reset();
+  REQUIRE(loop.run_until([&] { return watcher.store->remote_viewers("x1") == 0; }, 10s));
+  CHECK(steady::now() - gone_at < 1500ms + 1000ms + 1000ms);  // ttl + refresh + slack
+  CHECK(watcher.remote["x1"].second == 0);
 }
 
 TEST_CASE("a stopped Redis: requests time out within the deadline, commits degrade, then merge") {

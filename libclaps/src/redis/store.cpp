@@ -12,6 +12,8 @@
 #include <cassert>
 #include <charconv>
 #include <chrono>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -99,6 +101,14 @@ struct redis_store::impl {
   std::unordered_set<std::string> viewer_marks;
   std::uint64_t last_version = 0;
   bool degraded = false;
+
+  // Background requests (re-assert, refresh, heartbeat) are paced, so a burst
+  // after a reconnect cannot trip the request deadline and drop the link
+  // again. A task runs with run=false when Redis is not ready: it must then
+  // count itself as failed.
+  static constexpr std::size_t max_background_in_flight = 256;
+  std::deque<std::function<void(bool run)>> background;
+  std::size_t background_in_flight = 0;
   bool reasserting = false;
   redis_store_stats stats;
 
@@ -113,6 +123,24 @@ struct redis_store::impl {
         refresh_timer(l, [this] { refresh_all(); }) {}
 
   std::weak_ptr<bool> token() const { return alive; }
+
+  void enqueue(std::function<void(bool run)> task) {
+    background.push_back(std::move(task));
+    pump();
+  }
+  void pump() {
+    while (background_in_flight < max_background_in_flight && !background.empty()) {
+      auto task = std::move(background.front());
+      background.pop_front();
+      task(client.ready());
+    }
+  }
+  void background_done() {
+    --background_in_flight;
+    pump();
+  }
+  // Sent a paced request: its completion must call background_done().
+  void background_sent() { ++background_in_flight; }
 
   std::string key(std::string_view kind, std::string_view tag, std::string_view rest = {}) const {
     std::string k = options.key_prefix;
@@ -158,7 +186,8 @@ struct redis_store::impl {
   // Sends one article's total (if any) and tallies; calls back into `state`.
   void send_article(std::string_view article, const std::int64_t* total,
                     const std::vector<std::pair<std::string_view, std::int32_t>>& tallies,
-                    std::uint64_t version, const std::shared_ptr<write_state>& state) {
+                    std::uint64_t version, const std::shared_ptr<write_state>& state,
+                    bool paced = false) {
     std::vector<std::string> args;
     args.reserve(2 + 2 * tallies.size() + 3);
     args.push_back(key("t", article));
@@ -172,9 +201,10 @@ struct redis_store::impl {
     for (const auto& [user, claps] : tallies) owned.emplace_back(tally_key(user, article), claps);
     const std::error_code ec = client.eval(
         detail::scripts::write_article, 1 + tallies.size(), args,
-        [this, alive = token(), state, owned = std::move(owned)](std::error_code ec,
-                                                                 const redis_reply& r) {
+        [this, alive = token(), state, owned = std::move(owned), paced](std::error_code ec,
+                                                                         const redis_reply& r) {
           if (alive.expired()) return;
+          if (paced) background_done();
           if (ec || r.type != redis_reply::kind::array || r.elements.size() != owned.size() + 1) {
             state->failed = true;
           } else {
@@ -189,10 +219,12 @@ struct redis_store::impl {
       state->failed = true;
     } else {
       ++state->outstanding;
+      if (paced) background_sent();
     }
   }
 
-  void send_op(const owned_op& op, timestamp now, const std::shared_ptr<write_state>& state) {
+  void send_op(const owned_op& op, timestamp now, const std::shared_ptr<write_state>& state,
+               bool paced = false) {
     const auto ttl = std::chrono::duration_cast<millis>(op.expires_at - now).count();
     if (ttl <= 0) return;  // expired: nothing left to protect
     std::string value = options.node_id;
@@ -202,8 +234,9 @@ struct redis_store::impl {
                                 options.node_id};
     const std::error_code ec = client.eval(
         detail::scripts::record_op, 1, args,
-        [this, alive = token(), state](std::error_code ec, const redis_reply& r) {
+        [this, alive = token(), state, paced](std::error_code ec, const redis_reply& r) {
           if (alive.expired()) return;
+          if (paced) background_done();
           if (ec || r.type != redis_reply::kind::integer) {
             state->failed = true;
           } else if (r.integer == 0) {
@@ -215,6 +248,7 @@ struct redis_store::impl {
       state->failed = true;
     } else {
       ++state->outstanding;
+      if (paced) background_sent();
     }
   }
 
@@ -333,8 +367,6 @@ struct redis_store::impl {
 
     reasserting = true;
     auto state = std::make_shared<write_state>();
-    const std::uint64_t version = next_version();
-    std::size_t keys = 0;
     state->finish = [this, saved_articles = std::move(saved_articles),
                      saved_tallies = std::move(saved_tallies), ops](bool ok) mutable {
       reasserting = false;
@@ -345,34 +377,63 @@ struct redis_store::impl {
       }
       update_degraded();
     };
-    ++state->outstanding;
+    ++state->outstanding;  // held until every task is queued
+    auto task_done = [state] {
+      if (--state->outstanding == 0) state->finish(!state->failed);
+    };
     for (auto& [article, users] : articles) {
-      std::int64_t total = 0;
-      if (local.read_total(article, total)) {
-        state->failed = true;
-        continue;
-      }
-      std::vector<std::pair<std::string_view, std::int32_t>> tallies;
-      for (const std::string& user : users) {
-        std::int32_t claps = 0;
-        if (local.read_tally(user, article, claps)) {
+      ++state->outstanding;
+      enqueue([this, state, task_done, article = article, users = std::move(users)](bool run) {
+        if (run) {
+          reassert_article(article, users, state);
+        } else {
           state->failed = true;
-          continue;
         }
-        tallies.emplace_back(user, claps);
-      }
-      keys += 1 + tallies.size();
-      send_article(article, &total, tallies, version, state);
-      own_article& o = own[article];
-      o.version = version;
-      o.total = total;
-      o.total_known = true;
+        task_done();
+      });
     }
     const timestamp now{std::chrono::duration_cast<millis>(
         std::chrono::system_clock::now().time_since_epoch())};
-    for (const owned_op& op : ops) send_op(op, now, state);
-    stats.reasserts += keys + ops.size();
-    if (--state->outstanding == 0) state->finish(!state->failed);
+    for (const owned_op& op : ops) {
+      ++state->outstanding;
+      enqueue([this, state, task_done, op, now](bool run) {
+        if (run) {
+          send_op(op, now, state, true);
+          ++stats.reasserts;
+        } else {
+          state->failed = true;
+        }
+        task_done();
+      });
+    }
+    task_done();
+  }
+
+  // Reads the current local values when the paced task runs, so the version
+  // taken now is newer than anything sent before with older values.
+  void reassert_article(const std::string& article, const std::vector<std::string>& users,
+                        const std::shared_ptr<write_state>& state) {
+    std::int64_t total = 0;
+    if (local.read_total(article, total)) {
+      state->failed = true;
+      return;
+    }
+    std::vector<std::pair<std::string_view, std::int32_t>> tallies;
+    for (const std::string& user : users) {
+      std::int32_t claps = 0;
+      if (local.read_tally(user, article, claps)) {
+        state->failed = true;
+        continue;
+      }
+      tallies.emplace_back(user, claps);
+    }
+    const std::uint64_t version = next_version();
+    send_article(article, &total, tallies, version, state, true);
+    stats.reasserts += 1 + tallies.size();
+    own_article& o = own[article];
+    o.version = version;
+    o.total = total;
+    o.total_known = true;
   }
 
   // ---- viewers, publishing ----
@@ -382,10 +443,15 @@ struct redis_store::impl {
     if (!flush_timer.active()) flush_timer.start(0);
   }
 
-  void send_viewers(const std::string& article, std::uint32_t viewers) {
+  void send_viewers(const std::string& article, std::uint32_t viewers, bool paced = false) {
     const std::string args[] = {key("v", article), options.node_id, std::to_string(viewers),
                                 std::to_string(options.viewer_ttl.count())};
-    client.eval(detail::scripts::write_viewers, 1, args, [](std::error_code, const redis_reply&) {});
+    const std::error_code ec = client.eval(
+        detail::scripts::write_viewers, 1, args,
+        [this, alive = token(), paced](std::error_code, const redis_reply&) {
+          if (!alive.expired() && paced) background_done();
+        });
+    if (!ec && paced) background_sent();
   }
 
   // One message per changed article per loop iteration, carrying this node's
@@ -417,10 +483,21 @@ struct redis_store::impl {
     }
   }
 
+  // Background work is skipped while the previous round is still queued.
+  bool background_busy() const { return background.size() > max_background_in_flight; }
+
   void heartbeat() {
     if (!client.ready()) return;
-    for (const auto& [article, o] : own)
-      if (o.viewers > 0) send_viewers(article, o.viewers);
+    if (!background_busy()) {
+      for (const auto& [article, o] : own) {
+        if (o.viewers == 0) continue;
+        enqueue([this, article = article](bool run) {
+          const auto it = own.find(article);
+          if (run && it != own.end() && it->second.viewers > 0)
+            send_viewers(article, it->second.viewers, true);
+        });
+      }
+    }
     if (!dirty_articles.empty() || !dirty_tallies.empty() || !dirty_ops.empty()) reassert();
   }
 
@@ -439,42 +516,51 @@ struct redis_store::impl {
     if (callbacks.remote_changed) callbacks.remote_changed(article, total, viewers);
   }
 
-  void refresh(const std::string& article) {
+  void refresh(const std::string& article, bool paced = false) {
     const std::string args[] = {key("t", article), key("v", article), options.node_id};
-    client.eval(detail::scripts::read_article, 2, args,
-                [this, alive = token(), article](std::error_code ec, const redis_reply& r) {
-                  if (alive.expired() || ec || r.type != redis_reply::kind::array ||
-                      r.elements.size() != 2)
-                    return;
-                  const auto it = remote.find(article);
-                  if (it == remote.end()) return;  // unwatched meanwhile
-                  remote_article& ra = it->second;
-                  const auto& totals = r.elements[0].elements;
-                  for (std::size_t i = 0; i + 2 < totals.size(); i += 3) {
-                    node_part& part = ra.parts[totals[i].str];
-                    std::uint64_t version = 0;
-                    std::int64_t total = 0;
-                    if (!to_int(totals[i + 1].str, version) || !to_int(totals[i + 2].str, total))
-                      continue;
-                    if (version >= part.version) {
-                      part.version = version;
-                      part.total = total;
-                    }
-                  }
-                  // Viewer fields are authoritative: absent means expired.
-                  for (auto& [node, part] : ra.parts) part.viewers = 0;
-                  const auto& viewers = r.elements[1].elements;
-                  for (std::size_t i = 0; i + 1 < viewers.size(); i += 2) {
-                    std::uint32_t n = 0;
-                    if (to_int(viewers[i + 1].str, n)) ra.parts[viewers[i].str].viewers = n;
-                  }
-                  recompute(article, ra);
-                });
+    const std::error_code sent = client.eval(
+        detail::scripts::read_article, 2, args,
+        [this, alive = token(), article, paced](std::error_code ec, const redis_reply& r) {
+          if (alive.expired()) return;
+          if (paced) background_done();
+          if (!ec) apply_refresh(article, r);
+        });
+    if (!sent && paced) background_sent();
+  }
+
+  void apply_refresh(const std::string& article, const redis_reply& r) {
+    if (r.type != redis_reply::kind::array || r.elements.size() != 2) return;
+    const auto it = remote.find(article);
+    if (it == remote.end()) return;  // unwatched meanwhile
+    remote_article& ra = it->second;
+    const auto& totals = r.elements[0].elements;
+    for (std::size_t i = 0; i + 2 < totals.size(); i += 3) {
+      node_part& part = ra.parts[totals[i].str];
+      std::uint64_t version = 0;
+      std::int64_t total = 0;
+      if (!to_int(totals[i + 1].str, version) || !to_int(totals[i + 2].str, total)) continue;
+      if (version >= part.version) {
+        part.version = version;
+        part.total = total;
+      }
+    }
+    // Viewer fields are authoritative: absent means expired.
+    for (auto& [node, part] : ra.parts) part.viewers = 0;
+    const auto& viewers = r.elements[1].elements;
+    for (std::size_t i = 0; i + 1 < viewers.size(); i += 2) {
+      std::uint32_t n = 0;
+      if (to_int(viewers[i + 1].str, n)) ra.parts[viewers[i].str].viewers = n;
+    }
+    recompute(article, ra);
   }
 
   void refresh_all() {
-    if (!client.ready()) return;
-    for (const auto& [article, ra] : remote) refresh(article);
+    if (!client.ready() || background_busy()) return;
+    for (const auto& [article, ra] : remote) {
+      enqueue([this, article = article](bool run) {
+        if (run && remote.count(article) != 0) refresh(article, true);
+      });
+    }
   }
 
   void on_message(std::string_view article, std::string_view payload) {
