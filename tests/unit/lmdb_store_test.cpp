@@ -441,6 +441,51 @@ TEST_CASE("a rewritten op record keeps one expiry entry, for its new expiry") {
   CHECK(store->op_count() == 0);
 }
 
+TEST_CASE("a commit that rewrites an expired op record keeps the new one") {
+  temp_dir dir;
+  auto store = open_store(dir.env());
+  batch_builder first;
+  first.op("u1", "op-x", "a1", 2, 2, t0 + 1s);
+  REQUIRE_FALSE(commit(*store, first.batch(t0)));
+  batch_builder second; // purged and rewritten in the same transaction
+  second.op("u1", "op-x", "a1", 1, 3, t0 + 2s + 15min);
+  REQUIRE_FALSE(commit(*store, second.batch(t0 + 2s)));
+  auto op = op_of(*store, "u1", "op-x");
+  REQUIRE(op);
+  CHECK(op->mine == 3);
+  CHECK(op->expires_at == t0 + 2s + 15min);
+  CHECK(store->op_count() == 1);
+}
+
+TEST_CASE("ids longer than the id rules allow are refused without partial writes") {
+  temp_dir dir;
+  auto store = open_store(dir.env());
+  const std::string too_long(129, 'x');
+  std::int64_t total = -1;
+  CHECK(store->read_total(too_long, total) == errc::bad_request);
+  CHECK(total == 0);
+  std::int32_t claps = -1;
+  CHECK(store->read_tally(too_long, "a1", claps) == errc::bad_request);
+  claps::stored_op op;
+  bool found = true;
+  CHECK(store->read_op("u1", too_long, op, found) == errc::bad_request);
+  CHECK_FALSE(found);
+
+  batch_builder b;
+  b.total("a1", 1);
+  b.tally("u1", "a1", 1);
+  b.tally(too_long, "a1", 1);
+  const std::error_code ec = commit(*store, b.batch(t0));
+  CHECK(ec);
+  CHECK(ec.category() == claps::error_category());
+  CHECK(total_of(*store, "a1") == 0);
+  CHECK(tally_of(*store, "u1", "a1") == 0);
+  batch_builder fine;
+  fine.total("a1", 1);
+  REQUIRE_FALSE(commit(*store, fine.batch(t0)));
+  CHECK(total_of(*store, "a1") == 1);
+}
+
 // Fault injection on the real file: LMDB reports MDB_CORRUPTED when a B-tree
 // root is neither a branch nor a leaf page. Flip that page's flags, read,
 // restore them, and the store must have reopened its environment.
