@@ -214,6 +214,9 @@ export class ClapsClient {
     if (!ID_PATTERN.test(article)) throw new TypeError(`ClapsClient: invalid article id "${article}"`);
     const st = this.#state(article);
     st.pending = 0;
+    // Claps the server refused (rate_limited) and that wait for a resend were
+    // never applied: the undo covers them, so they must not follow it.
+    this.#outstanding = this.#outstanding.filter((o) => !(o.article === article && o.refused && !o.sent));
     const op = { id: this.#next_op_id(), article, kind: 'undo', count: 0, sent: false };
     this.#outstanding.push(op);
     if (this.#phase === 'live') this.#send_op(op);
@@ -509,6 +512,7 @@ export class ClapsClient {
       if (frame.code === 'rate_limited' || frame.code === 'unavailable') {
         // Not applied: send the same op again a little later.
         op.sent = false;
+        op.refused = true;
         detail.willRetry = true;
         setTimeout(() => {
           if (!op.sent && this.#outstanding.includes(op) && this.#phase === 'live') this.#send_op(op);
@@ -539,6 +543,7 @@ export class ClapsClient {
       : { type: 'undo', article: op.article, id: op.id };
     if (!this.#send(frame)) return;
     op.sent = true;
+    op.refused = false;
     if (op.kind === 'clap') {
       this.stats.clap_messages += 1;
       this.stats.claps_sent += op.count;
