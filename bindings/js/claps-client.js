@@ -55,6 +55,7 @@ export class ClapsClient {
   #backoff;
   #offline_after_ms;
   #retry_after_ms;
+  #bucket = null; // client-side mirror of the server's per-connection token bucket
 
   #ws = null;
   #status = 'connecting';
@@ -64,6 +65,7 @@ export class ClapsClient {
   #reconnect_timer = null;
   #offline_timer = null;
   #flush_timer = null;
+  #flush_due = 0;
   #phase = 'down'; // 'down' | 'hello' | 'retrying' | 'subscribing' | 'live'
   #awaiting_snapshots = new Set(); // subscribe ids sent in this connection, not yet answered
 
@@ -107,6 +109,9 @@ export class ClapsClient {
    * @param {number} [options.offlineAfterMs] reconnecting longer than this shows 'offline' (15000).
    * @param {number} [options.retryAfterMs]   delay before resending an op the server refused
    *                                          as rate_limited/unavailable (1000).
+   * @param {{perSecond:number, burst:number}|null} [options.rateLimit] the server's limit on
+   *        clap/undo messages (clapsd's defaults: 20/s, burst 40). The client keeps 10% under
+   *        it; claps held back merge into the next message. null turns it off.
    * @param {boolean} [options.connect] connect at once (default true); else call connect().
    */
   constructor(options = {}) {
@@ -130,6 +135,14 @@ export class ClapsClient {
     this.#backoff = { baseMs: 250, capMs: 5000, ...(options.backoff ?? {}) };
     this.#offline_after_ms = options.offlineAfterMs ?? 15000;
     this.#retry_after_ms = options.retryAfterMs ?? 1000;
+    const limit = options.rateLimit === undefined ? { perSecond: 20, burst: 40 } : options.rateLimit;
+    if (limit) {
+      // Keep a margin under the server's bucket: it counts arrivals, and
+      // network jitter can bunch up messages this client spaced out.
+      const rate = limit.perSecond * 0.9;
+      const burst = Math.max(1, Math.floor(limit.burst * 0.9));
+      this.#bucket = { rate, burst, tokens: burst, at: Date.now() };
+    }
     this.user = user ?? null;
     if (options.connect !== false) this.#connect();
   }
@@ -217,9 +230,9 @@ export class ClapsClient {
     // Claps the server refused (rate_limited) and that wait for a resend were
     // never applied: the undo covers them, so they must not follow it.
     this.#outstanding = this.#outstanding.filter((o) => !(o.article === article && o.refused && !o.sent));
-    const op = { id: this.#next_op_id(), article, kind: 'undo', count: 0, sent: false };
+    const op = { id: this.#next_op_id(), article, kind: 'undo', count: 0, sent: false, not_before: 0 };
     this.#outstanding.push(op);
-    if (this.#phase === 'live') this.#send_op(op);
+    this.#pump();
     this.#emit_counts([article]);
     return op.id;
   }
@@ -271,22 +284,9 @@ export class ClapsClient {
     this.#connect();
   }
 
-  /** Sends pending claps now instead of at the end of the tick. */
+  /** Sends pending claps now instead of at the end of the tick (within the rate limit). */
   flush() {
-    if (this.#flush_timer !== null) {
-      clearTimeout(this.#flush_timer);
-      this.#flush_timer = null;
-    }
-    if (this.#phase !== 'live') return;
-    for (const [article, st] of this.#articles) {
-      if (st.pending <= 0) continue;
-      const count = Math.min(st.pending, this.cap);
-      st.pending -= count;
-      const op = { id: this.#next_op_id(), article, kind: 'clap', count, sent: false };
-      this.#outstanding.push(op);
-      this.#send_op(op);
-      if (st.pending > 0) this.#schedule_flush();
-    }
+    this.#pump();
   }
 
   /** Closes for good: no more reconnects. Unacknowledged ops are abandoned. */
@@ -415,8 +415,15 @@ export class ClapsClient {
     // Unacknowledged ops go first, with their original ids, and the snapshot
     // is asked for only once they are resolved: then it already holds them
     // and can be taken as the truth without double counting.
+    // The server's bucket is per connection, so a new one starts full.
+    if (this.#bucket) {
+      this.#bucket.tokens = this.#bucket.burst;
+      this.#bucket.at = Date.now();
+    }
     for (const op of this.#outstanding.filter((o) => !o.sent)) {
       if (this.stats.connects > 1) this.stats.retries += 1;
+      op.not_before = 0;
+      this.#take_token(true);
       this.#send_op(op);
     }
     this.#maybe_subscribe_phase();
@@ -455,8 +462,7 @@ export class ClapsClient {
     }
     this.#set_status('live');
     // Ops queued while down (undos) and claps held back go out now.
-    for (const op of this.#outstanding) if (!op.sent) this.#send_op(op);
-    this.flush();
+    this.#pump();
   }
 
   #on_counts(frame) {
@@ -509,16 +515,19 @@ export class ClapsClient {
     const op = frame.id ? this.#outstanding.find((o) => o.id === frame.id) : null;
     if (op) {
       detail.article = op.article;
-      if (frame.code === 'rate_limited' || frame.code === 'unavailable') {
+      const index = this.#outstanding.indexOf(op);
+      const undone_later = op.kind === 'clap' && this.#outstanding.some(
+        (o, i) => i > index && o.article === op.article && o.kind === 'undo');
+      if ((frame.code === 'rate_limited' || frame.code === 'unavailable') && !undone_later) {
         // Not applied: send the same op again a little later.
         op.sent = false;
         op.refused = true;
+        op.not_before = Date.now() + this.#retry_after_ms;
         detail.willRetry = true;
-        setTimeout(() => {
-          if (!op.sent && this.#outstanding.includes(op) && this.#phase === 'live') this.#send_op(op);
-        }, this.#retry_after_ms);
+        this.#schedule_pump(this.#retry_after_ms);
       } else {
-        this.#outstanding.splice(this.#outstanding.indexOf(op), 1);
+        // Refused for good, or refused and then covered by a later undo.
+        this.#outstanding.splice(index, 1);
         detail.willRetry = false;
       }
       this.#emit('error', detail);
@@ -553,11 +562,84 @@ export class ClapsClient {
   }
 
   #schedule_flush() {
-    if (this.#flush_timer !== null || this.#phase !== 'live') return;
+    if (this.#phase === 'live') this.#schedule_pump(this.tickMs);
+  }
+
+  #schedule_pump(delay) {
+    if (this.#flush_timer !== null) {
+      if (this.#flush_due <= Date.now() + delay) return;
+      clearTimeout(this.#flush_timer);
+    }
+    this.#flush_due = Date.now() + delay;
     this.#flush_timer = setTimeout(() => {
       this.#flush_timer = null;
-      this.flush();
-    }, this.tickMs);
+      this.#pump();
+    }, delay);
+  }
+
+  /**
+   * Takes a token from the client-side bucket. Returns 0 when taken, else
+   * how many ms until one is free. `force` takes it anyway (may go below 0).
+   */
+  #take_token(force = false) {
+    const b = this.#bucket;
+    if (!b) return 0;
+    const now = Date.now();
+    b.tokens = Math.min(b.burst, b.tokens + ((now - b.at) * b.rate) / 1000);
+    b.at = now;
+    if (b.tokens >= 1 || force) {
+      b.tokens -= 1;
+      return 0;
+    }
+    return Math.max(1, Math.ceil(((1 - b.tokens) * 1000) / b.rate));
+  }
+
+  /**
+   * Sends what is due, in order: unsent ops (undos, refused claps whose
+   * retry time came), then each article's pending claps as one message.
+   * Per article, nothing overtakes an op that must wait, so a clap never
+   * lands on the wrong side of an undo. Within the rate limit; claps held
+   * back keep accumulating and go out together.
+   */
+  #pump() {
+    if (this.#flush_timer !== null) {
+      clearTimeout(this.#flush_timer);
+      this.#flush_timer = null;
+    }
+    if (this.#phase !== 'live') return;
+    const now = Date.now();
+    const blocked = new Set();
+    let wait = Infinity;
+    for (const op of this.#outstanding) {
+      if (op.sent) continue;
+      if (blocked.has(op.article)) continue;
+      if (op.not_before > now) {
+        blocked.add(op.article);
+        wait = Math.min(wait, op.not_before - now);
+        continue;
+      }
+      const token_wait = this.#take_token();
+      if (token_wait) {
+        this.#schedule_pump(token_wait);
+        return;
+      }
+      this.#send_op(op);
+    }
+    for (const [article, st] of this.#articles) {
+      if (st.pending <= 0 || blocked.has(article)) continue;
+      const token_wait = this.#take_token();
+      if (token_wait) {
+        this.#schedule_pump(token_wait);
+        return;
+      }
+      const count = Math.min(st.pending, this.cap);
+      st.pending -= count;
+      const op = { id: this.#next_op_id(), article, kind: 'clap', count, sent: false, not_before: 0 };
+      this.#outstanding.push(op);
+      this.#send_op(op);
+      if (st.pending > 0) wait = Math.min(wait, this.tickMs);
+    }
+    if (wait !== Infinity) this.#schedule_pump(wait);
   }
 
   #next_op_id() {

@@ -332,27 +332,70 @@ test('survives clapsd being killed and restarted on the same port: backoff cappe
   assert.equal(statuses.at(-1).status, 'live');
 });
 
-test('ops refused as rate_limited are resent with the same id until counted', async (t) => {
-  const server = await startServer({ args: ['--rate-limit', '10', '--rate-burst', '5'] });
-  const network = faulty_network();
-  const client = new ClapsClient({ url: server.ws, user: 'flooder', WebSocket: network.Socket, retryAfterMs: 150 });
-  t.after(async () => {
-    client.close();
+describe('against a clapsd with a strict rate limit (10/s, burst 5)', () => {
+  let server;
+  const clients = [];
+  const make = (options) => {
+    const client = new ClapsClient({ url: server.ws, WebSocket, ...options });
+    clients.push(client);
+    return client;
+  };
+  before(async () => { server = await startServer({ args: ['--rate-limit', '10', '--rate-burst', '5'] }); });
+  after(async () => {
+    for (const c of clients) c.close();
     await server.stop();
   });
-  const errors = [];
-  client.on('error', (e) => errors.push(e));
-  client.subscribe(['flood-article']);
-  await live(client);
-  // Twelve separate messages at once: past the burst of 5.
-  for (let i = 0; i < 12; i += 1) {
-    client.clap('flood-article', 1);
-    client.flush();
-  }
-  await settled(client, 20000);
-  assert.ok(errors.some((e) => e.code === 'rate_limited' && e.willRetry), 'some were rate limited');
-  const ids = new Set(network.sent.filter((f) => f.type === 'clap').map((f) => f.id));
-  assert.equal(ids.size, 12, 'retries reuse their ids');
-  assert.equal(client.view('flood-article').mine, 12);
-  assert.equal(await rest_total(server, 'flood-article'), 12);
+
+  test('ops refused as rate_limited are resent with the same id until counted', async () => {
+    const network = faulty_network();
+    // The client's own limiter off, so the server's has to refuse.
+    const client = make({ user: 'flooder', WebSocket: network.Socket, retryAfterMs: 150, rateLimit: null });
+    const errors = [];
+    client.on('error', (e) => errors.push(e));
+    client.subscribe(['flood-article']);
+    await live(client);
+    // Twelve separate messages at once: past the burst of 5.
+    for (let i = 0; i < 12; i += 1) {
+      client.clap('flood-article', 1);
+      client.flush();
+    }
+    await settled(client, 20000);
+    assert.ok(errors.some((e) => e.code === 'rate_limited' && e.willRetry), 'some were rate limited');
+    const ids = new Set(network.sent.filter((f) => f.type === 'clap').map((f) => f.id));
+    assert.equal(ids.size, 12, 'retries reuse their ids');
+    assert.equal(client.view('flood-article').mine, 12);
+    assert.equal(await rest_total(server, 'flood-article'), 12);
+
+    // An undo while refused claps wait for their resend: they were never
+    // applied, so the undo covers them and they must not land after it.
+    const refused_before = errors.length;
+    for (let i = 0; i < 12; i += 1) {
+      client.clap('undo-flood-article', 1);
+      client.flush();
+    }
+    await eventually(() => errors.length > refused_before, { what: 'a rate_limited refusal' });
+    client.undo('undo-flood-article');
+    await settled(client, 20000);
+    assert.equal(client.view('undo-flood-article').mine, 0);
+    assert.equal(await rest_total(server, 'undo-flood-article'), 0);
+  });
+
+  test('the client keeps under the limit itself: held-back presses merge into later messages', async () => {
+    const network = faulty_network();
+    const client = make({ user: 'polite', WebSocket: network.Socket, rateLimit: { perSecond: 10, burst: 5 } });
+    const errors = [];
+    client.on('error', (e) => errors.push(e));
+    client.subscribe(['polite-article']);
+    await live(client);
+    for (let i = 0; i < 20; i += 1) {
+      client.clap('polite-article', 1);
+      client.flush(); // asks for a message per press; the limiter says no past 5
+    }
+    await settled(client, 20000);
+    const claps = network.sent.filter((f) => f.type === 'clap');
+    assert.deepEqual(errors, []);
+    assert.ok(claps.length < 20, `${claps.length} messages for 20 presses`);
+    assert.equal(claps.reduce((sum, f) => sum + f.count, 0), 20);
+    assert.equal(await rest_total(server, 'polite-article'), 20);
+  });
 });
