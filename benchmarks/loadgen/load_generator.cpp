@@ -405,7 +405,11 @@ bool load_generator::try_clap(std::uint32_t id) {
   if (conn.state != conn_state::ready || conn.rotating) return false;
   const std::uint32_t article = pick_article();
   std::uint32_t& claps = conn.user_claps[article];
-  if (claps >= options_.user_claps) {
+  // First users get staggered budgets, so clappers do not all rotate at once.
+  const std::uint32_t budget =
+      conn.generation == 0 ? options_.user_claps - (conn.index * options_.user_claps / (options_.clappers + 1)) / 2
+                           : options_.user_claps;
+  if (claps >= budget) {
     // This user is near the cap on that article: finish its claps, then come back as a new user.
     conn.rotating = true;
     return false;
@@ -571,7 +575,7 @@ bool load_generator::run(run_results& results) {
   std::uint32_t next_to_open = 0;
   std::uint32_t phase_end_us = 0;
   const auto total = results.connections_wanted;
-  const auto connect_deadline_us = static_cast<std::uint32_t>((options_.ramp_s + 60) * 1e6);
+  const auto connect_deadline_us = static_cast<std::uint32_t>((options_.ramp_s + options_.connect_timeout_s) * 1e6);
   std::vector<epoll_event> events(4096);
   std::uint32_t next_progress_us = 1'000'000;
   phase_ = phase::connect;
@@ -585,9 +589,13 @@ bool load_generator::run(run_results& results) {
           options_.ramp_s > 0
               ? static_cast<std::uint32_t>(std::min<double>(options_.viewers, std::ceil(options_.viewers * (now / 1e6) / options_.ramp_s)))
               : options_.viewers;
-      while (next_to_open < total && handshakes_in_flight_ < options_.connect_concurrency &&
-             (next_to_open >= options_.viewers || next_to_open < allowed)) {
-        open_connection(next_to_open++);
+      // Clappers first (they are few), so a server slow to take viewers still gets its claps.
+      while (next_to_open < total && handshakes_in_flight_ < options_.connect_concurrency) {
+        const std::uint32_t id = next_to_open < options_.clappers ? options_.viewers + next_to_open
+                                                                  : next_to_open - options_.clappers;
+        if (id < options_.viewers && id >= allowed) break;
+        open_connection(id);
+        ++next_to_open;
       }
       timeout_ms = 1;
       const bool opened_all = next_to_open == total && handshakes_in_flight_ == 0;

@@ -44,7 +44,8 @@ struct run_options {
   double ramp_s = 0;
   double settle_s = 1;
   double drain_s = 5;
-  std::uint32_t connect_concurrency = 512;
+  double connect_timeout_s = 60;   // after the ramp, give up on handshakes still unfinished
+  std::uint32_t connect_concurrency = 256;
   double tick_ms = 25;             // for the frames-per-tick check
   std::vector<in_addr> source_ips;
   pid_t server_pid = 0;

@@ -170,7 +170,8 @@ int main(int argc, char** argv) {
     ("ramp", "seconds over which viewers connect (0 = as fast as possible)", cxxopts::value<double>()->default_value("0"))
     ("settle", "seconds between connecting and measuring", cxxopts::value<double>()->default_value("1"))
     ("drain", "most seconds to wait for acks and updates after the run", cxxopts::value<double>()->default_value("5"))
-    ("connect-concurrency", "handshakes in flight at most", cxxopts::value<std::uint32_t>()->default_value("512"))
+    ("connect-timeout", "seconds after the ramp to give up on unfinished handshakes", cxxopts::value<double>()->default_value("60"))
+    ("connect-concurrency", "handshakes in flight at most", cxxopts::value<std::uint32_t>()->default_value("256"))
     ("tick-ms", "server tick, for the frames-per-tick check", cxxopts::value<double>()->default_value("25"))
     ("protocol", "wire protocol: claps|socketio", cxxopts::value<std::string>()->default_value("claps"))
     ("json", "write results as JSON to this file", cxxopts::value<std::string>())
@@ -204,7 +205,8 @@ int main(int argc, char** argv) {
     o.protocol = wire_protocol::claps;
   } else if (protocol == "socketio") {
     o.protocol = wire_protocol::socketio;
-    if (o.url.path.find("/socket.io/") == std::string::npos) o.url.path = "/socket.io/?EIO=4&transport=websocket";
+    // Engine.IO v4 over WebSocket only: no HTTP long-polling upgrade dance.
+    if (o.url.path.find("EIO=") == std::string::npos) o.url.path = "/socket.io/?EIO=4&transport=websocket";
   } else {
     std::fprintf(stderr, "claps-loadgen: --protocol is claps or socketio\n");
     return 2;
@@ -229,6 +231,7 @@ int main(int argc, char** argv) {
   o.ramp_s = args["ramp"].as<double>();
   o.settle_s = args["settle"].as<double>();
   o.drain_s = args["drain"].as<double>();
+  o.connect_timeout_s = args["connect-timeout"].as<double>();
   o.connect_concurrency = std::max<std::uint32_t>(1, args["connect-concurrency"].as<std::uint32_t>());
   o.tick_ms = args["tick-ms"].as<double>();
   o.server_pid = args["server-pid"].as<int>();

@@ -1,0 +1,377 @@
+// report.mjs - turns one benchmarks/run.sh result folder into docs/benchmarks.md
+// and the docs/bench-*.png plots (gnuplot).
+//
+//   node benchmarks/report.mjs RESULTS_DIR DOCS_DIR
+//
+// Numbers come only from the result files; the hand-written analysis lives in
+// benchmarks/findings.md and is copied in as is.
+import fs from "node:fs";
+import path from "node:path";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const [resultsDir, docsDir] = process.argv.slice(2);
+if (!resultsDir || !docsDir) {
+  console.error("usage: node benchmarks/report.mjs RESULTS_DIR DOCS_DIR");
+  process.exit(2);
+}
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+const machine = Object.fromEntries(
+  fs.readFileSync(path.join(resultsDir, "machine.txt"), "utf8").trim().split("\n")
+    .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]));
+const runs = fs.readFileSync(path.join(resultsDir, "runs.jsonl"), "utf8").trim().split("\n")
+  .filter(Boolean).map((line) => JSON.parse(line));
+for (const run of runs) run.data = JSON.parse(fs.readFileSync(path.join(resultsDir, run.file), "utf8"));
+
+const find = (scenario, target, step) => runs.find((r) => r.scenario === String(scenario) && r.target === target &&
+  (step === undefined || r.step === step));
+const all = (scenario, target) => runs.filter((r) => r.scenario === String(scenario) && r.target === target)
+  .sort((a, b) => a.step - b.step);
+
+const names = {
+  clapsd: "clapsd (LMDB, fsync)",
+  "clapsd-memory": "clapsd (--store memory)",
+  "sio-coalesced": "Socket.IO 4, coalesced",
+  "sio-naive": "Socket.IO 4, naive",
+  floor: "send floor (sendfloor)",
+};
+const fmt = (v, digits = 1) => (v === null || v === undefined || Number.isNaN(v) ? "n/a" :
+  Number(v).toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits }));
+const int = (v) => fmt(v, 0);
+const ratio = (a, b) => (a && b ? `${fmt(a / b, 2)}x` : "n/a");
+const cpuPerFrame = (run) => run?.target === "floor" ? run.data.cpu_us_per_frame : run?.data.server_cpu_us_per_frame;
+const status = (ok) => (ok === null ? "not measured" : ok ? "**met**" : "**missed**");
+
+const lines = [];
+const out = (s = "") => lines.push(s);
+const table = (header, rows) => {
+  out(`| ${header.join(" | ")} |`);
+  out(`|${header.map(() => "---").join("|")}|`);
+  for (const row of rows) out(`| ${row.join(" | ")} |`);
+  out();
+};
+
+// ---- targets ----
+const targets = [];
+const s1Steps = [...new Set(all(1, "clapsd").map((r) => r.step))];
+for (const step of s1Steps) {
+  const c = find(1, "clapsd", step), f = find(1, "floor", step), s = find(1, "sio-coalesced", step);
+  const cf = cpuPerFrame(c), ff = cpuPerFrame(f), sf = cpuPerFrame(s);
+  targets.push([`S1 ${int(step)} viewers: CPU per frame <= 1.2x floor`, ff && cf ? `${fmt(cf, 2)} us vs ${fmt(ff, 2)} us = ${ratio(cf, ff)}` : "n/a",
+    status(cf && ff ? cf / ff <= 1.2 : null)]);
+  targets.push([`S1 ${int(step)} viewers: >= 3x better than coalesced Socket.IO`, sf && cf ? `${fmt(sf, 2)} us vs ${fmt(cf, 2)} us = ${ratio(sf, cf)}` : "n/a",
+    status(cf && sf ? sf / cf >= 3 : null)]);
+}
+const latencyTarget = (step, limit, label) => {
+  const c = find(1, "clapsd", step);
+  if (!c) return;
+  const p99 = c.data.latency_ms.p99, missing = c.data.latency_pairs_missing;
+  targets.push([`S1 ${int(step)} viewers: p99 <= ${label}${step >= 19900 ? ", every clap seen by every viewer" : ""}`,
+    `p99 ${fmt(p99)} ms, ${int(missing)} of ${int(c.data.latency_pairs_expected)} (clap, viewer) pairs unseen`,
+    status(p99 <= limit && (step < 19900 || missing === 0))]);
+};
+latencyTarget(2000, 50, "2 ticks (50 ms)");
+latencyTarget(10000, 100, "100 ms");
+latencyTarget(19900, 250, "250 ms");
+{
+  const c = find(2, "clapsd");
+  if (c) {
+    const d = c.data, ticks = d.window_s * 1000 / 25;
+    const perTick = d.update_frames / Math.max(1, d.viewers) / ticks;
+    targets.push(["S2: at most one frame per connection per tick", `${fmt(perTick, 3)} frames per connection per tick, ${int(d.sub_tick_pairs)} pairs closer than half a tick`,
+      status(d.sub_tick_pairs === 0 && perTick <= 1.0001)]);
+  }
+  const i = find(4, "clapsd");
+  if (i) {
+    const d = i.data, per = (d.server_rss_kb - d.server_rss_kb_before) / Math.max(1, d.connections);
+    targets.push(["S4: <= 2 KiB RSS per idle subscribed connection", `${fmt(per, 2)} KiB per connection (${int(d.connections)} connections)`, status(per <= 2)]);
+  }
+  const l = find(3, "clapsd"), m = find(5, "clapsd-memory");
+  if (l && m) targets.push(["S5: fsync'd LMDB >= 0.9x memory store throughput",
+    `${int(l.data.accepted_per_s)} vs ${int(m.data.accepted_per_s)} claps/s = ${ratio(l.data.accepted_per_s, m.data.accepted_per_s)}`,
+    status(l.data.accepted_per_s / m.data.accepted_per_s >= 0.9)]);
+  const e = find("engine", "engine");
+  if (e) {
+    const intake = e.data.intake.find((r) => r.store === "memory" && r.op_ids);
+    const intakeNoOps = e.data.intake.find((r) => r.store === "memory" && !r.op_ids);
+    targets.push(["engine: >= 10M claps/s intake on one core (memory_store)",
+      `${int(intake.claps_per_s)} claps/s with op ids, ${int(intakeNoOps.claps_per_s)} without`, status(intake.claps_per_s >= 10e6)]);
+    targets.push(["engine: lmdb_store commit of a 1k-article tick < 1 ms median",
+      `median ${fmt(e.data.lmdb_commit_1k.median_ms, 3)} ms, p99 ${fmt(e.data.lmdb_commit_1k.p99_ms, 3)} ms`,
+      status(e.data.lmdb_commit_1k.median_ms < 1)]);
+  }
+}
+
+// ---- document ----
+out("# Benchmarks");
+out();
+out(`Generated by \`make bench\` (\`benchmarks/run.sh\`) on ${machine.date_utc}, commit \`${machine.commit}\`; ` +
+  `the whole run took ${machine.elapsed_s} s. Do not edit by hand: rerun \`make bench\`.`);
+if (machine.quick === "1") out("\n> **Quick mode** (`run.sh --quick`): small steps and short runs, for checking the pipeline only.");
+out();
+out("## Targets");
+out();
+table(["Target (issue 2 / issue 5)", "Measured", "Status"], targets);
+
+const findings = path.join(here, "findings.md");
+if (fs.existsSync(findings)) {
+  out(fs.readFileSync(findings, "utf8").trim());
+  out();
+}
+
+out("## Machine and method");
+out();
+table(["", ""], [
+  ["CPU", `${machine.cpu}, ${machine.cores} cores (shared with other workloads)`],
+  ["Memory", machine.memory], ["OS / kernel", `${machine.os} / ${machine.kernel}`],
+  ["libwebsockets", machine.lws], ["Node.js / Socket.IO", `${machine.node} / ${machine.socketio}`],
+  ["Load average", `${machine.loadavg_start} at start, ${machine.loadavg_end} at end`],
+]);
+out("- **Pinning.** Every server (clapsd, the Socket.IO peer, sendfloor's sender) runs on core 0 and the load generator (and sendfloor's receiver) on core 1, with `taskset`. Each step starts a fresh server with a fresh data directory.");
+out("- **Same load, same tool.** `claps-loadgen` (epoll, one thread) drives clapsd with its JSON protocol and the peers with Engine.IO v4 / Socket.IO v5 framing over WebSocket (websocket transport only). Viewers connect first (at most 256 handshakes in flight), then the run settles for a moment before the measured window starts.");
+out("- **Users.** Clappers rotate users (`lg-<pid>-<clapper>-<n>`) after 45 claps on one article, so nobody reaches the cap of 50, and stay under 19 claps/s per connection (clapsd's default limit is 20/s). Only scenario 3 and 5 raise `--rate-limit`.");
+out("- **Latency.** From the moment a clap is written to its socket until a viewer receives a total that includes it. Every ack carries the committed total after the clap's batch (T); totals only grow, so a viewer has seen the clap when it receives a total >= T. Coalescing servers skip intermediate totals, which this handles. Each (clap, viewer) pair is one sample; pairs never seen are reported as *unseen*.");
+out("- **Server CPU.** `utime + stime` of the server process from `/proc/<pid>/stat` over the measured window. *CPU per frame* divides it by every WebSocket message the load generator received in the window. Loopback delivery runs in the sender's context, so this includes the kernel's work for the receiving side too, exactly as in the floor.");
+out("- **System calls.** `perf stat -e raw_syscalls:sys_enter -p <pid>` over the window (a tracepoint counter; `strace -c` would stop the server on every call).");
+out("- **The floor.** `sendfloor` writes the same 78-byte WebSocket frame (a one-article counts update) over the same number of loopback TCP connections, one `send()` per frame, in back-to-back rounds, and reports the sender's CPU per frame (getrusage).");
+out("- **Noise.** The machine has 2 cores shared with other jobs, so absolute numbers move between runs; the ratios, measured side by side in one run, are the result.");
+out();
+
+// Engine
+const engine = find("engine", "engine");
+if (engine) {
+  out("## libclaps engine (in-process)");
+  out();
+  out("`engine_bench`, pinned to one core. Intake counts whole `clap()` calls (id validation, cap lookup, op-id check) from 1k users over 1k articles; a tick runs every 50k claps and is timed apart. Fan-out delivers to 10k in-memory subscribers over 1k articles: *uniform* is 10 subscribers per article with all 1k articles changed each tick, *hot* is all 10k on one article, *timeline* is 50 articles per subscriber. A delivery builds the subscriber's frame from the shared per-article encodings.");
+  out();
+  table(["Store", "Op ids", "Claps", "clap() calls/s", "Including ticks/s"], engine.data.intake.map((r) =>
+    [r.store, r.op_ids ? "yes" : "no", int(r.claps), int(r.claps_per_s), int(r.claps_per_s_including_ticks)]));
+  table(["Store", "Layout", "Deliveries/s", "Updates/s", "Tick p50 ms", "Tick p99 ms"], engine.data.fanout.map((r) =>
+    [r.store, r.layout, int(r.deliveries_per_s), int(r.updates_per_s), fmt(r.tick_ms_p50, 3), fmt(r.tick_ms_p99, 3)]));
+  const c = engine.data.lmdb_commit_1k;
+  out(`lmdb_store commit of one 1k-article tick (1k totals, 1k tallies, 1k op records, fsync on): median **${fmt(c.median_ms, 3)} ms**, p99 ${fmt(c.p99_ms, 3)} ms, max ${fmt(c.max_ms, 3)} ms over ${c.commits} commits.`);
+  out();
+}
+
+// Scenario 1
+const s1Targets = ["clapsd", "sio-coalesced", "sio-naive", "floor"];
+if (s1Steps.length) {
+  out("## Scenario 1: hot-article fan-out");
+  out();
+  out("One article, 100 claps/s from 10 clappers, viewers at each step. *x floor* is CPU per frame over the send floor's at the same connection count; *Socket.IO / clapsd* is the peer's CPU per frame over clapsd's.");
+  out();
+  for (const step of s1Steps) {
+    out(`### ${int(step)} viewers`);
+    out();
+    const rows = [];
+    const clapsdFrame = cpuPerFrame(find(1, "clapsd", step));
+    const floorFrame = cpuPerFrame(find(1, "floor", step));
+    for (const target of s1Targets) {
+      const r = find(1, target, step);
+      if (!r) continue;
+      const d = r.data;
+      if (target === "floor") {
+        rows.push([names[target], int(d.connections), int(d.frames_per_s), "-", "-", "-", "-", "-", "-", fmt(d.cpu_pct, 0), fmt(d.cpu_us_per_frame, 2), "1.00x", "1.00", "-"]);
+        continue;
+      }
+      const l = d.latency_ms;
+      rows.push([names[target], int(d.connections), int(d.frames_per_s), fmt(l.p50), fmt(l.p90), fmt(l.p99), fmt(l.p999), fmt(l.max),
+        int(d.latency_pairs_missing), fmt(d.server_cpu_pct, 0), fmt(d.server_cpu_us_per_frame, 2),
+        ratio(d.server_cpu_us_per_frame, floorFrame), fmt(d.syscalls_per_frame, 2),
+        target === "clapsd" ? "-" : ratio(d.server_cpu_us_per_frame, clapsdFrame)]);
+    }
+    table(["Server", "Conns", "Frames/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "Unseen pairs", "CPU %", "CPU us/frame", "x floor", "Syscalls/frame", "Socket.IO / clapsd"], rows);
+  }
+  out("![Latency CDF](bench-latency-cdf.png)");
+  out();
+  out("![p99 latency against viewers](bench-p99-vs-viewers.png) ![CPU per frame against viewers](bench-cpu-per-frame.png)");
+  out();
+}
+
+// Scenario 2
+if (find(2, "clapsd") || find(2, "sio-coalesced")) {
+  out("## Scenario 2: timeline");
+  out();
+  const floorFrame = cpuPerFrame(find(2, "floor"));
+  const rows = [];
+  for (const target of ["clapsd", "sio-coalesced", "floor"]) {
+    const r = find(2, target);
+    if (!r) continue;
+    const d = r.data;
+    if (target === "floor") {
+      rows.push([names[target], int(d.connections), int(d.frames_per_s), "-", "-", "-", "-", "-", fmt(d.cpu_us_per_frame, 2), "-", "-"]);
+      continue;
+    }
+    const ticks = d.window_s * 1000 / 25;
+    rows.push([names[target], int(d.connections), int(d.frames_per_s), int(d.updates_per_s), fmt(d.updates_received / Math.max(1, d.update_frames), 2),
+      fmt(d.update_frames / Math.max(1, d.viewers) / ticks, 3), int(d.sub_tick_pairs), fmt(d.latency_ms.p99),
+      fmt(d.server_cpu_us_per_frame, 2), fmt(d.server_cpu_s * 1e6 / Math.max(1, d.updates_received), 3), ratio(d.server_cpu_us_per_frame, floorFrame)]);
+  }
+  const d = (find(2, "clapsd") ?? find(2, "sio-coalesced")).data;
+  out(`${int(d.viewers)} connections, each subscribed to ${d.subscriptions_per_conn} of ${int(d.articles)} articles; ${int(d.clap_rate)} claps/s from ${int(d.clappers)} clappers spread uniformly over all articles. *Frames per conn per tick* divides the update frames by connections and by 25 ms ticks in the window; *close pairs* counts two updates on one connection less than half a tick apart.`);
+  out();
+  table(["Server", "Conns", "Frames/s", "Updates/s", "Updates/frame", "Frames per conn per tick", "Close pairs", "p99 ms", "CPU us/frame", "CPU us/update", "x floor"], rows);
+  const metricDelta = (run) => {
+    const name = run.file.replace(/\.json$/, "");
+    const read = (suffix) => {
+      const file = path.join(resultsDir, `${name}.metrics-${suffix}.txt`);
+      if (!fs.existsSync(file)) return null;
+      const values = {};
+      for (const line of fs.readFileSync(file, "utf8").split("\n")) {
+        const m = line.match(/^(claps_[a-z_]*(?:tick|frame)[a-z_]*)(\{[^}]*\})?\s+([0-9.eE+-]+)$/);
+        if (m) values[m[1] + (m[2] ?? "")] = Number(m[3]);
+      }
+      return values;
+    };
+    const before = read("before"), after = read("after");
+    if (!before || !after) return [];
+    return Object.keys(after).filter((k) => !k.includes("bucket")).map((k) => [k, int(after[k] - (before[k] ?? 0))]);
+  };
+  const c = find(2, "clapsd");
+  const deltas = c ? metricDelta(c) : [];
+  if (deltas.length) {
+    out("clapsd's own counters over the same run (`/metrics`, after minus before; includes connect and drain):");
+    out();
+    table(["Metric", "Delta"], deltas);
+  }
+}
+
+// Scenarios 3 and 5
+if (find(3, "clapsd") || find(5, "clapsd-memory")) {
+  out("## Scenario 3: ingest, and scenario 5: durability cost");
+  out();
+  const r0 = (find(3, "clapsd") ?? find(5, "clapsd-memory")).data;
+  out(`${int(r0.clappers)} clappers, each keeping ${32} claps in flight (a new clap for every ack), over ${int(r0.articles)} articles, no viewers. clapsd runs with \`--rate-limit 1000000 --rate-burst 1000000\` (the only scenarios that raise it). Users rotate before the cap, so every clap is accepted; *accepted/s* counts only accepted claps acknowledged within the window.`);
+  out();
+  const base = find(3, "clapsd")?.data.accepted_per_s;
+  const rows = [];
+  for (const [scenario, target] of [[3, "clapsd"], [5, "clapsd-memory"], [3, "sio-coalesced"], [3, "sio-naive"]]) {
+    const r = find(scenario, target);
+    if (!r) continue;
+    const d = r.data;
+    rows.push([names[target], int(d.accepted_per_s), base ? ratio(d.accepted_per_s, base) : "n/a", fmt(d.ack_latency_ms.p50), fmt(d.ack_latency_ms.p99),
+      fmt(d.server_cpu_pct, 0), d.accepted_per_s ? fmt(d.server_cpu_s * 1e6 / (d.accepted_per_s * d.window_s), 2) : "n/a",
+      int(d.claps_refused_by_cap), int(d.errors)]);
+  }
+  table(["Server", "Accepted claps/s", "vs clapsd LMDB", "Ack p50 ms", "Ack p99 ms", "CPU %", "CPU us/clap", "Zero-accepted acks", "Errors"], rows);
+}
+
+// Scenario 4
+if (find(4, "clapsd") || find(4, "sio-coalesced")) {
+  out("## Scenario 4: idle connections");
+  out();
+  const rows = [];
+  for (const target of ["clapsd", "sio-coalesced"]) {
+    const r = find(4, target);
+    if (!r) continue;
+    const d = r.data;
+    const per = (d.server_rss_kb - d.server_rss_kb_before) / Math.max(1, d.connections);
+    rows.push([names[target], int(d.connections), fmt(d.connect_s, 2), int(d.connect_rate), int(d.server_rss_kb_before / 1024), int(d.server_rss_kb / 1024), fmt(per, 2), int(d.errors)]);
+  }
+  rows.push(["Centrifugo (published)", "-", "-", "-", "-", "-", "about 30", "-"]);
+  rows.push(["Phoenix channels (published)", "-", "-", "-", "-", "-", "about 33", "-"]);
+  out("Subscribed viewers spread uniformly over 1k articles (each connection watches one), nobody claps. RSS per connection is (RSS after connecting - RSS before) / connections.");
+  out();
+  table(["Server", "Connections", "Connect s", "Connects/s", "RSS before MiB", "RSS after MiB", "KiB per connection", "Errors"], rows);
+  out("![RSS against connections](bench-rss-vs-connections.png)");
+  out();
+}
+
+// Errors worth a look
+const errorRows = runs.filter((r) => r.data.errors).map((r) => [r.file.replace(/\.json$/, ""),
+  Object.entries(r.data.errors_by_kind).map(([k, v]) => `${k}: ${v}`).join(", ")]);
+if (errorRows.length) {
+  out("## Errors seen by the load generator");
+  out();
+  table(["Run", "Errors"], errorRows);
+}
+
+out("## Exact commands");
+out();
+out("`$OUT` is the result folder (`<build>/bench-results/<utc>/`). Regenerate everything with `make bench`, or `benchmarks/run.sh [--quick] [--only engine,1,2,3,4,5] <build-dir>`.");
+out();
+out("```");
+for (const r of runs) {
+  out(`# ${r.file}`);
+  if (r.server_cmd) out(r.server_cmd);
+  out(r.client_cmd);
+}
+out("```");
+out();
+
+fs.mkdirSync(docsDir, { recursive: true });
+fs.writeFileSync(path.join(docsDir, "benchmarks.md"), lines.join("\n"));
+
+// Raw results, with the CDFs thinned, for anyone who wants to recompute.
+const raw = runs.map((r) => {
+  const d = { ...r.data };
+  if (Array.isArray(d.latency_cdf) && d.latency_cdf.length > 200) {
+    const step = Math.ceil(d.latency_cdf.length / 200);
+    d.latency_cdf = d.latency_cdf.filter((_, i) => i % step === 0 || i === d.latency_cdf.length - 1);
+  }
+  return { scenario: r.scenario, target: r.target, step: r.step, server_cmd: r.server_cmd, client_cmd: r.client_cmd, result: d };
+});
+fs.writeFileSync(path.join(docsDir, "bench-results.json"), JSON.stringify({ machine, runs: raw }, null, 1) + "\n");
+
+// ---- plots ----
+const plotDir = path.join(resultsDir, "plots");
+fs.mkdirSync(plotDir, { recursive: true });
+const write = (name, rows) => {
+  const file = path.join(plotDir, name);
+  fs.writeFileSync(file, rows.map((r) => r.join(" ")).join("\n") + "\n");
+  return file;
+};
+const plots = [];
+const term = 'set terminal pngcairo size 900,560 font "DejaVu Sans,10"';
+const missing = (v) => (v === null || v === undefined || Number.isNaN(v) ? "?" : v);
+
+// Latency CDF: clapsd at each step, the peers at theirs.
+{
+  const series = [];
+  for (const target of ["clapsd", "sio-coalesced", "sio-naive"]) {
+    for (const r of all(1, target)) {
+      if (!r.data.latency_cdf?.length) continue;
+      const file = write(`cdf-${target}-${r.step}.dat`, r.data.latency_cdf.map(([ms, f]) => [Math.max(ms, 0.01), f]));
+      series.push(`"${file}" using 1:2 with lines lw 2 ${target === "clapsd" ? "" : "dt 2 "}title "${names[target]}, ${r.step} viewers"`);
+    }
+  }
+  if (series.length) plots.push([`bench-latency-cdf.png`, [term, 'set title "Scenario 1: clap-to-viewer latency CDF"',
+    'set xlabel "latency (ms)"', 'set ylabel "fraction of (clap, viewer) pairs"', "set logscale x", "set grid", "set key bottom right",
+    "set yrange [0:1.02]", `plot ${series.join(", ")}`]]);
+}
+// p99 and CPU per frame against viewers.
+if (s1Steps.length) {
+  const rows = s1Steps.map((step) => [step, ...["clapsd", "sio-coalesced", "sio-naive"].map((t) => missing(find(1, t, step)?.data.latency_ms.p99))]);
+  const p99 = write("p99.dat", rows);
+  plots.push(["bench-p99-vs-viewers.png", [term, 'set title "Scenario 1: p99 clap-to-viewer latency"', 'set xlabel "viewers"',
+    'set ylabel "p99 latency (ms)"', "set logscale y", "set grid", "set key top left", 'set datafile missing "?"',
+    `plot "${p99}" using 1:2 with linespoints lw 2 title "${names.clapsd}", "" using 1:3 with linespoints lw 2 title "${names["sio-coalesced"]}", "" using 1:4 with linespoints lw 2 title "${names["sio-naive"]}"`]]);
+  const cpuRows = s1Steps.map((step) => [step, ...["clapsd", "sio-coalesced", "sio-naive", "floor"].map((t) => missing(cpuPerFrame(find(1, t, step))))]);
+  const cpu = write("cpu.dat", cpuRows);
+  plots.push(["bench-cpu-per-frame.png", [term, 'set title "Scenario 1: server CPU time per delivered frame"', 'set xlabel "viewers"',
+    'set ylabel "CPU per frame (us)"', "set grid", "set key top left", 'set datafile missing "?"', "set yrange [0:*]",
+    `plot "${cpu}" using 1:2 with linespoints lw 2 title "${names.clapsd}", "" using 1:3 with linespoints lw 2 title "${names["sio-coalesced"]}", "" using 1:4 with linespoints lw 2 title "${names["sio-naive"]}", "" using 1:5 with linespoints lw 2 dt 2 title "${names.floor}"`]]);
+}
+// RSS against connections, from scenarios 1 and 4.
+{
+  const series = [];
+  for (const target of ["clapsd", "sio-coalesced"]) {
+    const points = [...all(1, target), ...all(4, target)].filter((r) => r.data.server_rss_kb)
+      .map((r) => [r.data.connections, r.data.server_rss_kb / 1024]).sort((a, b) => a[0] - b[0]);
+    if (!points.length) continue;
+    const file = write(`rss-${target}.dat`, points);
+    series.push(`"${file}" using 1:2 with linespoints lw 2 title "${names[target]}"`);
+  }
+  if (series.length) plots.push(["bench-rss-vs-connections.png", [term, 'set title "Server RSS against open connections (scenarios 1 and 4)"',
+    'set xlabel "connections"', 'set ylabel "RSS (MiB)"', "set grid", "set key top left", "set yrange [0:*]", `plot ${series.join(", ")}`]]);
+}
+for (const [name, script] of plots) {
+  const [terminal, ...rest] = script;
+  try {
+    execFileSync("gnuplot", [], { input: [terminal, `set output "${path.join(docsDir, name)}"`, ...rest].join("\n") + "\n" });
+  } catch (e) {
+    console.error(`report.mjs: gnuplot failed for ${name}: ${e.message}`);
+  }
+}
+console.error(`report.mjs: wrote ${path.join(docsDir, "benchmarks.md")} and ${plots.length} plots`);
