@@ -4,11 +4,13 @@
 #include <claps/engine.hpp>
 #include <claps/ids.hpp>
 
+#include "id_index.hpp"
 #include "string_map.hpp"
 
 #include <algorithm>
 #include <cassert>
 #include <deque>
+#include <memory>
 #include <limits>
 #include <unordered_map>
 
@@ -50,9 +52,13 @@ struct tally_state {
   bool in_flight = false;
 };
 
-// One article's tallies, keyed by user: a clap hashes the article id and the
-// user id separately instead of building and hashing "user/article".
-using tally_map = detail::string_map<tally_state>;
+// One user's tally on one article. Each article keeps its own tallies, keyed
+// by user: a clap hashes the article id and the user id separately instead of
+// building and hashing "user/article".
+struct tally_entry {
+  std::string user;
+  tally_state state;
+};
 
 struct article_state {
   std::string id;
@@ -64,7 +70,9 @@ struct article_state {
   std::uint32_t emitted_viewers = 0;
   std::uint32_t result_refs = 0;  // pending results naming this article
   std::vector<room_entry> room;
-  tally_map tallies;  // dirty or in-flight tallies imply dirty or in_flight here
+  // Dirty or in-flight tallies imply dirty or in_flight here.
+  std::vector<tally_entry> tallies;
+  detail::id_index tally_index;
   bool live = false;
   bool dirty = false;      // total changed since the last batch was built
   bool in_flight = false;  // part of the commit in flight
@@ -100,7 +108,7 @@ using op_map = detail::string_map<op_state>;
 
 struct tally_ref {
   std::uint32_t article;
-  tally_map::value_type* node;
+  std::uint32_t index;  // in that article's `tallies`
 };
 
 } // namespace
@@ -112,11 +120,11 @@ struct engine::impl {
   timestamp now;
   timestamp next_tick;
 
-  // Articles live in a deque so ids stay put while a batch or an update
-  // holds views of them.
-  std::deque<article_state> articles;
+  // Each article lives in its own allocation so ids stay put while a batch
+  // or an update holds views of them (and indexing stays one load).
+  std::vector<std::unique_ptr<article_state>> articles;
   std::vector<std::uint32_t> free_articles;
-  detail::string_map<std::uint32_t> article_index;
+  detail::id_index article_index;
   std::size_t tally_count = 0;
   std::size_t live_articles = 0;
 
@@ -161,7 +169,7 @@ struct engine::impl {
 
   impl(store& s, engine_options o, engine_callbacks c, timestamp t)
       : st(s), opt(o), cb(std::move(c)), now(t), next_tick(t + o.tick),
-        article_index(detail::make_string_map<std::uint32_t>(o.hash_seed)),
+        article_index(o.hash_seed),
         ops(detail::make_string_map<op_state>(o.hash_seed)) {}
 
   struct callback_scope {
@@ -182,38 +190,45 @@ struct engine::impl {
 
   // ---- articles ----
 
+  struct article_key {
+    const std::vector<std::unique_ptr<article_state>>* articles;
+    std::string_view operator()(std::uint32_t slot) const { return (*articles)[slot]->id; }
+  };
+  article_key article_key_of() const { return {&articles}; }
+
   std::error_code find_or_load_article(std::string_view id, std::uint32_t& slot) {
-    if (auto it = article_index.find(id); it != article_index.end()) {
-      slot = it->second;
+    const std::uint64_t h = article_index.hash(id);
+    if (std::uint32_t found = article_index.find(id, h, article_key_of()); found != no_slot) {
+      slot = found;
       return {};
     }
     std::int64_t total = 0;
     if (auto ec = st.read_total(id, total)) return ec;
     if (free_articles.empty()) {
       slot = static_cast<std::uint32_t>(articles.size());
-      articles.emplace_back();
+      articles.push_back(std::make_unique<article_state>());
     } else {
       slot = free_articles.back();
       free_articles.pop_back();
     }
-    article_state& a = articles[slot];
+    article_state& a = (*articles[slot]);
     a.id.assign(id);
     a.total = a.committed = a.emitted_total = total;
     a.viewers = a.emitted_viewers = 0;
-    a.tallies = detail::make_string_map<tally_state>(opt.hash_seed);
+    a.tallies.clear();
+    a.tally_index = detail::id_index(opt.hash_seed);
     a.live = true;
-    article_index.emplace(a.id, slot);
+    article_index.insert(h, slot);
     ++live_articles;
     return {};
   }
 
   std::uint32_t find_article(std::string_view id) const {
-    auto it = article_index.find(id);
-    return it == article_index.end() ? no_slot : it->second;
+    return article_index.find(id, article_index.hash(id), article_key_of());
   }
 
   void mark_changed(std::uint32_t slot) {
-    article_state& a = articles[slot];
+    article_state& a = (*articles[slot]);
     if (!a.changed) {
       a.changed = true;
       changed_articles.push_back(slot);
@@ -221,7 +236,7 @@ struct engine::impl {
   }
 
   void mark_dirty(std::uint32_t slot) {
-    article_state& a = articles[slot];
+    article_state& a = (*articles[slot]);
     if (!a.dirty) {
       a.dirty = true;
       dirty_articles.push_back(slot);
@@ -236,14 +251,15 @@ struct engine::impl {
   void evict_idle_articles() {
     if (live_articles <= opt.article_cache) return;
     for (std::uint32_t slot = 0; slot < articles.size(); ++slot) {
-      article_state& a = articles[slot];
+      article_state& a = *articles[slot];
       if (!evictable(a)) continue;
-      article_index.erase(article_index.find(std::string_view(a.id)));
+      article_index.erase(article_index.hash(a.id), slot);
       a.live = false;
       a.id.clear();
       a.room.shrink_to_fit();
       tally_count -= a.tallies.size();
-      a.tallies = tally_map();
+      a.tallies = {};
+      a.tally_index = detail::id_index();
       free_articles.push_back(slot);
       --live_articles;
     }
@@ -251,34 +267,39 @@ struct engine::impl {
 
   // ---- tallies ----
 
+  // The index of `user`'s tally in the article's `tallies`, loading it from
+  // the store when it is not cached. Indices stay valid until eviction.
   std::error_code find_or_load_tally(std::string_view user, std::uint32_t slot,
-                                     tally_map::value_type*& out) {
-    article_state& a = articles[slot];
-    if (auto it = a.tallies.find(user); it != a.tallies.end()) {
-      out = &*it;
+                                     std::uint32_t& out) {
+    article_state& a = (*articles[slot]);
+    const std::uint64_t h = a.tally_index.hash(user);
+    auto user_of = [&a](std::uint32_t i) { return std::string_view(a.tallies[i].user); };
+    if (std::uint32_t found = a.tally_index.find(user, h, user_of); found != no_slot) {
+      out = found;
       return {};
     }
     std::int32_t claps = 0;
     if (auto ec = st.read_tally(user, a.id, claps)) return ec;
-    tally_state t;
-    t.value = t.committed = claps;
-    out = &*a.tallies.emplace(user, t).first;
+    tally_entry e{std::string(user), {}};
+    e.state.value = e.state.committed = claps;
+    out = static_cast<std::uint32_t>(a.tallies.size());
+    a.tallies.push_back(std::move(e));
+    a.tally_index.insert(h, out);
     ++tally_count;
     return {};
   }
 
+  // Runs between ticks. Only when no tally is dirty or in flight (the usual
+  // case right after a commit) may indices be dropped, so then all go at once.
   void evict_clean_tallies() {
     if (tally_count <= opt.tally_cache) return;
-    for (article_state& a : articles) {
-      for (auto it = a.tallies.begin(); it != a.tallies.end();) {
-        if (!it->second.dirty && !it->second.in_flight) {
-          it = a.tallies.erase(it);
-          --tally_count;
-        } else {
-          ++it;
-        }
-      }
+    if (!dirty_tallies.empty() || !flight_tallies.empty()) return;
+    for (auto& a_ptr : articles) {
+      article_state& a = *a_ptr;
+      a.tallies.clear();
+      a.tally_index.clear();
     }
+    tally_count = 0;
   }
 
   // ---- op ids ----
@@ -343,7 +364,7 @@ struct engine::impl {
     if (results.empty()) return;
     callback_scope scope(*this);
     for (const pending_result& r : results) {
-      article_state& a = articles[r.article];
+      article_state& a = (*articles[r.article]);
       --a.result_refs;
       if (cb.result) {
         op_result out;
@@ -381,10 +402,10 @@ struct engine::impl {
     }
     std::uint32_t slot = 0;
     if (auto ec = find_or_load_article(article, slot)) return ec;
-    tally_map::value_type* tally = nullptr;
+    std::uint32_t tally = 0;
     if (auto ec = find_or_load_tally(user, slot, tally)) return ec;
 
-    tally_state& t = tally->second;
+    tally_state& t = (*articles[slot]).tallies[tally].state;
     std::int32_t accepted;
     if (is_undo) {
       accepted = -t.value;
@@ -395,7 +416,7 @@ struct engine::impl {
       stats.claps_accepted += static_cast<std::uint64_t>(accepted);
       stats.claps_over_cap += static_cast<std::uint64_t>(count - accepted);
     }
-    article_state& a = articles[slot];
+    article_state& a = (*articles[slot]);
     if (accepted != 0) {
       t.value += accepted;
       a.total += accepted;
@@ -428,7 +449,7 @@ struct engine::impl {
     std::uint32_t slot = 0;
     if (auto ec = find_or_load_article(op.second.article, slot)) return ec;
     ++stats.replays;
-    ++articles[slot].result_refs;
+    ++(*articles[slot]).result_refs;
     results_for(op.second.at).push_back({cookie, slot, op.second.accepted, op.second.mine, true});
     ++stats.pending_ops;
     return {};
@@ -467,18 +488,19 @@ struct engine::impl {
     batch_tallies.clear();
     batch_ops.clear();
     for (std::uint32_t slot : dirty_articles) {
-      article_state& a = articles[slot];
+      article_state& a = (*articles[slot]);
       a.dirty = false;
       a.in_flight = true;
       a.in_flight_total = a.total;
       batch_totals.push_back({a.id, a.total});
     }
     for (tally_ref ref : dirty_tallies) {
-      tally_state& t = ref.node->second;
-      t.dirty = false;
-      t.in_flight = true;
-      t.in_flight_value = t.value;
-      batch_tallies.push_back({ref.node->first, articles[ref.article].id, t.value});
+      article_state& a = (*articles[ref.article]);
+      tally_entry& e = a.tallies[ref.index];
+      e.state.dirty = false;
+      e.state.in_flight = true;
+      e.state.in_flight_value = e.state.value;
+      batch_tallies.push_back({e.user, a.id, e.state.value});
     }
     for (auto* node : dirty_ops) {
       op_state& o = node->second;
@@ -500,19 +522,22 @@ struct engine::impl {
     st.commit(batch, [this](std::error_code ec, durability level) { finish_commit(ec, level); });
   }
 
+  tally_state& tally_of(tally_ref ref) { return (*articles[ref.article]).tallies[ref.index].state; }
+
   void finish_commit(std::error_code ec, durability level) {
     assert(committing);
     committing = false;
     if (ec) {
       ++stats.commit_failures;
       for (std::uint32_t slot : flight_articles) {
-        articles[slot].in_flight = false;
+        (*articles[slot]).in_flight = false;
         mark_dirty(slot);
       }
       for (tally_ref ref : flight_tallies) {
-        ref.node->second.in_flight = false;
-        if (!ref.node->second.dirty) {
-          ref.node->second.dirty = true;
+        tally_state& t = tally_of(ref);
+        t.in_flight = false;
+        if (!t.dirty) {
+          t.dirty = true;
           dirty_tallies.push_back(ref);
         }
       }
@@ -538,14 +563,15 @@ struct engine::impl {
     ++stats.commits;
     last_level = level;
     for (std::uint32_t slot : flight_articles) {
-      article_state& a = articles[slot];
+      article_state& a = (*articles[slot]);
       a.in_flight = false;
       a.committed = a.in_flight_total;
       mark_changed(slot);
     }
     for (tally_ref ref : flight_tallies) {
-      ref.node->second.in_flight = false;
-      ref.node->second.committed = ref.node->second.in_flight_value;
+      tally_state& t = tally_of(ref);
+      t.in_flight = false;
+      t.committed = t.in_flight_value;
     }
     for (auto* node : flight_ops) node->second.at = stage::committed;
     flight_articles.clear();
@@ -572,7 +598,7 @@ struct engine::impl {
     updates.clear();
     update_slots.clear();
     for (std::uint32_t slot : changed_articles) {
-      article_state& a = articles[slot];
+      article_state& a = (*articles[slot]);
       a.changed = false;
       if (a.committed == a.emitted_total && a.viewers == a.emitted_viewers) continue;
       a.emitted_total = a.committed;
@@ -596,7 +622,7 @@ struct engine::impl {
     if (cb.tick_updates) cb.tick_updates(updates);
     if (!cb.deliver) return;
     for (std::size_t i = 0; i < updates.size(); ++i) {
-      for (const room_entry& r : articles[update_slots[i]].room) {
+      for (const room_entry& r : articles[update_slots[i]]->room) {
         subscriber_state& s = subs[r.sub];
         if (s.batch.empty()) touched_subs.push_back(r.sub);
         s.batch.push_back(&updates[i]);
@@ -637,7 +663,7 @@ struct engine::impl {
 
   void add_watch(std::uint32_t sub_slot, std::uint32_t article_slot, bool reading) {
     subscriber_state& s = subs[sub_slot];
-    article_state& a = articles[article_slot];
+    article_state& a = (*articles[article_slot]);
     s.watching.push_back({article_slot, static_cast<std::uint32_t>(a.room.size()), reading});
     a.room.push_back({sub_slot, static_cast<std::uint32_t>(s.watching.size() - 1)});
     ++subscriptions;
@@ -651,7 +677,7 @@ struct engine::impl {
   void remove_watch(std::uint32_t sub_slot, std::uint32_t pos) {
     subscriber_state& s = subs[sub_slot];
     watch_entry w = s.watching[pos];
-    article_state& a = articles[w.article];
+    article_state& a = (*articles[w.article]);
     // Room side: move the last entry into the hole and fix its back-pointer.
     if (w.room_pos + 1 != a.room.size()) {
       a.room[w.room_pos] = a.room.back();
@@ -663,7 +689,7 @@ struct engine::impl {
     if (pos + 1 != s.watching.size()) {
       s.watching[pos] = s.watching.back();
       const watch_entry& moved = s.watching[pos];
-      articles[moved.article].room[moved.room_pos].sub_pos = pos;
+      (*articles[moved.article]).room[moved.room_pos].sub_pos = pos;
     }
     s.watching.pop_back();
     --subscriptions;
@@ -685,14 +711,14 @@ struct engine::impl {
   std::error_code committed_mine(std::string_view user, std::uint32_t slot, std::int32_t& mine) {
     mine = 0;
     if (user.empty()) return {};
-    tally_map::value_type* tally = nullptr;
+    std::uint32_t tally = 0;
     if (auto ec = find_or_load_tally(user, slot, tally)) return ec;
-    mine = tally->second.committed;
+    mine = (*articles[slot]).tallies[tally].state.committed;
     return {};
   }
 
   void fill_snapshot(std::uint32_t slot, std::int32_t mine, snapshot& out) const {
-    const article_state& a = articles[slot];
+    const article_state& a = (*articles[slot]);
     out.article = a.id;
     out.total = a.committed;
     out.viewers = a.viewers;
