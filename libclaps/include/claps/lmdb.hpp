@@ -7,13 +7,19 @@
 // identical state. The environment records an on-disk format version and
 // refuses one it does not know (errc::store_incompatible).
 //
-// Failures map to claps::errc: MDB_MAP_FULL and ENOSPC -> store_full, other
-// I/O -> store_io, MDB_PANIC/MDB_CORRUPTED -> store_corrupted. After
-// MDB_PANIC LMDB refuses every further transaction until the environment is
-// reopened, so the store reopens it before the next operation.
+// Failures map to claps::errc: MDB_MAP_FULL, MDB_TXN_FULL, ENOSPC and EDQUOT
+// -> store_full; MDB_PANIC, MDB_CORRUPTED, MDB_PAGE_NOTFOUND ->
+// store_corrupted; MDB_INVALID, MDB_VERSION_MISMATCH or another format
+// version -> store_incompatible; other errors -> store_io; ids longer than the
+// id rules -> bad_request on reads. After store_corrupted, or a commit that
+// failed with a system error (LMDB may then have set its fatal flag, and
+// refuses every further transaction), the store closes and reopens the
+// environment before its next operation (counted by reopens()).
 //
-// Thread rule: one thread, like the engine. Not usable from two processes at
-// once on the same directory (the server takes a lock file for that).
+// Thread rule: one thread, like the engine. Opening one environment twice in
+// one process (two lmdb_store objects on one path) is a programming error:
+// LMDB forbids it. clapsd takes a lock file so that two processes do not share
+// a data directory either.
 #pragma once
 
 #include <claps/store.hpp>

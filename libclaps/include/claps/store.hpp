@@ -90,7 +90,9 @@ public:
   virtual std::error_code read_tally(std::string_view user, std::string_view article,
                                      std::int32_t& claps) = 0;
 
-  /// Looks up an op record. `found` is false when there is none or it expired.
+  /// Looks up an op record. `found` is false when there is none. An expired
+  /// record not yet purged may still be returned (found = true): the caller
+  /// compares out.expires_at with its own clock.
   virtual std::error_code read_op(std::string_view user, std::string_view op_id,
                                   stored_op& out, bool& found) = 0;
 
