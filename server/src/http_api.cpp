@@ -104,6 +104,17 @@ public:
     }
     return 0;
   }
+  /// An SSE comment line; the second write to a closed peer fails, which is
+  /// how a dead stream is noticed.
+  void heartbeat() {
+    if (closing_ || !latest_.empty() || lws_partial_buffered(wsi_)) return;
+    std::string beat;
+    begin_frame(beat);
+    beat += ":\n\n";
+    const auto len = beat.size() - frame_headroom;
+    if (lws_write(wsi_, reinterpret_cast<unsigned char*>(beat.data()) + frame_headroom, len, LWS_WRITE_HTTP) < 0)
+      close_now();
+  }
   void close_now() override {
     if (closing_) return;
     closing_ = true;
@@ -351,8 +362,12 @@ int http_api::open_stream(lws* wsi, std::string_view article) {
     return -1;
   }
   // An SSE stream lives until the client goes: no HTTP timeouts apply.
-  lws_http_mark_sse(wsi);
+  // (lws_http_mark_sse() is for h2 streams only; clapsd serves h1.)
   lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+  // lws 4.1's h1 server does not read during a transaction, so a readable
+  // SSE socket (the client hanging up) would wake the loop forever. Stop
+  // reading; heartbeats find dead clients when their writes fail.
+  lws_rx_flow_control(wsi, 0);
   ++deps_.admission.open;
   ++deps_.metrics.sse_streams;
   std::string item, event;
@@ -400,6 +415,11 @@ void http_api::drop(lws* wsi) {
 }
 
 void http_api::on_closed(lws* wsi) { drop(wsi); }
+
+void http_api::heartbeat() {
+  for (auto& [wsi, exchange] : exchanges_)
+    if (auto* stream = dynamic_cast<sse_stream*>(exchange.get())) stream->heartbeat();
+}
 
 void http_api::close_streams() {
   for (auto& [wsi, exchange] : exchanges_) exchange->close_now();

@@ -36,6 +36,9 @@ public:
   int on_writeable(lws* wsi);                                 // LWS_CALLBACK_HTTP_WRITEABLE
   void on_closed(lws* wsi);                                   // CLOSED_HTTP / WSI_DESTROY
 
+  /// Writes an SSE comment to every stream (every --ping-interval-s), which
+  /// keeps proxies from timing out and detects clients that went away.
+  void heartbeat();
   /// Shutdown: ends every SSE stream.
   void close_streams();
 

@@ -77,6 +77,7 @@ private:
   uv_signal_t sigint_{};
   uv_check_t after_io_{};
   uv_timer_t shutdown_timer_{};
+  uv_timer_t heartbeat_timer_{};
   bool handles_open_ = false;
   bool finishing_ = false;
   int exit_code_ = 0;
@@ -179,7 +180,8 @@ bool clapsd::start() {
   uv_signal_init(&loop_, &sigint_);
   uv_check_init(&loop_, &after_io_);
   uv_timer_init(&loop_, &shutdown_timer_);
-  sigterm_.data = sigint_.data = after_io_.data = shutdown_timer_.data = this;
+  uv_timer_init(&loop_, &heartbeat_timer_);
+  sigterm_.data = sigint_.data = after_io_.data = shutdown_timer_.data = heartbeat_timer_.data = this;
   handles_open_ = true;
   auto on_signal = [](uv_signal_t* h, int signum) { static_cast<clapsd*>(h->data)->begin_shutdown(signum); };
   uv_signal_start(&sigterm_, on_signal, SIGTERM);
@@ -190,6 +192,9 @@ bool clapsd::start() {
     auto* self = static_cast<clapsd*>(h->data);
     self->fanout_.run_deferred(*self->engine_);
   });
+  const auto beat_ms = static_cast<std::uint64_t>(options_.ping_interval_s) * 1000;
+  uv_timer_start(&heartbeat_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->http_->heartbeat(); },
+                 beat_ms, beat_ms);
   admission_.on_drained = [this] {
     uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); }, 0, 0);
   };
@@ -218,6 +223,7 @@ bool clapsd::create_context() {
   info.foreign_loops = loops;
   info.user = this;
   info.timeout_secs = static_cast<unsigned>(options_.handshake_timeout_s);
+  info.timeout_secs_ah_idle = static_cast<unsigned>(options_.handshake_timeout_s);
   info.retry_and_idle_policy = &idle_policy_;
   info.keepalive_timeout = 5;
   context_ = lws_create_context(&info);
@@ -326,6 +332,8 @@ void clapsd::finish() {
     uv_signal_stop(&sigint_);
     uv_check_stop(&after_io_);
     uv_timer_stop(&shutdown_timer_);
+    uv_timer_stop(&heartbeat_timer_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&heartbeat_timer_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&after_io_), nullptr);

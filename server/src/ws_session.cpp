@@ -11,6 +11,13 @@ constexpr std::size_t item_overhead = 48;
 // Reassembly buffers larger than this are released after use, so one big
 // message does not pin memory on an idle connection.
 constexpr std::size_t keep_rx_capacity = 1024;
+// How long a slow consumer past its byte bound has to take its 1008 close.
+constexpr int slow_close_grace_s = 5;
+// How long a client has to answer our close frame.
+constexpr int close_ack_timeout_s = 3;
+// lws 4.1 keeps LWS_WRITE_CLOSE (the close opcode, 4) out of its public
+// enum; its ws writer frames it like any other opcode.
+constexpr auto lws_write_close = static_cast<lws_write_protocol>(4);
 } // namespace
 
 ws_session::ws_session(lws* wsi, std::string user, const session_limits& limits,
@@ -131,7 +138,23 @@ std::size_t ws_session::unsent_bytes() const noexcept {
 void ws_session::enforce_output_bound() {
   if (closing_ || unsent_bytes() <= limits_.slow_client_bytes) return;
   ++metrics_.slow_client_drops;
-  close_now(LWS_CLOSE_STATUS_POLICY_VIOLATION, "slow consumer: too much unsent output");
+  // Memory is released now. The close frame can only follow what lws already
+  // holds, so it goes out if the client reads again within the grace period;
+  // otherwise the connection is killed when the grace period ends.
+  closing_ = true;
+  release_output();
+  close_code_ = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+  close_reason_ = "slow consumer: too much unsent output";
+  lws_set_timeout(wsi_, PENDING_TIMEOUT_KILLED_BY_PARENT, slow_close_grace_s);
+  request_writeable();
+}
+
+void ws_session::release_output() {
+  replies_.clear();
+  replies_.shrink_to_fit();
+  pending_.clear();
+  pending_.shrink_to_fit();
+  reply_bytes_ = pending_bytes_ = 0;
 }
 
 void ws_session::build_pending_frame(std::string& out) {
@@ -146,9 +169,31 @@ void ws_session::build_pending_frame(std::string& out) {
   pending_bytes_ = 0;
 }
 
+void ws_session::send_close_frame() {
+  // lws 4.1 on libuv kills the socket without a close frame when a writeable
+  // callback returns -1, so the close frame is written here instead; lws then
+  // closes when the client answers it, or at the timeout set here.
+  close_frame_sent_ = true;
+  std::string frame(frame_headroom, '\0');
+  frame += static_cast<char>((close_code_ >> 8) & 0xff);
+  frame += static_cast<char>(close_code_ & 0xff);
+  frame += close_reason_;
+  lws_write(wsi_, reinterpret_cast<unsigned char*>(frame.data()) + frame_headroom,
+            frame.size() - frame_headroom, lws_write_close);
+  lws_set_timeout(wsi_, PENDING_TIMEOUT_CLOSE_ACK, close_ack_timeout_s);
+}
+
 int ws_session::on_writeable() {
   writeable_requested_ = false;
-  if (closing_) return -1;
+  if (close_frame_sent_) return 0;
+  if (closing_) {
+    if (lws_partial_buffered(wsi_)) {
+      request_writeable();
+      return 0;
+    }
+    send_close_frame();
+    return 0;
+  }
   if (lws_partial_buffered(wsi_)) {
     request_writeable();
     return 0;
@@ -173,18 +218,17 @@ int ws_session::on_writeable() {
     request_writeable();
     return 0;
   }
-  // Returning -1 makes lws send the close frame set by lws_close_reason().
-  return close_when_flushed_ ? -1 : 0;
+  if (close_when_flushed_) {
+    closing_ = true;
+    send_close_frame();
+  }
+  return 0;
 }
 
 void ws_session::close_now(lws_close_status code, std::string_view reason) {
   if (closing_) return;
   closing_ = true;
-  replies_.clear();
-  replies_.shrink_to_fit();
-  pending_.clear();
-  pending_.shrink_to_fit();
-  reply_bytes_ = pending_bytes_ = 0;
+  release_output();
   lws_close_reason(wsi_, code,
                    reinterpret_cast<unsigned char*>(const_cast<char*>(reason.data())), reason.size());
   // Returning -1 only works inside a callback; this works from anywhere.
@@ -194,9 +238,8 @@ void ws_session::close_now(lws_close_status code, std::string_view reason) {
 void ws_session::close_when_flushed() {
   if (closing_ || close_when_flushed_) return;
   close_when_flushed_ = true;
-  static constexpr char reason[] = "server shutting down";
-  lws_close_reason(wsi_, LWS_CLOSE_STATUS_GOINGAWAY,
-                   reinterpret_cast<unsigned char*>(const_cast<char*>(reason)), sizeof reason - 1);
+  close_code_ = LWS_CLOSE_STATUS_GOINGAWAY;
+  close_reason_ = "server shutting down";
   request_writeable();
 }
 

@@ -71,6 +71,8 @@ private:
   void request_writeable();
   void keep_latest(const article_update& update);
   void enforce_output_bound();
+  void release_output();
+  void send_close_frame();
   std::size_t unsent_bytes() const noexcept;
   void build_pending_frame(std::string& out);
 
@@ -95,6 +97,9 @@ private:
   bool writeable_requested_ = false;
   bool closing_ = false;
   bool close_when_flushed_ = false;
+  bool close_frame_sent_ = false;
+  std::uint16_t close_code_ = LWS_CLOSE_STATUS_NORMAL;
+  const char* close_reason_ = "";
 };
 
 } // namespace claps::server
