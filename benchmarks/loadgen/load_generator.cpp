@@ -358,6 +358,7 @@ void load_generator::on_message(std::uint32_t id, std::string_view payload) {
           now - conn.last_update_us < static_cast<std::uint32_t>(options_.tick_ms * 500))
         ++results_->sub_tick_pairs;
       conn.last_update_us = now;
+      ++conn.window_updates;
     }
     for (const count_item& item : message_.counts) {
       const auto article = article_index(item.article, options_.articles);
@@ -651,8 +652,10 @@ bool load_generator::run(run_results& results) {
           results.server_rss_kb = process_rss_kb(options_.server_pid);
         }
         results.loadgen_cpu_s = own_cpu_seconds() - own_cpu_at_start;
-        for (std::uint32_t id = 0; id < total; ++id)
+        for (std::uint32_t id = 0; id < total; ++id) {
           if (conns_[id].state == conn_state::ready) ++results.connections;
+          results.max_update_frames_per_conn = std::max(results.max_update_frames_per_conn, conns_[id].window_updates);
+        }
         if (options_.progress) {
           print_progress(phase_, now / 1e6);
           std::fprintf(stderr, "\n");

@@ -74,6 +74,7 @@ struct run_results {
   double frames_per_s = 0;
   double updates_per_s = 0;
   std::uint64_t sub_tick_pairs = 0;       // two updates on one connection < tick/2 apart
+  std::uint32_t max_update_frames_per_conn = 0;  // in the window; <= ticks in it when coalesced
   std::uint64_t errors = 0;
   std::map<std::string, std::uint64_t> errors_by_kind;
   latency_histogram ack_latency;
@@ -112,6 +113,7 @@ private:
     std::uint32_t generation = 0;  // user rotation count
     std::uint32_t inflight = 0;
     std::uint32_t last_update_us = 0;
+    std::uint32_t window_updates = 0;  // update frames in the measure window
     double tokens = 0;
     std::uint32_t tokens_at_us = 0;
     std::string in;

@@ -77,6 +77,8 @@ bool write_json(const std::string& path, const run_options& o, const std::string
   std::fprintf(f, "  \"updates_received\": %llu,\n  \"updates_per_s\": %.1f,\n  \"sub_tick_pairs\": %llu,\n",
                static_cast<unsigned long long>(r.updates_received), r.updates_per_s,
                static_cast<unsigned long long>(r.sub_tick_pairs));
+  std::fprintf(f, "  \"max_update_frames_per_conn\": %u,\n  \"ticks_in_window\": %.1f,\n", r.max_update_frames_per_conn,
+               r.window_s * 1000.0 / o.tick_ms);
   write_histogram(f, "latency_ms", tracker.histogram(), true);
   write_histogram(f, "ack_latency_ms", r.ack_latency, true);
   std::fprintf(f, "  \"latency_pairs_expected\": %llu,\n  \"latency_pairs_missing\": %llu,\n  \"latency_ring_overflows\": %llu,\n",
