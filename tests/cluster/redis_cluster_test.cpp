@@ -430,6 +430,33 @@ TEST_CASE("writes a Redis lost are re-asserted after the reconnect") {
   CHECK(field_value(redis_cluster::query(port, {"HGET", "claps:u:{r1}:u9", "n4"})) == "11");
 }
 
+TEST_CASE("a master demoted under the client (READONLY) makes it reconnect, not fail forever") {
+  loop_runner loop;
+  const std::uint16_t port = cluster().standalone_port();
+  claps::redis_client client(loop.get(), standalone_options());
+  REQUIRE(loop.run_until([&] { return client.ready(); }, 10s));
+  const auto connects = client.stats().connects;
+  // Demote it: a replica of a master that does not exist stays read-only.
+  REQUIRE(redis_cluster::query(port, {"REPLICAOF", "127.0.0.1", "1"}) == "OK");
+  struct promote_guard {
+    std::uint16_t port;
+    ~promote_guard() { redis_cluster::query(port, {"REPLICAOF", "NO", "ONE"}); }
+  } guard{port};
+  auto reply = ask(loop, client, {"SET", "claps:test:ro", "x"});
+  REQUIRE(reply);
+  CHECK(reply->str.rfind("READONLY", 0) == 0);
+  CHECK(!client.ready());  // dropped at once; ROLE now refuses it
+  loop.run_until([&] { return client.stats().not_master >= 2; }, 5s);
+  CHECK(client.stats().not_master >= 2);
+  CHECK(!client.ready());
+  REQUIRE(redis_cluster::query(port, {"REPLICAOF", "NO", "ONE"}) == "OK");
+  REQUIRE(loop.run_until([&] { return client.ready(); }, 10s));
+  CHECK(client.stats().connects == connects + 1);
+  reply = ask(loop, client, {"SET", "claps:test:ro", "y"});
+  REQUIRE(reply);
+  CHECK(reply->str == "OK");
+}
+
 TEST_CASE("an engine on a redis_store acknowledges claps as cluster-durable") {
   loop_runner loop;
   const std::uint16_t port = cluster().standalone_port();
@@ -449,7 +476,37 @@ TEST_CASE("an engine on a redis_store acknowledges claps as cluster-durable") {
   CHECK(redis_cluster::query(port, {"GET", "claps:op:{reader}:op-e1"}) == "n5|e1|5|5");
 }
 
-// Last: it changes which server is the master.
+// These two change which server is the master, so they run last.
+TEST_CASE("a forced failover (old master demoted, not killed) moves idle clients") {
+  loop_runner loop;
+  const auto options = sentinel_options();
+  node a(loop, "sa", options);
+  REQUIRE(loop.run_until([&] { return a.ready(); }, 15s));
+  const std::uint16_t old_master = a.client->master().port;
+  const auto connects = a.client->stats().connects;
+  const auto sentinel = cluster().sentinel_ports().front();
+  // Let the sentinels' +switch-master subscribers come up before the switch.
+  // (Sentinel has no PUBSUB command; its CLIENT LIST shows subscribers.)
+  REQUIRE(loop.run_until([&] {
+    return redis_cluster::query(sentinel, {"CLIENT", "LIST"}).find(" sub=1 ") != std::string::npos;
+  }, 10s));
+  REQUIRE(redis_cluster::query(sentinel, {"SENTINEL", "FAILOVER", redis_cluster::master_name}) == "OK");
+  // Nothing is written. Sentinel kills the demoted master's clients and
+  // announces +switch-master (which alone moves us when the old master is
+  // cut off from the sentinels and cannot be told).
+  REQUIRE(loop.run_until([&] {
+    return a.ready() && a.bus->healthy() && a.client->master().port != old_master &&
+           a.client->stats().switch_announcements >= 1;
+  }, 30s));
+  CHECK(a.client->stats().connects > connects);
+  CHECK(redis_cluster::query(a.client->master().port, {"ROLE"}).rfind("master", 0) == 0);
+  REQUIRE(*commit(loop, *a.store, {{"sw1", 1}}) == claps::durability::cluster);
+  // The old master is alive and now a replica.
+  REQUIRE(loop.run_until([&] {
+    return redis_cluster::query(old_master, {"ROLE"}).rfind("slave", 0) == 0;
+  }, 15s));
+}
+
 TEST_CASE("SIGKILL the master: Sentinel promotes a replica; clients rediscover, resubscribe, write") {
   loop_runner loop;
   const auto options = sentinel_options();

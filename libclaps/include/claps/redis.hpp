@@ -105,7 +105,9 @@ struct redis_client_stats {
   std::uint64_t timeouts = 0;      // connections dropped for a missed deadline
   std::uint64_t requests = 0;
   std::uint64_t failed_requests = 0;
-  std::uint64_t not_master = 0;    // connected to a node whose ROLE was not master
+  std::uint64_t switch_announcements = 0;  // Sentinel +switch-master for our master
+  std::uint64_t not_master = 0;    // servers found not (or no longer) a writable master:
+                                   // ROLE not master, or READONLY/MASTERDOWN/LOADING replies
 };
 
 /// One command connection to the Redis master. Reconnects by itself, with

@@ -25,6 +25,7 @@ struct redis_bus::impl {
   std::uint64_t next_listener = 1;
   redis_bus_stats stats;
   bool subscribed = false;
+  std::uint64_t publisher_listener = 0;
 
   template <class Fn> void notify(Fn&& fn) {
     auto copy = listeners;
@@ -94,9 +95,21 @@ redis_bus::redis_bus(uv_loop_t* loop, redis_client& publisher, redis_bus_callbac
   // '!' is outside the article alphabet, so this never names an article.
   self->conn = new detail::connection(loop, publisher.options(), std::move(events),
                                       self->prefix + "!keepalive");
+  // Follow the command client: once it is on a new master, subscriptions on
+  // the old one would only hear the old master's publishers.
+  redis_client_callbacks follow;
+  follow.connected = [self](const redis_endpoint& master) {
+    const redis_endpoint& mine = self->conn->master();
+    if (self->conn->ready() && (mine.host != master.host || mine.port != master.port))
+      self->conn->reconnect();
+  };
+  self->publisher_listener = publisher.add_listener(std::move(follow));
 }
 
-redis_bus::~redis_bus() { impl_->conn->close(); }
+redis_bus::~redis_bus() {
+  impl_->publisher->remove_listener(impl_->publisher_listener);
+  impl_->conn->close();
+}
 
 void redis_bus::watch(std::string_view article) {
   auto [it, inserted] = impl_->watchers.try_emplace(std::string(article), 0);

@@ -15,6 +15,11 @@ namespace claps {
 
 struct redis_client::impl {
   detail::connection* conn = nullptr;  // deletes itself after close()
+  // Sentinel mode: one subscriber per sentinel on +switch-master, so a
+  // failover that leaves the old master alive (it is demoted, not killed)
+  // moves us at once instead of at our next write's READONLY.
+  std::vector<detail::connection*> watchers;
+  std::uint64_t switch_announcements = 0;
   std::vector<std::pair<std::uint64_t, redis_client_callbacks>> listeners;
   std::uint64_t next_listener = 1;
   std::unordered_map<std::string, std::string> shas;  // script source -> SHA1 from SCRIPT LOAD
@@ -43,10 +48,40 @@ redis_client::redis_client(uv_loop_t* loop, redis_options options,
       if (cb.disconnected) cb.disconnected(ec);
     });
   };
+  for (const redis_endpoint& sentinel : options.sentinels) {
+    redis_options watch = options;
+    watch.sentinels.clear();
+    watch.address = sentinel;
+    watch.username.clear();  // Sentinel AUTH is not supported (yet)
+    watch.password.clear();
+    watch.database = 0;
+    watch.reconnect_min = std::max(options.reconnect_min, millis(250));
+    detail::connection_events on_switch;
+    on_switch.message = [self, name = options.master_name](std::string_view,
+                                                            std::string_view payload) {
+      // "<name> <old-ip> <old-port> <new-ip> <new-port>"
+      if (payload.substr(0, name.size() + 1) != name + " ") return;
+      ++self->switch_announcements;  // each sentinel announces it once
+      if (!self->conn->ready()) return;
+      const auto last_space = payload.rfind(' ');
+      if (last_space == std::string_view::npos || last_space == 0) return;
+      const auto ip_space = payload.rfind(' ', last_space - 1);
+      if (ip_space == std::string_view::npos) return;
+      const std::string_view ip = payload.substr(ip_space + 1, last_space - ip_space - 1);
+      const std::string_view port = payload.substr(last_space + 1);
+      const redis_endpoint& now = self->conn->master();
+      if (ip != now.host || port != std::to_string(now.port)) self->conn->reconnect();
+    };
+    self->watchers.push_back(new detail::connection(loop, std::move(watch), std::move(on_switch),
+                                                    "+switch-master", "sentinel"));
+  }
   self->conn = new detail::connection(loop, std::move(options), std::move(events));
 }
 
-redis_client::~redis_client() { impl_->conn->close(); }
+redis_client::~redis_client() {
+  for (detail::connection* w : impl_->watchers) w->close();
+  impl_->conn->close();
+}
 
 std::uint64_t redis_client::add_listener(redis_client_callbacks callbacks) {
   const std::uint64_t id = impl_->next_listener++;
@@ -122,7 +157,11 @@ std::error_code redis_client::eval(std::string_view script, std::size_t key_coun
 
 bool redis_client::ready() const noexcept { return impl_->conn->ready(); }
 const redis_endpoint& redis_client::master() const noexcept { return impl_->conn->master(); }
-redis_client_stats redis_client::stats() const noexcept { return impl_->conn->stats; }
+redis_client_stats redis_client::stats() const noexcept {
+  redis_client_stats s = impl_->conn->stats;
+  s.switch_announcements = impl_->switch_announcements;
+  return s;
+}
 const redis_options& redis_client::options() const noexcept { return impl_->conn->options(); }
 
 } // namespace claps

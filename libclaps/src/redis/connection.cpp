@@ -65,9 +65,9 @@ bool reply_is(const redisReply* r, const char* text) {
 } // namespace
 
 connection::connection(uv_loop_t* loop, redis_options options, connection_events events,
-                       std::string keepalive_channel)
+                       std::string keepalive_channel, std::string role)
     : loop_(loop), options_(std::move(options)), events_(std::move(events)),
-      keepalive_channel_(std::move(keepalive_channel)) {
+      keepalive_channel_(std::move(keepalive_channel)), role_(std::move(role)) {
   uv_timer_init(loop_, &deadline_timer_);
   uv_timer_init(loop_, &retry_timer_);
   deadline_timer_.data = this;
@@ -277,7 +277,7 @@ void connection::handshake_step(std::size_t /*step*/) {
   const std::string_view role[] = {"ROLE"};
   send_internal(role, [this](std::error_code ec, redisReply* r) {
     if (ec || ac_ == nullptr) return;  // an earlier step failed the attempt
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && reply_is(r->element[0], "master")) {
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && reply_is(r->element[0], role_.c_str())) {
       become_ready();
       return;
     }
@@ -373,16 +373,24 @@ void connection::on_deadline() {
                       (!confirmations_.empty() && now >= confirmations_.front());
     if (late) {
       ++stats.timeouts;
-      ++stats.disconnects;
-      drop_link(make_error_code(errc::store_timeout), false);
-      retry_delay_ = std::max<std::uint64_t>(to_ms(options_.reconnect_min), 1);
-      schedule(0);
-      if (events_.lost) events_.lost(make_error_code(errc::store_timeout));
+      lose_ready_link(make_error_code(errc::store_timeout));
       return;
     }
     if (requests_.empty() && confirmations_.empty()) keepalive();
   }
   arm_deadline();
+}
+
+void connection::reconnect() {
+  if (state_ == state::ready) lose_ready_link(make_error_code(errc::store_disconnected));
+}
+
+void connection::lose_ready_link(std::error_code reason) {
+  ++stats.disconnects;
+  drop_link(reason, false);
+  retry_delay_ = std::max<std::uint64_t>(to_ms(options_.reconnect_min), 1);
+  schedule(0);
+  if (events_.lost) events_.lost(reason);
 }
 
 // An idle link is probed so that a stopped master is noticed within
@@ -435,8 +443,22 @@ void connection::on_reply_cb(redisAsyncContext* ac, void* reply, void* privdata)
   auto* r = static_cast<redisReply*>(reply);
   if (r != nullptr) {
     self->last_activity_ = uv_now(self->loop_);
-    if (r->type == REDIS_REPLY_ERROR) ++self->stats.failed_requests;
+    bool demoted = false;
+    if (r->type == REDIS_REPLY_ERROR) {
+      ++self->stats.failed_requests;
+      // The server we hold is no longer a writable master (demoted by a
+      // failover, or still loading): rediscover instead of failing forever.
+      demoted = r->str != nullptr && (strncmp(r->str, "READONLY", 8) == 0 ||
+                                      strncmp(r->str, "MASTERDOWN", 10) == 0 ||
+                                      strncmp(r->str, "LOADING", 7) == 0);
+    }
     req->done({}, r);
+    if (demoted && ac == self->ac_ && self->state_ == state::ready) {
+      ++self->stats.not_master;
+      delete req;
+      self->lose_ready_link(make_error_code(errc::store_disconnected));
+      return;
+    }
   } else {
     ++self->stats.failed_requests;
     req->done(self->link_error_, nullptr);

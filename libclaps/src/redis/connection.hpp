@@ -45,8 +45,10 @@ class connection {
 public:
   /// `keepalive_channel` non-empty makes this a subscriber connection: it
   /// stays subscribed to that channel and re-SUBSCRIBEs it as its keepalive.
+  /// `role` is what ROLE must answer ("master"; "sentinel" for a watcher of
+  /// a sentinel's +switch-master channel).
   connection(uv_loop_t* loop, redis_options options, connection_events events,
-             std::string keepalive_channel = {});
+             std::string keepalive_channel = {}, std::string role = "master");
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
 
@@ -61,6 +63,8 @@ public:
   std::error_code subscribe_many(std::string_view verb, std::span<const std::string_view> channels);
 
   bool ready() const noexcept { return state_ == state::ready; }
+  /// Drops a ready link and rediscovers (the master moved).
+  void reconnect();
   const redis_endpoint& master() const noexcept { return master_; }
   const redis_options& options() const noexcept { return options_; }
   redis_client_stats stats;
@@ -81,6 +85,7 @@ private:
   void become_ready();
   void attempt_failed();
   void drop_link(std::error_code reason, bool hiredis_frees);
+  void lose_ready_link(std::error_code reason);
   void schedule(std::uint64_t delay_ms);
   void arm_deadline();
   void on_deadline();
@@ -98,6 +103,7 @@ private:
   redis_options options_;
   connection_events events_;
   std::string keepalive_channel_;
+  std::string role_;
 
   state state_ = state::idle;
   purpose purpose_ = purpose::master;
