@@ -457,6 +457,48 @@ TEST_CASE("a master demoted under the client (READONLY) makes it reconnect, not 
   CHECK(reply->str == "OK");
 }
 
+TEST_CASE("a 1000-article batch with tallies and op ids commits cluster-durable") {
+  loop_runner loop;
+  const std::uint16_t port = cluster().standalone_port();
+  node n(loop, "big", standalone_options());
+  REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
+  constexpr int articles = 1000;
+  std::vector<std::string> names;
+  for (int i = 0; i < articles; ++i) names.push_back("big" + std::to_string(i));
+  const auto expires = wall_now() + 60s;
+  for (int round = 1; round <= 2; ++round) {
+    std::vector<claps::article_total> totals;
+    std::vector<claps::user_tally> tallies;
+    std::vector<claps::op_record> ops;
+    std::vector<std::string> op_ids;
+    for (int i = 0; i < articles; ++i) op_ids.push_back("op" + std::to_string(round) + "-" + std::to_string(i));
+    for (int i = 0; i < articles; ++i) {
+      totals.push_back({names[i], i + round});
+      tallies.push_back({"bu", names[i], round});
+      ops.push_back({"bu", op_ids[i], names[i], 1, round, expires});
+    }
+    const auto start = steady::now();
+    const auto level = commit(loop, *n.store, totals, tallies, ops, 10s);
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - start);
+    REQUIRE(level);
+    CHECK(*level == claps::durability::cluster);
+    // Not an assertion on speed: a figure for docs/design.md (LMDB without fsync here).
+    MESSAGE("round " << round << ": " << articles << " articles + " << articles << " tallies + "
+                     << articles << " op ids committed (LMDB + Redis) in " << took.count() << " us");
+  }
+  CHECK(field_value(redis_cluster::query(port, {"HGET", "claps:t:{big0}", "big"})) == "2");
+  CHECK(field_value(redis_cluster::query(port, {"HGET", "claps:t:{big999}", "big"})) == "1001");
+  CHECK(field_value(redis_cluster::query(port, {"HGET", "claps:u:{big500}:bu", "big"})) == "2");
+  CHECK(redis_cluster::query(port, {"GET", "claps:op:{bu}:op2-999"}) == "big|big999|1|2");
+  CHECK(n.store->stats().stale_writes == 0);
+  const std::string commandstats = redis_cluster::query(port, {"INFO", "commandstats"});
+  for (const char* command : {"cmdstat_evalsha:", "cmdstat_eval:"}) {
+    const auto at = commandstats.find(command);
+    if (at != std::string::npos)
+      MESSAGE("redis " << commandstats.substr(at, commandstats.find('\n', at) - at));
+  }
+}
+
 TEST_CASE("an engine on a redis_store acknowledges claps as cluster-durable") {
   loop_runner loop;
   const std::uint16_t port = cluster().standalone_port();

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -23,6 +24,7 @@ struct redis_client::impl {
   std::vector<std::pair<std::uint64_t, redis_client_callbacks>> listeners;
   std::uint64_t next_listener = 1;
   std::unordered_map<std::string, std::string> shas;  // script source -> SHA1 from SCRIPT LOAD
+  std::unordered_set<std::string> loading;            // SCRIPT LOAD sent, no answer yet
 
   template <class Fn> void notify(Fn&& fn) {
     auto copy = listeners;  // a listener may add or remove listeners
@@ -128,10 +130,15 @@ std::error_code redis_client::eval(std::string_view script, std::size_t key_coun
     // EVAL now; learn the SHA1 for next time. After a failover the new master
     // may lack the script, which NOSCRIPT below handles.
     std::string source(script);
-    const std::string_view load[] = {"SCRIPT", "LOAD", source};
-    self->conn->send(load, [self, source](std::error_code ec, redisReply* r) {
-      if (!ec && r->type == REDIS_REPLY_STRING) self->shas[source] = std::string(r->str, r->len);
-    });
+    if (self->loading.insert(source).second) {
+      const std::string_view load[] = {"SCRIPT", "LOAD", source};
+      const std::error_code sent = self->conn->send(load, [self, source](std::error_code ec,
+                                                                         redisReply* r) {
+        self->loading.erase(source);
+        if (!ec && r->type == REDIS_REPLY_STRING) self->shas[source] = std::string(r->str, r->len);
+      });
+      if (sent) self->loading.erase(source);
+    }
     const auto args = script_args("EVAL", script, count, keys_and_args);
     return command(args, std::move(done));
   }
