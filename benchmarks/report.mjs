@@ -32,6 +32,7 @@ const all = (scenario, target) => runs.filter((r) => r.scenario === String(scena
 const names = {
   clapsd: "clapsd (LMDB, fsync)",
   "clapsd-memory": "clapsd (--store memory)",
+  "clapsd-noping": "clapsd, lws pings off (diagnostic)",
   "sio-coalesced": "Socket.IO 4, coalesced",
   "sio-naive": "Socket.IO 4, naive",
   floor: "send floor (sendfloor)",
@@ -143,19 +144,20 @@ const engine = find("engine", "engine");
 if (engine) {
   out("## libclaps engine (in-process)");
   out();
-  out("`engine_bench`, pinned to one core. Intake counts whole `clap()` calls (id validation, cap lookup, op-id check) from 1k users over 1k articles; a tick runs every 50k claps and is timed apart. Fan-out delivers to 10k in-memory subscribers over 1k articles: *uniform* is 10 subscribers per article with all 1k articles changed each tick, *hot* is all 10k on one article, *timeline* is 50 articles per subscriber. A delivery builds the subscriber's frame from the shared per-article encodings.");
+  out("`engine_bench`, pinned to one core, timed in thread CPU time (so other jobs' slices do not count). Intake counts whole `clap()` calls (id validation, cap lookup, op-id check) from 1k users over 100 articles (100k user-article pairs, each far below the cap); a tick runs every 50k claps and is timed apart. With op ids, every clap carries a new one, so each call also misses the op-id cache and asks the store. Fan-out delivers to 10k in-memory subscribers over 1k articles: *uniform* is 10 subscribers per article with all 1k articles changed each tick, *hot* is all 10k on one article, *timeline* is 50 articles per subscriber. A delivery builds the subscriber's frame from the shared per-article encodings.");
   out();
   table(["Store", "Op ids", "Claps", "clap() calls/s", "Including ticks/s"], engine.data.intake.map((r) =>
     [r.store, r.op_ids ? "yes" : "no", int(r.claps), int(r.claps_per_s), int(r.claps_per_s_including_ticks)]));
-  table(["Store", "Layout", "Deliveries/s", "Updates/s", "Tick p50 ms", "Tick p99 ms"], engine.data.fanout.map((r) =>
-    [r.store, r.layout, int(r.deliveries_per_s), int(r.updates_per_s), fmt(r.tick_ms_p50, 3), fmt(r.tick_ms_p99, 3)]));
-  const c = engine.data.lmdb_commit_1k;
-  out(`lmdb_store commit of one 1k-article tick (1k totals, 1k tallies, 1k op records, fsync on): median **${fmt(c.median_ms, 3)} ms**, p99 ${fmt(c.p99_ms, 3)} ms, max ${fmt(c.max_ms, 3)} ms over ${c.commits} commits.`);
+  table(["Store", "Layout", "Deliveries/s", "Updates/s", "Tick CPU p50 ms", "Tick CPU p99 ms", "Tick wall p50 ms"], engine.data.fanout.map((r) =>
+    [r.store, r.layout, int(r.deliveries_per_s), int(r.updates_per_s), fmt(r.tick_ms_p50, 3), fmt(r.tick_ms_p99, 3), fmt(r.wall_tick_ms_p50, 3)]));
+  out("lmdb_store commits of one 1k-article tick, wall time (waiting for fsync is the cost). The first row is the tick clapsd writes when every clap carries an op id; the others split its cost. Each commit inserts new keys (fresh users and op ids), the expensive case for a B-tree.");
   out();
+  table(["Commit", "Median ms", "p99 ms", "Commits"], (engine.data.lmdb_commit_variants ?? [engine.data.lmdb_commit_1k]).map((c) =>
+    [c.variant ?? "full tick", fmt(c.median_ms, 3), fmt(c.p99_ms, 3), int(c.commits)]));
 }
 
 // Scenario 1
-const s1Targets = ["clapsd", "sio-coalesced", "sio-naive", "floor"];
+const s1Targets = ["clapsd", "clapsd-noping", "sio-coalesced", "sio-naive", "floor"];
 if (s1Steps.length) {
   out("## Scenario 1: hot-article fan-out");
   out();
@@ -179,7 +181,7 @@ if (s1Steps.length) {
       rows.push([names[target], int(d.connections), int(d.frames_per_s), fmt(l.p50), fmt(l.p90), fmt(l.p99), fmt(l.p999), fmt(l.max),
         int(d.latency_pairs_missing), fmt(d.server_cpu_pct, 0), fmt(d.server_cpu_us_per_frame, 2),
         ratio(d.server_cpu_us_per_frame, floorFrame), fmt(d.syscalls_per_frame, 2),
-        target === "clapsd" ? "-" : ratio(d.server_cpu_us_per_frame, clapsdFrame)]);
+        target.startsWith("clapsd") ? "-" : ratio(d.server_cpu_us_per_frame, clapsdFrame)]);
     }
     table(["Server", "Conns", "Frames/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "Unseen pairs", "CPU %", "CPU us/frame", "x floor", "Syscalls/frame", "Socket.IO / clapsd"], rows);
   }
@@ -326,17 +328,18 @@ const write = (name, rows) => {
   return file;
 };
 const plots = [];
-const term = 'set terminal pngcairo size 900,560 font "DejaVu Sans,10"';
+const term = 'set terminal pngcairo size 1000,600 font "DejaVu Sans,10"';
 const missing = (v) => (v === null || v === undefined || Number.isNaN(v) ? "?" : v);
 
 // Latency CDF: clapsd at each step, the peers at theirs.
 {
   const series = [];
-  for (const target of ["clapsd", "sio-coalesced", "sio-naive"]) {
+  const dash = { clapsd: "", "clapsd-noping": "dt 3 ", "sio-coalesced": "dt 2 " };
+  for (const target of ["clapsd", "clapsd-noping", "sio-coalesced"]) {
     for (const r of all(1, target)) {
       if (!r.data.latency_cdf?.length) continue;
       const file = write(`cdf-${target}-${r.step}.dat`, r.data.latency_cdf.map(([ms, f]) => [Math.max(ms, 0.01), f]));
-      series.push(`"${file}" using 1:2 with lines lw 2 ${target === "clapsd" ? "" : "dt 2 "}title "${names[target]}, ${r.step} viewers"`);
+      series.push(`"${file}" using 1:2 with lines lw 2 ${dash[target]}title "${names[target]}, ${r.step} viewers"`);
     }
   }
   if (series.length) plots.push([`bench-latency-cdf.png`, [term, 'set title "Scenario 1: clap-to-viewer latency CDF"',
@@ -345,11 +348,11 @@ const missing = (v) => (v === null || v === undefined || Number.isNaN(v) ? "?" :
 }
 // p99 and CPU per frame against viewers.
 if (s1Steps.length) {
-  const rows = s1Steps.map((step) => [step, ...["clapsd", "sio-coalesced", "sio-naive"].map((t) => missing(find(1, t, step)?.data.latency_ms.p99))]);
+  const rows = s1Steps.map((step) => [step, ...["clapsd", "sio-coalesced", "sio-naive", "clapsd-noping"].map((t) => missing(find(1, t, step)?.data.latency_ms.p99))]);
   const p99 = write("p99.dat", rows);
   plots.push(["bench-p99-vs-viewers.png", [term, 'set title "Scenario 1: p99 clap-to-viewer latency"', 'set xlabel "viewers"',
     'set ylabel "p99 latency (ms)"', "set logscale y", "set grid", "set key top left", 'set datafile missing "?"',
-    `plot "${p99}" using 1:2 with linespoints lw 2 title "${names.clapsd}", "" using 1:3 with linespoints lw 2 title "${names["sio-coalesced"]}", "" using 1:4 with linespoints lw 2 title "${names["sio-naive"]}"`]]);
+    `plot "${p99}" using 1:2 with linespoints lw 2 title "${names.clapsd}", "" using 1:3 with linespoints lw 2 title "${names["sio-coalesced"]}", "" using 1:4 with linespoints lw 2 title "${names["sio-naive"]}", "" using 1:5 with points pt 7 ps 1.5 title "${names["clapsd-noping"]}"`]]);
   const cpuRows = s1Steps.map((step) => [step, ...["clapsd", "sio-coalesced", "sio-naive", "floor"].map((t) => missing(cpuPerFrame(find(1, t, step))))]);
   const cpu = write("cpu.dat", cpuRows);
   plots.push(["bench-cpu-per-frame.png", [term, 'set title "Scenario 1: server CPU time per delivered frame"', 'set xlabel "viewers"',

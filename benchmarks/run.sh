@@ -55,11 +55,11 @@ manifest="$out/runs.jsonl"
 : > "$manifest"
 
 if [ $quick = 1 ]; then
-  s1_viewers="500 2000"; s1_naive_max=2000; duration=3; drain=3
+  s1_viewers="500 2000"; s1_naive_max=2000; s1_noping_min=2000; duration=3; drain=3
   s2_viewers=1000; s2_clappers=50; s2_rate=800
   s3_clappers=200; s4_viewers=2000; settle=1; floor_s=2
 else
-  s1_viewers="2000 5000 10000 19900"; s1_naive_max=5000; duration=10; drain=5
+  s1_viewers="2000 5000 10000 19900"; s1_naive_max=5000; s1_noping_min=10000; duration=8; drain=4
   s2_viewers=5000; s2_clappers=250; s2_rate=4000
   s3_clappers=1000; s4_viewers=19900; settle=2; floor_s=5
 fi
@@ -86,19 +86,22 @@ wait_listening() {
   return 1
 }
 
-# start_server NAME TARGET [flags]: TARGET is clapsd, clapsd-memory, sio-naive or sio-coalesced.
+# start_server NAME TARGET [flags]: TARGET is clapsd, clapsd-memory, clapsd-noping
+# (a diagnostic: lws's per-connection ping timers pushed past the run), sio-naive
+# or sio-coalesced.
 server_cmd=""
 start_server() {
   local name=$1 target=$2
   shift 2
   local logfile="$out/$name.server.log"
   case $target in
-    clapsd|clapsd-memory)
+    clapsd|clapsd-memory|clapsd-noping)
       local data="$out/data-$name"
       mkdir -p "$data"
-      local store=lmdb
+      local store=lmdb extra=""
       [ $target = clapsd-memory ] && store=memory
-      server_cmd="taskset -c $server_cpu $clapsd --listen 127.0.0.1:0 --data-dir $data --store $store --max-connections 19950 --log-level warn $*"
+      [ $target = clapsd-noping ] && extra="--ping-interval-s 600 --idle-timeout-s 700"
+      server_cmd="taskset -c $server_cpu $clapsd --listen 127.0.0.1:0 --data-dir $data --store $store --max-connections 19950 --log-level warn $extra $*"
       ;;
     sio-naive|sio-coalesced)
       server_cmd="taskset -c $server_cpu node $peer --mode ${target#sio-} --port 0"
@@ -144,13 +147,9 @@ run_load() {
     return 0
   fi
   local client_cmd="taskset -c $loadgen_cpu $loadgen --url ws://127.0.0.1:$server_port$path --protocol $protocol --server-pid $server_pid --source-ips $source_ips --settle $settle --drain $drain --json $out/$name.json --label $name ${client_flags[*]}"
-  if [ "$target" = clapsd ] || [ "$target" = clapsd-memory ]; then
-    curl -s "http://127.0.0.1:$server_port/metrics" > "$out/$name.metrics-before.txt" || true
-  fi
+  case $target in clapsd*) curl -s "http://127.0.0.1:$server_port/metrics" > "$out/$name.metrics-before.txt" || true ;; esac
   $client_cmd > "$out/$name.loadgen.log" 2>&1 || log "loadgen failed; see $out/$name.loadgen.log"
-  if [ "$target" = clapsd ] || [ "$target" = clapsd-memory ]; then
-    curl -s "http://127.0.0.1:$server_port/metrics" > "$out/$name.metrics-after.txt" || true
-  fi
+  case $target in clapsd*) curl -s "http://127.0.0.1:$server_port/metrics" > "$out/$name.metrics-after.txt" || true ;; esac
   stop_server
   sed -n '/^connections/,$p' "$out/$name.loadgen.log" | sed 's/^/    /' >&2
   [ -f "$out/$name.json" ] && record "$scenario" "$target" "$step" "$name.json" "${server_cmd//$out/\$OUT}" "${client_cmd//$out/\$OUT}"
@@ -200,6 +199,8 @@ if want 1; then
   for v in $s1_viewers; do
     common="--viewers $v --articles 1 --distribution hot --clappers 10 --clap-rate 100 --duration $duration"
     run_load 1 clapsd "$v" -- $common
+    # At 10k+ the lws ping/validity timers are measurable; this row shows clapsd without them.
+    [ "$v" -ge $s1_noping_min ] && run_load 1 clapsd-noping "$v" -- $common
     run_load 1 sio-coalesced "$v" -- $common
     [ "$v" -le $s1_naive_max ] && run_load 1 sio-naive "$v" -- $common
     run_floor 1 "$v"
