@@ -1,5 +1,6 @@
 // redis_bus: one channel per article, subscribed only while watched locally.
 #include "connection.hpp"
+#include "listeners.hpp"
 
 #include <claps/error.hpp>
 #include <claps/redis.hpp>
@@ -21,16 +22,10 @@ struct redis_bus::impl {
   std::string prefix;
   detail::connection* conn = nullptr;  // deletes itself after close()
   std::unordered_map<std::string, std::size_t> watchers;  // article -> local watchers
-  std::vector<std::pair<std::uint64_t, redis_bus_callbacks>> listeners;
-  std::uint64_t next_listener = 1;
+  detail::listener_list<redis_bus_callbacks> listeners;
   redis_bus_stats stats;
   bool subscribed = false;
   std::uint64_t publisher_listener = 0;
-
-  template <class Fn> void notify(Fn&& fn) {
-    auto copy = listeners;
-    for (auto& [id, cb] : copy) fn(cb);
-  }
 
   std::string channel(std::string_view article) const {
     std::string c = prefix;
@@ -66,19 +61,19 @@ redis_bus::redis_bus(uv_loop_t* loop, redis_client& publisher, redis_bus_callbac
   self->publisher = &publisher;
   self->prefix = std::move(channel_prefix);
   if (callbacks.message || callbacks.resubscribed || callbacks.status)
-    self->listeners.emplace_back(self->next_listener++, std::move(callbacks));
+    self->listeners.add(std::move(callbacks));
   detail::connection_events events;
   events.ready = [self] {
     self->resubscribe_all();
     if (self->subscribed) ++self->stats.resubscribes;
     self->subscribed = true;
-    self->notify([](redis_bus_callbacks& cb) {
+    self->listeners.notify([](const redis_bus_callbacks& cb) {
       if (cb.status) cb.status({});
       if (cb.resubscribed) cb.resubscribed();
     });
   };
   events.lost = [self](std::error_code ec) {
-    self->notify([&](redis_bus_callbacks& cb) {
+    self->listeners.notify([&](const redis_bus_callbacks& cb) {
       if (cb.status) cb.status(ec);
     });
   };
@@ -88,7 +83,7 @@ redis_bus::redis_bus(uv_loop_t* loop, redis_client& publisher, redis_bus_callbac
     // A message can still arrive between UNSUBSCRIBE and its confirmation.
     if (self->watchers.find(std::string(article)) == self->watchers.end()) return;
     ++self->stats.messages;
-    self->notify([&](redis_bus_callbacks& cb) {
+    self->listeners.notify([&](const redis_bus_callbacks& cb) {
       if (cb.message) cb.message(article, payload);
     });
   };
@@ -137,14 +132,10 @@ std::vector<std::string> redis_bus::watched() const {
 }
 
 std::uint64_t redis_bus::add_listener(redis_bus_callbacks callbacks) {
-  const std::uint64_t id = impl_->next_listener++;
-  impl_->listeners.emplace_back(id, std::move(callbacks));
-  return id;
+  return impl_->listeners.add(std::move(callbacks));
 }
 
-void redis_bus::remove_listener(std::uint64_t id) {
-  std::erase_if(impl_->listeners, [id](const auto& l) { return l.first == id; });
-}
+void redis_bus::remove_listener(std::uint64_t id) { impl_->listeners.remove(id); }
 
 std::error_code redis_bus::publish(std::string_view article, std::string_view payload) {
   const std::string c = impl_->channel(article);

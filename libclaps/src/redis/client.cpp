@@ -1,5 +1,6 @@
 // redis_client: the command connection, plus EVALSHA with EVAL fallback.
 #include "connection.hpp"
+#include "listeners.hpp"
 
 #include <claps/error.hpp>
 #include <claps/redis.hpp>
@@ -21,15 +22,9 @@ struct redis_client::impl {
   // moves us at once instead of at our next write's READONLY.
   std::vector<detail::connection*> watchers;
   std::uint64_t switch_announcements = 0;
-  std::vector<std::pair<std::uint64_t, redis_client_callbacks>> listeners;
-  std::uint64_t next_listener = 1;
+  detail::listener_list<redis_client_callbacks> listeners;
   std::unordered_map<std::string, std::string> shas;  // script source -> SHA1 from SCRIPT LOAD
   std::unordered_set<std::string> loading;            // SCRIPT LOAD sent, no answer yet
-
-  template <class Fn> void notify(Fn&& fn) {
-    auto copy = listeners;  // a listener may add or remove listeners
-    for (auto& [id, cb] : copy) fn(cb);
-  }
 };
 
 redis_client::redis_client(uv_loop_t* loop, redis_options options,
@@ -37,16 +32,16 @@ redis_client::redis_client(uv_loop_t* loop, redis_options options,
     : impl_(std::make_unique<impl>()) {
   impl* self = impl_.get();
   if (callbacks.connected || callbacks.disconnected)
-    self->listeners.emplace_back(self->next_listener++, std::move(callbacks));
+    self->listeners.add(std::move(callbacks));
   detail::connection_events events;
   events.ready = [self] {
     const redis_endpoint master = self->conn->master();
-    self->notify([&](redis_client_callbacks& cb) {
+    self->listeners.notify([&](const redis_client_callbacks& cb) {
       if (cb.connected) cb.connected(master);
     });
   };
   events.lost = [self](std::error_code ec) {
-    self->notify([&](redis_client_callbacks& cb) {
+    self->listeners.notify([&](const redis_client_callbacks& cb) {
       if (cb.disconnected) cb.disconnected(ec);
     });
   };
@@ -86,14 +81,10 @@ redis_client::~redis_client() {
 }
 
 std::uint64_t redis_client::add_listener(redis_client_callbacks callbacks) {
-  const std::uint64_t id = impl_->next_listener++;
-  impl_->listeners.emplace_back(id, std::move(callbacks));
-  return id;
+  return impl_->listeners.add(std::move(callbacks));
 }
 
-void redis_client::remove_listener(std::uint64_t id) {
-  std::erase_if(impl_->listeners, [id](const auto& l) { return l.first == id; });
-}
+void redis_client::remove_listener(std::uint64_t id) { impl_->listeners.remove(id); }
 
 std::error_code redis_client::command(std::span<const std::string_view> args,
                                       redis_reply_handler done) {

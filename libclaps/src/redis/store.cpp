@@ -183,6 +183,20 @@ struct redis_store::impl {
     std::function<void(bool ok)> finish;
   };
 
+  // Accounts for one request of `state`: sent (its completion must settle()
+  // it) or refused (the write failed).
+  void track(std::error_code send_error, const std::shared_ptr<write_state>& state, bool paced) {
+    if (send_error) {
+      state->failed = true;
+      return;
+    }
+    ++state->outstanding;
+    if (paced) background_sent();
+  }
+  static void settle(const std::shared_ptr<write_state>& state) {
+    if (--state->outstanding == 0) state->finish(!state->failed);
+  }
+
   // Sends one article's total (if any) and tallies; calls back into `state`.
   void send_article(std::string_view article, const std::int64_t* total,
                     const std::vector<std::pair<std::string_view, std::int32_t>>& tallies,
@@ -213,14 +227,9 @@ struct redis_store::impl {
               note_remote_tally(owned[i].first, owned[i].second,
                                 static_cast<std::int32_t>(reply_int(r.elements[i + 1])));
           }
-          if (--state->outstanding == 0) state->finish(!state->failed);
+          settle(state);
         });
-    if (ec) {
-      state->failed = true;
-    } else {
-      ++state->outstanding;
-      if (paced) background_sent();
-    }
+    track(ec, state, paced);
   }
 
   void send_op(const owned_op& op, timestamp now, const std::shared_ptr<write_state>& state,
@@ -242,14 +251,9 @@ struct redis_store::impl {
           } else if (r.integer == 0) {
             ++stats.remote_op_conflicts;  // the engine hook for this is in docs/design.md
           }
-          if (--state->outstanding == 0) state->finish(!state->failed);
+          settle(state);
         });
-    if (ec) {
-      state->failed = true;
-    } else {
-      ++state->outstanding;
-      if (paced) background_sent();
-    }
+    track(ec, state, paced);
   }
 
   void note_remote_tally(const std::string& tkey, std::int32_t mine, std::int32_t others) {
