@@ -228,8 +228,9 @@ struct redis_store_options {
   /// Keys written within this window are re-asserted after every reconnect,
   /// healing writes an asynchronous failover dropped.
   millis reassert_window{std::chrono::minutes(5)};
-  /// Most keys remembered as dirty (unwritten to Redis) or recent. Past it,
-  /// the oldest recent keys are forgotten first; dirty ones are kept.
+  /// Most keys remembered as dirty (unwritten to Redis) and, separately, as
+  /// recent. Past it recent keys older than the window are pruned (all of
+  /// them if still too many) and new dirty keys are forgotten and counted.
   std::size_t max_remembered_keys = 1'000'000;
 };
 
@@ -254,6 +255,7 @@ struct redis_store_stats {
   std::uint64_t cap_overshoot = 0;       // claps over the cap across nodes (outage overlap)
   std::uint64_t published = 0;
   std::uint64_t remote_messages = 0;
+  std::uint64_t forgotten_keys = 0;      // dirty keys dropped past max_remembered_keys
   std::size_t dirty_keys = 0;            // gauge: waiting to be written to Redis
   bool degraded = false;                 // gauge
 };

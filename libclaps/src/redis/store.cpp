@@ -261,6 +261,7 @@ struct redis_store::impl {
     remote_tallies[tkey] = others;
     const std::int32_t over = mine + others - options.clap_cap;
     if (over > 0) {
+      if (overshoot_counted.size() >= options.max_remembered_keys) overshoot_counted.clear();
       std::int32_t& counted = overshoot_counted[tkey];
       if (over > counted) {
         stats.cap_overshoot += static_cast<std::uint64_t>(over - counted);
@@ -269,13 +270,33 @@ struct redis_store::impl {
     }
   }
 
+  // Past max_remembered_keys a key is forgotten (counted): only a full
+  // re-assert from LMDB would then bring it back (see docs/design.md).
   void remember_dirty(const commit_batch& batch) {
-    for (const article_total& t : batch.totals) dirty_articles.emplace(t.article);
-    for (const user_tally& t : batch.tallies) dirty_tallies.insert(tally_key(t.user, t.article));
-    for (const op_record& op : batch.ops)
-      if (dirty_ops.size() < options.max_remembered_keys)
+    const auto room = [&] {
+      return dirty_articles.size() + dirty_tallies.size() + dirty_ops.size() <
+             options.max_remembered_keys;
+    };
+    for (const article_total& t : batch.totals) {
+      if (room() || dirty_articles.count(std::string(t.article)) != 0)
+        dirty_articles.emplace(t.article);
+      else
+        ++stats.forgotten_keys;
+    }
+    for (const user_tally& t : batch.tallies) {
+      std::string k = tally_key(t.user, t.article);
+      if (room() || dirty_tallies.count(k) != 0)
+        dirty_tallies.insert(std::move(k));
+      else
+        ++stats.forgotten_keys;
+    }
+    for (const op_record& op : batch.ops) {
+      if (room())
         dirty_ops.push_back({std::string(op.user), std::string(op.op_id), std::string(op.article),
                              op.accepted, op.mine, op.expires_at});
+      else
+        ++stats.forgotten_keys;
+    }
   }
 
   void remember_recent(const commit_batch& batch) {
