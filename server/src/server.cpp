@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 
 namespace claps::server {
@@ -79,6 +80,7 @@ private:
   uv_timer_t shutdown_timer_{};
   uv_timer_t heartbeat_timer_{};
   bool handles_open_ = false;
+  bool lws_failed_ = false;
   bool finishing_ = false;
   int exit_code_ = 0;
 };
@@ -88,7 +90,10 @@ clapsd::~clapsd() {
   // close callbacks, so it can be closed.
   if (context_) lws_context_destroy(context_);
   driver_.reset();
-  if (loop_initialised_) {
+  // After a failed lws_create_context() the loop may hold handles whose close
+  // callbacks live in lws's unloaded libuv plugin; the process is exiting, so
+  // such a loop is left alone.
+  if (loop_initialised_ && !lws_failed_) {
     uv_run(&loop_, UV_RUN_NOWAIT);
     uv_loop_close(&loop_);
   }
@@ -157,6 +162,10 @@ bool clapsd::start() {
   eo.tick = millis(options_.tick_ms);
   eo.clap_cap = options_.clap_cap;
   eo.max_subscriptions = options_.max_subscriptions;
+  // Ids come from the network: a random seed keeps anyone from choosing ids
+  // that all land in one hash bucket.
+  std::random_device seed;
+  eo.hash_seed = (static_cast<std::uint64_t>(seed()) << 32) ^ seed();
   if (auto ec = validate(eo)) {
     log_.error("engine options: " + ec.message());
     return false;
@@ -228,6 +237,7 @@ bool clapsd::create_context() {
   info.keepalive_timeout = 5;
   context_ = lws_create_context(&info);
   if (!context_) {
+    lws_failed_ = true;
     log_.error("cannot listen on " + options_.listen_host + ":" + std::to_string(options_.listen_port) +
                " (address in use or not available?)");
     return false;
@@ -235,6 +245,7 @@ bool clapsd::create_context() {
   lws_vhost* vhost = lws_get_vhost_by_name(context_, "default");
   const int port = vhost ? lws_get_vhost_listen_port(vhost) : -1;
   if (port <= 0) {
+    lws_failed_ = true;
     log_.error("cannot listen on " + options_.listen_host + ":" + std::to_string(options_.listen_port));
     return false;
   }

@@ -1,0 +1,101 @@
+// Auth mode: identity only from HS256 JWTs (?token= or Authorization: Bearer),
+// exp enforced with a leeway of at most 30 s, sub a valid user id.
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { client, request, startServer, tempDir } from './helpers.mjs';
+
+const secret = 'integration-secret-0123456789';
+let server;
+before(async () => {
+  const file = path.join(tempDir(), 'secret');
+  fs.writeFileSync(file, `${secret}\n`);  // the trailing newline is not part of the secret
+  server = await startServer({ args: ['--store', 'memory', '--auth-secret-file', file] });
+});
+after(async () => { await server?.stop(); });
+
+const b64 = (x) => Buffer.from(typeof x === 'string' ? x : JSON.stringify(x)).toString('base64url');
+const now = () => Math.floor(Date.now() / 1000);
+// Test tokens are built here with node's HMAC; the server verifies with libjwt.
+function token(claims, { alg = 'HS256', key = secret } = {}) {
+  const head = `${b64({ alg, typ: 'JWT' })}.${b64(claims)}`;
+  if (alg === 'none') return `${head}.`;
+  const hash = { HS256: 'sha256', HS384: 'sha384', HS512: 'sha512' }[alg];
+  return `${head}.${crypto.createHmac(hash, key).update(head).digest('base64url')}`;
+}
+
+async function handshake(query, headers = {}) {
+  const c = new client(`${server.ws}${query}`, { headers });
+  try {
+    await c.opened;
+    const hello = await c.next((f) => f.type === 'hello');
+    c.terminate();
+    return { status: 101, user: hello.user };
+  } catch (e) {
+    return { status: e.status, body: e.body };
+  }
+}
+
+test('a valid HS256 token names the user, from the query or a bearer header', async () => {
+  const t = token({ sub: 'alice', exp: now() + 60 });
+  assert.deepEqual(await handshake(`?token=${t}`), { status: 101, user: 'alice' });
+  assert.deepEqual(await handshake('', { authorization: `Bearer ${t}` }), { status: 101, user: 'alice' });
+  // ?user= is ignored when a token decides.
+  assert.deepEqual(await handshake(`?token=${t}&user=mallory`), { status: 101, user: 'alice' });
+  // exp inside the leeway still passes.
+  assert.equal((await handshake(`?token=${token({ sub: 'late', exp: now() - 10 })}`)).status, 101);
+});
+
+test('everything else gets 401', async () => {
+  const bad = {
+    'no token': '',
+    'user only': '?user=alice',
+    expired: `?token=${token({ sub: 'alice', exp: now() - 3600 })}`,
+    'expired past the leeway': `?token=${token({ sub: 'alice', exp: now() - 45 })}`,
+    'no exp': `?token=${token({ sub: 'alice' })}`,
+    'string exp': `?token=${token({ sub: 'alice', exp: String(now() + 60) })}`,
+    'alg none': `?token=${token({ sub: 'alice', exp: now() + 60 }, { alg: 'none' })}`,
+    HS384: `?token=${token({ sub: 'alice', exp: now() + 60 }, { alg: 'HS384' })}`,
+    HS512: `?token=${token({ sub: 'alice', exp: now() + 60 }, { alg: 'HS512' })}`,
+    'wrong key': `?token=${token({ sub: 'alice', exp: now() + 60 }, { key: 'other' })}`,
+    'key with newline': `?token=${token({ sub: 'alice', exp: now() + 60 }, { key: `${secret}\n` })}`,
+    'bad sub': `?token=${token({ sub: 'bad sub!', exp: now() + 60 })}`,
+    'no sub': `?token=${token({ exp: now() + 60 })}`,
+    'numeric sub': `?token=${token({ sub: 42, exp: now() + 60 })}`,
+    'not before': `?token=${token({ sub: 'alice', exp: now() + 600, nbf: now() + 300 })}`,
+    garbage: '?token=not.a.jwt',
+  };
+  for (const [name, query] of Object.entries(bad)) {
+    const r = await handshake(query);
+    assert.equal(r.status, 401, name);
+    assert.equal(JSON.parse(r.body).code, 'unauthorized', name);
+  }
+});
+
+test('REST in auth mode: bearer tokens for claps, 401 without', async () => {
+  const t = token({ sub: 'bob', exp: now() + 60 });
+  let r = await request(`${server.http}/api/articles/auth-1/claps`, {
+    method: 'POST', headers: { authorization: `Bearer ${t}` }, body: '{"count":4,"id":"op-1"}',
+  });
+  assert.equal(r.status, 200);
+  assert.equal(r.json.mine, 4);
+  r = await request(`${server.http}/api/articles/auth-1/claps?user=bob`, { method: 'POST', body: '{}' });
+  assert.equal(r.status, 401);
+  assert.equal(r.json.code, 'unauthorized');
+  r = await request(`${server.http}/api/articles/auth-1/claps`, {
+    method: 'DELETE', headers: { authorization: `Bearer ${token({ sub: 'bob', exp: now() - 3600 })}` },
+  });
+  assert.equal(r.status, 401);
+  r = await request(`${server.http}/api/articles/auth-1/claps?token=${t}`, { method: 'DELETE' });
+  assert.deepEqual(r.json, { article: 'auth-1', accepted: -4, total: 0, mine: 0, durability: 'local' });
+  // Reading needs no identity.
+  r = await request(`${server.http}/api/articles/auth-1`);
+  assert.equal(r.status, 200);
+  // The WebSocket user from the token claps as that user.
+  const ws = await client.open(`${server.ws}?token=${t}`);
+  const ack = await ws.clap('auth-1', 2);
+  assert.equal(ack.mine, 2);
+  await ws.close();
+});

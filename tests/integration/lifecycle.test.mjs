@@ -1,0 +1,175 @@
+// Process lifecycle: SIGTERM drain and restart, kill -9 after acks, the data
+// dir lock, exit codes, CLAPS_* environment variables, --articles-file.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { test } from 'node:test';
+import { CLAPSD, client, deadline, eventually, request, runClapsd, startServer, tempDir } from './helpers.mjs';
+
+async function totals(server, articles, user) {
+  const out = {};
+  for (const a of articles) {
+    const r = await request(`${server.http}/api/articles/${a}${user ? `?user=${user}` : ''}`);
+    out[a] = user ? [r.json.total, r.json.mine] : r.json.total;
+  }
+  return out;
+}
+
+test('SIGTERM: readyz 503, no new connections, pending claps committed and acked, 1001, exit 0, totals survive', async () => {
+  const dir = tempDir();
+  let server = await startServer({ dataDir: dir, args: ['--tick-ms', '200', '--shutdown-timeout-s', '2'] });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const get = (p) => deadline(new Promise((resolve, reject) => {
+    http.get(`${server.http}${p}`, { agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+    }).on('error', reject);
+  }), 5000, `GET ${p}`);
+  assert.equal(await get('/readyz'), 200);
+
+  const u = await client.open(`${server.ws}?user=drainer`);
+  await u.subscribe(['drain-1']);
+  assert.equal((await u.clap('drain-1', 3, 'd0')).total, 3);
+  // A client that stops reading keeps the drain going for a while.
+  const stubborn = await client.open(`${server.ws}?user=stubborn`);
+  stubborn.ws._socket.pause();
+  // These claps are still pending (200 ms tick) when the signal arrives.
+  for (let i = 1; i <= 4; i++) u.send({ type: 'clap', article: 'drain-1', count: 2, id: `d${i}` });
+  await new Promise((resolve) => setImmediate(resolve));
+  const acksBefore = u.frames.filter((f) => f.type === 'ack').length;
+  server.child.kill('SIGTERM');
+  const acks = await Promise.all([1, 2, 3, 4].map((i) => u.ack(`d${i}`)));
+  assert.ok(acks.every((a) => a.type === 'ack'), 'every clap sent before the signal is acknowledged');
+  assert.equal(Math.max(...acks.map((a) => a.total)), 11);
+  assert.equal(acksBefore, 0);
+  assert.equal(await eventually(async () => (await get('/readyz')) === 503 && 503, { what: 'readyz 503' }), 503);
+  await assert.rejects(request(`${server.http}/healthz`), 'no new connections while draining');
+  const closed = await deadline(u.closed, 5000, 'close 1001');
+  assert.equal(closed.code, 1001);
+  const { code } = await deadline(server.exited, 10000, 'exit');
+  assert.equal(code, 0);
+  agent.destroy();
+
+  server = await startServer({ dataDir: dir });
+  assert.deepEqual(await totals(server, ['drain-1'], 'drainer'), { 'drain-1': [11, 11] });
+  await server.stop();
+});
+
+test('kill -9 right after acks: every acknowledged clap is there after restart', async () => {
+  const dir = tempDir();
+  let server = await startServer({ dataDir: dir, args: ['--tick-ms', '10'] });
+  const users = await Promise.all(['k1', 'k2', 'k3'].map((u) => client.open(`${server.ws}?user=${u}`)));
+  const articles = ['kill-1', 'kill-2', 'kill-3', 'kill-4'];
+  const acked = {};
+  const pending = [];
+  users.forEach((u, ui) => articles.forEach((a, ai) => {
+    for (let n = 0; n < 5; n++) {
+      pending.push(u.clap(a, 1 + ((ui + ai + n) % 4)).then((ack) => {
+        assert.equal(ack.type, 'ack');
+        acked[a] = Math.max(acked[a] ?? 0, ack.total);
+      }));
+    }
+  }));
+  await Promise.all(pending);
+  server.child.kill('SIGKILL');
+  assert.equal((await server.exited).signal, 'SIGKILL');
+  server = await startServer({ dataDir: dir });
+  assert.deepEqual(await totals(server, articles), acked);
+  await server.stop();
+});
+
+test('a second clapsd on the same data dir fails fast with exit 1', async () => {
+  const server = await startServer();
+  const second = await runClapsd(['--listen', '127.0.0.1:0', '--data-dir', server.dataDir]);
+  assert.equal(second.code, 1);
+  assert.match(second.stderr, /in use by another clapsd/);
+  assert.equal(second.stdout, '');
+  // The port in use is a runtime failure too.
+  const busy = await runClapsd(['--listen', `127.0.0.1:${server.port}`, '--data-dir', tempDir()]);
+  assert.equal(busy.code, 1);
+  assert.match(busy.stderr, /cannot listen/);
+  await server.stop();
+});
+
+test('bad flags exit 2 with a message; --help documents every flag', async () => {
+  for (const [args, env, pattern] of [
+    [['--tick-ms', '0'], {}, /tick-ms/],
+    [['--store', 'sqlite'], {}, /--store/],
+    [['--listen', 'nonsense'], {}, /--listen/],
+    [['--no-such-flag'], {}, /no-such-flag/],
+    [['--max-connections', 'many'], {}, /many/],
+    [['extra-argument'], {}, /extra-argument/],
+    [[], { CLAPS_TICK_MS: 'soon' }, /soon/],
+    [[], { CLAPS_LOG_LEVEL: 'loud' }, /log-level/],
+  ]) {
+    const r = await runClapsd(args, env);
+    assert.equal(r.code, 2, `${args} ${JSON.stringify(env)}: ${r.stderr}`);
+    assert.match(r.stderr, pattern);
+  }
+  const help = await runClapsd(['--help']);
+  assert.equal(help.code, 0);
+  for (const flag of ['listen', 'data-dir', 'store', 'tick-ms', 'clap-cap', 'auth-secret-file', 'allowed-origin',
+    'max-connections', 'rate-limit', 'rate-burst', 'max-message-bytes', 'max-subscriptions', 'slow-client-bytes',
+    'lmdb-map-size', 'articles-file', 'log-level', 'web-root', 'client-root', 'ping-interval-s',
+    'idle-timeout-s', 'handshake-timeout-s', 'shutdown-timeout-s', 'rx-buffer-bytes']) {
+    assert.match(help.stdout, new RegExp(`--${flag}\\b`), flag);
+  }
+  assert.match(help.stdout, /CLAPS_DATA_DIR/);
+});
+
+test('CLAPS_* environment variables, with the command line winning', async () => {
+  const dir = tempDir();
+  let server = await startServer({
+    dataDir: dir,
+    env: { CLAPS_CLAP_CAP: '5', CLAPS_TICK_MS: '30', CLAPS_ALLOWED_ORIGIN: 'http://a.example,http://b.example' },
+  });
+  let u = await client.open(`${server.ws}?user=env`);
+  assert.equal(u.hello.cap, 5);
+  assert.equal(u.hello.tick_ms, 30);
+  assert.equal((await u.clap('env-1', 9)).type, 'error', 'count above the cap of 5');
+  u.terminate();
+  for (const origin of ['http://a.example', 'http://b.example']) {
+    const c = await client.open(`${server.ws}?user=o`, { origin });
+    c.terminate();
+  }
+  await server.stop();
+  // The data dir itself can come from the environment.
+  server = await startServer({ dataDir: dir, args: ['--clap-cap', '7', '--data-dir', dir], env: { CLAPS_CLAP_CAP: '5' } });
+  u = await client.open(`${server.ws}?user=env`);
+  assert.equal(u.hello.cap, 7);
+  u.terminate();
+  await server.stop();
+  const envDir = tempDir();
+  server = await startServer({ dataDir: envDir, args: ['--data-dir', envDir] });
+  await server.stop();
+  const viaEnv = await runClapsd(['--listen', '127.0.0.1:0'], { CLAPS_DATA_DIR: dir, CLAPS_TICK_MS: '0' });
+  assert.equal(viaEnv.code, 2, 'the environment value is validated like the flag');
+});
+
+test('--articles-file takes the demo JSON or a plain id list', async () => {
+  const dir = tempDir();
+  const json = path.join(dir, 'articles.json');
+  fs.writeFileSync(json, JSON.stringify([{ id: 'art-1', title: 'One', author: 'A', paragraphs: ['p'] }, { id: 'art-2' }]));
+  const text = path.join(dir, 'articles.txt');
+  fs.writeFileSync(text, '# allowed articles\nart-3\n\n  art-4  # inline comment\n');
+  for (const [file, allowed, refused] of [[json, 'art-2', 'art-3'], [text, 'art-4', 'art-1']]) {
+    const server = await startServer({ args: ['--store', 'memory', '--articles-file', file] });
+    const u = await client.open(`${server.ws}?user=a`);
+    assert.equal((await u.clap(allowed, 1)).type, 'ack');
+    const err = await u.clap(refused, 1);
+    assert.equal(err.code, 'invalid_article');
+    u.send({ type: 'subscribe', articles: [allowed, refused], id: 'sub' });
+    assert.equal((await u.error((e) => e.id === 'sub')).code, 'invalid_article');
+    assert.equal((await request(`${server.http}/api/articles/${refused}`)).status, 404);
+    assert.equal((await request(`${server.http}/api/articles/${allowed}`)).status, 200);
+    u.terminate();
+    await server.stop();
+  }
+  const broken = path.join(dir, 'broken.json');
+  fs.writeFileSync(broken, '[{"title":"no id"}]');
+  const r = await runClapsd(['--listen', '127.0.0.1:0', '--store', 'memory', '--articles-file', broken]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /"id"/);
+  assert.ok(fs.existsSync(CLAPSD));
+});
