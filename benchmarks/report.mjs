@@ -127,6 +127,7 @@ table(["", ""], [
   ["CPU", `${machine.cpu}, ${machine.cores} cores (shared with other workloads)`],
   ["Memory", machine.memory], ["OS / kernel", `${machine.os} / ${machine.kernel}`],
   ["libwebsockets", machine.lws], ["Node.js / Socket.IO", `${machine.node} / ${machine.socketio}`],
+  ["Build type", machine.build_type || "unknown"],
   ["Load average", `${machine.loadavg_start} at start, ${machine.loadavg_end} at end`],
 ]);
 out("- **Pinning.** Every server (clapsd, the Socket.IO peer, sendfloor's sender) runs on core 0 and the load generator (and sendfloor's receiver) on core 1, with `taskset`. Each step starts a fresh server with a fresh data directory.");
@@ -135,7 +136,8 @@ out("- **Users.** Clappers rotate users (`lg-<pid>-<clapper>-<n>`) after 45 clap
 out("- **Latency.** From the moment a clap is written to its socket until a viewer receives a total that includes it. Every ack carries the committed total after the clap's batch (T); totals only grow, so a viewer has seen the clap when it receives a total >= T. Coalescing servers skip intermediate totals, which this handles. Each (clap, viewer) pair is one sample; pairs never seen are reported as *unseen*.");
 out("- **Server CPU.** `utime + stime` of the server process from `/proc/<pid>/stat` over the measured window. *CPU per frame* divides it by every WebSocket message the load generator received in the window. Loopback delivery runs in the sender's context, so this includes the kernel's work for the receiving side too, exactly as in the floor.");
 out("- **System calls.** `perf stat -e raw_syscalls:sys_enter -p <pid>` over the window (a tracepoint counter; `strace -c` would stop the server on every call).");
-out("- **The floor.** `sendfloor` writes the same 78-byte WebSocket frame (a one-article counts update) over the same number of loopback TCP connections, one `send()` per frame, in back-to-back rounds, and reports the sender's CPU per frame (getrusage).");
+out("- **The floor.** `sendfloor` writes the same 78-byte WebSocket frame (a one-article counts update) over the same number of loopback TCP connections, one `send()` per frame, one round per 25 ms tick (back to back once a round takes longer than a tick, as clapsd's rounds do), and reports the sender's CPU per frame (getrusage). Its receiver, like the load generator, runs on the other core.");
+out("- **Load generator headroom.** *Loadgen CPU %* is the load generator's own CPU over the window; most of it is the kernel's receive path (recv, and ACKs that loopback processes in the receiver's context). Below about 90% it is not what limits a run.");
 out("- **Noise.** The machine has 2 cores shared with other jobs, so absolute numbers move between runs; the ratios, measured side by side in one run, are the result.");
 out();
 
@@ -174,16 +176,16 @@ if (s1Steps.length) {
       if (!r) continue;
       const d = r.data;
       if (target === "floor") {
-        rows.push([names[target], int(d.connections), int(d.frames_per_s), "-", "-", "-", "-", "-", "-", fmt(d.cpu_pct, 0), fmt(d.cpu_us_per_frame, 2), "1.00x", "1.00", "-"]);
+        rows.push([names[target], int(d.connections), int(d.frames_per_s), "-", "-", "-", "-", "-", "-", fmt(d.cpu_pct, 0), fmt(d.cpu_us_per_frame, 2), "1.00x", "1.00", "-", "-"]);
         continue;
       }
       const l = d.latency_ms;
       rows.push([names[target], int(d.connections), int(d.frames_per_s), fmt(l.p50), fmt(l.p90), fmt(l.p99), fmt(l.p999), fmt(l.max),
         int(d.latency_pairs_missing), fmt(d.server_cpu_pct, 0), fmt(d.server_cpu_us_per_frame, 2),
         ratio(d.server_cpu_us_per_frame, floorFrame), fmt(d.syscalls_per_frame, 2),
-        target.startsWith("clapsd") ? "-" : ratio(d.server_cpu_us_per_frame, clapsdFrame)]);
+        target.startsWith("clapsd") ? "-" : ratio(d.server_cpu_us_per_frame, clapsdFrame), fmt(d.loadgen_cpu_pct, 0)]);
     }
-    table(["Server", "Conns", "Frames/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "Unseen pairs", "CPU %", "CPU us/frame", "x floor", "Syscalls/frame", "Socket.IO / clapsd"], rows);
+    table(["Server", "Conns", "Frames/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "Unseen pairs", "CPU %", "CPU us/frame", "x floor", "Syscalls/frame", "Socket.IO / clapsd", "Loadgen CPU %"], rows);
   }
   out("![Latency CDF](bench-latency-cdf.png)");
   out();

@@ -146,7 +146,7 @@ run_load() {
     stop_server
     return 0
   fi
-  local client_cmd="taskset -c $loadgen_cpu $loadgen --url ws://127.0.0.1:$server_port$path --protocol $protocol --server-pid $server_pid --source-ips $source_ips --settle $settle --drain $drain --json $out/$name.json --label $name ${client_flags[*]}"
+  local client_cmd="taskset -c $loadgen_cpu $loadgen --url ws://127.0.0.1:$server_port$path --protocol $protocol --server-pid $server_pid --source-ips $source_ips --settle $settle --drain $drain --connect-timeout 45 --json $out/$name.json --label $name ${client_flags[*]}"
   case $target in clapsd*) curl -s "http://127.0.0.1:$server_port/metrics" > "$out/$name.metrics-before.txt" || true ;; esac
   $client_cmd > "$out/$name.loadgen.log" 2>&1 || log "loadgen failed; see $out/$name.loadgen.log"
   case $target in clapsd*) curl -s "http://127.0.0.1:$server_port/metrics" > "$out/$name.metrics-after.txt" || true ;; esac
@@ -159,7 +159,8 @@ run_load() {
 run_floor() {
   local scenario=$1 connections=$2
   local name="s$scenario-floor-$connections"
-  local cmd="$sendfloor --connections $connections --duration $floor_s --sender-cpu $server_cpu --receiver-cpu $loadgen_cpu --source-ips $source_ips --json $out/$name.json"
+  # One round per 25 ms tick (back to back once a round takes longer), as clapsd writes.
+  local cmd="$sendfloor --connections $connections --duration $floor_s --tick-ms 25 --sender-cpu $server_cpu --receiver-cpu $loadgen_cpu --source-ips $source_ips --json $out/$name.json"
   log "scenario $scenario, send floor, $connections connections"
   $cmd > "$out/$name.log" 2>&1 || log "sendfloor failed; see $out/$name.log"
   sed 's/^/    /' "$out/$name.log" >&2
@@ -181,6 +182,7 @@ run_floor() {
   echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "quick=$quick"
   echo "commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null)"
 } > "$out/machine.txt"
 
 started=$SECONDS

@@ -7,8 +7,14 @@
  * sender's CPU time per frame (getrusage): what one small write per viewer
  * per tick costs at best, loopback delivery on the sender's core included.
  *
- * usage: sendfloor [--connections N] [--duration S] [--sender-cpu C]
- *                  [--receiver-cpu C] [--source-ips A-B] [--json FILE]
+ * With --tick-ms T a round starts every T ms (back to back when a round takes
+ * longer), as a coalescing server writes; the receiver then sleeps between
+ * rounds and each write pays for waking it, as with a real client. With
+ * --tick-ms 0 rounds run back to back and the receiver hardly ever sleeps.
+ *
+ * usage: sendfloor [--connections N] [--duration S] [--tick-ms T]
+ *                  [--sender-cpu C] [--receiver-cpu C] [--source-ips A-B]
+ *                  [--json FILE]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -143,7 +149,7 @@ static int parse_ip(const char *s, uint32_t *out) {
 
 int main(int argc, char **argv) {
   int n = 1000, sender_cpu = -1, receiver_cpu = -1;
-  double duration = 5;
+  double duration = 5, tick_ms = 0;
   const char *json = NULL;
   uint32_t ip_first = 0, ip_last = 0;
   for (int i = 1; i < argc; ++i) {
@@ -151,6 +157,7 @@ int main(int argc, char **argv) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--connections") && v) n = atoi(argv[++i]);
     else if (!strcmp(a, "--duration") && v) duration = atof(argv[++i]);
+    else if (!strcmp(a, "--tick-ms") && v) tick_ms = atof(argv[++i]);
     else if (!strcmp(a, "--sender-cpu") && v) sender_cpu = atoi(argv[++i]);
     else if (!strcmp(a, "--receiver-cpu") && v) receiver_cpu = atoi(argv[++i]);
     else if (!strcmp(a, "--json") && v) json = argv[++i];
@@ -165,8 +172,8 @@ int main(int argc, char **argv) {
       }
     } else {
       fprintf(stderr,
-              "usage: sendfloor [--connections N] [--duration S] [--sender-cpu C] [--receiver-cpu C]\n"
-              "                 [--source-ips A-B] [--json FILE]\n");
+              "usage: sendfloor [--connections N] [--duration S] [--tick-ms T] [--sender-cpu C]\n"
+              "                 [--receiver-cpu C] [--source-ips A-B] [--json FILE]\n");
       return 2;
     }
   }
@@ -215,8 +222,19 @@ int main(int argc, char **argv) {
 
   uint64_t frames = 0, eagain = 0, rounds = 0;
   double cpu0 = rusage_s(RUSAGE_SELF);
-  double t0 = now_s(), t = t0;
+  double t0 = now_s(), t = t0, next_round = t0;
   while (t - t0 < duration) {
+    if (tick_ms > 0) {
+      /* Sleep to the next tick; a late round starts at once and resets the schedule. */
+      if (next_round > t) {
+        struct timespec ts = {(time_t)(next_round - t), (long)((next_round - t - (double)(time_t)(next_round - t)) * 1e9)};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+        next_round += tick_ms / 1000.0;
+      } else {
+        next_round = t + tick_ms / 1000.0;
+      }
+      if (now_s() - t0 >= duration) break;
+    }
     for (int i = 0; i < n; ++i) {
       ssize_t w = send(fds[i], frame, frame_len, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (w == (ssize_t)frame_len) ++frames;
@@ -235,18 +253,18 @@ int main(int argc, char **argv) {
 
   double fps = frames / elapsed;
   double us_per_frame = frames ? cpu * 1e6 / (double)frames : 0;
-  printf("sendfloor: %d connections, %zu-byte frames, %.1f s: %.0f frames/s, %.2f us CPU per frame "
+  printf("sendfloor: %d connections, %zu-byte frames, tick %.0f ms, %.1f s: %.0f frames/s, %.2f us CPU per frame "
          "(%.0f%% of a core), %llu rounds, %llu EAGAIN, receiver got %llu frames\n",
-         n, frame_len, elapsed, fps, us_per_frame, cpu / elapsed * 100, (unsigned long long)rounds,
+         n, frame_len, tick_ms, elapsed, fps, us_per_frame, cpu / elapsed * 100, (unsigned long long)rounds,
          (unsigned long long)eagain, (unsigned long long)(report.bytes / frame_len));
   if (json) {
     FILE *f = fopen(json, "w");
     if (!f) die("sendfloor: json");
     fprintf(f,
-            "{\n  \"connections\": %d,\n  \"frame_bytes\": %zu,\n  \"duration_s\": %.3f,\n  \"frames\": %llu,\n"
+            "{\n  \"connections\": %d,\n  \"frame_bytes\": %zu,\n  \"tick_ms\": %.1f,\n  \"duration_s\": %.3f,\n  \"frames\": %llu,\n"
             "  \"frames_per_s\": %.1f,\n  \"cpu_s\": %.3f,\n  \"cpu_pct\": %.1f,\n  \"cpu_us_per_frame\": %.3f,\n"
             "  \"rounds\": %llu,\n  \"eagain\": %llu,\n  \"frames_received\": %llu,\n  \"receiver_cpu_s\": %.3f\n}\n",
-            n, frame_len, elapsed, (unsigned long long)frames, fps, cpu, cpu / elapsed * 100, us_per_frame,
+            n, frame_len, tick_ms, elapsed, (unsigned long long)frames, fps, cpu, cpu / elapsed * 100, us_per_frame,
             (unsigned long long)rounds, (unsigned long long)eagain, (unsigned long long)(report.bytes / frame_len),
             report.cpu_s);
     fclose(f);
