@@ -381,7 +381,11 @@ int http_api::open_stream(lws* wsi, std::string_view article) {
 
 int http_api::serve_file(lws* wsi, std::string_view path) {
   static_file file;
-  if (!files_.resolve(path, file)) return respond_error(wsi, 404, "not_found", "no such resource");
+  if (!files_.resolve(path, file)) {
+    // Browsers ask for it on every page; the demo ships none.
+    if (path == "/favicon.ico") return respond_and_complete(wsi, 204, "image/x-icon", {});
+    return respond_error(wsi, 404, "not_found", "no such resource");
+  }
   const std::string type(file.content_type);
   const int n = lws_serve_http_file(wsi, file.path.c_str(), type.c_str(), nullptr, 0);
   if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi))) return -1;
