@@ -51,6 +51,12 @@ struct owned_op {
   timestamp expires_at{};
 };
 
+struct owned_batch {
+  std::vector<std::pair<std::string, std::int64_t>> totals;
+  std::vector<std::string> tally_keys;  // tally_key(user, article)
+  std::vector<owned_op> ops;
+};
+
 template <class Int> bool to_int(std::string_view s, Int& out) {
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
   return ec == std::errc{} && end == s.data() + s.size();
@@ -272,39 +278,37 @@ struct redis_store::impl {
 
   // Past max_remembered_keys a key is forgotten (counted): only a full
   // re-assert from LMDB would then bring it back (see docs/design.md).
-  void remember_dirty(const commit_batch& batch) {
+  void remember_dirty(const owned_batch& batch) {
     const auto room = [&] {
       return dirty_articles.size() + dirty_tallies.size() + dirty_ops.size() <
              options.max_remembered_keys;
     };
-    for (const article_total& t : batch.totals) {
-      if (room() || dirty_articles.count(std::string(t.article)) != 0)
-        dirty_articles.emplace(t.article);
+    for (const auto& [article, total] : batch.totals) {
+      if (room() || dirty_articles.count(article) != 0)
+        dirty_articles.insert(article);
       else
         ++stats.forgotten_keys;
     }
-    for (const user_tally& t : batch.tallies) {
-      std::string k = tally_key(t.user, t.article);
+    for (const std::string& k : batch.tally_keys) {
       if (room() || dirty_tallies.count(k) != 0)
-        dirty_tallies.insert(std::move(k));
+        dirty_tallies.insert(k);
       else
         ++stats.forgotten_keys;
     }
-    for (const op_record& op : batch.ops) {
+    for (const owned_op& op : batch.ops) {
       if (room())
-        dirty_ops.push_back({std::string(op.user), std::string(op.op_id), std::string(op.article),
-                             op.accepted, op.mine, op.expires_at});
+        dirty_ops.push_back(op);
       else
         ++stats.forgotten_keys;
     }
   }
 
-  void remember_recent(const commit_batch& batch) {
+  void remember_recent(const owned_batch& batch) {
     const std::uint64_t now = uv_now(loop);
     if (recent_articles.size() + recent_tallies.size() >= options.max_remembered_keys)
       prune_recent(now);
-    for (const article_total& t : batch.totals) recent_articles[std::string(t.article)] = now;
-    for (const user_tally& t : batch.tallies) recent_tallies[tally_key(t.user, t.article)] = now;
+    for (const auto& [article, total] : batch.totals) recent_articles[article] = now;
+    for (const std::string& k : batch.tally_keys) recent_tallies[k] = now;
   }
 
   void prune_recent(std::uint64_t now) {
@@ -318,10 +322,26 @@ struct redis_store::impl {
     }
   }
 
+  // Copies what outlives this call: the engine's views need not stay valid
+  // while Redis answers.
+  static owned_batch own_copy(const commit_batch& batch) {
+    owned_batch out;
+    out.totals.reserve(batch.totals.size());
+    for (const article_total& t : batch.totals) out.totals.emplace_back(std::string(t.article), t.total);
+    out.tally_keys.reserve(batch.tallies.size());
+    for (const user_tally& t : batch.tallies) out.tally_keys.push_back(tally_key(t.user, t.article));
+    out.ops.reserve(batch.ops.size());
+    for (const op_record& op : batch.ops)
+      out.ops.push_back({std::string(op.user), std::string(op.op_id), std::string(op.article),
+                         op.accepted, op.mine, op.expires_at});
+    return out;
+  }
+
   void write_batch(const commit_batch& batch, commit_handler done) {
     ++stats.commits;
+    auto owned = std::make_shared<owned_batch>(own_copy(batch));
     if (!client.ready()) {
-      remember_dirty(batch);
+      remember_dirty(*owned);
       ++stats.local_commits;
       update_degraded();
       done({}, durability::local);
@@ -336,22 +356,21 @@ struct redis_store::impl {
       by_article[t.article].second.emplace_back(t.user, t.claps);
 
     auto state = std::make_shared<write_state>();
-    // The batch's views stay valid until `done` runs, which is inside finish.
-    state->finish = [this, batch, version, done = std::move(done)](bool ok) {
+    state->finish = [this, owned, version, done = std::move(done)](bool ok) {
       if (!ok) {
-        remember_dirty(batch);
+        remember_dirty(*owned);
         ++stats.local_commits;
         update_degraded();
         done({}, durability::local);
         return;
       }
-      remember_recent(batch);
-      for (const article_total& t : batch.totals) {
-        own_article& o = own[std::string(t.article)];
+      remember_recent(*owned);
+      for (const auto& [article, total] : owned->totals) {
+        own_article& o = own[article];
         o.version = version;
-        o.total = t.total;
+        o.total = total;
         o.total_known = true;
-        mark_publish(t.article);
+        mark_publish(article);
       }
       ++stats.cluster_commits;
       update_degraded();
@@ -360,11 +379,8 @@ struct redis_store::impl {
     ++state->outstanding;  // held until everything is sent
     for (const auto& [article, parts] : by_article)
       send_article(article, parts.first, parts.second, version, state);
-    for (const op_record& op : batch.ops)
-      send_op({std::string(op.user), std::string(op.op_id), std::string(op.article), op.accepted,
-               op.mine, op.expires_at},
-              batch.now, state);
-    if (--state->outstanding == 0) state->finish(!state->failed);
+    for (const owned_op& op : owned->ops) send_op(op, batch.now, state);
+    settle(state);
   }
 
   // After a reconnect: write again every key that failed and every key
