@@ -68,6 +68,8 @@ struct article_state {
   std::int64_t emitted_total = 0;
   std::uint32_t viewers = 0;
   std::uint32_t emitted_viewers = 0;
+  std::int64_t remote_total = 0;    // other nodes' part (cluster stores)
+  std::uint32_t remote_viewers = 0;
   std::uint32_t result_refs = 0;  // pending results naming this article
   std::vector<room_entry> room;
   // Dirty or in-flight tallies imply dirty or in_flight here.
@@ -215,6 +217,8 @@ struct engine::impl {
     a.id.assign(id);
     a.total = a.committed = a.emitted_total = total;
     a.viewers = a.emitted_viewers = 0;
+    a.remote_total = 0;
+    a.remote_viewers = 0;
     a.tallies.clear();
     a.tally_index = detail::id_index(opt.hash_seed);
     a.live = true;
@@ -371,7 +375,7 @@ struct engine::impl {
         out.cookie = r.cookie;
         out.article = a.id;
         out.accepted = r.accepted;
-        out.total = a.committed;
+        out.total = a.committed + a.remote_total;
         out.mine = r.mine;
         out.replayed = r.replayed;
         out.level = level;
@@ -406,12 +410,15 @@ struct engine::impl {
     if (auto ec = find_or_load_tally(user, slot, tally)) return ec;
 
     tally_state& t = (*articles[slot]).tallies[tally].state;
+    // Claps this user made through other nodes count against the cap too;
+    // an undo here removes only this node's part of them.
+    const std::int32_t remote = st.remote_tally(user, article);
     std::int32_t accepted;
     if (is_undo) {
       accepted = -t.value;
       ++stats.undos;
     } else {
-      accepted = std::min(count, std::max(0, opt.clap_cap - t.value));
+      accepted = std::min(count, std::max(0, opt.clap_cap - t.value - remote));
       stats.claps_requested += static_cast<std::uint64_t>(count);
       stats.claps_accepted += static_cast<std::uint64_t>(accepted);
       stats.claps_over_cap += static_cast<std::uint64_t>(count - accepted);
@@ -430,7 +437,7 @@ struct engine::impl {
       op_state o;
       o.article.assign(article);
       o.accepted = accepted;
-      o.mine = t.value;
+      o.mine = t.value + remote;
       o.expires_at = now + opt.op_id_window;
       o.user_len = static_cast<std::uint32_t>(user.size());
       // An expired record may still sit under this key: reuse its node.
@@ -440,7 +447,7 @@ struct engine::impl {
       dirty_ops.push_back(node);
     }
     ++a.result_refs;
-    accumulating_results.push_back({cookie, slot, accepted, t.value, false});
+    accumulating_results.push_back({cookie, slot, accepted, t.value + remote, false});
     ++stats.pending_ops;
     return {};
   }
@@ -600,11 +607,13 @@ struct engine::impl {
     for (std::uint32_t slot : changed_articles) {
       article_state& a = (*articles[slot]);
       a.changed = false;
-      if (a.committed == a.emitted_total && a.viewers == a.emitted_viewers) continue;
-      a.emitted_total = a.committed;
-      a.emitted_viewers = a.viewers;
+      const std::int64_t total = a.committed + a.remote_total;
+      const std::uint32_t viewers = a.viewers + a.remote_viewers;
+      if (total == a.emitted_total && viewers == a.emitted_viewers) continue;
+      a.emitted_total = total;
+      a.emitted_viewers = viewers;
       if (a.room.empty()) continue;  // nobody to tell
-      updates.push_back({a.id, a.committed, a.viewers, {}});
+      updates.push_back({a.id, total, viewers, {}, a.viewers});
       update_slots.push_back(slot);
     }
     changed_articles.clear();
@@ -713,15 +722,16 @@ struct engine::impl {
     if (user.empty()) return {};
     std::uint32_t tally = 0;
     if (auto ec = find_or_load_tally(user, slot, tally)) return ec;
-    mine = (*articles[slot]).tallies[tally].state.committed;
+    const article_state& a = *articles[slot];
+    mine = a.tallies[tally].state.committed + st.remote_tally(user, a.id);
     return {};
   }
 
   void fill_snapshot(std::uint32_t slot, std::int32_t mine, snapshot& out) const {
     const article_state& a = (*articles[slot]);
     out.article = a.id;
-    out.total = a.committed;
-    out.viewers = a.viewers;
+    out.total = a.committed + a.remote_total;
+    out.viewers = a.viewers + a.remote_viewers;
     out.mine = mine;
   }
 };
@@ -855,6 +865,19 @@ void engine::flush(timestamp now) {
   e.in_tick = true;
   e.tick(now);
   e.in_tick = false;
+}
+
+void engine::set_remote(std::string_view article, std::int64_t remote_total,
+                        std::uint32_t remote_viewers) {
+  impl& e = *impl_;
+  e.assert_not_in_callback();
+  std::uint32_t slot = e.find_article(article);
+  if (slot == no_slot) return;
+  article_state& a = *e.articles[slot];
+  if (a.remote_total == remote_total && a.remote_viewers == remote_viewers) return;
+  a.remote_total = remote_total;
+  a.remote_viewers = remote_viewers;
+  e.mark_changed(slot);
 }
 
 timestamp engine::next_deadline() const noexcept { return impl_->next_tick; }

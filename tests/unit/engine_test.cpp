@@ -488,3 +488,44 @@ TEST_CASE("random subscribe/unsubscribe churn matches a reference model") {
     CHECK(snap.viewers == expected);
   }
 }
+
+TEST_CASE("several nodes: remote parts join totals, viewers, mine and the cap") {
+  fixture f;
+  f.sub(1, "a1", true, "alice");
+  f.tick();
+  f.rec.clear();
+
+  // Another node reports 40 claps and 3 readers: emitted without any commit.
+  int commits = f.st.commits_attempted;
+  f.eng.set_remote("a1", 40, 3);
+  f.eng.set_remote("unknown", 5, 5);  // nobody here holds it: ignored
+  f.tick();
+  CHECK(f.st.commits_attempted == commits);
+  REQUIRE(f.rec.batches[1].size() == 1);
+  CHECK(f.rec.batches[1][0][0].total == 40);
+  CHECK(f.rec.batches[1][0][0].viewers == 4);
+  REQUIRE(f.rec.ticks.size() == 1);
+  f.rec.clear();
+  f.eng.set_remote("a1", 40, 3);  // unchanged: nothing to emit
+  f.tick();
+  CHECK(f.rec.batches.empty());
+
+  // Alice clapped 45 times through other nodes: only 5 more fit here.
+  f.st.remote["alice/a1"] = 45;
+  REQUIRE_FALSE(f.clap("alice", "a1", 10, 7, "op-x"));
+  f.tick();
+  auto* r = f.rec.result(7);
+  REQUIRE(r);
+  CHECK(r->accepted == 5);
+  CHECK(r->mine == 50);
+  CHECK(r->total == 45);  // 5 own + 40 remote
+  std::int64_t own = 0;
+  REQUIRE_FALSE(f.backing.read_total("a1", own));
+  CHECK(own == 5);  // the store keeps this node's own part only
+
+  claps::snapshot snap;
+  REQUIRE_FALSE(f.eng.subscribe(2, "a1", true, "alice", snap));
+  CHECK(snap.total == 45);
+  CHECK(snap.viewers == 5);
+  CHECK(snap.mine == 50);
+}

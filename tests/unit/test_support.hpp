@@ -58,6 +58,13 @@ public:
       done(ec, d);
     });
   }
+  // Claps other nodes report for "user/article", as a cluster store would.
+  std::map<std::string, std::int32_t> remote;
+  std::int32_t remote_tally(std::string_view user, std::string_view article) override {
+    auto it = remote.find(std::string(user) + "/" + std::string(article));
+    return it == remote.end() ? 0 : it->second;
+  }
+
   bool holding() const { return static_cast<bool>(held_); }
   void release() {
     auto h = std::move(held_);

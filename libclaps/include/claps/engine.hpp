@@ -64,13 +64,16 @@ struct engine_options {
 std::error_code validate(const engine_options& options) noexcept;
 
 /// One changed article in one tick. `total` is committed; `viewers` counts
-/// subscribers with reading=true. `encoded` is what engine_callbacks::encode
-/// produced for it (empty without an encoder), made once per article per tick.
+/// subscribers with reading=true. Both include other nodes' parts when a
+/// cluster store reports them (engine::set_remote). `encoded` is what
+/// engine_callbacks::encode produced for it (empty without an encoder), made
+/// once per article per tick.
 struct article_update {
   std::string_view article;
   std::int64_t total = 0;
   std::uint32_t viewers = 0;
   std::string_view encoded;
+  std::uint32_t local_viewers = 0;  // this engine's readers only
 };
 
 /// The state of one article as a subscriber should first see it.
@@ -183,6 +186,18 @@ public:
   /// Results and errors as clap(); accepted is minus the claps removed.
   std::error_code undo(std::string_view user, std::string_view article, std::string_view op_id,
                        std::uint64_t cookie);
+
+  // ---- several nodes ----
+
+  /// The other nodes' part of an article, as a cluster store reports it. From
+  /// then on snapshots, updates and results report total = own committed
+  /// total + remote_total and viewers = local viewers + remote_viewers; when
+  /// that differs from what was last emitted, the article is emitted on the
+  /// next tick (no commit needed). Commit batches keep carrying this engine's
+  /// own values. Ignored for articles the engine does not hold in memory
+  /// (nobody here watches them or clapped for them recently).
+  void set_remote(std::string_view article, std::int64_t remote_total,
+                  std::uint32_t remote_viewers);
 
   // ---- time ----
 

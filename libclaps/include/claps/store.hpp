@@ -96,6 +96,16 @@ public:
   virtual std::error_code read_op(std::string_view user, std::string_view op_id,
                                   stored_op& out, bool& found) = 0;
 
+  /// Claps of `user` on `article` made through other nodes, as last known to
+  /// a store shared by several nodes. The engine accepts at most
+  /// cap - (own tally + remote_tally) and reports mine as their sum. A
+  /// single-node store has none.
+  virtual std::int32_t remote_tally(std::string_view user, std::string_view article) {
+    (void)user;
+    (void)article;
+    return 0;
+  }
+
   /// Commits a batch atomically: all of it or none of it. `done` may run
   /// before commit() returns (embedded stores) or later from the caller's
   /// event loop (networked stores), but never twice.
