@@ -164,6 +164,11 @@ struct engine::impl {
   std::vector<std::string> encoded;
   std::vector<std::uint32_t> touched_subs;
 
+  // Op ids stored by an earlier process may be live until one window after
+  // this engine started; ids evicted from memory for size, until they expire.
+  timestamp ops_complete_from;
+  timestamp early_evictions_expire{};
+
   std::error_code last_error;
   engine_stats stats;
   int callback_depth = 0;
@@ -172,7 +177,8 @@ struct engine::impl {
   impl(store& s, engine_options o, engine_callbacks c, timestamp t)
       : st(s), opt(o), cb(std::move(c)), now(t), next_tick(t + o.tick),
         article_index(o.hash_seed),
-        ops(detail::make_string_map<op_state>(o.hash_seed)) {}
+        ops(detail::make_string_map<op_state>(o.hash_seed)),
+        ops_complete_from(t + o.op_id_window) {}
 
   struct callback_scope {
     impl& e;
@@ -317,6 +323,9 @@ struct engine::impl {
       if (it->second.expires_at > now || it->second.at != stage::committed) out = &*it;
       return {};
     }
+    // Once every live op id was made by this engine and none was evicted
+    // early, a miss in memory is a miss in the store: skip the read.
+    if (now >= ops_complete_from && now >= early_evictions_expire) return {};
     stored_op rec;
     bool found = false;
     if (auto ec = st.read_op(user, op_id, rec, found)) return ec;
@@ -347,6 +356,7 @@ struct engine::impl {
       bool expired = expires <= now;
       bool over = ops.size() > op_cache_limit;
       if ((!expired && !over) || it->second.at != stage::committed) break;
+      if (!expired) early_evictions_expire = std::max(early_evictions_expire, expires);
       ops.erase(it);
       op_fifo.pop_front();
       ++stats.ops_purged;

@@ -529,3 +529,44 @@ TEST_CASE("several nodes: remote parts join totals, viewers, mine and the cap") 
   CHECK(snap.viewers == 5);
   CHECK(snap.mine == 50);
 }
+
+TEST_CASE("op ids from an earlier process are found in the store until one window has passed") {
+  claps::memory_store backing;
+  faulty_store st(backing);
+  // An earlier process committed op "early" for alice shortly before this one started.
+  std::vector<claps::op_record> ops{{"alice", "early", "a1", 2, 2, t0() + claps::millis(800)}};
+  std::vector<claps::article_total> totals{{"a1", 2}};
+  std::vector<claps::user_tally> tallies{{"alice", "a1", 2}};
+  backing.commit({totals, tallies, ops, t0()}, [](std::error_code, claps::durability) {});
+
+  recorder rec;
+  claps::engine_options o;
+  o.op_id_window = claps::millis(1000);
+  claps::engine eng(st, o, rec.callbacks(), t0());
+  claps::clap_request r;
+  r.user = "alice";
+  r.article = "a1";
+  r.op_id = "early";
+  r.cookie = 1;
+  REQUIRE_FALSE(eng.clap(r));
+  eng.advance(eng.next_deadline());
+  REQUIRE(rec.result(1));
+  CHECK(rec.result(1)->replayed);
+  CHECK(rec.result(1)->accepted == 2);
+  int reads = st.op_reads;
+  CHECK(reads >= 1);
+
+  // One window later every live op id is this engine's own: new ids skip the store.
+  eng.advance(t0() + claps::millis(1500));
+  r.op_id = "fresh";
+  r.cookie = 2;
+  REQUIRE_FALSE(eng.clap(r));
+  eng.advance(eng.next_deadline());
+  CHECK(st.op_reads == reads);
+  CHECK_FALSE(rec.result(2)->replayed);
+  r.cookie = 3;  // and a retry of it is still recognised, from memory
+  REQUIRE_FALSE(eng.clap(r));
+  eng.advance(eng.next_deadline());
+  CHECK(rec.result(3)->replayed);
+  CHECK(rec.result(3)->accepted == 1);
+}

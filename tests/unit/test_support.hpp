@@ -34,8 +34,10 @@ public:
   std::error_code read_tally(std::string_view u, std::string_view a, std::int32_t& c) override {
     return inner_.read_tally(u, a, c);
   }
+  int op_reads = 0;
   std::error_code read_op(std::string_view u, std::string_view o, claps::stored_op& out,
                           bool& found) override {
+    ++op_reads;
     return inner_.read_op(u, o, out, found);
   }
   void commit(const claps::commit_batch& batch, claps::commit_handler done) override {
