@@ -96,8 +96,10 @@ latencyTarget(19900, 250, "250 ms");
   if (e) {
     const intake = e.data.intake.find((r) => r.store === "memory" && r.op_ids);
     const intakeNoOps = e.data.intake.find((r) => r.store === "memory" && !r.op_ids);
-    targets.push(["engine: >= 10M claps/s intake on one core (memory_store)",
-      `${int(intake.claps_per_s)} claps/s with op ids, ${int(intakeNoOps.claps_per_s)} without`, status(intake.claps_per_s >= 10e6)]);
+    targets.push(["engine: >= 10M claps/s intake on one core (memory_store), claps without op ids",
+      `${int(intakeNoOps.claps_per_s)} claps/s`, status(intakeNoOps.claps_per_s >= 10e6)]);
+    targets.push(["engine: the same, every clap with a new op id (the op-id check does real work)",
+      `${int(intake.claps_per_s)} claps/s`, status(intake.claps_per_s >= 10e6)]);
     targets.push(["engine: lmdb_store commit of a 1k-article tick < 1 ms median",
       `median ${fmt(e.data.lmdb_commit_1k.median_ms, 3)} ms, p99 ${fmt(e.data.lmdb_commit_1k.p99_ms, 3)} ms`,
       status(e.data.lmdb_commit_1k.median_ms < 1)]);
