@@ -12,6 +12,8 @@
 # Every server runs pinned to core 0 and the load generator to core 1
 # (taskset). Each step starts a fresh server and is bounded in time.
 # Results (JSON per run, logs, the commands) go to BUILD_DIR/bench-results/<utc>/.
+# CLAPS_COMMIT names the commit in the report when the sources are not a git
+# checkout (for example a `git archive` snapshot).
 set -euo pipefail
 
 quick=0
@@ -23,7 +25,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --only) only="$2"; shift ;;
     --no-report) report=0 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) build="$1" ;;
   esac
   shift
@@ -181,7 +183,7 @@ run_floor() {
   echo "socketio=$(node -p 'require("'"$root"'/node_modules/socket.io/package.json").version')"
   echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "quick=$quick"
-  echo "commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "commit=${CLAPS_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
   echo "build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null)"
 } > "$out/machine.txt"
 
