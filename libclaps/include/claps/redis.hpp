@@ -111,7 +111,10 @@ struct redis_client_stats {
 };
 
 /// One command connection to the Redis master. Reconnects by itself, with
-/// backoff; in Sentinel mode it rediscovers the master before every connect.
+/// backoff; in Sentinel mode it rediscovers the master before every connect
+/// and also listens to +switch-master on every sentinel, so it moves as soon
+/// as a failover is announced. A READONLY, MASTERDOWN or LOADING reply (the
+/// server was demoted or is not ready) drops the link and rediscovers too.
 class redis_client {
 public:
   /// Starts connecting at once. `loop` must outlive the client.
@@ -170,8 +173,10 @@ struct redis_bus_stats {
 
 /// Fan-out between nodes over Redis pub/sub. Subscriptions live on a
 /// dedicated connection (a subscribed connection may send nothing else);
-/// publishing goes through the command client. Channel of an article:
-/// `<prefix><article>`, "claps:ch:<article>" by default.
+/// publishing goes through the command client, whose master the
+/// subscription connection follows. Channel of an article:
+/// `<prefix><article>`, "claps:ch:<article>" by default. Delivery is at most
+/// once: after a reconnect `resubscribed` tells the caller to resync.
 class redis_bus {
 public:
   /// `publisher` must outlive the bus. The subscription connection uses
@@ -271,6 +276,9 @@ struct redis_store_stats {
 ///   v:{A}        hash  node -> "viewers:expires_ms" (Redis TIME based)
 ///   op:{U}:OP    string "node|article|accepted|mine", SET NX PX window
 ///   ch:A         pub/sub channel, payload "node version total viewers"
+/// Commits complete later, from the loop: before destroying the engine, flush
+/// it and run the loop until engine::idle(). The store copies what it needs
+/// from a batch, so the engine's views need only live through commit().
 class redis_store final : public store {
 public:
   /// `local`, `client` and `bus` must outlive the store. `options.node_id`

@@ -229,7 +229,7 @@ void connection::on_connected() {
     }, connect_deadline_);
     return;
   }
-  handshake_step(0);
+  handshake();
 }
 
 void connection::on_sentinel_answer(redisReply* r) {
@@ -252,7 +252,7 @@ void connection::on_sentinel_answer(redisReply* r) {
 
 // AUTH, SELECT, ROLE pipelined; the first bad answer fails the attempt and
 // the rest then see the dropped link.
-void connection::handshake_step(std::size_t /*step*/) {
+void connection::handshake() {
   auto check = [this](std::error_code ec, redisReply* r) {
     if (ec) return;
     if (r->type == REDIS_REPLY_ERROR) {

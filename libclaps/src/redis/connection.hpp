@@ -81,7 +81,7 @@ private:
   void connect_resolved(const std::string& ip);
   void on_connected();
   void on_sentinel_answer(redisReply* reply);
-  void handshake_step(std::size_t step);
+  void handshake();
   void become_ready();
   void attempt_failed();
   void drop_link(std::error_code reason, bool hiredis_frees);
