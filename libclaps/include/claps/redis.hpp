@@ -278,7 +278,8 @@ struct redis_store_stats {
 ///   ch:A         pub/sub channel, payload "node version total viewers"
 /// Commits complete later, from the loop: before destroying the engine, flush
 /// it and run the loop until engine::idle(). The store copies what it needs
-/// from a batch, so the engine's views need only live through commit().
+/// from a batch once the local commit completed (inside commit() for
+/// lmdb_store and memory_store), so the batch's views need live no longer.
 class redis_store final : public store {
 public:
   /// `local`, `client` and `bus` must outlive the store. `options.node_id`
