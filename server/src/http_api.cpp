@@ -119,6 +119,7 @@ public:
     if (closing_) return;
     closing_ = true;
     lws_set_timeout(wsi_, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+    lws_cancel_service(lws_get_context(wsi_));  // see ws_session::kill_soon
   }
 
 private:

@@ -71,7 +71,7 @@ cxxopts::Options make_spec() {
     ("shutdown-timeout-s", "Seconds SIGTERM waits for clients to take their close frames",
      cxxopts::value<int>()->default_value("5"))
     ("rx-buffer-bytes", "lws receive buffer per connection (memory per connection vs. reads per "
-     "event); messages larger than it are reassembled", cxxopts::value<std::size_t>()->default_value("512"));
+     "event); messages larger than it are reassembled", cxxopts::value<std::size_t>()->default_value("256"));
   spec.add_options("Info")
     ("h,help", "Show this help and exit")
     ("version", "Show the version and exit");

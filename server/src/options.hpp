@@ -40,7 +40,7 @@ struct server_options {
   int handshake_timeout_s = 5;
   int shutdown_timeout_s = 5;
   // lws allocates this much receive buffer per connection.
-  std::size_t rx_buffer_bytes = 512;
+  std::size_t rx_buffer_bytes = 256;
 };
 
 /// The outcome of parsing: options, or a message and exit code (0 for --help

@@ -50,6 +50,7 @@ private:
   bool open_store();
   bool create_context();
   void begin_shutdown(int signum);
+  void on_second();
   void finish();
   bool ready() const { return !admission_.draining && engine_ && !engine_->store_error(); }
 
@@ -81,6 +82,7 @@ private:
   uv_timer_t heartbeat_timer_{};
   bool handles_open_ = false;
   bool lws_failed_ = false;
+  std::uint64_t seconds_ = 0;
   bool finishing_ = false;
   int exit_code_ = 0;
 };
@@ -201,9 +203,9 @@ bool clapsd::start() {
     auto* self = static_cast<clapsd*>(h->data);
     self->fanout_.run_deferred(*self->engine_);
   });
-  const auto beat_ms = static_cast<std::uint64_t>(options_.ping_interval_s) * 1000;
-  uv_timer_start(&heartbeat_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->http_->heartbeat(); },
-                 beat_ms, beat_ms);
+  // One timer for liveness: WebSocket pings/idle drops and SSE heartbeats.
+  uv_timer_start(&heartbeat_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->on_second(); },
+                 1000, 1000);
   admission_.on_drained = [this] {
     uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); }, 0, 0);
   };
@@ -213,13 +215,15 @@ bool clapsd::start() {
 bool clapsd::create_context() {
   protocols_[0].name = "claps";
   protocols_[0].callback = &clapsd::lws_callback;
-  // Holds the session pointer only; sessions live on the heap.
-  protocols_[0].per_session_data_size = sizeof(void*);
+  // No per-session data: a WebSocket's user pointer is set to its session.
+  protocols_[0].per_session_data_size = 0;
   protocols_[0].rx_buffer_size = options_.rx_buffer_bytes;
   protocols_[1] = {};
 
-  idle_policy_.secs_since_valid_ping = static_cast<std::uint16_t>(options_.ping_interval_s);
-  idle_policy_.secs_since_valid_hangup = static_cast<std::uint16_t>(options_.idle_timeout_s);
+  // Zero disables lws's validity timers (its default policy would still arm
+  // one per connection); ws_service::sweep does pings and idle drops.
+  idle_policy_.secs_since_valid_ping = 0;
+  idle_policy_.secs_since_valid_hangup = 0;
 
   const std::string iface = options_.listen_host == "localhost" ? "127.0.0.1" : options_.listen_host;
   void* loops[1] = {&loop_};
@@ -279,8 +283,11 @@ int clapsd::dispatch(lws* wsi, lws_callback_reasons reason, void* user, void* in
     return ws_->receive(wsi, user, static_cast<const char*>(in), len);
   case LWS_CALLBACK_SERVER_WRITEABLE:
     return ws_->writeable(user);
+  case LWS_CALLBACK_RECEIVE_PONG:
+    ws_->pong(user);
+    return 0;
   case LWS_CALLBACK_CLOSED:
-    ws_->closed(user);
+    ws_->closed(wsi, user);
     return 0;
   case LWS_CALLBACK_HTTP:
     return http_->on_request(wsi, static_cast<const char*>(in));
@@ -301,6 +308,11 @@ int clapsd::dispatch(lws* wsi, lws_callback_reasons reason, void* user, void* in
     break;
   }
   return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+void clapsd::on_second() {
+  ws_->sweep();
+  if (++seconds_ % static_cast<std::uint64_t>(options_.ping_interval_s) == 0) http_->heartbeat();
 }
 
 void clapsd::begin_shutdown(int signum) {

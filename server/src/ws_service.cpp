@@ -6,6 +6,7 @@
 #include <claps/error.hpp>
 #include <claps/ids.hpp>
 
+#include <algorithm>
 #include <cstring>
 
 namespace claps::server {
@@ -69,7 +70,8 @@ void ws_service::destroyed(lws* wsi) {
 
 int ws_service::established(lws* wsi, void* user) {
   auto it = upgrading_.find(wsi);
-  if (it == upgrading_.end() || user == nullptr) return -1;
+  (void)user;
+  if (it == upgrading_.end()) return -1;
   auto session = std::make_unique<ws_session>(wsi, std::move(it->second), limits_, deps_.metrics,
                                               deps_.now_ms());
   upgrading_.erase(it);
@@ -79,7 +81,7 @@ int ws_service::established(lws* wsi, void* user) {
   ++deps_.metrics.ws_connections_total;
   ws_session& s = *session;
   s.set_id(deps_.registry.add(s));
-  *static_cast<ws_session**>(user) = &s;
+  lws_set_wsi_user(wsi, &s);
   sessions_.emplace(s.id(), std::move(session));
   std::string hello;
   encode_hello(hello, s.user(), deps_.options.tick_ms, deps_.options.clap_cap);
@@ -90,6 +92,7 @@ int ws_service::established(lws* wsi, void* user) {
 int ws_service::receive(lws* wsi, void* user, const char* in, std::size_t len) {
   ws_session* s = session_of(user);
   if (s == nullptr) return -1;
+  s->heard(deps_.now_ms());
   if (s->closing()) return 0;
   const bool complete = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
   std::string_view message;
@@ -114,10 +117,28 @@ int ws_service::writeable(void* user) {
   return s ? s->on_writeable() : 0;
 }
 
-void ws_service::closed(void* user) {
+void ws_service::pong(void* user) {
+  if (ws_session* s = session_of(user)) s->heard(deps_.now_ms());
+}
+
+void ws_service::sweep() {
+  const auto now = deps_.now_ms();
+  const auto ping_ms = static_cast<std::uint64_t>(deps_.options.ping_interval_s) * 1000;
+  const auto idle_ms = static_cast<std::uint64_t>(deps_.options.idle_timeout_s) * 1000;
+  for (auto& [id, s] : sessions_) {
+    const auto silent = now - std::min(now, s->last_heard_ms());
+    if (silent >= idle_ms) {
+      s->drop();
+    } else if (silent >= ping_ms && now - std::min(now, s->last_ping_ms()) >= ping_ms) {
+      s->ping(now);
+    }
+  }
+}
+
+void ws_service::closed(lws* wsi, void* user) {
   ws_session* s = session_of(user);
   if (s == nullptr) return;
-  *static_cast<ws_session**>(user) = nullptr;
+  lws_set_wsi_user(wsi, nullptr);
   const auto id = s->id();
   deps_.release(id);
   deps_.registry.remove(id);

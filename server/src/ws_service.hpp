@@ -24,7 +24,13 @@ public:
   int established(lws* wsi, void* user);
   int receive(lws* wsi, void* user, const char* in, std::size_t len);
   int writeable(void* user);
-  void closed(void* user);
+  /// LWS_CALLBACK_RECEIVE_PONG.
+  void pong(void* user);
+  /// Once a second: pings peers silent for --ping-interval-s and drops those
+  /// silent for --idle-timeout-s. One O(N) walk instead of lws's per-connection
+  /// validity timers, whose sorted-list inserts cost O(N) each.
+  void sweep();
+  void closed(lws* wsi, void* user);
   /// LWS_CALLBACK_WSI_DESTROY: forget an upgrade that never completed.
   void destroyed(lws* wsi);
 
@@ -33,7 +39,9 @@ public:
   std::size_t sessions() const noexcept { return sessions_.size(); }
 
 private:
-  static ws_session* session_of(void* user) { return user ? *static_cast<ws_session**>(user) : nullptr; }
+  // The wsi's user pointer is the session itself (lws_set_wsi_user), so lws
+  // allocates no per-connection user space.
+  static ws_session* session_of(void* user) { return static_cast<ws_session*>(user); }
   int refuse(lws* wsi, refusal why, unsigned status, std::string_view code, std::string_view message);
   void handle(ws_session& s, std::string_view text, bool binary);
   void subscribe(ws_session& s);

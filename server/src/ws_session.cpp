@@ -23,7 +23,31 @@ constexpr auto lws_write_close = static_cast<lws_write_protocol>(4);
 ws_session::ws_session(lws* wsi, std::string user, const session_limits& limits,
                        server_metrics& metrics, std::uint64_t now_ms)
     : wsi_(wsi), user_(std::move(user)), limits_(limits), metrics_(metrics),
-      bucket_(limits.rate_burst, now_ms) {}
+      bucket_(limits.rate_burst, now_ms), last_heard_ms_(now_ms), last_ping_ms_(now_ms) {}
+
+void ws_session::ping(std::uint64_t now_ms) {
+  last_ping_ms_ = now_ms;
+  if (closing_ || lws_partial_buffered(wsi_)) return;
+  // A payload, because lws 4.1 reports no LWS_CALLBACK_RECEIVE_PONG for an
+  // empty pong.
+  unsigned char frame[LWS_PRE + 1];
+  frame[LWS_PRE] = 'p';
+  lws_write(wsi_, frame + LWS_PRE, 1, LWS_WRITE_PING);
+}
+
+void ws_session::drop() {
+  if (closing_) return;
+  closing_ = true;
+  release_output();
+  kill_soon(LWS_TO_KILL_ASYNC);
+}
+
+void ws_session::kill_soon(int secs) {
+  lws_set_timeout(wsi_, PENDING_TIMEOUT_KILLED_BY_PARENT, secs);
+  // Outside lws's own callbacks, a new lws timeout is only noticed at lws's
+  // next wakeup; on a quiet loop that may be never, so wake it.
+  lws_cancel_service(lws_get_context(wsi_));
+}
 
 ws_session::rx_status ws_session::receive(const char* data, std::size_t len, bool message_complete,
                                           std::string_view& message) {
@@ -54,7 +78,7 @@ bool ws_session::write_frame(char* frame, std::size_t size) {
   if (n < 0) {
     // The socket failed; lws closes it and CLOSED cleans up.
     closing_ = true;
-    lws_set_timeout(wsi_, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+    kill_soon(LWS_TO_KILL_ASYNC);
     return false;
   }
   if (lws_partial_buffered(wsi_)) {
@@ -145,7 +169,7 @@ void ws_session::enforce_output_bound() {
   release_output();
   close_code_ = LWS_CLOSE_STATUS_POLICY_VIOLATION;
   close_reason_ = "slow consumer: too much unsent output";
-  lws_set_timeout(wsi_, PENDING_TIMEOUT_KILLED_BY_PARENT, slow_close_grace_s);
+  kill_soon(slow_close_grace_s);
   request_writeable();
 }
 
@@ -232,7 +256,7 @@ void ws_session::close_now(lws_close_status code, std::string_view reason) {
   lws_close_reason(wsi_, code,
                    reinterpret_cast<unsigned char*>(const_cast<char*>(reason.data())), reason.size());
   // Returning -1 only works inside a callback; this works from anywhere.
-  lws_set_timeout(wsi_, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+  kill_soon(LWS_TO_KILL_ASYNC);
 }
 
 void ws_session::close_when_flushed() {

@@ -65,6 +65,16 @@ public:
   /// Closes with 1001 once queued output is written.
   void close_when_flushed();
 
+  // ---- liveness (driven by ws_service::sweep) ----
+  /// Anything from the peer (a message, a pong) proves it alive.
+  void heard(std::uint64_t now_ms) noexcept { last_heard_ms_ = now_ms; }
+  std::uint64_t last_heard_ms() const noexcept { return last_heard_ms_; }
+  std::uint64_t last_ping_ms() const noexcept { return last_ping_ms_; }
+  /// Sends a ping unless output is pending (then the peer is busy reading).
+  void ping(std::uint64_t now_ms);
+  /// Drops the connection without a close handshake (a silent peer).
+  void drop();
+
 private:
   bool can_write_directly() const noexcept;
   bool write_frame(char* frame, std::size_t size);  // frame includes headroom
@@ -73,6 +83,7 @@ private:
   void enforce_output_bound();
   void release_output();
   void send_close_frame();
+  void kill_soon(int secs);
   std::size_t unsent_bytes() const noexcept;
   void build_pending_frame(std::string& out);
 
@@ -94,6 +105,8 @@ private:
   std::size_t reply_bytes_ = 0;
   std::size_t pending_bytes_ = 0;
   std::size_t inflight_bytes_ = 0;     // size of the frame lws holds partly unsent
+  std::uint64_t last_heard_ms_ = 0;
+  std::uint64_t last_ping_ms_ = 0;
   bool writeable_requested_ = false;
   bool closing_ = false;
   bool close_when_flushed_ = false;

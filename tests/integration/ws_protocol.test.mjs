@@ -14,7 +14,7 @@ test('hello names the user, the tick and the cap; anonymous users get anon-*', a
   const alice = await open('alice');
   assert.deepEqual(alice.hello, { type: 'hello', protocol: 1, user: 'alice', tick_ms: 20, cap: 50 });
   const anon = await open();
-  assert.match(anon.hello.user, /^anon-[0-9a-f]{12}$/);
+  assert.match(anon.hello.user, /^anon-[0-9a-f]{10}$/);
   const ack = await anon.clap('hello-anon', 2);
   assert.equal(ack.accepted, 2);
   await Promise.all([alice.close(), anon.close()]);
