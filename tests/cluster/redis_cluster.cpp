@@ -78,7 +78,13 @@ std::size_t count_words(const std::string& s, const std::string& word) {
 
 } // namespace
 
-std::string redis_cluster::query(std::uint16_t port, const std::vector<std::string>& args) {
+std::string redis_cluster::ask_sentinel(std::uint16_t port,
+                                       const std::vector<std::string>& args) const {
+  return query(port, args, sentinel_password_);
+}
+
+std::string redis_cluster::query(std::uint16_t port, const std::vector<std::string>& args,
+                                 const std::string& password) {
   timeval tv{2, 0};
   redisContext* c = redisConnectWithTimeout("127.0.0.1", port, tv);
   if (c == nullptr || c->err) {
@@ -86,6 +92,10 @@ std::string redis_cluster::query(std::uint16_t port, const std::vector<std::stri
     return {};
   }
   redisSetTimeout(c, tv);
+  if (!password.empty()) {
+    auto* auth = static_cast<redisReply*>(redisCommand(c, "AUTH %s", password.c_str()));
+    if (auth) freeReplyObject(auth);
+  }
   std::vector<const char*> argv;
   std::vector<std::size_t> lens;
   for (const auto& a : args) {
@@ -100,7 +110,9 @@ std::string redis_cluster::query(std::uint16_t port, const std::vector<std::stri
   return out;
 }
 
-redis_cluster::redis_cluster(int replicas, int sentinels, bool standalone) {
+redis_cluster::redis_cluster(int replicas, int sentinels, bool standalone,
+                             std::string sentinel_password)
+    : sentinel_password_(std::move(sentinel_password)) {
   char tmpl[] = "/tmp/claps-redis-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
   dir_ = tmpl;
@@ -130,6 +142,9 @@ redis_cluster::redis_cluster(int replicas, int sentinels, bool standalone) {
       << "sentinel down-after-milliseconds " << master_name << " 1000\n"
       << "sentinel failover-timeout " << master_name << " 3000\n"
       << "sentinel parallel-syncs " << master_name << " 1\n";
+    if (!sentinel_password_.empty())
+      f << "requirepass " << sentinel_password_ << "\nsentinel sentinel-pass " << sentinel_password_
+        << "\n";
     f.close();
     processes_.push_back({"sentinel", port, spawn(conf, true), false});
   }
@@ -163,7 +178,8 @@ pid_t redis_cluster::spawn(const std::filesystem::path& conf, bool sentinel) {
 void redis_cluster::wait_ready() {
   using namespace std::chrono_literals;
   for (const auto& p : processes_) {
-    if (!poll_until([&] { return query(p.port, {"PING"}) == "PONG"; }, 10s))
+    const std::string password = p.role == "sentinel" ? sentinel_password_ : std::string();
+    if (!poll_until([&] { return query(p.port, {"PING"}, password) == "PONG"; }, 10s))
       throw std::runtime_error(p.role + " on port " + std::to_string(p.port) + " did not start");
   }
   std::size_t replicas = 0, sentinels = 0;
@@ -181,8 +197,8 @@ void redis_cluster::wait_ready() {
         !poll_until([&] {
           // Failover needs the quorum of sentinels to know the replicas
           // and each other (they learn it by gossip, within seconds).
-          const std::string r = query(p.port, {"SENTINEL", "replicas", master_name});
-          const std::string s = query(p.port, {"SENTINEL", "sentinels", master_name});
+          const std::string r = ask_sentinel(p.port, {"SENTINEL", "replicas", master_name});
+          const std::string s = ask_sentinel(p.port, {"SENTINEL", "sentinels", master_name});
           return count_words(r, "master-link-status ok") >= replicas &&
                  count_words(s, "runid") + 1 >= sentinels;
         }, 30s))
@@ -227,7 +243,7 @@ std::uint16_t redis_cluster::standalone_port() const {
 std::uint16_t redis_cluster::sentinel_master_port() const {
   for (const auto& p : processes_) {
     if (p.role != "sentinel" || p.pid <= 0) continue;
-    const std::string r = query(p.port, {"SENTINEL", "get-master-addr-by-name", master_name});
+    const std::string r = ask_sentinel(p.port, {"SENTINEL", "get-master-addr-by-name", master_name});
     const auto space = r.find(' ');
     if (space != std::string::npos) return static_cast<std::uint16_t>(std::atoi(r.c_str() + space + 1));
   }

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace claps::test {
@@ -28,7 +29,9 @@ public:
 
   /// Starts everything and waits until the sentinels agree on the master and
   /// know both replicas and each other. Throws std::runtime_error on failure.
-  explicit redis_cluster(int replicas = 2, int sentinels = 3, bool standalone = true);
+  /// With `sentinel_password` the sentinels require it (requirepass).
+  explicit redis_cluster(int replicas = 2, int sentinels = 3, bool standalone = true,
+                         std::string sentinel_password = {});
   ~redis_cluster();
   redis_cluster(const redis_cluster&) = delete;
   redis_cluster& operator=(const redis_cluster&) = delete;
@@ -51,7 +54,10 @@ public:
   /// Runs one command synchronously (test side only), returns the reply as
   /// text: strings/status/integers as is, arrays space-joined, nil as "(nil)",
   /// errors as "ERR...". Empty when the server did not answer within 2 s.
-  static std::string query(std::uint16_t port, const std::vector<std::string>& args);
+  static std::string query(std::uint16_t port, const std::vector<std::string>& args,
+                           const std::string& password = {});
+  /// query() to a sentinel of this deployment (with its password).
+  std::string ask_sentinel(std::uint16_t port, const std::vector<std::string>& args) const;
 
   const std::filesystem::path& dir() const { return dir_; }
 
@@ -61,6 +67,7 @@ private:
   void cleanup();
 
   std::filesystem::path dir_;
+  std::string sentinel_password_;
   std::vector<redis_process> processes_;
 };
 

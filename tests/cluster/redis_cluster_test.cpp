@@ -235,6 +235,26 @@ TEST_CASE("the client finds the master through Sentinel, skipping a dead sentine
   CHECK(!called);
 }
 
+TEST_CASE("sentinels that require a password are asked with sentinel_password") {
+  redis_cluster guarded(0, 1, false, "s3nt1nel-pw");
+  loop_runner loop;
+  claps::redis_options o;
+  REQUIRE(!claps::parse_redis_sentinels(
+      "127.0.0.1:" + std::to_string(guarded.sentinel_ports().front()), redis_cluster::master_name, o));
+  o.connect_timeout = 1000ms;
+  {
+    claps::redis_client refused(loop.get(), o);  // no password: NOAUTH, never ready
+    CHECK(!loop.run_until([&] { return refused.ready(); }, 1500ms));
+  }
+  o.sentinel_password = "s3nt1nel-pw";
+  claps::redis_client client(loop.get(), o);
+  REQUIRE(loop.run_until([&] { return client.ready(); }, 10s));
+  CHECK(client.master().port == guarded.sentinel_master_port());
+  auto pong = ask(loop, client, {"PING"});
+  REQUIRE(pong);
+  CHECK(pong->str == "PONG");
+}
+
 TEST_CASE("pub/sub reaches a subscriber on another connection, only for watched articles") {
   loop_runner loop;
   const auto options = sentinel_options();

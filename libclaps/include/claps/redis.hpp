@@ -52,6 +52,10 @@ struct redis_options {
   /// Sentinel mode when not empty: each is asked in turn for `master_name`.
   std::vector<redis_endpoint> sentinels;
   std::string master_name;
+  /// AUTH [username] password sent to sentinels (their requirepass or ACL
+  /// user), when sentinel_password is not empty.
+  std::string sentinel_username;
+  std::string sentinel_password;
   /// AUTH [username] password after connecting, when password is not empty.
   std::string username;
   std::string password;

@@ -49,8 +49,8 @@ redis_client::redis_client(uv_loop_t* loop, redis_options options,
     redis_options watch = options;
     watch.sentinels.clear();
     watch.address = sentinel;
-    watch.username.clear();  // Sentinel AUTH is not supported (yet)
-    watch.password.clear();
+    watch.username = options.sentinel_username;
+    watch.password = options.sentinel_password;
     watch.database = 0;
     watch.reconnect_min = std::max(options.reconnect_min, millis(250));
     detail::connection_events on_switch;

@@ -223,6 +223,7 @@ void connection::on_disconnect_cb(const redisAsyncContext* ac, int /*status*/) {
 void connection::on_connected() {
   state_ = state::handshaking;
   if (purpose_ == purpose::sentinel) {
+    send_auth(options_.sentinel_username, options_.sentinel_password);
     const std::string_view args[] = {"SENTINEL", "get-master-addr-by-name", options_.master_name};
     send_internal(args, [this](std::error_code ec, redisReply* r) {
       if (!ec) on_sentinel_answer(r);
@@ -250,29 +251,36 @@ void connection::on_sentinel_answer(redisReply* r) {
   attempt_failed();
 }
 
-// AUTH, SELECT, ROLE pipelined; the first bad answer fails the attempt and
-// the rest then see the dropped link.
-void connection::handshake() {
-  auto check = [this](std::error_code ec, redisReply* r) {
+// A handshake step whose error reply fails the attempt; the steps after it
+// then see the dropped link.
+raw_handler connection::step_check() {
+  return [this](std::error_code ec, redisReply* r) {
     if (ec) return;
     if (r->type == REDIS_REPLY_ERROR) {
       drop_link(make_error_code(errc::store_disconnected), false);
       attempt_failed();
     }
   };
-  if (!options_.password.empty()) {
-    if (options_.username.empty()) {
-      const std::string_view args[] = {"AUTH", options_.password};
-      send_internal(args, check, connect_deadline_);
-    } else {
-      const std::string_view args[] = {"AUTH", options_.username, options_.password};
-      send_internal(args, check, connect_deadline_);
-    }
+}
+
+void connection::send_auth(const std::string& username, const std::string& password) {
+  if (password.empty()) return;
+  if (username.empty()) {
+    const std::string_view args[] = {"AUTH", password};
+    send_internal(args, step_check(), connect_deadline_);
+  } else {
+    const std::string_view args[] = {"AUTH", username, password};
+    send_internal(args, step_check(), connect_deadline_);
   }
+}
+
+// AUTH, SELECT, ROLE pipelined.
+void connection::handshake() {
+  send_auth(options_.username, options_.password);
   if (options_.database != 0) {
     const std::string db = std::to_string(options_.database);
     const std::string_view args[] = {"SELECT", db};
-    send_internal(args, check, connect_deadline_);
+    send_internal(args, step_check(), connect_deadline_);
   }
   const std::string_view role[] = {"ROLE"};
   send_internal(role, [this](std::error_code ec, redisReply* r) {

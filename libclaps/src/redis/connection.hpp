@@ -82,6 +82,8 @@ private:
   void on_connected();
   void on_sentinel_answer(redisReply* reply);
   void handshake();
+  void send_auth(const std::string& username, const std::string& password);
+  raw_handler step_check();
   void become_ready();
   void attempt_failed();
   void drop_link(std::error_code reason, bool hiredis_frees);
