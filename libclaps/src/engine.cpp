@@ -737,6 +737,16 @@ struct engine::impl {
     return {};
   }
 
+  // Validates an article and optional user and loads what a snapshot needs.
+  std::error_code load_for_snapshot(std::string_view article, std::string_view user,
+                                    std::uint32_t& slot, std::int32_t& mine) {
+    if (auto ec = check_article_id(article)) return ec;
+    if (!user.empty())
+      if (auto ec = check_user_id(user)) return ec;
+    if (auto ec = find_or_load_article(article, slot)) return ec;
+    return committed_mine(user, slot, mine);
+  }
+
   void fill_snapshot(std::uint32_t slot, std::int32_t mine, snapshot& out) const {
     const article_state& a = (*articles[slot]);
     out.article = a.id;
@@ -757,13 +767,9 @@ std::error_code engine::subscribe(subscriber_id sub, std::string_view article, b
                                   std::string_view user, snapshot& out) {
   impl& e = *impl_;
   e.assert_not_in_callback();
-  if (auto ec = check_article_id(article)) return ec;
-  if (!user.empty())
-    if (auto ec = check_user_id(user)) return ec;
   std::uint32_t slot = 0;
-  if (auto ec = e.find_or_load_article(article, slot)) return ec;
   std::int32_t mine = 0;
-  if (auto ec = e.committed_mine(user, slot, mine)) return ec;
+  if (auto ec = e.load_for_snapshot(article, user, slot, mine)) return ec;
   std::uint32_t sub_slot = e.find_or_add_subscriber(sub);
   if (!e.watches(sub_slot, slot)) {
     if (e.opt.max_subscriptions && e.subs[sub_slot].watching.size() >= e.opt.max_subscriptions) {
@@ -894,13 +900,9 @@ timestamp engine::next_deadline() const noexcept { return impl_->next_tick; }
 
 std::error_code engine::read(std::string_view article, std::string_view user, snapshot& out) {
   impl& e = *impl_;
-  if (auto ec = check_article_id(article)) return ec;
-  if (!user.empty())
-    if (auto ec = check_user_id(user)) return ec;
   std::uint32_t slot = 0;
-  if (auto ec = e.find_or_load_article(article, slot)) return ec;
   std::int32_t mine = 0;
-  if (auto ec = e.committed_mine(user, slot, mine)) return ec;
+  if (auto ec = e.load_for_snapshot(article, user, slot, mine)) return ec;
   e.fill_snapshot(slot, mine, out);
   return {};
 }
