@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { test } from 'node:test';
-import { CLAPSD, client, deadline, eventually, request, runClapsd, startServer, tempDir } from './helpers.mjs';
+import { CLAPSD, client, deadline, eventually, metric, request, runClapsd, startServer, tempDir } from './helpers.mjs';
 
 async function totals(server, articles, user) {
   const out = {};
@@ -172,4 +172,29 @@ test('--articles-file takes the demo JSON or a plain id list', async () => {
   assert.equal(r.code, 1);
   assert.match(r.stderr, /"id"/);
   assert.ok(fs.existsSync(CLAPSD));
+});
+
+test('a failing store: readyz 503, no acks for what is not durable, nothing acked lost after a fix', async () => {
+  const dir = tempDir();
+  // A map this small fills after a few dozen claps with long ids.
+  let server = await startServer({ dataDir: dir, args: ['--tick-ms', '10', '--lmdb-map-size', '200000', '--rate-limit', '100000', '--rate-burst', '100000'] });
+  const u = await client.open(`${server.ws}?user=filler`);
+  const long = (p, i) => `${p}-${i}-${'z'.repeat(100)}`;
+  const acked = {};
+  for (let i = 0; i < 400; i++) u.send({ type: 'clap', article: long('full', i), id: `fill-${i}-${'o'.repeat(50)}` });
+  await eventually(async () => (await request(`${server.http}/readyz`)).status === 503, { ms: 10000, what: 'readyz 503' });
+  assert.ok(await metric(server, 'claps_commit_failures_total') > 0);
+  const settled = u.frames.filter((f) => f.type === 'ack');
+  for (const a of settled) acked[a.article] = a.total;
+  assert.ok(settled.length > 0 && settled.length < 400, `${settled.length} acks before the map filled`);
+  assert.equal((await request(`${server.http}/healthz`)).status, 200, 'alive while not ready');
+  const { code } = await server.stop();
+  assert.equal(code, 1, 'exit 1: claps were left uncommitted (none of them acknowledged)');
+
+  server = await startServer({ dataDir: dir, args: ['--lmdb-map-size', String(64 << 20)] });
+  assert.equal((await request(`${server.http}/readyz`)).status, 200);
+  for (const [article, total] of Object.entries(acked)) {
+    assert.equal((await request(`${server.http}/api/articles/${article}`)).json.total, total, article);
+  }
+  await server.stop();
 });
