@@ -9,7 +9,7 @@ engine_callbacks fanout::callbacks() {
   cb.encode = [](const article_update& update, std::string& out) { encode_update_frame(update, out); };
   cb.deliver = [this](subscriber_id sub, std::span<const article_update* const> updates) {
     depth_guard guard(depth_);
-    if (auto* e = registry_.find(sub)) e->on_update(updates, scratch_);
+    endpoint_registry::subscriber(sub).on_update(updates, scratch_);
   };
   cb.result = [this](const op_result& result) {
     depth_guard guard(depth_);
@@ -23,9 +23,13 @@ engine_callbacks fanout::callbacks() {
   return cb;
 }
 
-void fanout::release(engine& e, subscriber_id sub) {
-  if (depth_ > 0) deferred_.push_back(sub);
-  else e.unsubscribe_all(sub);
+void fanout::release(engine& e, subscriber_id sub, std::unique_ptr<endpoint> owner) {
+  if (depth_ > 0) {
+    deferred_.push_back(sub);
+    if (owner) graveyard_.push_back(std::move(owner));
+  } else {
+    e.unsubscribe_all(sub);
+  }
 }
 
 void fanout::run_deferred(engine& e) {
@@ -33,6 +37,7 @@ void fanout::run_deferred(engine& e) {
   auto subs = std::move(deferred_);
   deferred_.clear();
   for (auto sub : subs) e.unsubscribe_all(sub);
+  graveyard_.clear();
 }
 
 } // namespace claps::server

@@ -9,6 +9,7 @@
 #include <claps/engine.hpp>
 
 #include <functional>
+#include <memory>
 #include <vector>
 
 namespace claps::server {
@@ -24,8 +25,10 @@ public:
   /// (e.g. unsubscribe_all from a connection that closed) must then wait.
   bool in_engine_callback() const noexcept { return depth_ > 0; }
 
-  /// engine.unsubscribe_all(sub) now, or once the running callback returns.
-  void release(engine& e, subscriber_id sub);
+  /// engine.unsubscribe_all(sub) now, or once the running callback returns;
+  /// `owner` (the endpoint behind `sub`, if the caller is done with it) is
+  /// destroyed only after that, because deliveries reach it without a lookup.
+  void release(engine& e, subscriber_id sub, std::unique_ptr<endpoint> owner = nullptr);
   /// Runs the releases deferred by release(); call after each loop pass.
   void run_deferred(engine& e);
 
@@ -43,6 +46,7 @@ private:
   tick_scratch scratch_;
   int depth_ = 0;
   std::vector<subscriber_id> deferred_;
+  std::vector<std::unique_ptr<endpoint>> graveyard_;
 };
 
 } // namespace claps::server

@@ -409,9 +409,10 @@ void http_api::drop(lws* wsi) {
   exchanges_.erase(it);
   if (exchange->id != 0) {
     if (dynamic_cast<sse_stream*>(exchange.get()) != nullptr) {
-      deps_.release(exchange->id);
+      const auto id = exchange->id;
+      deps_.registry.remove(id);
+      deps_.release(id, std::move(exchange));
       --deps_.metrics.sse_streams;
-      deps_.registry.remove(exchange->id);
       deps_.admission.closed_one();
     } else {
       deps_.registry.remove(exchange->id);

@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 
 namespace claps::server {
 
@@ -52,7 +53,9 @@ struct service_deps {
   std::uint64_t now_ms() const noexcept { return uv_now(loop); }
   /// Stops `sub` watching everything, after the current engine callback if
   /// one is running (the engine forbids mutation from its callbacks).
-  void release(subscriber_id sub) { fan.release(engine, sub); }
+  void release(subscriber_id sub, std::unique_ptr<endpoint> owner = nullptr) {
+    fan.release(engine, sub, std::move(owner));
+  }
 };
 
 } // namespace claps::server

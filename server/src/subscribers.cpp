@@ -3,8 +3,9 @@
 namespace claps::server {
 
 std::uint64_t endpoint_registry::add(endpoint& e) {
-  const auto id = next_id_++;
-  endpoints_.emplace(id, &e);
+  e.serial = next_serial_++;
+  const auto id = reinterpret_cast<std::uintptr_t>(&e);
+  endpoints_[id] = &e;
   return id;
 }
 
@@ -17,7 +18,8 @@ endpoint* endpoint_registry::find(std::uint64_t id) const noexcept {
 
 std::uint64_t endpoint_registry::track_op(std::uint64_t endpoint_id, std::string_view op_id) {
   const auto cookie = next_cookie_++;
-  ops_.emplace(cookie, pending_op{endpoint_id, std::string(op_id)});
+  const auto* e = find(endpoint_id);
+  ops_.emplace(cookie, pending_op{endpoint_id, e ? e->serial : 0, std::string(op_id)});
   return cookie;
 }
 
@@ -28,7 +30,7 @@ void endpoint_registry::complete_op(const op_result& result) {
   if (it == ops_.end()) return;
   const pending_op op = std::move(it->second);
   ops_.erase(it);
-  if (auto* e = find(op.endpoint_id)) e->on_result(result, op.op_id);
+  if (auto* e = find(op.endpoint_id); e != nullptr && e->serial == op.serial) e->on_result(result, op.op_id);
 }
 
 } // namespace claps::server

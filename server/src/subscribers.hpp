@@ -29,12 +29,19 @@ public:
   virtual void on_update(std::span<const article_update* const> updates, tick_scratch& scratch) = 0;
   /// The durable outcome of a clap/undo this endpoint submitted.
   virtual void on_result(const op_result& result, std::string_view op_id) = 0;
+  /// Unique per registration, so a result never reaches a newer endpoint
+  /// that happens to live at a freed one's address.
+  std::uint64_t serial = 0;
 };
 
 class endpoint_registry {
 public:
-  /// Registers an endpoint; the returned id is its subscriber_id.
+  /// Registers an endpoint; the returned id is its subscriber_id. The id is
+  /// the endpoint's address, so the engine's deliveries need no lookup.
   std::uint64_t add(endpoint& e);
+  /// The endpoint behind a subscriber id the engine delivers to. Valid while
+  /// the engine knows the subscriber (ids are released before endpoints die).
+  static endpoint& subscriber(std::uint64_t id) noexcept { return *reinterpret_cast<endpoint*>(id); }
   void remove(std::uint64_t id) noexcept;
   endpoint* find(std::uint64_t id) const noexcept;
 
@@ -50,9 +57,10 @@ public:
 private:
   struct pending_op {
     std::uint64_t endpoint_id;
+    std::uint64_t serial;
     std::string op_id;
   };
-  std::uint64_t next_id_ = 1;
+  std::uint64_t next_serial_ = 1;
   std::uint64_t next_cookie_ = 1;
   std::unordered_map<std::uint64_t, endpoint*> endpoints_;
   std::unordered_map<std::uint64_t, pending_op> ops_;

@@ -140,9 +140,11 @@ void ws_service::closed(lws* wsi, void* user) {
   if (s == nullptr) return;
   lws_set_wsi_user(wsi, nullptr);
   const auto id = s->id();
-  deps_.release(id);
   deps_.registry.remove(id);
-  sessions_.erase(id);
+  auto it = sessions_.find(id);
+  auto owned = std::move(it->second);
+  sessions_.erase(it);
+  deps_.release(id, std::move(owned));
   --deps_.metrics.ws_connections;
   deps_.admission.closed_one();
 }
