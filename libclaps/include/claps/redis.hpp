@@ -312,10 +312,13 @@ public:
   /// Loads the other nodes' claps of `user` on `article` (for the cap).
   void prefetch_tally(std::string_view user, std::string_view article);
 
-  /// Last known sums over the other nodes.
+  /// Last known sums over the other nodes (remote_total and remote_viewers
+  /// of watched articles only).
   std::int64_t remote_total(std::string_view article) const noexcept;
   std::uint32_t remote_viewers(std::string_view article) const noexcept;
-  std::int32_t remote_tally(std::string_view user, std::string_view article) const noexcept;
+  /// The user's claps on the article through other nodes, as the last
+  /// commit or prefetch_tally() learned them; the engine's cap counts them.
+  std::int32_t remote_tally(std::string_view user, std::string_view article) noexcept override;
 
   /// True while commits are only locally durable.
   bool degraded() const noexcept;

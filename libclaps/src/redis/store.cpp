@@ -744,7 +744,7 @@ std::uint32_t redis_store::remote_viewers(std::string_view article) const noexce
   return it == impl_->remote.end() ? 0 : it->second.viewers;
 }
 
-std::int32_t redis_store::remote_tally(std::string_view user, std::string_view article) const noexcept {
+std::int32_t redis_store::remote_tally(std::string_view user, std::string_view article) noexcept {
   const auto it = impl_->remote_tallies.find(tally_key(user, article));
   return it == impl_->remote_tallies.end() ? 0 : it->second;
 }
