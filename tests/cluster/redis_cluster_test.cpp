@@ -398,7 +398,7 @@ TEST_CASE("a crashed node's viewers expire from the global count") {
   const auto gone_at = steady::now();
   doomed.reset();
   REQUIRE(loop.run_until([&] { return watcher.store->remote_viewers("x1") == 0; }, 10s));
-  CHECK(steady::now() - gone_at < 1500ms + 1000ms + 1000ms);  // ttl + refresh + slack
+  CHECK(steady::now() - gone_at < 1500ms + 1000ms + 3000ms);  // ttl + refresh + slack for busy CI
   CHECK(watcher.remote["x1"].second == 0);
 }
 
@@ -426,7 +426,7 @@ TEST_CASE("a stopped Redis: requests time out within the deadline, commits degra
   const auto waited = steady::now() - start;
   CHECK(*outcome == claps::make_error_code(claps::errc::store_timeout));
   CHECK(waited >= 900ms);
-  CHECK(waited < 3s);  // the deadline (1 s) plus loop slack, never a hang
+  CHECK(waited < 5s);  // the deadline (1 s) plus slack for a busy machine: never a hang
   CHECK(n.client->stats().timeouts >= 1);
 
   // While Redis is stopped, commits are acknowledged as locally durable.
