@@ -570,3 +570,21 @@ TEST_CASE("op ids from an earlier process are found in the store until one windo
   CHECK(rec.result(3)->replayed);
   CHECK(rec.result(3)->accepted == 1);
 }
+
+TEST_CASE("a batch in flight keeps valid views while new claps grow the same article") {
+  // Regression: batch tallies pointed into tally strings that moved when the
+  // article's tallies grew during an asynchronous commit (ASan caught it).
+  fixture f;
+  f.st.defer = true;
+  REQUIRE_FALSE(f.clap("short", "a1", 1, 1));
+  f.tick();
+  REQUIRE(f.st.holding());
+  for (int i = 0; i < 1000; ++i) REQUIRE_FALSE(f.clap("u" + std::to_string(i), "a1", 1, 100 + i));
+  f.st.release();  // the deferred store applies the batch's views only now
+  std::int32_t claps_of = 0;
+  REQUIRE_FALSE(f.backing.read_tally("short", "a1", claps_of));
+  CHECK(claps_of == 1);
+  f.st.defer = false;
+  f.tick();
+  CHECK(f.rec.results.size() == 1001);
+}

@@ -49,10 +49,9 @@ public:
       return;
     }
     if (defer) {
-      // Keep the batch's effect for release(): apply now, acknowledge later.
-      inner_.commit(batch, [this, done](std::error_code ec, claps::durability d) {
-        held_ = [done, ec, d] { done(ec, d); };
-      });
+      // Apply and acknowledge at release(), reading the batch's views only
+      // then, as a networked store does when its reply arrives.
+      held_ = [this, batch, done] { inner_.commit(batch, done); };
       return;
     }
     inner_.commit(batch, [this, done](std::error_code ec, claps::durability d) {

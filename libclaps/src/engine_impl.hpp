@@ -1,0 +1,324 @@
+// Internal: the engine's state and the declarations shared by its parts.
+//   engine.cpp         the public API
+//   engine_intake.cpp  articles, tallies and op ids: loading, caps, replays, eviction
+//   engine_tick.cpp    the tick: one commit, then results and one update per change
+//   engine_rooms.cpp   who watches what, with O(1) swap-removes on both sides
+#pragma once
+
+#include <claps/engine.hpp>
+#include <claps/ids.hpp>
+
+#include "id_index.hpp"
+#include "string_map.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <deque>
+#include <limits>
+#include <memory>
+#include <unordered_map>
+
+namespace claps {
+namespace detail {
+
+
+constexpr std::uint32_t no_slot = std::numeric_limits<std::uint32_t>::max();
+// In-memory op records beyond this are evicted oldest first once committed;
+// the store still answers for them until they expire.
+constexpr std::size_t op_cache_limit = 1'000'000;
+
+enum class stage : std::uint8_t { accumulating, in_flight, committed };
+
+struct room_entry {
+  std::uint32_t sub;      // subscriber slot
+  std::uint32_t sub_pos;  // index in that subscriber's `watching`
+};
+
+struct watch_entry {
+  std::uint32_t article;  // article slot
+  std::uint32_t room_pos; // index in that article's `room`
+  bool reading;
+};
+
+struct tally_state {
+  std::int32_t value = 0;      // including what is not yet durable
+  std::int32_t committed = 0;  // durable
+  std::int32_t in_flight_value = 0;
+  bool dirty = false;
+  bool in_flight = false;
+};
+
+// One user's tally on one article. Each article keeps its own tallies, keyed
+// by user: a clap hashes the article id and the user id separately instead of
+// building and hashing "user/article".
+struct tally_entry {
+  std::string user;
+  tally_state state;
+};
+
+struct article_state {
+  std::string id;
+  std::int64_t total = 0;       // including what is not yet durable
+  std::int64_t committed = 0;   // durable
+  std::int64_t in_flight_total = 0;
+  std::int64_t emitted_total = 0;
+  std::uint32_t viewers = 0;
+  std::uint32_t emitted_viewers = 0;
+  std::int64_t remote_total = 0;    // other nodes' part (cluster stores)
+  std::uint32_t remote_viewers = 0;
+  std::uint32_t result_refs = 0;  // pending results naming this article
+  std::vector<room_entry> room;
+  // Dirty or in-flight tallies imply dirty or in_flight here.
+  std::vector<tally_entry> tallies;
+  detail::id_index tally_index;
+  bool live = false;
+  bool dirty = false;      // total changed since the last batch was built
+  bool in_flight = false;  // part of the commit in flight
+  bool changed = false;    // on the changed list for the next emission
+};
+
+
+struct op_state {
+  std::string article;
+  std::int32_t accepted = 0;
+  std::int32_t mine = 0;
+  timestamp expires_at{};
+  std::uint32_t user_len = 0;  // key is user + '/' + op_id
+  stage at = stage::accumulating;
+};
+
+struct subscriber_state {
+  subscriber_id id = 0;
+  std::vector<watch_entry> watching;
+  std::vector<const article_update*> batch;  // reused every tick
+  bool live = false;
+};
+
+struct pending_result {
+  std::uint64_t cookie;
+  std::uint32_t article;
+  std::int32_t accepted;
+  std::int32_t mine;
+  bool replayed;
+};
+
+using op_map = detail::string_map<op_state>;
+
+struct tally_ref {
+  std::uint32_t article;
+  std::uint32_t index;  // in that article's `tallies`
+};
+
+
+} // namespace detail
+
+using namespace detail;
+
+struct engine::impl {
+  store& st;
+  engine_options opt;
+  engine_callbacks cb;
+  timestamp now;
+  timestamp next_tick;
+
+  // Each article lives in its own allocation so ids stay put while a batch
+  // or an update holds views of them (and indexing stays one load).
+  std::vector<std::unique_ptr<article_state>> articles;
+  std::vector<std::uint32_t> free_articles;
+  detail::id_index article_index;
+  std::size_t tally_count = 0;
+  std::size_t live_articles = 0;
+
+  std::vector<subscriber_state> subs;
+  std::vector<std::uint32_t> free_subs;
+  std::unordered_map<subscriber_id, std::uint32_t> sub_index;
+  std::size_t subscriptions = 0;
+
+  op_map ops;
+  std::deque<std::pair<timestamp, const std::string*>> op_fifo;  // insertion order = expiry order
+
+  // What the next batch will carry.
+  std::vector<std::uint32_t> dirty_articles;
+  std::vector<tally_ref> dirty_tallies;
+  std::vector<op_map::value_type*> dirty_ops;
+  std::vector<pending_result> accumulating_results;
+
+  // The commit in flight and what it carries.
+  bool committing = false;
+  bool completed_inline = false;
+  std::vector<std::uint32_t> flight_articles;
+  std::vector<tally_ref> flight_tallies;
+  std::vector<op_map::value_type*> flight_ops;
+  std::vector<pending_result> flight_results;
+  std::vector<article_total> batch_totals;
+  std::vector<user_tally> batch_tallies;
+  std::vector<op_record> batch_ops;
+  std::string batch_users;  // the users batch_tallies views point into
+
+  std::vector<pending_result> ready_results;  // replays of committed ops
+  std::vector<std::uint32_t> changed_articles;
+
+  // Emission scratch, reused every tick.
+  std::vector<article_update> updates;
+  std::vector<std::uint32_t> update_slots;
+  std::vector<std::string> encoded;
+  std::vector<std::uint32_t> touched_subs;
+
+  // Op ids stored by an earlier process may be live until one window after
+  // this engine started; ids evicted from memory for size, until they expire.
+  timestamp ops_complete_from;
+  timestamp early_evictions_expire{};
+
+  std::error_code last_error;
+  engine_stats stats;
+  int callback_depth = 0;
+  std::string key_buf;
+
+  impl(store& s, engine_options o, engine_callbacks c, timestamp t)
+      : st(s), opt(o), cb(std::move(c)), now(t), next_tick(t + o.tick),
+        article_index(o.hash_seed),
+        ops(detail::make_string_map<op_state>(o.hash_seed)),
+        ops_complete_from(t + o.op_id_window) {}
+
+  struct callback_scope {
+    impl& e;
+    explicit callback_scope(impl& i) : e(i) { ++e.callback_depth; }
+    ~callback_scope() { --e.callback_depth; }
+  };
+  void assert_not_in_callback() const {
+    assert(callback_depth == 0 && "claps::engine: mutating call from inside a callback");
+  }
+
+  const std::string& make_key(std::string_view a, std::string_view b) {
+    key_buf.clear();
+    key_buf.append(a).push_back('/');
+    key_buf.append(b);
+    return key_buf;
+  }
+
+  // ---- articles ----
+
+  struct article_key {
+    const std::vector<std::unique_ptr<article_state>>* articles;
+    std::string_view operator()(std::uint32_t slot) const { return (*articles)[slot]->id; }
+  };
+  article_key article_key_of() const { return {&articles}; }
+
+  std::error_code find_or_load_article(std::string_view id, std::uint32_t& slot);
+
+  std::uint32_t find_article(std::string_view id) const {
+    return article_index.find(id, article_index.hash(id), article_key_of());
+  }
+
+  void mark_changed(std::uint32_t slot) {
+    article_state& a = *articles[slot];
+    if (!a.changed) {
+      a.changed = true;
+      changed_articles.push_back(slot);
+    }
+  }
+
+  void mark_dirty(std::uint32_t slot) {
+    article_state& a = *articles[slot];
+    if (!a.dirty) {
+      a.dirty = true;
+      dirty_articles.push_back(slot);
+    }
+  }
+
+  bool evictable(const article_state& a) const {
+    return a.live && a.room.empty() && !a.dirty && !a.in_flight && !a.changed &&
+           a.result_refs == 0;
+  }
+
+  void evict_idle_articles();
+
+  // ---- tallies ----
+
+  // The index of `user`'s tally in the article's `tallies`, loading it from
+  // the store when it is not cached. Indices stay valid until eviction.
+  std::error_code find_or_load_tally(std::string_view user, std::uint32_t slot,
+                                     std::uint32_t& out);
+
+  // Runs between ticks. Only when no tally is dirty or in flight (the usual
+  // case right after a commit) may indices be dropped, so then all go at once.
+  void evict_clean_tallies();
+
+  // ---- op ids ----
+
+  // Finds a live op record, in memory or in the store. Null when unused.
+  std::error_code find_op(std::string_view user, std::string_view op_id,
+                          op_map::value_type*& out);
+
+  void forget_old_ops();
+
+  // ---- results ----
+
+  std::vector<pending_result>& results_for(stage s) {
+    switch (s) {
+    case stage::accumulating: return accumulating_results;
+    case stage::in_flight: return flight_results;
+    case stage::committed: break;
+    }
+    return ready_results;
+  }
+
+  void complete(std::vector<pending_result>& results, durability level);
+
+  // ---- intake ----
+
+  std::error_code apply(std::string_view user, std::string_view article,
+                        std::int32_t count, bool is_undo, std::string_view op_id,
+                        std::uint64_t cookie);
+
+  std::error_code replay(const op_map::value_type& op, std::uint64_t cookie);
+
+  // ---- the tick ----
+
+  void tick(timestamp t);
+
+  durability last_level = durability::local;
+
+  void start_commit();
+
+  tally_state& tally_of(tally_ref ref) { return articles[ref.article]->tallies[ref.index].state; }
+
+  void finish_commit(std::error_code ec, durability level);
+
+  bool in_tick = false;
+
+  void emit();
+
+  // ---- rooms ----
+
+  std::uint32_t find_or_add_subscriber(subscriber_id id);
+
+  bool watches(std::uint32_t sub_slot, std::uint32_t article_slot) const {
+    for (const watch_entry& w : subs[sub_slot].watching)
+      if (w.article == article_slot) return true;
+    return false;
+  }
+
+  void add_watch(std::uint32_t sub_slot, std::uint32_t article_slot, bool reading);
+
+  // Removes watching[pos] of a subscriber, swap-removing on both sides.
+  void remove_watch(std::uint32_t sub_slot, std::uint32_t pos);
+
+  void drop_subscriber_if_empty(std::uint32_t slot);
+
+  std::error_code committed_mine(std::string_view user, std::uint32_t slot, std::int32_t& mine);
+
+  // Validates an article and optional user and loads what a snapshot needs.
+  std::error_code load_for_snapshot(std::string_view article, std::string_view user,
+                                    std::uint32_t& slot, std::int32_t& mine);
+
+  void fill_snapshot(std::uint32_t slot, std::int32_t mine, snapshot& out) const {
+    const article_state& a = *articles[slot];
+    out.article = a.id;
+    out.total = a.committed + a.remote_total;
+    out.viewers = a.viewers + a.remote_viewers;
+    out.mine = mine;
+  }
+};
+
+} // namespace claps

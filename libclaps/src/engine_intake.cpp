@@ -1,0 +1,231 @@
+// Intake: loading articles, tallies and op ids; the cap; replays; eviction.
+#include "engine_impl.hpp"
+
+namespace claps {
+
+std::error_code engine::impl::find_or_load_article(std::string_view id, std::uint32_t& slot) {
+  const std::uint64_t h = article_index.hash(id);
+  if (std::uint32_t found = article_index.find(id, h, article_key_of()); found != no_slot) {
+    slot = found;
+    return {};
+  }
+  std::int64_t total = 0;
+  if (auto ec = st.read_total(id, total)) return ec;
+  if (free_articles.empty()) {
+    slot = static_cast<std::uint32_t>(articles.size());
+    articles.push_back(std::make_unique<article_state>());
+  } else {
+    slot = free_articles.back();
+    free_articles.pop_back();
+  }
+  article_state& a = *articles[slot];
+  a.id.assign(id);
+  a.total = a.committed = a.emitted_total = total;
+  a.viewers = a.emitted_viewers = 0;
+  a.remote_total = 0;
+  a.remote_viewers = 0;
+  a.tallies.clear();
+  a.tally_index = detail::id_index(opt.hash_seed);
+  a.live = true;
+  article_index.insert(h, slot);
+  ++live_articles;
+  return {};
+}
+
+void engine::impl::evict_idle_articles() {
+  if (live_articles <= opt.article_cache) return;
+  for (std::uint32_t slot = 0; slot < articles.size(); ++slot) {
+    article_state& a = *articles[slot];
+    if (!evictable(a)) continue;
+    article_index.erase(article_index.hash(a.id), slot);
+    a.live = false;
+    a.id.clear();
+    a.room.shrink_to_fit();
+    tally_count -= a.tallies.size();
+    a.tallies = {};
+    a.tally_index = detail::id_index();
+    free_articles.push_back(slot);
+    --live_articles;
+  }
+}
+
+// The index of `user`'s tally in the article's `tallies`, loading it from
+// the store when it is not cached. Indices stay valid until eviction.
+std::error_code engine::impl::find_or_load_tally(std::string_view user, std::uint32_t slot,
+                                   std::uint32_t& out) {
+  article_state& a = *articles[slot];
+  const std::uint64_t h = a.tally_index.hash(user);
+  auto user_of = [&a](std::uint32_t i) { return std::string_view(a.tallies[i].user); };
+  if (std::uint32_t found = a.tally_index.find(user, h, user_of); found != no_slot) {
+    out = found;
+    return {};
+  }
+  std::int32_t claps = 0;
+  if (auto ec = st.read_tally(user, a.id, claps)) return ec;
+  tally_entry e{std::string(user), {}};
+  e.state.value = e.state.committed = claps;
+  out = static_cast<std::uint32_t>(a.tallies.size());
+  a.tallies.push_back(std::move(e));
+  a.tally_index.insert(h, out);
+  ++tally_count;
+  return {};
+}
+
+// Runs between ticks. Only when no tally is dirty or in flight (the usual
+// case right after a commit) may indices be dropped, so then all go at once.
+void engine::impl::evict_clean_tallies() {
+  if (tally_count <= opt.tally_cache) return;
+  if (!dirty_tallies.empty() || !flight_tallies.empty()) return;
+  for (auto& a_ptr : articles) {
+    article_state& a = *a_ptr;
+    a.tallies.clear();
+    a.tally_index.clear();
+  }
+  tally_count = 0;
+}
+
+// Finds a live op record, in memory or in the store. Null when unused.
+std::error_code engine::impl::find_op(std::string_view user, std::string_view op_id,
+                        op_map::value_type*& out) {
+  out = nullptr;
+  const std::string& key = make_key(user, op_id);
+  if (auto it = ops.find(std::string_view(key)); it != ops.end()) {
+    if (it->second.expires_at > now || it->second.at != stage::committed) out = &*it;
+    return {};
+  }
+  // Once every live op id was made by this engine and none was evicted
+  // early, a miss in memory is a miss in the store: skip the read.
+  if (now >= ops_complete_from && now >= early_evictions_expire) return {};
+  stored_op rec;
+  bool found = false;
+  if (auto ec = st.read_op(user, op_id, rec, found)) return ec;
+  if (!found || rec.expires_at <= now) return {};
+  op_state o;
+  o.article = std::move(rec.article);
+  o.accepted = rec.accepted;
+  o.mine = rec.mine;
+  o.expires_at = rec.expires_at;
+  o.user_len = static_cast<std::uint32_t>(user.size());
+  o.at = stage::committed;
+  auto* node = &*ops.try_emplace(make_key(user, op_id)).first;
+  node->second = std::move(o);
+  op_fifo.emplace_back(node->second.expires_at, &node->first);
+  out = node;
+  return {};
+}
+
+void engine::impl::forget_old_ops() {
+  while (!op_fifo.empty()) {
+    auto [expires, key] = op_fifo.front();
+    auto it = ops.find(std::string_view(*key));
+    assert(it != ops.end());
+    if (it->second.expires_at != expires) {  // superseded by a reuse of the key
+      op_fifo.pop_front();
+      continue;
+    }
+    bool expired = expires <= now;
+    bool over = ops.size() > op_cache_limit;
+    if ((!expired && !over) || it->second.at != stage::committed) break;
+    if (!expired) early_evictions_expire = std::max(early_evictions_expire, expires);
+    ops.erase(it);
+    op_fifo.pop_front();
+    ++stats.ops_purged;
+  }
+}
+
+std::error_code engine::impl::apply(std::string_view user, std::string_view article,
+                      std::int32_t count, bool is_undo, std::string_view op_id,
+                      std::uint64_t cookie) {
+  if (auto ec = check_user_id(user)) return ec;
+  if (auto ec = check_article_id(article)) return ec;
+  if (!op_id.empty())
+    if (auto ec = check_op_id(op_id)) return ec;
+  if (!is_undo && (count < 1 || count > opt.clap_cap)) return make_error_code(errc::invalid_count);
+  if (stats.pending_ops >= opt.max_pending_ops) {
+    ++stats.refused_unavailable;
+    return make_error_code(errc::unavailable);
+  }
+  if (!op_id.empty()) {
+    op_map::value_type* op = nullptr;
+    if (auto ec = find_op(user, op_id, op)) return ec;
+    if (op) return replay(*op, cookie);
+  }
+  std::uint32_t slot = 0;
+  if (auto ec = find_or_load_article(article, slot)) return ec;
+  std::uint32_t tally = 0;
+  if (auto ec = find_or_load_tally(user, slot, tally)) return ec;
+
+  tally_state& t = articles[slot]->tallies[tally].state;
+  // Claps this user made through other nodes count against the cap too;
+  // an undo here removes only this node's part of them.
+  const std::int32_t remote = st.remote_tally(user, article);
+  std::int32_t accepted;
+  if (is_undo) {
+    accepted = -t.value;
+    ++stats.undos;
+  } else {
+    accepted = std::min(count, std::max(0, opt.clap_cap - t.value - remote));
+    stats.claps_requested += static_cast<std::uint64_t>(count);
+    stats.claps_accepted += static_cast<std::uint64_t>(accepted);
+    stats.claps_over_cap += static_cast<std::uint64_t>(count - accepted);
+  }
+  article_state& a = *articles[slot];
+  if (accepted != 0) {
+    t.value += accepted;
+    a.total += accepted;
+    mark_dirty(slot);
+    if (!t.dirty) {
+      t.dirty = true;
+      dirty_tallies.push_back({slot, tally});
+    }
+  }
+  if (!op_id.empty()) {
+    op_state o;
+    o.article.assign(article);
+    o.accepted = accepted;
+    o.mine = t.value + remote;
+    o.expires_at = now + opt.op_id_window;
+    o.user_len = static_cast<std::uint32_t>(user.size());
+    // An expired record may still sit under this key: reuse its node.
+    auto* node = &*ops.try_emplace(make_key(user, op_id)).first;
+    node->second = std::move(o);
+    op_fifo.emplace_back(node->second.expires_at, &node->first);
+    dirty_ops.push_back(node);
+  }
+  ++a.result_refs;
+  accumulating_results.push_back({cookie, slot, accepted, t.value + remote, false});
+  ++stats.pending_ops;
+  return {};
+}
+
+std::error_code engine::impl::replay(const op_map::value_type& op, std::uint64_t cookie) {
+  std::uint32_t slot = 0;
+  if (auto ec = find_or_load_article(op.second.article, slot)) return ec;
+  ++stats.replays;
+  ++articles[slot]->result_refs;
+  results_for(op.second.at).push_back({cookie, slot, op.second.accepted, op.second.mine, true});
+  ++stats.pending_ops;
+  return {};
+}
+
+std::error_code engine::impl::committed_mine(std::string_view user, std::uint32_t slot, std::int32_t& mine) {
+  mine = 0;
+  if (user.empty()) return {};
+  std::uint32_t tally = 0;
+  if (auto ec = find_or_load_tally(user, slot, tally)) return ec;
+  const article_state& a = *articles[slot];
+  mine = a.tallies[tally].state.committed + st.remote_tally(user, a.id);
+  return {};
+}
+
+// Validates an article and optional user and loads what a snapshot needs.
+std::error_code engine::impl::load_for_snapshot(std::string_view article, std::string_view user,
+                                  std::uint32_t& slot, std::int32_t& mine) {
+  if (auto ec = check_article_id(article)) return ec;
+  if (!user.empty())
+    if (auto ec = check_user_id(user)) return ec;
+  if (auto ec = find_or_load_article(article, slot)) return ec;
+  return committed_mine(user, slot, mine);
+}
+
+} // namespace claps

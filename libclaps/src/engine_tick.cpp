@@ -1,0 +1,210 @@
+// The tick: one commit per tick, then results and one update per changed article.
+#include "engine_impl.hpp"
+
+namespace claps {
+
+void engine::impl::complete(std::vector<pending_result>& results, durability level) {
+  if (results.empty()) return;
+  callback_scope scope(*this);
+  for (const pending_result& r : results) {
+    article_state& a = *articles[r.article];
+    --a.result_refs;
+    if (cb.result) {
+      op_result out;
+      out.cookie = r.cookie;
+      out.article = a.id;
+      out.accepted = r.accepted;
+      out.total = a.committed + a.remote_total;
+      out.mine = r.mine;
+      out.replayed = r.replayed;
+      out.level = level;
+      cb.result(out);
+    }
+  }
+  results.clear();
+}
+
+void engine::impl::tick(timestamp t) {
+  now = std::max(now, t);
+  next_tick = next_tick + opt.tick;
+  if (next_tick <= now) next_tick = now + opt.tick;
+  ++stats.ticks;
+  if (!committing) start_commit();
+  // Replays of durable ops need no commit.
+  stats.pending_ops -= ready_results.size();
+  complete(ready_results, last_error ? durability::local : last_level);
+  emit();
+  if (!committing) {
+    forget_old_ops();
+    evict_clean_tallies();
+    evict_idle_articles();
+  }
+}
+
+void engine::impl::start_commit() {
+  if (dirty_articles.empty() && dirty_tallies.empty() && dirty_ops.empty()) {
+    // Nothing to make durable; results can only be zero-effect ops without
+    // op ids (e.g. an undo with nothing to undo, a clap at the cap).
+    stats.pending_ops -= accumulating_results.size();
+    complete(accumulating_results, last_level);
+    return;
+  }
+  batch_totals.clear();
+  batch_tallies.clear();
+  batch_ops.clear();
+  for (std::uint32_t slot : dirty_articles) {
+    article_state& a = *articles[slot];
+    a.dirty = false;
+    a.in_flight = true;
+    a.in_flight_total = a.total;
+    batch_totals.push_back({a.id, a.total});
+  }
+  // A tally's user string can move when its article's tallies grow during an
+  // asynchronous commit, so the batch gets its own copy of the users.
+  batch_users.clear();
+  for (tally_ref ref : dirty_tallies) batch_users += articles[ref.article]->tallies[ref.index].user;
+  std::size_t offset = 0;
+  for (tally_ref ref : dirty_tallies) {
+    article_state& a = *articles[ref.article];
+    tally_entry& e = a.tallies[ref.index];
+    e.state.dirty = false;
+    e.state.in_flight = true;
+    e.state.in_flight_value = e.state.value;
+    batch_tallies.push_back({std::string_view(batch_users).substr(offset, e.user.size()), a.id,
+                             e.state.value});
+    offset += e.user.size();
+  }
+  for (auto* node : dirty_ops) {
+    op_state& o = node->second;
+    o.at = stage::in_flight;
+    std::string_view key = node->first;
+    batch_ops.push_back({key.substr(0, o.user_len), key.substr(o.user_len + 1), o.article,
+                         o.accepted, o.mine, o.expires_at});
+  }
+  flight_articles.swap(dirty_articles);
+  flight_tallies.swap(dirty_tallies);
+  flight_ops.swap(dirty_ops);
+  flight_results.swap(accumulating_results);
+  committing = true;
+  commit_batch batch;
+  batch.totals = batch_totals;
+  batch.tallies = batch_tallies;
+  batch.ops = batch_ops;
+  batch.now = now;
+  st.commit(batch, [this](std::error_code ec, durability level) { finish_commit(ec, level); });
+}
+
+void engine::impl::finish_commit(std::error_code ec, durability level) {
+  assert(committing);
+  committing = false;
+  if (ec) {
+    ++stats.commit_failures;
+    for (std::uint32_t slot : flight_articles) {
+      articles[slot]->in_flight = false;
+      mark_dirty(slot);
+    }
+    for (tally_ref ref : flight_tallies) {
+      tally_state& t = tally_of(ref);
+      t.in_flight = false;
+      if (!t.dirty) {
+        t.dirty = true;
+        dirty_tallies.push_back(ref);
+      }
+    }
+    for (auto* node : flight_ops) {
+      node->second.at = stage::accumulating;
+      dirty_ops.push_back(node);
+    }
+    flight_results.insert(flight_results.end(), accumulating_results.begin(),
+                          accumulating_results.end());
+    accumulating_results.swap(flight_results);
+    flight_results.clear();
+    flight_articles.clear();
+    flight_tallies.clear();
+    flight_ops.clear();
+    bool was_healthy = !last_error;
+    last_error = ec;
+    if (was_healthy && cb.store_status) {
+      callback_scope scope(*this);
+      cb.store_status(ec);
+    }
+    return;
+  }
+  ++stats.commits;
+  last_level = level;
+  for (std::uint32_t slot : flight_articles) {
+    article_state& a = *articles[slot];
+    a.in_flight = false;
+    a.committed = a.in_flight_total;
+    mark_changed(slot);
+  }
+  for (tally_ref ref : flight_tallies) {
+    tally_state& t = tally_of(ref);
+    t.in_flight = false;
+    t.committed = t.in_flight_value;
+  }
+  for (auto* node : flight_ops) node->second.at = stage::committed;
+  flight_articles.clear();
+  flight_tallies.clear();
+  flight_ops.clear();
+  if (last_error) {
+    last_error.clear();
+    if (cb.store_status) {
+      callback_scope scope(*this);
+      cb.store_status({});
+    }
+  }
+  stats.pending_ops -= flight_results.size();
+  complete(flight_results, level);
+  // A store that completes later than commit() returned emits right away,
+  // rather than a tick later.
+  if (!in_tick) emit();
+}
+
+void engine::impl::emit() {
+  if (changed_articles.empty()) return;
+  updates.clear();
+  update_slots.clear();
+  for (std::uint32_t slot : changed_articles) {
+    article_state& a = *articles[slot];
+    a.changed = false;
+    const std::int64_t total = a.committed + a.remote_total;
+    const std::uint32_t viewers = a.viewers + a.remote_viewers;
+    if (total == a.emitted_total && viewers == a.emitted_viewers) continue;
+    a.emitted_total = total;
+    a.emitted_viewers = viewers;
+    if (a.room.empty()) continue;  // nobody to tell
+    updates.push_back({a.id, total, viewers, {}, a.viewers});
+    update_slots.push_back(slot);
+  }
+  changed_articles.clear();
+  if (updates.empty()) return;
+  callback_scope scope(*this);
+  if (cb.encode) {
+    if (encoded.size() < updates.size()) encoded.resize(updates.size());
+    for (std::size_t i = 0; i < updates.size(); ++i) {
+      encoded[i].clear();
+      cb.encode(updates[i], encoded[i]);
+      updates[i].encoded = encoded[i];
+    }
+  }
+  stats.updates += updates.size();
+  if (cb.tick_updates) cb.tick_updates(updates);
+  if (!cb.deliver) return;
+  for (std::size_t i = 0; i < updates.size(); ++i) {
+    for (const room_entry& r : articles[update_slots[i]]->room) {
+      subscriber_state& s = subs[r.sub];
+      if (s.batch.empty()) touched_subs.push_back(r.sub);
+      s.batch.push_back(&updates[i]);
+    }
+  }
+  for (std::uint32_t slot : touched_subs) {
+    subscriber_state& s = subs[slot];
+    cb.deliver(s.id, s.batch);
+    s.batch.clear();
+  }
+  stats.deliveries += touched_subs.size();
+  touched_subs.clear();
+}
+
+} // namespace claps
