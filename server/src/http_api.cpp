@@ -194,7 +194,9 @@ int http_api::on_request(lws* wsi, const char* raw_path) {
 
   if (path == "/healthz") return respond_json(wsi, 200, R"({"status":"ok"})");
   if (path == "/readyz") {
-    if (ready && ready()) return respond_json(wsi, 200, R"({"status":"ready"})");
+    // Degraded (Redis unreachable) stays 200: draining every node at once would not help.
+    if (ready && ready())
+      return respond_json(wsi, 200, degraded && degraded() ? R"({"status":"degraded"})" : R"({"status":"ready"})");
     return respond_error(wsi, 503, "unavailable",
                          deps_.admission.draining ? "server is shutting down" : "store is not committing");
   }
@@ -348,6 +350,7 @@ int http_api::open_stream(lws* wsi, std::string_view article) {
     deps_.registry.remove(stream->id);
     return respond_error(wsi, http_status_for(ec), wire_name(ec), ec.message());
   }
+  if (deps_.cluster) deps_.cluster->subscribed(stream->id, article, {});
   unsigned char headers[LWS_PRE + 512];
   unsigned char* start = headers + LWS_PRE;
   unsigned char* p = start;

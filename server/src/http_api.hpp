@@ -45,6 +45,8 @@ public:
   /// Readiness (store commits, not draining) and the metrics page.
   std::function<bool()> ready;
   std::function<std::string()> metrics_text;
+  /// True while this node's claps are only locally durable (several nodes, Redis down).
+  std::function<bool()> degraded;
 
 private:
   struct route;

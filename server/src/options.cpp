@@ -1,5 +1,6 @@
 #include "options.hpp"
 
+#include <claps/ids.hpp>
 #include <claps/version.hpp>
 
 #include <cxxopts.hpp>
@@ -72,6 +73,17 @@ cxxopts::Options make_spec() {
      cxxopts::value<int>()->default_value("5"))
     ("rx-buffer-bytes", "lws receive buffer per connection (memory per connection vs. reads per "
      "event); messages larger than it are reassembled", cxxopts::value<std::size_t>()->default_value("256"));
+  spec.add_options("Several nodes (Redis)")
+    ("redis", "Share state with other nodes through this Redis: redis://[[user]:password@]HOST:PORT[/db] "
+     "(prefer CLAPS_REDIS for a password: ps shows flags)", cxxopts::value<std::string>()->default_value(""))
+    ("sentinel", "Find the Redis master through these sentinels: HOST:PORT,HOST:PORT (instead of --redis)",
+     cxxopts::value<std::string>()->default_value(""))
+    ("sentinel-master", "Master name the sentinels monitor (with --sentinel)",
+     cxxopts::value<std::string>()->default_value(""))
+    ("node-id", "This node's id, unique and stable across restarts (1-128 of A-Z a-z 0-9 . _ : -); "
+     "required with --redis or --sentinel", cxxopts::value<std::string>()->default_value(""))
+    ("redis-timeout-ms", "Deadline of every Redis request and connect; a miss degrades to local acks",
+     cxxopts::value<int>()->default_value("2000"));
   spec.add_options("Info")
     ("h,help", "Show this help and exit")
     ("version", "Show the version and exit");
@@ -127,7 +139,8 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
     auto first = make_spec().parse(argc, argv);
     if (first.count("help")) {
       outcome.message = spec.help({"Server", "Security and limits",
-                                   "Timers and tuning (defaults are the protocol's; tests shrink them)", "Info"});
+                                   "Timers and tuning (defaults are the protocol's; tests shrink them)",
+                                   "Several nodes (Redis)", "Info"});
       return outcome;
     }
     if (first.count("version")) {
@@ -206,6 +219,17 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
     o.rx_buffer_bytes = result["rx-buffer-bytes"].as<std::size_t>();
     if (o.rx_buffer_bytes < 128 || o.rx_buffer_bytes > 1024 * 1024)
       error = "--rx-buffer-bytes must be 128..1048576";
+    o.redis_url = result["redis"].as<std::string>();
+    o.sentinels = result["sentinel"].as<std::string>();
+    o.sentinel_master = result["sentinel-master"].as<std::string>();
+    o.node_id = result["node-id"].as<std::string>();
+    o.redis_timeout_ms = result["redis-timeout-ms"].as<int>();
+    if (!o.redis_url.empty() && !o.sentinels.empty()) error = "give --redis or --sentinel, not both";
+    else if (!o.sentinels.empty() && o.sentinel_master.empty()) error = "--sentinel needs --sentinel-master NAME";
+    else if (o.clustered() && !valid_id(o.node_id, max_user_id_bytes))
+      error = "--redis/--sentinel need --node-id: 1-128 characters of A-Z a-z 0-9 . _ : -";
+    else if (!o.clustered() && !o.node_id.empty()) error = "--node-id only applies with --redis or --sentinel";
+    if (o.redis_timeout_ms < 50 || o.redis_timeout_ms > 60000) error = "--redis-timeout-ms must be 50..60000";
     if (!error.empty()) {
       outcome.message = error;
       outcome.exit_code = 2;

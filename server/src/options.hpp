@@ -41,6 +41,13 @@ struct server_options {
   int shutdown_timeout_s = 5;
   // lws allocates this much receive buffer per connection.
   std::size_t rx_buffer_bytes = 256;
+  // Several nodes sharing Redis (see cluster.hpp). All empty: one node on LMDB.
+  std::string redis_url;        // redis://[[user]:password@]HOST:PORT[/db]
+  std::string sentinels;        // HOST:PORT,HOST:PORT (with sentinel_master)
+  std::string sentinel_master;
+  std::string node_id;          // required with either; stable per data dir
+  int redis_timeout_ms = 2000;  // connect and request deadline
+  bool clustered() const noexcept { return !redis_url.empty() || !sentinels.empty(); }
 };
 
 /// The outcome of parsing: options, or a message and exit code (0 for --help

@@ -2,6 +2,7 @@
 
 #include "article_allowlist.hpp"
 #include "auth.hpp"
+#include "cluster.hpp"
 #include "data_dir_lock.hpp"
 #include "fanout.hpp"
 #include "http_api.hpp"
@@ -60,6 +61,7 @@ private:
   bool loop_initialised_ = false;
   data_dir_lock lock_;
   std::unique_ptr<store> base_store_;
+  std::unique_ptr<cluster_node> cluster_;  // only with --redis / --sentinel
   server_metrics metrics_;
   std::unique_ptr<timed_store> store_;
   endpoint_registry registry_;
@@ -82,8 +84,10 @@ private:
   uv_timer_t heartbeat_timer_{};
   bool handles_open_ = false;
   bool lws_failed_ = false;
+  int listen_port_ = 0;
   std::uint64_t seconds_ = 0;
   bool finishing_ = false;
+  int cluster_flush_waits_ = 0;
   int exit_code_ = 0;
 };
 
@@ -92,6 +96,7 @@ clapsd::~clapsd() {
   // close callbacks, so it can be closed.
   if (context_) lws_context_destroy(context_);
   driver_.reset();
+  if (cluster_) cluster_->shutdown();
   // After a failed lws_create_context() the loop may hold handles whose close
   // callbacks live in lws's unloaded libuv plugin; the process is exiting, so
   // such a loop is left alone.
@@ -159,7 +164,15 @@ bool clapsd::start() {
   loop_initialised_ = true;
 
   metrics_ = server_metrics{};
-  store_ = std::make_unique<timed_store>(*base_store_, metrics_.commit_latency);
+  if (options_.clustered()) {
+    std::string cluster_error;
+    cluster_ = cluster_node::create(&loop_, *base_store_, options_, log_, cluster_error);
+    if (!cluster_) {
+      log_.error(cluster_error);
+      return false;
+    }
+  }
+  store_ = std::make_unique<timed_store>(cluster_ ? cluster_->store() : *base_store_, metrics_.commit_latency);
   engine_options eo;
   eo.tick = millis(options_.tick_ms);
   eo.clap_cap = options_.clap_cap;
@@ -172,17 +185,25 @@ bool clapsd::start() {
     log_.error("engine options: " + ec.message());
     return false;
   }
-  engine_ = std::make_unique<engine>(*store_, eo, fanout_.callbacks(), uv_driver::now());
+  auto engine_callbacks = fanout_.callbacks();
+  if (cluster_) cluster_->extend(engine_callbacks);
+  engine_ = std::make_unique<engine>(*store_, eo, std::move(engine_callbacks), uv_driver::now());
+  if (cluster_) cluster_->attach(*engine_, [this] { return fanout_.in_engine_callback(); });
   fanout_.on_store_status = [this](std::error_code) {};
 
   admission_.max = options_.max_connections;
   parser_.emplace(options_.max_message_bytes);
   service_deps deps{*engine_, registry_, fanout_, metrics_, options_, allowlist_, *auth_,
-                    admission_, *parser_,  log_,      &loop_};
+                    admission_, *parser_,  log_,      &loop_,   cluster_.get()};
   ws_ = std::make_unique<ws_service>(deps);
   http_ = std::make_unique<http_api>(deps, static_files(options_.web_root, options_.client_root));
   http_->ready = [this] { return ready(); };
-  http_->metrics_text = [this] { return render_prometheus(metrics_, engine_->stats(), ready()); };
+  http_->metrics_text = [this] {
+    std::string text = render_prometheus(metrics_, engine_->stats(), ready());
+    if (cluster_) text += cluster_->metrics_text();
+    return text;
+  };
+  http_->degraded = [this] { return cluster_ && cluster_->degraded(); };
 
   if (!create_context()) return false;
 
@@ -209,6 +230,9 @@ bool clapsd::start() {
   admission_.on_drained = [this] {
     uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); }, 0, 0);
   };
+  // Announced last: whoever reads this line may signal us right away.
+  std::printf("clapsd listening on http://%s:%d\n", options_.listen_host.c_str(), listen_port_);
+  std::fflush(stdout);
   return true;
 }
 
@@ -239,6 +263,8 @@ bool clapsd::create_context() {
   info.timeout_secs_ah_idle = static_cast<unsigned>(options_.handshake_timeout_s);
   info.retry_and_idle_policy = &idle_policy_;
   info.keepalive_timeout = 5;
+  // lws nulls context_ once a (two-stage, with a foreign loop) destroy is done.
+  info.pcontext = &context_;
   context_ = lws_create_context(&info);
   if (!context_) {
     lws_failed_ = true;
@@ -253,13 +279,17 @@ bool clapsd::create_context() {
     log_.error("cannot listen on " + options_.listen_host + ":" + std::to_string(options_.listen_port));
     return false;
   }
-  std::printf("clapsd listening on http://%s:%d\n", options_.listen_host.c_str(), port);
-  std::fflush(stdout);
+  listen_port_ = port;
   return true;
 }
 
 int clapsd::run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
+  // The second stage of lws's destroy frees what the first left for the loop.
+  if (context_) {
+    lws_context_destroy(context_);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+  }
   return exit_code_;
 }
 
@@ -338,17 +368,26 @@ void clapsd::begin_shutdown(int signum) {
 
 void clapsd::finish() {
   if (finishing_) return;
-  finishing_ = true;
   if (!engine_->idle()) engine_->flush(uv_driver::now());
+  // With Redis a commit completes asynchronously (at the latest after the
+  // request deadline, as locally durable): wait for it, bounded.
+  if (cluster_ && !engine_->idle() && !engine_->store_error() &&
+      cluster_flush_waits_++ < options_.redis_timeout_ms / 10 + 100) {
+    uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); }, 10, 0);
+    return;
+  }
+  finishing_ = true;
   if (!engine_->idle()) {
     log_.error("exiting with claps not committed (store failing: " + engine_->store_error().message() +
                "); none of them was acknowledged");
     exit_code_ = 1;
   }
   driver_.reset();
-  // With a foreign loop lws closes its handles asynchronously on this loop.
+  // With a foreign loop lws closes its handles asynchronously on this loop;
+  // run() finishes the destroy once the loop has drained.
   lws_context_destroy(context_);
-  context_ = nullptr;
+  // After lws: closing connections release their subscriptions into it.
+  if (cluster_) cluster_->shutdown();
   if (handles_open_) {
     handles_open_ = false;
     uv_signal_stop(&sigterm_);

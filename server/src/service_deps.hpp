@@ -4,6 +4,7 @@
 
 #include "article_allowlist.hpp"
 #include "auth.hpp"
+#include "cluster.hpp"
 #include "fanout.hpp"
 #include "inbound.hpp"
 #include "log.hpp"
@@ -49,11 +50,15 @@ struct service_deps {
   inbound_parser& parser;
   const logger& log;
   uv_loop_t* loop;
+  // Set when this node shares Redis with others: told about every
+  // subscription the engine accepts and every release.
+  cluster_node* cluster = nullptr;
 
   std::uint64_t now_ms() const noexcept { return uv_now(loop); }
   /// Stops `sub` watching everything, after the current engine callback if
   /// one is running (the engine forbids mutation from its callbacks).
   void release(subscriber_id sub, std::unique_ptr<endpoint> owner = nullptr) {
+    if (cluster) cluster->released(sub);
     fan.release(engine, sub, std::move(owner));
   }
 };

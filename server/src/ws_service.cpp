@@ -198,6 +198,8 @@ void ws_service::subscribe(ws_session& s) {
     send_error(s, ec, {}, message_.id);
     return;
   }
+  if (deps_.cluster)
+    for (auto article : message_.articles) deps_.cluster->subscribed(s.id(), article, s.user());
   std::string frame;
   encode_snapshot(frame, snapshots_, message_.id);
   s.send_reply(std::move(frame));
@@ -210,7 +212,10 @@ void ws_service::unsubscribe(ws_session& s) {
       return;
     }
   }
-  for (auto article : message_.articles) deps_.engine.unsubscribe(s.id(), article);
+  for (auto article : message_.articles) {
+    deps_.engine.unsubscribe(s.id(), article);
+    if (deps_.cluster) deps_.cluster->unsubscribed(s.id(), article);
+  }
 }
 
 void ws_service::clap_or_undo(ws_session& s) {

@@ -58,9 +58,15 @@ export async function startServer({ args = [], env = {}, dataDir, listen = '127.
   server.port = await deadline(listening, 10000, 'clapsd to listen');
   server.http = `http://127.0.0.1:${server.port}`;
   server.ws = `ws://127.0.0.1:${server.port}/ws`;
-  server.stop = async (signal = 'SIGTERM') => {
+  // A SIGTERM stop must be clean (exit 0): under sanitizers that also means
+  // no leak and no memory error. Pass {clean: false} to inspect the code.
+  server.stop = async (signal = 'SIGTERM', { clean = signal === 'SIGTERM' } = {}) => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-    return deadline(server.exited, 15000, 'clapsd to exit');
+    const result = await deadline(server.exited, 15000, 'clapsd to exit');
+    if (clean && result.code !== 0) {
+      throw new Error(`clapsd exited with ${result.code} (${result.signal}); stderr:\n${server.stderr}`);
+    }
+    return result;
   };
   return server;
 }

@@ -188,7 +188,7 @@ test('a failing store: readyz 503, no acks for what is not durable, nothing acke
   for (const a of settled) acked[a.article] = a.total;
   assert.ok(settled.length > 0 && settled.length < 400, `${settled.length} acks before the map filled`);
   assert.equal((await request(`${server.http}/healthz`)).status, 200, 'alive while not ready');
-  const { code } = await server.stop();
+  const { code } = await server.stop('SIGTERM', { clean: false });
   assert.equal(code, 1, 'exit 1: claps were left uncommitted (none of them acknowledged)');
 
   server = await startServer({ dataDir: dir, args: ['--lmdb-map-size', String(64 << 20)] });
