@@ -1,0 +1,258 @@
+#include "cluster.hpp"
+
+#ifdef CLAPS_HAVE_REDIS
+#include <claps/redis.hpp>
+#endif
+
+#include <cstdio>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+namespace claps::server {
+
+#ifdef CLAPS_HAVE_REDIS
+
+struct cluster_node::impl {
+  uv_loop_t* loop;
+  const logger& log;
+  std::optional<redis_client> client;
+  std::optional<redis_bus> bus;
+  std::optional<redis_store> store;
+  engine* eng = nullptr;
+  std::function<bool()> in_engine_callback;
+  // Which articles each subscriber watches, so a closing connection unwatches
+  // exactly what it watched and the store's counts stay balanced.
+  std::unordered_map<subscriber_id, std::unordered_set<std::string>> rooms;
+  // set_remote() that arrived while the engine was inside a callback.
+  struct remote_part {
+    std::int64_t total;
+    std::uint32_t viewers;
+  };
+  std::unordered_map<std::string, remote_part> deferred;
+  uv_check_t drain{};
+  bool drain_open = false;
+
+  impl(uv_loop_t* l, const logger& lg) : loop(l), log(lg) {}
+
+  void remote_changed(std::string_view article, std::int64_t total, std::uint32_t viewers) {
+    if (eng == nullptr) return;
+    if (in_engine_callback && in_engine_callback()) {
+      deferred.insert_or_assign(std::string(article), remote_part{total, viewers});
+      return;
+    }
+    eng->set_remote(article, total, viewers);
+  }
+
+  void run_deferred() {
+    if (deferred.empty() || eng == nullptr || (in_engine_callback && in_engine_callback())) return;
+    auto parts = std::move(deferred);
+    deferred.clear();
+    for (const auto& [article, part] : parts) eng->set_remote(article, part.total, part.viewers);
+  }
+};
+
+std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store& local,
+                                                   const server_options& options, const logger& log,
+                                                   std::string& error) {
+  redis_options ro;
+  if (!options.redis_url.empty()) {
+    if (parse_redis_url(options.redis_url, ro)) {
+      error = "--redis: expected redis://[[user]:password@]HOST:PORT[/db]";
+      return nullptr;
+    }
+  } else if (parse_redis_sentinels(options.sentinels, options.sentinel_master, ro)) {
+    error = "--sentinel: expected HOST:PORT,HOST:PORT and a --sentinel-master name";
+    return nullptr;
+  }
+  ro.connect_timeout = millis(options.redis_timeout_ms);
+  ro.request_timeout = millis(options.redis_timeout_ms);
+
+  auto self = std::make_unique<impl>(loop, log);
+  impl* p = self.get();
+  redis_client_callbacks on_client;
+  on_client.connected = [p](const redis_endpoint& master) {
+    p->log.info("redis: connected to master " + master.host + ":" + std::to_string(master.port));
+  };
+  on_client.disconnected = [p](std::error_code ec) {
+    p->log.warn("redis: disconnected (" + ec.message() + "); claps are acknowledged locally until it is back");
+  };
+  p->client.emplace(loop, ro, std::move(on_client));
+  p->bus.emplace(loop, *p->client);
+
+  redis_store_options so;
+  so.node_id = options.node_id;
+  so.clap_cap = options.clap_cap;
+  redis_store_callbacks sc;
+  sc.remote_changed = [p](std::string_view article, std::int64_t total, std::uint32_t viewers) {
+    p->remote_changed(article, total, viewers);
+  };
+  sc.degraded = [p](bool degraded) {
+    if (degraded) p->log.warn("cluster: degraded (Redis unreachable or behind): acks say durability local");
+    else p->log.info("cluster: Redis holds everything again (acks say durability cluster)");
+  };
+  p->store.emplace(loop, local, *p->client, *p->bus, std::move(so), std::move(sc));
+
+  uv_check_init(loop, &p->drain);
+  p->drain.data = p;
+  uv_check_start(&p->drain, [](uv_check_t* h) { static_cast<impl*>(h->data)->run_deferred(); });
+  p->drain_open = true;
+  if (!options.redis_url.empty())
+    log.info("cluster: node '" + options.node_id + "' on Redis " + ro.address.host + ":" +
+             std::to_string(ro.address.port));
+  else
+    log.info("cluster: node '" + options.node_id + "' on Redis master '" + options.sentinel_master +
+             "' via " + std::to_string(ro.sentinels.size()) + " sentinel(s)");
+  return std::unique_ptr<cluster_node>(new cluster_node(std::move(self)));
+}
+
+claps::store& cluster_node::store() noexcept { return *impl_->store; }
+
+void cluster_node::extend(engine_callbacks& callbacks) {
+  impl* p = impl_.get();
+  auto previous = std::move(callbacks.tick_updates);
+  callbacks.tick_updates = [p, previous = std::move(previous)](std::span<const article_update> updates) {
+    // Local viewers only: update.viewers already includes the other nodes.
+    if (p->store)
+      for (const article_update& u : updates) p->store->set_local_viewers(u.article, u.local_viewers);
+    if (previous) previous(updates);
+  };
+}
+
+void cluster_node::attach(engine& e, std::function<bool()> in_engine_callback) {
+  impl_->eng = &e;
+  impl_->in_engine_callback = std::move(in_engine_callback);
+}
+
+void cluster_node::subscribed(subscriber_id sub, std::string_view article, std::string_view user) {
+  impl& p = *impl_;
+  if (!p.store) return;
+  if (p.rooms[sub].emplace(article).second) p.store->watch(article);
+  if (!user.empty()) p.store->prefetch_tally(user, article);
+}
+
+void cluster_node::unsubscribed(subscriber_id sub, std::string_view article) {
+  impl& p = *impl_;
+  if (!p.store) return;
+  auto it = p.rooms.find(sub);
+  if (it == p.rooms.end()) return;
+  if (it->second.erase(std::string(article)) != 0) p.store->unwatch(article);
+  if (it->second.empty()) p.rooms.erase(it);
+}
+
+void cluster_node::released(subscriber_id sub) {
+  impl& p = *impl_;
+  if (!p.store) return;
+  auto it = p.rooms.find(sub);
+  if (it == p.rooms.end()) return;
+  for (const std::string& article : it->second) p.store->unwatch(article);
+  p.rooms.erase(it);
+}
+
+bool cluster_node::degraded() const noexcept { return impl_->store && impl_->store->degraded(); }
+
+namespace {
+
+void metric(std::string& out, const char* name, const char* type, const char* help, double value) {
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name,
+                value);
+  out += buf;
+}
+
+} // namespace
+
+std::string cluster_node::metrics_text() const {
+  std::string out;
+  const impl& p = *impl_;
+  if (!p.store) return out;
+  const auto s = p.store->stats();
+  const auto c = p.client->stats();
+  const auto b = p.bus->stats();
+  auto d = [](auto v) { return static_cast<double>(v); };
+  metric(out, "claps_cluster_degraded", "gauge", "1 while Redis lacks some of this node's claps (acks say local)",
+         s.degraded ? 1 : 0);
+  metric(out, "claps_cluster_dirty_keys", "gauge", "Keys waiting to be written to Redis", d(s.dirty_keys));
+  metric(out, "claps_cluster_commits_total", "counter", "Store commits", d(s.commits));
+  metric(out, "claps_cluster_cluster_commits_total", "counter", "Commits acknowledged as durability cluster",
+         d(s.cluster_commits));
+  metric(out, "claps_cluster_local_commits_total", "counter", "Commits acknowledged as durability local",
+         d(s.local_commits));
+  metric(out, "claps_cluster_cap_overshoot_total", "counter",
+         "Claps over the per-user cap across nodes (same user on two nodes during an outage)",
+         d(s.cap_overshoot));
+  metric(out, "claps_cluster_op_id_conflicts_total", "counter", "Op ids another node had already used",
+         d(s.remote_op_conflicts));
+  metric(out, "claps_cluster_stale_writes_total", "counter", "Writes Redis ignored as older than what it held",
+         d(s.stale_writes));
+  metric(out, "claps_cluster_reasserts_total", "counter", "Keys re-written to Redis after a reconnect",
+         d(s.reasserts));
+  metric(out, "claps_cluster_forgotten_keys_total", "counter", "Dirty keys dropped past the bookkeeping bound",
+         d(s.forgotten_keys));
+  metric(out, "claps_cluster_published_total", "counter", "Messages published to other nodes", d(s.published));
+  metric(out, "claps_cluster_remote_messages_total", "counter", "Messages received from other nodes",
+         d(s.remote_messages));
+  metric(out, "claps_redis_connected", "gauge", "1 while the command connection to the master is ready",
+         p.client->ready() ? 1 : 0);
+  metric(out, "claps_redis_reconnects_total", "counter", "Times the client became ready", d(c.connects));
+  metric(out, "claps_redis_disconnects_total", "counter", "Ready connections lost", d(c.disconnects));
+  metric(out, "claps_redis_timeouts_total", "counter", "Connections dropped for a missed deadline", d(c.timeouts));
+  metric(out, "claps_redis_requests_total", "counter", "Redis requests sent", d(c.requests));
+  metric(out, "claps_redis_failed_requests_total", "counter", "Redis requests failed", d(c.failed_requests));
+  metric(out, "claps_redis_not_master_total", "counter", "Servers found not (or no longer) a writable master",
+         d(c.not_master));
+  metric(out, "claps_bus_channels", "gauge", "Article channels subscribed", d(b.channels));
+  metric(out, "claps_bus_healthy", "gauge", "1 while the subscription connection is subscribed",
+         p.bus->healthy() ? 1 : 0);
+  metric(out, "claps_bus_resubscribes_total", "counter", "Reconnects after which every channel was resubscribed",
+         d(b.resubscribes));
+  return out;
+}
+
+void cluster_node::shutdown() {
+  impl& p = *impl_;
+  p.eng = nullptr;
+  p.deferred.clear();
+  p.rooms.clear();
+  p.store.reset();
+  p.bus.reset();
+  p.client.reset();
+  if (p.drain_open) {
+    p.drain_open = false;
+    uv_check_stop(&p.drain);
+    uv_close(reinterpret_cast<uv_handle_t*>(&p.drain), nullptr);
+  }
+}
+
+cluster_node::~cluster_node() {
+  // shutdown() must have run (the loop has to close the handles); if the
+  // process is exiting on an error path, leak rather than free live handles.
+  if (impl_ && impl_->drain_open) (void)impl_.release();
+}
+
+#else // no claps::redis in this build
+
+struct cluster_node::impl {};
+
+std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t*, claps::store&, const server_options&,
+                                                   const logger&, std::string& error) {
+  error = "this clapsd was built without Redis support (CLAPS_REDIS=OFF)";
+  return nullptr;
+}
+claps::store& cluster_node::store() noexcept { __builtin_unreachable(); }
+void cluster_node::extend(engine_callbacks&) {}
+void cluster_node::attach(engine&, std::function<bool()>) {}
+void cluster_node::subscribed(subscriber_id, std::string_view, std::string_view) {}
+void cluster_node::unsubscribed(subscriber_id, std::string_view) {}
+void cluster_node::released(subscriber_id) {}
+bool cluster_node::degraded() const noexcept { return false; }
+std::string cluster_node::metrics_text() const { return {}; }
+void cluster_node::shutdown() {}
+cluster_node::~cluster_node() = default;
+
+#endif
+
+cluster_node::cluster_node(std::unique_ptr<impl> impl) : impl_(std::move(impl)) {}
+
+} // namespace claps::server
