@@ -27,6 +27,10 @@ public:
     return inner_.read_op(user, op_id, out, found);
   }
   void commit(const commit_batch& batch, commit_handler done) override;
+  // A cluster store's view of other nodes' claps must reach the engine's cap.
+  std::int32_t remote_tally(std::string_view user, std::string_view article) override {
+    return inner_.remote_tally(user, article);
+  }
 
 private:
   store& inner_;
