@@ -1,0 +1,121 @@
+// Two real clapsd nodes on one real redis-server (--redis URL): with Redis
+// fully down claps are still acknowledged (locally durable) and readyz says
+// degraded; once Redis is back (empty: it kept nothing) both nodes re-assert
+// and converge; a restarted node keeps its totals.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { client, eventually, metric, request, startServer, tempDir } from '../integration/helpers.mjs';
+import { freePorts, redis_setup } from './redis_harness.mjs';
+import { latestTotal, redisTotal, watcher } from './node_helpers.mjs';
+
+let redis;
+let port;
+const nodes = {};
+const dirs = { A: tempDir(), B: tempDir() };
+const clients = [];
+
+function startNode(id) {
+  return startServer({
+    dataDir: dirs[id],
+    args: ['--redis', `redis://127.0.0.1:${port}`, '--node-id', id, '--redis-timeout-ms', '1000',
+      '--log-level', 'warn'],
+  });
+}
+
+async function connected(node) {
+  await eventually(async () => (await metric(node, 'claps_redis_connected')) === 1 &&
+    (await metric(node, 'claps_cluster_degraded')) === 0,
+  { ms: 15000, what: 'node connected to Redis and not degraded' });
+}
+
+describe('clapsd nodes when Redis goes away and comes back', () => {
+  before(async () => {
+    redis = new redis_setup();
+    [port] = await freePorts(1);
+    redis.masterPort = port;
+    redis.spawnServer('master', port);
+    await redis.waitReady();
+    [nodes.A, nodes.B] = await Promise.all([startNode('A'), startNode('B')]);
+    await Promise.all([connected(nodes.A), connected(nodes.B)]);
+  });
+
+  after(async () => {
+    for (const c of clients) c.terminate();
+    await Promise.all(Object.values(nodes).map((n) => n.stop().catch(() => n.child.kill('SIGKILL'))));
+    await redis?.stop();
+  });
+
+  const article = 'down1';
+  let expected = 0;
+
+  test('Redis fully down: claps acked "local", readyz 200 degraded; merged when it is back', async () => {
+    const watchA = await watcher(nodes.A, article);
+    const watchB = await watcher(nodes.B, article);
+    clients.push(watchA, watchB);
+    const onA = await client.open(`${nodes.A.ws}?user=erin`);
+    const onB = await client.open(`${nodes.B.ws}?user=frank`);
+    clients.push(onA, onB);
+
+    let ack = await onA.clap(article, 3);
+    assert.equal(ack.durability, 'cluster');
+    ack = await onB.clap(article, 4);
+    assert.equal(ack.durability, 'cluster');
+    expected = 7;
+    await eventually(() => latestTotal(watchA) === 7 && latestTotal(watchB) === 7,
+      { ms: 10000, what: 'both nodes to show 7' });
+
+    await redis.kill(port);
+    for (const n of [nodes.A, nodes.B])
+      await eventually(async () => (await metric(n, 'claps_redis_connected')) === 0,
+        { ms: 10000, what: 'node to notice Redis is gone' });
+
+    // Still acknowledged, as locally durable.
+    for (const [c, n] of [[onA, 5], [onB, 6], [onA, 2]]) {
+      ack = await c.clap(article, n, undefined);
+      assert.equal(ack.type, 'ack');
+      assert.equal(ack.accepted, n);
+      assert.equal(ack.durability, 'local');
+      expected += n;
+    }
+    for (const n of [nodes.A, nodes.B]) {
+      const ready = await request(`${n.http}/readyz`);
+      assert.equal(ready.status, 200);
+      assert.match(ready.text, /degraded/);
+      assert.equal(await metric(n, 'claps_cluster_degraded'), 1);
+    }
+    // Each node still serves its own viewers its own claps.
+    await eventually(() => latestTotal(watchA) === 3 + 5 + 2 + 4, { ms: 5000, what: 'A to show its local claps' });
+
+    // Redis comes back empty (no persistence): the nodes re-assert everything.
+    await redis.restart(port);
+    await Promise.all([connected(nodes.A), connected(nodes.B)]);
+    await eventually(() => latestTotal(watchA) === expected && latestTotal(watchB) === expected,
+      { ms: 15000, what: `both nodes to converge on ${expected}` });
+    await eventually(async () => (await redisTotal(port, article)) === expected,
+      { ms: 10000, what: `Redis to hold ${expected} again` });
+    const ready = await request(`${nodes.A.http}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.doesNotMatch(ready.text, /degraded/);
+  });
+
+  test('restart a node: totals intact on both nodes', async () => {
+    assert.ok(expected > 0);
+    const watchB = await watcher(nodes.B, article);
+    clients.push(watchB);
+    const { code } = await nodes.A.stop();
+    assert.equal(code, 0);
+    nodes.A = await startNode('A');
+    await connected(nodes.A);
+    const watchA = await watcher(nodes.A, article);
+    clients.push(watchA);
+    await eventually(() => latestTotal(watchA) === expected, { ms: 15000, what: `restarted A to show ${expected}` });
+    assert.equal(latestTotal(watchB), expected);
+    // A keeps clapping on top of what it had.
+    const onA = await client.open(`${nodes.A.ws}?user=erin`);
+    clients.push(onA);
+    const ack = await onA.clap(article, 1);
+    assert.equal(ack.accepted, 1);
+    assert.equal(ack.durability, 'cluster');
+    await eventually(() => latestTotal(watchB) === expected + 1, { ms: 10000, what: 'B to see the new clap' });
+  });
+});
