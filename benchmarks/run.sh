@@ -57,11 +57,11 @@ manifest="$out/runs.jsonl"
 : > "$manifest"
 
 if [ $quick = 1 ]; then
-  s1_viewers="500 2000"; s1_naive_max=2000; s1_noping_min=2000; duration=3; drain=3
+  s1_viewers="500 2000"; s1_naive_max=2000; duration=3; drain=3
   s2_viewers=1000; s2_clappers=50; s2_rate=800
   s3_clappers=200; s4_viewers=2000; settle=1; floor_s=2
 else
-  s1_viewers="2000 5000 10000 19900"; s1_naive_max=5000; s1_noping_min=10000; duration=8; drain=4
+  s1_viewers="2000 5000 10000 19900"; s1_naive_max=5000; duration=8; drain=4
   s2_viewers=5000; s2_clappers=250; s2_rate=4000
   s3_clappers=1000; s4_viewers=19900; settle=2; floor_s=5
 fi
@@ -203,8 +203,6 @@ if want 1; then
   for v in $s1_viewers; do
     common="--viewers $v --articles 1 --distribution hot --clappers 10 --clap-rate 100 --duration $duration"
     run_load 1 clapsd "$v" -- $common
-    # At 10k+ the lws ping/validity timers are measurable; this row shows clapsd without them.
-    [ "$v" -ge $s1_noping_min ] && run_load 1 clapsd-noping "$v" -- $common
     run_load 1 sio-coalesced "$v" -- $common
     [ "$v" -le $s1_naive_max ] && run_load 1 sio-naive "$v" -- $common
     run_floor 1 "$v"
