@@ -31,6 +31,8 @@ public:
     return true;
   }
   bool too_large() const noexcept { return too_large_; }
+  bool answered() const noexcept { return answered_; }
+  std::uint64_t submitted_ms = 0;
 
   void answer(unsigned status, std::string body) {
     status_ = status;
@@ -312,6 +314,7 @@ int http_api::submit_op(lws* wsi) {
     return fail(400, wire_name(ec), why);
   }
   op->id = deps_.registry.add(*op);
+  op->submitted_ms = deps_.now_ms();
   const auto cookie = deps_.registry.track_op(op->id, op_id);
   std::error_code ec;
   if (op->undo()) {
@@ -424,6 +427,20 @@ void http_api::drop(lws* wsi) {
 }
 
 void http_api::on_closed(lws* wsi) { drop(wsi); }
+
+void http_api::expire_requests() {
+  const auto now = deps_.now_ms();
+  const auto limit = static_cast<std::uint64_t>(deps_.options.request_timeout_s) * 1000;
+  for (auto& [wsi, exchange] : exchanges_) {
+    auto* op = dynamic_cast<rest_op*>(exchange.get());
+    if (op == nullptr || op->id == 0 || op->answered() || now - op->submitted_ms < limit) continue;
+    // The store is not committing. The op may still commit later, so the
+    // client must retry with the same op id to count it once.
+    deps_.registry.remove(op->id);
+    op->answer(503, rest_error_body("unavailable", "not committed in time (store unavailable): "
+                                                   "retry with the same op id"));
+  }
+}
 
 void http_api::heartbeat() {
   for (auto& [wsi, exchange] : exchanges_)

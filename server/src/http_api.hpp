@@ -39,6 +39,9 @@ public:
   /// Writes an SSE comment to every stream (every --ping-interval-s), which
   /// keeps proxies from timing out and detects clients that went away.
   void heartbeat();
+  /// Answers 503 to REST claps/undos not committed within
+  /// --request-timeout-s (called once a second).
+  void expire_requests();
   /// Shutdown: ends every SSE stream.
   void close_streams();
 

@@ -71,6 +71,8 @@ cxxopts::Options make_spec() {
      cxxopts::value<int>()->default_value("5"))
     ("shutdown-timeout-s", "Seconds SIGTERM waits for clients to take their close frames",
      cxxopts::value<int>()->default_value("5"))
+    ("request-timeout-s", "Seconds a REST clap/undo waits for its commit before answering 503 "
+     "(retry with the same op id)", cxxopts::value<int>()->default_value("10"))
     ("rx-buffer-bytes", "lws receive buffer per connection (memory per connection vs. reads per "
      "event); messages larger than it are reassembled", cxxopts::value<std::size_t>()->default_value("256"));
   spec.add_options("Several nodes (Redis)")
@@ -212,6 +214,8 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
     o.idle_timeout_s = result["idle-timeout-s"].as<int>();
     o.handshake_timeout_s = result["handshake-timeout-s"].as<int>();
     o.shutdown_timeout_s = result["shutdown-timeout-s"].as<int>();
+    o.request_timeout_s = result["request-timeout-s"].as<int>();
+    if (o.request_timeout_s < 1) error = "--request-timeout-s must be at least 1";
     if (o.ping_interval_s < 1 || o.idle_timeout_s <= o.ping_interval_s || o.idle_timeout_s > 65535)
       error = "--ping-interval-s must be >= 1 and below --idle-timeout-s (<= 65535)";
     if (o.handshake_timeout_s < 1 || o.shutdown_timeout_s < 0)

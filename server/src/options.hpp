@@ -39,6 +39,7 @@ struct server_options {
   int idle_timeout_s = 35;
   int handshake_timeout_s = 5;
   int shutdown_timeout_s = 5;
+  int request_timeout_s = 10;
   // lws allocates this much receive buffer per connection.
   std::size_t rx_buffer_bytes = 256;
   // Several nodes sharing Redis (see cluster.hpp). All empty: one node on LMDB.

@@ -342,6 +342,7 @@ int clapsd::dispatch(lws* wsi, lws_callback_reasons reason, void* user, void* in
 
 void clapsd::on_second() {
   ws_->sweep();
+  http_->expire_requests();
   if (++seconds_ % static_cast<std::uint64_t>(options_.ping_interval_s) == 0) http_->heartbeat();
 }
 

@@ -112,7 +112,7 @@ test('bad flags exit 2 with a message; --help documents every flag', async () =>
   for (const flag of ['listen', 'data-dir', 'store', 'tick-ms', 'clap-cap', 'auth-secret-file', 'allowed-origin',
     'max-connections', 'rate-limit', 'rate-burst', 'max-message-bytes', 'max-subscriptions', 'slow-client-bytes',
     'lmdb-map-size', 'articles-file', 'log-level', 'web-root', 'client-root', 'ping-interval-s',
-    'idle-timeout-s', 'handshake-timeout-s', 'shutdown-timeout-s', 'rx-buffer-bytes']) {
+    'idle-timeout-s', 'handshake-timeout-s', 'shutdown-timeout-s', 'request-timeout-s', 'rx-buffer-bytes']) {
     assert.match(help.stdout, new RegExp(`--${flag}\\b`), flag);
   }
   assert.match(help.stdout, /CLAPS_DATA_DIR/);
@@ -177,7 +177,8 @@ test('--articles-file takes the demo JSON or a plain id list', async () => {
 test('a failing store: readyz 503, no acks for what is not durable, nothing acked lost after a fix', async () => {
   const dir = tempDir();
   // A map this small fills after a few dozen claps with long ids.
-  let server = await startServer({ dataDir: dir, args: ['--tick-ms', '10', '--lmdb-map-size', '200000', '--rate-limit', '100000', '--rate-burst', '100000'] });
+  let server = await startServer({ dataDir: dir, args: ['--tick-ms', '10', '--lmdb-map-size', '200000', '--rate-limit', '100000', '--rate-burst', '100000',
+    '--request-timeout-s', '1'] });
   const u = await client.open(`${server.ws}?user=filler`);
   const long = (p, i) => `${p}-${i}-${'z'.repeat(100)}`;
   const acked = {};
@@ -188,6 +189,12 @@ test('a failing store: readyz 503, no acks for what is not durable, nothing acke
   for (const a of settled) acked[a.article] = a.total;
   assert.ok(settled.length > 0 && settled.length < 400, `${settled.length} acks before the map filled`);
   assert.equal((await request(`${server.http}/healthz`)).status, 200, 'alive while not ready');
+  // A REST clap that cannot commit is answered 503 after --request-timeout-s, not left hanging.
+  const rest = await request(`${server.http}/api/articles/${long('rest', 0)}/claps?user=rester`, {
+    method: 'POST', body: JSON.stringify({ id: 'rest-op-1' }),
+  });
+  assert.equal(rest.status, 503);
+  assert.equal(rest.json.code, 'unavailable');
   const { code } = await server.stop('SIGTERM', { clean: false });
   assert.equal(code, 1, 'exit 1: claps were left uncommitted (none of them acknowledged)');
 
