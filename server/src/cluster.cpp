@@ -4,6 +4,7 @@
 #include <claps/redis.hpp>
 #endif
 
+#include <charconv>
 #include <cstdio>
 #include <optional>
 #include <unordered_map>
@@ -33,6 +34,11 @@ struct cluster_node::impl {
   std::unordered_map<std::string, remote_part> deferred;
   uv_check_t drain{};
   bool drain_open = false;
+
+  std::string node_id;
+  std::uint64_t cross_node_replays = 0;
+  // Expires at shutdown(), so late Redis replies call nothing back.
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
   impl(uv_loop_t* l, const logger& lg) : loop(l), log(lg) {}
 
@@ -71,6 +77,7 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store
 
   auto self = std::make_unique<impl>(loop, log);
   impl* p = self.get();
+  p->node_id = options.node_id;
   redis_client_callbacks on_client;
   on_client.connected = [p](const redis_endpoint& master) {
     p->log.info("redis: connected to master " + master.host + ":" + std::to_string(master.port));
@@ -150,6 +157,48 @@ void cluster_node::released(subscriber_id sub) {
   p.rooms.erase(it);
 }
 
+void cluster_node::before_clap(std::string_view user, std::string_view op_id, std::function<void()> apply,
+                               std::function<void(const prior_op&)> replay) {
+  impl& p = *impl_;
+  if (!p.store || !p.client->ready()) {
+    apply();
+    return;
+  }
+  // redis_store records op ids as claps:op:{user}:<op> = "node|article|accepted|mine".
+  std::string key = "claps:op:{";
+  key.append(user).append("}:").append(op_id);
+  auto alive = p.alive;
+  const std::error_code sent = p.client->command(
+      {"GET", key}, [&p, alive = std::weak_ptr<bool>(alive), apply, replay](std::error_code ec,
+                                                                            const redis_reply& r) {
+        if (alive.expired()) return;
+        if (ec || r.type != redis_reply::kind::string) {
+          apply();
+          return;
+        }
+        std::string_view v = r.str;
+        std::string_view fields[4];
+        for (auto& f : fields) {
+          const auto bar = v.find('|');
+          f = v.substr(0, bar);
+          v = bar == std::string_view::npos ? std::string_view{} : v.substr(bar + 1);
+        }
+        prior_op prior;
+        prior.article.assign(fields[1]);
+        const bool parsed =
+            std::from_chars(fields[2].data(), fields[2].data() + fields[2].size(), prior.accepted).ec ==
+                std::errc{} &&
+            std::from_chars(fields[3].data(), fields[3].data() + fields[3].size(), prior.mine).ec == std::errc{};
+        if (!parsed || fields[0] == p.node_id || prior.article.empty()) {
+          apply();
+          return;
+        }
+        ++p.cross_node_replays;
+        replay(prior);
+      });
+  if (sent) apply();
+}
+
 bool cluster_node::degraded() const noexcept { return impl_->store && impl_->store->degraded(); }
 
 namespace {
@@ -184,6 +233,8 @@ std::string cluster_node::metrics_text() const {
          d(s.cap_overshoot));
   metric(out, "claps_cluster_op_id_conflicts_total", "counter", "Op ids another node had already used",
          d(s.remote_op_conflicts));
+  metric(out, "claps_cluster_op_id_replays_total", "counter",
+         "Claps answered as replays of an op id another node had applied", d(p.cross_node_replays));
   metric(out, "claps_cluster_stale_writes_total", "counter", "Writes Redis ignored as older than what it held",
          d(s.stale_writes));
   metric(out, "claps_cluster_reasserts_total", "counter", "Keys re-written to Redis after a reconnect",
@@ -213,6 +264,7 @@ std::string cluster_node::metrics_text() const {
 void cluster_node::shutdown() {
   impl& p = *impl_;
   p.eng = nullptr;
+  p.alive.reset();
   p.deferred.clear();
   p.rooms.clear();
   p.store.reset();
@@ -246,6 +298,10 @@ void cluster_node::attach(engine&, std::function<bool()>) {}
 void cluster_node::subscribed(subscriber_id, std::string_view, std::string_view) {}
 void cluster_node::unsubscribed(subscriber_id, std::string_view) {}
 void cluster_node::released(subscriber_id) {}
+void cluster_node::before_clap(std::string_view, std::string_view, std::function<void()> apply,
+                               std::function<void(const prior_op&)>) {
+  apply();
+}
 bool cluster_node::degraded() const noexcept { return false; }
 std::string cluster_node::metrics_text() const { return {}; }
 void cluster_node::shutdown() {}

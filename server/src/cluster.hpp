@@ -20,6 +20,8 @@
 
 #include <uv.h>
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -57,6 +59,21 @@ public:
   void unsubscribed(subscriber_id sub, std::string_view article);
   /// `sub` is gone (engine::unsubscribe_all).
   void released(subscriber_id sub);
+
+  /// What another node answered for an op id (its value in Redis).
+  struct prior_op {
+    std::string article;
+    std::int32_t accepted = 0;
+    std::int32_t mine = 0;
+  };
+  /// Before a clap with an op id: asks Redis whether another node already
+  /// applied `op_id` of `user`. Calls `replay(prior)` if so; otherwise
+  /// `apply()` (not found, this node's own op - the engine replays those from
+  /// LMDB - or Redis unreachable, where the op is applied here and only
+  /// counted as a conflict later). Calls back from the loop, or at once when
+  /// Redis is not ready; never from an engine callback; never after shutdown().
+  void before_clap(std::string_view user, std::string_view op_id, std::function<void()> apply,
+                   std::function<void(const prior_op&)> replay);
 
   /// True while commits are acknowledged only as locally durable.
   bool degraded() const noexcept;
