@@ -43,6 +43,12 @@ demo: build
 	  exec $(BUILD)/examples/lmdb_claps data-example; \
 	fi
 
+# Two clapsd nodes (:8081, :8082) sharing Redis with a replica and three
+# sentinels; open one article on each node and clap across them.
+demo-cluster: build
+	@scripts/deps.sh test
+	scripts/demo-cluster.sh $(BUILD)
+
 bench:
 	@scripts/deps.sh bench
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
