@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 PORT ?= 8080
 CMAKE_FLAGS ?=
 
-.PHONY: all build test test-unit test-asan demo demo-cluster bench clean deps
+.PHONY: all build test test-unit test-integration test-asan test-asan-server demo demo-cluster bench clean deps
 
 all: build
 
@@ -32,6 +32,15 @@ test-asan:
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	ctest --test-dir $(ASAN_BUILD) -L unit --output-on-failure
 
+test-integration: build
+	ctest --test-dir $(BUILD) -L integration --output-on-failure
+
+test-asan-server:
+	cmake -S . -B build-asan-server -DCLAPS_SANITIZE=ON -DCLAPS_REDIS=OFF -DCLAPS_BENCHMARKS=OFF \
+	  -DCLAPS_EXAMPLES=OFF -DCMAKE_BUILD_TYPE=Debug
+	cmake --build build-asan-server -j$(JOBS) --target clapsd
+	ctest --test-dir build-asan-server -L integration --output-on-failure
+
 test-unit: build
 	ctest --test-dir $(BUILD) -L unit --output-on-failure
 
@@ -56,4 +65,4 @@ bench:
 	benchmarks/run.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-asan-server
