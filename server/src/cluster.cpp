@@ -26,6 +26,11 @@ struct cluster_node::impl {
   // Which articles each subscriber watches, so a closing connection unwatches
   // exactly what it watched and the store's counts stay balanced.
   std::unordered_map<subscriber_id, std::unordered_set<std::string>> rooms;
+  std::unordered_map<std::string, std::size_t> local_subscribers;
+  // Articles whose last local subscriber left: the engine emits nothing for
+  // an empty room, so this node's viewer count is zeroed here, after the loop
+  // iteration (the engine's own unsubscribe may still be deferred till then).
+  std::unordered_set<std::string> emptied;
   // set_remote() that arrived while the engine was inside a callback.
   struct remote_part {
     std::int64_t total;
@@ -51,7 +56,26 @@ struct cluster_node::impl {
     eng->set_remote(article, total, viewers);
   }
 
+  void watch(std::string_view article) {
+    ++local_subscribers[std::string(article)];
+    store->watch(article);
+  }
+  void unwatch(const std::string& article) {
+    store->unwatch(article);
+    auto it = local_subscribers.find(article);
+    if (it == local_subscribers.end()) return;
+    if (--it->second == 0) {
+      local_subscribers.erase(it);
+      emptied.insert(article);
+    }
+  }
+
   void run_deferred() {
+    if (!emptied.empty() && store && !(in_engine_callback && in_engine_callback())) {
+      for (const std::string& article : emptied)
+        if (local_subscribers.count(article) == 0) store->set_local_viewers(article, 0);
+      emptied.clear();
+    }
     if (deferred.empty() || eng == nullptr || (in_engine_callback && in_engine_callback())) return;
     auto parts = std::move(deferred);
     deferred.clear();
@@ -135,7 +159,7 @@ void cluster_node::attach(engine& e, std::function<bool()> in_engine_callback) {
 void cluster_node::subscribed(subscriber_id sub, std::string_view article, std::string_view user) {
   impl& p = *impl_;
   if (!p.store) return;
-  if (p.rooms[sub].emplace(article).second) p.store->watch(article);
+  if (p.rooms[sub].emplace(article).second) p.watch(article);
   if (!user.empty()) p.store->prefetch_tally(user, article);
 }
 
@@ -144,7 +168,8 @@ void cluster_node::unsubscribed(subscriber_id sub, std::string_view article) {
   if (!p.store) return;
   auto it = p.rooms.find(sub);
   if (it == p.rooms.end()) return;
-  if (it->second.erase(std::string(article)) != 0) p.store->unwatch(article);
+  const std::string key(article);
+  if (it->second.erase(key) != 0) p.unwatch(key);
   if (it->second.empty()) p.rooms.erase(it);
 }
 
@@ -153,7 +178,7 @@ void cluster_node::released(subscriber_id sub) {
   if (!p.store) return;
   auto it = p.rooms.find(sub);
   if (it == p.rooms.end()) return;
-  for (const std::string& article : it->second) p.store->unwatch(article);
+  for (const std::string& article : it->second) p.unwatch(article);
   p.rooms.erase(it);
 }
 
@@ -267,6 +292,7 @@ void cluster_node::shutdown() {
   p.alive.reset();
   p.deferred.clear();
   p.rooms.clear();
+  p.emptied.clear();
   p.store.reset();
   p.bus.reset();
   p.client.reset();
