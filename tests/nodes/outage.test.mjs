@@ -4,7 +4,7 @@
 // and converge; a restarted node keeps its totals.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { client, eventually, metric, request, startServer, tempDir } from '../integration/helpers.mjs';
+import { client, eventually, metric, request, runClapsd, startServer, tempDir } from '../integration/helpers.mjs';
 import { freePorts, redis_setup } from './redis_harness.mjs';
 import { latestTotal, redisTotal, watcher } from './node_helpers.mjs';
 
@@ -117,5 +117,48 @@ describe('clapsd nodes when Redis goes away and comes back', () => {
     assert.equal(ack.accepted, 1);
     assert.equal(ack.durability, 'cluster');
     await eventually(() => latestTotal(watchB) === expected + 1, { ms: 10000, what: 'B to see the new clap' });
+  });
+
+  test('a crashed node\'s viewers expire from the other nodes within 30 s', async () => {
+    nodes.C = await startNode('C');
+    await connected(nodes.C);
+    const viewersOf = (c) => c.viewers;
+    const onA = await client.open(nodes.A.ws);
+    clients.push(onA);
+    onA.ws.on('message', (d) => {
+      const f = JSON.parse(d.toString());
+      const item = f.type === 'counts' && f.counts.find((x) => x.article === 'crash1');
+      if (item) onA.viewers = item.viewers;
+    });
+    await onA.subscribe(['crash1']);
+    const onC = await client.open(nodes.C.ws);
+    clients.push(onC);
+    await onC.subscribe(['crash1']);
+    await eventually(() => viewersOf(onA) === 2, { ms: 10000, what: 'A to count C\'s reader' });
+    nodes.C.child.kill('SIGKILL');
+    await nodes.C.exited;
+    delete nodes.C;
+    const killed = Date.now();
+    await eventually(() => viewersOf(onA) === 1, { ms: 35000, every: 100, what: 'C\'s reader to expire on A' });
+    const took = Date.now() - killed;
+    console.log(`crashed node's viewer expired after ${took} ms`);
+    assert.ok(took <= 30000, `expired after ${took} ms`);
+  });
+
+  test('flags: --redis or --sentinel need a valid --node-id; bad URLs exit non-zero', async () => {
+    let r = await runClapsd(['--redis', `redis://127.0.0.1:${port}`, '--data-dir', tempDir()]);
+    assert.equal(r.code, 2);
+    assert.match(r.stdout + r.stderr, /--node-id/);
+    r = await runClapsd(['--sentinel', '127.0.0.1:1', '--node-id', 'A', '--data-dir', tempDir()]);
+    assert.equal(r.code, 2);
+    assert.match(r.stdout + r.stderr, /--sentinel-master/);
+    r = await runClapsd(['--redis', 'http://nope', '--node-id', 'A', '--data-dir', tempDir(), '--listen', '127.0.0.1:0']);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout + r.stderr, /redis:\/\//);
+    r = await runClapsd(['--redis', `redis://127.0.0.1:${port}`, '--node-id', 'bad id!', '--data-dir', tempDir()]);
+    assert.equal(r.code, 2);
+    r = await runClapsd(['--help']);
+    assert.match(r.stdout, /--sentinel-master/);
+    assert.match(r.stdout, /--node-id/);
   });
 });
