@@ -132,7 +132,8 @@ table(["", ""], [
   ["Build type", machine.build_type || "unknown"],
   ["Load average", `${machine.loadavg_start} at start, ${machine.loadavg_end} at end`],
 ]);
-out("- **Pinning.** Every server (clapsd, the Socket.IO peer, sendfloor's sender) runs on core 0 and the load generator (and sendfloor's receiver) on core 1, with `taskset`. Each step starts a fresh server with a fresh data directory.");
+out("- **Pinning.** Every server (clapsd, the Socket.IO peer, sendfloor's sender) runs on core 0 and the load generator (and sendfloor's receiver) on core 1, with `taskset`. Each step starts a fresh server with a fresh data directory." +
+  (machine.nice && machine.nice !== "0" ? ` All of them ran at \`nice -n ${machine.nice}\` (\`run.sh --nice ${machine.nice}\`), so that other jobs sharing the cores took less of them; every target got the same treatment.` : ""));
 out("- **Same load, same tool.** `claps-loadgen` (epoll, one thread) drives clapsd with its JSON protocol and the peers with Engine.IO v4 / Socket.IO v5 framing over WebSocket (websocket transport only). Viewers connect first (at most 256 handshakes in flight), then the run settles for a moment before the measured window starts.");
 out("- **Users.** Clappers rotate users (`lg-<pid>-<clapper>-<n>`) after 45 claps on one article, so nobody reaches the cap of 50, and stay under 19 claps/s per connection (clapsd's default limit is 20/s). Only scenario 3 and 5 raise `--rate-limit`.");
 out("- **Latency.** From the moment a clap is written to its socket until a viewer receives a total that includes it. Every ack carries the committed total after the clap's batch (T); totals only grow, so a viewer has seen the clap when it receives a total >= T. Coalescing servers skip intermediate totals, which this handles. Each (clap, viewer) pair is one sample; pairs never seen are reported as *unseen*.");

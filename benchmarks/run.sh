@@ -8,6 +8,8 @@
 #   --quick      small steps and 3 s runs: a smoke test of the whole pipeline
 #   --only LIST  comma list of parts: engine,1,2,3,4,5 (default: all)
 #   --no-report  keep the results, do not touch docs/
+#   --nice N     run servers, sendfloor and the load generator at this nice
+#                level (e.g. -10 on a machine other jobs share; needs root)
 #
 # Every server runs pinned to core 0 and the load generator to core 1
 # (taskset). Each step starts a fresh server and is bounded in time.
@@ -19,12 +21,14 @@ set -euo pipefail
 quick=0
 only="engine,1,2,3,4,5"
 report=1
+nice_level=0
 build=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --only) only="$2"; shift ;;
     --no-report) report=0 ;;
+    --nice) nice_level="$2"; shift ;;
     -h|--help) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 0 ;;
     *) build="$1" ;;
   esac
@@ -50,6 +54,8 @@ command -v node >/dev/null || { echo "run.sh: node is needed for the Socket.IO p
 
 server_cpu=0
 loadgen_cpu=1
+# Pinned, and optionally favoured over other jobs on the same cores.
+pin() { if [ "$nice_level" != 0 ]; then echo "nice -n $nice_level taskset -c $1"; else echo "taskset -c $1"; fi; }
 source_ips=127.0.0.2-127.0.0.20
 out="$build/bench-results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
@@ -103,13 +109,13 @@ start_server() {
       local store=lmdb extra=""
       [ $target = clapsd-memory ] && store=memory
       [ $target = clapsd-noping ] && extra="--ping-interval-s 600 --idle-timeout-s 700"
-      server_cmd="taskset -c $server_cpu $clapsd --listen 127.0.0.1:0 --data-dir $data --store $store --max-connections 19950 --log-level warn $extra $*"
+      server_cmd="$(pin $server_cpu) $clapsd --listen 127.0.0.1:0 --data-dir $data --store $store --max-connections 19950 --log-level warn $extra $*"
       ;;
     sio-naive|sio-coalesced)
-      server_cmd="taskset -c $server_cpu node $peer --mode ${target#sio-} --port 0"
+      server_cmd="$(pin $server_cpu) node $peer --mode ${target#sio-} --port 0"
       ;;
   esac
-  # taskset execs the server, so $! is the server's own pid.
+  # nice and taskset exec the server, so $! is the server's own pid.
   $server_cmd > "$logfile" 2>&1 &
   server_pid=$!
   wait_listening "$logfile"
@@ -148,7 +154,7 @@ run_load() {
     stop_server
     return 0
   fi
-  local client_cmd="taskset -c $loadgen_cpu $loadgen --url ws://127.0.0.1:$server_port$path --protocol $protocol --server-pid $server_pid --source-ips $source_ips --settle $settle --drain $drain --connect-timeout 45 --json $out/$name.json --label $name ${client_flags[*]}"
+  local client_cmd="$(pin $loadgen_cpu) $loadgen --url ws://127.0.0.1:$server_port$path --protocol $protocol --server-pid $server_pid --source-ips $source_ips --settle $settle --drain $drain --connect-timeout 45 --json $out/$name.json --label $name ${client_flags[*]}"
   case $target in clapsd*) curl -s "http://127.0.0.1:$server_port/metrics" > "$out/$name.metrics-before.txt" || true ;; esac
   $client_cmd > "$out/$name.loadgen.log" 2>&1 || log "loadgen failed; see $out/$name.loadgen.log"
   case $target in clapsd*) curl -s "http://127.0.0.1:$server_port/metrics" > "$out/$name.metrics-after.txt" || true ;; esac
@@ -162,7 +168,7 @@ run_floor() {
   local scenario=$1 connections=$2
   local name="s$scenario-floor-$connections"
   # One round per 25 ms tick (back to back once a round takes longer), as clapsd writes.
-  local cmd="$sendfloor --connections $connections --duration $floor_s --tick-ms 25 --sender-cpu $server_cpu --receiver-cpu $loadgen_cpu --source-ips $source_ips --json $out/$name.json"
+  local cmd="$([ "$nice_level" != 0 ] && echo "nice -n $nice_level ")$sendfloor --connections $connections --duration $floor_s --tick-ms 25 --sender-cpu $server_cpu --receiver-cpu $loadgen_cpu --source-ips $source_ips --json $out/$name.json"
   log "scenario $scenario, send floor, $connections connections"
   $cmd > "$out/$name.log" 2>&1 || log "sendfloor failed; see $out/$name.log"
   sed 's/^/    /' "$out/$name.log" >&2
@@ -183,6 +189,7 @@ run_floor() {
   echo "socketio=$(node -p 'require("'"$root"'/node_modules/socket.io/package.json").version')"
   echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "quick=$quick"
+  echo "nice=$nice_level"
   echo "commit=${CLAPS_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
   echo "build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null)"
 } > "$out/machine.txt"
@@ -191,7 +198,7 @@ started=$SECONDS
 
 if want engine; then
   log "engine_bench (pinned to core $server_cpu)"
-  cmd="taskset -c $server_cpu $engine_bench --data-dir $out --json $out/engine.json"
+  cmd="$(pin $server_cpu) $engine_bench --data-dir $out --json $out/engine.json"
   [ $quick = 1 ] && cmd="$cmd --quick"
   $cmd > "$out/engine.log" 2>&1 || log "engine_bench failed; see $out/engine.log"
   sed 's/^/    /' "$out/engine.log" >&2
