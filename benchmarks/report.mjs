@@ -196,6 +196,8 @@ if (s1Steps.length) {
   out();
   out("![p99 latency against viewers](bench-p99-vs-viewers.png) ![CPU per frame against viewers](bench-cpu-per-frame.png)");
   out();
+  out("Where the Socket.IO peer held fewer connections than the step asked for (the *Conns* column), its points in these plots are at the step's nominal viewer count.");
+  out();
 }
 
 // Scenario 2
@@ -346,7 +348,9 @@ const missing = (v) => (v === null || v === undefined || Number.isNaN(v) ? "?" :
     for (const r of all(1, target)) {
       if (!r.data.latency_cdf?.length) continue;
       const file = write(`cdf-${target}-${r.step}.dat`, r.data.latency_cdf.map(([ms, f]) => [Math.max(ms, 0.01), f]));
-      series.push(`"${file}" using 1:2 with lines lw 2 ${dash[target]}title "${names[target]}, ${r.step} viewers"`);
+      const held = r.data.connections - r.data.clappers;
+      const label = r.data.connections < 0.95 * r.data.connections_wanted ? `${held} of ${r.step} viewers connected` : `${r.step} viewers`;
+      series.push(`"${file}" using 1:2 with lines lw 2 ${dash[target]}title "${names[target]}, ${label}"`);
     }
   }
   if (series.length) plots.push([`bench-latency-cdf.png`, [term, 'set title "Scenario 1: clap-to-viewer latency CDF"',
@@ -359,7 +363,7 @@ if (s1Steps.length) {
   const p99 = write("p99.dat", rows);
   plots.push(["bench-p99-vs-viewers.png", [term, 'set title "Scenario 1: p99 clap-to-viewer latency"', 'set xlabel "viewers"',
     'set ylabel "p99 latency (ms)"', "set logscale y", "set grid", "set key top left", 'set datafile missing "?"',
-    `plot "${p99}" using 1:2 with linespoints lw 2 title "${names.clapsd}", "" using 1:3 with linespoints lw 2 title "${names["sio-coalesced"]}", "" using 1:4 with linespoints lw 2 title "${names["sio-naive"]}", "" using 1:5 with points pt 7 ps 1.5 title "${names["clapsd-noping"]}"`]]);
+    `plot "${p99}" using 1:2 with linespoints lw 2 title "${names.clapsd}", "" using 1:3 with linespoints lw 2 title "${names["sio-coalesced"]}", "" using 1:4 with linespoints lw 2 title "${names["sio-naive"]}"${all(1, "clapsd-noping").length ? `, "" using 1:5 with points pt 7 ps 1.5 title "${names["clapsd-noping"]}"` : ""}`]]);
   const cpuRows = s1Steps.map((step) => [step, ...["clapsd", "sio-coalesced", "sio-naive", "floor"].map((t) => missing(cpuPerFrame(find(1, t, step))))]);
   const cpu = write("cpu.dat", cpuRows);
   plots.push(["bench-cpu-per-frame.png", [term, 'set title "Scenario 1: server CPU time per delivered frame"', 'set xlabel "viewers"',
