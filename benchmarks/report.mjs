@@ -196,7 +196,7 @@ if (s1Steps.length) {
   out();
   out("![p99 latency against viewers](bench-p99-vs-viewers.png) ![CPU per frame against viewers](bench-cpu-per-frame.png)");
   out();
-  out("Where the Socket.IO peer held fewer connections than the step asked for (the *Conns* column), its points in these plots are at the step's nominal viewer count.");
+  out("The plots place each server at the number of viewers it actually held (the coalesced Socket.IO peer held fewer than the larger steps asked for; see *Conns*).");
   out();
 }
 
@@ -357,18 +357,21 @@ const missing = (v) => (v === null || v === undefined || Number.isNaN(v) ? "?" :
     'set xlabel "latency (ms)"', 'set ylabel "fraction of (clap, viewer) pairs"', "set logscale x", "set grid", "set key bottom right",
     "set yrange [0:1.02]", `plot ${series.join(", ")}`]]);
 }
-// p99 and CPU per frame against viewers.
+// p99 and CPU per frame against the viewers each server actually held.
 if (s1Steps.length) {
-  const rows = s1Steps.map((step) => [step, ...["clapsd", "sio-coalesced", "sio-naive", "clapsd-noping"].map((t) => missing(find(1, t, step)?.data.latency_ms.p99))]);
-  const p99 = write("p99.dat", rows);
-  plots.push(["bench-p99-vs-viewers.png", [term, 'set title "Scenario 1: p99 clap-to-viewer latency"', 'set xlabel "viewers"',
-    'set ylabel "p99 latency (ms)"', "set logscale y", "set grid", "set key top left", 'set datafile missing "?"',
-    `plot "${p99}" using 1:2 with linespoints lw 2 title "${names.clapsd}", "" using 1:3 with linespoints lw 2 title "${names["sio-coalesced"]}", "" using 1:4 with linespoints lw 2 title "${names["sio-naive"]}"${all(1, "clapsd-noping").length ? `, "" using 1:5 with points pt 7 ps 1.5 title "${names["clapsd-noping"]}"` : ""}`]]);
-  const cpuRows = s1Steps.map((step) => [step, ...["clapsd", "sio-coalesced", "sio-naive", "floor"].map((t) => missing(cpuPerFrame(find(1, t, step))))]);
-  const cpu = write("cpu.dat", cpuRows);
-  plots.push(["bench-cpu-per-frame.png", [term, 'set title "Scenario 1: server CPU time per delivered frame"', 'set xlabel "viewers"',
-    'set ylabel "CPU per frame (us)"', "set grid", "set key top left", 'set datafile missing "?"', "set yrange [0:*]",
-    `plot "${cpu}" using 1:2 with linespoints lw 2 title "${names.clapsd}", "" using 1:3 with linespoints lw 2 title "${names["sio-coalesced"]}", "" using 1:4 with linespoints lw 2 title "${names["sio-naive"]}", "" using 1:5 with linespoints lw 2 dt 2 title "${names.floor}"`]]);
+  const held = (r) => (r.target === "floor" ? r.data.connections : r.data.connections - r.data.clappers);
+  const seriesFor = (targets, value, prefix) => targets.flatMap((t) => {
+    const points = all(1, t).map((r) => [held(r), value(r)]).filter(([, v]) => v !== null && v !== undefined);
+    if (!points.length) return [];
+    const file = write(`${prefix}-${t}.dat`, points);
+    return [`"${file}" using 1:2 with linespoints lw 2 ${t === "floor" ? "dt 2 " : ""}title "${names[t]}"`];
+  });
+  const p99 = seriesFor(["clapsd", "clapsd-noping", "sio-coalesced", "sio-naive"], (r) => r.data.latency_ms.p99, "p99");
+  plots.push(["bench-p99-vs-viewers.png", [term, 'set title "Scenario 1: p99 clap-to-viewer latency"', 'set xlabel "viewers connected"',
+    'set ylabel "p99 latency (ms)"', "set logscale y", "set grid", "set key top left", `plot ${p99.join(", ")}`]]);
+  const cpu = seriesFor(["clapsd", "clapsd-noping", "sio-coalesced", "sio-naive", "floor"], (r) => cpuPerFrame(r), "cpu");
+  plots.push(["bench-cpu-per-frame.png", [term, 'set title "Scenario 1: server CPU time per delivered frame"', 'set xlabel "viewers connected"',
+    'set ylabel "CPU per frame (us)"', "set grid", "set key top left", "set yrange [0:*]", `plot ${cpu.join(", ")}`]]);
 }
 // RSS against connections, from scenarios 1 and 4.
 {
