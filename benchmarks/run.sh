@@ -5,7 +5,8 @@
 #
 #   benchmarks/run.sh [--quick] [--only LIST] [--no-report] BUILD_DIR
 #
-#   --quick      small steps and 3 s runs: a smoke test of the whole pipeline
+#   --quick      small steps and 3 s runs: a smoke test of the whole pipeline;
+#                its report goes to the result folder, not to docs/
 #   --only LIST  comma list of parts: engine,1,2,3,4,5 (default: all)
 #   --no-report  keep the results, do not touch docs/
 #   --nice N     run servers, sendfloor and the load generator at this nice
@@ -249,5 +250,9 @@ echo "elapsed_s=$((SECONDS - started))" >> "$out/machine.txt"
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/machine.txt"
 
 if [ $report = 1 ]; then
-  node "$root/benchmarks/report.mjs" "$out" "$root/docs"
+  # A quick run is a smoke test: its report stays with its results, so it
+  # never replaces the full report in docs/.
+  docs="$root/docs"
+  [ $quick = 1 ] && docs="$out/report"
+  node "$root/benchmarks/report.mjs" "$out" "$docs"
 fi
