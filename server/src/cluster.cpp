@@ -42,6 +42,9 @@ struct cluster_node::impl {
 
   std::string node_id;
   std::uint64_t cross_node_replays = 0;
+  // Claps waiting for their op-id lookup: id -> apply.
+  std::uint64_t next_lookup = 1;
+  std::unordered_map<std::uint64_t, std::function<void()>> lookups;
   // Expires at shutdown(), so late Redis replies call nothing back.
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
@@ -193,10 +196,15 @@ void cluster_node::before_clap(std::string_view user, std::string_view op_id, st
   std::string key = "claps:op:{";
   key.append(user).append("}:").append(op_id);
   auto alive = p.alive;
+  const std::uint64_t lookup = p.next_lookup++;
   const std::error_code sent = p.client->command(
-      {"GET", key}, [&p, alive = std::weak_ptr<bool>(alive), apply, replay](std::error_code ec,
-                                                                            const redis_reply& r) {
+      {"GET", key}, [&p, alive = std::weak_ptr<bool>(alive), lookup, replay](std::error_code ec,
+                                                                             const redis_reply& r) {
         if (alive.expired()) return;
+        const auto it = p.lookups.find(lookup);
+        if (it == p.lookups.end()) return;  // settled by settle_lookups()
+        const auto apply = std::move(it->second);
+        p.lookups.erase(it);
         if (ec || r.type != redis_reply::kind::string) {
           apply();
           return;
@@ -221,7 +229,18 @@ void cluster_node::before_clap(std::string_view user, std::string_view op_id, st
         ++p.cross_node_replays;
         replay(prior);
       });
-  if (sent) apply();
+  if (sent) {
+    apply();
+    return;
+  }
+  p.lookups.emplace(lookup, std::move(apply));
+}
+
+void cluster_node::settle_lookups() {
+  impl& p = *impl_;
+  auto waiting = std::move(p.lookups);
+  p.lookups.clear();
+  for (auto& [id, apply] : waiting) apply();
 }
 
 bool cluster_node::degraded() const noexcept { return impl_->store && impl_->store->degraded(); }
@@ -290,6 +309,7 @@ void cluster_node::shutdown() {
   impl& p = *impl_;
   p.eng = nullptr;
   p.alive.reset();
+  p.lookups.clear();
   p.deferred.clear();
   p.rooms.clear();
   p.emptied.clear();
@@ -328,6 +348,7 @@ void cluster_node::before_clap(std::string_view, std::string_view, std::function
                                std::function<void(const prior_op&)>) {
   apply();
 }
+void cluster_node::settle_lookups() {}
 bool cluster_node::degraded() const noexcept { return false; }
 std::string cluster_node::metrics_text() const { return {}; }
 void cluster_node::shutdown() {}

@@ -75,6 +75,10 @@ public:
   void before_clap(std::string_view user, std::string_view op_id, std::function<void()> apply,
                    std::function<void(const prior_op&)> replay);
 
+  /// Applies at once every clap still waiting for its lookup (on SIGTERM, so
+  /// the drain commits and acknowledges them like any pending clap).
+  void settle_lookups();
+
   /// True while commits are acknowledged only as locally durable.
   bool degraded() const noexcept;
   /// Prometheus text of the Redis client, bus and store (claps_cluster_*, claps_redis_*).

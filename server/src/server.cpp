@@ -51,6 +51,7 @@ private:
   bool open_store();
   bool create_context();
   void begin_shutdown(int signum);
+  void close_clients_when_committed();
   void on_second();
   void finish();
   bool ready() const { return !admission_.draining && engine_ && !engine_->store_error(); }
@@ -242,6 +243,11 @@ bool clapsd::create_context() {
   // No per-session data: a WebSocket's user pointer is set to its session.
   protocols_[0].per_session_data_size = 0;
   protocols_[0].rx_buffer_size = options_.rx_buffer_bytes;
+  // With tx_packet_size 0, lws cuts every send() at rx_buffer_size (+20), so a
+  // timeline frame of a few KiB took several writable round trips (about 5
+  // system calls per frame in the benchmark). This only caps one send's size;
+  // lws allocates nothing for it.
+  protocols_[0].tx_packet_size = 65536;
   protocols_[1] = {};
 
   // Zero disables lws's validity timers (its default policy would still arm
@@ -355,8 +361,22 @@ void clapsd::begin_shutdown(int signum) {
   log_.info(std::string("received ") + (signum == SIGTERM ? "SIGTERM" : "SIGINT") +
             ": draining (readyz 503, committing pending claps, closing clients with 1001)");
   admission_.draining = true;
+  // Claps waiting for a cross-node op-id lookup become pending now too.
+  if (cluster_) cluster_->settle_lookups();
   // Commit what is pending now, so every ack is written before the close frames.
   driver_->flush();
+  close_clients_when_committed();
+}
+
+void clapsd::close_clients_when_committed() {
+  // With Redis a commit completes asynchronously (at the latest after the
+  // request deadline, as locally durable): its acks go out before the closes.
+  if (cluster_ && !engine_->idle() && !engine_->store_error() &&
+      cluster_flush_waits_++ < options_.redis_timeout_ms / 10 + 100) {
+    uv_timer_start(&shutdown_timer_,
+                   [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->close_clients_when_committed(); }, 10, 0);
+    return;
+  }
   ws_->close_all_when_flushed();
   http_->close_streams();
   if (admission_.open == 0) {

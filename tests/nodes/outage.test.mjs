@@ -145,6 +145,34 @@ describe('clapsd nodes when Redis goes away and comes back', () => {
     assert.ok(took <= 30000, `expired after ${took} ms`);
   });
 
+  test('SIGTERM while Redis hangs: an in-flight clap is still acked (local) before the 1001 close', async () => {
+    nodes.D = await startNode('D');
+    await connected(nodes.D);
+    const c = await client.open(`${nodes.D.ws}?user=gina`);
+    clients.push(c);
+    await c.subscribe(['hang1']);
+    const proc = redis.procs.find((p) => p.port === port);
+    proc.child.kill('SIGSTOP');
+    try {
+      const received = await metric(nodes.D, 'claps_messages_received_total');
+      c.send({ type: 'clap', article: 'hang1', count: 2, id: 'gina-1' });
+      // The clap is in flight (its op-id lookup or commit waits on Redis) when the drain starts.
+      await eventually(async () => (await metric(nodes.D, 'claps_messages_received_total')) === received + 1,
+        { what: 'the clap to reach node D' });
+      nodes.D.child.kill('SIGTERM');
+      const ack = await c.ack('gina-1', 10000);
+      assert.equal(ack.type, 'ack');
+      assert.equal(ack.accepted, 2);
+      assert.equal(ack.durability, 'local');
+      const closed = await c.closed;
+      assert.equal(closed.code, 1001);
+      assert.equal((await nodes.D.exited).code, 0);
+      delete nodes.D;
+    } finally {
+      proc.child.kill('SIGCONT');
+    }
+  });
+
   test('flags: --redis or --sentinel need a valid --node-id; bad URLs exit non-zero', async () => {
     let r = await runClapsd(['--redis', `redis://127.0.0.1:${port}`, '--data-dir', tempDir()]);
     assert.equal(r.code, 2);
