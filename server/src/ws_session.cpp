@@ -26,8 +26,11 @@ ws_session::ws_session(lws* wsi, std::string user, const session_limits& limits,
       bucket_(limits.rate_burst, now_ms), last_heard_ms_(now_ms), last_ping_ms_(now_ms) {}
 
 void ws_session::ping(std::uint64_t now_ms) {
-  last_ping_ms_ = now_ms;
+  // Record the ping only once it is written: a ping skipped behind buffered
+  // output is retried by the next sweep, instead of 25 s later (past the
+  // idle limit, which dropped healthy viewers).
   if (closing_ || lws_partial_buffered(wsi_)) return;
+  last_ping_ms_ = now_ms;
   // A payload, because lws 4.1 reports no LWS_CALLBACK_RECEIVE_PONG for an
   // empty pong.
   unsigned char frame[LWS_PRE + 1];
