@@ -243,11 +243,6 @@ bool clapsd::create_context() {
   // No per-session data: a WebSocket's user pointer is set to its session.
   protocols_[0].per_session_data_size = 0;
   protocols_[0].rx_buffer_size = options_.rx_buffer_bytes;
-  // With tx_packet_size 0, lws cuts every send() at rx_buffer_size (+20), so a
-  // timeline frame of a few KiB took several writable round trips (about 5
-  // system calls per frame in the benchmark). This only caps one send's size;
-  // lws allocates nothing for it.
-  protocols_[0].tx_packet_size = 65536;
   protocols_[1] = {};
 
   // Zero disables lws's validity timers (its default policy would still arm
