@@ -152,20 +152,9 @@ private:
 http_api::http_api(service_deps deps, static_files files) : deps_(deps), files_(std::move(files)) {}
 
 bool http_api::identify(lws* wsi, bool required, std::string& user, int& refusal_result) {
-  std::string token, user_param;
-  const std::string authorization = header_value(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-  credentials c;
-  if (query_arg(wsi, "token", token)) {
-    c.token = token;
-    c.has_token = true;
-  } else if (auto bearer = bearer_token(authorization); !bearer.empty()) {
-    c.token = bearer;
-    c.has_token = true;
-  }
-  if (query_arg(wsi, "user", user_param)) {
-    c.user_param = user_param;
-    c.has_user_param = true;
-  }
+  request_credentials request;
+  read_credentials(wsi, request);
+  const credentials& c = request.creds;
   if (!required && !c.has_token && !c.has_user_param) return true;  // anonymous read
   std::string why;
   if (auto ec = deps_.auth.identify(c, false, user, why)) {

@@ -93,4 +93,20 @@ unsigned http_status_for(std::error_code ec) noexcept {
   }
 }
 
+void read_credentials(lws* wsi, request_credentials& out) {
+  out.creds = {};
+  out.authorization = header_value(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+  if (query_arg(wsi, "token", out.token)) {
+    out.creds.token = out.token;
+    out.creds.has_token = true;
+  } else if (auto bearer = bearer_token(out.authorization); !bearer.empty()) {
+    out.creds.token = bearer;
+    out.creds.has_token = true;
+  }
+  if (query_arg(wsi, "user", out.user_param)) {
+    out.creds.user_param = out.user_param;
+    out.creds.has_user_param = true;
+  }
+}
+
 } // namespace claps::server

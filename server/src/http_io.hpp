@@ -2,6 +2,8 @@
 // arguments, writing complete JSON responses.
 #pragma once
 
+#include "auth.hpp"
+
 #include <libwebsockets.h>
 
 #include <string>
@@ -16,6 +18,17 @@ std::string header_value(lws* wsi, lws_token_indexes token);
 bool has_header(lws* wsi, lws_token_indexes token);
 /// The URL-decoded value of query argument `name` ("user", "token").
 bool query_arg(lws* wsi, const char* name, std::string& value);
+
+/// What a request says about who it is: ?token=, else Authorization: Bearer,
+/// and ?user=. `creds` views the strings beside it, so fill it in place with
+/// read_credentials() and do not copy or move it afterwards.
+struct request_credentials {
+  std::string token;
+  std::string user_param;
+  std::string authorization;
+  credentials creds;
+};
+void read_credentials(lws* wsi, request_credentials& out);
 
 /// Writes a complete response (headers, then body) on an HTTP transaction.
 /// Returns 0 when the headers and body went out (lws buffers what the

@@ -40,20 +40,9 @@ int ws_service::confirm_upgrade(lws* wsi, const char* upgrade) {
   if (!origins_.allows(header_value(wsi, WSI_TOKEN_ORIGIN), header_value(wsi, WSI_TOKEN_HOST)))
     return refuse(wsi, refusal::origin, 403, "forbidden", "origin not allowed");
 
-  std::string token, user_param;
-  const std::string authorization = header_value(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-  credentials c;
-  if (query_arg(wsi, "token", token)) {
-    c.token = token;
-    c.has_token = true;
-  } else if (auto bearer = bearer_token(authorization); !bearer.empty()) {
-    c.token = bearer;
-    c.has_token = true;
-  }
-  if (query_arg(wsi, "user", user_param)) {
-    c.user_param = user_param;
-    c.has_user_param = true;
-  }
+  request_credentials request;
+  read_credentials(wsi, request);
+  const credentials& c = request.creds;
   std::string user, why;
   if (auto ec = deps_.auth.identify(c, true, user, why)) {
     if (ec == errc::unauthorized) return refuse(wsi, refusal::unauthorized, 401, "unauthorized", why);
