@@ -83,10 +83,10 @@ void encode_snapshot(std::string& out, std::span<const snapshot> snapshots, std:
   out += counts_suffix;
 }
 
-void encode_ack(std::string& out, const op_result& r, std::string_view op_id) {
-  begin_frame(out);
-  out += R"({"type":"ack",)";
-  append_id_field(out, op_id);
+namespace {
+
+// The fields an ack frame and a REST result share, through the closing brace.
+void append_result_fields(std::string& out, const op_result& r) {
   out += R"("article":")";
   out += r.article;
   out += R"(","accepted":)";
@@ -99,6 +99,15 @@ void encode_ack(std::string& out, const op_result& r, std::string_view op_id) {
   out += R"(,"durability":")";
   out += durability_name(r.level);
   out += "\"}";
+}
+
+} // namespace
+
+void encode_ack(std::string& out, const op_result& r, std::string_view op_id) {
+  begin_frame(out);
+  out += R"({"type":"ack",)";
+  append_id_field(out, op_id);
+  append_result_fields(out, r);
 }
 
 void encode_error(std::string& out, std::string_view code, std::string_view message,
@@ -117,18 +126,8 @@ void encode_error(std::string& out, std::string_view code, std::string_view mess
 }
 
 std::string rest_result_body(const op_result& r) {
-  std::string out = R"({"article":")";
-  out += r.article;
-  out += R"(","accepted":)";
-  append_int(out, r.accepted);
-  out += R"(,"total":)";
-  append_int(out, r.total);
-  out += R"(,"mine":)";
-  append_int(out, r.mine);
-  if (r.replayed) out += R"(,"replayed":true)";
-  out += R"(,"durability":")";
-  out += durability_name(r.level);
-  out += "\"}";
+  std::string out = "{";
+  append_result_fields(out, r);
   return out;
 }
 
