@@ -7,27 +7,13 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { by_testid, launch_chromium, text_becomes } from './chromium.mjs';
 import { startServer, tempDir } from '../integration/helpers.mjs';
 
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run'];
 const ARTIFACTS = process.env.CLAPS_TEST_ARTIFACTS ?? join(process.cwd(), 'test-artifacts');
 const ARTICLE = 'why-realtime-matters';
 const OTHER_ARTICLE = 'slow-mornings';
 
-const by_testid = (id) => `[data-testid="${id}"]`;
-
-/** Resolves when the element's text equals `expected`, or fails after `timeout`. */
-async function text_becomes(page, testid, expected, timeout = 10000) {
-  try {
-    await page.waitForFunction(([sel, want]) => document.querySelector(sel)?.textContent.trim() === want,
-      [by_testid(testid), String(expected)], { timeout });
-  } catch (err) {
-    const actual = await page.textContent(by_testid(testid)).catch(() => '(gone)');
-    throw new Error(`${testid} should become "${expected}" within ${timeout} ms; it is "${actual}" (${page.url()})`, { cause: err });
-  }
-}
 
 async function number_of(page, testid) {
   return Number((await page.textContent(by_testid(testid))).trim());
@@ -68,7 +54,7 @@ describe('demo web app in Chromium', () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     data_dir = tempDir('claps-browser-');
     server = await startServer({ dataDir: data_dir });
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+    browser = await launch_chromium();
   });
 
   after(async () => {

@@ -5,25 +5,12 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { by_testid, launch_chromium, text_becomes } from '../browser/chromium.mjs';
 import { eventually, metric, startServer } from '../integration/helpers.mjs';
 import { freePorts, redis_setup } from './redis_harness.mjs';
 
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run'];
 const ARTIFACTS = process.env.CLAPS_TEST_ARTIFACTS ?? join(process.cwd(), '../../test-artifacts');
 const ARTICLE = 'why-realtime-matters';
-const by_testid = (id) => `[data-testid="${id}"]`;
-
-async function text_becomes(page, testid, expected, timeout = 10000) {
-  try {
-    await page.waitForFunction(([sel, want]) => document.querySelector(sel)?.textContent.trim() === want,
-      [by_testid(testid), String(expected)], { timeout });
-  } catch (err) {
-    const actual = await page.textContent(by_testid(testid)).catch(() => '(gone)');
-    throw new Error(`${testid} should become "${expected}" within ${timeout} ms; it is "${actual}" (${page.url()})`, { cause: err });
-  }
-}
 
 describe('the two-node demo in Chromium', () => {
   let redis;
@@ -42,7 +29,7 @@ describe('the two-node demo in Chromium', () => {
       nodes[id] = await startServer({ args: ['--redis', `redis://127.0.0.1:${port}`, '--node-id', id, '--log-level', 'warn'] });
     for (const n of Object.values(nodes))
       await eventually(async () => (await metric(n, 'claps_redis_connected')) === 1, { ms: 10000, what: 'node on Redis' });
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
+    browser = await launch_chromium();
   });
 
   after(async () => {
