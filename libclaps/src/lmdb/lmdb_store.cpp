@@ -314,30 +314,31 @@ struct lmdb_store::impl {
     return {};
   }
 
-  int put_total(MDB_txn* txn, const article_total& t) {
-    MDB_val key = as_val(t.article);
-    if (t.total == 0) {
-      const int rc = mdb_del(txn, totals, &key, nullptr);
+  // A zero reads the same as a missing key, so zeros are deleted, not stored.
+  static int put_or_delete(MDB_txn* txn, MDB_dbi dbi, MDB_val& key, bool zero, char* bytes,
+                           std::size_t size) {
+    if (zero) {
+      const int rc = mdb_del(txn, dbi, &key, nullptr);
       return rc == MDB_NOTFOUND ? 0 : rc;
     }
+    MDB_val value{size, bytes};
+    return mdb_put(txn, dbi, &key, &value, 0);
+  }
+
+  int put_total(MDB_txn* txn, const article_total& t) {
+    MDB_val key = as_val(t.article);
     char bytes[8];
     put_i64_le(bytes, t.total);
-    MDB_val value{sizeof bytes, bytes};
-    return mdb_put(txn, totals, &key, &value, 0);
+    return put_or_delete(txn, totals, key, t.total == 0, bytes, sizeof bytes);
   }
 
   int put_tally(MDB_txn* txn, const user_tally& t) {
     composite_key k;
     if (!k.build({}, t.user, t.article)) return MDB_BAD_VALSIZE;
     MDB_val key = k.val();
-    if (t.claps == 0) {
-      const int rc = mdb_del(txn, tallies, &key, nullptr);
-      return rc == MDB_NOTFOUND ? 0 : rc;
-    }
     char bytes[4];
     put_i32_le(bytes, t.claps);
-    MDB_val value{sizeof bytes, bytes};
-    return mdb_put(txn, tallies, &key, &value, 0);
+    return put_or_delete(txn, tallies, key, t.claps == 0, bytes, sizeof bytes);
   }
 
   int put_op(MDB_txn* txn, const op_record& op) {
