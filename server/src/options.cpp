@@ -26,6 +26,9 @@ cxxopts::Options make_spec() {
   spec.add_options("Server")
     ("listen", "HOST:PORT to listen on; port 0 picks a free port (reported on stdout)",
      cxxopts::value<std::string>()->default_value("127.0.0.1:8080"))
+    ("reuse-port", "Share the --listen port with other clapsd processes (SO_REUSEPORT; one process per "
+     "core, each with its own --node-id and --data-dir on one --redis): the kernel spreads new "
+     "connections over them", cxxopts::value<bool>()->default_value("false"))
     ("data-dir", "Directory of the LMDB data (created if missing; locked against a second clapsd)",
      cxxopts::value<std::string>()->default_value("data"))
     ("store", "Storage backend: lmdb or memory", cxxopts::value<std::string>()->default_value("lmdb"))
@@ -174,6 +177,7 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
       outcome.exit_code = 2;
       return outcome;
     }
+    o.reuse_port = result["reuse-port"].as<bool>();
     o.data_dir = result["data-dir"].as<std::string>();
     const auto store = result["store"].as<std::string>();
     if (store == "lmdb") o.store = store_kind::lmdb;

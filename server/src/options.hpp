@@ -16,6 +16,9 @@ enum class log_level { trace, debug, info, warn, error };
 struct server_options {
   std::string listen_host = "127.0.0.1";
   std::uint16_t listen_port = 8080;
+  // clapsd binds the port itself with SO_REUSEPORT (listen_socket.hpp), so
+  // one process per core can share it.
+  bool reuse_port = false;
   std::string data_dir = "data";
   store_kind store = store_kind::lmdb;
   int tick_ms = 25;

@@ -7,6 +7,7 @@
 #include "fanout.hpp"
 #include "http_api.hpp"
 #include "inbound.hpp"
+#include "listen_socket.hpp"
 #include "log.hpp"
 #include "metrics.hpp"
 #include "service_deps.hpp"
@@ -50,6 +51,7 @@ private:
   int dispatch(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::size_t len);
   bool open_store();
   bool create_context();
+  bool open_shared_listener(const std::string& iface);
   void begin_shutdown(int signum);
   void close_clients_when_committed();
   void on_second();
@@ -77,6 +79,7 @@ private:
   lws_protocols protocols_[2]{};
   lws_retry_bo_t idle_policy_{};
   lws_context* context_ = nullptr;
+  std::unique_ptr<listen_socket> listener_;  // only with --reuse-port
   std::unique_ptr<uv_driver> driver_;
   uv_signal_t sigterm_{};
   uv_signal_t sigint_{};
@@ -96,6 +99,8 @@ clapsd::~clapsd() {
   // lws and the driver are gone by now (finish()); the loop has run their
   // close callbacks, so it can be closed.
   if (context_) lws_context_destroy(context_);
+  // Before the loop closes: the listener's handles close on it.
+  listener_.reset();
   driver_.reset();
   if (cluster_) cluster_->shutdown();
   // After a failed lws_create_context() the loop may hold handles whose close
@@ -202,6 +207,11 @@ bool clapsd::start() {
   http_->metrics_text = [this] {
     std::string text = render_prometheus(metrics_, engine_->stats(), ready());
     if (cluster_) text += cluster_->metrics_text();
+    if (listener_) text += listener_->metrics_text();
+    // Behind one shared port, says which process answered.
+    if (!options_.node_id.empty())
+      text += "# HELP claps_node_info This process's --node-id\n# TYPE claps_node_info gauge\n"
+              "claps_node_info{node=\"" + options_.node_id + "\"} 1\n";
     return text;
   };
   http_->degraded = [this] { return cluster_ && cluster_->degraded(); };
@@ -251,10 +261,13 @@ bool clapsd::create_context() {
   idle_policy_.secs_since_valid_hangup = 0;
 
   const std::string iface = options_.listen_host == "localhost" ? "127.0.0.1" : options_.listen_host;
+  // With --reuse-port the socket is bound first, so a port that cannot be
+  // shared fails start-up before lws exists; lws then serves without listening.
+  if (options_.reuse_port && !open_shared_listener(iface)) return false;
   void* loops[1] = {&loop_};
   lws_context_creation_info info{};
-  info.port = options_.listen_port;
-  info.iface = iface.c_str();
+  info.port = listener_ ? CONTEXT_PORT_NO_LISTEN_SERVER : options_.listen_port;
+  info.iface = listener_ ? nullptr : iface.c_str();
   info.protocols = protocols_;
   info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
   if (iface.find(':') == std::string::npos) info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
@@ -270,17 +283,56 @@ bool clapsd::create_context() {
   if (!context_) {
     lws_failed_ = true;
     log_.error("cannot listen on " + options_.listen_host + ":" + std::to_string(options_.listen_port) +
-               " (address in use or not available?)");
+               " (address in use or not available? processes sharing a port all need --reuse-port)");
     return false;
   }
   lws_vhost* vhost = lws_get_vhost_by_name(context_, "default");
+  if (listener_) {
+    if (vhost == nullptr) {
+      log_.error("lws created no default vhost");
+      return false;
+    }
+    // As if lws's own listener had accepted it: HTTP first, WebSocket by upgrade,
+    // the handshake deadline armed. On failure lws closes the fd itself.
+    auto ec = listener_->start([vhost](int fd) {
+      lws_sock_file_fd_type desc{};
+      desc.sockfd = fd;
+      lws_adopt_descriptor_vhost(vhost, static_cast<lws_adoption_type>(LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP), desc,
+                                 nullptr, nullptr);
+    });
+    if (ec) {
+      log_.error("cannot watch the listening socket: " + ec.message());
+      return false;
+    }
+    listen_port_ = listener_->port();
+    return true;
+  }
   const int port = vhost ? lws_get_vhost_listen_port(vhost) : -1;
   if (port <= 0) {
     lws_failed_ = true;
-    log_.error("cannot listen on " + options_.listen_host + ":" + std::to_string(options_.listen_port));
+    log_.error("cannot listen on " + options_.listen_host + ":" + std::to_string(options_.listen_port) +
+               " (address in use or not available? processes sharing a port all need --reuse-port)");
     return false;
   }
   listen_port_ = port;
+  return true;
+}
+
+bool clapsd::open_shared_listener(const std::string& iface) {
+  std::error_code ec;
+  std::string step;
+  listener_ = listen_socket::open(&loop_, iface, options_.listen_port, log_, ec, step);
+  if (!listener_) {
+    std::string hint;
+    if (ec == std::errc::address_in_use)
+      hint = " (a process without SO_REUSEPORT holds it, such as a clapsd without --reuse-port; every "
+             "process sharing a port needs --reuse-port and the same user)";
+    log_.error("cannot listen on " + options_.listen_host + ":" + std::to_string(options_.listen_port) +
+               " with --reuse-port: " + step + ": " + ec.message() + hint);
+    return false;
+  }
+  if (!options_.clustered())
+    log_.warn("--reuse-port without --redis/--sentinel: processes sharing this port do not share claps");
   return true;
 }
 
@@ -356,6 +408,9 @@ void clapsd::begin_shutdown(int signum) {
   log_.info(std::string("received ") + (signum == SIGTERM ? "SIGTERM" : "SIGINT") +
             ": draining (readyz 503, committing pending claps, closing clients with 1001)");
   admission_.draining = true;
+  // Closing our socket now makes the kernel send new connects to the other
+  // processes on the port (lws's own listener instead refuses them by filter).
+  if (listener_) listener_->close();
   // Claps waiting for a cross-node op-id lookup become pending now too.
   if (cluster_) cluster_->settle_lookups();
   // Commit what is pending now, so every ack is written before the close frames.
@@ -399,6 +454,7 @@ void clapsd::finish() {
     exit_code_ = 1;
   }
   driver_.reset();
+  listener_.reset();
   // With a foreign loop lws closes its handles asynchronously on this loop;
   // run() finishes the destroy once the loop has drained.
   lws_context_destroy(context_);
