@@ -54,7 +54,7 @@ std::string_view update_item(std::string_view encoded) noexcept {
   return encoded.substr(skip, encoded.size() - skip - counts_suffix.size());
 }
 
-void encode_hello(std::string& out, std::string_view user, int tick_ms, int cap) {
+void encode_hello(std::string& out, std::string_view user, int tick_ms, int cap, std::string_view node) {
   begin_frame(out);
   out += R"({"type":"hello","protocol":1,"user":")";
   out += user;
@@ -62,6 +62,11 @@ void encode_hello(std::string& out, std::string_view user, int tick_ms, int cap)
   append_int(out, tick_ms);
   out += R"(,"cap":)";
   append_int(out, cap);
+  if (!node.empty()) {
+    out += R"(,"node":")";
+    out += node;  // --node-id is checked against the id alphabet at start-up
+    out += '"';
+  }
   out += '}';
 }
 

@@ -36,8 +36,9 @@ void encode_update_frame(const article_update& update, std::string& out);
 /// The item inside a frame made by encode_update_frame().
 std::string_view update_item(std::string_view encoded) noexcept;
 
-/// {"type":"hello","protocol":1,"user":"alice","tick_ms":25,"cap":50}
-void encode_hello(std::string& out, std::string_view user, int tick_ms, int cap);
+/// {"type":"hello","protocol":1,"user":"alice","tick_ms":25,"cap":50,"node":"host-3"}
+/// ("node" only when `node` is not empty: the --node-id of this process).
+void encode_hello(std::string& out, std::string_view user, int tick_ms, int cap, std::string_view node = {});
 
 /// Snapshot reply: {"type":"counts","id":"s1","snapshot":true,"counts":[{...,"mine":3}]}
 void encode_snapshot(std::string& out, std::span<const snapshot> snapshots, std::string_view id);

@@ -73,7 +73,7 @@ int ws_service::established(lws* wsi, void* user) {
   lws_set_wsi_user(wsi, &s);
   sessions_.emplace(s.id(), std::move(session));
   std::string hello;
-  encode_hello(hello, s.user(), deps_.options.tick_ms, deps_.options.clap_cap);
+  encode_hello(hello, s.user(), deps_.options.tick_ms, deps_.options.clap_cap, deps_.options.node_id);
   s.send_reply(std::move(hello));
   return 0;
 }
