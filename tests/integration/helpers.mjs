@@ -31,13 +31,15 @@ export function deadline(promise, ms, what) {
 
 /**
  * Starts clapsd with `args` (plus --listen 127.0.0.1:0 and a temp --data-dir
- * unless given) and waits for its "listening" line.
+ * unless given) and waits for its "listening" line. `launcher` runs it
+ * through another command, e.g. ['prlimit', '--nofile=64', '--'].
  */
-export async function startServer({ args = [], env = {}, dataDir, listen = '127.0.0.1:0' } = {}) {
+export async function startServer({ args = [], env = {}, dataDir, listen = '127.0.0.1:0', launcher = [] } = {}) {
   const dir = dataDir ?? tempDir();
   const fullArgs = ['--listen', listen, ...args];
   if (!args.includes('--data-dir') && !args.includes('--store=memory')) fullArgs.push('--data-dir', dir);
-  const child = spawn(CLAPSD, fullArgs, {
+  const [command, ...commandArgs] = [...launcher, CLAPSD, ...fullArgs];
+  const child = spawn(command, commandArgs, {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
