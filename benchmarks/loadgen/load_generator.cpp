@@ -14,10 +14,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <thread>
 
 namespace claps::loadgen {
 
@@ -39,6 +41,39 @@ std::optional<std::uint32_t> article_index(std::string_view name, std::uint32_t 
 }
 
 constexpr double token_burst = 5;
+
+// Starts one perf per sampled process, then gives them one common pause to
+// attach: a counter that misses the first few ms undercounts by a negligible
+// amount, but one that never attached reads 0.
+void start_syscall_counters(std::vector<syscall_counter>& counters, run_results& results) {
+  if (counters.empty()) return;
+  for (std::size_t i = 0; i < counters.size(); ++i)
+    if (!counters[i].start(results.processes[i].pid)) results.processes[i].syscalls_note = counters[i].why();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  for (std::size_t i = 0; i < counters.size(); ++i)
+    if (results.processes[i].syscalls_note.empty() && !counters[i].attached())
+      results.processes[i].syscalls_note = counters[i].why();
+}
+
+// The run's server figures are the sums over the sampled processes, so one
+// --server-pid gives exactly that process's figures, as before several.
+void sum_processes(run_results& results) {
+  if (results.processes.empty()) return;
+  double cpu = 0;
+  std::uint64_t rss = 0, rss_before = 0, syscalls = 0;
+  bool cpu_known = true, rss_known = true, rss_before_known = true, syscalls_known = true;
+  for (const process_results& p : results.processes) {
+    if (p.cpu_s) cpu += *p.cpu_s; else cpu_known = false;
+    if (p.rss_kb) rss += *p.rss_kb; else rss_known = false;
+    if (p.rss_kb_before) rss_before += *p.rss_kb_before; else rss_before_known = false;
+    if (p.syscalls) syscalls += *p.syscalls; else syscalls_known = false;
+    if (results.syscalls_note.empty() && !p.syscalls_note.empty()) results.syscalls_note = p.syscalls_note;
+  }
+  if (cpu_known) results.server_cpu_s = cpu;
+  if (rss_known) results.server_rss_kb = rss;
+  if (rss_before_known) results.server_rss_kb_before = rss_before;
+  if (syscalls_known) results.server_syscalls = syscalls;
+}
 
 const char* state_name(auto state) {
   static constexpr const char* names[] = {"idle", "connect", "handshake", "open", "subscribe", "ready", "closed"};
@@ -116,7 +151,8 @@ void load_generator::open_connection(std::uint32_t id) {
   }
   conn.want_out = true;
   if (first_connect_us_ == 0) first_connect_us_ = std::max<std::uint32_t>(now_us(), 1);
-  if (connect(conn.fd, reinterpret_cast<const sockaddr*>(&server_addr_), sizeof server_addr_) != 0 &&
+  const sockaddr_in& server = endpoints_[conn.endpoint].addr;
+  if (connect(conn.fd, reinterpret_cast<const sockaddr*>(&server), sizeof server) != 0 &&
       errno != EINPROGRESS) {
     close_connection(id, std::string("connect: ") + std::strerror(errno));
   }
@@ -180,7 +216,7 @@ void load_generator::on_connected(std::uint32_t id) {
   else
     std::snprintf(query, sizeof query, "user=lg-%u-%u-%u", static_cast<unsigned>(getpid()), conn.index,
                   conn.generation);
-  conn.out = upgrade_request(options_.url, query);
+  conn.out = upgrade_request(endpoints_[conn.endpoint].url, query);
   flush(id);
 }
 
@@ -331,7 +367,11 @@ void load_generator::on_open(std::uint32_t id) {
 void load_generator::on_message(std::uint32_t id, std::string_view payload) {
   connection& conn = conns_[id];
   ++frames_total_;
-  if (counting_) ++results_->frames_received;
+  endpoint_results& at = results_->endpoints[conn.endpoint];
+  if (counting_) {
+    ++results_->frames_received;
+    ++at.frames_received;
+  }
   decoder_.decode(options_.protocol, payload, message_);
   const std::uint32_t now = now_us();
   switch (message_.kind) {
@@ -354,6 +394,8 @@ void load_generator::on_message(std::uint32_t id, std::string_view payload) {
     } else if (conn.state == conn_state::ready && counting_) {
       ++results_->update_frames;
       results_->updates_received += message_.counts.size();
+      ++at.update_frames;
+      at.updates_received += message_.counts.size();
       if (conn.last_update_us != 0 &&
           now - conn.last_update_us < static_cast<std::uint32_t>(options_.tick_ms * 500))
         ++results_->sub_tick_pairs;
@@ -378,6 +420,7 @@ void load_generator::on_message(std::uint32_t id, std::string_view payload) {
     outstanding_.erase(it);
     if (conn.inflight) --conn.inflight;
     ++results_->claps_acked;
+    if (counting_) ++at.acks;
     results_->claps_accepted += static_cast<std::uint64_t>(std::max<std::int64_t>(message_.accepted, 0));
     if (counting_) accepted_in_window_ += static_cast<std::uint64_t>(std::max<std::int64_t>(message_.accepted, 0));
     if (message_.accepted <= 0) ++results_->claps_refused_by_cap;
@@ -494,24 +537,54 @@ void load_generator::print_progress(phase current, double elapsed_s) {
   std::fflush(stderr);
 }
 
+bool load_generator::add_endpoint(const ws_url& url, std::uint32_t& index) {
+  for (std::uint32_t i = 0; i < endpoints_.size(); ++i) {
+    const ws_url& known = endpoints_[i].url;
+    if (known.host == url.host && known.port == url.port && known.path == url.path) {
+      index = i;
+      return true;
+    }
+  }
+  endpoint e;
+  e.url = url;
+  e.addr.sin_family = AF_INET;
+  e.addr.sin_port = htons(url.port);
+  if (inet_pton(AF_INET, url.host.c_str(), &e.addr.sin_addr) != 1) {
+    addrinfo hints{};
+    hints.ai_family = AF_INET;
+    addrinfo* found = nullptr;
+    if (getaddrinfo(url.host.c_str(), nullptr, &hints, &found) != 0 || !found) {
+      std::fprintf(stderr, "claps-loadgen: cannot resolve %s\n", url.host.c_str());
+      return false;
+    }
+    e.addr.sin_addr = reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr;
+    freeaddrinfo(found);
+  }
+  index = static_cast<std::uint32_t>(endpoints_.size());
+  endpoints_.push_back(std::move(e));
+  return true;
+}
+
 bool load_generator::run(run_results& results) {
   results_ = &results;
   results.connections_wanted = options_.viewers + options_.clappers;
   if (options_.articles == 0) options_.articles = 1;
 
-  // Resolve the server.
-  server_addr_.sin_family = AF_INET;
-  server_addr_.sin_port = htons(options_.url.port);
-  if (inet_pton(AF_INET, options_.url.host.c_str(), &server_addr_.sin_addr) != 1) {
-    addrinfo hints{};
-    hints.ai_family = AF_INET;
-    addrinfo* found = nullptr;
-    if (getaddrinfo(options_.url.host.c_str(), nullptr, &hints, &found) != 0 || !found) {
-      std::fprintf(stderr, "claps-loadgen: cannot resolve %s\n", options_.url.host.c_str());
-      return false;
-    }
-    server_addr_.sin_addr = reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr;
-    freeaddrinfo(found);
+  // Resolve the servers: one endpoint per distinct URL.
+  std::vector<std::uint32_t> viewer_endpoint, clapper_endpoint;
+  for (const auto& url : options_.viewer_urls) {
+    if (!add_endpoint(url, viewer_endpoint.emplace_back())) return false;
+  }
+  for (const auto& url : options_.clapper_urls) {
+    if (!add_endpoint(url, clapper_endpoint.emplace_back())) return false;
+  }
+  if (viewer_endpoint.empty() || clapper_endpoint.empty()) {
+    std::fprintf(stderr, "claps-loadgen: no server URL\n");
+    return false;
+  }
+  for (const auto& e : endpoints_) {
+    endpoint_results& r = results.endpoints.emplace_back();
+    r.url = "ws://" + e.url.host + ":" + std::to_string(e.url.port) + e.url.path;
   }
 
   // One fd per connection plus a few of our own.
@@ -547,6 +620,8 @@ bool load_generator::run(run_results& results) {
     connection& conn = conns_[v];
     conn.role = conn_role::viewer;
     conn.index = v;
+    conn.endpoint = viewer_endpoint[v % viewer_endpoint.size()];
+    ++results.endpoints[conn.endpoint].viewers;
     std::vector<std::uint32_t> chosen;
     chosen.push_back(pick_article());
     for (std::uint32_t attempt = 0; chosen.size() < per_conn; ++attempt) {
@@ -565,13 +640,21 @@ bool load_generator::run(run_results& results) {
     connection& conn = conns_[options_.viewers + c];
     conn.role = conn_role::clapper;
     conn.index = c;
+    conn.endpoint = clapper_endpoint[c % clapper_endpoint.size()];
+    ++results.endpoints[conn.endpoint].clappers;
   }
 
   start_ns_ = monotonic_ns();
-  if (options_.server_pid) results.server_rss_kb_before = process_rss_kb(options_.server_pid);
+  for (const auto& target : options_.servers) {
+    process_results& p = results.processes.emplace_back();
+    p.name = target.name;
+    p.pid = target.pid;
+    p.rss_kb_before = process_rss_kb(target.pid);
+  }
 
-  syscall_counter syscalls;
-  std::optional<double> cpu_at_start;
+  std::vector<syscall_counter> syscalls(options_.servers.size());
+  std::vector<std::optional<double>> cpu_at_start(options_.servers.size());
+  pid_t hook_at_start = -1, hook_at_end = -1;
   double own_cpu_at_start = 0;
   std::uint32_t next_to_open = 0;
   std::uint32_t phase_end_us = 0;
@@ -621,9 +704,10 @@ bool load_generator::run(run_results& results) {
     }
     case phase::settle:
       if (now >= phase_end_us) {
-        if (options_.server_pid && options_.count_syscalls && !syscalls.start(options_.server_pid))
-          results.syscalls_note = syscalls.why();
-        if (options_.server_pid) cpu_at_start = process_cpu_seconds(options_.server_pid);
+        if (options_.count_syscalls) start_syscall_counters(syscalls, results);
+        if (!options_.window_hook.empty()) hook_at_start = spawn_hook(options_.window_hook, "start");
+        for (std::size_t i = 0; i < options_.servers.size(); ++i)
+          cpu_at_start[i] = process_cpu_seconds(options_.servers[i].pid);
         own_cpu_at_start = own_cpu_seconds();
         now = now_us();
         measure_start_us_ = now;
@@ -642,15 +726,20 @@ bool load_generator::run(run_results& results) {
         counting_ = false;
         clapping_ = false;
         results.window_s = (now - measure_start_us_) / 1e6;
-        if (options_.server_pid) {
-          if (auto cpu = process_cpu_seconds(options_.server_pid); cpu && cpu_at_start)
-            results.server_cpu_s = *cpu - *cpu_at_start;
-          if (options_.count_syscalls && results.syscalls_note.empty()) {
-            results.server_syscalls = syscalls.stop();
-            if (!results.server_syscalls) results.syscalls_note = syscalls.why();
-          }
-          results.server_rss_kb = process_rss_kb(options_.server_pid);
+        for (std::size_t i = 0; i < options_.servers.size(); ++i) {
+          if (auto cpu = process_cpu_seconds(options_.servers[i].pid); cpu && cpu_at_start[i])
+            results.processes[i].cpu_s = *cpu - *cpu_at_start[i];
         }
+        if (!options_.window_hook.empty()) hook_at_end = spawn_hook(options_.window_hook, "end");
+        for (std::size_t i = 0; i < options_.servers.size(); ++i) {
+          process_results& p = results.processes[i];
+          if (options_.count_syscalls && p.syscalls_note.empty()) {
+            p.syscalls = syscalls[i].stop();
+            if (!p.syscalls) p.syscalls_note = syscalls[i].why();
+          }
+          p.rss_kb = process_rss_kb(p.pid);
+        }
+        sum_processes(results);
         results.loadgen_cpu_s = own_cpu_seconds() - own_cpu_at_start;
         for (std::uint32_t id = 0; id < total; ++id) {
           if (conns_[id].state == conn_state::ready) ++results.connections;
@@ -686,6 +775,10 @@ bool load_generator::run(run_results& results) {
     print_progress(phase_, now_us() / 1e6);
     std::fprintf(stderr, "\n");
   }
+
+  // The hooks ran alongside the drain; a hook that hangs is not waited for past 10 s.
+  for (const pid_t hook : {hook_at_start, hook_at_end})
+    if (hook > 0 && !reap_hook(hook, 10.0)) count_error("window_hook_failed");
 
   results.frames_per_s = results.window_s > 0 ? results.frames_received / results.window_s : 0;
   results.updates_per_s = results.window_s > 0 ? results.updates_received / results.window_s : 0;

@@ -28,8 +28,17 @@ namespace claps::loadgen {
 
 enum class distribution : std::uint8_t { uniform, hot, zipf };
 
+/// A process sampled over the measure window (CPU, RSS, system calls).
+struct probe_target {
+  std::string name;  // e.g. "A", "redis"; empty for an unnamed --server-pid
+  pid_t pid = 0;
+};
+
 struct run_options {
-  ws_url url;
+  // Viewer v connects to viewer_urls[v % size], clapper c to
+  // clapper_urls[c % size] (several nodes of one cluster, or one server).
+  std::vector<ws_url> viewer_urls;
+  std::vector<ws_url> clapper_urls;
   wire_protocol protocol = wire_protocol::claps;
   std::uint32_t viewers = 0;
   std::uint32_t articles = 1;
@@ -48,10 +57,34 @@ struct run_options {
   std::uint32_t connect_concurrency = 256;
   double tick_ms = 25;             // for the frames-per-tick check
   std::vector<in_addr> source_ips;
-  pid_t server_pid = 0;
+  std::vector<probe_target> servers;
+  // Run as `hook start` when the measure window opens and `hook end` when it
+  // closes (not waited for until the run ends), e.g. to scrape /metrics.
+  std::string window_hook;
   bool count_syscalls = true;
   bool progress = true;
   std::uint64_t seed = 1;
+};
+
+/// What one server endpoint (a distinct URL) delivered in the measure window.
+struct endpoint_results {
+  std::string url;
+  std::uint32_t viewers = 0;
+  std::uint32_t clappers = 0;
+  std::uint64_t frames_received = 0;   // every WebSocket message on its connections
+  std::uint64_t update_frames = 0;     // counts frames to its viewers
+  std::uint64_t updates_received = 0;
+  std::uint64_t acks = 0;
+};
+
+/// One sampled process over the measure window.
+struct process_results {
+  std::string name;
+  pid_t pid = 0;
+  std::optional<std::uint64_t> rss_kb_before, rss_kb;
+  std::optional<double> cpu_s;
+  std::optional<std::uint64_t> syscalls;
+  std::string syscalls_note;
 };
 
 struct run_results {
@@ -81,10 +114,13 @@ struct run_results {
   std::uint64_t latency_pairs_expected = 0;
   std::uint64_t latency_ring_overflows = 0;
   double window_s = 0;
+  // Sums over every sampled process (one server: exactly its figures).
   std::optional<std::uint64_t> server_rss_kb_before, server_rss_kb;
   std::optional<double> server_cpu_s;
   std::optional<std::uint64_t> server_syscalls;
   std::string syscalls_note;
+  std::vector<endpoint_results> endpoints;
+  std::vector<process_results> processes;
   double loadgen_cpu_s = 0;
 };
 
@@ -110,6 +146,7 @@ private:
     bool want_out = false;  // registered for EPOLLOUT
     bool rotating = false;  // clapper waits for its acks, then reconnects as a new user
     std::uint32_t index = 0;       // viewer or clapper number
+    std::uint32_t endpoint = 0;    // index into endpoints_
     std::uint32_t generation = 0;  // user rotation count
     std::uint32_t inflight = 0;
     std::uint32_t last_update_us = 0;
@@ -154,7 +191,12 @@ private:
   run_options options_;
   run_results* results_ = nullptr;
   int epoll_fd_ = -1;
-  sockaddr_in server_addr_{};
+  struct endpoint {
+    ws_url url;
+    sockaddr_in addr{};
+  };
+  bool add_endpoint(const ws_url& url, std::uint32_t& index);
+  std::vector<endpoint> endpoints_;
   std::vector<connection> conns_;
   std::vector<std::uint32_t> dirty_;
   std::vector<std::vector<std::string>> viewer_articles_;

@@ -7,6 +7,7 @@
 #include <cxxopts.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -47,6 +48,33 @@ template <class T> void write_optional(std::FILE* f, const char* name, const std
   std::fprintf(f, "  \"%s\": ", name);
   if (value) std::fprintf(f, format, *value); else std::fprintf(f, "null");
   std::fprintf(f, ",\n");
+}
+
+// Per-endpoint and per-process figures; with one server they repeat the totals.
+void write_breakdown(std::FILE* f, const run_results& r) {
+  std::fprintf(f, "  \"endpoints\": [");
+  for (std::size_t i = 0; i < r.endpoints.size(); ++i) {
+    const endpoint_results& e = r.endpoints[i];
+    std::fprintf(f, "%s\n    {\"url\": \"%s\", \"viewers\": %u, \"clappers\": %u, \"frames_received\": %llu, "
+                 "\"update_frames\": %llu, \"updates_received\": %llu, \"acks\": %llu}",
+                 i ? "," : "", e.url.c_str(), e.viewers, e.clappers, static_cast<unsigned long long>(e.frames_received),
+                 static_cast<unsigned long long>(e.update_frames), static_cast<unsigned long long>(e.updates_received),
+                 static_cast<unsigned long long>(e.acks));
+  }
+  std::fprintf(f, "\n  ],\n  \"servers\": [");
+  auto optional_u64 = [](const std::optional<std::uint64_t>& v) {
+    return v ? std::to_string(*v) : std::string("null");
+  };
+  for (std::size_t i = 0; i < r.processes.size(); ++i) {
+    const process_results& p = r.processes[i];
+    char cpu[32] = "null";
+    if (p.cpu_s) std::snprintf(cpu, sizeof cpu, "%.3f", *p.cpu_s);
+    std::fprintf(f, "%s\n    {\"name\": \"%s\", \"pid\": %d, \"cpu_s\": %s, \"rss_kb_before\": %s, \"rss_kb\": %s, "
+                 "\"syscalls\": %s, \"syscalls_note\": \"%s\"}",
+                 i ? "," : "", p.name.c_str(), static_cast<int>(p.pid), cpu, optional_u64(p.rss_kb_before).c_str(),
+                 optional_u64(p.rss_kb).c_str(), optional_u64(p.syscalls).c_str(), p.syscalls_note.c_str());
+  }
+  std::fprintf(f, "\n  ],\n");
 }
 
 bool write_json(const std::string& path, const run_options& o, const std::string& label,
@@ -111,6 +139,7 @@ bool write_json(const std::string& path, const run_options& o, const std::string
   write_optional(f, "server_syscalls", r.server_syscalls, "%llu");
   write_optional(f, "syscalls_per_frame", syscalls_per_frame, "%.3f");
   std::fprintf(f, "  \"syscalls_note\": \"%s\",\n", r.syscalls_note.c_str());
+  write_breakdown(f, r);
   std::fprintf(f, "  \"loadgen_cpu_s\": %.3f,\n  \"loadgen_cpu_pct\": %.1f\n}\n", r.loadgen_cpu_s,
                r.window_s > 0 ? r.loadgen_cpu_s / r.window_s * 100 : 0.0);
   return std::fclose(f) == 0;
@@ -147,6 +176,14 @@ void print_table(const run_results& r, const latency_tracker& tracker) {
   if (r.server_rss_kb)
     std::printf("%-28s %llu KiB (before connecting: %llu KiB)\n", "server RSS", static_cast<unsigned long long>(*r.server_rss_kb),
                 static_cast<unsigned long long>(r.server_rss_kb_before.value_or(0)));
+  if (r.endpoints.size() > 1)
+    for (const endpoint_results& e : r.endpoints)
+      std::printf("  %-26s %u viewers, %u clappers: %llu frames, %llu acks\n", e.url.c_str(), e.viewers, e.clappers,
+                  static_cast<unsigned long long>(e.frames_received), static_cast<unsigned long long>(e.acks));
+  if (r.processes.size() > 1)
+    for (const process_results& p : r.processes)
+      std::printf("  %-26s pid %d: CPU %.2f s, %llu syscalls\n", p.name.empty() ? "server" : p.name.c_str(),
+                  static_cast<int>(p.pid), p.cpu_s.value_or(0), static_cast<unsigned long long>(p.syscalls.value_or(0)));
   std::printf("%-28s %.0f%% of a core\n", "load generator CPU", r.window_s > 0 ? r.loadgen_cpu_s / r.window_s * 100 : 0.0);
   std::printf("%-28s %llu\n", "errors", static_cast<unsigned long long>(r.errors));
   for (const auto& [kind, count] : r.errors_by_kind)
@@ -158,7 +195,9 @@ void print_table(const run_results& r, const latency_tracker& tracker) {
 int main(int argc, char** argv) {
   cxxopts::Options cli("claps-loadgen", "Load generator for clapsd and its Socket.IO peer (benchmarks only).");
   cli.add_options()
-    ("url", "server to load, ws://HOST:PORT/ws", cxxopts::value<std::string>()->default_value("ws://127.0.0.1:8080/ws"))
+    ("url", "server to load, ws://HOST:PORT/ws; repeat it to spread viewers (and clappers) round-robin over several nodes",
+     cxxopts::value<std::vector<std::string>>()->default_value("ws://127.0.0.1:8080/ws"))
+    ("clap-url", "where clappers connect (repeatable, round-robin); default: the --url list", cxxopts::value<std::vector<std::string>>())
     ("viewers", "number of viewer connections", cxxopts::value<std::uint32_t>()->default_value("1000"))
     ("articles", "number of articles (named a0, a1, ...)", cxxopts::value<std::uint32_t>()->default_value("1"))
     ("distribution", "how viewers (and claps) spread over articles: uniform|hot|zipf", cxxopts::value<std::string>()->default_value("hot"))
@@ -178,7 +217,9 @@ int main(int argc, char** argv) {
     ("protocol", "wire protocol: claps|socketio", cxxopts::value<std::string>()->default_value("claps"))
     ("json", "write results as JSON to this file", cxxopts::value<std::string>())
     ("label", "free text stored in the JSON", cxxopts::value<std::string>()->default_value(""))
-    ("server-pid", "server process to sample (CPU, RSS, system calls)", cxxopts::value<int>()->default_value("0"))
+    ("server-pid", "server process to sample (CPU, RSS, system calls), PID or NAME=PID; repeatable, figures are summed and also reported per process",
+     cxxopts::value<std::vector<std::string>>())
+    ("window-hook", "executable run as `HOOK start` and `HOOK end` when the measure window opens and closes", cxxopts::value<std::string>())
     ("no-syscalls", "do not run perf to count the server's system calls")
     ("source-ips", "source addresses, e.g. 127.0.0.2-127.0.0.20", cxxopts::value<std::string>())
     ("seed", "random seed", cxxopts::value<std::uint64_t>()->default_value("1"))
@@ -197,21 +238,29 @@ int main(int argc, char** argv) {
   }
 
   run_options o;
-  const std::string url = args["url"].as<std::string>();
-  if (!parse_ws_url(url, o.url)) {
-    std::fprintf(stderr, "claps-loadgen: --url must look like ws://127.0.0.1:8080/ws\n");
-    return 2;
-  }
   const auto protocol = args["protocol"].as<std::string>();
   if (protocol == "claps") {
     o.protocol = wire_protocol::claps;
   } else if (protocol == "socketio") {
     o.protocol = wire_protocol::socketio;
-    // Engine.IO v4 over WebSocket only: no HTTP long-polling upgrade dance.
-    if (o.url.path.find("EIO=") == std::string::npos) o.url.path = "/socket.io/?EIO=4&transport=websocket";
   } else {
     std::fprintf(stderr, "claps-loadgen: --protocol is claps or socketio\n");
     return 2;
+  }
+  const auto viewer_urls = args["url"].as<std::vector<std::string>>();
+  const auto clapper_urls = args.count("clap-url") ? args["clap-url"].as<std::vector<std::string>>() : viewer_urls;
+  const std::string url = viewer_urls.front();
+  for (const auto& [texts, parsed] : {std::pair{&viewer_urls, &o.viewer_urls}, std::pair{&clapper_urls, &o.clapper_urls}}) {
+    for (const std::string& text : *texts) {
+      ws_url& u = parsed->emplace_back();
+      if (!parse_ws_url(text, u)) {
+        std::fprintf(stderr, "claps-loadgen: --url and --clap-url must look like ws://127.0.0.1:8080/ws\n");
+        return 2;
+      }
+      // Engine.IO v4 over WebSocket only: no HTTP long-polling upgrade dance.
+      if (o.protocol == wire_protocol::socketio && u.path.find("EIO=") == std::string::npos)
+        u.path = "/socket.io/?EIO=4&transport=websocket";
+    }
   }
   const auto spread = args["distribution"].as<std::string>();
   if (spread == "uniform") o.spread = distribution::uniform;
@@ -236,7 +285,18 @@ int main(int argc, char** argv) {
   o.connect_timeout_s = args["connect-timeout"].as<double>();
   o.connect_concurrency = std::max<std::uint32_t>(1, args["connect-concurrency"].as<std::uint32_t>());
   o.tick_ms = args["tick-ms"].as<double>();
-  o.server_pid = args["server-pid"].as<int>();
+  if (args.count("server-pid")) {
+    for (const std::string& text : args["server-pid"].as<std::vector<std::string>>()) {
+      const auto equals = text.find('=');
+      probe_target target;
+      if (equals != std::string::npos) target.name = text.substr(0, equals);
+      const std::string number = equals == std::string::npos ? text : text.substr(equals + 1);
+      target.pid = static_cast<pid_t>(std::strtol(number.c_str(), nullptr, 10));
+      // 0 is what run.sh passed before it knew a pid: sample nothing, as before.
+      if (target.pid > 0) o.servers.push_back(std::move(target));
+    }
+  }
+  if (args.count("window-hook")) o.window_hook = args["window-hook"].as<std::string>();
   o.count_syscalls = !args.count("no-syscalls");
   o.progress = !args.count("quiet");
   o.seed = args["seed"].as<std::uint64_t>();

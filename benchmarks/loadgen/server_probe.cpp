@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -19,7 +20,33 @@ extern char** environ;
 
 namespace claps::loadgen {
 
+namespace {
+
+// Every thread's run time, in ns (the first field of schedstat). /proc/<pid>/stat
+// reports the same total in clock ticks (10 ms), too coarse for a process
+// that uses 40 ms in a window; a thread that exits in between is skipped.
+std::optional<double> schedstat_seconds(pid_t pid) {
+  std::error_code ec;
+  std::filesystem::directory_iterator tasks("/proc/" + std::to_string(pid) + "/task", ec);
+  if (ec) return std::nullopt;
+  unsigned long long ns = 0;
+  bool any = false;
+  for (const auto& task : tasks) {
+    std::ifstream in(task.path() / "schedstat");
+    unsigned long long run_ns = 0;
+    if (in >> run_ns) {
+      ns += run_ns;
+      any = true;
+    }
+  }
+  if (!any) return std::nullopt;
+  return static_cast<double>(ns) / 1e9;
+}
+
+} // namespace
+
 std::optional<double> process_cpu_seconds(pid_t pid) {
+  if (auto precise = schedstat_seconds(pid)) return precise;
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string line;
   if (!std::getline(in, line)) return std::nullopt;
@@ -77,9 +104,11 @@ bool syscall_counter::start(pid_t pid) {
     why_ = "perf is not installed";
     return false;
   }
-  // perf needs a moment to attach; a counter that misses the first few ms
-  // undercounts by a negligible amount, but one that never attached reads 0.
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  return true;
+}
+
+bool syscall_counter::attached() {
+  if (perf_pid_ <= 0) return false;
   int status = 0;
   if (waitpid(perf_pid_, &status, WNOHANG) == perf_pid_) {
     perf_pid_ = -1;
@@ -107,6 +136,26 @@ std::optional<std::uint64_t> syscall_counter::stop() {
   std::remove(output_path_.c_str());
   if (!count) why_ = "perf stat printed no count";
   return count;
+}
+
+pid_t spawn_hook(const std::string& path, const char* argument) {
+  const char* argv[] = {path.c_str(), argument, nullptr};
+  pid_t pid = -1;
+  if (posix_spawn(&pid, path.c_str(), nullptr, nullptr, const_cast<char**>(argv), environ) != 0) return -1;
+  return pid;
+}
+
+bool reap_hook(pid_t pid, double timeout_s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  int status = 0;
+  while (true) {
+    const pid_t done = waitpid(pid, &status, WNOHANG);
+    if (done == pid) return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (done < 0) return false;
+    // A hook is a short script (a few curl calls); poll it rather than block the report.
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
 }
 
 } // namespace claps::loadgen
