@@ -5,6 +5,11 @@
 //
 // Numbers come only from the result files; the hand-written analysis lives in
 // benchmarks/findings.md and is copied in as is.
+//
+// A partial run (run.sh --only) does not drop what it did not measure: the
+// scenarios it left out are carried over from DOCS_DIR/bench-results.json,
+// each with the date and commit of the run that measured it, and the report
+// says which run every section comes from. A full run replaces everything.
 import fs from "node:fs";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
@@ -22,7 +27,91 @@ const machine = Object.fromEntries(
     .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]));
 const runs = fs.readFileSync(path.join(resultsDir, "runs.jsonl"), "utf8").trim().split("\n")
   .filter(Boolean).map((line) => JSON.parse(line));
-for (const run of runs) run.data = JSON.parse(fs.readFileSync(path.join(resultsDir, run.file), "utf8"));
+for (const run of runs) {
+  run.data = JSON.parse(fs.readFileSync(path.join(resultsDir, run.file), "utf8"));
+  run.source = machine;
+}
+
+// ---- counters scraped by run.sh: /metrics of clapsd, INFO of Redis ----
+const readIfExists = (file) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8") : null);
+const parseMetrics = (text) => {
+  const values = {};
+  for (const line of text.split("\n")) {
+    const m = line.match(/^(claps_[a-z_]*)(\{[^}]*\})?\s+([0-9.eE+-]+)$/);
+    if (m && !m[1].endsWith("_bucket")) values[m[1] + (m[2] ?? "")] = Number(m[3]);
+  }
+  return values;
+};
+// Counters (…_total, …_sum, …_count) as after minus before; gauges as their value after.
+const metricsDelta = (before, after) => Object.fromEntries(Object.keys(after).map((k) => {
+  const name = k.replace(/\{.*$/, "");
+  const counter = /_(total|sum|count)$/.test(name);
+  const delta = counter ? after[k] - (before[k] ?? 0) : after[k];
+  return [k, Number.isInteger(delta) ? delta : Number(delta.toFixed(6))];
+}));
+const parseRedisInfo = (text) => {
+  const info = { commands: {} };
+  for (const line of text.split(/\r?\n/)) {
+    const cmd = line.match(/^cmdstat_([a-z|_-]+):calls=(\d+),usec=(\d+)/);
+    if (cmd) { info.commands[cmd[1]] = { calls: Number(cmd[2]), usec: Number(cmd[3]) }; continue; }
+    const kv = line.match(/^([a-z_]+):([0-9.]+)$/);
+    if (kv) info[kv[1]] = Number(kv[2]);
+  }
+  return info;
+};
+const redisDelta = (a, b) => {
+  const commands = {};
+  for (const [name, c] of Object.entries(b.commands)) {
+    const calls = c.calls - (a.commands[name]?.calls ?? 0), usec = c.usec - (a.commands[name]?.usec ?? 0);
+    if (calls > 0) commands[name] = { calls, usec };
+  }
+  const d = (k) => (b[k] ?? 0) - (a[k] ?? 0);
+  return { cpu_s: Number((d("used_cpu_sys") + d("used_cpu_user")).toFixed(6)),
+    total_commands_processed: d("total_commands_processed"), pubsub_channels: b.pubsub_channels ?? null, commands };
+};
+for (const run of runs) {
+  const name = run.file.replace(/\.json$/, "");
+  // Whole-run counters (connect and drain included), as scenario 2 shows them.
+  const before = readIfExists(path.join(resultsDir, `${name}.metrics-before.txt`));
+  const after = readIfExists(path.join(resultsDir, `${name}.metrics-after.txt`));
+  if (before && after) run.data.metrics_delta = metricsDelta(parseMetrics(before), parseMetrics(after));
+  // Measure-window counters, scraped by the load generator's window hook (scenario 6).
+  const window = {};
+  for (const node of ["A", "B"]) {
+    const start = readIfExists(path.join(resultsDir, `${name}.${node}.metrics-start.txt`));
+    const end = readIfExists(path.join(resultsDir, `${name}.${node}.metrics-end.txt`));
+    if (start && end) window[node] = metricsDelta(parseMetrics(start), parseMetrics(end));
+  }
+  const redisStart = readIfExists(path.join(resultsDir, `${name}.redis-start.txt`));
+  const redisEnd = readIfExists(path.join(resultsDir, `${name}.redis-end.txt`));
+  if (redisStart && redisEnd) window.redis = redisDelta(parseRedisInfo(redisStart), parseRedisInfo(redisEnd));
+  if (Object.keys(window).length) run.data.window_counters = window;
+}
+
+// ---- a partial run keeps the older scenarios of DOCS_DIR/bench-results.json ----
+const allParts = ["engine", "1", "2", "3", "4", "5", "6"];
+const parts = (machine.only ?? allParts.join(",")).split(",");
+const previousFile = path.join(docsDir, "bench-results.json");
+if (!allParts.every((p) => parts.includes(p)) && fs.existsSync(previousFile)) {
+  const previous = JSON.parse(fs.readFileSync(previousFile, "utf8"));
+  const key = (r) => `${r.scenario}/${r.target}/${r.step}`;
+  const measured = new Set(runs.map(key));
+  for (const r of previous.runs) {
+    if (parts.includes(String(r.scenario)) || measured.has(key(r))) continue;
+    runs.push({ scenario: String(r.scenario), target: r.target, step: r.step,
+      file: r.scenario === "engine" ? "engine.json" : `s${r.scenario}-${r.target}-${r.step}.json`,
+      server_cmd: r.server_cmd, client_cmd: r.client_cmd, data: r.result, source: r.source ?? previous.machine });
+  }
+}
+const sources = [...new Set(runs.map((r) => r.source))]
+  .sort((a, b) => (a.date_utc < b.date_utc ? -1 : 1));
+const sourceLabel = (src) => `the run of ${src.date_utc}, commit \`${src.commit}\``;
+// One line under a section's heading when the report merges several runs.
+const fromRun = (sectionRuns) => {
+  if (sources.length < 2) return;
+  const used = [...new Set(sectionRuns.filter(Boolean).map((r) => r.source))];
+  if (used.length) out(`*Measured in ${used.map(sourceLabel).join(" and ")}.*\n`);
+};
 
 const find = (scenario, target, step) => runs.find((r) => r.scenario === String(scenario) && r.target === target &&
   (step === undefined || r.step === step));
@@ -111,8 +200,19 @@ latencyTarget(19900, 250, "250 ms");
 // ---- document ----
 out("# Benchmarks");
 out();
-out(`Generated by \`make bench\` (\`benchmarks/run.sh\`) on ${machine.date_utc}, commit \`${machine.commit}\`; ` +
-  `the whole run took ${machine.elapsed_s} s. Do not edit by hand: rerun \`make bench\`.`);
+if (sources.length < 2) {
+  out(`Generated by \`make bench\` (\`benchmarks/run.sh\`) on ${machine.date_utc}, commit \`${machine.commit}\`; ` +
+    `the whole run took ${machine.elapsed_s} s. Do not edit by hand: rerun \`make bench\`.`);
+} else {
+  out(`Generated by \`benchmarks/run.sh\` from ${sources.length} runs: the latest (\`--only ${machine.only}\`) measured only some scenarios, ` +
+    "and the others are kept from the run that last measured them (`docs/bench-results.json` records each result's run). " +
+    "Every section names its run. Do not edit by hand: `make bench` measures everything again in one run.");
+  out();
+  table(["Run (UTC)", "Commit", "Scenarios", "Took", "nice", "Load average (start / end)"], sources.map((src) => [src.date_utc, `\`${src.commit}\``,
+    [...new Set(runs.filter((r) => r.source === src).map((r) => r.scenario))].join(", "), `${src.elapsed_s} s`, src.nice ?? "0",
+    `${src.loadavg_start} / ${src.loadavg_end}`]));
+  lines.pop();  // the table's own blank line; one follows below
+}
 if (machine.quick === "1") out("\n> **Quick mode** (`run.sh --quick`): small steps and short runs, for checking the pipeline only.");
 out();
 out("## Targets");
@@ -132,14 +232,16 @@ table(["", ""], [
   ["Memory", machine.memory], ["OS / kernel", `${machine.os} / ${machine.kernel}`],
   ["libwebsockets", machine.lws], ["Node.js / Socket.IO", `${machine.node} / ${machine.socketio}`],
   ["Build type", machine.build_type || "unknown"],
-  ["Load average", `${machine.loadavg_start} at start, ${machine.loadavg_end} at end`],
+  ...(sources.length < 2 ? [["Load average", `${machine.loadavg_start} at start, ${machine.loadavg_end} at end`]] : []),
+  ...(find(6, "cross") ? [["Redis (scenario 6)", `${machine.redis ?? "unknown"}, appendonly ${machine.redis_appendonly === "everysec" ? "yes, fsync every second" : "no"}, no snapshots`]] : []),
 ]);
 out("- **Pinning.** Every server (clapsd, the Socket.IO peer, sendfloor's sender) runs on core 0 and the load generator (and sendfloor's receiver) on core 1, with `taskset`. Each step starts a fresh server with a fresh data directory." +
-  (machine.nice && machine.nice !== "0" ? ` All of them ran at \`nice -n ${machine.nice}\` (\`run.sh --nice ${machine.nice}\`), so that other jobs sharing the cores took less of them; every target got the same treatment.` : ""));
+  (machine.nice && machine.nice !== "0" ? ` All of them ran at \`nice -n ${machine.nice}\` (\`run.sh --nice ${machine.nice}\`), so that other jobs sharing the cores took less of them; every target got the same treatment.` : "") +
+  (find(6, "cross") ? " In scenario 6 both nodes and Redis share core 0." : ""));
 out("- **Same load, same tool.** `claps-loadgen` (epoll, one thread) drives clapsd with its JSON protocol and the peers with Engine.IO v4 / Socket.IO v5 framing over WebSocket (websocket transport only). Viewers connect first (at most 256 handshakes in flight), then the run settles for a moment before the measured window starts.");
 out("- **Users.** Clappers rotate users (`lg-<pid>-<clapper>-<n>`) after 45 claps on one article, so nobody reaches the cap of 50, and stay under 19 claps/s per connection (clapsd's default limit is 20/s). Only scenario 3 and 5 raise `--rate-limit`.");
 out("- **Latency.** From the moment a clap is written to its socket until a viewer receives a total that includes it. Every ack carries the committed total after the clap's batch (T); totals only grow, so a viewer has seen the clap when it receives a total >= T. Coalescing servers skip intermediate totals, which this handles. Each (clap, viewer) pair is one sample; pairs never seen are reported as *unseen*.");
-out("- **Server CPU.** `utime + stime` of the server process from `/proc/<pid>/stat` over the measured window. *CPU per frame* divides it by every WebSocket message the load generator received in the window. Loopback delivery runs in the sender's context, so this includes the kernel's work for the receiving side too, exactly as in the floor.");
+out("- **Server CPU.** The run time of all the server's threads over the measured window, from `/proc/<pid>/task/*/schedstat` (ns; runs before scenario 6 was added read the same total as `utime + stime` from `/proc/<pid>/stat`, in 10 ms ticks). *CPU per frame* divides it by every WebSocket message the load generator received in the window. Loopback delivery runs in the sender's context, so this includes the kernel's work for the receiving side too, exactly as in the floor.");
 out("- **System calls.** `perf stat -e raw_syscalls:sys_enter -p <pid>` over the window (a tracepoint counter; `strace -c` would stop the server on every call).");
 out("- **The floor.** `sendfloor` writes the same 78-byte WebSocket frame (a one-article counts update) over the same number of loopback TCP connections, one `send()` per frame, one round per 25 ms tick (back to back once a round takes longer than a tick, as clapsd's rounds do), and reports the sender's CPU per frame (getrusage). Its receiver, like the load generator, runs on the other core.");
 out("- **Load generator headroom.** *Loadgen CPU %* is the load generator's own CPU over the window; most of it is the kernel's receive path (recv, and ACKs that loopback processes in the receiver's context). Below about 90% it is not what limits a run.");
@@ -151,6 +253,7 @@ const engine = find("engine", "engine");
 if (engine) {
   out("## libclaps engine (in-process)");
   out();
+  fromRun([engine]);
   out("`engine_bench`, pinned to one core, timed in thread CPU time (so other jobs' slices do not count). Intake counts whole `clap()` calls (id validation, cap lookup, op-id check) from 1k users over 100 articles (100k user-article pairs, each far below the cap); a tick runs every 50k claps and is timed apart. With op ids, every clap carries a new one, so each call also misses the op-id cache and asks the store. Fan-out delivers to 10k in-memory subscribers over 1k articles: *uniform* is 10 subscribers per article with all 1k articles changed each tick, *hot* is all 10k on one article, *timeline* is 50 articles per subscriber. A delivery builds the subscriber's frame from the shared per-article encodings.");
   out();
   table(["Store", "Op ids", "Claps", "clap() calls/s", "Including ticks/s"], engine.data.intake.map((r) =>
@@ -168,6 +271,7 @@ const s1Targets = ["clapsd", "clapsd-noping", "sio-coalesced", "sio-naive", "flo
 if (s1Steps.length) {
   out("## Scenario 1: hot-article fan-out");
   out();
+  fromRun(runs.filter((r) => r.scenario === "1"));
   out("One article, 100 claps/s from 10 clappers, viewers at each step. *x floor* is CPU per frame over the send floor's at the same connection count; *Socket.IO / clapsd* is the peer's CPU per frame over clapsd's.");
   out();
   for (const step of s1Steps) {
@@ -204,6 +308,7 @@ if (s1Steps.length) {
 if (find(2, "clapsd") || find(2, "sio-coalesced")) {
   out("## Scenario 2: timeline");
   out();
+  fromRun(runs.filter((r) => r.scenario === "2"));
   const floorFrame = cpuPerFrame(find(2, "floor"));
   const rows = [];
   for (const target of ["clapsd", "sio-coalesced", "floor"]) {
@@ -223,25 +328,10 @@ if (find(2, "clapsd") || find(2, "sio-coalesced")) {
   out(`${int(d.viewers)} connections, each subscribed to ${d.subscriptions_per_conn} of ${int(d.articles)} articles; ${int(d.clap_rate)} claps/s from ${int(d.clappers)} clappers spread uniformly over all articles. *Frames per conn per tick* divides the update frames by connections and by 25 ms ticks in the window; *busiest conn* compares the most update frames any one connection received in the window with the number of ticks in it; *close pairs* counts two updates on one connection less than half a tick apart (a delayed tick followed by an on-time one also counts, so this is a hint, not a proof).`);
   out();
   table(["Server", "Conns", "Frames/s", "Updates/s", "Updates/frame", "Frames per conn per tick", "Busiest conn: frames / ticks", "Close pairs", "p99 ms", "CPU us/frame", "CPU us/update", "x floor"], rows);
-  const metricDelta = (run) => {
-    const name = run.file.replace(/\.json$/, "");
-    const read = (suffix) => {
-      const file = path.join(resultsDir, `${name}.metrics-${suffix}.txt`);
-      if (!fs.existsSync(file)) return null;
-      const values = {};
-      for (const line of fs.readFileSync(file, "utf8").split("\n")) {
-        const m = line.match(/^(claps_[a-z_]*(?:tick|frame|commit)[a-z_]*)(\{[^}]*\})?\s+([0-9.eE+-]+)$/);
-        if (m) values[m[1] + (m[2] ?? "")] = Number(m[3]);
-      }
-      return values;
-    };
-    const before = read("before"), after = read("after");
-    if (!before || !after) return [];
-    return Object.keys(after).filter((k) => !k.includes("bucket")).map((k) => {
-      const delta = after[k] - (before[k] ?? 0);
-      return [k, Number.isInteger(delta) ? int(delta) : fmt(delta, 4)];
-    });
-  };
+  // The tick, frame and commit counters of the whole run (stored with the run, so a carried-over run keeps them).
+  const metricDelta = (run) => Object.entries(run.data.metrics_delta ?? {})
+    .filter(([k]) => /^claps_[a-z_]*(tick|frame|commit)[a-z_]*(\{|$)/.test(k))
+    .map(([k, v]) => [k, Number.isInteger(v) ? int(v) : fmt(v, 4)]);
   const c = find(2, "clapsd");
   const deltas = c ? metricDelta(c) : [];
   if (deltas.length) {
@@ -255,6 +345,7 @@ if (find(2, "clapsd") || find(2, "sio-coalesced")) {
 if (find(3, "clapsd") || find(5, "clapsd-memory")) {
   out("## Scenario 3: ingest, and scenario 5: durability cost");
   out();
+  fromRun(runs.filter((r) => r.scenario === "3" || r.scenario === "5"));
   const r0 = (find(3, "clapsd") ?? find(5, "clapsd-memory")).data;
   out(`${int(r0.clappers)} clappers, each keeping ${32} claps in flight (a new clap for every ack), over ${int(r0.articles)} articles, no viewers. clapsd runs with \`--rate-limit 1000000 --rate-burst 1000000\` (the only scenarios that raise it). Users rotate before the cap, so every clap is accepted; *accepted/s* counts only accepted claps acknowledged within the window.`);
   out();
@@ -275,6 +366,7 @@ if (find(3, "clapsd") || find(5, "clapsd-memory")) {
 if (find(4, "clapsd") || find(4, "sio-coalesced")) {
   out("## Scenario 4: idle connections");
   out();
+  fromRun(runs.filter((r) => r.scenario === "4"));
   const rows = [];
   for (const target of ["clapsd", "sio-coalesced"]) {
     const r = find(4, target);
@@ -292,6 +384,143 @@ if (find(4, "clapsd") || find(4, "sio-coalesced")) {
   out();
 }
 
+// Scenario 6
+const s6Runs = runs.filter((r) => r.scenario === "6");
+if (s6Runs.length) {
+  out("## Scenario 6: two nodes on one Redis");
+  out();
+  fromRun(s6Runs);
+  // Endpoints are in the load generator's order: node A's URL first (--url A), then B's.
+  const figures = (run) => {
+    if (!run) return null;
+    const d = run.data, w = d.window_s, counters = d.window_counters ?? {};
+    const proc = Object.fromEntries((d.servers ?? []).map((p) => [p.name, p]));
+    const per = (cpu, count) => (cpu !== null && cpu !== undefined && count ? cpu * 1e6 / count : null);
+    const nodes = ["A", "B"].filter((n) => proc[n]).map((n, i) => {
+      const e = d.endpoints?.[i] ?? {}, m = counters[n] ?? {}, cpu = proc[n].cpu_s;
+      const received = m.claps_cluster_remote_messages_total ?? 0, published = m.claps_cluster_published_total ?? 0;
+      const claps = m.claps_claps_accepted_total ?? 0;
+      return { name: n, viewers: e.viewers ?? 0, clappers: e.clappers ?? 0, cpu, cpuPct: cpu / w * 100,
+        frames: e.frames_received ?? 0, framesPerS: (e.frames_received ?? 0) / w, usPerFrame: per(cpu, e.frames_received),
+        received, receivedPerS: received / w, usPerReceived: per(cpu, received),
+        published, publishedPerS: published / w, usPerPublished: per(cpu, published),
+        claps, clapsPerS: claps / w, usPerClap: per(cpu, claps),
+        redisRequests: m.claps_redis_requests_total ?? 0 };
+    });
+    let redis = null;
+    if (proc.redis) {
+      const r = counters.redis ?? { commands: {} }, cpu = proc.redis.cpu_s;
+      const published = nodes.reduce((sum, n) => sum + n.published, 0);
+      const received = nodes.reduce((sum, n) => sum + n.received, 0);
+      const cmd = (name) => r.commands?.[name] ?? { calls: 0, usec: 0 };
+      // What the nodes sent (INFO's command counts include the scripts' inner calls).
+      const requests = nodes.reduce((sum, n) => sum + n.redisRequests, 0);
+      redis = { cpu, cpuPct: cpu / w * 100, infoCpu: r.cpu_s, requestsPerS: requests / w, usPerRequest: per(cpu, requests),
+        published, publishedPerS: published / w, usPerPublished: per(cpu, published), received,
+        claps: nodes.reduce((sum, n) => sum + n.claps, 0),
+        publish: cmd("publish"), evalsha: cmd("evalsha"), eval: cmd("eval") };
+      redis.usPerClap = per(cpu, redis.claps);
+    }
+    return { run, d, nodes, redis };
+  };
+  const steps = [...new Set(s6Runs.filter((r) => r.target !== "bus").map((r) => r.step))].sort((a, b) => a - b);
+  const persistence = (machine.redis_appendonly ?? "no") === "everysec"
+    ? "`--appendonly yes --appendfsync everysec --save ''`: an append-only file written every event-loop round and fsync'd once a second, no snapshots"
+    : "`--appendonly no --save ''`: a bench Redis that keeps nothing";
+  const d0 = (find(6, "cross") ?? find(6, "single") ?? s6Runs[0]).data;
+  out(`Two clapsd nodes (\`--redis\`, \`--node-id A\` / \`B\`, each its own LMDB with fsync, as in scenario 1) share a fresh Redis ${machine.redis ?? ""} started by run.sh for each step ` +
+    `(${persistence}; the nodes' LMDB is each node's durable copy). ` +
+    `The hot-article load of scenario 1 (one article, ${int(d0.clap_rate)} claps/s from ${int(d0.clappers)} clappers) runs in three layouts, side by side in one run: ` +
+    "*single*, one clusterless clapsd, the baseline; *cross*, every viewer on node A and every clapper on node B, so each update A delivers came through Redis; " +
+    "*split*, viewers and clappers alternating between A and B. A fourth step, *bus*, makes bus messages rather than frames the nodes' work: " +
+    "4 viewers on A each watch 250 of 1k articles and 60 clappers on B clap 1000/s spread over all 1k; *bus-single* is that load on one clusterless clapsd. " +
+    "The load generator samples each node's and Redis's CPU (their threads' run time, `/proc/<pid>/task/*/schedstat`) over its measure window and, at both ends of the window, " +
+    "runs a hook that saves each node's `/metrics` and Redis's `INFO all`; message and clap counts are those counters' differences.");
+  out();
+  out("### Cost per node");
+  out();
+  out("Each *us per ...* figure divides the process's whole CPU time in the window by that count, so the figures of one row are not additive: " +
+    "each is meaningful where its item dominates the process's work (frames: A in *cross* and *single*; bus messages: A in *bus*; claps and publishes: B). " +
+    "*Frames* are every WebSocket message the node's connections received (updates, and acks on clappers' connections). " +
+    "*x single* is A's CPU per frame over the single node's at the same number of viewers.");
+  out();
+  const rows = [];
+  const singleFrame = (step) => figures(find(6, "single", step))?.nodes[0]?.usPerFrame;
+  for (const target of ["single", "cross", "split", "bus-single", "bus"]) {
+    for (const run of s6Runs.filter((r) => r.target === target).sort((a, b) => a.step - b.step)) {
+      const f = figures(run), clusterless = target === "single" || target === "bus-single";
+      for (const n of f.nodes) {
+        rows.push([int(f.d.viewers), target, n.name, `${int(n.viewers)} / ${int(n.clappers)}`, fmt(n.cpuPct, 0),
+          int(n.framesPerS), fmt(n.usPerFrame, 2), !["cross", "split"].includes(target) || n.viewers === 0 ? "-" : ratio(n.usPerFrame, singleFrame(run.step)),
+          clusterless ? "-" : int(n.receivedPerS), clusterless ? "-" : fmt(n.usPerReceived, 1),
+          clusterless ? "-" : int(n.publishedPerS), clusterless ? "-" : fmt(n.usPerPublished, 1),
+          int(n.clapsPerS), fmt(n.usPerClap, 1)]);
+      }
+    }
+  }
+  table(["Viewers", "Layout", "Node", "Viewers / clappers on it", "CPU %", "Frames/s", "us per frame", "x single",
+    "Bus msgs received/s", "us per received msg", "Published/s", "us per published msg", "Claps/s", "us per clap"], rows);
+  out("Redis over the same windows. *us per published message* divides all of Redis's CPU (scripts, viewer heartbeats and PUBLISH) by the messages the nodes published; " +
+    "*PUBLISH us/call* and *EVALSHA us/call* are Redis's own `INFO commandstats` time per call (PUBLISH's includes matching the channel's subscribers and queueing the message to each, not the socket write).");
+  out();
+  const redisRows = [];
+  for (const target of ["cross", "split", "bus"]) {
+    for (const run of s6Runs.filter((r) => r.target === target).sort((a, b) => a.step - b.step)) {
+      const f = figures(run), r = f.redis;
+      if (!r) continue;
+      const subscribers = target === "split" ? 2 : 1;
+      redisRows.push([int(f.d.viewers), target, fmt(r.cpuPct, 1), int(r.requestsPerS), fmt(r.usPerRequest, 1), int(r.publishedPerS),
+        `${subscribers}${subscribers > 1 ? " (A, B: each node gets its own messages back)" : " (A)"}`, fmt(r.usPerPublished, 1), fmt(r.usPerClap, 1),
+        r.publish.calls ? fmt(r.publish.usec / r.publish.calls, 2) : "n/a", r.evalsha.calls ? `${int(r.evalsha.calls / f.d.window_s)} / ${fmt(r.evalsha.usec / r.evalsha.calls, 2)}` : "n/a"]);
+    }
+  }
+  if (redisRows.length)
+    table(["Viewers", "Layout", "Redis CPU %", "Requests/s from the nodes", "us per request", "PUBLISH/s", "Nodes subscribed to a channel", "us per published msg", "us per clap", "PUBLISH us/call", "EVALSHA/s / us per call"], redisRows);
+  out("### Latency");
+  out();
+  out("Each sample is one (clap, viewer) pair, from the moment the clap was written to node B's socket until the viewer received a total that includes it " +
+    "(a total >= the one the clap's ack carried). In *cross* every pair crosses the bus: clap on B, ack by B, B's commit to LMDB and Redis, PUBLISH, A's next tick, A's frame. " +
+    "In *split* half the pairs are local; there the method is approximate, because a viewer's total sums two nodes' parts that travel separately " +
+    "(A's own claps can lift the total past a B clap's ack total before B's part arrives), so it can only err early.");
+  out();
+  const latRows = [];
+  for (const target of ["single", "cross", "split", "bus-single", "bus"]) {
+    for (const run of s6Runs.filter((r) => r.target === target).sort((a, b) => a.step - b.step)) {
+      const d = run.data, l = d.latency_ms, a = d.ack_latency_ms;
+      latRows.push([int(d.viewers), target, int(l.samples), fmt(l.p50), fmt(l.p90), fmt(l.p99), fmt(l.max), int(d.latency_pairs_missing), fmt(a.p50), fmt(a.p99), int(d.errors)]);
+    }
+  }
+  table(["Viewers", "Layout", "Pairs", "p50 ms", "p90 ms", "p99 ms", "max ms", "Unseen pairs", "Ack p50 ms", "Ack p99 ms", "Errors"], latRows);
+
+  // ---- projection, from the figures above ----
+  const hi = steps.at(-1);
+  const single = figures(find(6, "single", hi))?.nodes[0], cross = figures(find(6, "cross", hi));
+  const bus = figures(find(6, "bus"));
+  const f = single?.usPerFrame, fA = cross?.nodes[0]?.usPerFrame;
+  const m = bus?.nodes[0]?.usPerReceived;
+  const c = bus?.nodes[1]?.usPerClap;
+  const c1 = figures(find(6, "bus-single"))?.nodes[0]?.usPerClap;
+  const rPub = bus?.redis?.usPerPublished ?? cross?.redis?.usPerPublished;
+  out("### What the figures mean for N nodes");
+  out();
+  out(`- **Cost per frame is per node and does not depend on the number of nodes.** A node's frames go to its own connections; a remote update reaches the engine as the remote part of an article and leaves in the node's next tick exactly like a local one. ` +
+    `At ${int(hi)} viewers, A in *cross* paid ${fmt(fA, 2)} us per frame against ${fmt(f, 2)} us for the single node (${ratio(fA, f)}).`);
+  out(`- **Bus messages.** A node receives, per tick, one message for each article it has viewers of and whose part changed on some *other* node in that tick, one per such node (up to N-1 per article per tick, at most 40 ticks/s), and it gets its own publishes back from Redis and drops them. ` +
+    `In *bus*, where messages outnumber frames, A's whole CPU came to ${fmt(m, 1)} us per received message (an upper bound: it includes its frames and idle work).`);
+  out(`- **Publishing and claps.** A node publishes at most one message per changed article per tick (its own part), whatever the number of nodes. In *bus* B's whole CPU was ${fmt(c, 1)} us per accepted clap, including its LMDB commit, its Redis scripts and its publishes, against ${fmt(c1, 1)} us on one clusterless node with the same load (*bus-single*, ${ratio(c, c1)})` +
+    (c && c1 && c / c1 >= 2 ? ": the Redis round trips of a clap (the op-id lookup, `record_op`, its share of `write_article` and the publish) cost the node more than the clap itself." : "."));
+  out(`- **Redis.** Every published message goes to each node subscribed to the article (every node with viewers of it, the publisher included), so PUBLISH fan-out grows with the number of subscribed nodes per article: a hot article watched on N nodes and clapped on all of them costs Redis up to 40 x N publishes/s and 40 x N^2 deliveries/s. ` +
+    `Here Redis used ${fmt(rPub, 1)} us of CPU per published message, scripts included.`);
+  if (f && m && rPub) {
+    const perNodeViewers = 50000, n = 20;
+    const frameCores = perNodeViewers * 40 * f / 1e6, busCores = (n - 1) * 40 * m / 1e6;
+    out(`- **Worked example** (same machine's figures, a hot article changing every tick): 1M viewers on ${n} nodes is ${int(perNodeViewers)} viewers per node, ` +
+      `${int(perNodeViewers * 40)} frames/s x ${fmt(f, 2)} us = ${fmt(frameCores, 1)} cores per node for frames, and at most ${n - 1} x 40 = ${int((n - 1) * 40)} bus messages/s x ${fmt(m, 1)} us = ${fmt(busCores * 100, 1)}% of a core; ` +
+      `Redis takes ${n} x 40 = ${int(n * 40)} publishes/s (${fmt(n * 40 * rPub / 1e4, 1)}% of its core at the measured cost per message) and queues ${int(n * n * 40)} deliveries/s. Frames dominate, as on one node.`);
+  }
+  out();
+}
+
 // Errors worth a look
 const errorRows = runs.filter((r) => r.data.errors).map((r) => [r.file.replace(/\.json$/, ""),
   Object.entries(r.data.errors_by_kind).map(([k, v]) => `${k}: ${v}`).join(", ")]);
@@ -303,7 +532,7 @@ if (errorRows.length) {
 
 out("## Exact commands");
 out();
-out("`$OUT` is the result folder (`<build>/bench-results/<utc>/`). Regenerate everything with `make bench`, or `benchmarks/run.sh [--quick] [--only engine,1,2,3,4,5] <build-dir>`.");
+out("`$OUT` is the result folder (`<build>/bench-results/<utc>/`). Regenerate everything with `make bench`, or `benchmarks/run.sh [--quick] [--only engine,1,2,3,4,5,6] <build-dir>`. Results carried over from an older run have their own `$OUT`.");
 out();
 out("```");
 for (const r of runs) {
@@ -324,7 +553,10 @@ const raw = runs.map((r) => {
     const step = Math.ceil(d.latency_cdf.length / 200);
     d.latency_cdf = d.latency_cdf.filter((_, i) => i % step === 0 || i === d.latency_cdf.length - 1);
   }
-  return { scenario: r.scenario, target: r.target, step: r.step, server_cmd: r.server_cmd, client_cmd: r.client_cmd, result: d };
+  const run = { scenario: r.scenario, target: r.target, step: r.step, server_cmd: r.server_cmd, client_cmd: r.client_cmd, result: d };
+  // Carried over from an older run: say which.
+  if (r.source !== machine) run.source = r.source;
+  return run;
 });
 fs.writeFileSync(path.join(docsDir, "bench-results.json"), JSON.stringify({ machine, runs: raw }, null, 1) + "\n");
 
@@ -337,11 +569,14 @@ const write = (name, rows) => {
   return file;
 };
 const plots = [];
+// A plot is redrawn only when this run measured some of its data: carried-over
+// results keep the plot their own run drew (from the full, unthinned CDFs).
+const measuredNow = (...scenarios) => runs.some((r) => r.source === machine && scenarios.includes(r.scenario));
 const term = 'set terminal pngcairo size 1000,600 font "DejaVu Sans,10"';
 const missing = (v) => (v === null || v === undefined || Number.isNaN(v) ? "?" : v);
 
 // Latency CDF: clapsd at each step, the peers at theirs.
-{
+if (measuredNow("1")) {
   const series = [];
   const dash = { clapsd: "", "clapsd-noping": "dt 3 ", "sio-coalesced": "dt 2 " };
   for (const target of ["clapsd", "clapsd-noping", "sio-coalesced"]) {
@@ -358,7 +593,7 @@ const missing = (v) => (v === null || v === undefined || Number.isNaN(v) ? "?" :
     "set yrange [0:1.02]", `plot ${series.join(", ")}`]]);
 }
 // p99 and CPU per frame against the viewers each server actually held.
-if (s1Steps.length) {
+if (s1Steps.length && measuredNow("1")) {
   const held = (r) => (r.target === "floor" ? r.data.connections : r.data.connections - r.data.clappers);
   const seriesFor = (targets, value, prefix) => targets.flatMap((t) => {
     const points = all(1, t).map((r) => [held(r), value(r)]).filter(([, v]) => v !== null && v !== undefined);
@@ -374,7 +609,7 @@ if (s1Steps.length) {
     'set ylabel "CPU per frame (us)"', "set grid", "set key top left", "set yrange [0:*]", `plot ${cpu.join(", ")}`]]);
 }
 // RSS against connections, from scenarios 1 and 4.
-{
+if (measuredNow("1", "4")) {
   const series = [];
   for (const target of ["clapsd", "sio-coalesced"]) {
     const points = [...all(1, target), ...all(4, target)].filter((r) => r.data.server_rss_kb)

@@ -7,10 +7,18 @@
 #
 #   --quick      small steps and 3 s runs: a smoke test of the whole pipeline;
 #                its report goes to the result folder, not to docs/
-#   --only LIST  comma list of parts: engine,1,2,3,4,5 (default: all)
+#   --only LIST  comma list of parts: engine,1,2,3,4,5,6 (default: all)
 #   --no-report  keep the results, do not touch docs/
 #   --nice N     run servers, sendfloor and the load generator at this nice
 #                level (e.g. -10 on a machine other jobs share; needs root)
+#   --redis-appendonly everysec|no
+#                persistence of scenario 6's Redis: an append-only file
+#                fsync'd every second (default, as a production Redis would
+#                run; it cost no measurable CPU here) or none
+#
+# A run with --only writes its scenarios into docs/bench-results.json next to
+# the older scenarios kept there (each with its own commit and date) and
+# regenerates docs/benchmarks.md from that merged file.
 #
 # Every server runs pinned to core 0 and the load generator to core 1
 # (taskset). Each step starts a fresh server and is bounded in time.
@@ -20,7 +28,8 @@
 set -euo pipefail
 
 quick=0
-only="engine,1,2,3,4,5"
+only="engine,1,2,3,4,5,6"
+redis_appendonly=everysec
 report=1
 nice_level=0
 build=""
@@ -30,6 +39,7 @@ while [ $# -gt 0 ]; do
     --only) only="$2"; shift ;;
     --no-report) report=0 ;;
     --nice) nice_level="$2"; shift ;;
+    --redis-appendonly) redis_appendonly="$2"; shift ;;
     -h|--help) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 0 ;;
     *) build="$1" ;;
   esac
@@ -51,6 +61,12 @@ for bin in "$clapsd" "$loadgen" "$sendfloor" "$engine_bench"; do
   [ -x "$bin" ] || { echo "run.sh: $bin is missing; build it first (make bench does)" >&2; exit 1; }
 done
 command -v node >/dev/null || { echo "run.sh: node is needed for the Socket.IO peer" >&2; exit 1; }
+case ",$only," in
+  *,6,*) for tool in redis-server redis-cli curl; do
+      command -v $tool >/dev/null || { echo "run.sh: scenario 6 needs $tool" >&2; exit 1; }
+    done ;;
+esac
+case $redis_appendonly in no|everysec) ;; *) echo "run.sh: --redis-appendonly is no or everysec" >&2; exit 2 ;; esac
 [ -d "$root/node_modules/socket.io" ] || { echo "run.sh: run npm install in $root first" >&2; exit 1; }
 
 server_cpu=0
@@ -67,10 +83,12 @@ if [ $quick = 1 ]; then
   s1_viewers="500 2000"; s1_naive_max=2000; duration=3; drain=3
   s2_viewers=1000; s2_clappers=50; s2_rate=800
   s3_clappers=200; s4_viewers=2000; settle=1; floor_s=2
+  s6_viewers="500"
 else
   s1_viewers="2000 5000 10000 19900"; s1_naive_max=5000; duration=8; drain=4
   s2_viewers=5000; s2_clappers=250; s2_rate=4000
   s3_clappers=1000; s4_viewers=19900; settle=2; floor_s=5
+  s6_viewers="2000 10000"
 fi
 
 want() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
@@ -81,14 +99,14 @@ server_port=""
 
 # Waits (bounded) for the server's "listening on http://HOST:PORT" line.
 wait_listening() {
-  local logfile=$1 deadline=$((SECONDS + 30)) line
+  local logfile=$1 pid=${2:-$server_pid} deadline=$((SECONDS + 30)) line
   while [ $SECONDS -lt $deadline ]; do
     line=$(grep -m1 -o 'listening on http://[0-9.]*:[0-9]*' "$logfile" 2>/dev/null || true)
     if [ -n "$line" ]; then
       server_port=${line##*:}
       return 0
     fi
-    kill -0 "$server_pid" 2>/dev/null || { echo "run.sh: server exited; see $logfile" >&2; return 1; }
+    kill -0 "$pid" 2>/dev/null || { echo "run.sh: server exited; see $logfile" >&2; return 1; }
     sleep 0.05
   done
   echo "run.sh: server did not report its port within 30 s; see $logfile" >&2
@@ -122,21 +140,34 @@ start_server() {
   wait_listening "$logfile"
 }
 
-stop_server() {
-  [ -n "$server_pid" ] || return 0
-  kill -TERM "$server_pid" 2>/dev/null || true
+# stop_pid PID: SIGTERM, then SIGKILL after 15 s.
+stop_pid() {
+  [ -n "$1" ] || return 0
+  kill -TERM "$1" 2>/dev/null || true
   local deadline=$((SECONDS + 15))
-  while kill -0 "$server_pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
-  kill -KILL "$server_pid" 2>/dev/null || true
-  wait "$server_pid" 2>/dev/null || true
+  while kill -0 "$1" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+stop_server() {
+  stop_pid "$server_pid"
   server_pid=""
 }
-trap stop_server EXIT
+# Scenario 6 runs several processes at once (two nodes and Redis); each is
+# listed here while it runs, so an interrupted run still stops them by pid.
+cluster_pids=()
+stop_cluster() {
+  local i
+  # Newest first: the nodes drain while their Redis is still there.
+  for ((i = ${#cluster_pids[@]} - 1; i >= 0; i--)); do stop_pid "${cluster_pids[i]}"; done
+  cluster_pids=()
+}
+trap 'stop_server; stop_cluster' EXIT
 
 # record SCENARIO TARGET STEP FILE SERVER_CMD CLIENT_CMD
 record() {
   printf '{"scenario":"%s","target":"%s","step":%s,"file":"%s","server_cmd":"%s","client_cmd":"%s"}\n' \
-    "$1" "$2" "$3" "$4" "$5" "$6" >> "$manifest"
+    "$1" "$2" "$3" "$4" "${5//\"/\\\"}" "${6//\"/\\\"}" >> "$manifest"
 }
 
 # run_load SCENARIO TARGET STEP [server flags] -- [loadgen flags]
@@ -177,6 +208,114 @@ run_floor() {
   return 0
 }
 
+# ---- scenario 6: two clapsd nodes on one Redis ----
+
+# A free loopback port for Redis (the kernel picks it, then releases it).
+free_port() {
+  node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
+}
+
+# start_redis NAME: a fresh Redis for one step, pinned with the servers; sets
+# redis_pid, redis_port and redis_cmd. Persistence follows --redis-appendonly
+# (no RDB snapshots in either case: nothing here outlives the step).
+redis_pid=""
+redis_port=""
+redis_cmd=""
+start_redis() {
+  local name=$1 logfile="$out/$1.redis.log" dir="$out/redis-$1" attempt
+  mkdir -p "$dir"
+  for attempt in 1 2 3; do
+    redis_port=$(free_port)
+    local aof=(--appendonly no)
+    [ "$redis_appendonly" = everysec ] && aof=(--appendonly yes --appendfsync everysec)
+    local cmd=(redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$dir" --save "" "${aof[@]}")
+    $(pin $server_cpu) "${cmd[@]}" > "$logfile" 2>&1 &
+    redis_pid=$!
+    cluster_pids+=("$redis_pid")
+    redis_cmd="$(pin $server_cpu) $(printf '%q ' "${cmd[@]}")"
+    local deadline=$((SECONDS + 10))
+    while [ $SECONDS -lt $deadline ] && kill -0 "$redis_pid" 2>/dev/null; do
+      [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] && return 0
+      sleep 0.05
+    done
+    # The port was taken in between, or Redis was too slow: another port.
+    stop_pid "$redis_pid"
+  done
+  echo "run.sh: redis-server did not start; see $logfile" >&2
+  return 1
+}
+
+# start_node NAME [flags]: one clapsd with LMDB and fsync, as in scenario 1;
+# sets node_pid, node_port and node_cmd.
+node_pid=""
+node_port=""
+node_cmd=""
+start_node() {
+  local name=$1
+  shift
+  local logfile="$out/$name.server.log" data="$out/data-$name"
+  mkdir -p "$data"
+  node_cmd="$(pin $server_cpu) $clapsd --listen 127.0.0.1:0 --data-dir $data --store lmdb --max-connections 19950 --log-level warn $*"
+  $node_cmd > "$logfile" 2>&1 &
+  node_pid=$!
+  cluster_pids+=("$node_pid")
+  wait_listening "$logfile" "$node_pid" || return 1
+  node_port=$server_port
+}
+
+# run_cluster TARGET STEP [loadgen flags]. TARGET is the layout:
+#   single  one clusterless clapsd takes viewers and clappers (the baseline);
+#   cross   viewers on node A, clappers on node B: every update A delivers
+#           came through Redis;
+#   split   viewers and clappers alternate between A and B;
+#   bus     as cross, but few viewers watching many articles, so the nodes'
+#           work is mostly bus messages rather than frames;
+#   bus-single  the bus load on one clusterless clapsd (its baseline).
+# The load generator samples A, B and Redis over its measure window and runs a
+# hook at both ends that saves the nodes' /metrics and Redis's INFO.
+run_cluster() {
+  local target=$1 step=$2
+  shift 2
+  local name="s6-$target-$step"
+  log "scenario 6, $target, step $step"
+  local port_a="" port_b="" pid_a="" pid_b="" cmds=""
+  if [ "$target" = single ] || [ "$target" = bus-single ]; then
+    redis_port=""
+    start_node "$name-A" || { stop_cluster; return 0; }
+    port_a=$node_port; pid_a=$node_pid; cmds=$node_cmd
+  else
+    start_redis "$name" || { stop_cluster; return 0; }
+    local bus="--redis redis://127.0.0.1:$redis_port"
+    start_node "$name-A" $bus --node-id A || { stop_cluster; return 0; }
+    port_a=$node_port; pid_a=$node_pid; cmds="$redis_cmd & $node_cmd"
+    start_node "$name-B" $bus --node-id B || { stop_cluster; return 0; }
+    port_b=$node_port; pid_b=$node_pid; cmds="$cmds & $node_cmd"
+  fi
+  local hook="$out/$name.hook.sh"
+  {
+    echo '#!/bin/sh'
+    echo '# Run by claps-loadgen as "hook start" and "hook end" when its measure window opens and closes.'
+    echo "curl -s http://127.0.0.1:$port_a/metrics > $out/$name.A.metrics-\$1.txt &"
+    [ -n "$port_b" ] && echo "curl -s http://127.0.0.1:$port_b/metrics > $out/$name.B.metrics-\$1.txt &"
+    [ -n "$redis_port" ] && echo "redis-cli -p $redis_port info all > $out/$name.redis-\$1.txt &"
+    echo wait
+  } > "$hook"
+  chmod +x "$hook"
+  local url_a="ws://127.0.0.1:$port_a/ws" url_b="ws://127.0.0.1:$port_b/ws" topology probes
+  case $target in
+    single|bus-single) topology="--url $url_a"; probes="--server-pid A=$pid_a" ;;
+    cross|bus) topology="--url $url_a --clap-url $url_b" ;;
+    split) topology="--url $url_a --url $url_b" ;;
+  esac
+  [ -n "$redis_port" ] && probes="--server-pid A=$pid_a --server-pid B=$pid_b --server-pid redis=$redis_pid"
+  local client_cmd="$(pin $loadgen_cpu) $loadgen $topology --protocol claps $probes --window-hook $hook --source-ips $source_ips --settle $settle --drain $drain --connect-timeout 45 --json $out/$name.json --label $name $*"
+  $client_cmd > "$out/$name.loadgen.log" 2>&1 || log "loadgen failed; see $out/$name.loadgen.log"
+  stop_cluster
+  sed -n '/^connections/,$p' "$out/$name.loadgen.log" | sed 's/^/    /' >&2
+  [ -f "$out/$name.json" ] && record 6 "$target" "$step" "$name.json" "${cmds//$out/\$OUT}" "${client_cmd//$out/\$OUT}"
+  return 0
+}
+
 # Machine facts for the report.
 {
   echo "date_utc=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -193,6 +332,9 @@ run_floor() {
   echo "nice=$nice_level"
   echo "commit=${CLAPS_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
   echo "build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null)"
+  echo "only=$only"
+  echo "redis=$(redis-server --version 2>/dev/null | sed -n 's/.*v=\([0-9.]*\).*/\1/p')"
+  echo "redis_appendonly=$redis_appendonly"
 } > "$out/machine.txt"
 
 started=$SECONDS
@@ -243,6 +385,22 @@ if want 4; then
   common="--viewers $s4_viewers --articles 1000 --distribution uniform --clappers 0 --duration 3"
   run_load 4 clapsd "$s4_viewers" -- $common
   run_load 4 sio-coalesced "$s4_viewers" -- $common
+fi
+
+if want 6; then
+  # Two nodes: the hot article of scenario 1 (100 claps/s from 10 clappers),
+  # with the one node of "single" side by side in the same run.
+  for v in $s6_viewers; do
+    common="--viewers $v --articles 1 --distribution hot --clappers 10 --clap-rate 100 --duration $duration"
+    run_cluster single "$v" $common
+    run_cluster cross "$v" $common
+    run_cluster split "$v" $common
+  done
+  # Bus messages rather than frames: 4 viewers on A watch 250 of 1k articles
+  # each; 60 clappers on B clap 1000/s spread over all 1k.
+  bus_load="--viewers 4 --articles 1000 --distribution uniform --subscriptions-per-conn 250 --clappers 60 --clap-rate 1000 --duration $duration"
+  run_cluster bus-single 4 $bus_load
+  run_cluster bus 4 $bus_load
 fi
 
 log "all runs took $((SECONDS - started)) s; results in $out"
