@@ -181,8 +181,8 @@ void listen_socket::pause_after_exhaustion(int error) {
   ++count;
   if (count == 1 || count % 100 == 0) {
     const std::string reason = std::error_code(error, std::system_category()).message();
-    log_.warn("accept: " + reason + " (" + std::to_string(count) + " times so far): accepting paused for " +
-              std::to_string(exhausted_pause_ms) + " ms" +
+    log_.warn("accept: " + reason + ": accepting paused for " + std::to_string(exhausted_pause_ms) +
+              " ms (pause " + std::to_string(count) + ")" +
               (exhausted ? "; raise the nofile limit or lower --max-connections" : ""));
   }
   uv_poll_stop(&handles_->poll);
