@@ -65,8 +65,9 @@ describe('two clapsd processes sharing one port with --reuse-port', () => {
   });
 
   test('a clapsd without --reuse-port cannot take the shared port; --reuse-port cannot take a plain one', async () => {
+    // (Also when the suite runs with CLAPS_REUSE_PORT=1 in the environment.)
     const third = await runClapsd(['--listen', `127.0.0.1:${port}`, '--data-dir', tempDir(), '--redis', redis.url,
-      '--node-id', 'C']);
+      '--node-id', 'C'], { CLAPS_REUSE_PORT: 'false' });
     assert.notEqual(third.code, 0);
     assert.equal(third.code, 1, third.stderr);
     assert.match(third.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}`));
