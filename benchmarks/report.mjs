@@ -103,8 +103,14 @@ if (!allParts.every((p) => parts.includes(p)) && fs.existsSync(previousFile)) {
       server_cmd: r.server_cmd, client_cmd: r.client_cmd, data: r.result, source: r.source ?? previous.machine });
   }
 }
-const sources = [...new Set(runs.map((r) => r.source))]
-  .sort((a, b) => (a.date_utc < b.date_utc ? -1 : 1));
+// One object per run of run.sh (carried results each parsed their own copy).
+const sourceByKey = new Map();
+for (const r of runs) {
+  const key = `${r.source.date_utc} ${r.source.commit}`;
+  if (!sourceByKey.has(key)) sourceByKey.set(key, r.source);
+  r.source = sourceByKey.get(key);
+}
+const sources = [...sourceByKey.values()].sort((a, b) => (a.date_utc < b.date_utc ? -1 : 1));
 const sourceLabel = (src) => `the run of ${src.date_utc}, commit \`${src.commit}\``;
 // One line under a section's heading when the report merges several runs.
 const fromRun = (sectionRuns) => {
@@ -423,7 +429,7 @@ if (s6Runs.length) {
     }
     return { run, d, nodes, redis };
   };
-  const steps = [...new Set(s6Runs.filter((r) => r.target !== "bus").map((r) => r.step))].sort((a, b) => a - b);
+  const steps = [...new Set(s6Runs.filter((r) => ["single", "cross", "split"].includes(r.target)).map((r) => r.step))].sort((a, b) => a - b);
   const persistence = (machine.redis_appendonly ?? "no") === "everysec"
     ? "`--appendonly yes --appendfsync everysec --save ''`: an append-only file written every event-loop round and fsync'd once a second, no snapshots"
     : "`--appendonly no --save ''`: a bench Redis that keeps nothing";
@@ -493,10 +499,12 @@ if (s6Runs.length) {
   table(["Viewers", "Layout", "Pairs", "p50 ms", "p90 ms", "p99 ms", "max ms", "Unseen pairs", "Ack p50 ms", "Ack p99 ms", "Errors"], latRows);
 
   // ---- projection, from the figures above ----
-  const hi = steps.at(-1);
-  const single = figures(find(6, "single", hi))?.nodes[0], cross = figures(find(6, "cross", hi));
+  // Frames are projected from the smallest step: at the larger ones a fan-out
+  // round outlasts the tick on this machine, so ticks (and frames per round) differ.
+  const lo = steps[0];
+  const perFrame = steps.map((step) => [step, figures(find(6, "cross", step))?.nodes[0]?.usPerFrame, figures(find(6, "single", step))?.nodes[0]?.usPerFrame]);
   const bus = figures(find(6, "bus"));
-  const f = single?.usPerFrame, fA = cross?.nodes[0]?.usPerFrame;
+  const f = figures(find(6, "single", lo))?.nodes[0]?.usPerFrame;
   const m = bus?.nodes[0]?.usPerReceived;
   const c = bus?.nodes[1]?.usPerClap;
   const c1 = figures(find(6, "bus-single"))?.nodes[0]?.usPerClap;
@@ -504,13 +512,18 @@ if (s6Runs.length) {
   out("### What the figures mean for N nodes");
   out();
   out(`- **Cost per frame is per node and does not depend on the number of nodes.** A node's frames go to its own connections; a remote update reaches the engine as the remote part of an article and leaves in the node's next tick exactly like a local one. ` +
-    `At ${int(hi)} viewers, A in *cross* paid ${fmt(fA, 2)} us per frame against ${fmt(f, 2)} us for the single node (${ratio(fA, f)}).`);
+    "A in *cross* paid " + perFrame.map(([step, a, one]) => `${fmt(a, 2)} us per frame against ${fmt(one, 2)} us for the single node at ${int(step)} viewers (${ratio(a, one)})`).join(", and ") + ".");
   out(`- **Bus messages.** A node receives, per tick, one message for each article it has viewers of and whose part changed on some *other* node in that tick, one per such node (up to N-1 per article per tick, at most 40 ticks/s), and it gets its own publishes back from Redis and drops them. ` +
     `In *bus*, where messages outnumber frames, A's whole CPU came to ${fmt(m, 1)} us per received message (an upper bound: it includes its frames and idle work).`);
   out(`- **Publishing and claps.** A node publishes at most one message per changed article per tick (its own part), whatever the number of nodes. In *bus* B's whole CPU was ${fmt(c, 1)} us per accepted clap, including its LMDB commit, its Redis scripts and its publishes, against ${fmt(c1, 1)} us on one clusterless node with the same load (*bus-single*, ${ratio(c, c1)})` +
     (c && c1 && c / c1 >= 2 ? ": the Redis round trips of a clap (the op-id lookup, `record_op`, its share of `write_article` and the publish) cost the node more than the clap itself." : "."));
   out(`- **Redis.** Every published message goes to each node subscribed to the article (every node with viewers of it, the publisher included), so PUBLISH fan-out grows with the number of subscribed nodes per article: a hot article watched on N nodes and clapped on all of them costs Redis up to 40 x N publishes/s and 40 x N^2 deliveries/s. ` +
     `Here Redis used ${fmt(rPub, 1)} us of CPU per published message, scripts included.`);
+  const busLatency = find(6, "bus")?.data.latency_ms, oneLatency = find(6, "bus-single")?.data.latency_ms;
+  if (busLatency && oneLatency)
+    out(`- **Latency.** With few viewers per article (*bus*), a clap on B reached A's viewers at p50 ${fmt(busLatency.p50)} / p99 ${fmt(busLatency.p99)} / max ${fmt(busLatency.max)} ms, ` +
+      `against p50 ${fmt(oneLatency.p50)} / p99 ${fmt(oneLatency.p99)} / max ${fmt(oneLatency.max)} ms on one node (*bus-single*): the bus adds the receiving node's next tick (0-25 ms) and B's Redis commit and publish. ` +
+      "It does not grow with the number of nodes: a message goes from the publishing node through Redis to each subscribed node directly.");
   if (f && m && rPub) {
     const perNodeViewers = 50000, n = 20;
     const frameCores = perNodeViewers * 40 * f / 1e6, busCores = (n - 1) * 40 * m / 1e6;
