@@ -156,12 +156,14 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
   if (auto ec = find_or_load_tally(user, slot, tally)) return ec;
 
   tally_state& t = articles[slot]->tallies[tally].state;
-  // Claps this user made through other nodes count against the cap too;
-  // an undo here removes only this node's part of them.
+  // Claps this user made through other nodes count against the cap too.
+  // An undo removes all of them, wherever they were made: this node's
+  // register goes below zero by the other nodes' part, so the user's claps
+  // summed over nodes are 0 (a PN-counter; no node rewrites another's part).
   const std::int32_t remote = st.remote_tally(user, article);
   std::int32_t accepted;
   if (is_undo) {
-    accepted = -t.value;
+    accepted = -(t.value + remote);
     ++stats.undos;
   } else {
     accepted = std::min(count, std::max(0, opt.clap_cap - t.value - remote));

@@ -528,6 +528,28 @@ TEST_CASE("several nodes: remote parts join totals, viewers, mine and the cap") 
   CHECK(snap.total == 45);
   CHECK(snap.viewers == 5);
   CHECK(snap.mine == 50);
+
+  // Undo here removes her 45 claps through other nodes too: this node's
+  // register drops to -45, so her claps summed over nodes are 0.
+  REQUIRE_FALSE(f.eng.undo("alice", "a1", "op-u", 8));
+  f.tick();
+  r = f.rec.result(8);
+  REQUIRE(r);
+  CHECK(r->accepted == -50);
+  CHECK(r->mine == 0);
+  CHECK(r->total == -5);  // -45 own + 40 remote, until the other nodes' new part arrives
+  REQUIRE_FALSE(f.backing.read_total("a1", own));
+  CHECK(own == -45);
+  std::int32_t tally = 0;
+  REQUIRE_FALSE(f.backing.read_tally("alice", "a1", tally));
+  CHECK(tally == -45);
+  // With nothing left anywhere, she may clap the full cap again.
+  REQUIRE_FALSE(f.clap("alice", "a1", 50, 9));
+  f.tick();
+  r = f.rec.result(9);
+  REQUIRE(r);
+  CHECK(r->accepted == 50);
+  CHECK(r->mine == 50);
 }
 
 TEST_CASE("op ids from an earlier process are found in the store until one window has passed") {

@@ -184,6 +184,9 @@ public:
 
   /// Removes all of a user's claps on an article (Medium's undo applause).
   /// Results and errors as clap(); accepted is minus the claps removed.
+  /// With a store shared by several nodes that includes the claps made
+  /// through other nodes (store::remote_tally): this node's own tally then
+  /// goes below zero by that amount, so the user's claps sum to 0.
   std::error_code undo(std::string_view user, std::string_view article, std::string_view op_id,
                        std::uint64_t cookie);
 

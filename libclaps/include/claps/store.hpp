@@ -98,8 +98,9 @@ public:
 
   /// Claps of `user` on `article` made through other nodes, as last known to
   /// a store shared by several nodes. The engine accepts at most
-  /// cap - (own tally + remote_tally) and reports mine as their sum. A
-  /// single-node store has none.
+  /// cap - (own tally + remote_tally), reports mine as their sum, and an
+  /// undo removes both (the own tally may then be negative). A single-node
+  /// store has none.
   virtual std::int32_t remote_tally(std::string_view user, std::string_view article) {
     (void)user;
     (void)article;
