@@ -1,5 +1,7 @@
 #include "cluster.hpp"
 
+#include "data_dir_lock.hpp"
+
 #ifdef CLAPS_HAVE_REDIS
 #include <claps/redis.hpp>
 #endif
@@ -14,6 +16,26 @@
 namespace claps::server {
 
 #ifdef CLAPS_HAVE_REDIS
+
+namespace {
+
+// Another node's op record "node|article|accepted|mine"; false for a
+// malformed one or one of this node's own (the engine replays those).
+bool parse_prior_op(std::string_view v, std::string_view self, cluster_node::prior_op& prior) {
+  std::string_view fields[4];
+  for (auto& f : fields) {
+    const auto bar = v.find('|');
+    f = v.substr(0, bar);
+    v = bar == std::string_view::npos ? std::string_view{} : v.substr(bar + 1);
+  }
+  prior.article.assign(fields[1]);
+  const bool parsed =
+      std::from_chars(fields[2].data(), fields[2].data() + fields[2].size(), prior.accepted).ec == std::errc{} &&
+      std::from_chars(fields[3].data(), fields[3].data() + fields[3].size(), prior.mine).ec == std::errc{};
+  return parsed && fields[0] != self && !prior.article.empty();
+}
+
+} // namespace
 
 struct cluster_node::impl {
   uv_loop_t* loop;
@@ -42,7 +64,7 @@ struct cluster_node::impl {
 
   std::string node_id;
   std::uint64_t cross_node_replays = 0;
-  // Claps waiting for their op-id lookup: id -> apply.
+  // Claps and undos waiting for their op-id lookup: id -> apply.
   std::uint64_t next_lookup = 1;
   std::unordered_map<std::uint64_t, std::function<void()>> lookups;
   // Expires at shutdown(), so late Redis replies call nothing back.
@@ -71,6 +93,23 @@ struct cluster_node::impl {
       local_subscribers.erase(it);
       emptied.insert(article);
     }
+  }
+
+  // Reads the other nodes' parts of `article` (and `user`'s claps through
+  // them, which the cap and undo then count) and hands them to the engine
+  // unless the article is watched: then the bus keeps them current and they
+  // may be newer than this read.
+  void fetch(std::string_view article, std::string_view user, std::function<void()> done) {
+    store->fetch_remote(article, user,
+                        [this, alive = std::weak_ptr<bool>(alive), article = std::string(article),
+                         done = std::move(done)](std::error_code ec, const redis_store::remote_parts& parts) {
+                          if (alive.expired()) return;
+                          if (!ec && eng != nullptr && local_subscribers.count(article) == 0) {
+                            snapshot loaded;  // set_remote() ignores articles the engine does not hold
+                            if (!eng->read(article, {}, loaded)) eng->set_remote(article, parts.total, parts.viewers);
+                          }
+                          done();
+                        });
   }
 
   void run_deferred() {
@@ -117,10 +156,19 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store
 
   redis_store_options so;
   so.node_id = options.node_id;
+  // Binds the node id to this data directory: this node's claps live in its
+  // LMDB, so another directory writing as the same node would overwrite them.
+  so.owner = data_dir_lock::owner_id(options.data_dir, error);
+  if (so.owner.empty()) return nullptr;
   so.clap_cap = options.clap_cap;
   redis_store_callbacks sc;
   sc.remote_changed = [p](std::string_view article, std::int64_t total, std::uint32_t viewers) {
     p->remote_changed(article, total, viewers);
+  };
+  sc.node_id_taken = [p, id = options.node_id, dir = options.data_dir, owner = so.owner](std::string_view holder) {
+    p->log.error("cluster: node id '" + id + "' belongs to another data directory (owner " + std::string(holder) +
+                 "; " + dir + " is owner " + owner + "): nothing is written to Redis and /readyz answers 503 " +
+                 "until every node has its own --node-id");
   };
   sc.degraded = [p](bool degraded) {
     if (degraded) p->log.warn("cluster: degraded (Redis unreachable or behind): acks say durability local");
@@ -185,55 +233,65 @@ void cluster_node::released(subscriber_id sub) {
   p.rooms.erase(it);
 }
 
-void cluster_node::before_clap(std::string_view user, std::string_view op_id, std::function<void()> apply,
-                               std::function<void(const prior_op&)> replay) {
+void cluster_node::before_read(std::string_view article, std::string_view user, std::function<void()> done) {
   impl& p = *impl_;
-  if (!p.store || !p.client->ready()) {
+  if (!p.store || !p.client->ready() || p.local_subscribers.count(std::string(article)) != 0) {
+    done();
+    return;
+  }
+  p.fetch(article, user, std::move(done));
+}
+
+void cluster_node::before_op(std::string_view user, std::string_view article, std::string_view op_id,
+                             bool undo, std::function<void()> apply,
+                             std::function<void(const prior_op&)> replay) {
+  impl& p = *impl_;
+  // An undo removes the user's claps through every node, so it reads how
+  // many those are now, not as of the last commit or subscription.
+  const bool fetch = undo || p.local_subscribers.count(std::string(article)) == 0;
+  if (!p.store || !p.client->ready() || (!fetch && op_id.empty())) {
     apply();
     return;
   }
-  // redis_store records op ids as claps:op:{user}:<op> = "node|article|accepted|mine".
-  std::string key = "claps:op:{";
-  key.append(user).append("}:").append(op_id);
-  auto alive = p.alive;
+  // The op waits in `lookups` until both answers are in; settle_lookups()
+  // (SIGTERM) applies it at once, and a late answer then finds nothing.
   const std::uint64_t lookup = p.next_lookup++;
-  const std::error_code sent = p.client->command(
-      {"GET", key}, [&p, alive = std::weak_ptr<bool>(alive), lookup, replay](std::error_code ec,
-                                                                             const redis_reply& r) {
-        if (alive.expired()) return;
-        const auto it = p.lookups.find(lookup);
-        if (it == p.lookups.end()) return;  // settled by settle_lookups()
-        const auto apply = std::move(it->second);
-        p.lookups.erase(it);
-        if (ec || r.type != redis_reply::kind::string) {
-          apply();
-          return;
-        }
-        std::string_view v = r.str;
-        std::string_view fields[4];
-        for (auto& f : fields) {
-          const auto bar = v.find('|');
-          f = v.substr(0, bar);
-          v = bar == std::string_view::npos ? std::string_view{} : v.substr(bar + 1);
-        }
-        prior_op prior;
-        prior.article.assign(fields[1]);
-        const bool parsed =
-            std::from_chars(fields[2].data(), fields[2].data() + fields[2].size(), prior.accepted).ec ==
-                std::errc{} &&
-            std::from_chars(fields[3].data(), fields[3].data() + fields[3].size(), prior.mine).ec == std::errc{};
-        if (!parsed || fields[0] == p.node_id || prior.article.empty()) {
-          apply();
-          return;
-        }
-        ++p.cross_node_replays;
-        replay(prior);
-      });
-  if (sent) {
-    apply();
-    return;
-  }
   p.lookups.emplace(lookup, std::move(apply));
+  auto take = [&p, lookup]() -> std::function<void()> {
+    const auto it = p.lookups.find(lookup);
+    if (it == p.lookups.end()) return {};
+    auto apply = std::move(it->second);
+    p.lookups.erase(it);
+    return apply;
+  };
+  auto ask_op = [&p, take, lookup, user = std::string(user), op_id = std::string(op_id),
+                 replay = std::move(replay), alive = std::weak_ptr<bool>(p.alive)] {
+    if (alive.expired() || p.lookups.count(lookup) == 0) return;
+    if (op_id.empty()) {
+      take()();
+      return;
+    }
+    // redis_store records op ids as claps:op:{user}:<op> = "node|article|accepted|mine".
+    std::string key = "claps:op:{";
+    key.append(user).append("}:").append(op_id);
+    const std::error_code sent = p.client->command(
+        {"GET", key}, [&p, alive, take, replay](std::error_code ec, const redis_reply& r) {
+          if (alive.expired()) return;
+          auto apply = take();
+          if (!apply) return;  // settled by settle_lookups()
+          prior_op prior;
+          if (ec || r.type != redis_reply::kind::string || !parse_prior_op(r.str, p.node_id, prior)) {
+            apply();
+            return;
+          }
+          ++p.cross_node_replays;
+          replay(prior);
+        });
+    if (sent)
+      if (auto apply = take()) apply();
+  };
+  if (fetch) p.fetch(article, user, std::move(ask_op));
+  else ask_op();
 }
 
 void cluster_node::settle_lookups() {
@@ -244,6 +302,8 @@ void cluster_node::settle_lookups() {
 }
 
 bool cluster_node::degraded() const noexcept { return impl_->store && impl_->store->degraded(); }
+
+bool cluster_node::node_id_taken() const noexcept { return impl_->store && impl_->store->stats().node_id_taken; }
 
 namespace {
 
@@ -266,6 +326,9 @@ std::string cluster_node::metrics_text() const {
   auto d = [](auto v) { return static_cast<double>(v); };
   metric(out, "claps_cluster_degraded", "gauge", "1 while Redis lacks some of this node's claps (acks say local)",
          s.degraded ? 1 : 0);
+  metric(out, "claps_cluster_node_id_taken", "gauge",
+         "1 while another data directory holds this node's --node-id (nothing is written to Redis)",
+         s.node_id_taken ? 1 : 0);
   metric(out, "claps_cluster_dirty_keys", "gauge", "Keys waiting to be written to Redis", d(s.dirty_keys));
   metric(out, "claps_cluster_commits_total", "counter", "Store commits", d(s.commits));
   metric(out, "claps_cluster_cluster_commits_total", "counter", "Commits acknowledged as durability cluster",
@@ -344,12 +407,14 @@ void cluster_node::attach(engine&, std::function<bool()>) {}
 void cluster_node::subscribed(subscriber_id, std::string_view, std::string_view) {}
 void cluster_node::unsubscribed(subscriber_id, std::string_view) {}
 void cluster_node::released(subscriber_id) {}
-void cluster_node::before_clap(std::string_view, std::string_view, std::function<void()> apply,
-                               std::function<void(const prior_op&)>) {
+void cluster_node::before_op(std::string_view, std::string_view, std::string_view, bool,
+                             std::function<void()> apply, std::function<void(const prior_op&)>) {
   apply();
 }
+void cluster_node::before_read(std::string_view, std::string_view, std::function<void()> done) { done(); }
 void cluster_node::settle_lookups() {}
 bool cluster_node::degraded() const noexcept { return false; }
+bool cluster_node::node_id_taken() const noexcept { return false; }
 std::string cluster_node::metrics_text() const { return {}; }
 void cluster_node::shutdown() {}
 cluster_node::~cluster_node() = default;

@@ -66,21 +66,36 @@ public:
     std::int32_t accepted = 0;
     std::int32_t mine = 0;
   };
-  /// Before a clap with an op id: asks Redis whether another node already
-  /// applied `op_id` of `user`. Calls `replay(prior)` if so; otherwise
-  /// `apply()` (not found, this node's own op - the engine replays those from
-  /// LMDB - or Redis unreachable, where the op is applied here and only
-  /// counted as a conflict later). Calls back from the loop, or at once when
+  /// Before a clap or undo: makes sure this node counts right across nodes.
+  /// For an article no local subscriber watches, and for every undo, first
+  /// loads the other nodes' parts (and the user's claps through them, which
+  /// the cap and undo count) into the engine, so the result's total, the cap
+  /// and the undo are global. Then, with an op
+  /// id, asks Redis whether another node already applied it for `user`:
+  /// calls `replay(prior)` if so, otherwise `apply()` (not found, this node's
+  /// own op - the engine replays those from LMDB - or Redis unreachable,
+  /// where the op is applied here and only counted as a conflict later).
+  /// Calls back from the loop, or at once when there is nothing to ask or
   /// Redis is not ready; never from an engine callback; never after shutdown().
-  void before_clap(std::string_view user, std::string_view op_id, std::function<void()> apply,
-                   std::function<void(const prior_op&)> replay);
+  void before_op(std::string_view user, std::string_view article, std::string_view op_id, bool undo,
+                 std::function<void()> apply, std::function<void(const prior_op&)> replay);
 
-  /// Applies at once every clap still waiting for its lookup (on SIGTERM, so
+  /// Before answering a read of an article no local subscriber watches:
+  /// loads the other nodes' parts (and `user`'s claps through them) into the
+  /// engine, then calls `done()`. At once when watched or Redis is not ready;
+  /// after a Redis error `done()` still runs and the engine knows this
+  /// node's part only. Never after shutdown().
+  void before_read(std::string_view article, std::string_view user, std::function<void()> done);
+
+  /// Applies at once every op still waiting for its lookup (on SIGTERM, so
   /// the drain commits and acknowledges them like any pending clap).
   void settle_lookups();
 
   /// True while commits are acknowledged only as locally durable.
   bool degraded() const noexcept;
+  /// True while another data directory holds this node's --node-id in Redis
+  /// (nothing is written there; /readyz answers 503).
+  bool node_id_taken() const noexcept;
   /// Prometheus text of the Redis client, bus and store (claps_cluster_*, claps_redis_*).
   std::string metrics_text() const;
 

@@ -3,6 +3,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <random>
 #include <string>
 #include <system_error>
 
@@ -53,6 +55,35 @@ data_dir_lock& data_dir_lock::operator=(data_dir_lock&& other) noexcept {
 
 data_dir_lock::~data_dir_lock() {
   if (fd_ >= 0) ::close(fd_);
+}
+
+std::string data_dir_lock::owner_id(const std::string& dir, std::string& error) {
+  const std::string path = dir + "/node-owner";
+  {
+    std::ifstream in(path);
+    std::string id;
+    if (in >> id) {
+      if (id.size() == 32 && id.find_first_not_of("0123456789abcdef") == std::string::npos) return id;
+      error = "'" + path + "' does not hold an owner id (32 hex digits): restore it or remove it";
+      return {};
+    }
+  }
+  std::random_device rd;
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string id;
+  for (int i = 0; i < 32; ++i) id.push_back(hex[rd() & 0xf]);
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const std::string line = id + "\n";
+  const bool written = fd >= 0 && ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+                       ::fsync(fd) == 0;
+  const int err = errno;
+  if (fd >= 0) ::close(fd);
+  if (!written || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    error = "cannot write '" + path + "': " + std::strerror(written ? errno : err);
+    return {};
+  }
+  return id;
 }
 
 } // namespace claps::server

@@ -21,6 +21,13 @@ public:
 
   bool held() const noexcept { return fd_ >= 0; }
 
+  /// The data directory's owner id (dir/node-owner): 32 random hex digits,
+  /// written (fsync'd, then renamed into place) on first use and read after.
+  /// With several nodes it binds --node-id to this directory, so a second
+  /// directory started with the same node id is refused by Redis. Call while
+  /// holding the lock. Empty with `error` set on failure.
+  static std::string owner_id(const std::string& dir, std::string& error);
+
 private:
   explicit data_dir_lock(int fd) : fd_(fd) {}
   int fd_ = -1;

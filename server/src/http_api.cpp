@@ -2,6 +2,7 @@
 
 #include "frames.hpp"
 #include "http_io.hpp"
+#include "op_submission.hpp"
 
 #include <claps/error.hpp>
 #include <claps/ids.hpp>
@@ -11,11 +12,41 @@ namespace {
 
 constexpr std::string_view api_prefix = "/api/articles/";
 
+// An answer that is known only after LWS_CALLBACK_HTTP returned: written on
+// the next writeable callback.
+class deferred_reply : public http_exchange {
+public:
+  explicit deferred_reply(lws* wsi) : wsi_(wsi) {}
+
+  bool answered() const noexcept { return answered_; }
+  void answer(unsigned status, std::string body) {
+    status_ = status;
+    response_ = std::move(body);
+    answered_ = true;
+    lws_callback_on_writable(wsi_);
+  }
+  void on_update(std::span<const article_update* const>, tick_scratch&) override {}
+  void on_result(const op_result&, std::string_view) override {}
+  void on_refused(std::error_code, std::string_view) override {}
+  int on_writeable(bool& finished) override {
+    if (!answered_) return 0;
+    finished = true;
+    return respond_json(wsi_, status_, response_);
+  }
+
+private:
+  lws* wsi_;
+  bool answered_ = false;
+  unsigned status_ = 0;
+  std::string response_;
+};
+
 // A REST clap or undo: answers when its batch is durable.
-class rest_op final : public http_exchange {
+class rest_op final : public deferred_reply {
 public:
   rest_op(lws* wsi, bool undo, std::string user, std::string article, std::size_t max_body)
-      : wsi_(wsi), undo_(undo), user_(std::move(user)), article_(std::move(article)), max_body_(max_body) {}
+      : deferred_reply(wsi), undo_(undo), user_(std::move(user)), article_(std::move(article)),
+        max_body_(max_body) {}
 
   bool undo() const noexcept { return undo_; }
   const std::string& user() const noexcept { return user_; }
@@ -31,36 +62,22 @@ public:
     return true;
   }
   bool too_large() const noexcept { return too_large_; }
-  bool answered() const noexcept { return answered_; }
   std::uint64_t submitted_ms = 0;
 
-  void answer(unsigned status, std::string body) {
-    status_ = status;
-    response_ = std::move(body);
-    answered_ = true;
-    lws_callback_on_writable(wsi_);
-  }
-  void on_update(std::span<const article_update* const>, tick_scratch&) override {}
   void on_result(const op_result& result, std::string_view) override {
     answer(200, rest_result_body(result));
   }
-  int on_writeable(bool& finished) override {
-    if (!answered_) return 0;
-    finished = true;
-    return respond_json(wsi_, status_, response_);
+  void on_refused(std::error_code ec, std::string_view) override {
+    answer(http_status_for(ec), rest_error_body(wire_name(ec), ec.message()));
   }
 
 private:
-  lws* wsi_;
   bool undo_;
   std::string user_;
   std::string article_;
   std::size_t max_body_;
   std::string body_;
   bool too_large_ = false;
-  bool answered_ = false;
-  unsigned status_ = 0;
-  std::string response_;
 };
 
 // An SSE stream of one article's counts. Like a WebSocket session it writes
@@ -92,6 +109,7 @@ public:
     }
   }
   void on_result(const op_result&, std::string_view) override {}
+  void on_refused(std::error_code, std::string_view) override {}
   int on_writeable(bool&) override {
     writeable_requested_ = false;
     if (closing_) return -1;
@@ -185,6 +203,10 @@ int http_api::on_request(lws* wsi, const char* raw_path) {
 
   if (path == "/healthz") return respond_json(wsi, 200, R"({"status":"ok"})");
   if (path == "/readyz") {
+    // A duplicate node id is this node's own misconfiguration: drain it.
+    if (deps_.cluster && deps_.cluster->node_id_taken())
+      return respond_error(wsi, 503, "unavailable", "--node-id " + deps_.options.node_id +
+                                                        " belongs to another data directory");
     // Degraded (Redis unreachable) stays 200: draining every node at once would not help.
     if (ready && ready())
       return respond_json(wsi, 200, degraded && degraded() ? R"({"status":"degraded"})" : R"({"status":"ready"})");
@@ -232,16 +254,36 @@ int http_api::read_article(lws* wsi, std::string_view article) {
   std::string user;
   int refused = 0;
   if (!identify(wsi, false, user, refused)) return refused;
+  if (deps_.cluster == nullptr) {
+    auto [status, body] = article_body(article, user);
+    return respond_json(wsi, status, body);
+  }
+  // Another node's parts may have to come from Redis first.
+  auto reply = std::make_unique<deferred_reply>(wsi);
+  const auto id = deps_.registry.add(*reply);
+  reply->id = id;
+  const auto serial = reply->serial;
+  exchanges_[wsi] = std::move(reply);
+  deps_.cluster->before_read(article, user, [this, id, serial, article = std::string(article), user] {
+    auto* e = deps_.registry.find(id);
+    if (e == nullptr || e->serial != serial) return;  // the client left
+    auto [status, body] = article_body(article, user);
+    static_cast<deferred_reply*>(e)->answer(status, std::move(body));
+  });
+  return 0;
+}
+
+std::pair<unsigned, std::string> http_api::article_body(std::string_view article, const std::string& user) {
   snapshot snap;
   if (auto ec = deps_.engine.read(article, user, snap))
-    return respond_error(wsi, http_status_for(ec), wire_name(ec), ec.message());
+    return {http_status_for(ec), rest_error_body(wire_name(ec), ec.message())};
   std::string body;
   append_count_item(body, article, snap.total, snap.viewers);
   if (!user.empty()) {
     body.pop_back();
     body += R"(,"mine":)" + std::to_string(snap.mine) + "}";
   }
-  return respond_json(wsi, 200, body);
+  return {200, std::move(body)};
 }
 
 int http_api::begin_op(lws* wsi, int method, std::string_view article) {
@@ -304,25 +346,14 @@ int http_api::submit_op(lws* wsi) {
   }
   op->id = deps_.registry.add(*op);
   op->submitted_ms = deps_.now_ms();
-  const auto cookie = deps_.registry.track_op(op->id, op_id);
-  std::error_code ec;
-  if (op->undo()) {
-    ec = deps_.engine.undo(op->user(), op->article(), op_id, cookie);
-  } else {
-    clap_request request;
-    request.user = op->user();
-    request.article = op->article();
-    request.count = count;
-    request.op_id = op_id;
-    request.cookie = cookie;
-    ec = deps_.engine.clap(request);
-  }
-  if (ec) {
-    deps_.registry.forget_op(cookie);
-    deps_.registry.remove(op->id);
-    deps_.metrics.reject(http_status_for(ec) == 503 ? clap_rejection::unavailable : clap_rejection::invalid);
-    return fail(http_status_for(ec), wire_name(ec), ec.message());
-  }
+  op_request request;
+  request.undo = op->undo();
+  request.user = op->user();
+  request.article = op->article();
+  request.op_id = op_id;
+  request.count = count;
+  request.cookie = deps_.registry.track_op(op->id, op_id);
+  claps::server::submit_op(deps_, request);  // the free function, not this member
   return 0;
 }
 

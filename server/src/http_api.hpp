@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 namespace claps::server {
 
@@ -55,6 +56,7 @@ private:
   struct route;
   int article_route(lws* wsi, int method, std::string_view article, std::string_view rest);
   int read_article(lws* wsi, std::string_view article);
+  std::pair<unsigned, std::string> article_body(std::string_view article, const std::string& user);
   int begin_op(lws* wsi, int method, std::string_view article);
   int submit_op(lws* wsi);
   int open_stream(lws* wsi, std::string_view article);

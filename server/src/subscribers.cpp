@@ -33,4 +33,12 @@ void endpoint_registry::complete_op(const op_result& result) {
   if (auto* e = find(op.endpoint_id); e != nullptr && e->serial == op.serial) e->on_result(result, op.op_id);
 }
 
+void endpoint_registry::refuse_op(std::uint64_t cookie, std::error_code ec) {
+  auto it = ops_.find(cookie);
+  if (it == ops_.end()) return;
+  const pending_op op = std::move(it->second);
+  ops_.erase(it);
+  if (auto* e = find(op.endpoint_id); e != nullptr && e->serial == op.serial) e->on_refused(ec, op.op_id);
+}
+
 } // namespace claps::server

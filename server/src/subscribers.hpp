@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <unordered_map>
 
 namespace claps::server {
@@ -29,6 +30,10 @@ public:
   virtual void on_update(std::span<const article_update* const> updates, tick_scratch& scratch) = 0;
   /// The durable outcome of a clap/undo this endpoint submitted.
   virtual void on_result(const op_result& result, std::string_view op_id) = 0;
+  /// The engine refused a clap/undo this endpoint submitted (its op id as
+  /// sent). Called instead of on_result, possibly after the submitting
+  /// callback returned (across nodes an op waits for a Redis lookup first).
+  virtual void on_refused(std::error_code ec, std::string_view op_id) = 0;
   /// Unique per registration, so a result never reaches a newer endpoint
   /// that happens to live at a freed one's address.
   std::uint64_t serial = 0;
@@ -51,6 +56,8 @@ public:
   void forget_op(std::uint64_t cookie) noexcept;
   /// Delivers a result to its endpoint, if that endpoint still exists.
   void complete_op(const op_result& result);
+  /// Delivers a refusal instead of a result, if the endpoint still exists.
+  void refuse_op(std::uint64_t cookie, std::error_code ec);
 
   std::size_t pending_ops() const noexcept { return ops_.size(); }
 

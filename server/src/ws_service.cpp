@@ -2,6 +2,7 @@
 
 #include "frames.hpp"
 #include "http_io.hpp"
+#include "op_submission.hpp"
 
 #include <claps/error.hpp>
 #include <claps/ids.hpp>
@@ -223,69 +224,14 @@ void ws_service::clap_or_undo(ws_session& s) {
     send_error(s, "invalid_article", "invalid or unknown article id", message_.id);
     return;
   }
-  const auto cookie = deps_.registry.track_op(s.id(), message_.id);
-  if (deps_.cluster && message_.kind == message_kind::clap && !message_.id.empty()) {
-    clap_across_nodes(s, cookie);
-    return;
-  }
-  std::error_code ec;
-  if (message_.kind == message_kind::clap) {
-    clap_request request;
-    request.user = s.user();
-    request.article = message_.article;
-    request.count = message_.count;
-    request.op_id = message_.id;
-    request.cookie = cookie;
-    ec = deps_.engine.clap(request);
-  } else {
-    ec = deps_.engine.undo(s.user(), message_.article, message_.id, cookie);
-  }
-  if (ec) {
-    deps_.registry.forget_op(cookie);
-    deps_.metrics.reject(ec == errc::unavailable || wire_name(ec) == "unavailable"
-                             ? clap_rejection::unavailable
-                             : clap_rejection::invalid);
-    send_error(s, ec, {}, message_.id);
-  }
-}
-
-// Several nodes: the op id may have been applied through another node. Redis
-// is asked first; the clap is then a replay of that node's result, or applied
-// here. The message's views die with this call, so the clap owns its strings.
-void ws_service::clap_across_nodes(ws_session& s, std::uint64_t cookie) {
-  struct owned_clap {
-    std::string user, article, op_id;
-    std::int32_t count;
-  };
-  auto c = std::make_shared<owned_clap>(
-      owned_clap{std::string(s.user()), std::string(message_.article), std::string(message_.id), message_.count});
-  const auto sid = s.id();
-  auto apply = [this, c, sid, cookie] {
-    clap_request request;
-    request.user = c->user;
-    request.article = c->article;
-    request.count = c->count;
-    request.op_id = c->op_id;
-    request.cookie = cookie;
-    const std::error_code ec = deps_.engine.clap(request);
-    if (!ec) return;
-    deps_.registry.forget_op(cookie);
-    deps_.metrics.reject(wire_name(ec) == "unavailable" ? clap_rejection::unavailable : clap_rejection::invalid);
-    if (auto it = sessions_.find(sid); it != sessions_.end()) send_error(*it->second, ec, {}, c->op_id);
-  };
-  auto replay = [this, c, cookie](const cluster_node::prior_op& prior) {
-    op_result result;
-    result.cookie = cookie;
-    result.article = prior.article;
-    result.accepted = prior.accepted;
-    result.mine = prior.mine;
-    result.replayed = true;
-    result.level = durability::cluster;
-    snapshot now;
-    if (!deps_.engine.read(prior.article, {}, now)) result.total = now.total;
-    deps_.registry.complete_op(result);
-  };
-  deps_.cluster->before_clap(c->user, c->op_id, std::move(apply), std::move(replay));
+  op_request request;
+  request.undo = message_.kind != message_kind::clap;
+  request.user = s.user();
+  request.article = message_.article;
+  request.op_id = message_.id;
+  request.count = message_.count;
+  request.cookie = deps_.registry.track_op(s.id(), message_.id);
+  submit_op(deps_, request);
 }
 
 } // namespace claps::server

@@ -47,7 +47,6 @@ private:
   void subscribe(ws_session& s);
   void unsubscribe(ws_session& s);
   void clap_or_undo(ws_session& s);
-  void clap_across_nodes(ws_session& s, std::uint64_t cookie);
   void send_error(ws_session& s, std::string_view code, std::string_view message, std::string_view id);
   void send_error(ws_session& s, std::error_code ec, std::string_view why, std::string_view id);
 

@@ -2,6 +2,8 @@
 
 #include "frames.hpp"
 
+#include <claps/error.hpp>
+
 #include <algorithm>
 
 namespace claps::server {
@@ -155,6 +157,12 @@ void ws_session::on_result(const op_result& result, std::string_view op_id) {
   std::string frame;
   encode_ack(frame, result, op_id);
   ++metrics_.acks_sent;
+  send_reply(std::move(frame));
+}
+
+void ws_session::on_refused(std::error_code ec, std::string_view op_id) {
+  std::string frame;
+  encode_error(frame, wire_name(ec), ec.message(), op_id);
   send_reply(std::move(frame));
 }
 

@@ -57,6 +57,7 @@ public:
   void send_reply(std::string frame);
   void on_update(std::span<const article_update* const> updates, tick_scratch& scratch) override;
   void on_result(const op_result& result, std::string_view op_id) override;
+  void on_refused(std::error_code ec, std::string_view op_id) override;
   /// LWS_CALLBACK_SERVER_WRITEABLE; returns what the callback should return.
   int on_writeable();
 

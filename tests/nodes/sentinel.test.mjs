@@ -3,7 +3,7 @@
 // master under clap load loses no acknowledged clap and counts none twice.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { client, deadline, eventually, metric, startServer } from '../integration/helpers.mjs';
+import { client, deadline, eventually, metric, request, startServer } from '../integration/helpers.mjs';
 import { cli, MASTER_NAME, redis_setup } from './redis_harness.mjs';
 import { clapLoad, latestTotal, redisTotal, watcher } from './node_helpers.mjs';
 
@@ -125,6 +125,65 @@ describe('two clapsd nodes on Redis with Sentinel', () => {
     assert.equal(fresh.mine, 5);
     await onA.update('op1', (c) => c.total === 5, 10000);
     await onB.update('op1', (c) => c.total === 5, 10000);
+  });
+
+  test('REST claps and undos replay op ids across nodes; an undo removes claps made through another node', async () => {
+    const onA = await open(nodes.A, 'erin');
+    await onA.subscribe(['op2']);
+    const first = await onA.clap('op2', 3, 'erin-op-1');
+    assert.equal(first.accepted, 3);
+    assert.equal(first.durability, 'cluster');
+
+    // B has no viewer of op2, yet a read there is the global count.
+    const read = await request(`${nodes.B.http}/api/articles/op2?user=erin`);
+    assert.equal(read.status, 200, read.text);
+    assert.equal(read.json.total, 3);
+    assert.equal(read.json.mine, 3);
+
+    // The same op retried over REST on B is A's result, not a second clap.
+    const before = await metric(nodes.B, 'claps_cluster_op_id_replays_total');
+    const retried = await request(`${nodes.B.http}/api/articles/op2/claps?user=erin`,
+      { method: 'POST', body: JSON.stringify({ count: 3, id: 'erin-op-1' }) });
+    assert.equal(retried.status, 200, retried.text);
+    assert.equal(retried.json.replayed, true);
+    assert.equal(retried.json.accepted, 3);
+    assert.equal(retried.json.mine, 3);
+    assert.equal(retried.json.total, 3);
+
+    // An undo with an op id on B, retried on A: undone once.
+    const undo = await request(`${nodes.B.http}/api/articles/op2/claps?user=erin&id=erin-undo-1`,
+      { method: 'DELETE' });
+    assert.equal(undo.status, 200, undo.text);
+    assert.equal(undo.json.accepted, -3);
+    assert.equal(undo.json.durability, 'cluster');
+    const undoAgain = await request(`${nodes.A.http}/api/articles/op2/claps?user=erin&id=erin-undo-1`,
+      { method: 'DELETE' });
+    assert.equal(undoAgain.status, 200, undoAgain.text);
+    assert.equal(undoAgain.json.replayed, true);
+    assert.equal(undoAgain.json.accepted, -3);
+    assert.equal(await metric(nodes.B, 'claps_cluster_op_id_replays_total'), before + 1);
+
+    // Both nodes agree on 0, and a fresh clap counts from there.
+    await onA.update('op2', (c) => c.total === 0, 10000);
+    const fresh = await request(`${nodes.B.http}/api/articles/op2/claps?user=erin`,
+      { method: 'POST', body: JSON.stringify({ count: 2, id: 'erin-op-2' }) });
+    assert.equal(fresh.json.accepted, 2);
+    assert.equal(fresh.json.replayed, undefined);
+    assert.equal(fresh.json.total, 2);
+    await onA.update('op2', (c) => c.total === 2, 10000);
+  });
+
+  test('a REST clap on a node without viewers of the article counts the cap and total globally', async () => {
+    const onA = await open(nodes.A, 'frank');
+    await onA.subscribe(['cap2']);
+    assert.equal((await onA.clap('cap2', 45)).accepted, 45);
+    const onB = await request(`${nodes.B.http}/api/articles/cap2/claps?user=frank`,
+      { method: 'POST', body: JSON.stringify({ count: 10 }) });
+    assert.equal(onB.status, 200, onB.text);
+    assert.equal(onB.json.accepted, 5);
+    assert.equal(onB.json.mine, 50);
+    assert.equal(onB.json.total, 50);
+    await onA.update('cap2', (c) => c.total === 50, 10000);
   });
 
   test('SIGKILL of the Redis master under clap load: failover, nothing acked lost or doubled', async () => {

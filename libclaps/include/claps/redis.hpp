@@ -220,6 +220,15 @@ private:
 struct redis_store_options {
   /// This node's id: 1-128 bytes of [A-Za-z0-9._:-], stable across restarts.
   std::string node_id;
+  /// Who may write as node_id: an id kept with this node's local data (clapsd
+  /// keeps a random one in its data directory). When set, the store claims
+  /// node_id for this owner in Redis on every connect (node:{id}, never
+  /// expires) before writing anything. If another owner holds it - a second
+  /// process or a second data directory started with the same node id - the
+  /// store writes nothing to Redis, stays degraded and reports
+  /// callbacks.node_id_taken, so the two can never overwrite each other's
+  /// per-node values. Empty: no claim (the caller guarantees uniqueness).
+  std::string owner;
   /// Prefix of every key, channel and script argument this store writes.
   std::string key_prefix = "claps:";
   /// The per-user cap, only to count cross-node overshoot (the engine enforces it).
@@ -252,6 +261,9 @@ struct redis_store_callbacks {
   /// Entering (true) or leaving (false) degraded mode: Redis unreachable,
   /// commits acknowledged as durability::local.
   std::function<void(bool degraded)> degraded;
+  /// Another owner holds options.node_id (see redis_store_options::owner);
+  /// `holder` is its owner id. Checked again on every reconnect.
+  std::function<void(std::string_view holder)> node_id_taken;
 };
 
 struct redis_store_stats {
@@ -267,6 +279,7 @@ struct redis_store_stats {
   std::uint64_t forgotten_keys = 0;      // dirty keys dropped past max_remembered_keys
   std::size_t dirty_keys = 0;            // gauge: waiting to be written to Redis
   bool degraded = false;                 // gauge
+  bool node_id_taken = false;            // gauge: another owner holds node_id
 };
 
 /// A claps::store for one node of several. Reads come from the local store
@@ -279,6 +292,7 @@ struct redis_store_stats {
 ///   u:{A}:U      hash  node -> "version:claps"   user U's claps on A via node
 ///   v:{A}        hash  node -> "viewers:expires_ms" (Redis TIME based)
 ///   op:{U}:OP    string "node|article|accepted|mine", SET NX PX window
+///   node:{N}     string owner of node id N (redis_store_options::owner)
 ///   ch:A         pub/sub channel, payload "node version total viewers"
 /// Commits complete later, from the loop: before destroying the engine, flush
 /// it and run the loop until engine::idle(). The store copies what it needs
@@ -311,6 +325,22 @@ public:
   void set_local_viewers(std::string_view article, std::uint32_t viewers);
   /// Loads the other nodes' claps of `user` on `article` (for the cap).
   void prefetch_tally(std::string_view user, std::string_view article);
+
+  /// The other nodes' parts of one article, read once.
+  struct remote_parts {
+    std::int64_t total = 0;
+    std::uint32_t viewers = 0;
+    std::int32_t user_claps = 0;  // the user's claps through other nodes
+  };
+  using remote_parts_handler = std::function<void(std::error_code, const remote_parts&)>;
+  /// Reads the other nodes' parts of `article` once, without watching it:
+  /// for answering a request about an article no local viewer watches (its
+  /// parts are then not kept current). With a `user`, also that user's claps
+  /// through other nodes, which the cap then counts (as prefetch_tally()).
+  /// `done` runs once from the loop, or before this returns when Redis is not
+  /// connected (store_disconnected); on any error the parts are incomplete.
+  /// Never called after the store is destroyed.
+  void fetch_remote(std::string_view article, std::string_view user, remote_parts_handler done);
 
   /// Last known sums over the other nodes (remote_total and remote_viewers
   /// of watched articles only).

@@ -60,6 +60,18 @@ if cur and string.sub(cur, 1, #ARGV[3] + 1) == ARGV[3] .. '|' then return 1 end
 return 0
 )lua";
 
+// Claims a node id for one owner. KEYS[1] node:{N}; ARGV[1] owner.
+// Returns 1 when the id is (now) this owner's, else the holder's owner id.
+inline constexpr std::string_view claim_node = R"lua(
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
+if cur == ARGV[1] then return 1 end
+return cur
+)lua";
+
 // This node's viewers of one article, expiring by Redis's own clock so node
 // clocks never matter. KEYS[1] v:{A}; ARGV[1] node, ARGV[2] viewers, ARGV[3] ttl ms.
 inline constexpr std::string_view write_viewers = R"lua(

@@ -62,6 +62,44 @@ template <class Int> bool to_int(std::string_view s, Int& out) {
   return ec == std::errc{} && end == s.data() + s.size();
 }
 
+// The read_article script's reply folded into `parts`: totals never move a
+// part backwards; viewer fields are authoritative (absent means expired).
+bool merge_article_parts(const redis_reply& r, std::unordered_map<std::string, node_part>& parts) {
+  if (r.type != redis_reply::kind::array || r.elements.size() != 2) return false;
+  const auto& totals = r.elements[0].elements;
+  for (std::size_t i = 0; i + 2 < totals.size(); i += 3) {
+    node_part& part = parts[totals[i].str];
+    std::uint64_t version = 0;
+    std::int64_t total = 0;
+    if (!to_int(totals[i + 1].str, version) || !to_int(totals[i + 2].str, total)) continue;
+    if (version >= part.version) {
+      part.version = version;
+      part.total = total;
+    }
+  }
+  for (auto& [node, part] : parts) part.viewers = 0;
+  const auto& viewers = r.elements[1].elements;
+  for (std::size_t i = 0; i + 1 < viewers.size(); i += 2) {
+    std::uint32_t n = 0;
+    if (to_int(viewers[i + 1].str, n)) parts[viewers[i].str].viewers = n;
+  }
+  return true;
+}
+
+// HGETALL of u:{A}:<user>: the user's claps on A through every node but `node`.
+std::int32_t claps_of_other_nodes(const redis_reply& r, std::string_view node) {
+  std::int32_t others = 0;
+  for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) {
+    if (r.elements[i].str == node) continue;
+    const std::string& v = r.elements[i + 1].str;
+    std::int32_t claps = 0;
+    if (const auto colon = v.find(':');
+        colon != std::string::npos && to_int(std::string_view(v).substr(colon + 1), claps))
+      others += claps;
+  }
+  return others;
+}
+
 std::string tally_key(std::string_view user, std::string_view article) {
   std::string k(user);
   k.push_back('|');  // outside the id alphabet
@@ -107,6 +145,7 @@ struct redis_store::impl {
   std::unordered_set<std::string> viewer_marks;
   std::uint64_t last_version = 0;
   bool degraded = false;
+  bool claimed = false;  // node_id is ours in Redis (see claim_then_catch_up)
 
   // Background requests (re-assert, refresh, heartbeat) are paced, so a burst
   // after a reconnect cannot trip the request deadline and drop the link
@@ -138,7 +177,7 @@ struct redis_store::impl {
     while (background_in_flight < max_background_in_flight && !background.empty()) {
       auto task = std::move(background.front());
       background.pop_front();
-      task(client.ready());
+      task(writable());
     }
   }
   void background_done() {
@@ -171,9 +210,41 @@ struct redis_store::impl {
     return last_version;
   }
 
+  // Redis is written only once this node's id is known to be ours.
+  bool writable() const { return client.ready() && claimed; }
+
+  // On every connect: claim the node id, then catch up.
+  void claim_then_catch_up() {
+    claimed = options.owner.empty();
+    if (claimed) {
+      catch_up();
+      return;
+    }
+    const std::string args[] = {key("node", options.node_id), options.owner};
+    client.eval(detail::scripts::claim_node, 1, args,
+                [this, alive = token()](std::error_code ec, const redis_reply& r) {
+                  if (alive.expired() || ec) return;  // a failed request reconnects, and claims again
+                  if (r.type == redis_reply::kind::integer && r.integer == 1) {
+                    stats.node_id_taken = false;
+                    claimed = true;
+                    catch_up();
+                    return;
+                  }
+                  stats.node_id_taken = true;
+                  update_degraded();
+                  if (callbacks.node_id_taken) callbacks.node_id_taken(r.str);
+                });
+    update_degraded();
+  }
+  void catch_up() {
+    reassert();
+    refresh_all();
+    update_degraded();
+  }
+
   void update_degraded() {
     // Still degraded while a re-assert is in flight: Redis lacks those keys.
-    const bool now_degraded = !client.ready() || reasserting || !dirty_articles.empty() ||
+    const bool now_degraded = !writable() || reasserting || !dirty_articles.empty() ||
                               !dirty_tallies.empty() || !dirty_ops.empty();
     stats.dirty_keys = dirty_articles.size() + dirty_tallies.size() + dirty_ops.size();
     if (now_degraded == degraded) return;
@@ -340,7 +411,7 @@ struct redis_store::impl {
   void write_batch(const commit_batch& batch, commit_handler done) {
     ++stats.commits;
     auto owned = std::make_shared<owned_batch>(own_copy(batch));
-    if (!client.ready()) {
+    if (!writable()) {
       remember_dirty(*owned);
       ++stats.local_commits;
       update_degraded();
@@ -386,7 +457,7 @@ struct redis_store::impl {
   // After a reconnect: write again every key that failed and every key
   // written within the window, with fresh versions and current local values.
   void reassert() {
-    if (!client.ready() || reasserting) return;
+    if (!writable() || reasserting) return;
     prune_recent(uv_now(loop));
     std::unordered_map<std::string, std::vector<std::string>> articles;  // article -> users
     auto add_tally = [&](const std::string& tkey) {
@@ -502,7 +573,7 @@ struct redis_store::impl {
     auto publishes = std::move(publish_marks);
     viewer_marks.clear();
     publish_marks.clear();
-    if (!client.ready()) return;  // heartbeat and reassert catch up after reconnecting
+    if (!writable()) return;  // heartbeat and reassert catch up after reconnecting
     for (const std::string& article : viewers) {
       const auto it = own.find(article);
       send_viewers(article, it == own.end() ? 0 : it->second.viewers);
@@ -528,7 +599,7 @@ struct redis_store::impl {
   bool background_busy() const { return background.size() > max_background_in_flight; }
 
   void heartbeat() {
-    if (!client.ready()) return;
+    if (!writable()) return;
     if (!background_busy()) {
       for (const auto& [article, o] : own) {
         if (o.viewers == 0) continue;
@@ -570,33 +641,13 @@ struct redis_store::impl {
   }
 
   void apply_refresh(const std::string& article, const redis_reply& r) {
-    if (r.type != redis_reply::kind::array || r.elements.size() != 2) return;
     const auto it = remote.find(article);
     if (it == remote.end()) return;  // unwatched meanwhile
-    remote_article& ra = it->second;
-    const auto& totals = r.elements[0].elements;
-    for (std::size_t i = 0; i + 2 < totals.size(); i += 3) {
-      node_part& part = ra.parts[totals[i].str];
-      std::uint64_t version = 0;
-      std::int64_t total = 0;
-      if (!to_int(totals[i + 1].str, version) || !to_int(totals[i + 2].str, total)) continue;
-      if (version >= part.version) {
-        part.version = version;
-        part.total = total;
-      }
-    }
-    // Viewer fields are authoritative: absent means expired.
-    for (auto& [node, part] : ra.parts) part.viewers = 0;
-    const auto& viewers = r.elements[1].elements;
-    for (std::size_t i = 0; i + 1 < viewers.size(); i += 2) {
-      std::uint32_t n = 0;
-      if (to_int(viewers[i + 1].str, n)) ra.parts[viewers[i].str].viewers = n;
-    }
-    recompute(article, ra);
+    if (merge_article_parts(r, it->second.parts)) recompute(article, it->second);
   }
 
   void refresh_all() {
-    if (!client.ready() || background_busy()) return;
+    if (!writable() || background_busy()) return;
     for (const auto& [article, ra] : remote) {
       enqueue([this, article = article](bool run) {
         if (run && remote.count(article) != 0) refresh(article, true);
@@ -639,12 +690,11 @@ redis_store::redis_store(uv_loop_t* loop, store& local, redis_client& client, re
   assert(valid_id(impl_->options.node_id, max_user_id_bytes));
   impl* self = impl_.get();
   redis_client_callbacks on_client;
-  on_client.connected = [self](const redis_endpoint&) {
-    self->reassert();
-    self->refresh_all();
+  on_client.connected = [self](const redis_endpoint&) { self->claim_then_catch_up(); };
+  on_client.disconnected = [self](std::error_code) {
+    self->claimed = self->options.owner.empty();
     self->update_degraded();
   };
-  on_client.disconnected = [self](std::error_code) { self->update_degraded(); };
   self->client_listener = client.add_listener(std::move(on_client));
   redis_bus_callbacks on_bus;
   on_bus.message = [self](std::string_view article, std::string_view payload) {
@@ -656,7 +706,9 @@ redis_store::redis_store(uv_loop_t* loop, store& local, redis_client& client, re
                               static_cast<std::uint64_t>(self->options.heartbeat_interval.count()));
   self->refresh_timer.start(static_cast<std::uint64_t>(self->options.refresh_interval.count()),
                             static_cast<std::uint64_t>(self->options.refresh_interval.count()));
-  self->degraded = !client.ready();
+  self->claimed = self->options.owner.empty();
+  self->degraded = !self->writable();
+  if (client.ready() && !self->claimed) self->claim_then_catch_up();
 }
 
 redis_store::~redis_store() {
@@ -721,17 +773,53 @@ void redis_store::prefetch_tally(std::string_view user, std::string_view article
   self->client.command({"HGETALL", k}, [self, alive = self->token(), tkey = tally_key(user, article)](
                                            std::error_code ec, const redis_reply& r) {
     if (alive.expired() || ec || r.type != redis_reply::kind::array) return;
-    std::int32_t others = 0;
-    for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) {
-      if (r.elements[i].str == self->options.node_id) continue;
-      const std::string& v = r.elements[i + 1].str;
-      std::int32_t claps = 0;
-      if (const auto colon = v.find(':'); colon != std::string::npos &&
-                                          to_int(std::string_view(v).substr(colon + 1), claps))
-        others += claps;
-    }
-    self->remote_tallies[tkey] = others;
+    self->remote_tallies[tkey] = claps_of_other_nodes(r, self->options.node_id);
   });
+}
+
+void redis_store::fetch_remote(std::string_view article, std::string_view user, remote_parts_handler done) {
+  impl* self = impl_.get();
+  struct fetch {
+    remote_parts parts;
+    std::error_code ec;
+    int waiting = 0;
+    remote_parts_handler done;
+  };
+  auto f = std::make_shared<fetch>();
+  f->waiting = user.empty() ? 1 : 2;
+  f->done = std::move(done);
+  auto finish = [f](std::error_code ec) {
+    if (ec && !f->ec) f->ec = ec;
+    if (--f->waiting == 0) f->done(f->ec, f->parts);
+  };
+  const std::string args[] = {self->key("t", article), self->key("v", article), self->options.node_id};
+  if (const std::error_code sent = self->client.eval(
+          detail::scripts::read_article, 2, args,
+          [alive = self->token(), f, finish](std::error_code ec, const redis_reply& r) {
+            if (alive.expired()) return;
+            std::unordered_map<std::string, node_part> parts;
+            if (!ec && !merge_article_parts(r, parts)) ec = make_error_code(errc::store_io);
+            for (const auto& [node, part] : parts) {
+              f->parts.total += part.total;
+              f->parts.viewers += part.viewers;
+            }
+            finish(ec);
+          }))
+    finish(sent);
+  if (user.empty()) return;
+  const std::string k = self->key("u", article, user);
+  if (const std::error_code sent = self->client.command(
+          {"HGETALL", k}, [self, alive = self->token(), f, finish, tkey = tally_key(user, article)](
+                              std::error_code ec, const redis_reply& r) {
+            if (alive.expired()) return;
+            if (!ec && r.type != redis_reply::kind::array) ec = make_error_code(errc::store_io);
+            if (!ec) {
+              f->parts.user_claps = claps_of_other_nodes(r, self->options.node_id);
+              self->remote_tallies[tkey] = f->parts.user_claps;
+            }
+            finish(ec);
+          }))
+    finish(sent);
 }
 
 std::int64_t redis_store::remote_total(std::string_view article) const noexcept {
