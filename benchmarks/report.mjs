@@ -448,7 +448,7 @@ if (s6Runs.length) {
   out("Each *us per ...* figure divides the process's whole CPU time in the window by that count, so the figures of one row are not additive: " +
     "each is meaningful where its item dominates the process's work (frames: A in *cross* and *single*; bus messages: A in *bus*; claps and publishes: B). " +
     "*Frames* are every WebSocket message the node's connections received (updates, and acks on clappers' connections). " +
-    "*x single* is A's CPU per frame over the single node's at the same number of viewers.");
+    "*x single* is the node's CPU per frame over the single node's at the same total number of viewers (in *split* each node holds half of them).");
   out();
   const rows = [];
   const singleFrame = (step) => figures(find(6, "single", step))?.nodes[0]?.usPerFrame;
