@@ -508,7 +508,9 @@ if (s6Runs.length) {
   const m = bus?.nodes[0]?.usPerReceived;
   const c = bus?.nodes[1]?.usPerClap;
   const c1 = figures(find(6, "bus-single"))?.nodes[0]?.usPerClap;
-  const rPub = bus?.redis?.usPerPublished ?? cross?.redis?.usPerPublished;
+  const rPub = bus?.redis?.usPerPublished;
+  const rClap = bus?.redis?.usPerClap;
+  const pubCall = bus?.redis?.publish.calls ? bus.redis.publish.usec / bus.redis.publish.calls : null;
   out("### What the figures mean for N nodes");
   out();
   out(`- **Cost per frame is per node and does not depend on the number of nodes.** A node's frames go to its own connections; a remote update reaches the engine as the remote part of an article and leaves in the node's next tick exactly like a local one. ` +
@@ -516,7 +518,7 @@ if (s6Runs.length) {
   out(`- **Bus messages.** A node receives, per tick, one message for each article it has viewers of and whose part changed on some *other* node in that tick, one per such node (up to N-1 per article per tick, at most 40 ticks/s), and it gets its own publishes back from Redis and drops them. ` +
     `In *bus*, where messages outnumber frames, A's whole CPU came to ${fmt(m, 1)} us per received message (an upper bound: it includes its frames and idle work).`);
   out(`- **Publishing and claps.** A node publishes at most one message per changed article per tick (its own part), whatever the number of nodes. In *bus* B's whole CPU was ${fmt(c, 1)} us per accepted clap, including its LMDB commit, its Redis scripts and its publishes, against ${fmt(c1, 1)} us on one clusterless node with the same load (*bus-single*, ${ratio(c, c1)})` +
-    (c && c1 && c / c1 >= 2 ? ": the Redis round trips of a clap (the op-id lookup, `record_op`, its share of `write_article` and the publish) cost the node more than the clap itself." : "."));
+    (c && c1 && c / c1 >= 2 ? ": the Redis round trips of a clap cost the node more than the clap itself (see *What the profiles say*)." : "."));
   out(`- **Redis.** Every published message goes to each node subscribed to the article (every node with viewers of it, the publisher included), so PUBLISH fan-out grows with the number of subscribed nodes per article: a hot article watched on N nodes and clapped on all of them costs Redis up to 40 x N publishes/s and 40 x N^2 deliveries/s. ` +
     `Here Redis used ${fmt(rPub, 1)} us of CPU per published message, scripts included.`);
   const busLatency = find(6, "bus")?.data.latency_ms, oneLatency = find(6, "bus-single")?.data.latency_ms;
@@ -524,12 +526,14 @@ if (s6Runs.length) {
     out(`- **Latency.** With few viewers per article (*bus*), a clap on B reached A's viewers at p50 ${fmt(busLatency.p50)} / p99 ${fmt(busLatency.p99)} / max ${fmt(busLatency.max)} ms, ` +
       `against p50 ${fmt(oneLatency.p50)} / p99 ${fmt(oneLatency.p99)} / max ${fmt(oneLatency.max)} ms on one node (*bus-single*): the bus adds the receiving node's next tick (0-25 ms) and B's Redis commit and publish. ` +
       "It does not grow with the number of nodes: a message goes from the publishing node through Redis to each subscribed node directly.");
-  if (f && m && rPub) {
+  if (f && m) {
     const perNodeViewers = 50000, n = 20;
     const frameCores = perNodeViewers * 40 * f / 1e6, busCores = (n - 1) * 40 * m / 1e6;
     out(`- **Worked example** (same machine's figures, a hot article changing every tick): 1M viewers on ${n} nodes is ${int(perNodeViewers)} viewers per node, ` +
       `${int(perNodeViewers * 40)} frames/s x ${fmt(f, 2)} us = ${fmt(frameCores, 1)} cores per node for frames, and at most ${n - 1} x 40 = ${int((n - 1) * 40)} bus messages/s x ${fmt(m, 1)} us = ${fmt(busCores * 100, 1)}% of a core; ` +
-      `Redis takes ${n} x 40 = ${int(n * 40)} publishes/s (${fmt(n * 40 * rPub / 1e4, 1)}% of its core at the measured cost per message) and queues ${int(n * n * 40)} deliveries/s. Frames dominate, as on one node.`);
+      `Redis takes ${n} x 40 = ${int(n * 40)} publishes/s${pubCall ? ` (PUBLISH itself ${fmt(pubCall, 1)} us per call in its commandstats)` : ""} and queues ${int(n * n * 40)} deliveries/s. ` +
+      (c && rClap ? `Claps cost with the clap rate, not the viewers: 1,000 claps/s spread over the ${n} nodes cost each node 50 x ${fmt(c, 0)} us = ${fmt(50 * c / 1e4, 1)}% of a core, and Redis, whose CPU follows the claps (${fmt(rClap, 0)} us per clap in *bus*, scripts and publishes included), ${fmt(1000 * rClap / 1e4, 1)}% of its core. ` : "") +
+      "Frames dominate, as on one node.");
   }
   out();
 }
