@@ -166,6 +166,19 @@ std::error_code engine::read(std::string_view article, std::string_view user, sn
   return {};
 }
 
+std::error_code engine::own_claps(std::string_view article, std::string_view user, std::int32_t& claps) {
+  impl& e = *impl_;
+  claps = 0;
+  if (auto ec = check_article_id(article)) return ec;
+  if (auto ec = check_user_id(user)) return ec;
+  std::uint32_t slot = 0;
+  if (auto ec = e.find_or_load_article(article, slot)) return ec;
+  std::uint32_t tally = 0;
+  if (auto ec = e.find_or_load_tally(user, slot, tally)) return ec;
+  claps = e.articles[slot]->tallies[tally].state.value;
+  return {};
+}
+
 std::error_code engine::store_error() const noexcept { return impl_->last_error; }
 
 bool engine::idle() const noexcept {

@@ -6,36 +6,19 @@
 #include <claps/redis.hpp>
 #endif
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <deque>
 #include <optional>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 namespace claps::server {
 
 #ifdef CLAPS_HAVE_REDIS
-
-namespace {
-
-// Another node's op record "node|article|accepted|mine"; false for a
-// malformed one or one of this node's own (the engine replays those).
-bool parse_prior_op(std::string_view v, std::string_view self, cluster_node::prior_op& prior) {
-  std::string_view fields[4];
-  for (auto& f : fields) {
-    const auto bar = v.find('|');
-    f = v.substr(0, bar);
-    v = bar == std::string_view::npos ? std::string_view{} : v.substr(bar + 1);
-  }
-  prior.article.assign(fields[1]);
-  const bool parsed =
-      std::from_chars(fields[2].data(), fields[2].data() + fields[2].size(), prior.accepted).ec == std::errc{} &&
-      std::from_chars(fields[3].data(), fields[3].data() + fields[3].size(), prior.mine).ec == std::errc{};
-  return parsed && fields[0] != self && !prior.article.empty();
-}
-
-} // namespace
 
 struct cluster_node::impl {
   uv_loop_t* loop;
@@ -64,9 +47,27 @@ struct cluster_node::impl {
 
   std::string node_id;
   std::uint64_t cross_node_replays = 0;
-  // Claps and undos waiting for their op-id lookup: id -> apply.
+  // Claps and undos on their way through Redis (see before_op): one at a
+  // time per (user, article), so each reservation starts from what the
+  // previous op of that pair left in the engine.
+  struct waiting_op {
+    std::string user, article, op_id;
+    bool undo = false;
+    std::int32_t count = 0;
+    std::function<void()> apply;
+    std::function<void(const prior_op&)> replay;
+    std::function<void(std::error_code)> refuse;
+    int claim_attempts = 0;
+  };
   std::uint64_t next_lookup = 1;
-  std::unordered_map<std::uint64_t, std::function<void()>> lookups;
+  std::unordered_map<std::uint64_t, waiting_op> lookups;
+  std::unordered_map<std::string, std::deque<std::uint64_t>> chains;  // user|article -> ops, first in progress
+  // Ops whose op id another node claimed but has not recorded yet: asked
+  // again every claim_retry_ms, up to claim_attempts_max times.
+  std::vector<std::uint64_t> claim_waiters;
+  uv_timer_t claim_retry{};
+  static constexpr std::uint64_t claim_retry_ms = 50;
+  static constexpr int claim_attempts_max = 60;
   // Expires at shutdown(), so late Redis replies call nothing back.
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
@@ -110,6 +111,106 @@ struct cluster_node::impl {
                           }
                           done();
                         });
+  }
+
+  bool arbitrates() const { return store && client->ready() && !store->stats().node_id_taken; }
+
+  static std::string chain_key(const waiting_op& op) { return op.user + '|' + op.article; }
+
+  void start(std::uint64_t id) {
+    const auto it = lookups.find(id);
+    if (it == lookups.end()) return;
+    if (it->second.op_id.empty()) prepare(id);
+    else claim(id);
+  }
+
+  // Op ids: claimed in Redis before the op is applied, so two nodes never
+  // both apply one.
+  void claim(std::uint64_t id) {
+    waiting_op& op = lookups.at(id);
+    ++op.claim_attempts;
+    store->claim_op(op.user, op.op_id, [this, id, alive = std::weak_ptr<bool>(alive)](
+                                           std::error_code ec, const redis_store::op_claim& c) {
+      if (alive.expired() || lookups.count(id) == 0) return;
+      using holder = redis_store::op_claim::holder;
+      if (ec || c.by == holder::claimed_now) {
+        prepare(id);  // on an error the step-1 rules of docs/design.md apply
+      } else if (c.by == holder::this_node) {
+        // A retry of this node's own op: the engine replays it, so no room is reserved again.
+        finish(id, [](waiting_op& op) { op.apply(); });
+      } else if (c.by == holder::other_node_done) {
+        ++cross_node_replays;
+        prior_op prior{c.article, c.accepted, c.mine};
+        finish(id, [&](waiting_op& op) { op.replay(prior); });
+      } else if (lookups.at(id).claim_attempts >= claim_attempts_max) {
+        finish(id, [](waiting_op& op) {
+          op.refuse(make_error_code(errc::unavailable));  // the client retries with the same op id
+        });
+      } else {
+        claim_waiters.push_back(id);
+        if (claim_waiters.size() == 1) uv_timer_start(&claim_retry, on_claim_retry, claim_retry_ms, 0);
+      }
+    });
+  }
+  static void on_claim_retry(uv_timer_t* t) {
+    auto* p = static_cast<impl*>(t->data);
+    auto ids = std::move(p->claim_waiters);
+    p->claim_waiters.clear();
+    for (const auto id : ids)
+      if (p->lookups.count(id) != 0) {
+        if (p->arbitrates()) p->claim(id);
+        else p->finish(id, [](waiting_op& op) { op.apply(); });
+      }
+  }
+
+  // The cap: an undo drops this node's reservation and reads the user's
+  // claps through other nodes fresh; a clap reserves room in Redis first.
+  void prepare(std::uint64_t id) {
+    waiting_op& op = lookups.at(id);
+    if (!arbitrates()) {
+      finish(id, [](waiting_op& o) { o.apply(); });
+      return;
+    }
+    auto then_apply = [this, id] { finish(id, [](waiting_op& o) { o.apply(); }); };
+    if (op.undo) {
+      store->release_claps(op.user, op.article);
+      fetch(op.article, op.user, std::move(then_apply));
+      return;
+    }
+    auto reserve = [this, id, alive = std::weak_ptr<bool>(alive)] {
+      if (alive.expired() || lookups.count(id) == 0) return;
+      waiting_op& o = lookups.at(id);
+      std::int32_t own = 0;
+      if (eng == nullptr || !arbitrates() || eng->own_claps(o.article, o.user, own)) {
+        finish(id, [](waiting_op& w) { w.apply(); });  // the engine reports its own error
+        return;
+      }
+      store->reserve_claps(o.user, o.article, own, o.count,
+                           [this, id, alive](std::error_code, std::int32_t) {
+                             if (alive.expired()) return;
+                             finish(id, [](waiting_op& w) { w.apply(); });
+                           });
+    };
+    if (local_subscribers.count(op.article) == 0) fetch(op.article, op.user, std::move(reserve));
+    else reserve();
+  }
+
+  // Ends op `id` with `outcome`, then starts the next op of its pair.
+  template <class Outcome> void finish(std::uint64_t id, Outcome outcome) {
+    const auto it = lookups.find(id);
+    if (it == lookups.end()) return;
+    waiting_op op = std::move(it->second);
+    lookups.erase(it);
+    const std::string key = chain_key(op);
+    outcome(op);
+    const auto chain = chains.find(key);
+    if (chain == chains.end()) return;
+    if (!chain->second.empty() && chain->second.front() == id) chain->second.pop_front();
+    if (chain->second.empty()) {
+      chains.erase(chain);
+      return;
+    }
+    start(chain->second.front());
   }
 
   void run_deferred() {
@@ -179,6 +280,8 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store
   uv_check_init(loop, &p->drain);
   p->drain.data = p;
   uv_check_start(&p->drain, [](uv_check_t* h) { static_cast<impl*>(h->data)->run_deferred(); });
+  uv_timer_init(loop, &p->claim_retry);
+  p->claim_retry.data = p;
   p->drain_open = true;
   if (!options.redis_url.empty())
     log.info("cluster: node '" + options.node_id + "' on Redis " + ro.address.host + ":" +
@@ -242,63 +345,34 @@ void cluster_node::before_read(std::string_view article, std::string_view user, 
   p.fetch(article, user, std::move(done));
 }
 
-void cluster_node::before_op(std::string_view user, std::string_view article, std::string_view op_id,
-                             bool undo, std::function<void()> apply,
-                             std::function<void(const prior_op&)> replay) {
+void cluster_node::before_op(std::string_view user, std::string_view article, std::string_view op_id, bool undo,
+                             std::int32_t count, std::function<void()> apply,
+                             std::function<void(const prior_op&)> replay,
+                             std::function<void(std::error_code)> refuse) {
   impl& p = *impl_;
-  // An undo removes the user's claps through every node, so it reads how
-  // many those are now, not as of the last commit or subscription.
-  const bool fetch = undo || p.local_subscribers.count(std::string(article)) == 0;
-  if (!p.store || !p.client->ready() || (!fetch && op_id.empty())) {
-    apply();
+  if (!p.arbitrates()) {
+    apply();  // Redis unreachable: the step-1 rules of docs/design.md
     return;
   }
-  // The op waits in `lookups` until both answers are in; settle_lookups()
-  // (SIGTERM) applies it at once, and a late answer then finds nothing.
-  const std::uint64_t lookup = p.next_lookup++;
-  p.lookups.emplace(lookup, std::move(apply));
-  auto take = [&p, lookup]() -> std::function<void()> {
-    const auto it = p.lookups.find(lookup);
-    if (it == p.lookups.end()) return {};
-    auto apply = std::move(it->second);
-    p.lookups.erase(it);
-    return apply;
-  };
-  auto ask_op = [&p, take, lookup, user = std::string(user), op_id = std::string(op_id),
-                 replay = std::move(replay), alive = std::weak_ptr<bool>(p.alive)] {
-    if (alive.expired() || p.lookups.count(lookup) == 0) return;
-    if (op_id.empty()) {
-      take()();
-      return;
-    }
-    // redis_store records op ids as claps:op:{user}:<op> = "node|article|accepted|mine".
-    std::string key = "claps:op:{";
-    key.append(user).append("}:").append(op_id);
-    const std::error_code sent = p.client->command(
-        {"GET", key}, [&p, alive, take, replay](std::error_code ec, const redis_reply& r) {
-          if (alive.expired()) return;
-          auto apply = take();
-          if (!apply) return;  // settled by settle_lookups()
-          prior_op prior;
-          if (ec || r.type != redis_reply::kind::string || !parse_prior_op(r.str, p.node_id, prior)) {
-            apply();
-            return;
-          }
-          ++p.cross_node_replays;
-          replay(prior);
-        });
-    if (sent)
-      if (auto apply = take()) apply();
-  };
-  if (fetch) p.fetch(article, user, std::move(ask_op));
-  else ask_op();
+  const std::uint64_t id = p.next_lookup++;
+  impl::waiting_op op{std::string(user), std::string(article), std::string(op_id), undo, count,
+                      std::move(apply), std::move(replay), std::move(refuse)};
+  auto& chain = p.chains[impl::chain_key(op)];
+  p.lookups.emplace(id, std::move(op));
+  chain.push_back(id);
+  if (chain.size() == 1) p.start(id);
 }
 
 void cluster_node::settle_lookups() {
   impl& p = *impl_;
   auto waiting = std::move(p.lookups);
   p.lookups.clear();
-  for (auto& [id, apply] : waiting) apply();
+  p.chains.clear();
+  p.claim_waiters.clear();
+  std::vector<std::pair<std::uint64_t, impl::waiting_op*>> in_order;
+  for (auto& [id, op] : waiting) in_order.emplace_back(id, &op);
+  std::sort(in_order.begin(), in_order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [id, op] : in_order) op->apply();
 }
 
 bool cluster_node::degraded() const noexcept { return impl_->store && impl_->store->degraded(); }
@@ -373,6 +447,8 @@ void cluster_node::shutdown() {
   p.eng = nullptr;
   p.alive.reset();
   p.lookups.clear();
+  p.chains.clear();
+  p.claim_waiters.clear();
   p.deferred.clear();
   p.rooms.clear();
   p.emptied.clear();
@@ -383,6 +459,7 @@ void cluster_node::shutdown() {
     p.drain_open = false;
     uv_check_stop(&p.drain);
     uv_close(reinterpret_cast<uv_handle_t*>(&p.drain), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&p.claim_retry), nullptr);
   }
 }
 
@@ -407,8 +484,9 @@ void cluster_node::attach(engine&, std::function<bool()>) {}
 void cluster_node::subscribed(subscriber_id, std::string_view, std::string_view) {}
 void cluster_node::unsubscribed(subscriber_id, std::string_view) {}
 void cluster_node::released(subscriber_id) {}
-void cluster_node::before_op(std::string_view, std::string_view, std::string_view, bool,
-                             std::function<void()> apply, std::function<void(const prior_op&)>) {
+void cluster_node::before_op(std::string_view, std::string_view, std::string_view, bool, std::int32_t,
+                             std::function<void()> apply, std::function<void(const prior_op&)>,
+                             std::function<void(std::error_code)>) {
   apply();
 }
 void cluster_node::before_read(std::string_view, std::string_view, std::function<void()> done) { done(); }

@@ -66,19 +66,24 @@ public:
     std::int32_t accepted = 0;
     std::int32_t mine = 0;
   };
-  /// Before a clap or undo: makes sure this node counts right across nodes.
-  /// For an article no local subscriber watches, and for every undo, first
-  /// loads the other nodes' parts (and the user's claps through them, which
-  /// the cap and undo count) into the engine, so the result's total, the cap
-  /// and the undo are global. Then, with an op
-  /// id, asks Redis whether another node already applied it for `user`:
-  /// calls `replay(prior)` if so, otherwise `apply()` (not found, this node's
-  /// own op - the engine replays those from LMDB - or Redis unreachable,
-  /// where the op is applied here and only counted as a conflict later).
-  /// Calls back from the loop, or at once when there is nothing to ask or
-  /// Redis is not ready; never from an engine callback; never after shutdown().
+  /// Before a clap or undo: makes the node count exactly across nodes while
+  /// Redis is reachable. Ops of one (user, article) go through one at a time:
+  ///  1. an op id is claimed in Redis; one another node applied is answered
+  ///     with `replay(prior)`, one another node is still applying is asked
+  ///     again for up to 3 s, then refused (`unavailable`: retry the op id);
+  ///  2. an undo drops this node's cap reservation and reads the user's claps
+  ///     through other nodes fresh (the undo removes them too); a clap of
+  ///     `count` reserves room under the cap in Redis, so nodes never grant
+  ///     more than the cap between them;
+  ///  3. on an article no local subscriber watches, the other nodes' parts
+  ///     are read first, so the result's total is global;
+  /// then `apply()`. With Redis unreachable (or a step failing) the op is
+  /// applied at once under the step-1 rules of docs/design.md. Calls back
+  /// from the loop, or at once; never from an engine callback; never after
+  /// shutdown().
   void before_op(std::string_view user, std::string_view article, std::string_view op_id, bool undo,
-                 std::function<void()> apply, std::function<void(const prior_op&)> replay);
+                 std::int32_t count, std::function<void()> apply, std::function<void(const prior_op&)> replay,
+                 std::function<void(std::error_code)> refuse);
 
   /// Before answering a read of an article no local subscriber watches:
   /// loads the other nodes' parts (and `user`'s claps through them) into the

@@ -43,7 +43,8 @@ void submit_op(const service_deps& deps, const op_request& request) {
   op->request.article = op->article;
   op->request.op_id = op->op_id;
   deps.cluster->before_op(
-      op->user, op->article, op->op_id, op->request.undo, [deps, op] { apply(deps, op->request); },
+      op->user, op->article, op->op_id, op->request.undo, op->request.count,
+      [deps, op] { apply(deps, op->request); },
       [deps, op](const cluster_node::prior_op& prior) {
         op_result result;
         result.cookie = op->request.cookie;
@@ -55,6 +56,10 @@ void submit_op(const service_deps& deps, const op_request& request) {
         snapshot now;
         if (!deps.engine.read(prior.article, {}, now)) result.total = now.total;
         deps.registry.complete_op(result);
+      },
+      [deps, op](std::error_code ec) {
+        deps.metrics.reject(clap_rejection::unavailable);
+        deps.registry.refuse_op(op->request.cookie, ec);
       });
 }
 

@@ -677,6 +677,94 @@ TEST_CASE("the cap counts claps made through other nodes; totals and viewers cro
   REQUIRE(loop.run_until([&] { return a.engine->idle() && b.engine->idle(); }, 5s));
 }
 
+TEST_CASE("reservations and op-id claims arbitrate between nodes atomically") {
+  loop_runner loop;
+  const auto options = standalone_options();
+  clapping_node a(loop, "ra", options);
+  clapping_node b(loop, "rb", options);
+  REQUIRE(loop.run_until([&] { return a.n.ready() && b.n.ready(); }, 10s));
+
+  // Both nodes ask for 30 of one user's claps in the same loop iteration:
+  // Redis runs one script after the other, so together they get 50.
+  int answers = 0;
+  std::int32_t granted_a = -1, granted_b = -1;
+  a.n.store->reserve_claps("rita", "r1", 0, 30, [&](std::error_code ec, std::int32_t g) {
+    CHECK(!ec);
+    granted_a = g;
+    ++answers;
+  });
+  b.n.store->reserve_claps("rita", "r1", 0, 30, [&](std::error_code ec, std::int32_t g) {
+    CHECK(!ec);
+    granted_b = g;
+    ++answers;
+  });
+  REQUIRE(loop.run_until([&] { return answers == 2; }, 5s));
+  CHECK(granted_a + granted_b == 50);
+  // The first to run saw nobody else; the second saw the first's 30.
+  CHECK(a.n.store->remote_tally("rita", "r1") + b.n.store->remote_tally("rita", "r1") == 30);
+  // Asking again from the level already reserved grants nothing more.
+  a.n.store->reserve_claps("rita", "r1", granted_a, 5, [&](std::error_code ec, std::int32_t g) {
+    CHECK(!ec);
+    CHECK(g == 0);
+    ++answers;
+  });
+  REQUIRE(loop.run_until([&] { return answers == 3; }, 5s));
+  // A released reservation frees its room (an undo does this first). The
+  // release is a command on b's connection: a's next script runs after it
+  // once b has been answered, so wait for a round trip on b.
+  b.n.store->release_claps("rita", "r1");
+  b.n.store->reserve_claps("rita", "r-other", 0, 1, [&](std::error_code, std::int32_t) { ++answers; });
+  REQUIRE(loop.run_until([&] { return answers == 4; }, 5s));
+  a.n.store->reserve_claps("rita", "r1", granted_a, 50, [&](std::error_code ec, std::int32_t g) {
+    CHECK(!ec);
+    CHECK(g == 50 - granted_a);
+    ++answers;
+  });
+  REQUIRE(loop.run_until([&] { return answers == 5; }, 5s));
+
+  // One op id claimed by both: one gets it, the other sees it pending; once
+  // the owner's commit records the result, the other sees that result.
+  using holder = claps::redis_store::op_claim::holder;
+  holder by_a{}, by_b{};
+  int claims = 0;
+  a.n.store->claim_op("otto", "op-7", [&](std::error_code ec, const claps::redis_store::op_claim& c) {
+    CHECK(!ec);
+    by_a = c.by;
+    ++claims;
+  });
+  b.n.store->claim_op("otto", "op-7", [&](std::error_code ec, const claps::redis_store::op_claim& c) {
+    CHECK(!ec);
+    by_b = c.by;
+    ++claims;
+  });
+  REQUIRE(loop.run_until([&] { return claims == 2; }, 5s));
+  REQUIRE(((by_a == holder::claimed_now && by_b == holder::other_node_pending) ||
+           (by_b == holder::claimed_now && by_a == holder::other_node_pending)));
+  clapping_node& owner = by_a == holder::claimed_now ? a : b;
+  clapping_node& other = by_a == holder::claimed_now ? b : a;
+  REQUIRE(!owner.engine->clap({"otto", "o1", 4, "op-7", 1}));
+  REQUIRE(loop.run_until([&] { return owner.cluster_acks == 1; }, 5s));
+  claps::redis_store::op_claim seen;
+  bool answered = false;
+  other.n.store->claim_op("otto", "op-7", [&](std::error_code ec, const claps::redis_store::op_claim& c) {
+    CHECK(!ec);
+    seen = c;
+    answered = true;
+  });
+  owner.n.store->claim_op("otto", "op-7", [&](std::error_code ec, const claps::redis_store::op_claim& c) {
+    CHECK(!ec);
+    CHECK(c.by == holder::this_node);
+  });
+  REQUIRE(loop.run_until([&] { return answered; }, 5s));
+  CHECK(seen.by == holder::other_node_done);
+  CHECK(seen.article == "o1");
+  CHECK(seen.accepted == 4);
+  CHECK(seen.mine == 4);
+  a.engine->flush(wall_now());
+  b.engine->flush(wall_now());
+  REQUIRE(loop.run_until([&] { return a.engine->idle() && b.engine->idle(); }, 5s));
+}
+
 // Last: it changes which server is the master.
 TEST_CASE("SIGKILL the master under clap load: failover, no acknowledged clap lost or doubled") {
   loop_runner loop;

@@ -513,6 +513,10 @@ TEST_CASE("several nodes: remote parts join totals, viewers, mine and the cap") 
   // Alice clapped 45 times through other nodes: only 5 more fit here.
   f.st.remote["alice/a1"] = 45;
   REQUIRE_FALSE(f.clap("alice", "a1", 10, 7, "op-x"));
+  std::int32_t own_now = -1;  // this node's own claps, pending ones included
+  REQUIRE_FALSE(f.eng.own_claps("a1", "alice", own_now));
+  CHECK(own_now == 5);
+  CHECK(f.eng.own_claps("a1", "bad user", own_now) == claps::errc::invalid_user);
   f.tick();
   auto* r = f.rec.result(7);
   REQUIRE(r);

@@ -218,6 +218,10 @@ public:
   /// The committed state of an article as the engine knows it, loading it
   /// from the store if needed (so this one is not const). `user` may be empty.
   std::error_code read(std::string_view article, std::string_view user, snapshot& out);
+  /// This node's own claps of `user` on `article`, including those not yet
+  /// durable (no other nodes' part): what a cluster reserves room from under
+  /// the cap. Loads from the store if needed. Errors as read().
+  std::error_code own_claps(std::string_view article, std::string_view user, std::int32_t& claps);
   /// Error of the last commit; empty while the store is healthy.
   std::error_code store_error() const noexcept;
   /// True when nothing is pending and no commit is in flight.

@@ -246,6 +246,9 @@ struct redis_store_options {
   /// Keys written within this window are re-asserted after every reconnect,
   /// healing writes an asynchronous failover dropped.
   millis reassert_window{std::chrono::minutes(5)};
+  /// How long an op-id claim and a cap reservation last unless the commit
+  /// writes the result first; longer than a commit's round trip to Redis.
+  millis claim_ttl{30000};
   /// Most keys remembered as dirty (unwritten to Redis) and, separately, as
   /// recent. Past it recent keys older than the window are pruned (all of
   /// them if still too many) and new dirty keys are forgotten and counted.
@@ -293,6 +296,7 @@ struct redis_store_stats {
 ///   v:{A}        hash  node -> "viewers:expires_ms" (Redis TIME based)
 ///   op:{U}:OP    string "node|article|accepted|mine", SET NX PX window
 ///   node:{N}     string owner of node id N (redis_store_options::owner)
+///   r:{A}:U      hash  node -> "level:expires_ms"  cap reservations (reserve_claps)
 ///   ch:A         pub/sub channel, payload "node version total viewers"
 /// Commits complete later, from the loop: before destroying the engine, flush
 /// it and run the loop until engine::idle(). The store copies what it needs
@@ -341,6 +345,41 @@ public:
   /// connected (store_disconnected); on any error the parts are incomplete.
   /// Never called after the store is destroyed.
   void fetch_remote(std::string_view article, std::string_view user, remote_parts_handler done);
+
+  /// What claim_op() found for an op id of a user.
+  struct op_claim {
+    enum class holder : std::uint8_t {
+      claimed_now,        // new: this node applies it
+      this_node,          // this node claimed it before: its engine replays it
+      other_node_done,    // another node applied it: replay its result below
+      other_node_pending  // another node claimed it and has not recorded its result yet
+    };
+    holder by = holder::claimed_now;
+    std::string article;
+    std::int32_t accepted = 0;
+    std::int32_t mine = 0;
+  };
+  using op_claim_handler = std::function<void(std::error_code, const op_claim&)>;
+  /// Claims `op_id` of `user` for this node before the op is applied, so two
+  /// nodes never both apply one op id while Redis is reachable. The claim
+  /// lasts options.claim_ttl unless the commit records the result (for the
+  /// op-id window). `done` as fetch_remote().
+  void claim_op(std::string_view user, std::string_view op_id, op_claim_handler done);
+
+  using reserve_handler = std::function<void(std::error_code, std::int32_t granted)>;
+  /// Reserves room under the cap for `want` more claps of `user` on
+  /// `article` through this node, which holds `own` of them now (committed
+  /// and pending). Atomic in Redis, so nodes never grant more than the cap
+  /// between them while Redis is reachable. Sets remote_tally() to the other
+  /// nodes' claps, counting claps they reserved and have not yet written, so
+  /// the engine's cap grants exactly `granted`. Reservations last
+  /// options.claim_ttl. Call for one (user, article) at a time. `done` as
+  /// fetch_remote().
+  void reserve_claps(std::string_view user, std::string_view article, std::int32_t own, std::int32_t want,
+                     reserve_handler done);
+  /// Drops this node's reservation for `user` on `article` (before an undo,
+  /// which lowers this node's level below what it reserved).
+  void release_claps(std::string_view user, std::string_view article);
 
   /// Last known sums over the other nodes (remote_total and remote_viewers
   /// of watched articles only).

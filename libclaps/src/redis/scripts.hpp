@@ -51,13 +51,65 @@ return out
 
 // Records an op id across nodes. KEYS[1] op:{user}:<op>.
 // ARGV[1] "node|article|accepted|mine", ARGV[2] ttl ms, ARGV[3] node.
-// Returns 1 when the id is ours (new, or our own re-assert), 0 when another
-// node used it first.
+// Returns 1 when the id is ours (new, claimed by claim_op, or our own
+// re-assert: the full record replaces the claim), 0 when another node used
+// it first.
 inline constexpr std::string_view record_op = R"lua(
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 local cur = redis.call('GET', KEYS[1])
-if cur and string.sub(cur, 1, #ARGV[3] + 1) == ARGV[3] .. '|' then return 1 end
+if (not cur) or string.sub(cur, 1, #ARGV[3] + 1) == ARGV[3] .. '|' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
 return 0
+)lua";
+
+// Claims an op id before it is applied, so two nodes never both apply it.
+// KEYS[1] op:{user}:<op>; ARGV[1] node, ARGV[2] claim ttl ms.
+// Returns '' when this call claimed it ("node|" until record_op writes the
+// result), else the value there: "node|" (claimed, not yet recorded) or
+// "node|article|accepted|mine".
+inline constexpr std::string_view claim_op = R"lua(
+local cur = redis.call('GET', KEYS[1])
+if cur then return cur end
+redis.call('SET', KEYS[1], ARGV[1] .. '|', 'PX', ARGV[2])
+return ''
+)lua";
+
+// Reserves room under the per-user cap before claps are applied, so the cap
+// is exact across nodes while Redis is reachable.
+// KEYS[1] u:{A}:<user> (committed: node -> "version:claps"),
+// KEYS[2] r:{A}:<user> (reserved: node -> "level:expires_ms", Redis TIME).
+// ARGV[1] node, ARGV[2] this node's claps now (committed and pending),
+// ARGV[3] claps wanted, ARGV[4] cap, ARGV[5] reservation ttl ms.
+// Another node counts as the larger of its committed and unexpired reserved
+// level. Grants what fits, records this node's level (own + grant), and
+// returns {grant, others}.
+inline constexpr std::string_view reserve_claps = R"lua(
+local node = ARGV[1]
+local own, want, cap, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local level = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if all[i] ~= node then level[all[i]] = tonumber(string.match(all[i + 1], ':(-?%d+)$')) or 0 end
+end
+all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  local l, e = string.match(all[i + 1], '^(-?%d+):(%d+)$')
+  if l and tonumber(e) > now then
+    local v = tonumber(l)
+    if all[i] ~= node and (level[all[i]] == nil or v > level[all[i]]) then level[all[i]] = v end
+  else
+    redis.call('HDEL', KEYS[2], all[i])
+  end
+end
+local others = 0
+for _, v in pairs(level) do others = others + v end
+local grant = math.max(0, math.min(want, cap - others - own))
+redis.call('HSET', KEYS[2], node, string.format('%d:%d', own + grant, now + ttl))
+redis.call('PEXPIRE', KEYS[2], ttl)
+return {grant, others}
 )lua";
 
 // Claims a node id for one owner. KEYS[1] node:{N}; ARGV[1] owner.

@@ -822,6 +822,77 @@ void redis_store::fetch_remote(std::string_view article, std::string_view user, 
     finish(sent);
 }
 
+void redis_store::claim_op(std::string_view user, std::string_view op_id, op_claim_handler done) {
+  impl* self = impl_.get();
+  const std::string args[] = {self->key("op", user, op_id), self->options.node_id,
+                              std::to_string(self->options.claim_ttl.count())};
+  auto reply = [self, alive = self->token(), done](std::error_code ec, const redis_reply& r) {
+    if (alive.expired()) return;
+    op_claim claim;
+    if (!ec && r.type != redis_reply::kind::string) ec = make_error_code(errc::store_io);
+    if (ec) {
+      done(ec, claim);
+      return;
+    }
+    // '' (claimed now), "node|" (claimed) or "node|article|accepted|mine".
+    std::string_view v = r.str;
+    std::string_view fields[4];
+    std::size_t n = 0;
+    while (n < 4 && !v.empty()) {
+      const auto bar = v.find('|');
+      fields[n++] = v.substr(0, bar);
+      v = bar == std::string_view::npos ? std::string_view{} : v.substr(bar + 1);
+    }
+    if (n == 0 || fields[0] == self->options.node_id) {
+      if (n != 0) claim.by = op_claim::holder::this_node;
+      done({}, claim);
+      return;
+    }
+    if (n == 1 || fields[1].empty()) {
+      claim.by = op_claim::holder::other_node_pending;
+      done({}, claim);
+      return;
+    }
+    claim.by = op_claim::holder::other_node_done;
+    claim.article.assign(fields[1]);
+    if (n != 4 || !to_int(fields[2], claim.accepted) || !to_int(fields[3], claim.mine))
+      ec = make_error_code(errc::store_io);
+    done(ec, claim);
+  };
+  if (const std::error_code sent = self->client.eval(detail::scripts::claim_op, 1, args, reply))
+    done(sent, op_claim{});
+}
+
+void redis_store::reserve_claps(std::string_view user, std::string_view article, std::int32_t own,
+                                std::int32_t want, reserve_handler done) {
+  impl* self = impl_.get();
+  const std::string args[] = {self->key("u", article, user), self->key("r", article, user), self->options.node_id,
+                              std::to_string(own), std::to_string(want), std::to_string(self->options.clap_cap),
+                              std::to_string(self->options.claim_ttl.count())};
+  auto reply = [self, alive = self->token(), done, tkey = tally_key(user, article)](std::error_code ec,
+                                                                                     const redis_reply& r) {
+    if (alive.expired()) return;
+    std::int32_t granted = 0;
+    if (!ec && (r.type != redis_reply::kind::array || r.elements.size() != 2 ||
+                r.elements[0].type != redis_reply::kind::integer ||
+                r.elements[1].type != redis_reply::kind::integer))
+      ec = make_error_code(errc::store_io);
+    if (!ec) {
+      granted = static_cast<std::int32_t>(r.elements[0].integer);
+      self->remote_tallies[tkey] = static_cast<std::int32_t>(r.elements[1].integer);
+    }
+    done(ec, granted);
+  };
+  if (const std::error_code sent = self->client.eval(detail::scripts::reserve_claps, 2, args, reply))
+    done(sent, 0);
+}
+
+void redis_store::release_claps(std::string_view user, std::string_view article) {
+  impl* self = impl_.get();
+  (void)self->client.command({"HDEL", self->key("r", article, user), self->options.node_id},
+                             [](std::error_code, const redis_reply&) {});
+}
+
 std::int64_t redis_store::remote_total(std::string_view article) const noexcept {
   const auto it = impl_->remote.find(std::string(article));
   return it == impl_->remote.end() ? 0 : it->second.total;
