@@ -58,8 +58,9 @@ demo-cluster: build
 	@scripts/deps.sh test
 	scripts/demo-cluster.sh $(BUILD)
 
-# The benchmark suite (about 10 minutes) in its own Release build; rewrites
-# docs/benchmarks.md. On a shared machine: make bench BENCH_ARGS="--nice -10".
+# The benchmark suite (about 12 minutes, two of them the two-node scenario 6)
+# in its own Release build; rewrites docs/benchmarks.md. On a shared machine:
+# make bench BENCH_ARGS="--nice -10".
 BENCH_BUILD ?= build-bench
 BENCH_ARGS ?=
 bench:
