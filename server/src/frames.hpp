@@ -20,6 +20,11 @@ extern const std::size_t frame_headroom;
 
 inline constexpr std::string_view counts_prefix = R"({"type":"counts","counts":[)";
 inline constexpr std::string_view counts_suffix = "]}";
+/// Several replies to one connection in one frame (only for clients that
+/// connected with ?batch=1): {"type":"batch","messages":[{...},{...}]}, each
+/// message exactly the frame it would have been alone, in order.
+inline constexpr std::string_view batch_prefix = R"({"type":"batch","messages":[)";
+inline constexpr std::string_view batch_suffix = "]}";
 
 /// Clears `out` to just the headroom.
 void begin_frame(std::string& out);

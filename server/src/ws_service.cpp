@@ -18,6 +18,39 @@ ws_service::ws_service(service_deps deps)
   limits_.slow_client_bytes = deps.options.slow_client_bytes;
   limits_.rate_limit = deps.options.rate_limit;
   limits_.rate_burst = deps.options.rate_burst;
+  flushes_.arm = [this] { arm_reply_flush(); };
+}
+
+ws_service::~ws_service() {
+  // A flush armed but not run (the loop stopped first) must not call back.
+  if (flush_handle_ != nullptr) flush_handle_->data = nullptr;
+}
+
+void ws_service::arm_reply_flush() {
+  if (flush_handle_ != nullptr) return;
+  flush_handle_ = new uv_idle_t;
+  uv_idle_init(deps_.loop, flush_handle_);
+  flush_handle_->data = this;
+  uv_idle_start(flush_handle_, [](uv_idle_t* h) {
+    if (auto* self = static_cast<ws_service*>(h->data)) {
+      self->flush_handle_ = nullptr;
+      self->flush_replies();
+    }
+    uv_idle_stop(h);
+    uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* closed) { delete reinterpret_cast<uv_idle_t*>(closed); });
+  });
+}
+
+void ws_service::flush_replies() {
+  // A session may close or reply again while others are written.
+  auto ids = std::move(flushes_.ids);
+  flushes_.ids.clear();
+  for (auto id : ids)
+    if (auto it = sessions_.find(id); it != sessions_.end()) it->second->flush_replies();
+  if (flushes_.ids.empty()) {
+    ids.clear();
+    flushes_.ids = std::move(ids);  // keep the capacity
+  }
 }
 
 int ws_service::refuse(lws* wsi, refusal why, unsigned status, std::string_view code,
@@ -49,7 +82,8 @@ int ws_service::confirm_upgrade(lws* wsi, const char* upgrade) {
     if (ec == errc::unauthorized) return refuse(wsi, refusal::unauthorized, 401, "unauthorized", why);
     return refuse(wsi, refusal::bad_request, 400, "bad_request", why);
   }
-  upgrading_[wsi] = std::move(user);
+  std::string batch;
+  upgrading_[wsi] = pending_upgrade{std::move(user), query_arg(wsi, "batch", batch) && batch == "1"};
   ++deps_.admission.reserved;
   return 0;
 }
@@ -62,8 +96,8 @@ int ws_service::established(lws* wsi, void* user) {
   auto it = upgrading_.find(wsi);
   (void)user;
   if (it == upgrading_.end()) return -1;
-  auto session = std::make_unique<ws_session>(wsi, std::move(it->second), limits_, deps_.metrics,
-                                              deps_.now_ms());
+  auto session = std::make_unique<ws_session>(wsi, std::move(it->second.user), limits_, deps_.metrics,
+                                              flushes_, deps_.now_ms(), it->second.batch);
   upgrading_.erase(it);
   --deps_.admission.reserved;
   ++deps_.admission.open;

@@ -18,6 +18,9 @@ namespace claps::server {
 class ws_service {
 public:
   explicit ws_service(service_deps deps);
+  ~ws_service();
+  ws_service(const ws_service&) = delete;
+  ws_service& operator=(const ws_service&) = delete;
 
   /// LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: 0 to allow, 1 after writing a refusal.
   int confirm_upgrade(lws* wsi, const char* upgrade);
@@ -49,11 +52,24 @@ private:
   void clap_or_undo(ws_session& s);
   void send_error(ws_session& s, std::string_view code, std::string_view message, std::string_view id);
   void send_error(ws_session& s, std::error_code ec, std::string_view why, std::string_view id);
+  /// Arms one uv_idle for the end of this loop pass (it keeps poll from
+  /// sleeping and runs before the loop next waits), then flush_replies().
+  void arm_reply_flush();
+  void flush_replies();
+
+  struct pending_upgrade {
+    std::string user;
+    bool batch = false;  // ?batch=1
+  };
 
   service_deps deps_;
   session_limits limits_;
   origin_policy origins_;
-  std::unordered_map<lws*, std::string> upgrading_;  // identity resolved at handshake
+  std::unordered_map<lws*, pending_upgrade> upgrading_;  // identity resolved at handshake
+  reply_flush_list flushes_;
+  // The idle handle of the armed flush: made per pass and closed after it,
+  // so no handle outlives the loop's last pass (clapsd closes the loop).
+  uv_idle_t* flush_handle_ = nullptr;
   std::unordered_map<std::uint64_t, std::unique_ptr<ws_session>> sessions_;
   client_message message_;                 // reused
   std::vector<snapshot> snapshots_;        // reused

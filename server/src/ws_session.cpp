@@ -23,9 +23,11 @@ constexpr auto lws_write_close = static_cast<lws_write_protocol>(4);
 } // namespace
 
 ws_session::ws_session(lws* wsi, std::string user, const session_limits& limits,
-                       server_metrics& metrics, std::uint64_t now_ms)
-    : wsi_(wsi), user_(std::move(user)), limits_(limits), metrics_(metrics),
-      bucket_(limits.rate_burst, now_ms), last_heard_ms_(now_ms), last_ping_ms_(now_ms) {}
+                       server_metrics& metrics, reply_flush_list& flushes, std::uint64_t now_ms,
+                       bool batch_replies)
+    : wsi_(wsi), user_(std::move(user)), limits_(limits), metrics_(metrics), flushes_(flushes),
+      bucket_(limits.rate_burst, now_ms), last_heard_ms_(now_ms), last_ping_ms_(now_ms),
+      batch_replies_(batch_replies) {}
 
 void ws_session::ping(std::uint64_t now_ms) {
   // Record the ping only once it is written: a ping skipped behind buffered
@@ -101,18 +103,65 @@ void ws_session::request_writeable() {
 
 void ws_session::send_reply(std::string frame) {
   if (closing_) return;
-  if (can_write_directly()) {
-    write_frame(frame.data(), frame.size());
-    return;
-  }
   reply_bytes_ += frame.size();
   replies_.push_back(std::move(frame));
-  request_writeable();
+  if (writeable_requested_ || lws_partial_buffered(wsi_)) {
+    // lws still holds output: the writeable callback sends these after it.
+    request_writeable();
+  } else if (!flush_listed_) {
+    // Held to the end of this loop pass, so the acks of one commit (which
+    // the engine completes one by one) leave together.
+    flush_listed_ = true;
+    flushes_.ids.push_back(id_);
+    if (flushes_.ids.size() == 1 && flushes_.arm) flushes_.arm();
+  }
   enforce_output_bound();
+}
+
+void ws_session::flush_replies() {
+  flush_listed_ = false;
+  if (closing_ || replies_.empty()) return;
+  if (writeable_requested_ || lws_partial_buffered(wsi_)) {
+    request_writeable();
+    return;
+  }
+  write_replies();
+}
+
+bool ws_session::write_replies() {
+  if (batch_replies_ && replies_.size() > 1) {
+    // One frame, one lws_write, one send(), however many replies.
+    std::string frame;
+    begin_frame(frame);
+    frame.reserve(frame_headroom + batch_prefix.size() + reply_bytes_ + batch_suffix.size());
+    frame += batch_prefix;
+    for (std::size_t i = 0; i < replies_.size(); ++i) {
+      if (i) frame += ',';
+      frame += payload(replies_[i]);
+    }
+    frame += batch_suffix;
+    replies_.clear();
+    reply_bytes_ = 0;
+    return write_frame(frame.data(), frame.size());
+  }
+  std::size_t sent = 0;
+  bool ok = true;
+  while (ok && sent < replies_.size() && !lws_partial_buffered(wsi_)) {
+    std::string& frame = replies_[sent++];
+    reply_bytes_ -= frame.size();
+    ok = write_frame(frame.data(), frame.size());
+  }
+  replies_.erase(replies_.begin(), replies_.begin() + static_cast<std::ptrdiff_t>(sent));
+  if (ok && !replies_.empty()) request_writeable();
+  return ok;
 }
 
 void ws_session::on_update(std::span<const article_update* const> updates, tick_scratch& scratch) {
   if (closing_ || updates.empty()) return;
+  // The acks of this tick's commit were completed just before its updates:
+  // they go first, and then the update can still take the shared frame.
+  if (!replies_.empty() && !writeable_requested_ && !lws_partial_buffered(wsi_) && !write_replies())
+    return;
   if (can_write_directly()) {
     if (updates.size() == 1) {
       // The shared frame encoded once for every viewer. lws_write writes the
@@ -235,13 +284,7 @@ int ws_session::on_writeable() {
   }
   inflight_bytes_ = 0;
   // Replies first, in order; then the collapsed counts as one frame.
-  std::size_t sent = 0;
-  while (sent < replies_.size() && !lws_partial_buffered(wsi_)) {
-    std::string& frame = replies_[sent++];
-    reply_bytes_ -= frame.size();
-    if (!write_frame(frame.data(), frame.size())) return -1;
-  }
-  replies_.erase(replies_.begin(), replies_.begin() + static_cast<std::ptrdiff_t>(sent));
+  if (!write_replies()) return -1;
   if (replies_.empty() && !pending_.empty() && !lws_partial_buffered(wsi_)) {
     std::string frame;
     build_pending_frame(frame);

@@ -1,13 +1,16 @@
 // ws_session.hpp - one WebSocket connection: its identity, inbound
 // reassembly, rate limit, and the gated output path.
 //
-// Output rule (the fan-out design, see issue 5): a frame is written straight
-// from the tick with lws_write() when the connection holds no unsent data
-// (lws_partial_buffered() == 0 and nothing queued). Otherwise tick updates
-// collapse into "latest count per article" (counts are state, not events) and
-// are flushed from LWS_CALLBACK_SERVER_WRITEABLE as one frame; acks and other
-// replies queue in order. Past --slow-client-bytes of unsent output the client
-// is closed with 1008.
+// Output rule (the fan-out design, see issue 5): a tick update is written
+// straight from the tick with lws_write() when the connection holds no unsent
+// data (lws_partial_buffered() == 0 and nothing queued). Otherwise tick
+// updates collapse into "latest count per article" (counts are state, not
+// events) and are flushed from LWS_CALLBACK_SERVER_WRITEABLE as one frame.
+// Replies (acks, errors, snapshots, hello) are held until the end of the loop
+// pass that made them (reply_flush_list) or the next tick update, whichever
+// comes first, then written together, in order: as one "batch" frame when the
+// client asked for ?batch=1, else one frame each. Past --slow-client-bytes of
+// unsent output the client is closed with 1008.
 #pragma once
 
 #include "metrics.hpp"
@@ -17,6 +20,7 @@
 #include <libwebsockets.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,10 +34,19 @@ struct session_limits {
   double rate_burst = 40;
 };
 
+/// Sessions holding replies made in the current loop pass. The owner
+/// (ws_service) writes them out once the pass's callbacks are done, so a
+/// tick's worth of acks to one connection leaves together.
+struct reply_flush_list {
+  std::vector<std::uint64_t> ids;
+  /// Called when the list gets its first id: arm the end-of-pass flush.
+  std::function<void()> arm;
+};
+
 class ws_session final : public endpoint {
 public:
   ws_session(lws* wsi, std::string user, const session_limits& limits, server_metrics& metrics,
-             std::uint64_t now_ms);
+             reply_flush_list& flushes, std::uint64_t now_ms, bool batch_replies);
 
   lws* wsi() const noexcept { return wsi_; }
   std::uint64_t id() const noexcept { return id_; }
@@ -53,8 +66,12 @@ public:
   }
 
   // ---- output ----
-  /// Sends a reply frame (built with begin_frame()).
+  /// Queues a reply frame (built with begin_frame()) for the end of this
+  /// loop pass.
   void send_reply(std::string frame);
+  /// Writes the queued replies now, unless lws still holds unsent output
+  /// (then the writeable callback does). Called at the end of a loop pass.
+  void flush_replies();
   void on_update(std::span<const article_update* const> updates, tick_scratch& scratch) override;
   void on_result(const op_result& result, std::string_view op_id) override;
   void on_refused(std::error_code ec, std::string_view op_id) override;
@@ -79,6 +96,7 @@ public:
 private:
   bool can_write_directly() const noexcept;
   bool write_frame(char* frame, std::size_t size);  // frame includes headroom
+  bool write_replies();
   void request_writeable();
   void keep_latest(const article_update& update);
   void enforce_output_bound();
@@ -99,6 +117,7 @@ private:
   std::string user_;
   const session_limits& limits_;
   server_metrics& metrics_;
+  reply_flush_list& flushes_;
   token_bucket bucket_;
   std::string rx_;                     // fragments of a message larger than one read
   std::vector<std::string> replies_;   // queued replies, in order
@@ -112,6 +131,8 @@ private:
   bool closing_ = false;
   bool close_when_flushed_ = false;
   bool close_frame_sent_ = false;
+  bool batch_replies_ = false;  // ?batch=1: several replies go as one frame
+  bool flush_listed_ = false;   // in flushes_ for this pass
   std::uint16_t close_code_ = LWS_CLOSE_STATUS_NORMAL;
   const char* close_reason_ = "";
 };
