@@ -127,6 +127,8 @@ export class ClapsClient {
     const parsed = new URL(url);
     if (user) parsed.searchParams.set('user', user);
     if (token) parsed.searchParams.set('token', token);
+    // Replies made together (a tick's acks) may come as one "batch" frame.
+    parsed.searchParams.set('batch', '1');
     this.#url = parsed.toString();
     this.#WebSocket = WebSocketImpl;
     this.#tick_override = options.tickMs;
@@ -396,7 +398,15 @@ export class ClapsClient {
       this.#emit('error', { code: 'bad_frame', message: 'server sent a frame that is not JSON' });
       return;
     }
+    this.#dispatch(frame);
+  }
+
+  #dispatch(frame) {
     switch (frame?.type) {
+      case 'batch':
+        // Each message is exactly the frame it would have been alone, in order.
+        for (const message of Array.isArray(frame.messages) ? frame.messages : []) this.#dispatch(message);
+        return;
       case 'hello': return this.#on_hello(frame);
       case 'counts': return this.#on_counts(frame);
       case 'ack': return this.#on_ack(frame);

@@ -177,6 +177,32 @@ describe('against a real clapsd', () => {
     assert.equal(await rest_total(server, 'batch-article'), 13);
   });
 
+  test('opts in to batch frames: a tick of acks arrives as one frame, each reported as an ack', async () => {
+    const network = faulty_network();
+    const client = make({ user: 'acks-batcher', WebSocket: network.Socket });
+    const articles = Array.from({ length: 8 }, (_, i) => `acks-article-${i}`);
+    client.subscribe(articles);
+    await live(client);
+    assert.equal(new URL(network.sockets[0].inner.url).searchParams.get('batch'), '1');
+    const acks = [];
+    client.on('ack', (a) => acks.push(a));
+    // One press per article: eight clap messages in one flush, so eight acks
+    // complete in the same commit.
+    for (const a of articles) assert.equal(client.clap(a), 1);
+    client.flush();
+    await settled(client);
+    assert.deepEqual(acks.map((a) => a.article).sort(), [...articles].sort());
+    for (const a of acks) assert.equal(a.accepted, 1);
+    for (const a of articles) assert.equal(client.view(a).mine, 1);
+    // However the eight messages fell into ticks, one tick held at least two
+    // of them, and its acks shared a frame.
+    const batches = network.received.filter((f) => f.type === 'batch');
+    assert.ok(batches.some((b) => b.messages.filter((m) => m.type === 'ack').length >= 2),
+      `expected a batch of acks, got ${JSON.stringify(network.received.map((f) => f.type))}`);
+    assert.equal(network.received.filter((f) => f.type === 'ack').length +
+      batches.reduce((n, b) => n + b.messages.filter((m) => m.type === 'ack').length, 0), 8, 'every ack once');
+  });
+
   test('claps stop at the cap, and undo takes them all back for everyone', async () => {
     const clapper = make({ user: 'capper' });
     const watcher = make({ user: 'cap-watcher' });
