@@ -1,10 +1,10 @@
 #include "connection.hpp"
+#include "uv_hiredis_adapter.hpp"
 
 #include <claps/error.hpp>
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/adapters/libuv.h>
 
 #include <arpa/inet.h>
 
@@ -181,7 +181,7 @@ void connection::connect_resolved(const std::string& ip) {
     attempt_failed();
     return;
   }
-  if (ac->err != 0 || redisLibuvAttach(ac, loop_) != REDIS_OK) {
+  if (ac->err != 0 || !attach_uv_adapter(ac, loop_)) {
     redisAsyncFree(ac);
     attempt_failed();
     return;
