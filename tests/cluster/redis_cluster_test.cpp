@@ -841,3 +841,111 @@ TEST_CASE("SIGKILL the master under clap load: failover, no acknowledged clap lo
   CHECK(a.n.client->stats().connects >= 2);
   CHECK(b.n.bus->stats().resubscribes >= 1);
 }
+
+// claps::redis runs hiredis through its own libuv adapter, which flushes
+// commands once per loop iteration instead of polling for writability per
+// command. These pin down what that must keep: order, values, big writes the
+// socket takes in parts, and deadlines against a stopped server.
+namespace {
+
+std::uint64_t reads_processed(std::uint16_t port) {  // INFO stats: read events served
+  const std::string info = redis_cluster::query(port, {"INFO", "stats"});
+  const std::string field = "total_reads_processed:";
+  const auto at = info.find(field);
+  REQUIRE(at != std::string::npos);
+  return std::stoull(info.substr(at + field.size()));
+}
+
+} // namespace
+
+TEST_CASE("1000 commands issued in one loop iteration are answered in order, in a few writes") {
+  loop_runner loop;
+  auto options = standalone_options();
+  options.request_timeout = 10s;  // 16 MB below on a busy machine: no spurious timeouts
+  const std::uint16_t port = cluster().standalone_port();
+  claps::redis_client client(loop.get(), options);
+  REQUIRE(loop.run_until([&] { return client.ready(); }, 10s));
+  REQUIRE(ask(loop, client, {"DEL", "pipeline:counter"}));
+
+  // INCR and ECHO alternate: replies must come back in issue order, each
+  // to its own handler, with its own value.
+  constexpr int count = 1000;
+  std::vector<int> order;
+  std::vector<std::string> bad;
+  const std::uint64_t reads_before = reads_processed(port);
+  for (int i = 0; i < count; ++i) {
+    const std::string echo = "echo-" + std::to_string(i);
+    auto check = [&, i, echo](std::error_code ec, const claps::redis_reply& r) {
+      order.push_back(i);
+      const bool ok = !ec && (i % 2 == 0 ? r.type == claps::redis_reply::kind::integer &&
+                                               r.integer == i / 2 + 1
+                                         : r.type == claps::redis_reply::kind::string &&
+                                               r.str == echo);
+      if (!ok) bad.push_back(std::to_string(i) + ": " + (ec ? ec.message() : r.str));
+    };
+    const std::error_code sent = i % 2 == 0 ? client.command({"INCR", "pipeline:counter"}, check)
+                                            : client.command({"ECHO", echo}, check);
+    REQUIRE(!sent);
+  }
+  REQUIRE(loop.run_until([&] { return order.size() == count; }, 20s));
+  CHECK(bad.empty());
+  for (int i = 0; i < count; ++i) REQUIRE(order[static_cast<std::size_t>(i)] == i);
+  // One write of ~25 KB: Redis reads it in 16 KB chunks. A write per command
+  // would show up as hundreds of read events (the bound leaves room for the
+  // INFO queries and keepalives).
+  const std::uint64_t reads = reads_processed(port) - reads_before;
+  MESSAGE("Redis read events for 1000 pipelined commands: " << reads);
+  CHECK(reads < 100);
+
+  // 64 replies of 256 KB each way: one write() cannot take 16 MB, so the
+  // rest waits for writability while the replies stream in.
+  constexpr int big = 64;
+  std::vector<std::string> payloads;
+  for (int i = 0; i < big; ++i)
+    payloads.push_back(std::to_string(i) + ":" + std::string(256 * 1024, static_cast<char>('a' + i % 26)));
+  int big_answers = 0;
+  int big_good = 0;
+  for (int i = 0; i < big; ++i) {
+    REQUIRE(!client.command({"ECHO", payloads[static_cast<std::size_t>(i)]},
+                            [&, i](std::error_code ec, const claps::redis_reply& r) {
+      if (!ec && big_answers == i && r.str == payloads[static_cast<std::size_t>(i)]) ++big_good;
+      ++big_answers;
+    }));
+  }
+  REQUIRE(loop.run_until([&] { return big_answers == big; }, 30s));
+  CHECK(big_good == big);
+  CHECK(client.stats().timeouts == 0);
+  CHECK(client.stats().disconnects == 0);
+  const auto after = ask(loop, client, {"GET", "pipeline:counter"});
+  REQUIRE(after);
+  CHECK(after->str == std::to_string(count / 2));
+}
+
+TEST_CASE("connecting to a stopped Redis gives up at the connect deadline, then connects on resume") {
+  loop_runner loop;
+  const auto options = standalone_options();  // connect_timeout 1 s
+  const std::uint16_t port = cluster().standalone_port();
+  cluster().stop(port);
+  struct resume_guard {
+    std::uint16_t port;
+    ~resume_guard() { cluster().resume(port); }
+  } guard{port};
+
+  // The kernel still completes the TCP handshake for a stopped server, so
+  // only the ROLE handshake's deadline can end the attempt.
+  const auto start = steady::now();
+  claps::redis_client client(loop.get(), options);
+  REQUIRE(loop.run_until([&] { return client.stats().timeouts >= 1; }, 10s));
+  const auto waited = steady::now() - start;
+  CHECK(waited >= 900ms);
+  CHECK(waited < 5s);  // the deadline (1 s) plus slack for a busy machine: never a hang
+  CHECK(!client.ready());
+  CHECK(client.command({"PING"}, [](std::error_code, const claps::redis_reply&) {}) ==
+        claps::make_error_code(claps::errc::store_disconnected));
+
+  cluster().resume(port);
+  REQUIRE(loop.run_until([&] { return client.ready(); }, 15s));
+  const auto pong = ask(loop, client, {"PING"});
+  REQUIRE(pong);
+  CHECK(pong->str == "PONG");
+}
