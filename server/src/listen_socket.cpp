@@ -8,6 +8,7 @@
 
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -69,7 +70,8 @@ void append_counter(std::string& out, const char* name, const char* help, std::u
 } // namespace
 
 std::unique_ptr<listen_socket> listen_socket::open(uv_loop_t* loop, const std::string& host, std::uint16_t port,
-                                                   const logger& log, std::error_code& ec, std::string& step) {
+                                                   bool share_port, const logger& log, std::error_code& ec,
+                                                   std::string& step) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -98,7 +100,7 @@ std::unique_ptr<listen_socket> listen_socket::open(uv_loop_t* loop, const std::s
   };
   const int on = 1;
   if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
-      ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)
+      (share_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0))
     return fail("setsockopt");
   if (::bind(fd, found->ai_addr, found->ai_addrlen) != 0) return fail("bind");
   // The kernel caps this at net.core.somaxconn (4096 by default since 5.4).
@@ -159,6 +161,11 @@ void listen_socket::on_readable() {
     const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       ++counters_.accepted;
+      // What lws's own accept does (lws_plat_set_socket_options): frames are
+      // small and written whole, so Nagle would only hold them back for the
+      // peer's delayed ACK (tens of ms on every ack and update).
+      const int on = 1;
+      (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
       on_accept_(fd);
       continue;
     }

@@ -1,9 +1,12 @@
-// listen_socket.hpp - clapsd's own listening socket for --reuse-port.
+// listen_socket.hpp - clapsd's own listening socket.
 //
-// Debian's lws 4.1.6 sets SO_REUSEPORT only with more than one service thread
-// (LWS_MAX_SMP is 1), so for one process per core sharing a port clapsd binds
-// the socket itself, accepts on the lws uv loop and hands every accepted fd
-// to a callback (server.cpp adopts it into the lws vhost).
+// clapsd binds its port itself rather than letting lws listen, for two
+// reasons. Debian's lws 4.1.6 sets SO_REUSEPORT only with more than one
+// service thread (LWS_MAX_SMP is 1), so one process per core sharing a port
+// (--reuse-port) needs its own socket. And lws's listener spins on EMFILE
+// (2.6 s of CPU in 3 s, one log line per attempt), where this one pauses.
+// It accepts on the lws uv loop and hands every accepted fd to a callback
+// (server.cpp adopts it into the lws vhost).
 #pragma once
 
 #include <cstdint>
@@ -20,7 +23,7 @@ class logger;
 
 class listen_socket {
 public:
-  /// Receives each accepted socket (non-blocking, close-on-exec) and owns it.
+  /// Receives each accepted socket (non-blocking, close-on-exec, TCP_NODELAY) and owns it.
   using accept_handler = std::function<void(int fd)>;
 
   struct counters {
@@ -36,13 +39,14 @@ public:
   /// poll is level-triggered: what is left is picked up next iteration).
   static constexpr int max_accepts_per_wakeup = 64;
 
-  /// Creates, binds (SO_REUSEADDR + SO_REUSEPORT) and listens on host:port
+  /// Creates, binds (SO_REUSEADDR, and SO_REUSEPORT with `share_port`) and listens on host:port
   /// (port 0: the kernel picks one, see port()). Does not accept yet: call
   /// start(). On failure returns null and sets `ec` (a system error) and
   /// `step` (the call that failed: "resolve", "socket", "setsockopt", "bind",
   /// "listen", "getsockname").
   static std::unique_ptr<listen_socket> open(uv_loop_t* loop, const std::string& host, std::uint16_t port,
-                                             const logger& log, std::error_code& ec, std::string& step);
+                                             bool share_port, const logger& log, std::error_code& ec,
+                                             std::string& step);
 
   ~listen_socket();
   listen_socket(const listen_socket&) = delete;

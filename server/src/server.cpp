@@ -51,7 +51,7 @@ private:
   int dispatch(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::size_t len);
   bool open_store();
   bool create_context();
-  bool open_shared_listener(const std::string& iface);
+  bool open_listener(const std::string& iface);
   void begin_shutdown(int signum);
   void close_clients_when_committed();
   void on_second();
@@ -79,7 +79,7 @@ private:
   lws_protocols protocols_[2]{};
   lws_retry_bo_t idle_policy_{};
   lws_context* context_ = nullptr;
-  std::unique_ptr<listen_socket> listener_;  // only with --reuse-port
+  std::unique_ptr<listen_socket> listener_;
   std::unique_ptr<uv_driver> driver_;
   uv_signal_t sigterm_{};
   uv_signal_t sigint_{};
@@ -261,13 +261,12 @@ bool clapsd::create_context() {
   idle_policy_.secs_since_valid_hangup = 0;
 
   const std::string iface = options_.listen_host == "localhost" ? "127.0.0.1" : options_.listen_host;
-  // With --reuse-port the socket is bound first, so a port that cannot be
-  // shared fails start-up before lws exists; lws then serves without listening.
-  if (options_.reuse_port && !open_shared_listener(iface)) return false;
+  // The socket is bound first (see listen_socket.hpp), so a port that is
+  // taken fails start-up before lws exists; lws then serves without listening.
+  if (!open_listener(iface)) return false;
   void* loops[1] = {&loop_};
   lws_context_creation_info info{};
-  info.port = listener_ ? CONTEXT_PORT_NO_LISTEN_SERVER : options_.listen_port;
-  info.iface = listener_ ? nullptr : iface.c_str();
+  info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
   info.protocols = protocols_;
   info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
   if (iface.find(':') == std::string::npos) info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
@@ -282,56 +281,46 @@ bool clapsd::create_context() {
   context_ = lws_create_context(&info);
   if (!context_) {
     lws_failed_ = true;
-    log_.error("cannot listen on " + options_.listen_host + ":" + std::to_string(options_.listen_port) +
-               " (address in use or not available? processes sharing a port all need --reuse-port)");
+    log_.error("cannot create the lws context");
     return false;
   }
   lws_vhost* vhost = lws_get_vhost_by_name(context_, "default");
-  if (listener_) {
-    if (vhost == nullptr) {
-      log_.error("lws created no default vhost");
-      return false;
-    }
-    // As if lws's own listener had accepted it: HTTP first, WebSocket by upgrade,
-    // the handshake deadline armed. On failure lws closes the fd itself.
-    auto ec = listener_->start([vhost](int fd) {
-      lws_sock_file_fd_type desc{};
-      desc.sockfd = fd;
-      lws_adopt_descriptor_vhost(vhost, static_cast<lws_adoption_type>(LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP), desc,
-                                 nullptr, nullptr);
-    });
-    if (ec) {
-      log_.error("cannot watch the listening socket: " + ec.message());
-      return false;
-    }
-    listen_port_ = listener_->port();
-    return true;
-  }
-  const int port = vhost ? lws_get_vhost_listen_port(vhost) : -1;
-  if (port <= 0) {
-    lws_failed_ = true;
-    log_.error("cannot listen on " + options_.listen_host + ":" + std::to_string(options_.listen_port) +
-               " (address in use or not available? processes sharing a port all need --reuse-port)");
+  if (vhost == nullptr) {
+    log_.error("lws created no default vhost");
     return false;
   }
-  listen_port_ = port;
+  // As if lws's own listener had accepted it: HTTP first, WebSocket by upgrade,
+  // the handshake deadline armed. On failure lws closes the fd itself.
+  auto ec = listener_->start([vhost](int fd) {
+    lws_sock_file_fd_type desc{};
+    desc.sockfd = fd;
+    lws_adopt_descriptor_vhost(vhost, static_cast<lws_adoption_type>(LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP), desc,
+                               nullptr, nullptr);
+  });
+  if (ec) {
+    log_.error("cannot watch the listening socket: " + ec.message());
+    return false;
+  }
+  listen_port_ = listener_->port();
   return true;
 }
 
-bool clapsd::open_shared_listener(const std::string& iface) {
+bool clapsd::open_listener(const std::string& iface) {
   std::error_code ec;
   std::string step;
-  listener_ = listen_socket::open(&loop_, iface, options_.listen_port, log_, ec, step);
+  listener_ = listen_socket::open(&loop_, iface, options_.listen_port, options_.reuse_port, log_, ec, step);
   if (!listener_) {
     std::string hint;
     if (ec == std::errc::address_in_use)
-      hint = " (a process without SO_REUSEPORT holds it, such as a clapsd without --reuse-port; every "
-             "process sharing a port needs --reuse-port and the same user)";
+      hint = options_.reuse_port
+                 ? " (a process without SO_REUSEPORT holds it, such as a clapsd without --reuse-port; every "
+                   "process sharing a port needs --reuse-port and the same user)"
+                 : " (another process listens there; processes sharing a port all need --reuse-port)";
     log_.error("cannot listen on " + options_.listen_host + ":" + std::to_string(options_.listen_port) +
-               " with --reuse-port: " + step + ": " + ec.message() + hint);
+               (options_.reuse_port ? " with --reuse-port: " : ": ") + step + ": " + ec.message() + hint);
     return false;
   }
-  if (!options_.clustered())
+  if (options_.reuse_port && !options_.clustered())
     log_.warn("--reuse-port without --redis/--sentinel: processes sharing this port do not share claps");
   return true;
 }
