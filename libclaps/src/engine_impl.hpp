@@ -286,6 +286,8 @@ struct engine::impl {
   void finish_commit(std::error_code ec, durability level);
 
   bool in_tick = false;
+  // Updates went out since the last tick began (see finish_commit).
+  bool emitted_since_tick = false;
 
   void emit();
 

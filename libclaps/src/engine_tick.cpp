@@ -29,6 +29,7 @@ void engine::impl::tick(timestamp t) {
   next_tick = next_tick + opt.tick;
   if (next_tick <= now) next_tick = now + opt.tick;
   ++stats.ticks;
+  emitted_since_tick = false;
   if (!committing) start_commit();
   // Replays of durable ops need no commit.
   stats.pending_ops -= ready_results.size();
@@ -157,8 +158,10 @@ void engine::impl::finish_commit(std::error_code ec, durability level) {
   stats.pending_ops -= flight_results.size();
   complete(flight_results, level);
   // A store that completes later than commit() returned emits right away,
-  // rather than a tick later.
-  if (!in_tick) emit();
+  // rather than a tick later - unless this tick already emitted: a subscriber
+  // gets at most one batch per tick, also when other nodes' parts (emitted by
+  // the tick) and this node's commits (emitted here) change the same room.
+  if (!in_tick && !emitted_since_tick) emit();
 }
 
 void engine::impl::emit() {
@@ -179,6 +182,7 @@ void engine::impl::emit() {
   }
   changed_articles.clear();
   if (updates.empty()) return;
+  emitted_since_tick = true;
   callback_scope scope(*this);
   if (cb.encode) {
     if (encoded.size() < updates.size()) encoded.resize(updates.size());

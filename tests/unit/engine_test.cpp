@@ -362,6 +362,37 @@ TEST_CASE("an asynchronous store: one commit in flight, later claps wait for the
   CHECK(f.rec.batches[1].back()[0].total == 5);
 }
 
+TEST_CASE("an asynchronous completion after the tick emitted waits for the next tick") {
+  // Several nodes: the tick emits other nodes' parts, and this node's commit
+  // completes later from the loop. A subscriber still gets one batch per tick.
+  fixture f;
+  f.sub(1, "a1");
+  f.tick();
+  f.rec.clear();
+  f.st.defer = true;
+  REQUIRE_FALSE(f.clap("alice", "a1", 2, 1));
+  f.eng.set_remote("a1", 10, 0);
+  f.tick();  // starts the commit, emits the remote part
+  REQUIRE(f.st.holding());
+  REQUIRE(f.rec.batches[1].size() == 1);
+  CHECK(f.rec.batches[1].back()[0].total == 10);
+  f.st.release();  // completes in the same tick window
+  CHECK(f.rec.result(1)->total == 12);  // the ack is not held back
+  CHECK(f.rec.batches[1].size() == 1);  // the update is
+  f.st.defer = false;
+  f.tick();
+  REQUIRE(f.rec.batches[1].size() == 2);
+  CHECK(f.rec.batches[1].back()[0].total == 12);
+  // A window in which the tick emitted nothing lets a completion emit at once.
+  f.st.defer = true;
+  REQUIRE_FALSE(f.clap("bob", "a1", 1, 2));
+  f.tick();  // only starts the commit: nothing changed yet
+  CHECK(f.rec.batches[1].size() == 2);
+  f.st.release();
+  REQUIRE(f.rec.batches[1].size() == 3);
+  CHECK(f.rec.batches[1].back()[0].total == 13);
+}
+
 TEST_CASE("10k subscribers over 1k articles") {
   fixture f;
   std::mt19937 rng(42);
