@@ -214,7 +214,9 @@ describe('against a real clapsd', () => {
     assert.equal(clapper.view('cap-article').capped, true);
     await settled(clapper);
     assert.equal(clapper.view('cap-article').mine, 50);
-    await next_event(watcher, 'counts', () => watcher.view('cap-article').total === 50);
+    // The update may already have arrived while the clapper waited for its acks.
+    if (watcher.view('cap-article').total !== 50)
+      await next_event(watcher, 'counts', () => watcher.view('cap-article').total === 50);
 
     const undo_ack = next_event(clapper, 'ack', (a) => a.kind === 'undo');
     clapper.undo('cap-article');
@@ -223,7 +225,8 @@ describe('against a real clapsd', () => {
     assert.equal(ack.accepted, -50);
     assert.equal(ack.mine, 0);
     assert.equal(ack.total, 0);
-    await next_event(watcher, 'counts', () => watcher.view('cap-article').total === 0);
+    if (watcher.view('cap-article').total !== 0)
+      await next_event(watcher, 'counts', () => watcher.view('cap-article').total === 0);
     assert.equal(clapper.clap('cap-article'), 1, 'can clap again after undo');
     await settled(clapper);
     assert.equal(await rest_total(server, 'cap-article'), 1);

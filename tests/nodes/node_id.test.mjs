@@ -67,7 +67,9 @@ describe('one --node-id per data directory', () => {
     const second = await startNode(dirs.second);
     await eventually(async () => (await metric(second, 'claps_cluster_node_id_taken')) === 1,
       { ms: 15000, what: 'the second node to find its id taken' });
-    assert.match(second.stderr, /node id 'N1' belongs to another data directory/);
+    // The log line may arrive just after the metric flips.
+    await eventually(() => /node id 'N1' belongs to another data directory/.test(second.stderr),
+      { ms: 5000, what: 'the second node to log why it writes nothing to Redis' });
     const ready = await request(`${second.http}/readyz`);
     assert.equal(ready.status, 503);
     assert.match(ready.json.message, /belongs to another data directory/);
