@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { by_testid, launch_chromium, text_becomes } from '../browser/chromium.mjs';
 import { eventually, metric, startServer } from '../integration/helpers.mjs';
-import { freePorts, redis_setup } from './redis_harness.mjs';
+import { redis_setup } from './redis_harness.mjs';
 
 const ARTIFACTS = process.env.CLAPS_TEST_ARTIFACTS ?? join(process.cwd(), '../../test-artifacts');
 const ARTICLE = 'why-realtime-matters';
@@ -20,11 +20,8 @@ describe('the two-node demo in Chromium', () => {
 
   before(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
-    redis = new redis_setup();
-    const [port] = await freePorts(1);
-    redis.masterPort = port;
-    redis.spawnServer('master', port);
-    await redis.waitReady();
+    redis = await redis_setup.start({ replicas: 0, sentinels: 0 });
+    const port = redis.masterPort;
     for (const id of ['A', 'B'])
       nodes[id] = await startServer({ args: ['--redis', `redis://127.0.0.1:${port}`, '--node-id', id, '--log-level', 'warn'] });
     for (const n of Object.values(nodes))

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { client, eventually, metric, request, startServer, tempDir } from '../integration/helpers.mjs';
-import { cli, freePorts, redis_setup } from './redis_harness.mjs';
+import { cli, redis_setup } from './redis_harness.mjs';
 
 let redis;
 let port;
@@ -39,11 +39,8 @@ async function redisPart(article, id) {
 
 describe('one --node-id per data directory', () => {
   before(async () => {
-    redis = new redis_setup();
-    [port] = await freePorts(1);
-    redis.masterPort = port;
-    redis.spawnServer('master', port);
-    await redis.waitReady();
+    redis = await redis_setup.start({ replicas: 0, sentinels: 0 });
+    port = redis.masterPort;
   });
 
   after(async () => {

@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { client, eventually, metric, request, runClapsd, startServer, tempDir } from '../integration/helpers.mjs';
-import { freePorts, redis_setup } from './redis_harness.mjs';
+import { redis_setup } from './redis_harness.mjs';
 import { latestTotal, redisTotal, watcher } from './node_helpers.mjs';
 
 let redis;
@@ -30,11 +30,8 @@ async function connected(node) {
 
 describe('clapsd nodes when Redis goes away and comes back', () => {
   before(async () => {
-    redis = new redis_setup();
-    [port] = await freePorts(1);
-    redis.masterPort = port;
-    redis.spawnServer('master', port);
-    await redis.waitReady();
+    redis = await redis_setup.start({ replicas: 0, sentinels: 0 });
+    port = redis.masterPort;
     [nodes.A, nodes.B] = await Promise.all([startNode('A'), startNode('B')]);
     await Promise.all([connected(nodes.A), connected(nodes.B)]);
   });

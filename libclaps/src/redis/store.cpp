@@ -100,6 +100,17 @@ std::int32_t claps_of_other_nodes(const redis_reply& r, std::string_view node) {
   return others;
 }
 
+// Splits up to 4 `sep`-separated fields off `v`; returns how many.
+std::size_t split_fields(std::string_view v, char sep, std::string_view (&fields)[4]) {
+  std::size_t n = 0;
+  while (n < 4 && !v.empty()) {
+    const auto at = v.find(sep);
+    fields[n++] = v.substr(0, at);
+    v = at == std::string_view::npos ? std::string_view{} : v.substr(at + 1);
+  }
+  return n;
+}
+
 std::string tally_key(std::string_view user, std::string_view article) {
   std::string k(user);
   k.push_back('|');  // outside the id alphabet
@@ -659,12 +670,7 @@ struct redis_store::impl {
     const auto it = remote.find(std::string(article));
     if (it == remote.end()) return;
     std::string_view fields[4];
-    std::size_t n = 0;
-    while (n < 4 && !payload.empty()) {
-      const auto space = payload.find(' ');
-      fields[n++] = payload.substr(0, space);
-      payload = space == std::string_view::npos ? std::string_view{} : payload.substr(space + 1);
-    }
+    const std::size_t n = split_fields(payload, ' ', fields);
     std::uint64_t version = 0;
     std::int64_t total = 0;
     std::uint32_t viewers = 0;
@@ -835,14 +841,8 @@ void redis_store::claim_op(std::string_view user, std::string_view op_id, op_cla
       return;
     }
     // '' (claimed now), "node|" (claimed) or "node|article|accepted|mine".
-    std::string_view v = r.str;
     std::string_view fields[4];
-    std::size_t n = 0;
-    while (n < 4 && !v.empty()) {
-      const auto bar = v.find('|');
-      fields[n++] = v.substr(0, bar);
-      v = bar == std::string_view::npos ? std::string_view{} : v.substr(bar + 1);
-    }
+    const std::size_t n = split_fields(r.str, '|', fields);
     if (n == 0 || fields[0] == self->options.node_id) {
       if (n != 0) claim.by = op_claim::holder::this_node;
       done({}, claim);
