@@ -128,21 +128,52 @@ void ws_session::flush_replies() {
   write_replies();
 }
 
+std::size_t ws_session::max_single_send_payload() const noexcept {
+  // lws 4.1 writes at most tx_packet_size bytes per send(), or (when that is
+  // 0) rx_buffer_size + LWS_PRE + 4 (measured: 532 bytes for 512); the rest
+  // of a longer frame waits for writeable callbacks, one send() and one epoll
+  // re-arm each. The frame header takes 4 bytes up to 64 KiB, 10 beyond.
+  constexpr std::size_t lws_default_rx_buffer = 4096;
+  const lws_protocols* protocol = lws_get_protocol(wsi_);
+  std::size_t packet = protocol ? protocol->tx_packet_size : 0;
+  if (packet == 0)
+    packet = (protocol && protocol->rx_buffer_size ? protocol->rx_buffer_size : lws_default_rx_buffer) + LWS_PRE + 4;
+  return packet - (packet > 65535 + 4 ? 10 : 4);
+}
+
 bool ws_session::write_replies() {
   if (batch_replies_ && replies_.size() > 1) {
-    // One frame, one lws_write, one send(), however many replies.
+    // As few frames as lws writes in one send() each: one, however many
+    // replies, when tx_packet_size allows; a reply too large for that alone.
+    const std::size_t limit = max_single_send_payload();
+    const std::size_t wrapping = batch_prefix.size() + batch_suffix.size();
+    std::size_t first = 0;
     std::string frame;
-    begin_frame(frame);
-    frame.reserve(frame_headroom + batch_prefix.size() + reply_bytes_ + batch_suffix.size());
-    frame += batch_prefix;
-    for (std::size_t i = 0; i < replies_.size(); ++i) {
-      if (i) frame += ',';
-      frame += payload(replies_[i]);
+    bool ok = true;
+    while (ok && first < replies_.size() && !lws_partial_buffered(wsi_)) {
+      std::size_t last = first + 1;
+      std::size_t bytes = wrapping + payload(replies_[first]).size();
+      while (last < replies_.size() && bytes + 1 + payload(replies_[last]).size() <= limit)
+        bytes += 1 + payload(replies_[last++]).size();
+      if (last - first == 1) {
+        ok = write_frame(replies_[first].data(), replies_[first].size());
+      } else {
+        begin_frame(frame);
+        frame.reserve(frame_headroom + bytes);
+        frame += batch_prefix;
+        for (std::size_t i = first; i < last; ++i) {
+          if (i != first) frame += ',';
+          frame += payload(replies_[i]);
+        }
+        frame += batch_suffix;
+        ok = write_frame(frame.data(), frame.size());
+      }
+      for (std::size_t i = first; i < last; ++i) reply_bytes_ -= replies_[i].size();
+      first = last;
     }
-    frame += batch_suffix;
-    replies_.clear();
-    reply_bytes_ = 0;
-    return write_frame(frame.data(), frame.size());
+    replies_.erase(replies_.begin(), replies_.begin() + static_cast<std::ptrdiff_t>(first));
+    if (ok && !replies_.empty()) request_writeable();
+    return ok;
   }
   std::size_t sent = 0;
   bool ok = true;

@@ -8,8 +8,9 @@
 // events) and are flushed from LWS_CALLBACK_SERVER_WRITEABLE as one frame.
 // Replies (acks, errors, snapshots, hello) are held until the end of the loop
 // pass that made them (reply_flush_list) or the next tick update, whichever
-// comes first, then written together, in order: as one "batch" frame when the
-// client asked for ?batch=1, else one frame each. Past --slow-client-bytes of
+// comes first, then written together, in order: as "batch" frames when the
+// client asked for ?batch=1 (each as large as lws writes in one send()), else
+// one frame each. Past --slow-client-bytes of
 // unsent output the client is closed with 1008.
 #pragma once
 
@@ -97,6 +98,7 @@ private:
   bool can_write_directly() const noexcept;
   bool write_frame(char* frame, std::size_t size);  // frame includes headroom
   bool write_replies();
+  std::size_t max_single_send_payload() const noexcept;
   void request_writeable();
   void keep_latest(const article_update& update);
   void enforce_output_bound();

@@ -1,7 +1,8 @@
 // Reply batching: replies made in one loop pass (a commit's acks, the errors
 // of one read) leave a connection together. A client that connected with
-// ?batch=1 gets them as one {"type":"batch","messages":[...]} frame; every
-// other client gets exactly the frames it got before, one reply each.
+// ?batch=1 gets them as {"type":"batch","messages":[...]} frames, each as large
+// as lws writes in one send(); every other client gets exactly the frames it
+// got before, one reply each.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { client, deadline, startServer } from './helpers.mjs';
@@ -38,7 +39,7 @@ async function collect(c, pred, count, what) {
 
 const claps = (prefix, n) => Array.from({ length: n }, (_, i) => ({ type: 'clap', article: `${prefix}-${i}`, id: `${prefix}-op-${i}` }));
 
-test('with ?batch=1 the acks of one commit arrive in one frame, in order, each exactly once', async () => {
+test('with ?batch=1 the acks of one commit share frames, in order, each exactly once', async () => {
   const c = await client.open(`${server.ws}?user=batcher&batch=1`);
   assert.equal(c.hello.type, 'hello', 'a reply made alone is a plain frame');
   const sent = claps('bat', 10);
@@ -61,7 +62,7 @@ test('with ?batch=1 the acks of one commit arrive in one frame, in order, each e
   await c.close();
 });
 
-test('with ?batch=1 the errors of one read arrive in one frame', async () => {
+test('with ?batch=1 the errors of one read share a frame', async () => {
   const c = await client.open(`${server.ws}?user=bad-batcher&batch=1`);
   sendTogether(c, [
     { type: 'clap', article: 'bad article', id: 'e1' },
@@ -71,9 +72,12 @@ test('with ?batch=1 the errors of one read arrive in one frame', async () => {
   const errors = await collect(c, (m) => m.type === 'error', 3, 'three errors');
   assert.deepEqual(errors.map((e) => e.id), ['e1', 'e2', 'e3'], 'in the order of the messages');
   assert.deepEqual(errors.map((e) => e.code), ['invalid_article', 'bad_request', 'bad_request']);
+  // A batch frame is cut where lws would cut a send(), so three errors may
+  // take two frames; at least two of them share one.
   const batch = c.frames.find((f) => f.type === 'batch');
-  assert.ok(batch, 'one read of three bad messages makes one batch');
-  assert.equal(batch.messages.length, 3);
+  assert.ok(batch, 'one read of three bad messages makes a batch');
+  assert.ok(batch.messages.length >= 2);
+  assert.equal(c.frames.filter((f) => f.type !== 'hello').length, 3 - batch.messages.length + 1, 'at most two frames');
   await c.close();
 });
 
