@@ -253,6 +253,10 @@ bool clapsd::create_context() {
   // No per-session data: a WebSocket's user pointer is set to its session.
   protocols_[0].per_session_data_size = 0;
   protocols_[0].rx_buffer_size = options_.rx_buffer_bytes;
+  // lws 4.1 cuts every send() at tx_packet_size, or at rx_buffer_size + 20
+  // bytes when it is 0: a 2 KB timeline frame took 5 send()s, each after a
+  // writeable callback. lws allocates nothing per connection for it.
+  protocols_[0].tx_packet_size = 65536;
   protocols_[1] = {};
 
   // Zero disables lws's validity timers (its default policy would still arm
