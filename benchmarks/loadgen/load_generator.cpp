@@ -214,7 +214,8 @@ void load_generator::on_connected(std::uint32_t id) {
   if (conn.role == conn_role::viewer)
     std::snprintf(query, sizeof query, "user=lg-%u-v%u", static_cast<unsigned>(getpid()), conn.index);
   else
-    std::snprintf(query, sizeof query, "user=lg-%u-%u-%u", static_cast<unsigned>(getpid()), conn.index,
+    // batch=1: clapsd may send a tick's acks as one frame (docs/protocol.md).
+    std::snprintf(query, sizeof query, "user=lg-%u-%u-%u&batch=1", static_cast<unsigned>(getpid()), conn.index,
                   conn.generation);
   conn.out = upgrade_request(endpoints_[conn.endpoint].url, query);
   flush(id);
@@ -373,6 +374,21 @@ void load_generator::on_message(std::uint32_t id, std::string_view payload) {
     ++at.frames_received;
   }
   decoder_.decode(options_.protocol, payload, message_);
+  if (message_.kind == message_kind::batch) {
+    std::vector<std::string> parts = std::move(message_.batch);
+    for (const std::string& part : parts) {
+      decoder_.decode(options_.protocol, part, message_);
+      if (conns_[id].fd < 0) return;
+      on_decoded(id);
+    }
+    return;
+  }
+  on_decoded(id);
+}
+
+void load_generator::on_decoded(std::uint32_t id) {
+  connection& conn = conns_[id];
+  endpoint_results& at = results_->endpoints[conn.endpoint];
   const std::uint32_t now = now_us();
   switch (message_.kind) {
   case message_kind::engineio_open:
@@ -440,6 +456,7 @@ void load_generator::on_message(std::uint32_t id, std::string_view payload) {
     count_error("malformed_message");
     break;
   case message_kind::other:
+  case message_kind::batch:
     break;
   }
 }

@@ -176,6 +176,7 @@ private:
   bool on_handshake_bytes(std::uint32_t conn);
   bool on_frames(std::uint32_t conn);
   void on_message(std::uint32_t conn, std::string_view payload);
+  void on_decoded(std::uint32_t conn);
   void on_open(std::uint32_t conn);   // WebSocket (and Socket.IO namespace) is up
   void send_message(std::uint32_t conn, std::string_view payload, ws_opcode opcode = ws_opcode::text);
   void flush(std::uint32_t conn);

@@ -221,6 +221,17 @@ void message_decoder::decode_json(simdjson::ondemand::object object, std::string
     std::string_view id;
     if (!object["id"].get_string().get(id)) out.op_seq = op_seq_from_id(id);
     out.kind = message_kind::error;
+  } else if (type == "batch") {
+    simdjson::ondemand::array items;
+    if (object["messages"].get_array().get(items)) { out.kind = message_kind::malformed; return; }
+    out.batch.clear();
+    for (auto element : items) {
+      simdjson::ondemand::object item;
+      std::string_view raw;
+      if (element.get_object().get(item) || item.raw_json().get(raw)) { out.kind = message_kind::malformed; return; }
+      out.batch.emplace_back(raw);
+    }
+    out.kind = message_kind::batch;
   } else if (type == "hello") {
     out.kind = message_kind::hello;
   }

@@ -65,6 +65,7 @@ enum class message_kind : std::uint8_t {
   counts,         // a counts frame (snapshot or tick update)
   ack,
   error,
+  batch,          // clapsd ?batch=1: several messages in one frame (raw JSON each in `batch`)
   malformed,
 };
 
@@ -82,6 +83,7 @@ struct decoded_message {
   std::int64_t accepted = 0;           // ack
   std::int64_t total = 0;              // ack
   std::string_view error_code;         // error
+  std::vector<std::string> batch;      // kind == batch: each message's JSON
 };
 
 class message_decoder {
