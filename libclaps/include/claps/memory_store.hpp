@@ -22,9 +22,12 @@ public:
   std::error_code read_total(std::string_view article, std::int64_t& total) override;
   std::error_code read_tally(std::string_view user, std::string_view article,
                              std::int32_t& claps) override;
-  std::error_code read_op(std::string_view user, std::string_view op_id, stored_op& out,
-                          bool& found) override;
+  std::error_code read_op(std::string_view user, std::string_view article, std::string_view op_id,
+                          stored_op& out, bool& found) override;
   void commit(const commit_batch& batch, commit_handler done) override;
+  /// Walks what the store holds, as lmdb_store does (keys in byte order).
+  std::error_code read_journal(journal_table table, std::string_view after, std::size_t max,
+                               std::vector<journal_row>& out, std::string& next) override;
 
   /// Number of commits applied so far.
   std::size_t commits() const noexcept;
