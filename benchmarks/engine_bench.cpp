@@ -252,7 +252,7 @@ commit_result run_lmdb_commits(const std::string& dir, std::size_t commits, bool
     for (std::size_t a = 0; a < 1000; ++a) {
       totals[a] = {articles[a], static_cast<std::int64_t>(c + 1)};
       tallies[a] = {users[a], articles[a], 1};
-      records[a] = {users[a], ops[a], articles[a], 1, 1, now + claps::millis(15 * 60 * 1000)};
+      records[a] = {users[a], articles[a], ops[a], 1, 1, now + claps::millis(15 * 60 * 1000)};
     }
     claps::commit_batch batch{totals, std::span<const claps::user_tally>(tallies.data(), tallies_too ? tallies.size() : 0),
                               std::span<const claps::op_record>(records.data(), ops_too ? records.size() : 0), now};

@@ -83,7 +83,7 @@ struct op_state {
   std::int32_t accepted = 0;
   std::int32_t mine = 0;
   timestamp expires_at{};
-  std::uint32_t user_len = 0;  // key is user + '/' + op_id
+  std::uint32_t user_len = 0;  // key is user + '/' + article + '/' + op_id
   stage at = stage::accumulating;
 };
 
@@ -189,10 +189,13 @@ struct engine::impl {
     assert(callback_depth == 0 && "claps::engine: mutating call from inside a callback");
   }
 
-  const std::string& make_key(std::string_view a, std::string_view b) {
+  // The op map's key: user '/' article '/' op_id (op ids are scoped to the
+  // pair; '/' is outside the id alphabet).
+  const std::string& op_key(std::string_view user, std::string_view article, std::string_view op_id) {
     key_buf.clear();
-    key_buf.append(a).push_back('/');
-    key_buf.append(b);
+    key_buf.append(user).push_back('/');
+    key_buf.append(article).push_back('/');
+    key_buf.append(op_id);
     return key_buf;
   }
 
@@ -247,7 +250,7 @@ struct engine::impl {
   // ---- op ids ----
 
   // Finds a live op record, in memory or in the store. Null when unused.
-  std::error_code find_op(std::string_view user, std::string_view op_id,
+  std::error_code find_op(std::string_view user, std::string_view article, std::string_view op_id,
                           op_map::value_type*& out);
 
   void forget_old_ops();

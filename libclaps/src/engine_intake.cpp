@@ -85,10 +85,10 @@ void engine::impl::evict_clean_tallies() {
 }
 
 // Finds a live op record, in memory or in the store. Null when unused.
-std::error_code engine::impl::find_op(std::string_view user, std::string_view op_id,
+std::error_code engine::impl::find_op(std::string_view user, std::string_view article, std::string_view op_id,
                         op_map::value_type*& out) {
   out = nullptr;
-  const std::string& key = make_key(user, op_id);
+  const std::string& key = op_key(user, article, op_id);
   if (auto it = ops.find(std::string_view(key)); it != ops.end()) {
     if (it->second.expires_at > now || it->second.at != stage::committed) out = &*it;
     return {};
@@ -98,16 +98,16 @@ std::error_code engine::impl::find_op(std::string_view user, std::string_view op
   if (now >= ops_complete_from && now >= early_evictions_expire) return {};
   stored_op rec;
   bool found = false;
-  if (auto ec = st.read_op(user, op_id, rec, found)) return ec;
+  if (auto ec = st.read_op(user, article, op_id, rec, found)) return ec;
   if (!found || rec.expires_at <= now) return {};
   op_state o;
-  o.article = std::move(rec.article);
+  o.article.assign(article);
   o.accepted = rec.accepted;
   o.mine = rec.mine;
   o.expires_at = rec.expires_at;
   o.user_len = static_cast<std::uint32_t>(user.size());
   o.at = stage::committed;
-  auto* node = &*ops.try_emplace(make_key(user, op_id)).first;
+  auto* node = &*ops.try_emplace(op_key(user, article, op_id)).first;
   node->second = std::move(o);
   op_fifo.emplace_back(node->second.expires_at, &node->first);
   out = node;
@@ -147,7 +147,7 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
   }
   if (!op_id.empty()) {
     op_map::value_type* op = nullptr;
-    if (auto ec = find_op(user, op_id, op)) return ec;
+    if (auto ec = find_op(user, article, op_id, op)) return ec;
     if (op) return replay(*op, cookie);
   }
   std::uint32_t slot = 0;
@@ -189,7 +189,7 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
     o.expires_at = now + opt.op_id_window;
     o.user_len = static_cast<std::uint32_t>(user.size());
     // An expired record may still sit under this key: reuse its node.
-    auto* node = &*ops.try_emplace(make_key(user, op_id)).first;
+    auto* node = &*ops.try_emplace(op_key(user, article, op_id)).first;
     node->second = std::move(o);
     op_fifo.emplace_back(node->second.expires_at, &node->first);
     dirty_ops.push_back(node);

@@ -79,7 +79,7 @@ void engine::impl::start_commit() {
     op_state& o = node->second;
     o.at = stage::in_flight;
     std::string_view key = node->first;
-    batch_ops.push_back({key.substr(0, o.user_len), key.substr(o.user_len + 1), o.article,
+    batch_ops.push_back({key.substr(0, o.user_len), o.article, key.substr(o.user_len + 2 + o.article.size()),
                          o.accepted, o.mine, o.expires_at});
   }
   flight_articles.swap(dirty_articles);

@@ -22,9 +22,9 @@ public:
                              std::int32_t& claps) override {
     return inner_.read_tally(user, article, claps);
   }
-  std::error_code read_op(std::string_view user, std::string_view op_id, stored_op& out,
-                          bool& found) override {
-    return inner_.read_op(user, op_id, out, found);
+  std::error_code read_op(std::string_view user, std::string_view article, std::string_view op_id,
+                          stored_op& out, bool& found) override {
+    return inner_.read_op(user, article, op_id, out, found);
   }
   void commit(const commit_batch& batch, commit_handler done) override;
   // A cluster store's view of other nodes' claps must reach the engine's cap.

@@ -147,7 +147,7 @@ TEST_CASE("undo removes all of the user's claps, and the user may clap again") {
   CHECK(f.rec.result(5)->total == 12);
 }
 
-TEST_CASE("op ids: a replay is not applied again, even naming another article") {
+TEST_CASE("op ids: a replay is not applied again; the same id on another article is another op") {
   fixture f;
   REQUIRE_FALSE(f.clap("alice", "a1", 3, 1, "op-1"));
   REQUIRE_FALSE(f.clap("alice", "a1", 3, 2, "op-1"));  // retried in the same tick
@@ -159,14 +159,19 @@ TEST_CASE("op ids: a replay is not applied again, even naming another article") 
   CHECK(f.rec.result(2)->total == 3);
 
   REQUIRE_FALSE(f.clap("bob", "a1", 4, 3));
-  REQUIRE_FALSE(f.clap("alice", "a2", 9, 4, "op-1"));  // same id, other article
+  REQUIRE_FALSE(f.clap("alice", "a1", 9, 16, "op-1"));  // a retry names the article again
+  REQUIRE_FALSE(f.clap("alice", "a2", 9, 4, "op-1"));  // same id, other article: a new op
   f.tick();
-  auto* r = f.rec.result(4);
+  auto* r = f.rec.result(16);
   CHECK(r->replayed);
   CHECK(r->article == "a1");
   CHECK(r->accepted == 3);
   CHECK(r->mine == 3);
   CHECK(r->total == 7);  // the current total
+  r = f.rec.result(4);
+  CHECK_FALSE(r->replayed);
+  CHECK(r->article == "a2");
+  CHECK(r->accepted == 9);
 
   // Op ids are scoped to their user.
   REQUIRE_FALSE(f.clap("bob", "a1", 1, 5, "op-1"));
@@ -591,7 +596,7 @@ TEST_CASE("op ids from an earlier process are found in the store until one windo
   claps::memory_store backing;
   faulty_store st(backing);
   // An earlier process committed op "early" for alice shortly before this one started.
-  std::vector<claps::op_record> ops{{"alice", "early", "a1", 2, 2, t0() + claps::millis(800)}};
+  std::vector<claps::op_record> ops{{"alice", "a1", "early", 2, 2, t0() + claps::millis(800)}};
   std::vector<claps::article_total> totals{{"a1", 2}};
   std::vector<claps::user_tally> tallies{{"alice", "a1", 2}};
   backing.commit({totals, tallies, ops, t0()}, [](std::error_code, claps::durability) {});

@@ -35,10 +35,10 @@ public:
     return inner_.read_tally(u, a, c);
   }
   int op_reads = 0;
-  std::error_code read_op(std::string_view u, std::string_view o, claps::stored_op& out,
+  std::error_code read_op(std::string_view u, std::string_view a, std::string_view o, claps::stored_op& out,
                           bool& found) override {
     ++op_reads;
-    return inner_.read_op(u, o, out, found);
+    return inner_.read_op(u, a, o, out, found);
   }
   void commit(const claps::commit_batch& batch, claps::commit_handler done) override {
     ++commits_attempted;

@@ -60,8 +60,8 @@ public:
   std::error_code read_total(std::string_view article, std::int64_t& total) override;
   std::error_code read_tally(std::string_view user, std::string_view article,
                              std::int32_t& claps) override;
-  std::error_code read_op(std::string_view user, std::string_view op_id, stored_op& out,
-                          bool& found) override;
+  std::error_code read_op(std::string_view user, std::string_view article, std::string_view op_id,
+                          stored_op& out, bool& found) override;
   /// Runs the write transaction before returning; calls `done` before returning.
   void commit(const commit_batch& batch, commit_handler done) override;
 

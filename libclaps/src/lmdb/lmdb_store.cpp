@@ -519,21 +519,25 @@ std::error_code lmdb_store::read_tally(std::string_view user, std::string_view a
 // Returns the stored record whether or not it has expired: the store has no
 // notion of "now" here, so the engine compares out.expires_at with its clock.
 // An expired record stays readable until a commit purges it.
-std::error_code lmdb_store::read_op(std::string_view user, std::string_view op_id,
+std::error_code lmdb_store::read_op(std::string_view user, std::string_view article, std::string_view op_id,
                                     stored_op& out, bool& found) {
   found = false;
   composite_key k;
   if (!k.build({}, user, op_id)) return errc::bad_request;
   try {
-    return impl_->read(&impl::ops, k.val(), found, [&](const MDB_val& v) {
+    bool same_article = false;
+    auto ec = impl_->read(&impl::ops, k.val(), found, [&](const MDB_val& v) {
       if (v.mv_size < op_header_size || v.mv_size > op_value_buffer_size) return false;
       const char* p = static_cast<const char*>(v.mv_data);
       out.expires_at = from_ms(get_i64_le(p));
       out.accepted = get_i32_le(p + 8);
       out.mine = get_i32_le(p + 12);
-      out.article.assign(p + op_header_size, v.mv_size - op_header_size);  // may throw bad_alloc
+      // Interim (format 1): one record per user and op id; another article's is another op.
+      same_article = std::string_view(p + op_header_size, v.mv_size - op_header_size) == article;
       return true;
     });
+    found = found && same_article;
+    return ec;
   } catch (const std::bad_alloc&) {
     found = false;
     return errc::store_io;

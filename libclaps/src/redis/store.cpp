@@ -732,9 +732,9 @@ std::error_code redis_store::read_tally(std::string_view user, std::string_view 
   return impl_->local.read_tally(user, article, claps);
 }
 
-std::error_code redis_store::read_op(std::string_view user, std::string_view op_id,
+std::error_code redis_store::read_op(std::string_view user, std::string_view article, std::string_view op_id,
                                      stored_op& out, bool& found) {
-  return impl_->local.read_op(user, op_id, out, found);
+  return impl_->local.read_op(user, article, op_id, out, found);
 }
 
 void redis_store::commit(const commit_batch& batch, commit_handler done) {
