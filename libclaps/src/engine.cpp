@@ -10,6 +10,7 @@ std::error_code validate(const engine_options& o) noexcept {
   if (o.clap_cap < 1) return make_error_code(errc::bad_request);
   if (o.op_id_window < millis(0)) return make_error_code(errc::bad_request);
   if (o.max_pending_ops < 1) return make_error_code(errc::bad_request);
+  if (o.op_id_wait < millis(0)) return make_error_code(errc::bad_request);
   return {};
 }
 
@@ -18,9 +19,10 @@ std::error_code validate(const engine_options& o) noexcept {
 engine::engine(store& s, engine_options options, engine_callbacks callbacks, timestamp now)
     : impl_(std::make_unique<impl>(s, options, std::move(callbacks), now)) {
   assert(!validate(options) && "claps::engine: options fail validate()");
+  s.attach(impl_.get());
 }
 
-engine::~engine() = default;
+engine::~engine() { impl_->st.attach(nullptr); }
 
 std::error_code engine::subscribe(subscriber_id sub, std::string_view article, bool reading,
                                   std::string_view user, snapshot& out) {
@@ -28,7 +30,8 @@ std::error_code engine::subscribe(subscriber_id sub, std::string_view article, b
   e.assert_not_in_callback();
   std::uint32_t slot = 0;
   std::int32_t mine = 0;
-  if (auto ec = e.load_for_snapshot(article, user, slot, mine)) return ec;
+  bool global = true;
+  if (auto ec = e.load_for_snapshot(article, user, slot, mine, global)) return ec;
   std::uint32_t sub_slot = e.find_or_add_subscriber(sub);
   if (!e.watches(sub_slot, slot)) {
     if (e.opt.max_subscriptions && e.subs[sub_slot].watching.size() >= e.opt.max_subscriptions) {
@@ -37,7 +40,7 @@ std::error_code engine::subscribe(subscriber_id sub, std::string_view article, b
     }
     e.add_watch(sub_slot, slot, reading);
   }
-  e.fill_snapshot(slot, mine, out);
+  e.fill_snapshot(slot, mine, global, out);
   return {};
 }
 
@@ -53,6 +56,7 @@ std::error_code engine::subscribe(subscriber_id sub, std::span<const std::string
   // Load everything first so a store error leaves nothing half done.
   std::vector<std::uint32_t> slots;
   std::vector<std::int32_t> mines;
+  std::vector<bool> globals;
   slots.reserve(list.size());
   mines.reserve(list.size());
   for (std::string_view article : list) {
@@ -62,6 +66,7 @@ std::error_code engine::subscribe(subscriber_id sub, std::span<const std::string
     if (auto ec = e.committed_mine(user, slot, mine)) return ec;
     slots.push_back(slot);
     mines.push_back(mine);
+    globals.push_back(e.refresh_remote(slot));
   }
   auto it = e.sub_index.find(sub);
   std::size_t have = it == e.sub_index.end() ? 0 : e.subs[it->second].watching.size();
@@ -78,7 +83,7 @@ std::error_code engine::subscribe(subscriber_id sub, std::span<const std::string
   for (std::size_t i = 0; i < slots.size(); ++i) {
     if (!e.watches(sub_slot, slots[i])) e.add_watch(sub_slot, slots[i], reading);
     snapshot snap;
-    e.fill_snapshot(slots[i], mines[i], snap);
+    e.fill_snapshot(slots[i], mines[i], globals[i], snap);
     out.push_back(snap);
   }
   return {};
@@ -118,10 +123,9 @@ std::error_code engine::clap(const clap_request& r) {
   return impl_->apply(r.user, r.article, r.count, false, r.op_id, r.cookie);
 }
 
-std::error_code engine::undo(std::string_view user, std::string_view article,
-                             std::string_view op_id, std::uint64_t cookie) {
+std::error_code engine::undo(const undo_request& r) {
   impl_->assert_not_in_callback();
-  return impl_->apply(user, article, 0, true, op_id, cookie);
+  return impl_->apply(r.user, r.article, 0, true, r.op_id, r.cookie);
 }
 
 void engine::advance(timestamp now) {
@@ -144,8 +148,13 @@ void engine::flush(timestamp now) {
 
 void engine::set_remote(std::string_view article, std::int64_t remote_total,
                         std::uint32_t remote_viewers) {
-  impl& e = *impl_;
-  e.assert_not_in_callback();
+  impl_->set_remote(article, remote_total, remote_viewers);
+}
+
+// Safe inside a callback: it only marks the article for the next emission.
+void engine::impl::set_remote(std::string_view article, std::int64_t remote_total,
+                              std::uint32_t remote_viewers) {
+  impl& e = *this;
   std::uint32_t slot = e.find_article(article);
   if (slot == no_slot) return;
   article_state& a = *e.articles[slot];
@@ -157,25 +166,13 @@ void engine::set_remote(std::string_view article, std::int64_t remote_total,
 
 timestamp engine::next_deadline() const noexcept { return impl_->next_tick; }
 
-std::error_code engine::read(std::string_view article, std::string_view user, snapshot& out) {
+std::error_code engine::read(std::string_view user, std::string_view article, snapshot& out) {
   impl& e = *impl_;
   std::uint32_t slot = 0;
   std::int32_t mine = 0;
-  if (auto ec = e.load_for_snapshot(article, user, slot, mine)) return ec;
-  e.fill_snapshot(slot, mine, out);
-  return {};
-}
-
-std::error_code engine::own_claps(std::string_view article, std::string_view user, std::int32_t& claps) {
-  impl& e = *impl_;
-  claps = 0;
-  if (auto ec = check_article_id(article)) return ec;
-  if (auto ec = check_user_id(user)) return ec;
-  std::uint32_t slot = 0;
-  if (auto ec = e.find_or_load_article(article, slot)) return ec;
-  std::uint32_t tally = 0;
-  if (auto ec = e.find_or_load_tally(user, slot, tally)) return ec;
-  claps = e.articles[slot]->tallies[tally].state.value;
+  bool global = true;
+  if (auto ec = e.load_for_snapshot(article, user, slot, mine, global)) return ec;
+  e.fill_snapshot(slot, mine, global, out);
   return {};
 }
 
@@ -183,8 +180,8 @@ std::error_code engine::store_error() const noexcept { return impl_->last_error;
 
 bool engine::idle() const noexcept {
   const impl& e = *impl_;
-  return !e.committing && e.dirty_articles.empty() && e.dirty_tallies.empty() &&
-         e.dirty_ops.empty() && e.stats.pending_ops == 0;
+  return !e.committing && !e.arbitrating && e.intents.empty() && e.dirty_articles.empty() &&
+         e.dirty_tallies.empty() && e.dirty_ops.empty() && e.stats.pending_ops == 0;
 }
 
 std::size_t engine::subscription_count(subscriber_id sub) const noexcept {

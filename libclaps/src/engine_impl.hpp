@@ -27,7 +27,11 @@ constexpr std::uint32_t no_slot = std::numeric_limits<std::uint32_t>::max();
 // the store still answers for them until they expire.
 constexpr std::size_t op_cache_limit = 1'000'000;
 
-enum class stage : std::uint8_t { accumulating, in_flight, committed };
+// deciding: queued for, or in, an arbitration by a shared store; no result
+// exists yet, so a retry of the same op id waits for the decision.
+enum class stage : std::uint8_t { deciding, accumulating, in_flight, committed };
+
+struct intent_state;
 
 struct room_entry {
   std::uint32_t sub;      // subscriber slot
@@ -85,6 +89,7 @@ struct op_state {
   timestamp expires_at{};
   std::uint32_t user_len = 0;  // key is user + '/' + article + '/' + op_id
   stage at = stage::accumulating;
+  intent_state* intent = nullptr;  // while deciding
 };
 
 struct subscriber_state {
@@ -100,9 +105,25 @@ struct pending_result {
   std::int32_t accepted;
   std::int32_t mine;
   bool replayed;
+  bool unavailable = false;  // could not be decided (op_result::error)
 };
 
 using op_map = detail::string_map<op_state>;
+
+// A clap or undo waiting for a shared store's decision (store::arbitrate).
+// Its article is pinned (result_refs) and its tally index kept valid (tally
+// eviction waits while any intent exists).
+struct intent_state {
+  std::string user, op_id;
+  std::uint32_t article = 0;  // slot
+  std::uint32_t tally = 0;    // index in the article's tallies
+  std::int32_t count = 0;
+  bool undo = false;
+  std::uint64_t cookie = 0;
+  op_map::value_type* op = nullptr;     // its op record, stage deciding (with an op id)
+  std::vector<std::uint64_t> followers; // cookies of the same op id sent again meanwhile
+  timestamp give_up{};                  // op id held by another node: refuse after this
+};
 
 struct tally_ref {
   std::uint32_t article;
@@ -114,7 +135,7 @@ struct tally_ref {
 
 using namespace detail;
 
-struct engine::impl {
+struct engine::impl final : store_listener {
   store& st;
   engine_options opt;
   engine_callbacks cb;
@@ -156,6 +177,13 @@ struct engine::impl {
   std::string batch_users;  // the users batch_tallies views point into
 
   std::vector<pending_result> ready_results;  // replays of committed ops
+
+  // Ops waiting for the store's decision, and those in the arbitration in
+  // flight (at most one, and never while a commit is in flight).
+  std::vector<std::unique_ptr<intent_state>> intents;
+  std::vector<std::unique_ptr<intent_state>> deciding;
+  std::vector<op_intent> intent_views;
+  bool arbitrating = false;
   std::vector<std::uint32_t> changed_articles;
 
   // Emission scratch, reused every tick.
@@ -179,6 +207,12 @@ struct engine::impl {
         article_index(o.hash_seed),
         ops(detail::make_string_map<op_state>(o.hash_seed)),
         ops_complete_from(t + o.op_id_window) {}
+
+  void remote_changed(std::string_view article, std::int64_t remote_total,
+                      std::uint32_t remote_viewers) override {
+    set_remote(article, remote_total, remote_viewers);
+  }
+  void set_remote(std::string_view article, std::int64_t remote_total, std::uint32_t remote_viewers);
 
   struct callback_scope {
     impl& e;
@@ -259,6 +293,7 @@ struct engine::impl {
 
   std::vector<pending_result>& results_for(stage s) {
     switch (s) {
+    case stage::deciding:  // not reached: such an op gets its intent's answer
     case stage::accumulating: return accumulating_results;
     case stage::in_flight: return flight_results;
     case stage::committed: break;
@@ -275,6 +310,21 @@ struct engine::impl {
                         std::uint64_t cookie);
 
   std::error_code replay(const op_map::value_type& op, std::uint64_t cookie);
+
+  // Counts a decided op: its claps, its op record (`op`, null without an op
+  // id) and its result. The article must already be pinned (result_refs).
+  void record(std::uint32_t slot, std::uint32_t tally, std::int32_t count, bool is_undo,
+              std::int32_t accepted, std::int32_t mine, op_map::value_type* op, std::uint64_t cookie);
+  // The step-1 rule: the cap minus this node's claps and the other nodes'
+  // last known part.
+  std::int32_t decide_locally(std::uint32_t slot, std::uint32_t tally, std::int32_t count, bool is_undo) const;
+
+  // ---- arbitration (stores shared by several nodes) ----
+
+  void start_arbitration();
+  void finish_arbitration(std::span<const op_decision> decisions);
+  // True when the op got its result; false when it is asked about again.
+  bool settle_intent(intent_state& in, const op_decision& d);
 
   // ---- the tick ----
 
@@ -315,15 +365,22 @@ struct engine::impl {
 
   // Validates an article and optional user and loads what a snapshot needs.
   std::error_code load_for_snapshot(std::string_view article, std::string_view user,
-                                    std::uint32_t& slot, std::int32_t& mine);
+                                    std::uint32_t& slot, std::int32_t& mine, bool& global);
 
-  void fill_snapshot(std::uint32_t slot, std::int32_t mine, snapshot& out) const {
+  // Asks the store for the other nodes' part of an article; false when it
+  // does not know it.
+  bool refresh_remote(std::uint32_t slot);
+
+  void fill_snapshot(std::uint32_t slot, std::int32_t mine, bool global, snapshot& out) const {
     const article_state& a = *articles[slot];
     out.article = a.id;
     out.total = a.committed + a.remote_total;
     out.viewers = a.viewers + a.remote_viewers;
     out.mine = mine;
+    out.global = global;
   }
+
+  void room_changed(const article_state& a) { st.room_changed(a.id, !a.room.empty(), a.viewers); }
 };
 
 } // namespace claps

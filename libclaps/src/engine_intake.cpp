@@ -75,7 +75,7 @@ std::error_code engine::impl::find_or_load_tally(std::string_view user, std::uin
 // case right after a commit) may indices be dropped, so then all go at once.
 void engine::impl::evict_clean_tallies() {
   if (tally_count <= opt.tally_cache) return;
-  if (!dirty_tallies.empty() || !flight_tallies.empty()) return;
+  if (!dirty_tallies.empty() || !flight_tallies.empty() || !intents.empty() || !deciding.empty()) return;
   for (auto& a_ptr : articles) {
     article_state& a = *a_ptr;
     a.tallies.clear();
@@ -145,33 +145,82 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
     ++stats.refused_unavailable;
     return make_error_code(errc::unavailable);
   }
+  op_map::value_type* op = nullptr;
   if (!op_id.empty()) {
-    op_map::value_type* op = nullptr;
     if (auto ec = find_op(user, article, op_id, op)) return ec;
+    if (op != nullptr && op->second.at == stage::deciding) {
+      // Sent again before the first was decided: it gets the same answer.
+      ++articles[op->second.intent->article]->result_refs;
+      op->second.intent->followers.push_back(cookie);
+      ++stats.pending_ops;
+      return {};
+    }
     if (op) return replay(*op, cookie);
   }
   std::uint32_t slot = 0;
   if (auto ec = find_or_load_article(article, slot)) return ec;
   std::uint32_t tally = 0;
   if (auto ec = find_or_load_tally(user, slot, tally)) return ec;
+  if (!op_id.empty()) {
+    // An expired record may still sit under this key: reuse its node.
+    op = &*ops.try_emplace(op_key(user, article, op_id)).first;
+    op_state& o = op->second;
+    o.article.assign(article);
+    o.user_len = static_cast<std::uint32_t>(user.size());
+    o.accepted = o.mine = 0;
+    o.expires_at = now + opt.op_id_window;
+  }
+  ++articles[slot]->result_refs;
+  ++stats.pending_ops;
+  if (st.arbitrates()) {
+    auto in = std::make_unique<intent_state>();
+    in->user.assign(user);
+    in->op_id.assign(op_id);
+    in->article = slot;
+    in->tally = tally;
+    in->count = is_undo ? 0 : count;
+    in->undo = is_undo;
+    in->cookie = cookie;
+    in->op = op;
+    in->give_up = now + opt.op_id_wait;
+    if (op) {
+      op->second.at = stage::deciding;
+      op->second.intent = in.get();
+    }
+    intents.push_back(std::move(in));
+    return {};
+  }
+  const std::int32_t accepted = decide_locally(slot, tally, count, is_undo);
+  const std::int32_t mine = articles[slot]->tallies[tally].state.value + accepted + st.remote_tally(user, article);
+  record(slot, tally, count, is_undo, accepted, mine, op, cookie);
+  return {};
+}
 
-  tally_state& t = articles[slot]->tallies[tally].state;
+std::int32_t engine::impl::decide_locally(std::uint32_t slot, std::uint32_t tally, std::int32_t count,
+                                          bool is_undo) const {
+  const article_state& a = *articles[slot];
+  const tally_entry& e = a.tallies[tally];
   // Claps this user made through other nodes count against the cap too.
   // An undo removes all of them, wherever they were made: this node's
   // register goes below zero by the other nodes' part, so the user's claps
   // summed over nodes are 0 (a PN-counter; no node rewrites another's part).
-  const std::int32_t remote = st.remote_tally(user, article);
-  std::int32_t accepted;
+  const std::int32_t remote = st.remote_tally(e.user, a.id);
+  if (is_undo) return -(e.state.value + remote);
+  return std::min(count, std::max(0, opt.clap_cap - e.state.value - remote));
+}
+
+void engine::impl::record(std::uint32_t slot, std::uint32_t tally, std::int32_t count, bool is_undo,
+                          std::int32_t accepted, std::int32_t mine, op_map::value_type* op,
+                          std::uint64_t cookie) {
+  article_state& a = *articles[slot];
+  tally_state& t = a.tallies[tally].state;
   if (is_undo) {
-    accepted = -(t.value + remote);
     ++stats.undos;
   } else {
-    accepted = std::min(count, std::max(0, opt.clap_cap - t.value - remote));
     stats.claps_requested += static_cast<std::uint64_t>(count);
-    stats.claps_accepted += static_cast<std::uint64_t>(accepted);
-    stats.claps_over_cap += static_cast<std::uint64_t>(count - accepted);
+    stats.claps_accepted += static_cast<std::uint64_t>(std::max(accepted, 0));
+    stats.claps_over_cap += static_cast<std::uint64_t>(count - std::max(accepted, 0));
   }
-  article_state& a = *articles[slot];
   if (accepted != 0) {
     t.value += accepted;
     a.total += accepted;
@@ -181,23 +230,17 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
       dirty_tallies.push_back({slot, tally});
     }
   }
-  if (!op_id.empty()) {
-    op_state o;
-    o.article.assign(article);
+  if (op != nullptr) {
+    op_state& o = op->second;
     o.accepted = accepted;
-    o.mine = t.value + remote;
+    o.mine = mine;
     o.expires_at = now + opt.op_id_window;
-    o.user_len = static_cast<std::uint32_t>(user.size());
-    // An expired record may still sit under this key: reuse its node.
-    auto* node = &*ops.try_emplace(op_key(user, article, op_id)).first;
-    node->second = std::move(o);
-    op_fifo.emplace_back(node->second.expires_at, &node->first);
-    dirty_ops.push_back(node);
+    o.at = stage::accumulating;
+    o.intent = nullptr;
+    op_fifo.emplace_back(o.expires_at, &op->first);
+    dirty_ops.push_back(op);
   }
-  ++a.result_refs;
-  accumulating_results.push_back({cookie, slot, accepted, t.value + remote, false});
-  ++stats.pending_ops;
-  return {};
+  accumulating_results.push_back({cookie, slot, accepted, mine, false});
 }
 
 std::error_code engine::impl::replay(const op_map::value_type& op, std::uint64_t cookie) {
@@ -220,13 +263,29 @@ std::error_code engine::impl::committed_mine(std::string_view user, std::uint32_
   return {};
 }
 
+bool engine::impl::refresh_remote(std::uint32_t slot) {
+  article_state& a = *articles[slot];
+  std::int64_t total = 0;
+  std::uint32_t viewers = 0;
+  // Without a view of other nodes, a store that does not arbitrate serves
+  // one node: its snapshots are whole.
+  if (!st.remote_part(a.id, total, viewers)) return !st.arbitrates();
+  if (a.remote_total != total || a.remote_viewers != viewers) {
+    a.remote_total = total;
+    a.remote_viewers = viewers;
+    mark_changed(slot);
+  }
+  return true;
+}
+
 // Validates an article and optional user and loads what a snapshot needs.
 std::error_code engine::impl::load_for_snapshot(std::string_view article, std::string_view user,
-                                  std::uint32_t& slot, std::int32_t& mine) {
+                                  std::uint32_t& slot, std::int32_t& mine, bool& global) {
   if (auto ec = check_article_id(article)) return ec;
   if (!user.empty())
     if (auto ec = check_user_id(user)) return ec;
   if (auto ec = find_or_load_article(article, slot)) return ec;
+  global = refresh_remote(slot);
   return committed_mine(user, slot, mine);
 }
 

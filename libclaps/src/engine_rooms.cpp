@@ -29,6 +29,7 @@ void engine::impl::add_watch(std::uint32_t sub_slot, std::uint32_t article_slot,
     ++a.viewers;
     mark_changed(article_slot);
   }
+  if (reading || a.room.size() == 1) room_changed(a);
 }
 
 // Removes watching[pos] of a subscriber, swap-removing on both sides.
@@ -55,6 +56,7 @@ void engine::impl::remove_watch(std::uint32_t sub_slot, std::uint32_t pos) {
     --a.viewers;
     mark_changed(w.article);
   }
+  if (w.reading || a.room.empty()) room_changed(a);
 }
 
 void engine::impl::drop_subscriber_if_empty(std::uint32_t slot) {

@@ -12,6 +12,7 @@ void engine::impl::complete(std::vector<pending_result>& results, durability lev
     if (cb.result) {
       op_result out;
       out.cookie = r.cookie;
+      if (r.unavailable) out.error = make_error_code(errc::unavailable);
       out.article = a.id;
       out.accepted = r.accepted;
       out.total = a.committed + a.remote_total;
@@ -30,16 +31,103 @@ void engine::impl::tick(timestamp t) {
   if (next_tick <= now) next_tick = now + opt.tick;
   ++stats.ticks;
   emitted_since_tick = false;
-  if (!committing) start_commit();
+  if (!committing && !arbitrating) {
+    if (intents.empty()) start_commit();
+    else start_arbitration();  // commits once the ops are decided
+  }
   // Replays of durable ops need no commit.
   stats.pending_ops -= ready_results.size();
   complete(ready_results, last_error ? durability::local : last_level);
   emit();
-  if (!committing) {
+  if (!committing && !arbitrating) {
     forget_old_ops();
     evict_clean_tallies();
     evict_idle_articles();
   }
+}
+
+void engine::impl::start_arbitration() {
+  deciding.swap(intents);
+  intents.clear();
+  intent_views.clear();
+  intent_views.reserve(deciding.size());
+  for (const auto& in : deciding) {
+    const article_state& a = *articles[in->article];
+    intent_views.push_back({in->user, a.id, in->op_id, in->count, in->undo,
+                            a.tallies[in->tally].state.value, a.total});
+  }
+  arbitrating = true;
+  if (auto ec = st.arbitrate(intent_views, [this](std::span<const op_decision> d) { finish_arbitration(d); })) {
+    // Not reachable: every op is decided here (the step-1 rule).
+    static const op_decision local{};
+    std::vector<op_decision> all(deciding.size(), local);
+    finish_arbitration(all);
+  }
+}
+
+void engine::impl::finish_arbitration(std::span<const op_decision> decisions) {
+  assert(arbitrating && decisions.size() == deciding.size());
+  arbitrating = false;
+  // Decisions apply in the order the ops arrived, so a tally's later ops
+  // build on its earlier ones.
+  for (std::size_t i = 0; i < deciding.size(); ++i)
+    if (settle_intent(*deciding[i], decisions[i])) deciding[i].reset();
+  for (auto& in : deciding)
+    if (in) intents.push_back(std::move(in));  // asked again on the next tick
+  deciding.clear();
+  start_commit();
+}
+
+bool engine::impl::settle_intent(intent_state& in, const op_decision& d) {
+  article_state& a = *articles[in.article];
+  auto answer_followers = [&](std::int32_t accepted, std::int32_t mine, bool unavailable) {
+    for (std::uint64_t cookie : in.followers)
+      accumulating_results.push_back({cookie, in.article, accepted, mine, true, unavailable});
+    if (!unavailable) stats.replays += in.followers.size();
+  };
+  switch (d.what) {
+  case op_decision::kind::applied:
+    record(in.article, in.tally, in.count, in.undo, d.accepted, d.mine, in.op, in.cookie);
+    answer_followers(d.accepted, d.mine, false);
+    break;
+  case op_decision::kind::local: {
+    const std::int32_t accepted = decide_locally(in.article, in.tally, in.count, in.undo);
+    const std::int32_t mine = a.tallies[in.tally].state.value + accepted + st.remote_tally(in.user, a.id);
+    record(in.article, in.tally, in.count, in.undo, accepted, mine, in.op, in.cookie);
+    answer_followers(accepted, mine, false);
+    break;
+  }
+  case op_decision::kind::replay: {
+    // Another node applied this op id: answer its result and count nothing.
+    // The record stays in memory only: it is that node's journal that holds it.
+    op_state& o = in.op->second;
+    o.accepted = d.accepted;
+    o.mine = d.mine;
+    o.expires_at = now + opt.op_id_window;
+    o.at = stage::committed;
+    o.intent = nullptr;
+    op_fifo.emplace_back(o.expires_at, &in.op->first);
+    ++stats.replays;
+    accumulating_results.push_back({in.cookie, in.article, d.accepted, d.mine, true});
+    answer_followers(d.accepted, d.mine, false);
+    break;
+  }
+  case op_decision::kind::retry:
+    if (now < in.give_up) return false;  // kept: asked again next tick
+    if (in.op != nullptr) {
+      // Forgotten: expired at once, purged with the other expired records.
+      op_state& o = in.op->second;
+      o.at = stage::committed;
+      o.intent = nullptr;
+      o.expires_at = now;
+      op_fifo.emplace_back(o.expires_at, &in.op->first);
+    }
+    ++stats.refused_unavailable;
+    accumulating_results.push_back({in.cookie, in.article, 0, 0, false, true});
+    answer_followers(0, 0, true);
+    break;
+  }
+  return true;
 }
 
 void engine::impl::start_commit() {

@@ -128,7 +128,7 @@ TEST_CASE("undo removes all of the user's claps, and the user may clap again") {
   REQUIRE_FALSE(f.clap("alice", "a1", 50, 1));
   REQUIRE_FALSE(f.clap("bob", "a1", 7, 2));
   f.tick();
-  REQUIRE_FALSE(f.eng.undo("alice", "a1", {}, 3));
+  REQUIRE_FALSE(f.eng.undo({"alice", "a1", {}, 3}));
   f.tick();
   CHECK(f.rec.result(3)->accepted == -50);
   CHECK(f.rec.result(3)->mine == 0);
@@ -141,7 +141,7 @@ TEST_CASE("undo removes all of the user's claps, and the user may clap again") {
   CHECK(f.rec.result(4)->total == 12);
 
   // An undo with nothing to undo is a harmless zero.
-  REQUIRE_FALSE(f.eng.undo("zed", "a1", {}, 5));
+  REQUIRE_FALSE(f.eng.undo({"zed", "a1", {}, 5}));
   f.tick();
   CHECK(f.rec.result(5)->accepted == 0);
   CHECK(f.rec.result(5)->total == 12);
@@ -176,12 +176,12 @@ TEST_CASE("op ids: a replay is not applied again; the same id on another article
   // Op ids are scoped to their user.
   REQUIRE_FALSE(f.clap("bob", "a1", 1, 5, "op-1"));
   // Undo with an op id replays too.
-  REQUIRE_FALSE(f.eng.undo("alice", "a1", "op-2", 6));
+  REQUIRE_FALSE(f.eng.undo({"alice", "a1", "op-2", 6}));
   f.tick();
   CHECK_FALSE(f.rec.result(5)->replayed);
   CHECK(f.rec.result(5)->accepted == 1);
   CHECK(f.rec.result(6)->accepted == -3);
-  REQUIRE_FALSE(f.eng.undo("alice", "a1", "op-2", 7));
+  REQUIRE_FALSE(f.eng.undo({"alice", "a1", "op-2", 7}));
   REQUIRE_FALSE(f.clap("alice", "a1", 2, 8, "op-3"));
   f.tick();
   CHECK(f.rec.result(7)->replayed);
@@ -432,7 +432,7 @@ TEST_CASE("10k subscribers over 1k articles") {
   }
   claps::snapshot snap;
   for (int a = 0; a < 1000; a += 97) {
-    REQUIRE_FALSE(f.eng.read("art-" + std::to_string(a), {}, snap));
+    REQUIRE_FALSE(f.eng.read({}, "art-" + std::to_string(a), snap));
     CHECK(snap.viewers == static_cast<std::uint32_t>(viewers[a]));
   }
   CHECK(f.eng.stats().subscribers == 5'000);
@@ -520,7 +520,7 @@ TEST_CASE("random subscribe/unsubscribe churn matches a reference model") {
     std::uint32_t expected = 0;
     for (auto& [s, articles] : model) expected += articles.count(a);
     claps::snapshot snap;
-    REQUIRE_FALSE(f.eng.read("r" + std::to_string(a), {}, snap));
+    REQUIRE_FALSE(f.eng.read({}, "r" + std::to_string(a), snap));
     CHECK(snap.viewers == expected);
   }
 }
@@ -549,10 +549,6 @@ TEST_CASE("several nodes: remote parts join totals, viewers, mine and the cap") 
   // Alice clapped 45 times through other nodes: only 5 more fit here.
   f.st.remote["alice/a1"] = 45;
   REQUIRE_FALSE(f.clap("alice", "a1", 10, 7, "op-x"));
-  std::int32_t own_now = -1;  // this node's own claps, pending ones included
-  REQUIRE_FALSE(f.eng.own_claps("a1", "alice", own_now));
-  CHECK(own_now == 5);
-  CHECK(f.eng.own_claps("a1", "bad user", own_now) == claps::errc::invalid_user);
   f.tick();
   auto* r = f.rec.result(7);
   REQUIRE(r);
@@ -571,7 +567,7 @@ TEST_CASE("several nodes: remote parts join totals, viewers, mine and the cap") 
 
   // Undo here removes her 45 claps through other nodes too: this node's
   // register drops to -45, so her claps summed over nodes are 0.
-  REQUIRE_FALSE(f.eng.undo("alice", "a1", "op-u", 8));
+  REQUIRE_FALSE(f.eng.undo({"alice", "a1", "op-u", 8}));
   f.tick();
   r = f.rec.result(8);
   REQUIRE(r);
@@ -649,4 +645,186 @@ TEST_CASE("a batch in flight keeps valid views while new claps grow the same art
   f.st.defer = false;
   f.tick();
   CHECK(f.rec.results.size() == 1001);
+}
+
+// ---- a store that arbitrates across nodes ----
+
+namespace {
+
+struct arbitrated_fixture {
+  claps::memory_store backing;
+  arbitrating_store st{backing};
+  recorder rec;
+  claps::engine eng;
+
+  explicit arbitrated_fixture(claps::engine_options o = {}) : eng(st, o, rec.callbacks(), t0()) {}
+
+  void tick() { eng.advance(eng.next_deadline()); }
+  std::error_code clap(std::string_view user, std::string_view article, int count, std::uint64_t cookie,
+                       std::string_view op = {}) {
+    return eng.clap({user, article, count, op, cookie});
+  }
+  static claps::op_decision applied(std::int32_t accepted, std::int32_t mine) {
+    return {claps::op_decision::kind::applied, accepted, mine};
+  }
+};
+
+} // namespace
+
+TEST_CASE("arbitration: a tick's ops go to the store in one call, in order, and its decisions are what counts") {
+  arbitrated_fixture f;
+  REQUIRE_FALSE(f.clap("alice", "a1", 3, 1, "op-1"));
+  REQUIRE_FALSE(f.clap("bob", "a1", 2, 2));
+  REQUIRE_FALSE(f.eng.undo({"carol", "a2", {}, 3}));
+  CHECK(f.st.calls.empty());  // nothing is decided before the tick
+  f.tick();
+  REQUIRE(f.st.calls.size() == 1);
+  const auto& call = f.st.calls[0];
+  REQUIRE(call.size() == 3);
+  CHECK(call[0].user == "alice");
+  CHECK(call[0].article == "a1");
+  CHECK(call[0].op_id == "op-1");
+  CHECK(call[0].count == 3);
+  CHECK(call[0].own == 0);
+  CHECK(call[1].user == "bob");
+  CHECK(call[2].undo);
+  CHECK(call[2].count == 0);
+  CHECK(f.rec.results.empty());
+
+  // Another node holds 48 of alice's claps: the store grants her 2 of 3.
+  f.st.remote["alice/a1"] = 48;
+  f.st.decide({f.applied(2, 50), f.applied(2, 2), f.applied(0, 0)});
+  REQUIRE(f.rec.results.size() == 3);  // committed (memory_store completes at once)
+  CHECK(f.rec.result(1)->accepted == 2);
+  CHECK(f.rec.result(1)->mine == 50);
+  CHECK(f.rec.result(1)->total == 4);
+  CHECK_FALSE(f.rec.result(1)->error);
+  std::int32_t claps_of = 0;
+  REQUIRE_FALSE(f.backing.read_tally("alice", "a1", claps_of));
+  CHECK(claps_of == 2);
+
+  // The next op of the pair starts from what the decision left.
+  REQUIRE_FALSE(f.clap("alice", "a1", 1, 4));
+  f.tick();
+  REQUIRE(f.st.calls.size() == 2);
+  CHECK(f.st.calls[1][0].own == 2);
+  CHECK(f.st.calls[1][0].own_total == 4);
+  f.st.decide({f.applied(0, 50)});
+  CHECK(f.rec.result(4)->accepted == 0);
+
+  // A retry of a decided op id is answered here, without asking the store.
+  REQUIRE_FALSE(f.clap("alice", "a1", 3, 5, "op-1"));
+  f.tick();
+  CHECK(f.st.calls.size() == 2);
+  REQUIRE(f.rec.result(5));
+  CHECK(f.rec.result(5)->replayed);
+  CHECK(f.rec.result(5)->accepted == 2);
+  CHECK(f.eng.idle());
+}
+
+TEST_CASE("arbitration: an op id another node applied is replayed and counts nothing here") {
+  arbitrated_fixture f;
+  REQUIRE_FALSE(f.clap("alice", "a1", 3, 1, "op-1"));
+  REQUIRE_FALSE(f.clap("alice", "a1", 3, 2, "op-1"));  // sent again before the decision
+  f.tick();
+  REQUIRE(f.st.calls.size() == 1);
+  CHECK(f.st.calls[0].size() == 1);  // one intent; the second waits for its answer
+  f.st.decide({{claps::op_decision::kind::replay, 3, 7}});
+  REQUIRE(f.rec.results.size() == 2);
+  for (auto& r : f.rec.results) {
+    CHECK(r.replayed);
+    CHECK(r.accepted == 3);
+    CHECK(r.mine == 7);
+  }
+  std::int64_t total = -1;
+  REQUIRE_FALSE(f.backing.read_total("a1", total));
+  CHECK(total == 0);
+  CHECK(f.eng.stats().replays == 2);
+  // The same op id on another article is another op.
+  REQUIRE_FALSE(f.clap("alice", "a2", 1, 3, "op-1"));
+  f.tick();
+  REQUIRE(f.st.calls.size() == 2);
+  CHECK(f.st.calls[1][0].article == "a2");
+}
+
+TEST_CASE("arbitration: an op id another node is applying is asked again, then refused as unavailable") {
+  claps::engine_options o;
+  o.op_id_wait = claps::millis(100);
+  arbitrated_fixture f(o);
+  REQUIRE_FALSE(f.clap("alice", "a1", 3, 1, "op-1"));
+  f.tick();
+  f.st.decide({{claps::op_decision::kind::retry, 0, 0}});
+  CHECK(f.rec.results.empty());
+  f.tick();  // asked again
+  REQUIRE(f.st.calls.size() == 2);
+  CHECK(f.st.calls[1][0].op_id == "op-1");
+  f.st.decide({{claps::op_decision::kind::retry, 0, 0}});
+  while (f.rec.results.empty()) {
+    f.tick();
+    REQUIRE(f.st.deciding());
+    f.st.decide({{claps::op_decision::kind::retry, 0, 0}});
+    REQUIRE(f.st.calls.size() < 20);
+  }
+  REQUIRE(f.rec.result(1));
+  CHECK(f.rec.result(1)->error == errc::unavailable);
+  CHECK(f.rec.result(1)->accepted == 0);
+  CHECK(f.eng.idle());
+  // The client retries the same op id: asked afresh.
+  REQUIRE_FALSE(f.clap("alice", "a1", 3, 2, "op-1"));
+  f.tick();
+  REQUIRE(f.st.deciding());
+  f.st.decide({f.applied(3, 3)});
+  CHECK(f.rec.result(2)->accepted == 3);
+  CHECK_FALSE(f.rec.result(2)->replayed);
+}
+
+TEST_CASE("arbitration: with the shared store unreachable, ops are decided here under the step-1 rule") {
+  arbitrated_fixture f;
+  f.st.reachable = false;
+  f.st.remote["alice/a1"] = 45;
+  REQUIRE_FALSE(f.clap("alice", "a1", 10, 1, "op-1"));
+  f.tick();
+  CHECK(f.st.calls.empty());
+  REQUIRE(f.rec.result(1));
+  CHECK(f.rec.result(1)->accepted == 5);  // the cap minus the last known other part
+  CHECK(f.rec.result(1)->mine == 50);
+  REQUIRE_FALSE(f.eng.undo({"alice", "a1", {}, 2}));
+  f.tick();
+  CHECK(f.rec.result(2)->accepted == -50);
+}
+
+TEST_CASE("arbitration: the store hears of first and last watchers and of local viewers") {
+  arbitrated_fixture f;
+  claps::snapshot snap;
+  REQUIRE_FALSE(f.eng.subscribe(1, "a1", true, {}, snap));
+  CHECK_FALSE(snap.global);  // the store has no view of the other nodes yet
+  REQUIRE_FALSE(f.eng.subscribe(2, "a1", false, {}, snap));  // not reading: no change
+  REQUIRE_FALSE(f.eng.subscribe(3, "a1", true, {}, snap));
+  f.eng.unsubscribe(1, "a1");
+  f.eng.unsubscribe_all(3);
+  f.eng.unsubscribe_all(2);
+  REQUIRE(f.st.rooms.size() == 5);
+  CHECK((f.st.rooms[0].watched && f.st.rooms[0].viewers == 1));
+  CHECK((f.st.rooms[1].watched && f.st.rooms[1].viewers == 2));
+  CHECK((f.st.rooms[2].watched && f.st.rooms[2].viewers == 1));
+  CHECK((f.st.rooms[3].watched && f.st.rooms[3].viewers == 0));
+  CHECK((!f.st.rooms[4].watched && f.st.rooms[4].viewers == 0));  // the last, non-reading one left
+  REQUIRE_FALSE(f.eng.subscribe(4, "a2", false, {}, snap));
+  f.eng.unsubscribe_all(4);
+  CHECK((f.st.rooms.back().article == "a2" && !f.st.rooms.back().watched));
+}
+
+TEST_CASE("arbitration: the store reports other nodes' parts through its listener") {
+  arbitrated_fixture f;
+  claps::snapshot snap;
+  REQUIRE_FALSE(f.eng.subscribe(1, "a1", true, {}, snap));
+  f.rec.clear();
+  REQUIRE_FALSE(f.clap("bob", "a1", 2, 1));
+  f.tick();
+  f.st.decide({f.applied(2, 2)});
+  REQUIRE(f.st.listener);
+  f.st.listener->remote_changed("a1", 10, 1);  // as from a Redis reply
+  f.tick();
+  REQUIRE_FALSE(f.rec.batches[1].empty());
+  CHECK(f.rec.batches[1].back()[0].total == 12);
 }

@@ -592,10 +592,10 @@ TEST_CASE("engine on lmdb_store: claps survive a reopen and op ids replay across
   auto store = open_store(dir.env());
   engine_rig rig(*store, t0 + 1min);
   claps::snapshot snap;
-  REQUIRE_FALSE(rig.engine->read("post-1", "alice", snap));
+  REQUIRE_FALSE(rig.engine->read("alice", "post-1", snap));
   CHECK(snap.total == 8);
   CHECK(snap.mine == 3);
-  REQUIRE_FALSE(rig.engine->read("post-2", "bob", snap));
+  REQUIRE_FALSE(rig.engine->read("bob", "post-2", snap));
   CHECK(snap.total == 50);
   CHECK(snap.mine == 50);
 
@@ -611,11 +611,11 @@ TEST_CASE("engine on lmdb_store: claps survive a reopen and op ids replay across
     CHECK(r.mine == 3);
     CHECK(r.total == 8);
   }
-  REQUIRE_FALSE(rig.engine->read("post-1", "alice", snap));
+  REQUIRE_FALSE(rig.engine->read("alice", "post-1", snap));
   CHECK(snap.total == 8);
 
   // An undo with an op id, then a replay of that undo after another reopen.
-  REQUIRE_FALSE(rig.engine->undo("bob", "post-1", "op-u", 6));
+  REQUIRE_FALSE(rig.engine->undo({"bob", "post-1", "op-u", 6}));
   rig.run_until_results(3);
   CHECK_FALSE(rig.results[2].replayed);
   CHECK(rig.results[2].accepted == -5);
@@ -627,7 +627,7 @@ TEST_CASE("engine on lmdb_store: claps survive a reopen and op ids replay across
 
   store = open_store(dir.env());
   engine_rig again(*store, later + 1s);
-  REQUIRE_FALSE(again.engine->undo("bob", "post-1", "op-u", 7));
+  REQUIRE_FALSE(again.engine->undo({"bob", "post-1", "op-u", 7}));
   again.run_until_results(1);
   CHECK(again.results[0].replayed);
   CHECK(again.results[0].accepted == -5);

@@ -79,8 +79,79 @@ private:
   std::function<void()> held_;
 };
 
+// A store shared by several nodes, as the engine sees one: forwards reads and
+// commits to a real store, records every arbitrate() call and lets the test
+// answer it (or refuses it, as an unreachable Redis does), and records the
+// room changes the engine reports.
+class arbitrating_store final : public claps::store {
+public:
+  explicit arbitrating_store(claps::store& inner) : inner_(inner) {}
+
+  struct intent {
+    std::string user, article, op_id;
+    std::int32_t count;
+    bool undo;
+    std::int32_t own;
+    std::int64_t own_total;
+  };
+  struct room {
+    std::string article;
+    bool watched;
+    std::uint32_t viewers;
+  };
+  bool reachable = true;
+  std::vector<std::vector<intent>> calls;  // one per arbitrate()
+  std::vector<room> rooms;
+  claps::store_listener* listener = nullptr;
+  std::map<std::string, std::int32_t> remote;  // "user/article" -> other nodes' claps
+
+  std::error_code read_total(std::string_view a, std::int64_t& t) override { return inner_.read_total(a, t); }
+  std::error_code read_tally(std::string_view u, std::string_view a, std::int32_t& c) override {
+    return inner_.read_tally(u, a, c);
+  }
+  std::error_code read_op(std::string_view u, std::string_view a, std::string_view o, claps::stored_op& out,
+                          bool& found) override {
+    return inner_.read_op(u, a, o, out, found);
+  }
+  void commit(const claps::commit_batch& batch, claps::commit_handler done) override {
+    inner_.commit(batch, [done](std::error_code ec, claps::durability) { done(ec, claps::durability::cluster); });
+  }
+  std::int32_t remote_tally(std::string_view user, std::string_view article) override {
+    auto it = remote.find(std::string(user) + "/" + std::string(article));
+    return it == remote.end() ? 0 : it->second;
+  }
+  bool arbitrates() const override { return true; }
+  std::error_code arbitrate(std::span<const claps::op_intent> intents, claps::arbitrate_handler done) override {
+    if (!reachable) return claps::make_error_code(claps::errc::store_disconnected);
+    std::vector<intent> call;
+    for (const auto& i : intents)
+      call.push_back({std::string(i.user), std::string(i.article), std::string(i.op_id), i.count, i.undo, i.own,
+                      i.own_total});
+    calls.push_back(std::move(call));
+    pending_ = std::move(done);
+    return {};
+  }
+  void room_changed(std::string_view article, bool watched, std::uint32_t viewers) override {
+    rooms.push_back({std::string(article), watched, viewers});
+  }
+  void attach(claps::store_listener* l) override { listener = l; }
+
+  bool deciding() const { return static_cast<bool>(pending_); }
+  // Answers the arbitration in flight, as the store's reply would, from the loop.
+  void decide(std::vector<claps::op_decision> decisions) {
+    auto done = std::move(pending_);
+    pending_ = nullptr;
+    done(decisions);
+  }
+
+private:
+  claps::store& inner_;
+  claps::arbitrate_handler pending_;
+};
+
 struct recorded_result {
   std::uint64_t cookie;
+  std::error_code error;
   std::string article;
   std::int32_t accepted;
   std::int64_t total;
@@ -121,7 +192,7 @@ struct recorder {
       ticks.push_back(std::move(items));
     };
     cb.result = [this](const claps::op_result& r) {
-      results.push_back({r.cookie, std::string(r.article), r.accepted, r.total, r.mine, r.replayed});
+      results.push_back({r.cookie, r.error, std::string(r.article), r.accepted, r.total, r.mine, r.replayed});
     };
     cb.store_status = [this](std::error_code ec) { statuses.push_back(ec); };
     return cb;

@@ -13,10 +13,22 @@
 // <claps/uv.hpp> does this on a libuv loop; tests do it with a fake clock.
 //
 // Thread rule: an engine and its store belong to one thread.
-// Re-entrancy rule: callbacks run inside advance() (and never inside any other
-// call). From a callback the caller may use the const queries only; calling a
-// mutating function (subscribe, clap, advance, ...) from a callback asserts.
-// Views passed to a callback are valid only until the callback returns.
+// Re-entrancy rule: callbacks run inside advance() and flush(), and, with a
+// store that completes later (a networked store), from the caller's loop when
+// the store completes a commit or an arbitration. They never run inside
+// subscribe(), clap(), undo() or a query. From a callback the caller may use
+// the const queries and set_remote() only; calling another mutating function
+// (subscribe, clap, advance, ...) from a callback asserts. Views passed to a
+// callback are valid only until the callback returns.
+//
+// Order of results: within one commit, results fire in the order their ops
+// were accepted by clap()/undo(); replays of ops that were already durable
+// fire at the start of the next tick, before that tick's commit completes.
+//
+// Several nodes: with a store that arbitrates (claps::redis_store), clap() and
+// undo() only queue the op; each tick the engine asks the store to decide the
+// queued ops across nodes in one call, applies the decisions, commits them,
+// and then completes the results. See <claps/store.hpp> and docs/design.md.
 #pragma once
 
 #include <claps/error.hpp>
@@ -54,6 +66,10 @@ struct engine_options {
   std::size_t article_cache = 100'000;
   /// (user, article) tallies kept cached in memory while clean.
   std::size_t tally_cache = 1'000'000;
+  /// With a store that arbitrates: how long an op whose op id another node
+  /// is applying right now is asked about again (each tick) before its
+  /// result is errc::unavailable (the caller retries with the same op id).
+  millis op_id_wait{3000};
   /// Seed of the engine's hash tables. Servers that accept ids from the
   /// network should pass a random value, so that nobody can choose ids that
   /// all land in one bucket.
@@ -82,12 +98,20 @@ struct snapshot {
   std::int64_t total = 0;  // committed
   std::uint32_t viewers = 0;
   std::int32_t mine = 0;   // committed claps of the given user (0 without one)
+  /// False when a store shared by several nodes does not know the other
+  /// nodes' part right now (unreachable, or not loaded yet): total, viewers
+  /// and mine are then this node's view only.
+  bool global = true;
 };
 
 /// The outcome of one clap() or undo(), delivered after its batch is durable.
 struct op_result {
-  std::uint64_t cookie = 0;        // as passed in clap_request / undo
-  std::string_view article;        // for a replay: the article of the original op
+  std::uint64_t cookie = 0;        // as passed in clap_request / undo_request
+  /// Empty when the op was decided. errc::unavailable when a store shared by
+  /// several nodes kept finding its op id in use by another node for
+  /// engine_options::op_id_wait: nothing was applied; retry the same op id.
+  std::error_code error;
+  std::string_view article;
   std::int32_t accepted = 0;       // claps counted; < count at the cap; negative for undo
   std::int64_t total = 0;          // the article's committed total now
   std::int32_t mine = 0;           // the user's committed tally on the article
@@ -99,7 +123,14 @@ struct clap_request {
   std::string_view user;
   std::string_view article;
   std::int32_t count = 1;  // 1..clap_cap
-  std::string_view op_id;  // optional idempotency key, scoped to the user
+  std::string_view op_id;  // optional idempotency key, scoped to (user, article)
+  std::uint64_t cookie = 0;
+};
+
+struct undo_request {
+  std::string_view user;
+  std::string_view article;
+  std::string_view op_id;  // optional idempotency key, scoped to (user, article)
   std::uint64_t cookie = 0;
 };
 
@@ -112,7 +143,8 @@ struct engine_callbacks {
   std::function<void(subscriber_id, std::span<const article_update* const>)> deliver;
   /// Once per tick with every changed article, before any deliver(). Optional.
   std::function<void(std::span<const article_update>)> tick_updates;
-  /// Exactly once per clap()/undo() that returned no error. Optional.
+  /// Exactly once per clap()/undo() that returned no error (op_result::error
+  /// tells the rare op that could not be decided). Optional.
   std::function<void(const op_result&)> result;
   /// When the store's health changes: an error on the first failing commit,
   /// an empty code when a commit succeeds again. Optional.
@@ -175,8 +207,9 @@ public:
 
   /// Counts up to request.count claps of a user on an article, bounded by the
   /// cap. On success the result arrives later through callbacks.result, after
-  /// the batch holding it is durable. A reused op id is not applied again;
-  /// its result repeats the original accepted/mine with the current total.
+  /// the batch holding it is durable. A reused op id (same user and article)
+  /// is not applied again; its result repeats the original accepted/mine with
+  /// the current total. The same op id on another article is another op.
   /// Errors (and then no callback fires): invalid_user, invalid_article,
   /// invalid_op_id, invalid_count, unavailable (too much uncommitted), or a
   /// store error from reading state the engine had not cached.
@@ -187,8 +220,7 @@ public:
   /// With a store shared by several nodes that includes the claps made
   /// through other nodes (store::remote_tally): this node's own tally then
   /// goes below zero by that amount, so the user's claps sum to 0.
-  std::error_code undo(std::string_view user, std::string_view article, std::string_view op_id,
-                       std::uint64_t cookie);
+  std::error_code undo(const undo_request& request);
 
   // ---- several nodes ----
 
@@ -198,7 +230,9 @@ public:
   /// that differs from what was last emitted, the article is emitted on the
   /// next tick (no commit needed). Commit batches keep carrying this engine's
   /// own values. Ignored for articles the engine does not hold in memory
-  /// (nobody here watches them or clapped for them recently).
+  /// (nobody here watches them or clapped for them recently). A store that
+  /// arbitrates calls this itself (store_listener), so callers rarely need
+  /// to. May be called from inside a callback.
   void set_remote(std::string_view article, std::int64_t remote_total,
                   std::uint32_t remote_viewers);
 
@@ -216,12 +250,10 @@ public:
   // ---- queries (const, callable from callbacks) ----
 
   /// The committed state of an article as the engine knows it, loading it
-  /// from the store if needed (so this one is not const). `user` may be empty.
-  std::error_code read(std::string_view article, std::string_view user, snapshot& out);
-  /// This node's own claps of `user` on `article`, including those not yet
-  /// durable (no other nodes' part): what a cluster reserves room from under
-  /// the cap. Loads from the store if needed. Errors as read().
-  std::error_code own_claps(std::string_view article, std::string_view user, std::int32_t& claps);
+  /// from the store if needed (so this one is not const). `user` may be
+  /// empty; then out.mine is 0. `out.article` stays valid until the next call
+  /// into the engine. Errors: invalid_article, invalid_user, or a store error.
+  std::error_code read(std::string_view user, std::string_view article, snapshot& out);
   /// Error of the last commit; empty while the store is healthy.
   std::error_code store_error() const noexcept;
   /// True when nothing is pending and no commit is in flight.

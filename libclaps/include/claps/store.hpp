@@ -207,14 +207,16 @@ public:
     return 0;
   }
 
-  /// The other nodes' part of an article, when the store knows it: true with
-  /// `total` and `viewers` set, false when it does not (never loaded, or the
-  /// shared store is unreachable). A single-node store knows it is 0.
+  /// The other nodes' part of an article, when the store keeps a view of
+  /// them: true with `total` and `viewers` set, false when it does not (never
+  /// loaded, the shared store is unreachable, or a store of one node). The
+  /// engine asks before every snapshot; it leaves what engine::set_remote()
+  /// set alone when this returns false.
   virtual bool remote_part(std::string_view article, std::int64_t& total, std::uint32_t& viewers) {
     (void)article;
-    total = 0;
-    viewers = 0;
-    return true;
+    (void)total;
+    (void)viewers;
+    return false;
   }
 
   /// True when claps must be decided by arbitrate() before they are applied.
