@@ -15,8 +15,10 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -129,6 +131,125 @@ struct batch_builder {
   }
   claps::commit_batch batch(timestamp now) const { return {totals, tallies, ops, now}; }
 };
+
+// Raw LMDB on an environment's files, to build or inspect what lmdb_store
+// reads and writes, in one write transaction that commit() commits.
+class raw_env {
+public:
+  explicit raw_env(const std::string& path) {
+    std::filesystem::create_directories(path);
+    REQUIRE(mdb_env_create(&env_) == 0);
+    REQUIRE(mdb_env_set_maxdbs(env_, 8) == 0);
+    REQUIRE(mdb_env_set_mapsize(env_, std::size_t{64} << 20) == 0);
+    REQUIRE(mdb_env_open(env_, path.c_str(), 0, 0644) == 0);
+    REQUIRE(mdb_txn_begin(env_, nullptr, 0, &txn_) == 0);
+  }
+  ~raw_env() {
+    if (txn_ != nullptr) mdb_txn_abort(txn_);
+    mdb_env_close(env_);
+  }
+  raw_env(const raw_env&) = delete;
+  raw_env& operator=(const raw_env&) = delete;
+
+  void put(const char* db, std::string_view key, std::string_view value) {
+    MDB_val k = val(key), v = val(value);
+    REQUIRE(mdb_put(txn_, dbi(db), &k, &v, 0) == 0);
+  }
+  std::optional<std::string> get(const char* db, std::string_view key) {
+    MDB_val k = val(key), v{};
+    const int rc = mdb_get(txn_, dbi(db), &k, &v);
+    REQUIRE((rc == 0 || rc == MDB_NOTFOUND));
+    if (rc != 0) return std::nullopt;
+    return std::string(static_cast<const char*>(v.mv_data), v.mv_size);
+  }
+  void del(const char* db, std::string_view key) {
+    MDB_val k = val(key);
+    REQUIRE(mdb_del(txn_, dbi(db), &k, nullptr) == 0);
+  }
+  std::map<std::string, std::string> dump(const char* db) {
+    std::map<std::string, std::string> entries;
+    MDB_cursor* cursor = nullptr;
+    REQUIRE(mdb_cursor_open(txn_, dbi(db), &cursor) == 0);
+    MDB_val k{}, v{};
+    for (int rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT))
+      entries.emplace(std::string(static_cast<const char*>(k.mv_data), k.mv_size),
+                      std::string(static_cast<const char*>(v.mv_data), v.mv_size));
+    mdb_cursor_close(cursor);
+    return entries;
+  }
+  void commit() {
+    REQUIRE(mdb_txn_commit(txn_) == 0);
+    txn_ = nullptr;
+  }
+
+private:
+  static MDB_val val(std::string_view s) { return {s.size(), const_cast<char*>(s.data())}; }
+  MDB_dbi dbi(const char* name) {
+    MDB_dbi d = 0;
+    REQUIRE(mdb_dbi_open(txn_, name, MDB_CREATE, &d) == 0);
+    return d;
+  }
+  MDB_env* env_ = nullptr;
+  MDB_txn* txn_ = nullptr;
+};
+
+std::string le32(std::uint32_t v) {
+  std::string s(4, '\0');
+  for (int i = 0; i < 4; ++i) s[i] = static_cast<char>(v >> (8 * i));
+  return s;
+}
+std::string le64(std::uint64_t v) {
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>(v >> (8 * i));
+  return s;
+}
+// op_expiry's key prefix: expires_at ms, sign bit flipped, big-endian.
+std::string expiry_prefix(timestamp t) {
+  const std::uint64_t v =
+      static_cast<std::uint64_t>(t.time_since_epoch().count()) ^ (std::uint64_t{1} << 63);
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>(v >> (8 * (7 - i)));
+  return s;
+}
+std::string op_value(timestamp expires_at, std::int32_t accepted, std::int32_t mine) {
+  return le64(static_cast<std::uint64_t>(expires_at.time_since_epoch().count())) +
+         le32(static_cast<std::uint32_t>(accepted)) + le32(static_cast<std::uint32_t>(mine));
+}
+
+// Every table of an environment, to compare two states byte for byte.
+std::map<std::string, std::map<std::string, std::string>> dump_all(const std::string& path) {
+  raw_env raw(path);
+  std::map<std::string, std::map<std::string, std::string>> all;
+  for (const char* db : {"meta", "totals", "tallies", "ops", "op_expiry"}) all[db] = raw.dump(db);
+  return all;
+}
+
+// Reads a whole journal table `page` rows at a time, checking the paging
+// contract on the way.
+std::vector<claps::journal_row> read_all(claps::store& store, claps::journal_table table,
+                                         std::size_t page) {
+  std::vector<claps::journal_row> rows;
+  std::string next;
+  for (int calls = 0; calls < 10'000; ++calls) {
+    const std::size_t before = rows.size();
+    REQUIRE_FALSE(store.read_journal(table, next, page, rows, next)); // `after` views `next`
+    CHECK(rows.size() - before <= page);
+    if (next.empty()) return rows;
+    CHECK(rows.size() - before == page);
+  }
+  FAIL("the journal walk did not end");
+  return rows;
+}
+
+// One article's rows come together: once left, an article never comes back.
+void check_articles_contiguous(const std::vector<claps::journal_row>& rows) {
+  std::set<std::string> done;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (i > 0 && rows[i].article != rows[i - 1].article) done.insert(rows[i - 1].article);
+    CHECK(done.count(rows[i].article) == 0);
+  }
+}
 
 } // namespace
 
@@ -252,38 +373,24 @@ TEST_CASE("sync=false commits are durable across a clean close") {
 }
 
 TEST_CASE("a different format version is refused") {
-  temp_dir dir;
-  open_store(dir.env()).reset(); // creates the environment at version 1
-
-  // Rewrite the version with raw LMDB, as a future build would.
-  MDB_env* env = nullptr;
-  REQUIRE(mdb_env_create(&env) == 0);
-  REQUIRE(mdb_env_set_maxdbs(env, 8) == 0);
-  REQUIRE(mdb_env_open(env, dir.env().c_str(), 0, 0644) == 0);
-  MDB_txn* txn = nullptr;
-  REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == 0);
-  MDB_dbi meta = 0;
-  REQUIRE(mdb_dbi_open(txn, "meta", 0, &meta) == 0);
-  char key_bytes[] = "format_version";
-  MDB_val key{std::strlen(key_bytes), key_bytes};
-  MDB_val value{};
-  REQUIRE(mdb_get(txn, meta, &key, &value) == 0);
-  REQUIRE(value.mv_size == 4);
-  const unsigned char* v = static_cast<const unsigned char*>(value.mv_data);
-  CHECK(v[0] == claps::lmdb_format_version); // little-endian
-  CHECK(v[1] == 0);
-  unsigned char future[4] = {claps::lmdb_format_version + 1, 0, 0, 0};
-  value = MDB_val{sizeof future, future};
-  REQUIRE(mdb_put(txn, meta, &key, &value, 0) == 0);
-  REQUIRE(mdb_txn_commit(txn) == 0);
-  mdb_env_close(env);
-
-  claps::lmdb_options options;
-  options.path = dir.env();
-  std::error_code ec;
-  auto store = claps::lmdb_store::open(options, ec);
-  CHECK(store == nullptr);
-  CHECK(ec == errc::store_incompatible);
+  for (std::uint32_t version : {0u, claps::lmdb_format_version + 1}) {
+    temp_dir dir;
+    open_store(dir.env()).reset(); // creates the environment at the current version
+    {
+      // Rewrite the version with raw LMDB, as a future build would.
+      raw_env raw(dir.env());
+      CHECK(raw.get("meta", "format_version") == le32(claps::lmdb_format_version));
+      CHECK(claps::lmdb_format_version == 2);
+      raw.put("meta", "format_version", le32(version));
+      raw.commit();
+    }
+    claps::lmdb_options options;
+    options.path = dir.env();
+    std::error_code ec;
+    auto store = claps::lmdb_store::open(options, ec);
+    CHECK(store == nullptr);
+    CHECK(ec == errc::store_incompatible);
+  }
 }
 
 TEST_CASE("an LMDB environment that is not a claps store is refused") {
@@ -532,6 +639,328 @@ TEST_CASE("corruption reports store_corrupted and the store reopens its environm
   REQUIRE_FALSE(commit(*store, next.batch(t0 + 1s)));
   CHECK(total_of(*store, "corrupt-me-article") == 43);
   CHECK(store->reopens() == 1);
+}
+
+TEST_CASE("format 2 keys: article first, ops values without the article") {
+  temp_dir dir;
+  {
+    auto store = open_store(dir.env());
+    batch_builder b;
+    b.tally("u1", "a1", 3);
+    b.op("u1", "op-1", "a1", 3, 3, t0 + 15min);
+    REQUIRE_FALSE(commit(*store, b.batch(t0)));
+  }
+  raw_env raw(dir.env());
+  CHECK(raw.get("meta", "format_version") == le32(2));
+  CHECK(raw.get("tallies", "a1/u1") == le32(3));
+  CHECK(raw.get("ops", "a1/u1/op-1") == op_value(t0 + 15min, 3, 3));
+  const auto expiry = raw.dump("op_expiry");
+  REQUIRE(expiry.size() == 1);
+  CHECK(expiry.begin()->first == expiry_prefix(t0 + 15min) + "a1/u1/op-1");
+  CHECK(expiry.begin()->second.empty());
+}
+
+TEST_CASE("one user's op id on two articles is two independent records") {
+  temp_dir dir;
+  auto store = open_store(dir.env());
+  batch_builder b;
+  b.op("u1", "op-1", "a1", 3, 3, t0 + 1s);
+  b.op("u1", "op-1", "a2", 7, 9, t0 + 1h);
+  REQUIRE_FALSE(commit(*store, b.batch(t0)));
+  CHECK(store->op_count() == 2);
+  auto one = op_of(*store, "u1", "op-1", "a1");
+  auto two = op_of(*store, "u1", "op-1", "a2");
+  REQUIRE(one);
+  REQUIRE(two);
+  CHECK(one->accepted == 3);
+  CHECK(one->mine == 3);
+  CHECK(two->accepted == 7);
+  CHECK(two->mine == 9);
+  CHECK_FALSE(op_of(*store, "u1", "op-1", "a3"));
+  CHECK_FALSE(op_of(*store, "u2", "op-1", "a1"));
+
+  // Rewriting one leaves the other; purging one leaves the other.
+  batch_builder rewrite;
+  rewrite.op("u1", "op-1", "a2", -9, 0, t0 + 2h);
+  REQUIRE_FALSE(commit(*store, rewrite.batch(t0)));
+  REQUIRE(op_of(*store, "u1", "op-1", "a1"));
+  CHECK(op_of(*store, "u1", "op-1", "a1")->accepted == 3);
+  const batch_builder empty;
+  REQUIRE_FALSE(commit(*store, empty.batch(t0 + 1s)));
+  CHECK_FALSE(op_of(*store, "u1", "op-1", "a1"));
+  auto left = op_of(*store, "u1", "op-1", "a2");
+  REQUIRE(left);
+  CHECK(left->accepted == -9);
+  CHECK(left->expires_at == t0 + 2h);
+  CHECK(store->op_count() == 1);
+}
+
+namespace {
+
+// A format-1 environment as the previous build wrote it: tallies
+// "user/article", ops "user/op_id" with the article after the op value.
+void write_format_1(const std::string& path, int extra_users = 0) {
+  raw_env raw(path);
+  raw.put("meta", "format_version", le32(1));
+  raw.put("totals", "a1", le64(8));
+  raw.put("totals", "a2", le64(50));
+  raw.put("tallies", "alice/a1", le32(3));
+  raw.put("tallies", "bob/a1", le32(5));
+  raw.put("tallies", "bob/a2", le32(50));
+  auto op = [&](std::string user, std::string op_id, std::string article, std::int32_t accepted,
+                std::int32_t mine, timestamp expires_at) {
+    const std::string key = user + "/" + op_id;
+    raw.put("ops", key, op_value(expires_at, accepted, mine) + article);
+    raw.put("op_expiry", expiry_prefix(expires_at) + key, "");
+  };
+  op("alice", "op-1", "a1", 3, 3, t0 + 15min);
+  op("bob", "op-1", "a2", 50, 50, t0 + 1s);
+  op("bob", "op-2", "a1", -2, 5, t0 + 2h);
+  for (int i = 0; i < extra_users; ++i) {
+    const std::string user = "user-with-a-long-name-" + std::to_string(i);
+    raw.put("tallies", user + "/a3", le32(1));
+    op(user, "op-" + std::to_string(i), "a3", 1, 1, t0 + 3h);
+  }
+  raw.get("tallies", "alice/a1"); // opens every table, as the previous build did
+  raw.dump("totals");
+  raw.commit();
+}
+
+void check_migrated(claps::lmdb_store& store) {
+  CHECK(total_of(store, "a1") == 8);
+  CHECK(total_of(store, "a2") == 50);
+  CHECK(tally_of(store, "alice", "a1") == 3);
+  CHECK(tally_of(store, "bob", "a1") == 5);
+  CHECK(tally_of(store, "bob", "a2") == 50);
+  CHECK(tally_of(store, "alice", "a2") == 0);
+  auto a = op_of(store, "alice", "op-1", "a1");
+  REQUIRE(a);
+  CHECK(a->accepted == 3);
+  CHECK(a->mine == 3);
+  CHECK(a->expires_at == t0 + 15min);
+  CHECK_FALSE(op_of(store, "alice", "op-1", "a2"));
+  auto b1 = op_of(store, "bob", "op-1", "a2");
+  REQUIRE(b1);
+  CHECK(b1->accepted == 50);
+  CHECK(b1->expires_at == t0 + 1s);
+  CHECK_FALSE(op_of(store, "bob", "op-1", "a1"));
+  auto b2 = op_of(store, "bob", "op-2", "a1");
+  REQUIRE(b2);
+  CHECK(b2->accepted == -2);
+  CHECK(b2->mine == 5);
+  CHECK(b2->expires_at == t0 + 2h);
+}
+
+} // namespace
+
+TEST_CASE("a format-1 environment is migrated to format 2 on open") {
+  temp_dir dir;
+  write_format_1(dir.env());
+
+  open_store(dir.env()).reset();
+  const auto migrated = dump_all(dir.env());
+  CHECK(migrated.at("meta").at("format_version") == le32(2));
+  CHECK(migrated.at("meta").count("next_version") == 0);
+  CHECK(migrated.at("tallies") == std::map<std::string, std::string>{
+                                      {"a1/alice", le32(3)}, {"a1/bob", le32(5)}, {"a2/bob", le32(50)}});
+  CHECK(migrated.at("ops") == std::map<std::string, std::string>{
+                                  {"a1/alice/op-1", op_value(t0 + 15min, 3, 3)},
+                                  {"a1/bob/op-2", op_value(t0 + 2h, -2, 5)},
+                                  {"a2/bob/op-1", op_value(t0 + 1s, 50, 50)}});
+  CHECK(migrated.at("op_expiry") == std::map<std::string, std::string>{
+                                        {expiry_prefix(t0 + 1s) + "a2/bob/op-1", ""},
+                                        {expiry_prefix(t0 + 15min) + "a1/alice/op-1", ""},
+                                        {expiry_prefix(t0 + 2h) + "a1/bob/op-2", ""}});
+
+  // Reopening a format-2 environment changes nothing.
+  {
+    auto store = open_store(dir.env());
+    check_migrated(*store);
+    CHECK(store->op_count() == 3);
+  }
+  CHECK(dump_all(dir.env()) == migrated);
+
+  // The migrated expiry entries purge their records.
+  auto store = open_store(dir.env());
+  const batch_builder empty;
+  REQUIRE_FALSE(commit(*store, empty.batch(t0 + 1s)));
+  CHECK(store->op_count() == 2);
+  CHECK_FALSE(op_of(*store, "bob", "op-1", "a2"));
+  REQUIRE_FALSE(commit(*store, empty.batch(t0 + 2h)));
+  CHECK(store->op_count() == 0);
+  CHECK(tally_of(*store, "bob", "a1") == 5);
+  store.reset();
+  CHECK(dump_all(dir.env()).at("op_expiry").empty());
+}
+
+TEST_CASE("a migration that fails leaves format 1 intact, and the next open migrates") {
+  temp_dir dir;
+  write_format_1(dir.env(), 3000);
+  const auto before = dump_all(dir.env());
+  REQUIRE(before.at("meta").at("format_version") == le32(1));
+
+  // LMDB raises a map smaller than the data to the data's size, and the
+  // rewritten tables need as much again.
+  claps::lmdb_options small;
+  small.path = dir.env();
+  small.map_size = 4096;
+  std::error_code ec;
+  CHECK(claps::lmdb_store::open(small, ec) == nullptr);
+  CHECK(ec == errc::store_full);
+  CHECK(dump_all(dir.env()) == before);
+
+  claps::lmdb_options roomy;
+  roomy.path = dir.env();
+  roomy.map_size = std::size_t{64} << 20;
+  roomy.sync = false;
+  auto store = open_store(roomy);
+  check_migrated(*store);
+  CHECK(store->op_count() == 3003);
+  CHECK(tally_of(*store, "user-with-a-long-name-2999", "a3") == 1);
+  CHECK(op_of(*store, "user-with-a-long-name-2999", "op-2999", "a3"));
+  const batch_builder empty;
+  REQUIRE_FALSE(commit(*store, empty.batch(t0 + 3h)));
+  CHECK(store->op_count() == 3003 - 2048); // max_purge_per_commit
+  REQUIRE_FALSE(commit(*store, empty.batch(t0 + 3h)));
+  CHECK(store->op_count() == 0);
+}
+
+TEST_CASE("reserve_versions hands out ranges that never overlap, across reopens") {
+  temp_dir dir;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges; // [first, end)
+  auto reserve = [&](claps::store& store, std::uint64_t count) {
+    std::uint64_t first = 0;
+    REQUIRE_FALSE(store.reserve_versions(count, first));
+    ranges.emplace_back(first, first + count);
+    return first;
+  };
+  {
+    auto store = open_store(dir.env());
+    CHECK(reserve(*store, 10) == 1); // the first version ever is 1
+    CHECK(reserve(*store, 5) == 11);
+    CHECK(reserve(*store, 1) == 16);
+  }
+  CHECK(dump_all(dir.env()).at("meta").at("next_version") == le64(17));
+  for (bool sync : {true, false, false}) {
+    claps::lmdb_options options;
+    options.path = dir.env();
+    options.sync = sync;
+    auto store = open_store(options);
+    reserve(*store, 1000);
+    reserve(*store, 3);
+    std::uint64_t next = 0;
+    REQUIRE_FALSE(store->reserve_versions(0, next)); // reserves nothing
+    CHECK(next == ranges.back().second);
+    CHECK(reserve(*store, 2) == next);
+  }
+  std::sort(ranges.begin(), ranges.end());
+  CHECK(ranges.front().first == 1);
+  for (std::size_t i = 1; i < ranges.size(); ++i) CHECK(ranges[i - 1].second <= ranges[i].first);
+  CHECK(ranges.back().second == 17 + 3 * 1005);
+}
+
+TEST_CASE("read_journal walks each table in key order, in pages, one article at a time") {
+  temp_dir dir;
+  auto store = open_store(dir.env());
+  // Articles whose names share prefixes with bytes on both sides of '/'.
+  const std::vector<std::string> articles = {"a", "a-b", "a.b", "a0", "ab", "b", "z:9"};
+  const std::vector<std::string> users = {"u", "u-1", "u.1", "u1", "v"};
+  batch_builder b;
+  std::map<std::string, claps::journal_row> want_totals, want_tallies, want_ops;
+  std::int64_t n = 0;
+  for (const auto& article : articles) {
+    b.total(article, ++n * 10);
+    want_totals[article] = {"", article, "", n * 10, 0, 0, {}};
+    for (const auto& user : users) {
+      const auto claps = static_cast<std::int32_t>(++n % 50 + 1);
+      b.tally(user, article, claps);
+      want_tallies[article + "/" + user] = {user, article, "", claps, 0, 0, {}};
+      for (const std::string op_id : {"op-1", "op.2"}) {
+        const timestamp expires = t0 + std::chrono::seconds{++n}; // some expire, unpurged
+        b.op(user, op_id, article, claps, claps + 1, expires);
+        want_ops[article + "/" + user + "/" + op_id] = {user, article, op_id, 0, claps, claps + 1, expires};
+      }
+    }
+  }
+  REQUIRE_FALSE(commit(*store, b.batch(t0 - 1h)));
+
+  auto check_table = [&](claps::journal_table table, const std::map<std::string, claps::journal_row>& want) {
+    for (std::size_t page : {std::size_t{1}, std::size_t{3}, std::size_t{7}, want.size(), std::size_t{1000}}) {
+      CAPTURE(page);
+      const auto rows = read_all(*store, table, page);
+      REQUIRE(rows.size() == want.size());
+      auto it = want.begin();
+      for (const auto& row : rows) {
+        const auto& w = (it++)->second;
+        CHECK(row.user == w.user);
+        CHECK(row.article == w.article);
+        CHECK(row.op_id == w.op_id);
+        CHECK(row.value == w.value);
+        CHECK(row.accepted == w.accepted);
+        CHECK(row.mine == w.mine);
+        CHECK(row.expires_at == w.expires_at);
+      }
+      check_articles_contiguous(rows);
+    }
+  };
+  check_table(claps::journal_table::totals, want_totals);
+  check_table(claps::journal_table::tallies, want_tallies);
+  check_table(claps::journal_table::ops, want_ops);
+
+  // Expired records are still in the journal until a commit purges them.
+  const batch_builder empty;
+  REQUIRE_FALSE(commit(*store, empty.batch(t0 + 30s)));
+  const auto ops = read_all(*store, claps::journal_table::ops, 4);
+  CHECK(ops.size() == store->op_count());
+  CHECK(ops.size() < want_ops.size());
+  for (const auto& row : ops) CHECK(row.expires_at > t0 + 30s);
+  check_articles_contiguous(ops);
+}
+
+TEST_CASE("read_journal: empty tables, resuming after a deleted row, bad arguments") {
+  temp_dir dir;
+  auto store = open_store(dir.env());
+  for (auto table : {claps::journal_table::totals, claps::journal_table::tallies,
+                     claps::journal_table::ops}) {
+    std::vector<claps::journal_row> rows;
+    std::string next = "stale";
+    REQUIRE_FALSE(store->read_journal(table, "", 10, rows, next));
+    CHECK(rows.empty());
+    CHECK(next.empty());
+  }
+
+  batch_builder b;
+  for (const char* user : {"u1", "u2", "u3", "u4"}) b.tally(user, "a1", 2);
+  REQUIRE_FALSE(commit(*store, b.batch(t0)));
+  std::vector<claps::journal_row> rows;
+  std::string next;
+  REQUIRE_FALSE(store->read_journal(claps::journal_table::tallies, "", 2, rows, next));
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[1].user == "u2");
+  CHECK(next == "a1/u2"); // the raw key
+
+  // The last row of the page is deleted before the walk resumes after it.
+  batch_builder undo;
+  undo.tally("u2", "a1", 0);
+  undo.tally("u3", "a1", 0);
+  REQUIRE_FALSE(commit(*store, undo.batch(t0)));
+  const std::string after = next;
+  REQUIRE_FALSE(store->read_journal(claps::journal_table::tallies, after, 2, rows, next));
+  REQUIRE(rows.size() == 3);
+  CHECK(rows[2].user == "u4");
+  CHECK(next.empty()); // u4 was the last row
+
+  // Resuming past the end gives nothing.
+  REQUIRE_FALSE(store->read_journal(claps::journal_table::tallies, "zzz", 2, rows, next));
+  CHECK(rows.size() == 3);
+  CHECK(next.empty());
+
+  next = "unchanged";
+  CHECK(store->read_journal(claps::journal_table::totals, "", 0, rows, next) == errc::bad_request);
+  CHECK(store->read_journal(claps::journal_table::ops, std::string(600, 'x'), 5, rows, next) ==
+        errc::bad_request);
+  CHECK(rows.size() == 3);
+  CHECK(next == "unchanged");
 }
 
 // ---- the engine on an lmdb_store ----

@@ -1,20 +1,5 @@
 // The LMDB store: one environment, five named databases, one write
-// transaction per engine tick.
-//
-// On-disk format, version 1 (lmdb_format_version). Integers are stored
-// little-endian regardless of the host, except the expiry key prefix, which is
-// big-endian so that LMDB's bytewise key order is time order.
-//
-//   meta       "format_version"   -> u32 LE
-//   totals     article            -> i64 LE          (absent means 0)
-//   tallies    user '/' article   -> i32 LE          (absent means 0; 0 is deleted)
-//   ops        user '/' op_id     -> i64 LE expires_at ms, i32 LE accepted,
-//                                    i32 LE mine, article bytes
-//   op_expiry  u64 BE (expires_at ms with the sign bit flipped) user '/' op_id -> empty
-//
-// '/' is not in the id alphabet, so the composite keys are unambiguous.
-// op_expiry has exactly one entry per ops record, so purging walks it from the
-// start with a cursor and stops at the first entry that has not expired.
+// transaction per engine tick. The on-disk layout is in format.hpp.
 //
 // Environment flags: MDB_NOTLS because the store keeps one read transaction
 // and resets/renews it around every read, so its reader slot must belong to
@@ -26,103 +11,29 @@
 // are per process), so two lmdb_store objects on one path in one process is a
 // programming error with undefined results; the caller must not do it.
 
+#include "format.hpp"
+
 #include <claps/error.hpp>
 #include <claps/lmdb.hpp>
 
 #include <lmdb.h>
 
 #include <array>
-#include <cassert>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <new>
 #include <utility>
 
 namespace claps {
 namespace {
 
-constexpr const char* meta_db = "meta";
-constexpr const char* totals_db = "totals";
-constexpr const char* tallies_db = "tallies";
-constexpr const char* ops_db = "ops";
-constexpr const char* op_expiry_db = "op_expiry";
-constexpr unsigned named_db_count = 5;
-constexpr std::string_view format_version_key = "format_version";
-
-// Ids are at most 128 bytes (op ids 64); LMDB's default key limit is 511.
-// Composite keys are built on the stack so reads and commits never allocate.
-constexpr std::size_t max_id_size = 128;
-constexpr std::size_t key_buffer_size = 8 + max_id_size + 1 + max_id_size;
-constexpr std::size_t op_header_size = 8 + 4 + 4;
-constexpr std::size_t op_value_buffer_size = op_header_size + max_id_size;
-
-void put_u32_le(char* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-std::uint32_t get_u32_le(const char* p) {
-  std::uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= std::uint32_t{static_cast<unsigned char>(p[i])} << (8 * i);
-  return v;
-}
-void put_u64_le(char* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-std::uint64_t get_u64_le(const char* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= std::uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
-  return v;
-}
-void put_i32_le(char* p, std::int32_t v) { put_u32_le(p, static_cast<std::uint32_t>(v)); }
-std::int32_t get_i32_le(const char* p) { return static_cast<std::int32_t>(get_u32_le(p)); }
-void put_i64_le(char* p, std::int64_t v) { put_u64_le(p, static_cast<std::uint64_t>(v)); }
-std::int64_t get_i64_le(const char* p) { return static_cast<std::int64_t>(get_u64_le(p)); }
-
-// Flipping the sign bit makes unsigned big-endian byte order match signed
-// order, so timestamps before 1970 would still sort first.
-constexpr std::uint64_t sign_bit = std::uint64_t{1} << 63;
-void put_time_be(char* p, std::int64_t ms) {
-  const std::uint64_t v = static_cast<std::uint64_t>(ms) ^ sign_bit;
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * (7 - i)));
-}
-std::int64_t get_time_be(const char* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return static_cast<std::int64_t>(v ^ sign_bit);
-}
+using namespace detail::lmdb;
 
 std::int64_t to_ms(timestamp t) { return t.time_since_epoch().count(); }
 timestamp from_ms(std::int64_t ms) { return timestamp{millis{ms}}; }
-
-MDB_val as_val(std::string_view s) {
-  return MDB_val{s.size(), const_cast<char*>(s.data())};
-}
-
-// A composite key "<prefix><a>/<b>" built in place.
-class composite_key {
-public:
-  // Returns false when the parts do not fit (ids longer than the alphabet rules allow).
-  bool build(std::string_view prefix, std::string_view a, std::string_view b) {
-    size_ = prefix.size() + a.size() + 1 + b.size();
-    if (a.size() > max_id_size || b.size() > max_id_size || size_ > bytes_.size()) return false;
-    char* p = append(bytes_.data(), prefix);
-    p = append(p, a);
-    *p++ = '/';
-    append(p, b);
-    return true;
-  }
-  MDB_val val() { return MDB_val{size_, bytes_.data()}; }
-
-private:
-  // An empty string_view may hold a null pointer, which memcpy must not get.
-  static char* append(char* p, std::string_view s) {
-    if (!s.empty()) std::memcpy(p, s.data(), s.size());
-    return p + s.size();
-  }
-  std::array<char, key_buffer_size> bytes_{};
-  std::size_t size_ = 0;
-};
 
 bool is_corruption(int rc) {
   return rc == MDB_PANIC || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND;
@@ -136,11 +47,47 @@ std::error_code map_error(int rc) {
   case EDQUOT: return errc::store_full;
   case MDB_PANIC:
   case MDB_CORRUPTED:
-  case MDB_PAGE_NOTFOUND: return errc::store_corrupted;
+  case MDB_PAGE_NOTFOUND:
+  case malformed_record: return errc::store_corrupted;
   case MDB_INVALID:
   case MDB_VERSION_MISMATCH: return errc::store_incompatible;
   default: return errc::store_io;
   }
+}
+
+// Splits a tally key (article/user) or ops key (article/user/op_id) into `row`.
+bool split_record_key(std::string_view key, bool with_op_id, journal_row& row) {
+  const auto a = key.find('/');
+  if (a == std::string_view::npos) return false;
+  row.article.assign(key.substr(0, a));
+  const std::string_view rest = key.substr(a + 1);
+  const auto u = rest.find('/');
+  if ((u != std::string_view::npos) != with_op_id) return false;
+  row.user.assign(rest.substr(0, u));
+  if (with_op_id) row.op_id.assign(rest.substr(u + 1));
+  return true;
+}
+
+// Decodes one journal row; false when the key or value is malformed.
+bool decode_row(journal_table table, std::string_view key, std::string_view value, journal_row& row) {
+  switch (table) {
+  case journal_table::totals:
+    if (value.size() != 8) return false;
+    row.article.assign(key);
+    row.value = get_i64_le(value.data());
+    return true;
+  case journal_table::tallies:
+    if (value.size() != 4 || !split_record_key(key, false, row)) return false;
+    row.value = get_i32_le(value.data());
+    return true;
+  case journal_table::ops:
+    if (value.size() != op_value_size || !split_record_key(key, true, row)) return false;
+    row.expires_at = from_ms(get_i64_le(value.data()));
+    row.accepted = get_i32_le(value.data() + 8);
+    row.mine = get_i32_le(value.data() + 12);
+    return true;
+  }
+  return false;
 }
 
 } // namespace
@@ -151,7 +98,7 @@ struct lmdb_store::impl {
   // Kept between reads in the reset state so a read renews it instead of
   // allocating a transaction; a reset transaction pins no pages.
   MDB_txn* reader = nullptr;
-  MDB_dbi meta = 0, totals = 0, tallies = 0, ops = 0, op_expiry = 0;
+  table_handles tables;
   // Set when LMDB may have marked the environment fatal (MDB_PANIC, corruption,
   // a failed commit): LMDB 0.9 refuses every transaction until it is reopened.
   bool needs_reopen = false;
@@ -166,7 +113,8 @@ struct lmdb_store::impl {
   impl& operator=(const impl&) = delete;
 
   std::error_code fail(int rc, const char* where) noexcept {
-    std::snprintf(last_error.data(), last_error.size(), "%s: %s", where, mdb_strerror(rc));
+    std::snprintf(last_error.data(), last_error.size(), "%s: %s", where,
+                  rc == malformed_record ? "malformed record" : mdb_strerror(rc));
     if (is_corruption(rc)) needs_reopen = true;
     return map_error(rc);
   }
@@ -232,37 +180,50 @@ struct lmdb_store::impl {
     MDB_stat main_stat{};
     if ((rc = mdb_stat(txn, main_dbi, &main_stat)) != 0)
       return abort_and_give_up(rc, "mdb_stat(main)");
-    rc = mdb_dbi_open(txn, meta_db, 0, &meta);
+    rc = mdb_dbi_open(txn, meta_db, 0, &tables.meta);
     if (rc == MDB_NOTFOUND && main_stat.ms_entries != 0)
       return incompatible("environment holds data but no claps format version");
-    if (rc == MDB_NOTFOUND) rc = mdb_dbi_open(txn, meta_db, MDB_CREATE, &meta);
+    if (rc == MDB_NOTFOUND) rc = mdb_dbi_open(txn, meta_db, MDB_CREATE, &tables.meta);
     if (rc != 0) return abort_and_give_up(rc, "mdb_dbi_open(meta)");
 
     MDB_val key = as_val(format_version_key);
     MDB_val value{};
-    rc = mdb_get(txn, meta, &key, &value);
+    std::uint32_t found_version = 0; // none: a new environment
+    rc = mdb_get(txn, tables.meta, &key, &value);
     if (rc == 0) {
-      if (value.mv_size != 4 || get_u32_le(static_cast<const char*>(value.mv_data)) !=
-                                    lmdb_format_version)
+      found_version = value.mv_size == 4 ? get_u32_le(static_cast<const char*>(value.mv_data)) : 0;
+      if (found_version != 1 && found_version != lmdb_format_version)
         return incompatible("claps format version differs from this build's");
     } else if (rc == MDB_NOTFOUND) {
       if (main_stat.ms_entries != 0)
         return incompatible("environment holds data but no claps format version");
-      char bytes[4];
-      put_u32_le(bytes, lmdb_format_version);
-      value = MDB_val{sizeof bytes, bytes};
-      if ((rc = mdb_put(txn, meta, &key, &value, 0)) != 0)
-        return abort_and_give_up(rc, "mdb_put(meta)");
     } else {
       return abort_and_give_up(rc, "mdb_get(meta)");
     }
 
-    const std::pair<const char*, MDB_dbi*> dbs[] = {
-        {totals_db, &totals}, {tallies_db, &tallies}, {ops_db, &ops}, {op_expiry_db, &op_expiry}};
+    const std::pair<const char*, MDB_dbi*> dbs[] = {{totals_db, &tables.totals},
+                                                    {tallies_db, &tables.tallies},
+                                                    {ops_db, &tables.ops},
+                                                    {op_expiry_db, &tables.op_expiry}};
     for (auto [name, dbi] : dbs)
       if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, dbi)) != 0)
         return abort_and_give_up(rc, "mdb_dbi_open");
+
+    const bool migrate = found_version == 1;
+    if (migrate && (rc = migrate_from_format_1(txn, tables)) != 0)
+      return abort_and_give_up(rc, "migrating format 1");
+    if (found_version != lmdb_format_version) { // new, or just migrated
+      char bytes[4];
+      put_u32_le(bytes, lmdb_format_version);
+      key = as_val(format_version_key);
+      value = MDB_val{sizeof bytes, bytes};
+      if ((rc = mdb_put(txn, tables.meta, &key, &value, 0)) != 0)
+        return abort_and_give_up(rc, "mdb_put(meta)");
+    }
     if ((rc = mdb_txn_commit(txn)) != 0) return give_up(rc, "mdb_txn_commit(open)");
+    // A migration is worth an fsync even when commits are not.
+    if (migrate && !options.sync && (rc = mdb_env_sync(env, 1)) != 0)
+      return give_up(rc, "mdb_env_sync(migration)");
 
     if ((rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &reader)) != 0) {
       reader = nullptr;
@@ -282,34 +243,111 @@ struct lmdb_store::impl {
     return {};
   }
 
-  // Looks `key` up in `dbi` and hands the value to `decode` while the read
-  // transaction still pins it. `decode` returns false on a malformed value.
-  template <typename Decode>
-  std::error_code read(MDB_dbi impl::*dbi, MDB_val key, bool& found, Decode&& decode) {
-    found = false;
+  // Runs `body` (returning 0 or an LMDB code) in the kept read transaction,
+  // renewed for it and reset after, also when `body` throws.
+  template <typename Body>
+  std::error_code in_reader(const char* where, Body&& body) {
     if (auto ec = ready()) return ec;
-    int rc = mdb_txn_renew(reader);
-    if (rc != 0) return fail(rc, "mdb_txn_renew");
-    MDB_val value{};
-    rc = mdb_get(reader, this->*dbi, &key, &value);
-    bool well_formed = true;
-    if (rc == 0) {
+    if (const int rc = mdb_txn_renew(reader); rc != 0) return fail(rc, "mdb_txn_renew");
+    struct reset_on_exit {
+      MDB_txn* txn;
+      ~reset_on_exit() { mdb_txn_reset(txn); } // a renewed transaction cannot be renewed again
+    } reset{reader};
+    const int rc = body(reader);
+    return rc == 0 ? std::error_code{} : fail(rc, where);
+  }
+
+  // Looks `key` up in the table `dbi` and hands the value to `decode` while
+  // the read transaction still pins it. `decode` returns false on a malformed
+  // value.
+  template <typename Decode>
+  std::error_code read(MDB_dbi table_handles::*dbi, MDB_val key, bool& found, Decode&& decode) {
+    found = false;
+    auto ec = in_reader("mdb_get", [&](MDB_txn* txn) {
+      MDB_val value{};
+      const int rc = mdb_get(txn, tables.*dbi, &key, &value);
+      if (rc == MDB_NOTFOUND) return 0;
+      if (rc != 0) return rc;
       found = true;
-      try {
-        well_formed = decode(value);
-      } catch (...) {
-        mdb_txn_reset(reader); // a renewed transaction cannot be renewed again
-        throw;
+      return decode(value) ? 0 : malformed_record;
+    });
+    if (ec) found = false;
+    return ec;
+  }
+
+  // Appends up to `max` rows of `table` after the key `after` (see
+  // store::read_journal); on an error appends nothing.
+  std::error_code walk(journal_table table, std::string_view after, std::size_t max,
+                       std::vector<journal_row>& out, std::string& next) {
+    const std::size_t old_size = out.size();
+    // `after` may view `next` (a caller looping on it), so `next` changes last.
+    std::string last;
+    auto ec = in_reader("journal", [&](MDB_txn* txn) {
+      const MDB_dbi dbi = table == journal_table::totals    ? tables.totals
+                          : table == journal_table::tallies ? tables.tallies
+                                                            : tables.ops;
+      MDB_cursor* cursor = nullptr;
+      int rc = mdb_cursor_open(txn, dbi, &cursor);
+      if (rc != 0) return rc;
+      struct close_on_exit {
+        MDB_cursor* cursor;
+        ~close_on_exit() { mdb_cursor_close(cursor); }
+      } close{cursor};
+      MDB_val key = as_val(after), value{};
+      if (after.empty()) {
+        rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST);
+      } else {
+        // The first key >= after; the row at `after` itself was already read,
+        // and if it has been deleted since, this is the row after it.
+        rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
+        if (rc == 0 && as_view(key) == after) rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT);
       }
+      for (std::size_t n = 0; rc == 0 && n < max; ++n) {
+        journal_row& row = out.emplace_back();
+        if (!decode_row(table, as_view(key), as_view(value), row)) return malformed_record;
+        last.assign(as_view(key));
+        rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT);
+      }
+      if (rc == MDB_NOTFOUND) {
+        last.clear(); // the table has no more rows
+        rc = 0;
+      }
+      return rc;
+    });
+    if (ec) {
+      out.resize(old_size);
+      return ec;
     }
-    mdb_txn_reset(reader);
-    if (rc == MDB_NOTFOUND) return {};
-    if (rc != 0) return fail(rc, "mdb_get");
-    if (!well_formed) {
-      // A bad value in a sound B-tree: reopening would not fix it.
-      found = false;
-      std::snprintf(last_error.data(), last_error.size(), "malformed value");
-      return errc::store_corrupted;
+    next = std::move(last);
+    return {};
+  }
+
+  // Runs `body(txn, where)` (returning 0 or an LMDB code, and naming the step
+  // that failed in `where`) in one write transaction and commits it; aborts
+  // it, so that nothing is written, when `body` fails.
+  template <typename Body>
+  std::error_code in_writer(Body&& body) {
+    if (auto ec = ready()) return ec;
+    MDB_txn* txn = nullptr;
+    int rc = mdb_txn_begin(env, nullptr, 0, &txn);
+    if (rc != 0) return fail(rc, "mdb_txn_begin");
+    const char* where = "write";
+    try {
+      rc = body(txn, where);
+    } catch (...) {
+      mdb_txn_abort(txn);
+      throw;
+    }
+    if (rc != 0) {
+      mdb_txn_abort(txn);
+      return fail(rc, where);
+    }
+    rc = mdb_txn_commit(txn); // frees txn whatever the outcome
+    if (rc != 0) {
+      // A failed flush or meta write can leave LMDB's fatal flag set, after
+      // which it refuses every transaction; a reopen is cheap and clears it.
+      if (rc != MDB_MAP_FULL && rc != MDB_TXN_FULL) needs_reopen = true;
+      return fail(rc, "mdb_txn_commit");
     }
     return {};
   }
@@ -326,69 +364,58 @@ struct lmdb_store::impl {
   }
 
   int put_total(MDB_txn* txn, const article_total& t) {
+    if (t.article.size() > max_article_id_bytes) return MDB_BAD_VALSIZE;
     MDB_val key = as_val(t.article);
     char bytes[8];
     put_i64_le(bytes, t.total);
-    return put_or_delete(txn, totals, key, t.total == 0, bytes, sizeof bytes);
+    return put_or_delete(txn, tables.totals, key, t.total == 0, bytes, sizeof bytes);
   }
 
   int put_tally(MDB_txn* txn, const user_tally& t) {
-    composite_key k;
-    if (!k.build({}, t.user, t.article)) return MDB_BAD_VALSIZE;
+    record_key k;
+    if (!k.tally(t.article, t.user)) return MDB_BAD_VALSIZE;
     MDB_val key = k.val();
     char bytes[4];
     put_i32_le(bytes, t.claps);
-    return put_or_delete(txn, tallies, key, t.claps == 0, bytes, sizeof bytes);
+    return put_or_delete(txn, tables.tallies, key, t.claps == 0, bytes, sizeof bytes);
   }
 
   int put_op(MDB_txn* txn, const op_record& op) {
-    composite_key k;
-    if (!k.build({}, op.user, op.op_id) || op.article.size() > max_id_size) return MDB_BAD_VALSIZE;
+    record_key k;
+    if (!k.op(op.article, op.user, op.op_id)) return MDB_BAD_VALSIZE;
     const std::int64_t expires = to_ms(op.expires_at);
-    std::array<char, op_value_buffer_size> bytes;
-    put_i64_le(bytes.data(), expires);
-    put_i32_le(bytes.data() + 8, op.accepted);
-    put_i32_le(bytes.data() + 12, op.mine);
-    if (!op.article.empty())
-      std::memcpy(bytes.data() + op_header_size, op.article.data(), op.article.size());
-    const std::size_t value_size = op_header_size + op.article.size();
+    char bytes[op_value_size];
+    put_op_value(bytes, expires, op.accepted, op.mine);
 
     MDB_val key = k.val();
-    MDB_val value{value_size, bytes.data()};
-    int rc = mdb_put(txn, ops, &key, &value, MDB_NOOVERWRITE);
+    MDB_val value{sizeof bytes, bytes};
+    int rc = mdb_put(txn, tables.ops, &key, &value, MDB_NOOVERWRITE);
     if (rc == MDB_KEYEXIST) {
       // Rewriting a record: drop its old expiry entry so op_expiry keeps
       // exactly one entry per record. `value` now points at the old record.
-      if (value.mv_size < op_header_size) return MDB_CORRUPTED;
+      if (value.mv_size != op_value_size) return malformed_record;
       const std::int64_t old_expires = get_i64_le(static_cast<const char*>(value.mv_data));
       if (old_expires != expires) {
-        char prefix[8];
-        put_time_be(prefix, old_expires);
-        composite_key old;
-        old.build({prefix, sizeof prefix}, op.user, op.op_id);
-        MDB_val old_key = old.val();
-        rc = mdb_del(txn, op_expiry, &old_key, nullptr);
+        MDB_val old_key = k.expiry_val(old_expires);
+        rc = mdb_del(txn, tables.op_expiry, &old_key, nullptr);
         if (rc != 0 && rc != MDB_NOTFOUND) return rc;
       }
-      value = MDB_val{value_size, bytes.data()};
-      rc = mdb_put(txn, ops, &key, &value, 0);
+      key = k.val();
+      value = MDB_val{sizeof bytes, bytes};
+      rc = mdb_put(txn, tables.ops, &key, &value, 0);
     }
     if (rc != 0) return rc;
 
-    char prefix[8];
-    put_time_be(prefix, expires);
-    composite_key e;
-    e.build({prefix, sizeof prefix}, op.user, op.op_id);
-    MDB_val expiry_key = e.val();
+    MDB_val expiry_key = k.expiry_val(expires);
     MDB_val empty{0, nullptr};
-    return mdb_put(txn, op_expiry, &expiry_key, &empty, 0);
+    return mdb_put(txn, tables.op_expiry, &expiry_key, &empty, 0);
   }
 
   // Deletes up to max_purge_per_commit op records whose expires_at <= now,
   // oldest first, with their expiry entries.
   int purge(MDB_txn* txn, timestamp now) {
     MDB_cursor* cursor = nullptr;
-    int rc = mdb_cursor_open(txn, op_expiry, &cursor);
+    int rc = mdb_cursor_open(txn, tables.op_expiry, &cursor);
     if (rc != 0) return rc;
     const std::int64_t now_ms = to_ms(now);
     for (std::size_t n = 0; n < options.max_purge_per_commit; ++n) {
@@ -400,23 +427,25 @@ struct lmdb_store::impl {
         break;
       }
       if (rc != 0) break;
-      if (key.mv_size < 8 || key.mv_size > key_buffer_size) {
-        rc = MDB_CORRUPTED;
+      if (key.mv_size <= time_prefix_size || key.mv_size > time_prefix_size + max_record_key_size) {
+        rc = malformed_record;
         break;
       }
       const std::int64_t expires = get_time_be(static_cast<const char*>(key.mv_data));
       if (expires > now_ms) break;
-      std::array<char, key_buffer_size> op_key_bytes;
-      const std::size_t op_key_size = key.mv_size - 8;
-      std::memcpy(op_key_bytes.data(), static_cast<const char*>(key.mv_data) + 8, op_key_size);
+      // Copied out: the cursor's page may change under the deletes.
+      std::array<char, max_record_key_size> op_key_bytes;
+      const std::size_t op_key_size = key.mv_size - time_prefix_size;
+      std::memcpy(op_key_bytes.data(), static_cast<const char*>(key.mv_data) + time_prefix_size,
+                  op_key_size);
       MDB_val op_key{op_key_size, op_key_bytes.data()};
       MDB_val record{};
-      rc = mdb_get(txn, ops, &op_key, &record);
+      rc = mdb_get(txn, tables.ops, &op_key, &record);
       if (rc == 0) {
         // Only the record this entry was made for; a rewrite has its own entry.
-        if (record.mv_size >= op_header_size &&
+        if (record.mv_size == op_value_size &&
             get_i64_le(static_cast<const char*>(record.mv_data)) <= now_ms)
-          rc = mdb_del(txn, ops, &op_key, nullptr);
+          rc = mdb_del(txn, tables.ops, &op_key, nullptr);
       } else if (rc == MDB_NOTFOUND) {
         rc = 0;
       }
@@ -428,52 +457,68 @@ struct lmdb_store::impl {
   }
 
   std::error_code write(const commit_batch& batch) {
-    if (auto ec = ready()) return ec;
-    MDB_txn* txn = nullptr;
-    int rc = mdb_txn_begin(env, nullptr, 0, &txn);
-    if (rc != 0) return fail(rc, "mdb_txn_begin");
-    const char* where = "purge";
-    rc = purge(txn, batch.now);
-    for (std::size_t i = 0; rc == 0 && i < batch.totals.size(); ++i) {
-      where = "mdb_put(totals)";
-      rc = put_total(txn, batch.totals[i]);
+    return in_writer([&](MDB_txn* txn, const char*& where) {
+      where = "purge";
+      int rc = purge(txn, batch.now);
+      for (std::size_t i = 0; rc == 0 && i < batch.totals.size(); ++i) {
+        where = "mdb_put(totals)";
+        rc = put_total(txn, batch.totals[i]);
+      }
+      for (std::size_t i = 0; rc == 0 && i < batch.tallies.size(); ++i) {
+        where = "mdb_put(tallies)";
+        rc = put_tally(txn, batch.tallies[i]);
+      }
+      for (std::size_t i = 0; rc == 0 && i < batch.ops.size(); ++i) {
+        where = "mdb_put(ops)";
+        rc = put_op(txn, batch.ops[i]);
+      }
+      return rc;
+    });
+  }
+
+  std::error_code reserve(std::uint64_t count, std::uint64_t& first) {
+    std::uint64_t reserved = 0;
+    auto ec = in_writer([&](MDB_txn* txn, const char*& where) {
+      where = "mdb_get(next_version)";
+      MDB_val key = as_val(next_version_key);
+      MDB_val value{};
+      int rc = mdb_get(txn, tables.meta, &key, &value);
+      std::uint64_t next = 1; // absent: nothing was handed out yet
+      if (rc == 0) {
+        if (value.mv_size != 8) return malformed_record;
+        next = get_u64_le(static_cast<const char*>(value.mv_data));
+      } else if (rc != MDB_NOTFOUND) {
+        return rc;
+      }
+      if (count > std::numeric_limits<std::uint64_t>::max() - next) return MDB_BAD_VALSIZE;
+      reserved = next;
+      char bytes[8];
+      put_u64_le(bytes, next + count);
+      value = MDB_val{sizeof bytes, bytes};
+      where = "mdb_put(next_version)";
+      return mdb_put(txn, tables.meta, &key, &value, 0);
+    });
+    if (ec) return ec;
+    // Durable before any of them is used, even when commits are not fsync'd.
+    if (!options.sync) {
+      if (const int rc = mdb_env_sync(env, 1); rc != 0) {
+        needs_reopen = true;
+        return fail(rc, "mdb_env_sync(next_version)");
+      }
     }
-    for (std::size_t i = 0; rc == 0 && i < batch.tallies.size(); ++i) {
-      where = "mdb_put(tallies)";
-      rc = put_tally(txn, batch.tallies[i]);
-    }
-    for (std::size_t i = 0; rc == 0 && i < batch.ops.size(); ++i) {
-      where = "mdb_put(ops)";
-      rc = put_op(txn, batch.ops[i]);
-    }
-    if (rc != 0) {
-      mdb_txn_abort(txn);
-      return fail(rc, where);
-    }
-    rc = mdb_txn_commit(txn); // frees txn whatever the outcome
-    if (rc != 0) {
-      // A failed flush or meta write can leave LMDB's fatal flag set, after
-      // which it refuses every transaction; a reopen is cheap and clears it.
-      if (rc != MDB_MAP_FULL && rc != MDB_TXN_FULL) needs_reopen = true;
-      return fail(rc, "mdb_txn_commit");
-    }
+    first = reserved;
     return {};
   }
 
   std::size_t count_ops() {
-    if (ready()) return 0;
-    if (int rc = mdb_txn_renew(reader); rc != 0) {
-      fail(rc, "mdb_txn_renew");
-      return 0;
-    }
-    MDB_stat stat{};
-    const int rc = mdb_stat(reader, ops, &stat);
-    mdb_txn_reset(reader);
-    if (rc != 0) {
-      fail(rc, "mdb_stat(ops)");
-      return 0;
-    }
-    return stat.ms_entries;
+    std::size_t count = 0;
+    const auto ec = in_reader("mdb_stat(ops)", [&](MDB_txn* txn) {
+      MDB_stat stat{};
+      const int rc = mdb_stat(txn, tables.ops, &stat);
+      count = stat.ms_entries;
+      return rc;
+    });
+    return ec ? 0 : count;
   }
 };
 
@@ -494,50 +539,53 @@ lmdb_store::~lmdb_store() = default;
 
 std::error_code lmdb_store::read_total(std::string_view article, std::int64_t& total) {
   total = 0;
-  if (article.size() > max_id_size) return errc::bad_request;
+  if (article.size() > max_article_id_bytes) return errc::bad_request;
   bool found = false;
-  return impl_->read(&impl::totals, as_val(article), found, [&](const MDB_val& v) {
-    if (v.mv_size != 8) return false;
-    total = get_i64_le(static_cast<const char*>(v.mv_data));
-    return true;
-  });
+  try {
+    return impl_->read(&table_handles::totals, as_val(article), found, [&](const MDB_val& v) {
+      if (v.mv_size != 8) return false;
+      total = get_i64_le(static_cast<const char*>(v.mv_data));
+      return true;
+    });
+  } catch (const std::bad_alloc&) { // a reopen's open_env()
+    return errc::store_io;
+  }
 }
 
 std::error_code lmdb_store::read_tally(std::string_view user, std::string_view article,
                                        std::int32_t& claps) {
   claps = 0;
-  composite_key k;
-  if (!k.build({}, user, article)) return errc::bad_request;
+  record_key k;
+  if (!k.tally(article, user)) return errc::bad_request;
   bool found = false;
-  return impl_->read(&impl::tallies, k.val(), found, [&](const MDB_val& v) {
-    if (v.mv_size != 4) return false;
-    claps = get_i32_le(static_cast<const char*>(v.mv_data));
-    return true;
-  });
+  try {
+    return impl_->read(&table_handles::tallies, k.val(), found, [&](const MDB_val& v) {
+      if (v.mv_size != 4) return false;
+      claps = get_i32_le(static_cast<const char*>(v.mv_data));
+      return true;
+    });
+  } catch (const std::bad_alloc&) {
+    return errc::store_io;
+  }
 }
 
 // Returns the stored record whether or not it has expired: the store has no
 // notion of "now" here, so the engine compares out.expires_at with its clock.
 // An expired record stays readable until a commit purges it.
-std::error_code lmdb_store::read_op(std::string_view user, std::string_view article, std::string_view op_id,
-                                    stored_op& out, bool& found) {
+std::error_code lmdb_store::read_op(std::string_view user, std::string_view article,
+                                    std::string_view op_id, stored_op& out, bool& found) {
   found = false;
-  composite_key k;
-  if (!k.build({}, user, op_id)) return errc::bad_request;
+  record_key k;
+  if (!k.op(article, user, op_id)) return errc::bad_request;
   try {
-    bool same_article = false;
-    auto ec = impl_->read(&impl::ops, k.val(), found, [&](const MDB_val& v) {
-      if (v.mv_size < op_header_size || v.mv_size > op_value_buffer_size) return false;
+    return impl_->read(&table_handles::ops, k.val(), found, [&](const MDB_val& v) {
+      if (v.mv_size != op_value_size) return false;
       const char* p = static_cast<const char*>(v.mv_data);
       out.expires_at = from_ms(get_i64_le(p));
       out.accepted = get_i32_le(p + 8);
       out.mine = get_i32_le(p + 12);
-      // Interim (format 1): one record per user and op id; another article's is another op.
-      same_article = std::string_view(p + op_header_size, v.mv_size - op_header_size) == article;
       return true;
     });
-    found = found && same_article;
-    return ec;
   } catch (const std::bad_alloc&) {
     found = false;
     return errc::store_io;
@@ -554,6 +602,25 @@ void lmdb_store::commit(const commit_batch& batch, commit_handler done) {
     ec = errc::store_io;
   }
   if (done) done(ec, durability::local);
+}
+
+std::error_code lmdb_store::reserve_versions(std::uint64_t count, std::uint64_t& first) {
+  try {
+    return impl_->reserve(count, first);
+  } catch (const std::bad_alloc&) {
+    return errc::store_io;
+  }
+}
+
+std::error_code lmdb_store::read_journal(journal_table table, std::string_view after,
+                                         std::size_t max, std::vector<journal_row>& out,
+                                         std::string& next) {
+  if (max == 0 || after.size() > max_record_key_size) return errc::bad_request;
+  try {
+    return impl_->walk(table, after, max, out, next);
+  } catch (const std::bad_alloc&) {
+    return errc::store_io;
+  }
 }
 
 std::size_t lmdb_store::op_count() {
