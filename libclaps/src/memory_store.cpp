@@ -1,3 +1,4 @@
+#include <claps/error.hpp>
 #include <claps/memory_store.hpp>
 
 #include <map>
@@ -24,8 +25,9 @@ struct memory_store::impl {
   }
 
   template <class Map, class Fill>
-  static void walk(const Map& m, std::string_view after, std::size_t max, std::vector<journal_row>& out,
+  static void walk(const Map& m, std::string_view after_view, std::size_t max, std::vector<journal_row>& out,
                    std::string& next, Fill fill) {
+    const std::string after(after_view);  // may view `next`
     next.clear();
     auto it = after.empty() ? m.begin() : m.upper_bound(after);
     for (std::size_t n = 0; n < max && it != m.end(); ++n, ++it) {
@@ -99,6 +101,7 @@ std::error_code memory_store::read_journal(journal_table table, std::string_view
     row.user.assign(rest.substr(0, u));
     if (u != std::string_view::npos) row.op_id.assign(rest.substr(u + 1));
   };
+  if (max == 0) return make_error_code(errc::bad_request);
   switch (table) {
   case journal_table::totals:
     impl::walk(impl_->totals, after, max, out, next, [](const std::string& k, std::int64_t v, journal_row& row) {

@@ -6,15 +6,9 @@
 #include <claps/redis.hpp>
 #endif
 
-#include <algorithm>
-#include <charconv>
 #include <cstdio>
-#include <deque>
 #include <optional>
-#include <unordered_map>
-#include <unordered_set>
 #include <utility>
-#include <vector>
 
 namespace claps::server {
 
@@ -26,204 +20,10 @@ struct cluster_node::impl {
   std::optional<redis_client> client;
   std::optional<redis_bus> bus;
   std::optional<redis_store> store;
-  engine* eng = nullptr;
-  std::function<bool()> in_engine_callback;
-  // Which articles each subscriber watches, so a closing connection unwatches
-  // exactly what it watched and the store's counts stay balanced.
-  std::unordered_map<subscriber_id, std::unordered_set<std::string>> rooms;
-  std::unordered_map<std::string, std::size_t> local_subscribers;
-  // Articles whose last local subscriber left: the engine emits nothing for
-  // an empty room, so this node's viewer count is zeroed here, after the loop
-  // iteration (the engine's own unsubscribe may still be deferred till then).
-  std::unordered_set<std::string> emptied;
-  // set_remote() that arrived while the engine was inside a callback.
-  struct remote_part {
-    std::int64_t total;
-    std::uint32_t viewers;
-  };
-  std::unordered_map<std::string, remote_part> deferred;
-  uv_check_t drain{};
-  bool drain_open = false;
-
-  std::string node_id;
-  std::uint64_t cross_node_replays = 0;
-  // Claps and undos on their way through Redis (see before_op): one at a
-  // time per (user, article), so each reservation starts from what the
-  // previous op of that pair left in the engine.
-  struct waiting_op {
-    std::string user, article, op_id;
-    bool undo = false;
-    std::int32_t count = 0;
-    std::function<void()> apply;
-    std::function<void(const prior_op&)> replay;
-    std::function<void(std::error_code)> refuse;
-    int claim_attempts = 0;
-  };
-  std::uint64_t next_lookup = 1;
-  std::unordered_map<std::uint64_t, waiting_op> lookups;
-  std::unordered_map<std::string, std::deque<std::uint64_t>> chains;  // user|article -> ops, first in progress
-  // Ops whose op id another node claimed but has not recorded yet: asked
-  // again every claim_retry_ms, up to claim_attempts_max times.
-  std::vector<std::uint64_t> claim_waiters;
-  uv_timer_t claim_retry{};
-  static constexpr std::uint64_t claim_retry_ms = 50;
-  static constexpr int claim_attempts_max = 60;
   // Expires at shutdown(), so late Redis replies call nothing back.
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
   impl(uv_loop_t* l, const logger& lg) : loop(l), log(lg) {}
-
-  void remote_changed(std::string_view article, std::int64_t total, std::uint32_t viewers) {
-    if (eng == nullptr) return;
-    if (in_engine_callback && in_engine_callback()) {
-      deferred.insert_or_assign(std::string(article), remote_part{total, viewers});
-      return;
-    }
-    eng->set_remote(article, total, viewers);
-  }
-
-  void watch(std::string_view article) {
-    ++local_subscribers[std::string(article)];
-    store->watch(article);
-  }
-  void unwatch(const std::string& article) {
-    store->unwatch(article);
-    auto it = local_subscribers.find(article);
-    if (it == local_subscribers.end()) return;
-    if (--it->second == 0) {
-      local_subscribers.erase(it);
-      emptied.insert(article);
-    }
-  }
-
-  // Reads the other nodes' parts of `article` (and `user`'s claps through
-  // them, which the cap and undo then count) and hands them to the engine
-  // unless the article is watched: then the bus keeps them current and they
-  // may be newer than this read.
-  void fetch(std::string_view article, std::string_view user, std::function<void()> done) {
-    store->fetch_remote(article, user,
-                        [this, alive = std::weak_ptr<bool>(alive), article = std::string(article),
-                         done = std::move(done)](std::error_code ec, const redis_store::remote_parts& parts) {
-                          if (alive.expired()) return;
-                          if (!ec && eng != nullptr && local_subscribers.count(article) == 0) {
-                            snapshot loaded;  // set_remote() ignores articles the engine does not hold
-                            if (!eng->read(article, {}, loaded)) eng->set_remote(article, parts.total, parts.viewers);
-                          }
-                          done();
-                        });
-  }
-
-  bool arbitrates() const { return store && client->ready() && !store->stats().node_id_taken; }
-
-  static std::string chain_key(const waiting_op& op) { return op.user + '|' + op.article; }
-
-  void start(std::uint64_t id) {
-    const auto it = lookups.find(id);
-    if (it == lookups.end()) return;
-    if (it->second.op_id.empty()) prepare(id);
-    else claim(id);
-  }
-
-  // Op ids: claimed in Redis before the op is applied, so two nodes never
-  // both apply one.
-  void claim(std::uint64_t id) {
-    waiting_op& op = lookups.at(id);
-    ++op.claim_attempts;
-    store->claim_op(op.user, op.op_id, [this, id, alive = std::weak_ptr<bool>(alive)](
-                                           std::error_code ec, const redis_store::op_claim& c) {
-      if (alive.expired() || lookups.count(id) == 0) return;
-      using holder = redis_store::op_claim::holder;
-      if (ec || c.by == holder::claimed_now) {
-        prepare(id);  // on an error the step-1 rules of docs/design.md apply
-      } else if (c.by == holder::this_node) {
-        // A retry of this node's own op: the engine replays it, so no room is reserved again.
-        finish(id, [](waiting_op& op) { op.apply(); });
-      } else if (c.by == holder::other_node_done) {
-        ++cross_node_replays;
-        prior_op prior{c.article, c.accepted, c.mine};
-        finish(id, [&](waiting_op& op) { op.replay(prior); });
-      } else if (lookups.at(id).claim_attempts >= claim_attempts_max) {
-        finish(id, [](waiting_op& op) {
-          op.refuse(make_error_code(errc::unavailable));  // the client retries with the same op id
-        });
-      } else {
-        claim_waiters.push_back(id);
-        if (claim_waiters.size() == 1) uv_timer_start(&claim_retry, on_claim_retry, claim_retry_ms, 0);
-      }
-    });
-  }
-  static void on_claim_retry(uv_timer_t* t) {
-    auto* p = static_cast<impl*>(t->data);
-    auto ids = std::move(p->claim_waiters);
-    p->claim_waiters.clear();
-    for (const auto id : ids)
-      if (p->lookups.count(id) != 0) {
-        if (p->arbitrates()) p->claim(id);
-        else p->finish(id, [](waiting_op& op) { op.apply(); });
-      }
-  }
-
-  // The cap: an undo drops this node's reservation and reads the user's
-  // claps through other nodes fresh; a clap reserves room in Redis first.
-  void prepare(std::uint64_t id) {
-    waiting_op& op = lookups.at(id);
-    if (!arbitrates()) {
-      finish(id, [](waiting_op& o) { o.apply(); });
-      return;
-    }
-    auto then_apply = [this, id] { finish(id, [](waiting_op& o) { o.apply(); }); };
-    if (op.undo) {
-      store->release_claps(op.user, op.article);
-      fetch(op.article, op.user, std::move(then_apply));
-      return;
-    }
-    auto reserve = [this, id, alive = std::weak_ptr<bool>(alive)] {
-      if (alive.expired() || lookups.count(id) == 0) return;
-      waiting_op& o = lookups.at(id);
-      std::int32_t own = 0;
-      if (eng == nullptr || !arbitrates() || eng->own_claps(o.article, o.user, own)) {
-        finish(id, [](waiting_op& w) { w.apply(); });  // the engine reports its own error
-        return;
-      }
-      store->reserve_claps(o.user, o.article, own, o.count,
-                           [this, id, alive](std::error_code, std::int32_t) {
-                             if (alive.expired()) return;
-                             finish(id, [](waiting_op& w) { w.apply(); });
-                           });
-    };
-    if (local_subscribers.count(op.article) == 0) fetch(op.article, op.user, std::move(reserve));
-    else reserve();
-  }
-
-  // Ends op `id` with `outcome`, then starts the next op of its pair.
-  template <class Outcome> void finish(std::uint64_t id, Outcome outcome) {
-    const auto it = lookups.find(id);
-    if (it == lookups.end()) return;
-    waiting_op op = std::move(it->second);
-    lookups.erase(it);
-    const std::string key = chain_key(op);
-    outcome(op);
-    const auto chain = chains.find(key);
-    if (chain == chains.end()) return;
-    if (!chain->second.empty() && chain->second.front() == id) chain->second.pop_front();
-    if (chain->second.empty()) {
-      chains.erase(chain);
-      return;
-    }
-    start(chain->second.front());
-  }
-
-  void run_deferred() {
-    if (!emptied.empty() && store && !(in_engine_callback && in_engine_callback())) {
-      for (const std::string& article : emptied)
-        if (local_subscribers.count(article) == 0) store->set_local_viewers(article, 0);
-      emptied.clear();
-    }
-    if (deferred.empty() || eng == nullptr || (in_engine_callback && in_engine_callback())) return;
-    auto parts = std::move(deferred);
-    deferred.clear();
-    for (const auto& [article, part] : parts) eng->set_remote(article, part.total, part.viewers);
-  }
 };
 
 std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store& local,
@@ -244,7 +44,6 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store
 
   auto self = std::make_unique<impl>(loop, log);
   impl* p = self.get();
-  p->node_id = options.node_id;
   redis_client_callbacks on_client;
   on_client.connected = [p](const redis_endpoint& master) {
     p->log.info("redis: connected to master " + master.host + ":" + std::to_string(master.port));
@@ -263,9 +62,6 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store
   if (so.owner.empty()) return nullptr;
   so.clap_cap = options.clap_cap;
   redis_store_callbacks sc;
-  sc.remote_changed = [p](std::string_view article, std::int64_t total, std::uint32_t viewers) {
-    p->remote_changed(article, total, viewers);
-  };
   sc.node_id_taken = [p, id = options.node_id, dir = options.data_dir, owner = so.owner](std::string_view holder) {
     p->log.error("cluster: node id '" + id + "' belongs to another data directory (owner " + std::string(holder) +
                  "; " + dir + " is owner " + owner + "): nothing is written to Redis and /readyz answers 503 " +
@@ -277,12 +73,6 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store
   };
   p->store.emplace(loop, local, *p->client, *p->bus, std::move(so), std::move(sc));
 
-  uv_check_init(loop, &p->drain);
-  p->drain.data = p;
-  uv_check_start(&p->drain, [](uv_check_t* h) { static_cast<impl*>(h->data)->run_deferred(); });
-  uv_timer_init(loop, &p->claim_retry);
-  p->claim_retry.data = p;
-  p->drain_open = true;
   if (!options.redis_url.empty())
     log.info("cluster: node '" + options.node_id + "' on Redis " + ro.address.host + ":" +
              std::to_string(ro.address.port));
@@ -294,85 +84,17 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store
 
 claps::store& cluster_node::store() noexcept { return *impl_->store; }
 
-void cluster_node::extend(engine_callbacks& callbacks) {
-  impl* p = impl_.get();
-  auto previous = std::move(callbacks.tick_updates);
-  callbacks.tick_updates = [p, previous = std::move(previous)](std::span<const article_update> updates) {
-    // Local viewers only: update.viewers already includes the other nodes.
-    if (p->store)
-      for (const article_update& u : updates) p->store->set_local_viewers(u.article, u.local_viewers);
-    if (previous) previous(updates);
-  };
-}
-
-void cluster_node::attach(engine& e, std::function<bool()> in_engine_callback) {
-  impl_->eng = &e;
-  impl_->in_engine_callback = std::move(in_engine_callback);
-}
-
-void cluster_node::subscribed(subscriber_id sub, std::string_view article, std::string_view user) {
+void cluster_node::before_read(std::span<const std::string_view> articles, std::string_view user,
+                               std::function<void()> done) {
   impl& p = *impl_;
-  if (!p.store) return;
-  if (p.rooms[sub].emplace(article).second) p.watch(article);
-  if (!user.empty()) p.store->prefetch_tally(user, article);
-}
-
-void cluster_node::unsubscribed(subscriber_id sub, std::string_view article) {
-  impl& p = *impl_;
-  if (!p.store) return;
-  auto it = p.rooms.find(sub);
-  if (it == p.rooms.end()) return;
-  const std::string key(article);
-  if (it->second.erase(key) != 0) p.unwatch(key);
-  if (it->second.empty()) p.rooms.erase(it);
-}
-
-void cluster_node::released(subscriber_id sub) {
-  impl& p = *impl_;
-  if (!p.store) return;
-  auto it = p.rooms.find(sub);
-  if (it == p.rooms.end()) return;
-  for (const std::string& article : it->second) p.unwatch(article);
-  p.rooms.erase(it);
-}
-
-void cluster_node::before_read(std::string_view article, std::string_view user, std::function<void()> done) {
-  impl& p = *impl_;
-  if (!p.store || !p.client->ready() || p.local_subscribers.count(std::string(article)) != 0) {
+  if (!p.store || articles.empty() || p.store->loaded(articles, user)) {
     done();
     return;
   }
-  p.fetch(article, user, std::move(done));
-}
-
-void cluster_node::before_op(std::string_view user, std::string_view article, std::string_view op_id, bool undo,
-                             std::int32_t count, std::function<void()> apply,
-                             std::function<void(const prior_op&)> replay,
-                             std::function<void(std::error_code)> refuse) {
-  impl& p = *impl_;
-  if (!p.arbitrates()) {
-    apply();  // Redis unreachable: the step-1 rules of docs/design.md
-    return;
-  }
-  const std::uint64_t id = p.next_lookup++;
-  impl::waiting_op op{std::string(user), std::string(article), std::string(op_id), undo, count,
-                      std::move(apply), std::move(replay), std::move(refuse)};
-  auto& chain = p.chains[impl::chain_key(op)];
-  p.lookups.emplace(id, std::move(op));
-  chain.push_back(id);
-  if (chain.size() == 1) p.start(id);
-}
-
-void cluster_node::settle_lookups() {
-  impl& p = *impl_;
-  auto waiting = std::move(p.lookups);
-  p.lookups.clear();
-  p.chains.clear();
-  p.claim_waiters.clear();
-  std::vector<std::pair<std::uint64_t, impl::waiting_op*>> in_order;
-  for (auto& [id, op] : waiting) in_order.emplace_back(id, &op);
-  std::sort(in_order.begin(), in_order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (auto& [id, op] : in_order) op->apply();
+  auto then = [alive = std::weak_ptr<bool>(p.alive), done](std::error_code) {
+    if (!alive.expired()) done();  // on an error the answer is partial, and says so
+  };
+  if (p.store->load(articles, user, std::move(then))) done();  // Redis unreachable
 }
 
 bool cluster_node::degraded() const noexcept { return impl_->store && impl_->store->degraded(); }
@@ -415,7 +137,19 @@ std::string cluster_node::metrics_text() const {
   metric(out, "claps_cluster_op_id_conflicts_total", "counter", "Op ids another node had already used",
          d(s.remote_op_conflicts));
   metric(out, "claps_cluster_op_id_replays_total", "counter",
-         "Claps answered as replays of an op id another node had applied", d(p.cross_node_replays));
+         "Claps answered as replays of an op id another node had applied", d(s.cross_node_replays));
+  metric(out, "claps_cluster_op_id_retries_total", "counter",
+         "Ops whose op id another node was still applying (asked again next tick)", d(s.op_retries));
+  metric(out, "claps_cluster_arbitrations_total", "counter", "Ticks whose ops were decided in Redis",
+         d(s.arbitrations));
+  metric(out, "claps_cluster_arbitration_scripts_total", "counter",
+         "Script calls those decisions took (one per article per tick)", d(s.arbitration_scripts));
+  metric(out, "claps_cluster_arbitration_failures_total", "counter",
+         "Script calls that failed: their ops were decided on this node", d(s.arbitration_failures));
+  metric(out, "claps_cluster_journal_walks_total", "counter",
+         "Full re-assertions of this node's journal into Redis", d(s.journal_walks));
+  metric(out, "claps_cluster_walking_journal", "gauge", "1 while a full re-assertion of the journal is due or running",
+         s.walking_journal ? 1 : 0);
   metric(out, "claps_cluster_stale_writes_total", "counter", "Writes Redis ignored as older than what it held",
          d(s.stale_writes));
   metric(out, "claps_cluster_reasserts_total", "counter", "Keys re-written to Redis after a reconnect",
@@ -444,30 +178,13 @@ std::string cluster_node::metrics_text() const {
 
 void cluster_node::shutdown() {
   impl& p = *impl_;
-  p.eng = nullptr;
   p.alive.reset();
-  p.lookups.clear();
-  p.chains.clear();
-  p.claim_waiters.clear();
-  p.deferred.clear();
-  p.rooms.clear();
-  p.emptied.clear();
   p.store.reset();
   p.bus.reset();
   p.client.reset();
-  if (p.drain_open) {
-    p.drain_open = false;
-    uv_check_stop(&p.drain);
-    uv_close(reinterpret_cast<uv_handle_t*>(&p.drain), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&p.claim_retry), nullptr);
-  }
 }
 
-cluster_node::~cluster_node() {
-  // shutdown() must have run (the loop has to close the handles); if the
-  // process is exiting on an error path, leak rather than free live handles.
-  if (impl_ && impl_->drain_open) (void)impl_.release();
-}
+cluster_node::~cluster_node() = default;
 
 #else // no claps::redis in this build
 
@@ -479,18 +196,9 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t*, claps::store&, co
   return nullptr;
 }
 claps::store& cluster_node::store() noexcept { __builtin_unreachable(); }
-void cluster_node::extend(engine_callbacks&) {}
-void cluster_node::attach(engine&, std::function<bool()>) {}
-void cluster_node::subscribed(subscriber_id, std::string_view, std::string_view) {}
-void cluster_node::unsubscribed(subscriber_id, std::string_view) {}
-void cluster_node::released(subscriber_id) {}
-void cluster_node::before_op(std::string_view, std::string_view, std::string_view, bool, std::int32_t,
-                             std::function<void()> apply, std::function<void(const prior_op&)>,
-                             std::function<void(std::error_code)>) {
-  apply();
+void cluster_node::before_read(std::span<const std::string_view>, std::string_view, std::function<void()> done) {
+  done();
 }
-void cluster_node::before_read(std::string_view, std::string_view, std::function<void()> done) { done(); }
-void cluster_node::settle_lookups() {}
 bool cluster_node::degraded() const noexcept { return false; }
 bool cluster_node::node_id_taken() const noexcept { return false; }
 std::string cluster_node::metrics_text() const { return {}; }

@@ -13,6 +13,12 @@ engine_callbacks fanout::callbacks() {
   };
   cb.result = [this](const op_result& result) {
     depth_guard guard(depth_);
+    if (result.error) {
+      // Across nodes: another node kept holding the op id; the client retries it.
+      if (on_refused) on_refused();
+      registry_.refuse_op(result.cookie, result.error);
+      return;
+    }
     registry_.complete_op(result);
   };
   cb.store_status = [this](std::error_code ec) {

@@ -83,6 +83,7 @@ void encode_snapshot(std::string& out, std::span<const snapshot> snapshots, std:
     out.pop_back();
     out += R"(,"mine":)";
     append_int(out, s.mine);
+    if (!s.global) out += R"(,"partial":true)";
     out += '}';
   }
   out += counts_suffix;

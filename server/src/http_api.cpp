@@ -264,7 +264,8 @@ int http_api::read_article(lws* wsi, std::string_view article) {
   reply->id = id;
   const auto serial = reply->serial;
   exchanges_[wsi] = std::move(reply);
-  deps_.cluster->before_read(article, user, [this, id, serial, article = std::string(article), user] {
+  const std::string_view articles[] = {article};
+  deps_.cluster->before_read(articles, user, [this, id, serial, article = std::string(article), user] {
     auto* e = deps_.registry.find(id);
     if (e == nullptr || e->serial != serial) return;  // the client left
     auto [status, body] = article_body(article, user);
@@ -275,7 +276,7 @@ int http_api::read_article(lws* wsi, std::string_view article) {
 
 std::pair<unsigned, std::string> http_api::article_body(std::string_view article, const std::string& user) {
   snapshot snap;
-  if (auto ec = deps_.engine.read(article, user, snap))
+  if (auto ec = deps_.engine.read(user, article, snap))
     return {http_status_for(ec), rest_error_body(wire_name(ec), ec.message())};
   std::string body;
   append_count_item(body, article, snap.total, snap.viewers);
@@ -373,7 +374,6 @@ int http_api::open_stream(lws* wsi, std::string_view article) {
     deps_.registry.remove(stream->id);
     return respond_error(wsi, http_status_for(ec), wire_name(ec), ec.message());
   }
-  if (deps_.cluster) deps_.cluster->subscribed(stream->id, article, {});
   unsigned char headers[LWS_PRE + 512];
   unsigned char* start = headers + LWS_PRE;
   unsigned char* p = start;

@@ -1,8 +1,5 @@
 #include "op_submission.hpp"
 
-#include <memory>
-#include <string>
-
 namespace claps::server {
 
 namespace {
@@ -10,7 +7,7 @@ namespace {
 void apply(const service_deps& deps, const op_request& r) {
   std::error_code ec;
   if (r.undo) {
-    ec = deps.engine.undo(r.user, r.article, r.op_id, r.cookie);
+    ec = deps.engine.undo({r.user, r.article, r.op_id, r.cookie});
   } else {
     clap_request request;
     request.user = r.user;
@@ -27,40 +24,6 @@ void apply(const service_deps& deps, const op_request& r) {
 
 } // namespace
 
-void submit_op(const service_deps& deps, const op_request& request) {
-  if (deps.cluster == nullptr) {
-    apply(deps, request);
-    return;
-  }
-  // The lookup outlives the caller's views, so the op owns its strings.
-  struct owned_op {
-    op_request request;
-    std::string user, article, op_id;
-  };
-  auto op = std::make_shared<owned_op>(
-      owned_op{request, std::string(request.user), std::string(request.article), std::string(request.op_id)});
-  op->request.user = op->user;
-  op->request.article = op->article;
-  op->request.op_id = op->op_id;
-  deps.cluster->before_op(
-      op->user, op->article, op->op_id, op->request.undo, op->request.count,
-      [deps, op] { apply(deps, op->request); },
-      [deps, op](const cluster_node::prior_op& prior) {
-        op_result result;
-        result.cookie = op->request.cookie;
-        result.article = prior.article;
-        result.accepted = prior.accepted;
-        result.mine = prior.mine;
-        result.replayed = true;
-        result.level = durability::cluster;
-        snapshot now;
-        if (!deps.engine.read(prior.article, {}, now)) result.total = now.total;
-        deps.registry.complete_op(result);
-      },
-      [deps, op](std::error_code ec) {
-        deps.metrics.reject(clap_rejection::unavailable);
-        deps.registry.refuse_op(op->request.cookie, ec);
-      });
-}
+void submit_op(const service_deps& deps, const op_request& request) { apply(deps, request); }
 
 } // namespace claps::server

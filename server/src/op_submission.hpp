@@ -1,14 +1,10 @@
 // op_submission.hpp - the one path every clap and undo takes into the engine,
 // whether it came over WebSocket or REST.
 //
-// On one node an op goes straight in. Across nodes (cluster_node::before_op)
-// an op on an article no local viewer watches first loads the other nodes'
-// parts, so its total and the cap are global; an op with an id asks Redis
-// whether another node already applied that id for this user, and if so the
-// answer is that node's result, replayed (accepted and mine as that node
-// counted them, the total as this node knows it now): nothing is counted
-// twice. With Redis unreachable the op is applied here; a conflict found
-// later is only counted (see docs/design.md).
+// Ops go straight into the engine, on one node as across nodes: with a
+// cluster store the engine has each tick's ops decided in Redis (the cap and
+// op ids across nodes, see claps::redis_store), and an op id another node
+// applied comes back as that node's result, replayed.
 #pragma once
 
 #include "service_deps.hpp"

@@ -191,11 +191,9 @@ bool clapsd::start() {
     log_.error("engine options: " + ec.message());
     return false;
   }
-  auto engine_callbacks = fanout_.callbacks();
-  if (cluster_) cluster_->extend(engine_callbacks);
-  engine_ = std::make_unique<engine>(*store_, eo, std::move(engine_callbacks), uv_driver::now());
-  if (cluster_) cluster_->attach(*engine_, [this] { return fanout_.in_engine_callback(); });
+  engine_ = std::make_unique<engine>(*store_, eo, fanout_.callbacks(), uv_driver::now());
   fanout_.on_store_status = [this](std::error_code) {};
+  fanout_.on_refused = [this] { metrics_.reject(clap_rejection::unavailable); };
 
   admission_.max = options_.max_connections;
   parser_.emplace(options_.max_message_bytes);
@@ -404,8 +402,6 @@ void clapsd::begin_shutdown(int signum) {
   // Closing our socket now makes the kernel send new connects to the other
   // processes on the port (lws's own listener instead refuses them by filter).
   if (listener_) listener_->close();
-  // Claps waiting for a cross-node op-id lookup become pending now too.
-  if (cluster_) cluster_->settle_lookups();
   // Commit what is pending now, so every ack is written before the close frames.
   driver_->flush();
   close_clients_when_committed();

@@ -50,15 +50,14 @@ struct service_deps {
   inbound_parser& parser;
   const logger& log;
   uv_loop_t* loop;
-  // Set when this node shares Redis with others: told about every
-  // subscription the engine accepts and every release.
+  // Set when this node shares Redis with others: asked to load the other
+  // nodes' parts before a first snapshot or a read.
   cluster_node* cluster = nullptr;
 
   std::uint64_t now_ms() const noexcept { return uv_now(loop); }
   /// Stops `sub` watching everything, after the current engine callback if
   /// one is running (the engine forbids mutation from its callbacks).
   void release(subscriber_id sub, std::unique_ptr<endpoint> owner = nullptr) {
-    if (cluster) cluster->released(sub);
     fan.release(engine, sub, std::move(owner));
   }
 };

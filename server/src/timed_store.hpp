@@ -27,10 +27,29 @@ public:
     return inner_.read_op(user, article, op_id, out, found);
   }
   void commit(const commit_batch& batch, commit_handler done) override;
-  // A cluster store's view of other nodes' claps must reach the engine's cap.
+  // Everything else passes through: a cluster store's arbitration, rooms
+  // and view of the other nodes must reach the engine unchanged.
+  std::error_code reserve_versions(std::uint64_t count, std::uint64_t& first) override {
+    return inner_.reserve_versions(count, first);
+  }
+  std::error_code read_journal(journal_table table, std::string_view after, std::size_t max,
+                               std::vector<journal_row>& out, std::string& next) override {
+    return inner_.read_journal(table, after, max, out, next);
+  }
   std::int32_t remote_tally(std::string_view user, std::string_view article) override {
     return inner_.remote_tally(user, article);
   }
+  bool remote_part(std::string_view article, std::int64_t& total, std::uint32_t& viewers) override {
+    return inner_.remote_part(article, total, viewers);
+  }
+  bool arbitrates() const override { return inner_.arbitrates(); }
+  std::error_code arbitrate(std::span<const op_intent> intents, arbitrate_handler done) override {
+    return inner_.arbitrate(intents, std::move(done));
+  }
+  void room_changed(std::string_view article, bool watched, std::uint32_t viewers) override {
+    inner_.room_changed(article, watched, viewers);
+  }
+  void attach(store_listener* listener) override { inner_.attach(listener); }
 
 private:
   store& inner_;

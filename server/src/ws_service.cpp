@@ -217,15 +217,39 @@ void ws_service::subscribe(ws_session& s) {
       return;
     }
   }
-  snapshots_.clear();
-  if (auto ec = deps_.engine.subscribe(s.id(), message_.articles, message_.reading, s.user(), snapshots_)) {
-    send_error(s, ec, {}, message_.id);
+  if (deps_.cluster == nullptr) {
+    finish_subscribe(s, message_.articles, message_.reading, message_.id);
     return;
   }
-  if (deps_.cluster)
-    for (auto article : message_.articles) deps_.cluster->subscribed(s.id(), article, s.user());
+  // Across nodes the first snapshot is global: the other nodes' parts (and
+  // this user's claps through them) are loaded first when not known.
+  struct pending {
+    std::vector<std::string> articles;
+    std::vector<std::string_view> views;
+    bool reading;
+    std::string id;
+  };
+  auto p = std::make_shared<pending>();
+  p->articles.assign(message_.articles.begin(), message_.articles.end());
+  p->views.assign(p->articles.begin(), p->articles.end());
+  p->reading = message_.reading;
+  p->id.assign(message_.id);
+  deps_.cluster->before_read(p->views, s.user(), [this, p, sid = s.id(), serial = s.serial] {
+    auto* e = deps_.registry.find(sid);
+    if (e == nullptr || e->serial != serial) return;  // the client left meanwhile
+    finish_subscribe(static_cast<ws_session&>(*e), p->views, p->reading, p->id);
+  });
+}
+
+void ws_service::finish_subscribe(ws_session& s, std::span<const std::string_view> articles, bool reading,
+                                  std::string_view id) {
+  snapshots_.clear();
+  if (auto ec = deps_.engine.subscribe(s.id(), articles, reading, s.user(), snapshots_)) {
+    send_error(s, ec, {}, id);
+    return;
+  }
   std::string frame;
-  encode_snapshot(frame, snapshots_, message_.id);
+  encode_snapshot(frame, snapshots_, id);
   s.send_reply(std::move(frame));
 }
 
@@ -238,7 +262,6 @@ void ws_service::unsubscribe(ws_session& s) {
   }
   for (auto article : message_.articles) {
     deps_.engine.unsubscribe(s.id(), article);
-    if (deps_.cluster) deps_.cluster->unsubscribed(s.id(), article);
   }
 }
 

@@ -9,6 +9,8 @@
 #include <libwebsockets.h>
 
 #include <memory>
+#include <span>
+#include <string_view>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -48,6 +50,8 @@ private:
   int refuse(lws* wsi, refusal why, unsigned status, std::string_view code, std::string_view message);
   void handle(ws_session& s, std::string_view text, bool binary);
   void subscribe(ws_session& s);
+  void finish_subscribe(ws_session& s, std::span<const std::string_view> articles, bool reading,
+                        std::string_view id);
   void unsubscribe(ws_session& s);
   void clap_or_undo(ws_session& s);
   void send_error(ws_session& s, std::string_view code, std::string_view message, std::string_view id);

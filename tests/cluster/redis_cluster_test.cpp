@@ -273,8 +273,8 @@ TEST_CASE("pub/sub reaches a subscriber on another connection, only for watched 
   const std::uint16_t master = publisher.master().port;
 
   receiver.watch("a1");
-  receiver.watch("a1");  // a second local viewer: still one subscription
-  CHECK(receiver.watchers("a1") == 2);
+  receiver.watch("a1");  // again: still one subscription
+  CHECK(receiver.watching("a1"));
   REQUIRE(loop.run_until([&] { return numsub(master, "claps:ch:a1") == 1; }, 5s));
   CHECK(numsub(master, "claps:ch:a2") == 0);
 
@@ -300,9 +300,7 @@ TEST_CASE("pub/sub reaches a subscriber on another connection, only for watched 
                 << " us (publisher, Redis and subscriber on this 2-core machine)");
 
   receiver.unwatch("a1");
-  loop.run_until([] { return false; }, 100ms);
-  CHECK(numsub(master, "claps:ch:a1") == 1);  // one viewer left
-  receiver.unwatch("a1");
+  CHECK_FALSE(receiver.watching("a1"));
   REQUIRE(loop.run_until([&] { return numsub(master, "claps:ch:a1") == 0; }, 5s));
   CHECK(receiver.stats().channels == 0);
 }

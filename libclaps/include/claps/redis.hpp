@@ -7,9 +7,10 @@
 //                 with errc::store_timeout instead of hanging them.
 //   redis_bus     pub/sub between nodes on its own connection: one channel
 //                 per article, subscribed only while local viewers watch it.
-//   redis_store   a claps::store that wraps the node's local store (LMDB):
-//                 every batch is committed locally first, then written to
-//                 Redis as this node's absolute, versioned contribution.
+//   redis_store   a claps::store that wraps the node's local store (LMDB),
+//                 its journal: it decides each tick's claps across nodes in
+//                 Redis (the exact cap and op ids), and writes this node's
+//                 absolute, versioned values there.
 //
 // hiredis 0.14 has no async timeouts and no Sentinel client; both are done
 // here. hiredis types never appear in this header.
@@ -151,8 +152,8 @@ public:
   redis_client_stats stats() const noexcept;
   const redis_options& options() const noexcept;
 
-  struct impl;
 private:
+  struct impl;
   std::unique_ptr<impl> impl_;
 };
 
@@ -191,12 +192,14 @@ public:
   redis_bus(const redis_bus&) = delete;
   redis_bus& operator=(const redis_bus&) = delete;
 
-  /// Counts one more local watcher of `article`; the first one subscribes.
+  /// Subscribes to `article`'s channel; already subscribed: nothing happens.
+  /// Who watches what is counted by the engine alone (redis_store calls this
+  /// when an article gains its first local watcher).
   void watch(std::string_view article);
-  /// Counts one watcher less; the last one unsubscribes. Unknown: ignored.
+  /// Unsubscribes from `article`'s channel. Unknown: ignored.
   void unwatch(std::string_view article);
-  /// Local watchers of `article`.
-  std::size_t watchers(std::string_view article) const noexcept;
+  /// True while `article`'s channel is (to be) subscribed.
+  bool watching(std::string_view article) const noexcept;
   /// Every article watched right now.
   std::vector<std::string> watched() const;
 
@@ -212,8 +215,8 @@ public:
   bool healthy() const noexcept;
   redis_bus_stats stats() const noexcept;
 
-  struct impl;
 private:
+  struct impl;
   std::unique_ptr<impl> impl_;
 };
 
@@ -231,7 +234,7 @@ struct redis_store_options {
   std::string owner;
   /// Prefix of every key, channel and script argument this store writes.
   std::string key_prefix = "claps:";
-  /// The per-user cap, only to count cross-node overshoot (the engine enforces it).
+  /// The per-user cap the arbitration enforces across nodes (match the engine's).
   std::int32_t clap_cap = 50;
   /// How long a cross-node op id is remembered (match the engine's window).
   millis op_id_window{std::chrono::minutes(15)};
@@ -241,28 +244,34 @@ struct redis_store_options {
   /// How often this node re-writes its viewer counts.
   millis heartbeat_interval{5000};
   /// How often remote totals and viewers of watched articles are re-read
-  /// (heals lost pub/sub messages and expires crashed nodes' viewers).
+  /// (heals lost pub/sub messages and expires crashed nodes' viewers). Parts
+  /// loaded for an unwatched article (load()) are trusted this long.
   millis refresh_interval{5000};
   /// Keys written within this window are re-asserted after every reconnect,
-  /// healing writes an asynchronous failover dropped.
+  /// healing writes an asynchronous failover dropped. Losses older than that
+  /// are found by the marker (see the class comment) and healed by a full
+  /// walk of the journal.
   millis reassert_window{std::chrono::minutes(5)};
-  /// How long an op-id claim and a cap reservation last unless the commit
-  /// writes the result first; longer than a commit's round trip to Redis.
-  millis claim_ttl{30000};
+  /// How long an op id's record stays pending (written by arbitrate(), not
+  /// yet confirmed after the local commit). A node that dies in between
+  /// holds the op id that long; other nodes answer errc::unavailable
+  /// meanwhile and then apply it afresh.
+  millis pending_ttl{30000};
+  /// Journal rows read per step of a full re-assertion; each step's writes
+  /// are paced with the other background requests.
+  std::size_t reassert_page = 256;
+  /// Versions reserved in the local store at a time (one durable write each).
+  std::uint64_t version_block = 4096;
   /// Most keys remembered as dirty (unwritten to Redis) and, separately, as
   /// recent. Past it recent keys older than the window are pruned (all of
-  /// them if still too many) and new dirty keys are forgotten and counted.
+  /// them if still too many) and new dirty keys are forgotten and counted;
+  /// a full walk of the journal then writes them.
   std::size_t max_remembered_keys = 1'000'000;
 };
 
 struct redis_store_callbacks {
-  /// The other nodes' part of an article's total or viewers changed. Feed
-  /// it to the engine (see docs/design.md, "engine hooks").
-  std::function<void(std::string_view article, std::int64_t remote_total,
-                     std::uint32_t remote_viewers)>
-      remote_changed;
-  /// Entering (true) or leaving (false) degraded mode: Redis unreachable,
-  /// commits acknowledged as durability::local.
+  /// Entering (true) or leaving (false) degraded mode: Redis unreachable or
+  /// missing some of this node's keys; commits acknowledged as durability::local.
   std::function<void(bool degraded)> degraded;
   /// Another owner holds options.node_id (see redis_store_options::owner);
   /// `holder` is its owner id. Checked again on every reconnect.
@@ -273,9 +282,15 @@ struct redis_store_stats {
   std::uint64_t commits = 0;
   std::uint64_t cluster_commits = 0;     // acknowledged as durability::cluster
   std::uint64_t local_commits = 0;       // acknowledged as durability::local (degraded)
+  std::uint64_t arbitrations = 0;        // arbitrate() calls sent
+  std::uint64_t arbitration_scripts = 0; // script calls they took (one per article)
+  std::uint64_t arbitration_failures = 0;// script calls that failed: their ops were decided locally
+  std::uint64_t op_retries = 0;          // ops whose op id another node was still applying
   std::uint64_t stale_writes = 0;        // writes Redis ignored: an equal or newer version was there
-  std::uint64_t reasserts = 0;           // keys re-written after a reconnect
+  std::uint64_t reasserts = 0;           // keys re-written after a reconnect or from the journal
+  std::uint64_t journal_walks = 0;       // full re-assertions of the journal completed
   std::uint64_t remote_op_conflicts = 0; // op ids another node had already used
+  std::uint64_t cross_node_replays = 0;  // ops answered with another node's result
   std::uint64_t cap_overshoot = 0;       // claps over the cap across nodes (outage overlap)
   std::uint64_t published = 0;
   std::uint64_t remote_messages = 0;
@@ -283,25 +298,57 @@ struct redis_store_stats {
   std::size_t dirty_keys = 0;            // gauge: waiting to be written to Redis
   bool degraded = false;                 // gauge
   bool node_id_taken = false;            // gauge: another owner holds node_id
+  bool walking_journal = false;          // gauge: a full re-assertion is in progress
 };
 
-/// A claps::store for one node of several. Reads come from the local store
-/// (synchronous, this node's own contributions); commits go to the local
-/// store first and then to Redis. `done` gets durability::cluster when Redis
-/// acknowledged the batch and durability::local when Redis is unreachable or
-/// timed out; the batch's keys are then remembered as dirty and re-asserted
-/// once Redis is back. Redis keys (prefix "claps:"):
+/// A claps::store for one node of several: the exact cap and op ids across
+/// nodes, and the other nodes' totals and viewers, with the node's own local
+/// store (LMDB) as its journal, the source of truth for its claps.
+///
+/// Use it as an engine's store; the engine then does the rest (see
+/// <claps/store.hpp>): each tick it hands the store its queued claps and undos
+/// (arbitrate()), which decides them in Redis, for all the ops of one article
+/// in one script call (so at most one round trip per tick). The script
+/// claims each op id, applies the cap over every node's claps of the user,
+/// and writes this node's new absolute values with a fresh version, all on
+/// the article's hash slot. Then the engine commits the decided batch
+/// (commit()): to the local store first, then the op ids' records are
+/// confirmed and the new totals published. The ack says durability::cluster
+/// when Redis decided and holds every op of the batch.
+///
+/// A crash between the script and the local commit leaves Redis counting
+/// claps the journal lacks; they were never acknowledged, and the node's
+/// re-assertion at start overwrites them (every re-assertion carries a
+/// version higher than any the node sent: versions come from blocks reserved
+/// durably in the local store). Their op records stay pending until
+/// options.pending_ttl, so no node replays them.
+///
+/// With Redis unreachable, arbitrate() fails and the engine decides locally:
+/// the cap minus the other nodes' last known claps (overshoot is at most cap
+/// x nodes and counted in cap_overshoot once Redis is back). The batch's keys
+/// are remembered as dirty and re-asserted once Redis is back.
+///
+/// The journal re-asserts itself: at start, a full walk of the local store
+/// writes every total, tally and op record this node holds (paced with the
+/// other background requests); then a marker key says that this master holds
+/// everything. After every reconnect the keys written within
+/// options.reassert_window are written again (an asynchronous failover may
+/// have dropped them), and when the marker is missing (Redis came back empty,
+/// or a replica that never had it was promoted) the journal is walked in full
+/// again.
+///
+/// Redis keys (prefix "claps:"), all of one article on the article's slot:
 ///   t:{A}        hash  node -> "version:total"   this node's part of article A
 ///   u:{A}:U      hash  node -> "version:claps"   user U's claps on A via node
 ///   v:{A}        hash  node -> "viewers:expires_ms" (Redis TIME based)
-///   op:{U}:OP    string "node|article|accepted|mine", SET NX PX window
+///   o:{A}:U:OP   string "node|P|accepted|mine" (pending) or "node|C|..."
+///                (confirmed), op id OP of user U on A
 ///   node:{N}     string owner of node id N (redis_store_options::owner)
-///   r:{A}:U      hash  node -> "level:expires_ms"  cap reservations (reserve_claps)
+///   mark:{N}     string this node's marker: Redis holds its whole journal
 ///   ch:A         pub/sub channel, payload "node version total viewers"
+///
 /// Commits complete later, from the loop: before destroying the engine, flush
-/// it and run the loop until engine::idle(). The store copies what it needs
-/// from a batch once the local commit completed (inside commit() for
-/// lmdb_store and memory_store), so the batch's views need live no longer.
+/// it and run the loop until engine::idle().
 class redis_store final : public store {
 public:
   /// `local`, `client` and `bus` must outlive the store. `options.node_id`
@@ -312,89 +359,48 @@ public:
   redis_store(const redis_store&) = delete;
   redis_store& operator=(const redis_store&) = delete;
 
+  // ---- claps::store ----
   std::error_code read_total(std::string_view article, std::int64_t& total) override;
   std::error_code read_tally(std::string_view user, std::string_view article,
                              std::int32_t& claps) override;
   std::error_code read_op(std::string_view user, std::string_view article, std::string_view op_id,
                           stored_op& out, bool& found) override;
   void commit(const commit_batch& batch, commit_handler done) override;
+  std::error_code reserve_versions(std::uint64_t count, std::uint64_t& first) override;
+  std::error_code read_journal(journal_table table, std::string_view after, std::size_t max,
+                               std::vector<journal_row>& out, std::string& next) override;
+  std::int32_t remote_tally(std::string_view user, std::string_view article) override;
+  bool remote_part(std::string_view article, std::int64_t& total, std::uint32_t& viewers) override;
+  bool arbitrates() const override { return true; }
+  std::error_code arbitrate(std::span<const op_intent> intents, arbitrate_handler done) override;
+  void room_changed(std::string_view article, bool watched, std::uint32_t viewers) override;
+  void attach(store_listener* listener) override;
 
-  /// A local viewer starts watching `article`: subscribes through the bus
-  /// on the first one and loads the other nodes' totals and viewers.
-  void watch(std::string_view article);
-  /// The matching call when a local viewer stops watching.
-  void unwatch(std::string_view article);
-  /// This node's viewer count of `article` (from engine updates). Written to
-  /// Redis with an expiry and published, coalesced per loop iteration.
-  void set_local_viewers(std::string_view article, std::uint32_t viewers);
-  /// Loads the other nodes' claps of `user` on `article` (for the cap).
-  void prefetch_tally(std::string_view user, std::string_view article);
+  // ---- reads of articles no local viewer watches ----
 
-  /// The other nodes' parts of one article, read once.
-  struct remote_parts {
-    std::int64_t total = 0;
-    std::uint32_t viewers = 0;
-    std::int32_t user_claps = 0;  // the user's claps through other nodes
-  };
-  using remote_parts_handler = std::function<void(std::error_code, const remote_parts&)>;
-  /// Reads the other nodes' parts of `article` once, without watching it:
-  /// for answering a request about an article no local viewer watches (its
-  /// parts are then not kept current). With a `user`, also that user's claps
-  /// through other nodes, which the cap then counts (as prefetch_tally()).
-  /// `done` runs once from the loop, or before this returns when Redis is not
-  /// connected (store_disconnected); on any error the parts are incomplete.
-  /// Never called after the store is destroyed.
-  void fetch_remote(std::string_view article, std::string_view user, remote_parts_handler done);
+  /// Loads the other nodes' parts of `articles` (and `user`'s claps through
+  /// them, when `user` is not empty) once, so that the engine's next
+  /// snapshot or read of them is global (snapshot::global). Call it before
+  /// engine::subscribe() or engine::read() when loaded() is false. `done`
+  /// runs once, later, from the loop, with the first error if any (the
+  /// parts of those articles then stay unknown). Errors (and then `done`
+  /// never runs): store_disconnected while Redis is not ready; bad_request
+  /// for an empty list.
+  std::error_code load(std::span<const std::string_view> articles, std::string_view user,
+                       std::function<void(std::error_code)> done);
+  /// True when snapshots of `articles` would be global now, without load():
+  /// this node watches them or read them within refresh_interval, and no
+  /// `user` is asked about (a user's claps through other nodes are always
+  /// read afresh).
+  bool loaded(std::span<const std::string_view> articles, std::string_view user);
 
-  /// What claim_op() found for an op id of a user.
-  struct op_claim {
-    enum class holder : std::uint8_t {
-      claimed_now,        // new: this node applies it
-      this_node,          // this node claimed it before: its engine replays it
-      other_node_done,    // another node applied it: replay its result below
-      other_node_pending  // another node claimed it and has not recorded its result yet
-    };
-    holder by = holder::claimed_now;
-    std::string article;
-    std::int32_t accepted = 0;
-    std::int32_t mine = 0;
-  };
-  using op_claim_handler = std::function<void(std::error_code, const op_claim&)>;
-  /// Claims `op_id` of `user` for this node before the op is applied, so two
-  /// nodes never both apply one op id while Redis is reachable. The claim
-  /// lasts options.claim_ttl unless the commit records the result (for the
-  /// op-id window). `done` as fetch_remote().
-  void claim_op(std::string_view user, std::string_view op_id, op_claim_handler done);
-
-  using reserve_handler = std::function<void(std::error_code, std::int32_t granted)>;
-  /// Reserves room under the cap for `want` more claps of `user` on
-  /// `article` through this node, which holds `own` of them now (committed
-  /// and pending). Atomic in Redis, so nodes never grant more than the cap
-  /// between them while Redis is reachable. Sets remote_tally() to the other
-  /// nodes' claps, counting claps they reserved and have not yet written, so
-  /// the engine's cap grants exactly `granted`. Reservations last
-  /// options.claim_ttl. Call for one (user, article) at a time. `done` as
-  /// fetch_remote().
-  void reserve_claps(std::string_view user, std::string_view article, std::int32_t own, std::int32_t want,
-                     reserve_handler done);
-  /// Drops this node's reservation for `user` on `article` (before an undo,
-  /// which lowers this node's level below what it reserved).
-  void release_claps(std::string_view user, std::string_view article);
-
-  /// Last known sums over the other nodes (remote_total and remote_viewers
-  /// of watched articles only).
-  std::int64_t remote_total(std::string_view article) const noexcept;
-  std::uint32_t remote_viewers(std::string_view article) const noexcept;
-  /// The user's claps on the article through other nodes, as the last
-  /// commit or prefetch_tally() learned them; the engine's cap counts them.
-  std::int32_t remote_tally(std::string_view user, std::string_view article) noexcept override;
-
-  /// True while commits are only locally durable.
+  /// True while commits are only locally durable, or Redis lacks some of
+  /// this node's keys.
   bool degraded() const noexcept;
   redis_store_stats stats() const noexcept;
 
-  struct impl;
 private:
+  struct impl;
   std::unique_ptr<impl> impl_;
 };
 

@@ -7,6 +7,7 @@
 
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -21,7 +22,7 @@ struct redis_bus::impl {
   redis_client* publisher = nullptr;
   std::string prefix;
   detail::connection* conn = nullptr;  // deletes itself after close()
-  std::unordered_map<std::string, std::size_t> watchers;  // article -> local watchers
+  std::unordered_set<std::string> watchers;  // articles subscribed
   detail::listener_list<redis_bus_callbacks> listeners;
   redis_bus_stats stats;
   bool subscribed = false;
@@ -44,7 +45,7 @@ struct redis_bus::impl {
   void resubscribe_all() {
     std::vector<std::string> names;
     names.reserve(watchers.size());
-    for (const auto& [article, n] : watchers) names.push_back(channel(article));
+    for (const auto& article : watchers) names.push_back(channel(article));
     for (std::size_t i = 0; i < names.size(); i += channels_per_command) {
       std::vector<std::string_view> chunk;
       for (std::size_t j = i; j < names.size() && j < i + channels_per_command; ++j)
@@ -107,28 +108,22 @@ redis_bus::~redis_bus() {
 }
 
 void redis_bus::watch(std::string_view article) {
-  auto [it, inserted] = impl_->watchers.try_emplace(std::string(article), 0);
-  if (++it->second == 1 && impl_->conn->ready()) impl_->send("SUBSCRIBE", article);
+  if (impl_->watchers.emplace(article).second && impl_->conn->ready()) impl_->send("SUBSCRIBE", article);
 }
 
 void redis_bus::unwatch(std::string_view article) {
   const auto it = impl_->watchers.find(std::string(article));
   if (it == impl_->watchers.end()) return;
-  if (--it->second > 0) return;
   impl_->watchers.erase(it);
   if (impl_->conn->ready()) impl_->send("UNSUBSCRIBE", article);
 }
 
-std::size_t redis_bus::watchers(std::string_view article) const noexcept {
-  const auto it = impl_->watchers.find(std::string(article));
-  return it == impl_->watchers.end() ? 0 : it->second;
+bool redis_bus::watching(std::string_view article) const noexcept {
+  return impl_->watchers.count(std::string(article)) != 0;
 }
 
 std::vector<std::string> redis_bus::watched() const {
-  std::vector<std::string> out;
-  out.reserve(impl_->watchers.size());
-  for (const auto& [article, n] : impl_->watchers) out.push_back(article);
-  return out;
+  return std::vector<std::string>(impl_->watchers.begin(), impl_->watchers.end());
 }
 
 std::uint64_t redis_bus::add_listener(redis_bus_callbacks callbacks) {

@@ -1,27 +1,138 @@
-// The Lua scripts of redis_store. Every script touches keys of one hash tag
-// only ({article} or {user}), so each runs unchanged on Redis Cluster.
+// The Lua scripts of redis_store. Every script touches the keys of one hash
+// tag only ({article} or {node}), so each runs unchanged on Redis Cluster.
+//
+// Values: t:{A} and u:{A}:U fields are "version:value" per node; op records
+// o:{A}:U:OP are "node|P|accepted|mine" while pending (decided, not yet in the
+// deciding node's journal) and "node|C|accepted|mine" once confirmed.
 #pragma once
 
 #include <string_view>
 
 namespace claps::detail::scripts {
 
-// Writes this node's absolute values of one article, never moving a field
-// backwards: a field whose version is >= ours is left alone (a replay or a
-// stale retry) and counted as stale.
+// Decides one tick's ops on one article across nodes, and writes this node's
+// new values. KEYS[1] t:{A}; KEYS[2..1+nu] u:{A}:<user i>; then one o:{A}:U:OP
+// per op with an op id.
+// ARGV[1] node, ARGV[2] version, ARGV[3] cap, ARGV[4] pending ttl ms,
+// ARGV[5] this node's total of A before the ops (its journal's, with decided
+// ops), ARGV[6] nu, ARGV[6+i] this node's claps of user i before the ops,
+// then per op three values: user index, op key index in KEYS (0: no op id),
+// claps wanted (0: undo).
+// The node's own values come from its journal (ARGV), never from what Redis
+// holds: a value Redis holds from a crash before the journal is overwritten.
+// For each op, in order: a new op id is claimed with its pending record and
+// SET NX GET (one command); an op id this node recorded earlier is ours again
+// (the journal lacks it); another node's confirmed record is replayed; another
+// node's pending record asks the caller to retry. The cap counts every other
+// node's claps of the user; an undo removes them too (this node goes below
+// zero by their sum).
+// Returns {stale, maxver, {others_1, ...}, {t:{A} HGETALL}, {kind, accepted,
+// mine, ...}}: stale counts writes skipped because Redis held a version >=
+// ours; maxver is the highest version of this node's fields seen (the caller
+// moves its versions past it); kind 1 applied, 2 replay, 3 retry.
+inline constexpr std::string_view arbitrate = R"lua(
+local node, ver = ARGV[1], ARGV[2]
+local nver = tonumber(ver)
+local cap, pttl = tonumber(ARGV[3]), ARGV[4]
+local total = tonumber(ARGV[5])
+local nu = tonumber(ARGV[6])
+local stale, maxver = 0, 0
+local own, others, cur, changed = {}, {}, {}, {}
+local function version_of(v) return tonumber(string.match(v, '^(%d+):')) or 0 end
+for i = 1, nu do
+  own[i] = tonumber(ARGV[6 + i])
+  local all = redis.call('HGETALL', KEYS[1 + i])
+  local sum = 0
+  for j = 1, #all, 2 do
+    if all[j] == node then
+      cur[i] = version_of(all[j + 1])
+      if cur[i] > maxver then maxver = cur[i] end
+    else
+      sum = sum + (tonumber(string.match(all[j + 1], ':(-?%d+)$')) or 0)
+    end
+  end
+  others[i] = sum
+end
+local out, any = {}, false
+local base = 6 + nu
+for k = 1, (#ARGV - base) / 3 do
+  local u = tonumber(ARGV[base + 3 * k - 2])
+  local ok = tonumber(ARGV[base + 3 * k - 1])
+  local want = tonumber(ARGV[base + 3 * k])
+  local accepted
+  if want == 0 then
+    accepted = -(own[u] + others[u])
+  else
+    accepted = math.max(0, math.min(want, cap - own[u] - others[u]))
+  end
+  local mine = own[u] + accepted + others[u]
+  local kind = 1
+  if ok > 0 then
+    local rec = node .. '|P|' .. accepted .. '|' .. mine
+    local prev = redis.call('SET', KEYS[ok], rec, 'NX', 'GET', 'PX', pttl)
+    if prev then
+      local pn, st, pa, pm = string.match(prev, '^(.*)|(%a)|(-?%d+)|(-?%d+)$')
+      if pn == nil or pn == node then
+        redis.call('SET', KEYS[ok], rec, 'PX', pttl)
+      elseif st == 'P' then
+        kind, accepted, mine = 3, 0, 0
+      else
+        kind, accepted, mine = 2, tonumber(pa), tonumber(pm)
+      end
+    end
+  end
+  if kind == 1 and accepted ~= 0 then
+    own[u] = own[u] + accepted
+    total = total + accepted
+    changed[u] = true
+    any = true
+  end
+  out[#out + 1] = kind
+  out[#out + 1] = accepted
+  out[#out + 1] = mine
+end
+for i = 1, nu do
+  if changed[i] then
+    if cur[i] and cur[i] >= nver then
+      stale = stale + 1
+    else
+      redis.call('HSET', KEYS[1 + i], node, ver .. ':' .. own[i])
+    end
+  end
+end
+local parts = redis.call('HGETALL', KEYS[1])
+if any then
+  local mine_v = 0
+  for j = 1, #parts, 2 do
+    if parts[j] == node then mine_v = version_of(parts[j + 1]) end
+  end
+  if mine_v > maxver then maxver = mine_v end
+  if mine_v >= nver then
+    stale = stale + 1
+  else
+    redis.call('HSET', KEYS[1], node, ver .. ':' .. total)
+  end
+end
+return {stale, maxver, others, parts, out}
+)lua";
+
+// Writes this node's absolute values of one article (a re-assertion), never
+// moving a field backwards: a field whose version is >= ours is left alone
+// (a replay or a stale retry) and counted as stale.
 // KEYS[1] t:{A}; KEYS[2..] u:{A}:<user>.
 // ARGV[1] node, ARGV[2] version, ARGV[3] total or '' (tallies only),
 // ARGV[4..] claps per KEYS[2..].
-// Returns {stale_fields, others_1, ...}: per tally, the claps of that user
-// on A through every other node (for the cross-node cap).
+// Returns {stale, maxver, others_1, ...}: per tally, the claps of that user
+// on A through every other node (for the cross-node cap); maxver as above.
 inline constexpr std::string_view write_article = R"lua(
 local node, ver = ARGV[1], ARGV[2]
 local nver = tonumber(ver)
-local stale = 0
+local stale, maxver = 0, 0
 local function put(key, value)
   local cur = redis.call('HGET', key, node)
   if cur then
     local v = tonumber(string.match(cur, '^(%d+):'))
+    if v and v > maxver then maxver = v end
     if v and v >= nver then
       stale = stale + 1
       return
@@ -40,20 +151,21 @@ local function others(key)
   return sum
 end
 if ARGV[3] ~= '' then put(KEYS[1], ARGV[3]) end
-local out = {0}
+local out = {0, 0}
 for i = 2, #KEYS do
   put(KEYS[i], ARGV[i + 2])
-  out[i] = others(KEYS[i])
+  out[i + 1] = others(KEYS[i])
 end
 out[1] = stale
+out[2] = maxver
 return out
 )lua";
 
-// Records an op id across nodes. KEYS[1] op:{user}:<op>.
-// ARGV[1] "node|article|accepted|mine", ARGV[2] ttl ms, ARGV[3] node.
-// Returns 1 when the id is ours (new, claimed by claim_op, or our own
-// re-assert: the full record replaces the claim), 0 when another node used
-// it first.
+// Records an op id's confirmed result from this node's journal (a
+// re-assertion, or a confirmation too late for a plain SET XX).
+// KEYS[1] o:{A}:U:OP; ARGV[1] "node|C|accepted|mine", ARGV[2] ttl ms, ARGV[3] node.
+// Returns 1 when the id is ours (absent, or recorded by this node), 0 when
+// another node holds it.
 inline constexpr std::string_view record_op = R"lua(
 local cur = redis.call('GET', KEYS[1])
 if (not cur) or string.sub(cur, 1, #ARGV[3] + 1) == ARGV[3] .. '|' then
@@ -61,55 +173,6 @@ if (not cur) or string.sub(cur, 1, #ARGV[3] + 1) == ARGV[3] .. '|' then
   return 1
 end
 return 0
-)lua";
-
-// Claims an op id before it is applied, so two nodes never both apply it.
-// KEYS[1] op:{user}:<op>; ARGV[1] node, ARGV[2] claim ttl ms.
-// Returns '' when this call claimed it ("node|" until record_op writes the
-// result), else the value there: "node|" (claimed, not yet recorded) or
-// "node|article|accepted|mine".
-inline constexpr std::string_view claim_op = R"lua(
-local cur = redis.call('GET', KEYS[1])
-if cur then return cur end
-redis.call('SET', KEYS[1], ARGV[1] .. '|', 'PX', ARGV[2])
-return ''
-)lua";
-
-// Reserves room under the per-user cap before claps are applied, so the cap
-// is exact across nodes while Redis is reachable.
-// KEYS[1] u:{A}:<user> (committed: node -> "version:claps"),
-// KEYS[2] r:{A}:<user> (reserved: node -> "level:expires_ms", Redis TIME).
-// ARGV[1] node, ARGV[2] this node's claps now (committed and pending),
-// ARGV[3] claps wanted, ARGV[4] cap, ARGV[5] reservation ttl ms.
-// Another node counts as the larger of its committed and unexpired reserved
-// level. Grants what fits, records this node's level (own + grant), and
-// returns {grant, others}.
-inline constexpr std::string_view reserve_claps = R"lua(
-local node = ARGV[1]
-local own, want, cap, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local level = {}
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if all[i] ~= node then level[all[i]] = tonumber(string.match(all[i + 1], ':(-?%d+)$')) or 0 end
-end
-all = redis.call('HGETALL', KEYS[2])
-for i = 1, #all, 2 do
-  local l, e = string.match(all[i + 1], '^(-?%d+):(%d+)$')
-  if l and tonumber(e) > now then
-    local v = tonumber(l)
-    if all[i] ~= node and (level[all[i]] == nil or v > level[all[i]]) then level[all[i]] = v end
-  else
-    redis.call('HDEL', KEYS[2], all[i])
-  end
-end
-local others = 0
-for _, v in pairs(level) do others = others + v end
-local grant = math.max(0, math.min(want, cap - others - own))
-redis.call('HSET', KEYS[2], node, string.format('%d:%d', own + grant, now + ttl))
-redis.call('PEXPIRE', KEYS[2], ttl)
-return {grant, others}
 )lua";
 
 // Claims a node id for one owner. KEYS[1] node:{N}; ARGV[1] owner.
@@ -138,9 +201,10 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 )lua";
 
-// The other nodes' parts of one article; drops expired viewer fields.
-// KEYS[1] t:{A}, KEYS[2] v:{A}; ARGV[1] node.
-// Returns {{node, version, total, ...}, {node, viewers, ...}}.
+// The other nodes' parts of one article, and optionally one user's claps
+// through them; drops expired viewer fields.
+// KEYS[1] t:{A}, KEYS[2] v:{A}, KEYS[3] u:{A}:U (optional); ARGV[1] node.
+// Returns {{node, version, total, ...}, {node, viewers, ...}, others}.
 inline constexpr std::string_view read_article = R"lua(
 local node = ARGV[1]
 local t = redis.call('TIME')
@@ -170,7 +234,14 @@ for i = 1, #all, 2 do
     redis.call('HDEL', KEYS[2], all[i])
   end
 end
-return {totals, viewers}
+local user = 0
+if KEYS[3] then
+  all = redis.call('HGETALL', KEYS[3])
+  for i = 1, #all, 2 do
+    if all[i] ~= node then user = user + (tonumber(string.match(all[i + 1], ':(-?%d+)$')) or 0) end
+  end
+end
+return {totals, viewers, user}
 )lua";
 
 } // namespace claps::detail::scripts

@@ -1,0 +1,302 @@
+// redis_store's write path: each tick's ops are decided in Redis, one script
+// call per article, before the engine applies them; once the local commit
+// (the journal) holds them, their op records are confirmed and the new totals
+// published. One round trip per tick on the way to the ack.
+#include "store_impl.hpp"
+
+#include <cassert>
+
+namespace claps {
+
+namespace {
+
+// Copies what outlives the local commit: the engine's views need not stay
+// valid while Redis answers.
+struct owned_batch {
+  std::vector<std::pair<std::string, std::int64_t>> totals;
+  std::vector<std::string> tally_keys;
+  std::vector<owned_op> ops;
+  timestamp now{};
+
+  explicit owned_batch(const commit_batch& batch) : now(batch.now) {
+    totals.reserve(batch.totals.size());
+    for (const article_total& t : batch.totals) totals.emplace_back(std::string(t.article), t.total);
+    tally_keys.reserve(batch.tallies.size());
+    for (const user_tally& t : batch.tallies) tally_keys.push_back(detail::tally_key(t.user, t.article));
+    ops.reserve(batch.ops.size());
+    for (const op_record& op : batch.ops)
+      ops.push_back({std::string(op.user), std::string(op.article), std::string(op.op_id), op.accepted, op.mine,
+                     op.expires_at});
+  }
+};
+
+// One arbitrate() call: its decisions fill in as each article's script answers.
+struct arbitration {
+  std::vector<op_decision> decisions;
+  std::size_t outstanding = 0;
+  arbitrate_handler done;
+};
+
+} // namespace
+
+std::error_code redis_store::impl::arbitrate(std::span<const op_intent> intents, arbitrate_handler done) {
+  if (!writable()) return make_error_code(errc::store_disconnected);
+  std::uint64_t version = 0;
+  if (auto ec = next_version(version)) return ec;
+
+  // The ops of one article share a script call (one hash slot), in order.
+  std::vector<std::vector<std::size_t>> groups;
+  std::unordered_map<std::string_view, std::size_t> group_of;
+  for (std::size_t i = 0; i < intents.size(); ++i) {
+    auto [it, inserted] = group_of.try_emplace(intents[i].article, groups.size());
+    if (inserted) groups.emplace_back();
+    groups[it->second].push_back(i);
+  }
+
+  auto call = std::make_shared<arbitration>();
+  call->decisions.resize(intents.size());  // kind::local until answered
+  call->done = std::move(done);
+  call->outstanding = 1;  // held until every script is sent
+  auto settle_call = [this, call] {
+    if (--call->outstanding != 0) return;
+    // Nothing decided needs the journal: background writes may go on.
+    if (open.articles.empty() && open.ops.empty()) {
+      open = {};
+      pump();
+    }
+    if (call->done) call->done(call->decisions);
+  };
+  // Background writes wait until the journal holds what these scripts
+  // decide (see pump()).
+  if (!open.open) {
+    open.open = true;
+    open.sent_at = uv_now(loop);
+  }
+  ++stats.arbitrations;
+
+  for (const auto& group : groups) {
+    const op_intent& first = intents[group.front()];
+    const std::string article(first.article);
+    std::vector<std::string_view> users;  // distinct, in first-seen order
+    std::unordered_map<std::string_view, std::size_t> user_index;
+    std::vector<std::int32_t> own;
+    for (std::size_t i : group) {
+      if (user_index.try_emplace(intents[i].user, users.size()).second) {
+        users.push_back(intents[i].user);
+        own.push_back(intents[i].own);  // the first op of a user carries its base
+      }
+    }
+    std::vector<std::string> args;
+    args.reserve(1 + users.size() + group.size() + 6 + users.size() + 3 * group.size());
+    args.push_back(key("t", article));
+    for (std::string_view user : users) args.push_back(key("u", article, user));
+    std::vector<std::size_t> op_keys(group.size(), 0);
+    for (std::size_t k = 0; k < group.size(); ++k) {
+      const op_intent& in = intents[group[k]];
+      if (in.op_id.empty()) continue;
+      args.push_back(key("o", article, in.user, in.op_id));
+      op_keys[k] = args.size();  // 1-based index into KEYS
+    }
+    const std::size_t key_count = args.size();
+    args.push_back(options.node_id);
+    args.push_back(std::to_string(version));
+    args.push_back(std::to_string(options.clap_cap));
+    args.push_back(std::to_string(options.pending_ttl.count()));
+    args.push_back(std::to_string(first.own_total));
+    args.push_back(std::to_string(users.size()));
+    for (std::int32_t o : own) args.push_back(std::to_string(o));
+    for (std::size_t k = 0; k < group.size(); ++k) {
+      const op_intent& in = intents[group[k]];
+      args.push_back(std::to_string(user_index[in.user] + 1));
+      args.push_back(std::to_string(op_keys[k]));
+      args.push_back(std::to_string(in.undo ? 0 : in.count));
+    }
+    // What the reply needs once the intents' views are gone.
+    struct group_owned {
+      std::string article;
+      std::vector<std::string> users;
+      std::vector<std::size_t> ops;  // indices into call->decisions
+      std::vector<std::string> op_keys;  // op_key() per op with an op id, else empty
+      std::vector<std::size_t> op_users;
+    };
+    auto g = std::make_shared<group_owned>();
+    g->article = article;
+    for (std::string_view u : users) g->users.emplace_back(u);
+    for (std::size_t k = 0; k < group.size(); ++k) {
+      const op_intent& in = intents[group[k]];
+      g->ops.push_back(group[k]);
+      g->op_keys.push_back(in.op_id.empty() ? std::string() : detail::op_key(in.user, article, in.op_id));
+      g->op_users.push_back(user_index[in.user]);
+    }
+    ++call->outstanding;
+    ++stats.arbitration_scripts;
+    const std::error_code sent = client.eval(
+        detail::scripts::arbitrate, key_count, args,
+        [this, alive = token(), call, g, version, settle_call](std::error_code ec, const redis_reply& r) {
+          if (alive.expired()) return;
+          const bool well_formed = !ec && r.type == redis_reply::kind::array && r.elements.size() == 5 &&
+                                   r.elements[2].elements.size() == g->users.size() &&
+                                   r.elements[4].elements.size() == 3 * g->ops.size();
+          if (!well_formed) {
+            // The script may or may not have run: the ops are decided
+            // locally and their keys re-asserted from the journal.
+            ++stats.arbitration_failures;
+            remember_dirty_article(g->article);
+            for (const std::string& u : g->users) remember_dirty_tally(detail::tally_key(u, g->article));
+            update_degraded();
+            settle_call();
+            return;
+          }
+          stats.stale_writes += static_cast<std::uint64_t>(detail::reply_int(r.elements[0]));
+          move_versions_past(static_cast<std::uint64_t>(detail::reply_int(r.elements[1])));
+          const auto& others = r.elements[2].elements;
+          const auto& out = r.elements[4].elements;
+          bool any_applied = false;
+          for (std::size_t k = 0; k < g->ops.size(); ++k) {
+            op_decision& d = call->decisions[g->ops[k]];
+            const auto kind = detail::reply_int(out[3 * k]);
+            d.accepted = static_cast<std::int32_t>(detail::reply_int(out[3 * k + 1]));
+            d.mine = static_cast<std::int32_t>(detail::reply_int(out[3 * k + 2]));
+            if (kind == 1) {
+              d.what = op_decision::kind::applied;
+              any_applied = true;
+              if (!g->op_keys[k].empty()) open.ops.insert(g->op_keys[k]);
+            } else if (kind == 2) {
+              d.what = op_decision::kind::replay;
+              ++stats.cross_node_replays;
+            } else {
+              d.what = op_decision::kind::retry;
+              ++stats.op_retries;
+            }
+          }
+          for (std::size_t u = 0; u < g->users.size(); ++u) {
+            const std::string tkey = detail::tally_key(g->users[u], g->article);
+            remote_tallies[tkey] = static_cast<std::int32_t>(detail::reply_int(others[u]));
+            open.tallies.insert(tkey);
+          }
+          if (any_applied) {
+            auto& entry = open.articles[g->article];
+            entry.first = std::max(entry.first, version);
+          }
+          merge_parts(g->article, r.elements[3], nullptr);
+          settle_call();
+        });
+    if (sent) {
+      ++stats.arbitration_failures;
+      --call->outstanding;  // its ops stay kind::local
+    }
+  }
+  if (call->outstanding == 1) {
+    // No script was sent: the caller decides every op itself, and, as a
+    // failed call never runs its callback, this one never will.
+    call->done = nullptr;
+    if (open.articles.empty() && open.ops.empty()) open = {};
+    return make_error_code(errc::store_disconnected);
+  }
+  settle_call();
+  return {};
+}
+
+void redis_store::impl::commit(const commit_batch& batch, commit_handler done) {
+  local.commit(batch, [this, alive = token(), batch, done = std::move(done)](std::error_code ec, durability) mutable {
+    if (alive.expired()) return;
+    if (ec) {
+      done(ec, durability::local);  // nothing durable: the engine retries the batch
+      return;
+    }
+    finish_commit(batch, std::move(done));
+  });
+}
+
+// The journal holds the batch: confirm what Redis decided, remember what it
+// lacks, publish the new totals.
+void redis_store::impl::finish_commit(const commit_batch& batch, commit_handler done) {
+  ++stats.commits;
+  const owned_batch owned(batch);
+  const bool late = uv_now(loop) - open.sent_at > static_cast<std::uint64_t>(options.pending_ttl.count()) / 2;
+  bool whole = writable();
+  for (const auto& [article, total] : owned.totals) {
+    const auto it = open.articles.find(article);
+    if (it == open.articles.end()) {
+      remember_dirty_article(article);
+      whole = false;
+      continue;
+    }
+    detail::own_article& o = own[article];
+    o.version = it->second.first;
+    o.total = total;
+    o.total_known = true;
+    remember_recent_article(article);
+    mark_publish(article);
+  }
+  for (const std::string& tkey : owned.tally_keys) {
+    if (open.tallies.count(tkey) == 0) {
+      remember_dirty_tally(tkey);
+      whole = false;
+    } else {
+      remember_recent_tally(tkey);
+    }
+  }
+  for (const owned_op& op : owned.ops) {
+    if (open.ops.count(detail::op_key(op.user, op.article, op.op_id)) == 0 || !writable()) {
+      remember_dirty_op(op);
+      whole = false;
+    } else {
+      confirm_op(op, owned.now, late);
+    }
+  }
+  open = {};
+  if (whole) ++stats.cluster_commits;
+  else ++stats.local_commits;
+  update_degraded();
+  pump();
+  done({}, whole ? durability::cluster : durability::local);
+}
+
+// A pending record becomes confirmed. Within half its pending ttl no other
+// node can have replaced it, so a plain SET XX does; later the record_op
+// script checks that it is still this node's.
+void redis_store::impl::confirm_op(const owned_op& op, timestamp now, bool late) {
+  const auto ttl = std::chrono::duration_cast<millis>(op.expires_at - now).count();
+  if (ttl <= 0) return;
+  if (late) {
+    auto state = std::make_shared<write_state>();
+    state->finish = [this, op](bool ok) {
+      if (!ok) remember_dirty_op(op);
+    };
+    ++state->outstanding;
+    send_op(op, now, state);
+    settle(state);
+    return;
+  }
+  std::string value = options.node_id;
+  value.append("|C|").append(std::to_string(op.accepted)).append("|").append(std::to_string(op.mine));
+  const std::string k = key("o", op.article, op.user, op.op_id);
+  const std::string ttl_ms = std::to_string(ttl);
+  const std::string_view args[] = {"SET", k, value, "XX", "PX", ttl_ms};
+  const std::error_code sent =
+      client.command(args, [this, alive = token(), op](std::error_code ec, const redis_reply& r) {
+        if (alive.expired()) return;
+        if (ec || r.is_error()) remember_dirty_op(op);
+        // A nil reply: the pending record expired or a failover lost it; the
+        // journal's re-assertion writes it.
+        else if (r.type == redis_reply::kind::nil) remember_dirty_op(op);
+      });
+  if (sent) remember_dirty_op(op);
+}
+
+void redis_store::impl::note_remote_tally(const std::string& tkey, std::int32_t mine, std::int32_t others) {
+  if (remote_tallies.size() >= options.max_remembered_keys) remote_tallies.clear();
+  remote_tallies[tkey] = others;
+  const std::int32_t over = mine + others - options.clap_cap;
+  if (over > 0) {
+    if (overshoot_counted.size() >= options.max_remembered_keys) overshoot_counted.clear();
+    std::int32_t& counted = overshoot_counted[tkey];
+    if (over > counted) {
+      stats.cap_overshoot += static_cast<std::uint64_t>(over - counted);
+      counted = over;
+    }
+  }
+}
+
+} // namespace claps

@@ -1,0 +1,350 @@
+// redis_store's journal side: versions from durable blocks, the keys Redis
+// may lack (dirty after a failed write, recent ones after a reconnect), and
+// the full walk of the local store that a missing marker, or a start, calls
+// for. Everything here is background work, paced by pump().
+#include "store_impl.hpp"
+
+namespace claps {
+
+// Versions only have to grow per node, across restarts and clock steps:
+// they come from blocks the local store reserves durably.
+std::error_code redis_store::impl::next_version(std::uint64_t& out) {
+  if (next_version_ >= version_end_) {
+    std::uint64_t first = 0;
+    if (auto ec = local.reserve_versions(options.version_block, first)) return ec;
+    next_version_ = first;
+    version_end_ = first + options.version_block;
+  }
+  out = next_version_++;
+  return {};
+}
+
+// Redis held a version of ours at least `seen` (a journal restored from an
+// older copy, or data from before versions were reserved): skip past it, so
+// the next write wins, and write again what was refused.
+void redis_store::impl::move_versions_past(std::uint64_t seen) {
+  if (seen < next_version_) return;
+  const std::uint64_t need = seen - next_version_ + 1 + options.version_block;
+  std::uint64_t first = 0;
+  if (local.reserve_versions(need, first)) return;  // tried again on the next stale write
+  next_version_ = first + need - options.version_block;
+  version_end_ = first + need;
+  walk_pending = true;  // what Redis refused is written again with the new versions
+}
+
+void redis_store::impl::remember_dirty_article(const std::string& article) {
+  if (dirty_articles.size() < options.max_remembered_keys || dirty_articles.count(article) != 0)
+    dirty_articles.insert(article);
+  else {
+    ++stats.forgotten_keys;
+    walk_pending = true;
+  }
+}
+
+void redis_store::impl::remember_dirty_tally(const std::string& tkey) {
+  if (dirty_tallies.size() < options.max_remembered_keys || dirty_tallies.count(tkey) != 0)
+    dirty_tallies.insert(tkey);
+  else {
+    ++stats.forgotten_keys;
+    walk_pending = true;
+  }
+}
+
+void redis_store::impl::remember_dirty_op(owned_op op) {
+  if (dirty_ops.size() < options.max_remembered_keys)
+    dirty_ops.push_back(std::move(op));
+  else {
+    ++stats.forgotten_keys;
+    walk_pending = true;
+  }
+}
+
+void redis_store::impl::remember_recent_article(const std::string& article) {
+  if (recent_articles.size() + recent_tallies.size() >= options.max_remembered_keys) prune_recent(uv_now(loop));
+  recent_articles[article] = uv_now(loop);
+}
+
+void redis_store::impl::remember_recent_tally(const std::string& tkey) {
+  if (recent_articles.size() + recent_tallies.size() >= options.max_remembered_keys) prune_recent(uv_now(loop));
+  recent_tallies[tkey] = uv_now(loop);
+}
+
+void redis_store::impl::prune_recent(std::uint64_t now) {
+  const auto window = static_cast<std::uint64_t>(options.reassert_window.count());
+  const std::uint64_t horizon = now > window ? now - window : 0;
+  std::erase_if(recent_articles, [&](const auto& e) { return e.second < horizon; });
+  std::erase_if(recent_tallies, [&](const auto& e) { return e.second < horizon; });
+  if (recent_articles.size() + recent_tallies.size() >= options.max_remembered_keys) {
+    recent_articles.clear();  // still too many: the marker check walks the journal
+    recent_tallies.clear();
+  }
+}
+
+// Sends one article's total (if any) and tallies at `version`; settles `state`.
+void redis_store::impl::send_article(std::string_view article, const std::int64_t* total,
+                                     const std::vector<std::pair<std::string_view, std::int32_t>>& tallies,
+                                     std::uint64_t version, const std::shared_ptr<write_state>& state) {
+  std::vector<std::string> args;
+  args.reserve(2 + 2 * tallies.size() + 3);
+  args.push_back(key("t", article));
+  for (const auto& [user, claps] : tallies) args.push_back(key("u", article, user));
+  args.push_back(options.node_id);
+  args.push_back(std::to_string(version));
+  args.push_back(total != nullptr ? std::to_string(*total) : std::string());
+  for (const auto& [user, claps] : tallies) args.push_back(std::to_string(claps));
+  std::vector<std::pair<std::string, std::int32_t>> owned;
+  owned.reserve(tallies.size());
+  for (const auto& [user, claps] : tallies) owned.emplace_back(detail::tally_key(user, article), claps);
+  const std::error_code ec = client.eval(
+      detail::scripts::write_article, 1 + tallies.size(), args,
+      [this, alive = token(), state, owned = std::move(owned)](std::error_code ec, const redis_reply& r) {
+        if (alive.expired()) return;
+        background_done();
+        if (ec || r.type != redis_reply::kind::array || r.elements.size() != owned.size() + 2) {
+          state->failed = true;
+        } else {
+          stats.stale_writes += static_cast<std::uint64_t>(detail::reply_int(r.elements[0]));
+          move_versions_past(static_cast<std::uint64_t>(detail::reply_int(r.elements[1])));
+          for (std::size_t i = 0; i < owned.size(); ++i)
+            note_remote_tally(owned[i].first, owned[i].second,
+                              static_cast<std::int32_t>(detail::reply_int(r.elements[i + 2])));
+        }
+        settle(state);
+      });
+  track(ec, state, true);
+}
+
+// Writes an op record from the journal, confirmed; settles `state`.
+void redis_store::impl::send_op(const owned_op& op, timestamp now, const std::shared_ptr<write_state>& state) {
+  const auto ttl = std::chrono::duration_cast<millis>(op.expires_at - now).count();
+  if (ttl <= 0) return;  // expired: nothing left to protect
+  std::string value = options.node_id;
+  value.append("|C|").append(std::to_string(op.accepted)).append("|").append(std::to_string(op.mine));
+  const std::string args[] = {key("o", op.article, op.user, op.op_id), value, std::to_string(ttl), options.node_id};
+  const std::error_code ec = client.eval(detail::scripts::record_op, 1, args,
+                                         [this, alive = token(), state](std::error_code ec, const redis_reply& r) {
+                                           if (alive.expired()) return;
+                                           background_done();
+                                           if (ec || r.type != redis_reply::kind::integer) state->failed = true;
+                                           else if (r.integer == 0) ++stats.remote_op_conflicts;
+                                           settle(state);
+                                         });
+  track(ec, state, true);
+}
+
+namespace {
+
+timestamp wall_now() {
+  return timestamp{std::chrono::duration_cast<millis>(std::chrono::system_clock::now().time_since_epoch())};
+}
+
+} // namespace
+
+// After a reconnect: write again every key that failed and every key
+// written within the window, with fresh versions and the journal's values.
+void redis_store::impl::reassert() {
+  if (!writable() || reasserting) return;
+  prune_recent(uv_now(loop));
+  std::unordered_map<std::string, std::vector<std::string>> articles;  // article -> users
+  auto add_tally = [&](const std::string& tkey) {
+    const auto bar = tkey.find('|');
+    articles[tkey.substr(bar + 1)].push_back(tkey.substr(0, bar));
+  };
+  for (const std::string& a : dirty_articles) articles[a];
+  for (const auto& [a, t] : recent_articles) articles[a];
+  for (const std::string& t : dirty_tallies) add_tally(t);
+  for (const auto& [t, when] : recent_tallies)
+    if (dirty_tallies.count(t) == 0) add_tally(t);
+  std::vector<owned_op> ops = std::move(dirty_ops);
+  dirty_ops.clear();
+  if (articles.empty() && ops.empty()) return;
+  auto saved_articles = std::move(dirty_articles);
+  auto saved_tallies = std::move(dirty_tallies);
+  dirty_articles.clear();
+  dirty_tallies.clear();
+
+  reasserting = true;
+  auto state = std::make_shared<write_state>();
+  state->finish = [this, saved_articles = std::move(saved_articles), saved_tallies = std::move(saved_tallies),
+                   ops](bool ok) mutable {
+    reasserting = false;
+    if (!ok) {
+      dirty_articles.merge(saved_articles);
+      dirty_tallies.merge(saved_tallies);
+      for (owned_op& op : ops) dirty_ops.push_back(std::move(op));
+    }
+    update_degraded();
+  };
+  ++state->outstanding;  // held until every task is queued
+  for (auto& [article, users] : articles) {
+    ++state->outstanding;
+    enqueue([this, state, article = article, users = std::move(users)](bool run) {
+      if (run) reassert_article(article, users, true, state);
+      else state->failed = true;
+      settle(state);
+    });
+  }
+  for (const owned_op& op : ops) {
+    ++state->outstanding;
+    enqueue([this, state, op](bool run) {
+      if (run) {
+        send_op(op, wall_now(), state);
+        ++stats.reasserts;
+      } else {
+        state->failed = true;
+      }
+      settle(state);
+    });
+  }
+  settle(state);
+}
+
+// Reads the journal's values when the paced task runs (no write is open
+// then), so the version taken now is newer than anything sent before with
+// older values.
+void redis_store::impl::reassert_article(const std::string& article, const std::vector<std::string>& users,
+                                         bool with_total, const std::shared_ptr<write_state>& state) {
+  std::int64_t total = 0;
+  if (with_total && local.read_total(article, total)) {
+    state->failed = true;
+    return;
+  }
+  std::vector<std::pair<std::string_view, std::int32_t>> tallies;
+  for (const std::string& user : users) {
+    std::int32_t claps = 0;
+    if (local.read_tally(user, article, claps)) {
+      state->failed = true;
+      continue;
+    }
+    tallies.emplace_back(user, claps);
+  }
+  std::uint64_t version = 0;
+  if (next_version(version)) {
+    state->failed = true;
+    return;
+  }
+  send_article(article, with_total ? &total : nullptr, tallies, version, state);
+  stats.reasserts += (with_total ? 1 : 0) + tallies.size();
+  if (with_total) {
+    detail::own_article& o = own[article];
+    o.version = version;
+    o.total = total;
+    o.total_known = true;
+    if (remote.count(article) != 0) mark_publish(article);
+  }
+}
+
+// On every connect: is this master holding this node's whole journal? The
+// marker is written once a full walk has completed on it; a master that
+// lacks it (came back empty, or a replica promoted before it got there) is
+// walked in full.
+void redis_store::impl::check_marker() {
+  if (walk_pending) {
+    walk_journal();
+    return;
+  }
+  const std::string k = key("mark", options.node_id);
+  const std::string_view args[] = {"GET", k};
+  (void)client.command(args, [this, alive = token()](std::error_code ec, const redis_reply& r) {
+    if (alive.expired() || ec) return;  // a failed request reconnects, and checks again
+    if (r.type == redis_reply::kind::string && r.str == options.owner + "|" + options.node_id) return;
+    walk_pending = true;
+    walk_journal();
+  });
+}
+
+// Writes every total, tally and op record of the journal, a page at a time.
+void redis_store::impl::walk_journal() {
+  if (!writable() || walking) return;
+  walking = true;
+  walk_pending = false;
+  const std::uint64_t generation = ++walk_generation;
+  auto state = std::make_shared<write_state>();
+  state->finish = [this, generation](bool ok) {
+    if (generation != walk_generation) return;
+    walking = false;
+    if (!ok || !writable()) {
+      walk_pending = true;  // tried again on the next heartbeat or connect
+      update_degraded();
+      return;
+    }
+    const std::string k = key("mark", options.node_id);
+    const std::string v = options.owner + "|" + options.node_id;
+    const std::string_view args[] = {"SET", k, v};
+    (void)client.command(args, [](std::error_code, const redis_reply&) {});
+    ++stats.journal_walks;
+    update_degraded();
+  };
+  ++state->outstanding;  // held by the walk's steps until the last one
+  enqueue([this, generation, state](bool run) {
+    if (!run) {
+      state->failed = true;
+      settle(state);
+      return;
+    }
+    walk_step(journal_table::totals, {}, generation, state);
+  });
+  update_degraded();
+}
+
+// One page of the journal: read when the paced task runs, written at once;
+// the next page is queued behind it.
+void redis_store::impl::walk_step(journal_table table, std::string after, std::uint64_t generation,
+                                  const std::shared_ptr<write_state>& state) {
+  std::vector<journal_row> rows;
+  std::string next;
+  if (local.read_journal(table, after, options.reassert_page, rows, next)) {
+    state->failed = true;
+    settle(state);
+    return;
+  }
+  const timestamp now = wall_now();
+  std::size_t i = 0;
+  while (i < rows.size()) {
+    // Rows of one article are contiguous: one write per article.
+    std::size_t j = i;
+    while (j < rows.size() && rows[j].article == rows[i].article) ++j;
+    if (table == journal_table::ops) {
+      for (std::size_t k = i; k < j; ++k) {
+        const journal_row& r = rows[k];
+        if (r.expires_at <= now) continue;
+        send_op({r.user, r.article, r.op_id, r.accepted, r.mine, r.expires_at}, now, state);
+        ++stats.reasserts;
+      }
+    } else {
+      std::uint64_t version = 0;
+      if (next_version(version)) {
+        state->failed = true;
+        break;
+      }
+      std::vector<std::pair<std::string_view, std::int32_t>> tallies;
+      const std::int64_t* total = nullptr;
+      if (table == journal_table::totals) {
+        total = &rows[i].value;
+      } else {
+        for (std::size_t k = i; k < j; ++k) tallies.emplace_back(rows[k].user, static_cast<std::int32_t>(rows[k].value));
+      }
+      send_article(rows[i].article, total, tallies, version, state);
+      stats.reasserts += j - i;
+    }
+    i = j;
+  }
+  if (next.empty()) {
+    if (table == journal_table::ops) {
+      settle(state);  // the walk's own hold: done once the last page answers
+      return;
+    }
+    table = table == journal_table::totals ? journal_table::tallies : journal_table::ops;
+  }
+  enqueue([this, table, next = std::move(next), generation, state](bool run) mutable {
+    if (generation != walk_generation) return;
+    if (!run) {
+      state->failed = true;
+      settle(state);
+      return;
+    }
+    walk_step(table, std::move(next), generation, state);
+  });
+}
+
+} // namespace claps

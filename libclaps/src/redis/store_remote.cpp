@@ -1,0 +1,276 @@
+// redis_store's view of the other nodes: their parts of the articles this
+// node watches (kept current by the bus and a periodic re-read) or reads once
+// (load()), this node's viewer counts in Redis, and what it publishes.
+#include "store_impl.hpp"
+
+namespace claps {
+
+namespace {
+
+// Splits up to 4 `sep`-separated fields off `v`; returns how many.
+std::size_t split_fields(std::string_view v, char sep, std::string_view (&fields)[4]) {
+  std::size_t n = 0;
+  while (n < 4 && !v.empty()) {
+    const auto at = v.find(sep);
+    fields[n++] = v.substr(0, at);
+    v = at == std::string_view::npos ? std::string_view{} : v.substr(at + 1);
+  }
+  return n;
+}
+
+} // namespace
+
+void redis_store::impl::room_changed(std::string_view article, bool watched, std::uint32_t viewers) {
+  const std::string id(article);
+  detail::own_article& o = own[id];
+  if (o.viewers != viewers) {
+    o.viewers = viewers;
+    viewer_marks.insert(id);
+    mark_publish(id);
+  }
+  auto it = remote.find(id);
+  if (watched && (it == remote.end() || !it->second.watched)) {
+    if (it == remote.end()) it = remote.try_emplace(id).first;
+    it->second.watched = true;
+    bus.watch(article);
+    refresh(id);
+  } else if (!watched && it != remote.end() && it->second.watched) {
+    remote.erase(it);
+    bus.unwatch(article);
+  }
+}
+
+void redis_store::impl::mark_publish(std::string_view article) {
+  publish_marks.emplace(article);
+  if (!flush_timer.active()) flush_timer.start(0);
+}
+
+void redis_store::impl::send_viewers(const std::string& article, std::uint32_t viewers, bool paced) {
+  const std::string args[] = {key("v", article), options.node_id, std::to_string(viewers),
+                              std::to_string(options.viewer_ttl.count())};
+  const std::error_code ec =
+      client.eval(detail::scripts::write_viewers, 1, args, [this, alive = token(), paced](std::error_code, const redis_reply&) {
+        if (!alive.expired() && paced) background_done();
+      });
+  if (!ec && paced) background_sent();
+}
+
+// One message per changed article per loop iteration, carrying this node's
+// absolute total and viewers: "node version total viewers". Totals are
+// published only once the journal holds them.
+void redis_store::impl::flush() {
+  auto viewers = std::move(viewer_marks);
+  auto publishes = std::move(publish_marks);
+  viewer_marks.clear();
+  publish_marks.clear();
+  if (!writable()) return;  // heartbeat and re-assertion catch up after reconnecting
+  for (const std::string& article : viewers) {
+    const auto it = own.find(article);
+    send_viewers(article, it == own.end() ? 0 : it->second.viewers);
+  }
+  for (const std::string& article : publishes) {
+    detail::own_article& o = own[article];
+    if (!o.total_known) {
+      std::int64_t total = 0;
+      if (!local.read_total(article, total)) {
+        o.total = total;
+        o.total_known = true;
+      }
+    }
+    std::string payload = options.node_id;
+    payload.append(" ").append(std::to_string(o.version)).append(" ");
+    payload.append(std::to_string(o.total)).append(" ").append(std::to_string(o.viewers));
+    if (!bus.publish(article, payload)) ++stats.published;
+    if (o.viewers == 0 && remote.find(article) == remote.end()) own.erase(article);
+  }
+}
+
+void redis_store::impl::heartbeat() {
+  if (!writable()) return;
+  if (!background_busy()) {
+    for (const auto& [article, o] : own) {
+      if (o.viewers == 0) continue;
+      enqueue([this, article = article](bool run) {
+        const auto it = own.find(article);
+        if (run && it != own.end() && it->second.viewers > 0) send_viewers(article, it->second.viewers, true);
+      });
+    }
+  }
+  if (!dirty_articles.empty() || !dirty_tallies.empty() || !dirty_ops.empty()) reassert();
+  if (walk_pending && !walking) walk_journal();
+}
+
+void redis_store::impl::recompute(const std::string& article, detail::remote_article& ra) {
+  std::int64_t total = 0;
+  std::uint32_t viewers = 0;
+  for (const auto& [node, part] : ra.parts) {
+    total += part.total;
+    viewers += part.viewers;
+  }
+  if (total == ra.total && viewers == ra.viewers) return;
+  ra.total = total;
+  ra.viewers = viewers;
+  if (listener != nullptr) listener->remote_changed(article, total, viewers);
+}
+
+// Folds a reply's parts of `article` in: totals never move a part backwards;
+// viewer fields, when given, are authoritative (absent means expired).
+// `totals` is either read_article's {node, version, total, ...} or t:{A}'s
+// HGETALL {node, "version:total", ...}.
+bool redis_store::impl::merge_parts(const std::string& article, const redis_reply& totals, const redis_reply* viewers) {
+  if (totals.type != redis_reply::kind::array) return false;
+  // An article nobody here watches gets an entry too: a full read (load())
+  // is trusted for refresh_interval; an arbitration's totals tell the engine
+  // the global total for its acks, and are pruned with the loaded ones.
+  auto it = remote.try_emplace(article).first;
+  detail::remote_article& ra = it->second;
+  const auto& e = totals.elements;
+  auto merge = [&](const std::string& node, std::string_view version_s, std::string_view total_s) {
+    if (node == options.node_id) return;
+    std::uint64_t version = 0;
+    std::int64_t total = 0;
+    if (!detail::to_int(version_s, version) || !detail::to_int(total_s, total)) return;
+    detail::node_part& part = ra.parts[node];
+    if (version >= part.version) {
+      part.version = version;
+      part.total = total;
+    }
+  };
+  if (viewers != nullptr) {
+    for (std::size_t i = 0; i + 2 < e.size(); i += 3) merge(e[i].str, e[i + 1].str, e[i + 2].str);
+    for (auto& [node, part] : ra.parts) part.viewers = 0;
+    const auto& v = viewers->elements;
+    for (std::size_t i = 0; i + 1 < v.size(); i += 2) {
+      std::uint32_t n = 0;
+      if (v[i].str != options.node_id && detail::to_int(v[i + 1].str, n)) ra.parts[v[i].str].viewers = n;
+    }
+    ra.viewers_known = true;
+    ra.loaded_at = uv_now(loop);
+  } else {
+    for (std::size_t i = 0; i + 1 < e.size(); i += 2) {
+      const std::string_view value = e[i + 1].str;
+      const auto colon = value.find(':');
+      if (colon != std::string_view::npos) merge(e[i].str, value.substr(0, colon), value.substr(colon + 1));
+    }
+  }
+  recompute(article, ra);
+  return true;
+}
+
+void redis_store::impl::refresh(const std::string& article, bool paced) {
+  const std::string args[] = {key("t", article), key("v", article), options.node_id};
+  const std::error_code sent = client.eval(
+      detail::scripts::read_article, 2, args,
+      [this, alive = token(), article, paced](std::error_code ec, const redis_reply& r) {
+        if (alive.expired()) return;
+        if (paced) background_done();
+        const auto it = remote.find(article);
+        if (ec || it == remote.end() || !it->second.watched) return;  // unwatched meanwhile
+        if (r.type == redis_reply::kind::array && r.elements.size() == 3)
+          merge_parts(article, r.elements[0], &r.elements[1]);
+      });
+  if (!sent && paced) background_sent();
+}
+
+void redis_store::impl::refresh_all() {
+  prune_loaded();
+  if (!writable() || background_busy()) return;
+  for (const auto& [article, ra] : remote) {
+    if (!ra.watched) continue;
+    enqueue([this, article = article](bool run) {
+      const auto it = remote.find(article);
+      if (run && it != remote.end() && it->second.watched) refresh(article, true);
+    });
+  }
+}
+
+// Parts read once for an unwatched article are dropped once stale.
+void redis_store::impl::prune_loaded() {
+  const std::uint64_t now = uv_now(loop);
+  const auto ttl = static_cast<std::uint64_t>(options.refresh_interval.count());
+  std::erase_if(remote, [&](const auto& e) { return !e.second.watched && now - e.second.loaded_at > ttl; });
+}
+
+void redis_store::impl::on_message(std::string_view article, std::string_view payload) {
+  const auto it = remote.find(std::string(article));
+  if (it == remote.end()) return;
+  std::string_view fields[4];
+  const std::size_t n = split_fields(payload, ' ', fields);
+  std::uint64_t version = 0;
+  std::int64_t total = 0;
+  std::uint32_t viewers = 0;
+  if (n != 4 || !detail::to_int(fields[1], version) || !detail::to_int(fields[2], total) ||
+      !detail::to_int(fields[3], viewers))
+    return;
+  if (fields[0] == options.node_id) return;  // our own echo
+  ++stats.remote_messages;
+  detail::node_part& part = it->second.parts[std::string(fields[0])];
+  if (version >= part.version) {
+    part.version = version;
+    part.total = total;
+  }
+  part.viewers = viewers;  // one publisher connection per node keeps these in order
+  recompute(it->first, it->second);
+}
+
+std::error_code redis_store::load(std::span<const std::string_view> articles, std::string_view user,
+                                  std::function<void(std::error_code)> done) {
+  impl* self = impl_.get();
+  if (!self->client.ready()) return make_error_code(errc::store_disconnected);
+  self->prune_loaded();
+  struct loading {
+    std::size_t waiting = 1;
+    std::error_code ec;
+    std::function<void(std::error_code)> done;
+  };
+  auto l = std::make_shared<loading>();
+  l->done = std::move(done);
+  auto finish = [l](std::error_code ec) {
+    if (ec && !l->ec) l->ec = ec;
+    if (--l->waiting == 0) l->done(l->ec);
+  };
+  std::size_t sent_count = 0;
+  for (std::string_view article : articles) {
+    std::vector<std::string> args{self->key("t", article), self->key("v", article)};
+    if (!user.empty()) args.push_back(self->key("u", article, user));
+    args.push_back(self->options.node_id);
+    ++l->waiting;
+    const std::error_code sent = self->client.eval(
+        detail::scripts::read_article, args.size() - 1, args,
+        [self, alive = self->token(), finish, article = std::string(article),
+         tkey = user.empty() ? std::string() : detail::tally_key(user, article)](std::error_code ec,
+                                                                                 const redis_reply& r) {
+          if (alive.expired()) return;
+          if (!ec && (r.type != redis_reply::kind::array || r.elements.size() != 3))
+            ec = make_error_code(errc::store_io);
+          if (!ec) {
+            self->merge_parts(article, r.elements[0], &r.elements[1]);
+            if (!tkey.empty()) self->remote_tallies[tkey] = static_cast<std::int32_t>(detail::reply_int(r.elements[2]));
+          }
+          finish(ec);
+        });
+    if (sent) {
+      --l->waiting;
+      l->ec = sent;
+    } else {
+      ++sent_count;
+    }
+  }
+  if (sent_count == 0) {
+    l->done = nullptr;  // a failed call never runs its callback
+    return articles.empty() ? make_error_code(errc::bad_request) : make_error_code(errc::store_disconnected);
+  }
+  finish({});  // the loop's own hold
+  return {};
+}
+
+bool redis_store::loaded(std::span<const std::string_view> articles, std::string_view user) {
+  if (!user.empty()) return false;  // the user's claps through other nodes are read afresh
+  std::int64_t total = 0;
+  std::uint32_t viewers = 0;
+  for (std::string_view article : articles)
+    if (!remote_part(article, total, viewers)) return false;
+  return true;
+}
+
+} // namespace claps
