@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { eventually, metric, request, startServer } from '../integration/helpers.mjs';
 import { MASTER_NAME, redis_setup } from './redis_harness.mjs';
-import { readArticle, retrying_clapper } from './node_helpers.mjs';
+import { readArticle, retrying_clapper, untilReads } from './node_helpers.mjs';
 
 const CAP = 50;
 let redis;
@@ -32,11 +32,8 @@ async function clapper(node, user) {
 const sum = (acks) => acks.reduce((s, a) => s + a.accepted, 0);
 
 /** Waits until `check(read)` holds for the article as `user` sees it on every node in `on`. */
-async function everyNodeShows(on, article, user, check, what, ms = 10000) {
-  await eventually(async () => {
-    for (const n of on) if (!check(await readArticle(n, article, user))) return false;
-    return true;
-  }, { ms, every: 50, what });
+function everyNodeShows(on, article, user, check, what, ms = 10000) {
+  return untilReads(on.map((n) => [n, article, user, check]), { ms, what });
 }
 
 describe('exact cap and op ids across three clapsd nodes', () => {
@@ -202,19 +199,16 @@ describe('exact cap and op ids across three clapsd nodes', () => {
 
     const totals = Object.fromEntries(articles.map((a) =>
       [a, sum(users.filter((u) => u.article === a).flatMap((u) => u.acks))]));
-    const converged = async () => {
-      for (const n of on) {
-        for (const a of articles) if ((await readArticle(n, a)).total !== totals[a]) return false;
-        for (const u of users) if ((await readArticle(n, u.article, u.name)).mine !== sum(u.acks)) return false;
-      }
-      return true;
-    };
-    await eventually(converged, {
-      ms: Math.max(5000, promotedAt + 10000 - Date.now()), every: 100,
+    const expectations = on.flatMap((n) => [
+      ...articles.map((a) => [n, a, undefined, (r) => r.total === totals[a]]),
+      ...users.map((u) => [n, u.article, u.name, (r) => r.mine === sum(u.acks)]),
+    ]);
+    await untilReads(expectations, {
+      ms: Math.max(5000, promotedAt + 10000 - Date.now()),
       what: `both nodes to count every acknowledged clap (${JSON.stringify(totals)})`,
     });
     console.log(`failover: converged ${Date.now() - promotedAt} ms after the promotion was seen`);
     // A second look: nothing counted twice either.
-    assert.ok(await converged(), 'both nodes still show exactly the acknowledged claps');
+    await untilReads(expectations, { ms: 0, what: 'both nodes to still show exactly the acknowledged claps' });
   });
 });

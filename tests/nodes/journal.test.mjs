@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { client, eventually, metric, startServer, tempDir } from '../integration/helpers.mjs';
 import { redis_setup } from './redis_harness.mjs';
-import { latestTotal, readArticle, watcher } from './node_helpers.mjs';
+import { latestTotal, readArticle, untilReads, watcher } from './node_helpers.mjs';
 
 const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 // The step is of the wall clock only, as an NTP step would be; the monotonic clock runs on.
@@ -64,26 +64,18 @@ async function crashAndRestartA() {
   nodes.A = await startNode('A');
 }
 
-/** Waits until every [node, article, user, check] holds, at most until `end` (ms since epoch). */
-async function convergedBy(end, expectations, what) {
-  let wrong = [];
-  try {
-    await eventually(async () => {
-      wrong = [];
-      for (const [node, article, user, check] of expectations) {
-        const read = await readArticle(node, article, user);
-        if (!check(read)) wrong.push(`${node === nodes.A ? 'A' : 'B'}: ${JSON.stringify(read)}`);
-      }
-      return wrong.length === 0;
-    }, { ms: Math.max(0, end - Date.now()), every: 50, what });
-  } catch (e) {
-    const counters = [];
-    for (const [id, n] of Object.entries(nodes))
-      for (const m of ['claps_cluster_stale_writes_total', 'claps_cluster_reasserts_total'])
-        counters.push(`${id} ${m}=${await metric(n, m).catch(() => '?')}`);
-    e.message += `; wrong: ${wrong.join(', ')}; ${counters.join(', ')}`;
-    throw e;
-  }
+/** untilReads() until `end` (ms since epoch), naming the nodes' stale-write and re-assert counters on a timeout. */
+function convergedBy(end, expectations, what) {
+  return untilReads(expectations, {
+    ms: end - Date.now(), what,
+    diagnose: async () => {
+      const counters = [];
+      for (const [id, n] of Object.entries(nodes))
+        for (const m of ['claps_cluster_stale_writes_total', 'claps_cluster_reasserts_total'])
+          counters.push(`${id}(:${n.port}) ${m}=${await metric(n, m).catch(() => '?')}`);
+      return counters.join(', ');
+    },
+  });
 }
 
 describe('the journal is the source of truth across Redis outages', () => {

@@ -1,6 +1,6 @@
 // What the node tests share besides Redis: viewers that remember the latest
 // total they were shown, a bounded clap load, and Redis's view of a total.
-import { client, deadline, request } from '../integration/helpers.mjs';
+import { client, deadline, eventually, request } from '../integration/helpers.mjs';
 import { cli } from './redis_harness.mjs';
 
 /**
@@ -138,4 +138,26 @@ export class retrying_clapper {
   clap(article, count, id) { return this.op({ type: 'clap', article, count, id }); }
 
   terminate() { this.c?.terminate(); }
+}
+
+/**
+ * Polls REST reads until `check(read)` holds for every [node, article, user,
+ * check] (user may be undefined), within `ms`. On a timeout the error lists
+ * what each failing read showed, plus what `diagnose()` adds.
+ */
+export async function untilReads(expectations, { ms = 10000, what = 'reads to match', diagnose = async () => '' } = {}) {
+  let wrong = [];
+  try {
+    await eventually(async () => {
+      wrong = [];
+      for (const [node, article, user, check] of expectations) {
+        const read = await readArticle(node, article, user);
+        if (!check(read)) wrong.push(`:${node.port} ${JSON.stringify(read)}`);
+      }
+      return wrong.length === 0;
+    }, { ms: Math.max(0, ms), every: 50, what });
+  } catch (e) {
+    e.message += `; still wrong: ${wrong.join(', ')} ${await diagnose()}`;
+    throw e;
+  }
 }
