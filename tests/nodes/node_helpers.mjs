@@ -1,6 +1,6 @@
 // What the node tests share besides Redis: viewers that remember the latest
 // total they were shown, a bounded clap load, and Redis's view of a total.
-import { client, deadline } from '../integration/helpers.mjs';
+import { client, deadline, eventually, request } from '../integration/helpers.mjs';
 import { cli } from './redis_harness.mjs';
 
 /**
@@ -78,4 +78,86 @@ export function clapLoad({ nodes, article, perNode = 2, keepGoing, onAck = () =>
   const done = deadline(Promise.all(loops), deadlineMs + 30000, 'the clap load to finish')
     .then(() => ({ acked, errors }));
   return { acked, errors, started, done };
+}
+
+/** GET /api/articles/{article} on `node` (with ?user= when given): the parsed body. */
+export async function readArticle(node, article, user) {
+  const r = await request(`${node.http}/api/articles/${article}${user ? `?user=${user}` : ''}`);
+  if (r.status !== 200) throw new Error(`GET ${article} on :${node.port}: ${r.status} ${r.text}`);
+  return r.json;
+}
+
+/**
+ * One user's WebSocket on one node that resends an op with the same op id
+ * until it is acknowledged, as a client should: after an `unavailable` or
+ * `rate_limited` error, after `attemptMs` without an answer, and after the
+ * connection closed (it reconnects as the same user first).
+ */
+export class retrying_clapper {
+  constructor(node, user, { attemptMs = 10000 } = {}) {
+    this.node = node;
+    this.user = user;
+    this.attemptMs = attemptMs;
+    this.retries = 0;
+    this.c = undefined;
+  }
+
+  async connect() {
+    this.c = await client.open(`${this.node.ws}?user=${this.user}`);
+    this.c.dead = false;
+    const c = this.c;
+    c.closed.then(() => { c.dead = true; });
+    return this;
+  }
+
+  /** Sends {type, article, count, id} until acked; resolves the ack. */
+  async op(message, { ms = 60000 } = {}) {
+    const end = Date.now() + ms;
+    for (let attempt = 0; ; ++attempt) {
+      if (Date.now() > end) throw new Error(`${this.user}: op ${message.id} not acked within ${ms} ms`);
+      if (attempt > 0) {
+        ++this.retries;
+        // Back off a little so a retry does not spin while a node fails over.
+        await new Promise((r) => setTimeout(r, Math.min(50 * attempt, 500)));
+      }
+      if (!this.c || this.c.dead) {
+        try { await this.connect(); } catch { continue; }
+      }
+      const c = this.c;
+      try { c.send(message); } catch { c.dead = true; continue; }
+      const reply = await Promise.race([
+        c.ack(message.id, this.attemptMs).catch(() => ({ type: 'timeout' })),
+        c.closed.then(() => ({ type: 'closed' })),
+      ]);
+      if (reply.type === 'ack') return reply;
+      if (reply.type === 'error' && !['unavailable', 'rate_limited'].includes(reply.code))
+        throw new Error(`${this.user}: op ${message.id} refused: ${JSON.stringify(reply)}`);
+    }
+  }
+
+  clap(article, count, id) { return this.op({ type: 'clap', article, count, id }); }
+
+  terminate() { this.c?.terminate(); }
+}
+
+/**
+ * Polls REST reads until `check(read)` holds for every [node, article, user,
+ * check] (user may be undefined), within `ms`. On a timeout the error lists
+ * what each failing read showed, plus what `diagnose()` adds.
+ */
+export async function untilReads(expectations, { ms = 10000, what = 'reads to match', diagnose = async () => '' } = {}) {
+  let wrong = [];
+  try {
+    await eventually(async () => {
+      wrong = [];
+      for (const [node, article, user, check] of expectations) {
+        const read = await readArticle(node, article, user);
+        if (!check(read)) wrong.push(`:${node.port} ${JSON.stringify(read)}`);
+      }
+      return wrong.length === 0;
+    }, { ms: Math.max(0, ms), every: 50, what });
+  } catch (e) {
+    e.message += `; still wrong: ${wrong.join(', ')} ${await diagnose()}`;
+    throw e;
+  }
 }

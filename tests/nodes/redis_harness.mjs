@@ -35,15 +35,19 @@ async function answers(port) {
 }
 
 export class redis_setup {
-  constructor() {
+  constructor({ appendonly = false } = {}) {
     this.dir = tempDir('claps-nodes-redis-');
+    this.appendonly = appendonly;  // servers keep their data across a restart (fsync'd AOF)
     this.procs = [];  // {role, port, child}
     process.on('exit', () => this.killAll());
   }
 
-  /** Starts master + `replicas` replicas + `sentinels` sentinels and waits until failover-ready. */
-  static async start({ replicas = 2, sentinels = 3 } = {}) {
-    const r = new redis_setup();
+  /**
+   * Starts master + `replicas` replicas + `sentinels` sentinels and waits until failover-ready.
+   * With `appendonly`, every server fsyncs an AOF on each write, so restart() brings its data back.
+   */
+  static async start({ replicas = 2, sentinels = 3, appendonly = false } = {}) {
+    const r = new redis_setup({ appendonly });
     const ports = await freePorts(1 + replicas + sentinels);
     r.masterPort = ports[0];
     r.spawnServer('master', ports[0]);
@@ -61,7 +65,8 @@ export class redis_setup {
 
   spawnServer(role, port, masterPort) {
     const lines = [`port ${port}`, 'bind 127.0.0.1', `dir ${this.dir}`, `dbfilename dump-${port}.rdb`,
-      'save ""', 'appendonly no', `logfile ${path.join(this.dir, `${role}-${port}.log`)}`];
+      'save ""', `logfile ${path.join(this.dir, `${role}-${port}.log`)}`,
+      ...(this.appendonly ? ['appendonly yes', 'appendfsync always', `appenddirname aof-${port}`] : ['appendonly no'])];
     if (masterPort) lines.push(`replicaof 127.0.0.1 ${masterPort}`);
     this.launch(role, port, [this.conf(role, port, lines)]);
   }
@@ -121,9 +126,16 @@ export class redis_setup {
     await deadline(p.exited, 10000, `redis :${port} to exit`);
   }
 
-  /** Starts again a server that was killed (same conf, same port). */
-  async restart(port) {
+  /**
+   * Starts again a server that was killed (same conf, same port). With `empty`,
+   * its data files are removed first, so it comes back with nothing.
+   */
+  async restart(port, { empty = false } = {}) {
     const old = this.procs.find((q) => q.port === port);
+    if (empty) {
+      fs.rmSync(path.join(this.dir, `dump-${port}.rdb`), { force: true });
+      fs.rmSync(path.join(this.dir, `aof-${port}`), { recursive: true, force: true });
+    }
     this.procs.splice(this.procs.indexOf(old), 1);
     this.launch(old.role, port, old.args);
     await eventually(() => answers(port), { ms: 10000, every: 50, what: `redis :${port} to answer again` });
