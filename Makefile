@@ -58,7 +58,8 @@ demo-cluster: build
 	@scripts/deps.sh test
 	scripts/demo-cluster.sh $(BUILD)
 
-# The benchmark suite (about 12 minutes, two of them the two-node scenario 6)
+# The benchmark suite (about 14 minutes: two of them the two-node scenario 6,
+# two the cluster write path of scenario 7)
 # in its own Release build; rewrites docs/benchmarks.md. On a shared machine:
 # make bench BENCH_ARGS="--nice -10".
 BENCH_BUILD ?= build-bench

@@ -14,6 +14,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { judgeStep, ackP99LimitMs, minAchievedFraction } from "./rate_step.mjs";
 
 const [resultsDir, docsDir] = process.argv.slice(2);
 if (!resultsDir || !docsDir) {
@@ -75,21 +76,24 @@ for (const run of runs) {
   const before = readIfExists(path.join(resultsDir, `${name}.metrics-before.txt`));
   const after = readIfExists(path.join(resultsDir, `${name}.metrics-after.txt`));
   if (before && after) run.data.metrics_delta = metricsDelta(parseMetrics(before), parseMetrics(after));
-  // Measure-window counters, scraped by the load generator's window hook (scenario 6).
-  const window = {};
-  for (const node of ["A", "B"]) {
-    const start = readIfExists(path.join(resultsDir, `${name}.${node}.metrics-start.txt`));
-    const end = readIfExists(path.join(resultsDir, `${name}.${node}.metrics-end.txt`));
-    if (start && end) window[node] = metricsDelta(parseMetrics(start), parseMetrics(end));
+  // Measure-window counters, scraped by the load generator's window hook (scenarios 6 and 7),
+  // and the same over its idle phase (scenario 7: everyone connected, nobody clapping).
+  for (const [from, to, key] of [["start", "end", "window_counters"], ["idle-start", "idle-end", "idle_counters"]]) {
+    const window = {};
+    for (const node of ["A", "B"]) {
+      const start = readIfExists(path.join(resultsDir, `${name}.${node}.metrics-${from}.txt`));
+      const end = readIfExists(path.join(resultsDir, `${name}.${node}.metrics-${to}.txt`));
+      if (start && end) window[node] = metricsDelta(parseMetrics(start), parseMetrics(end));
+    }
+    const redisStart = readIfExists(path.join(resultsDir, `${name}.redis-${from}.txt`));
+    const redisEnd = readIfExists(path.join(resultsDir, `${name}.redis-${to}.txt`));
+    if (redisStart && redisEnd) window.redis = redisDelta(parseRedisInfo(redisStart), parseRedisInfo(redisEnd));
+    if (Object.keys(window).length) run.data[key] = window;
   }
-  const redisStart = readIfExists(path.join(resultsDir, `${name}.redis-start.txt`));
-  const redisEnd = readIfExists(path.join(resultsDir, `${name}.redis-end.txt`));
-  if (redisStart && redisEnd) window.redis = redisDelta(parseRedisInfo(redisStart), parseRedisInfo(redisEnd));
-  if (Object.keys(window).length) run.data.window_counters = window;
 }
 
 // ---- a partial run keeps the older scenarios of DOCS_DIR/bench-results.json ----
-const allParts = ["engine", "1", "2", "3", "4", "5", "6"];
+const allParts = ["engine", "1", "2", "3", "4", "5", "6", "7"];
 const parts = (machine.only ?? allParts.join(",")).split(",");
 const previousFile = path.join(docsDir, "bench-results.json");
 if (!allParts.every((p) => parts.includes(p)) && fs.existsSync(previousFile)) {
@@ -203,6 +207,137 @@ latencyTarget(19900, 250, "250 ms");
   }
 }
 
+// ---- scenario 7: the cluster write path (issue 10) ----
+const tickMs = 25;
+const s7Limits = { redisUsPerClap: 20, commandsPerClap: 8, nodeRatio: 1.3, latencyP99Ms: 2 * tickMs + 10 };
+// The window hook's own INFO calls are the measuring tool's, not the cluster's.
+const ownCommands = new Set(["info"]);
+const procOf = (run, name) => (run?.data.servers ?? []).find((p) => p.name === name);
+// Claps acknowledged as accepted within the measure window (the load generator's count).
+const ackedIn = (run) => (run ? Math.round(run.data.accepted_per_s * run.data.window_s) : 0);
+const redisCommandsPerClap = (run) => {
+  const cmds = run?.data.window_counters?.redis?.commands, claps = ackedIn(run);
+  if (!cmds || !claps) return null;
+  return Object.entries(cmds).filter(([n]) => !ownCommands.has(n)).reduce((sum, [, c]) => sum + c.calls, 0) / claps;
+};
+// One round of scenario 7: *cross* and *single* measured one after the other.
+const s7Round = (cross, single) => {
+  const f = { cross, single, round: (cross ?? single).step };
+  if (single) {
+    const a = procOf(single, "A");
+    f.singleClaps = ackedIn(single);
+    f.singleUsPerClap = a?.cpu_s != null && f.singleClaps ? a.cpu_s * 1e6 / f.singleClaps : null;
+  }
+  if (cross) {
+    const d = cross.data, w = d.window_s, claps = ackedIn(cross), idleS = d.idle_window_s || 0;
+    const redis = procOf(cross, "redis"), A = procOf(cross, "A"), B = procOf(cross, "B");
+    const per = (v) => (v !== null && v !== undefined && claps ? v * 1e6 / claps : null);
+    Object.assign(f, { claps, window: w, idleS });
+    f.redisCpuPct = redis?.cpu_s != null ? redis.cpu_s / w * 100 : null;
+    f.redisUsPerClap = per(redis?.cpu_s);
+    if (redis?.idle_cpu_s != null && idleS) {
+      f.redisIdleCpuPct = redis.idle_cpu_s / idleS * 100;
+      f.redisNetUsPerClap = per(redis.cpu_s - redis.idle_cpu_s / idleS * w);
+    }
+    f.aUsPerClap = per(A?.cpu_s);
+    f.bUsPerClap = per(B?.cpu_s);
+    f.abUsPerClap = A?.cpu_s != null && B?.cpu_s != null ? per(A.cpu_s + B.cpu_s) : null;
+    const cmds = d.window_counters?.redis?.commands, idleCmds = d.idle_counters?.redis?.commands;
+    if (cmds && claps) {
+      const haveIdle = Boolean(idleCmds && idleS);
+      const names = [...new Set([...Object.keys(cmds), ...Object.keys(idleCmds ?? {})])].filter((n) => !ownCommands.has(n));
+      f.commands = names.map((n) => {
+        const calls = cmds[n]?.calls ?? 0, usec = cmds[n]?.usec ?? 0;
+        const idleCalls = haveIdle ? idleCmds[n]?.calls ?? 0 : null;
+        return { name: n, calls, usec, perClap: calls / claps, idleCalls,
+          backgroundPerClap: haveIdle ? idleCalls / idleS * w / claps : null, usPerCall: calls ? usec / calls : null };
+      }).sort((x, y) => y.calls - x.calls || (x.name < y.name ? -1 : 1));
+      f.commandsPerClap = f.commands.reduce((sum, c) => sum + c.calls, 0) / claps;
+      f.usecInCommandsPerClap = f.commands.reduce((sum, c) => sum + c.usec, 0) / claps;
+      if (haveIdle) {
+        f.idleCommandsPerS = f.commands.reduce((sum, c) => sum + c.idleCalls, 0) / idleS;
+        f.backgroundPerClap = f.commands.reduce((sum, c) => sum + c.backgroundPerClap, 0);
+        f.netCommandsPerClap = f.commandsPerClap - f.backgroundPerClap;
+      }
+    }
+    if (d.window_counters?.A && d.window_counters?.B && claps)
+      f.requestsPerClap = ["A", "B"].reduce((sum, n) => sum + (d.window_counters[n].claps_redis_requests_total ?? 0), 0) / claps;
+    f.latency = d.latency_ms;
+    f.missing = d.latency_pairs_missing;
+    f.pairs = d.latency_pairs_expected;
+  }
+  return f;
+};
+// Rounds repeat *single* and *cross* (run.sh alternates them). Other jobs on
+// the cores only ever add CPU time and stalls, so the CPU figures take each
+// process's lowest per-clap cost over the rounds and the latency the round with
+// the lower p99; commands per clap (which noise does not move) take the highest.
+// Every round's figures are listed too.
+const s7 = (() => {
+  const steps = all(7, "rate");
+  const roundKeys = [...new Set([...all(7, "cross"), ...all(7, "single")].map((r) => r.step))].sort((a, b) => a - b);
+  if (!roundKeys.length && !steps.length) return null;
+  const rounds = roundKeys.map((k) => s7Round(find(7, "cross", k), find(7, "single", k)));
+  const pick = (key, agg) => {
+    const values = rounds.map((r) => r[key]).filter((v) => v !== null && v !== undefined);
+    return values.length ? agg(...values) : null;
+  };
+  const f = { rounds, cross: rounds.find((r) => r.cross)?.cross, single: rounds.find((r) => r.single)?.single };
+  for (const key of ["redisUsPerClap", "redisNetUsPerClap", "bUsPerClap", "aUsPerClap", "abUsPerClap", "singleUsPerClap", "redisCpuPct", "redisIdleCpuPct"])
+    f[key] = pick(key, Math.min);
+  for (const key of ["commandsPerClap", "netCommandsPerClap", "backgroundPerClap", "requestsPerClap", "usecInCommandsPerClap", "idleCommandsPerS"])
+    f[key] = pick(key, Math.max);
+  // The breakdown table and the latency come from one round each: the most commands per clap, and the lower p99.
+  f.breakdown = rounds.filter((r) => r.commands).sort((a, b) => b.commandsPerClap - a.commandsPerClap)[0] ?? null;
+  f.latencyRound = rounds.filter((r) => r.latency).sort((a, b) => a.latency.p99 - b.latency.p99)[0] ?? null;
+  f.missing = rounds.reduce((sum, r) => sum + (r.missing ?? 0), 0);
+  f.ratio = f.bUsPerClap && f.singleUsPerClap ? f.bUsPerClap / f.singleUsPerClap : null;
+  // The rate steps: run.sh stops at the first one not sustained, so the last good is the one before it.
+  // A step not sustained ran once more (rate-again); it counts as sustained when either try was.
+  f.steps = steps.map((first) => {
+    const again = find(7, "rate-again", first.step);
+    const tries = [first, again].filter(Boolean).map((run) => ({ run, again: run === again, ...judgeStep(run.data) }));
+    const good = tries.find((t) => t.ok);
+    return { rate: first.step, tries, ok: Boolean(good), run: (good ?? tries[tries.length - 1]).run,
+      reasons: tries.filter((t) => !t.ok).flatMap((t) => t.reasons.map((why) => (tries.length > 1 ? `${t.again ? "second" : "first"} try: ${why}` : why))) };
+  });
+  f.firstBad = f.steps.find((st) => !st.ok) ?? null;
+  f.lastGood = [...f.steps].reverse().find((st) => st.ok && (!f.firstBad || st.rate < f.firstBad.rate)) ?? null;
+  return f;
+})();
+// "a (rounds: a, b)" when there are several rounds.
+const perRound = (key, digits, unit = "") => (s7 && s7.rounds.length > 1
+  ? ` (rounds: ${s7.rounds.map((r) => (r[key] == null ? "n/a" : fmt(r[key], digits) + unit)).join(", ")})` : "");
+const s7Sustained = () => {
+  if (!s7?.steps.length) return "n/a";
+  const good = s7.lastGood, bad = s7.firstBad;
+  const goodText = good ? `${int(good.rate)} claps/s (accepted ${int(good.run.data.accepted_per_s)}/s, ack p99 ${fmt(good.run.data.ack_latency_ms.p99)} ms` +
+    `${good.tries.length > 1 ? ", at the second try" : ""})`
+    : `below ${int(s7.steps[0].rate)} claps/s`;
+  const badText = bad ? `; ${int(bad.rate)} claps/s not sustained: ${bad.reasons.join("; ")}` : "; every step sustained, so the figure is a lower bound";
+  return goodText + badText;
+};
+if (s7) {
+  const f = s7, lat = f.latencyRound;
+  if (f.cross) {
+    const lowest = f.rounds.length > 1 ? `lowest of ${f.rounds.length} rounds: ` : "";
+    targets.push([`S7: Redis CPU per acknowledged clap <= ${s7Limits.redisUsPerClap} us (1k claps/s, two nodes)`,
+      f.redisUsPerClap !== null ? `${lowest}${fmt(f.redisUsPerClap, 1)} us` + (f.redisNetUsPerClap != null ? ` (${fmt(f.redisNetUsPerClap, 1)} us without the idle background)` : "") : "n/a",
+      status(f.redisUsPerClap !== null ? f.redisUsPerClap <= s7Limits.redisUsPerClap : null)]);
+    targets.push([`S7: Redis commands per clap <= ${s7Limits.commandsPerClap} (EVALSHA and the commands its scripts run)`,
+      f.commandsPerClap != null ? `${fmt(f.commandsPerClap, 1)}` + (f.netCommandsPerClap != null ? ` (${fmt(f.netCommandsPerClap, 1)} without the idle background)` : "") : "n/a",
+      status(f.commandsPerClap != null ? f.commandsPerClap <= s7Limits.commandsPerClap : null)]);
+    targets.push([`S7: clapping node's CPU per clap <= ${s7Limits.nodeRatio}x a single node's`,
+      f.ratio !== null ? `${lowest}${fmt(f.bUsPerClap, 1)} us vs ${fmt(f.singleUsPerClap, 1)} us = ${ratio(f.bUsPerClap, f.singleUsPerClap)}` : "n/a",
+      status(f.ratio !== null ? f.ratio <= s7Limits.nodeRatio : null)]);
+    targets.push([`S7: cross-node clap-to-viewer p99 <= 2 ticks + 10 ms (${s7Limits.latencyP99Ms} ms)`,
+      lat ? `p50 ${fmt(lat.latency.p50)} / p99 ${fmt(lat.latency.p99)} ms${f.rounds.length > 1 ? " (the round with the lower p99)" : ""}, ${int(f.missing)} pairs unseen` : "n/a",
+      status(lat ? lat.latency.p99 <= s7Limits.latencyP99Ms && f.missing === 0 : null)]);
+  }
+  if (f.steps.length)
+    targets.push([`S7: claps/s two nodes on one Redis sustain with ack p99 <= ${ackP99LimitMs} ms (new figure, no target yet)`, s7Sustained(), "recorded"]);
+}
+
 // ---- document ----
 out("# Benchmarks");
 out();
@@ -223,7 +358,7 @@ if (machine.quick === "1") out("\n> **Quick mode** (`run.sh --quick`): small ste
 out();
 out("## Targets");
 out();
-table(["Target (issue 2 / issue 5)", "Measured", "Status"], targets);
+table(["Target (issue 2 / issue 5 / issue 10)", "Measured", "Status"], targets);
 
 const findings = path.join(here, "findings.md");
 if (fs.existsSync(findings)) {
@@ -239,11 +374,11 @@ table(["", ""], [
   ["libwebsockets", machine.lws], ["Node.js / Socket.IO", `${machine.node} / ${machine.socketio}`],
   ["Build type", machine.build_type || "unknown"],
   ...(sources.length < 2 ? [["Load average", `${machine.loadavg_start} at start, ${machine.loadavg_end} at end`]] : []),
-  ...(find(6, "cross") ? [["Redis (scenario 6)", `${machine.redis ?? "unknown"}, appendonly ${machine.redis_appendonly === "everysec" ? "yes, fsync every second" : "no"}, no snapshots`]] : []),
+  ...(find(6, "cross") || find(7, "cross") ? [["Redis (scenarios 6 and 7)", `${machine.redis ?? "unknown"}, appendonly ${machine.redis_appendonly === "everysec" ? "yes, fsync every second" : "no"}, no snapshots`]] : []),
 ]);
 out("- **Pinning.** Every server (clapsd, the Socket.IO peer, sendfloor's sender) runs on core 0 and the load generator (and sendfloor's receiver) on core 1, with `taskset`. Each step starts a fresh server with a fresh data directory." +
   (machine.nice && machine.nice !== "0" ? ` All of them ran at \`nice -n ${machine.nice}\` (\`run.sh --nice ${machine.nice}\`), so that other jobs sharing the cores took less of them; every target got the same treatment.` : "") +
-  (find(6, "cross") ? " In scenario 6 both nodes and Redis share core 0." : ""));
+  (find(6, "cross") || find(7, "cross") ? " In scenarios 6 and 7 both nodes and Redis share core 0." : ""));
 out("- **Same load, same tool.** `claps-loadgen` (epoll, one thread) drives clapsd with its JSON protocol and the peers with Engine.IO v4 / Socket.IO v5 framing over WebSocket (websocket transport only). Viewers connect first (at most 256 handshakes in flight), then the run settles for a moment before the measured window starts.");
 out("- **Users.** Clappers rotate users (`lg-<pid>-<clapper>-<n>`) after 45 claps on one article, so nobody reaches the cap of 50, and stay under 19 claps/s per connection (clapsd's default limit is 20/s). Only scenario 3 and 5 raise `--rate-limit`.");
 out("- **Latency.** From the moment a clap is written to its socket until a viewer receives a total that includes it. Every ack carries the committed total after the clap's batch (T); totals only grow, so a viewer has seen the clap when it receives a total >= T. Coalescing servers skip intermediate totals, which this handles. Each (clap, viewer) pair is one sample; pairs never seen are reported as *unseen*.");
@@ -538,6 +673,100 @@ if (s6Runs.length) {
   out();
 }
 
+// Scenario 7
+if (s7) {
+  const f = s7, s7Runs = runs.filter((r) => r.scenario === "7"), lat = f.latencyRound, br = f.breakdown;
+  out("## Scenario 7: the cluster write path (two nodes, 1k claps/s, an op id on every clap)");
+  out();
+  fromRun(s7Runs);
+  const d0 = (f.cross ?? f.single ?? f.steps[0].run).data;
+  const idleS = f.rounds.find((r) => r.idleS)?.idleS ?? 0;
+  out(`The targets of issue 10, measured side by side in one run. ${int(d0.clappers)} clappers send ${int(d0.clap_rate)} claps/s spread uniformly over ${int(d0.articles)} articles, ` +
+    "each clap with a new op id (`\"id\":\"c<n>\"`; op ids are scoped to the user), under clapsd's default per-connection rate limit; " +
+    "a clapper comes back as a new user after 45 claps on one article, so nobody reaches the cap of 50 " +
+    `(acks that accepted nothing: ${int(f.rounds.reduce((sum, r) => sum + (r.cross?.data.claps_refused_by_cap ?? 0) + (r.single?.data.claps_refused_by_cap ?? 0), 0))}). ` +
+    `${int(d0.viewers)} viewers each watch all ${int(d0.articles)} articles. ` +
+    "*cross*: two clapsd nodes (each its own LMDB with fsync) on one Redis started for the step (as in scenario 6), every viewer on node A and every clapper on node B, " +
+    "so every (clap, viewer) pair crosses Redis; *single*: the same load on one clusterless clapsd. " +
+    (f.rounds.length > 1 ? `run.sh runs *single* then *cross*, ${f.rounds.length} times (rounds); other jobs on the cores only ever add CPU time and stalls, so the CPU figures take each process's lowest cost per clap over the rounds and the latency the round with the lower p99 (commands per clap, which noise does not move, take the highest). ` : "") +
+    `Before *cross*'s measured window the load generator holds everyone connected for ${fmt(idleS, 0)} s with nobody clapping (its *idle phase*); ` +
+    "the processes' CPU and Redis's `INFO commandstats` over it give the background (node heartbeats, refresh reads), which is shown per clap and subtracted in parentheses. " +
+    "Per-clap figures divide by the claps acknowledged as accepted within the measured window. Commands per clap sum `calls` over every command in `INFO commandstats` " +
+    "(which counts a script's inner commands as well as the `EVALSHA` itself), leaving out the `INFO` calls of the measurement; *requests per clap* are what the nodes sent " +
+    "(`claps_redis_requests_total`: one per `EVALSHA`, `PUBLISH`, ...).");
+  out();
+  const rows = [];
+  if (f.cross) {
+    rows.push(["Redis CPU per acknowledged clap", `<= ${s7Limits.redisUsPerClap} us`,
+      `${fmt(f.redisUsPerClap, 1)} us${perRound("redisUsPerClap", 1)}; Redis at ${fmt(f.redisCpuPct, 1)}% of a core` +
+      (f.redisIdleCpuPct != null ? `, ${fmt(f.redisIdleCpuPct, 2)}% while idle, so ${fmt(f.redisNetUsPerClap, 1)} us per clap without the background` : ""),
+      status(f.redisUsPerClap != null ? f.redisUsPerClap <= s7Limits.redisUsPerClap : null)]);
+    rows.push(["Redis commands per clap", `<= ${s7Limits.commandsPerClap}`,
+      f.commandsPerClap != null ? `${fmt(f.commandsPerClap, 2)}${perRound("commandsPerClap", 2)}` +
+        (f.backgroundPerClap != null ? `; background ${fmt(f.backgroundPerClap, 3)} per clap (${fmt(f.idleCommandsPerS, 1)} commands/s while idle), so ${fmt(f.netCommandsPerClap, 2)} for the claps` : "") +
+        (f.requestsPerClap != null ? `; ${fmt(f.requestsPerClap, 2)} requests per clap from the nodes` : "") +
+        `; Redis's own time in commands ${fmt(f.usecInCommandsPerClap, 1)} us per clap` : "n/a",
+      status(f.commandsPerClap != null ? f.commandsPerClap <= s7Limits.commandsPerClap : null)]);
+    rows.push(["Clapping node's CPU per clap, x a single node's", `<= ${s7Limits.nodeRatio}x`,
+      `B ${fmt(f.bUsPerClap, 1)} us${perRound("bUsPerClap", 1)} vs ${fmt(f.singleUsPerClap, 1)} us${perRound("singleUsPerClap", 1)} on one node = ${ratio(f.bUsPerClap, f.singleUsPerClap)}` +
+      `; A (the viewers' node) ${fmt(f.aUsPerClap, 1)} us per clap, A + B ${fmt(f.abUsPerClap, 1)} us = ${ratio(f.abUsPerClap, f.singleUsPerClap)}`,
+      status(f.ratio !== null ? f.ratio <= s7Limits.nodeRatio : null)]);
+    if (lat)
+      rows.push(["Cross-node clap-to-viewer latency", `p99 <= ${s7Limits.latencyP99Ms} ms (2 ticks + 10 ms)`,
+        `p50 ${fmt(lat.latency.p50)} / p90 ${fmt(lat.latency.p90)} / p99 ${fmt(lat.latency.p99)} / max ${fmt(lat.latency.max)} ms over ${int(lat.latency.samples)} pairs` +
+        `${f.rounds.length > 1 ? ` (round ${lat.round}, the lower p99; p99 per round: ${f.rounds.filter((r) => r.latency).map((r) => fmt(r.latency.p99)).join(", ")} ms)` : ""}, ${int(f.missing)} unseen in all` +
+        (lat.single ? `; one node: p50 ${fmt(lat.single.data.latency_ms.p50)} / p99 ${fmt(lat.single.data.latency_ms.p99)} ms` : ""),
+        status(lat.latency.p99 <= s7Limits.latencyP99Ms && f.missing === 0)]);
+    rows.push(["Clap-to-ack latency (send to ack, in the load generator)", "-",
+      f.rounds.filter((r) => r.cross).map((r) => `${f.rounds.length > 1 ? `round ${r.round}: ` : ""}p50 ${fmt(r.cross.data.ack_latency_ms.p50)} / p99 ${fmt(r.cross.data.ack_latency_ms.p99)} ms` +
+        (r.single ? ` (one node: ${fmt(r.single.data.ack_latency_ms.p50)} / ${fmt(r.single.data.ack_latency_ms.p99)} ms)` : "") +
+        `, acks ${Object.entries(r.cross.data.acks_by_durability ?? {}).map(([k, v]) => `${k} ${int(v)}`).join(", ") || "n/a"}`).join("; "), "-"]);
+  }
+  if (f.steps.length)
+    rows.push(["Claps/s two nodes on one Redis sustain (rate steps below)", `new figure: ack p99 <= ${ackP99LimitMs} ms`, s7Sustained(), "recorded"]);
+  table(["Figure", "Target", "Measured", "Status"], rows);
+  if (br) {
+    out(`Redis's \`INFO commandstats\` over *cross*'s measured window${f.rounds.length > 1 ? ` (round ${br.round})` : ""} (${fmt(br.window, 1)} s, ${int(br.claps)} acknowledged claps), per acknowledged clap. ` +
+      `*Background per clap* is the command's rate over the idle phase (${fmt(br.idleS, 1)} s) times the window, per clap.`);
+    out();
+    table(["Command", "Calls", "Per clap", "Background per clap", "us per call"], [
+      ...br.commands.map((c) => [`\`${c.name.toUpperCase().replace("|", " ")}\``, int(c.calls), fmt(c.perClap, 3), c.backgroundPerClap == null ? "n/a" : fmt(c.backgroundPerClap, 3), c.usPerCall == null ? "-" : fmt(c.usPerCall, 2)]),
+      ["**All**", int(br.commands.reduce((sum, c) => sum + c.calls, 0)), `**${fmt(br.commandsPerClap, 2)}**`, br.backgroundPerClap == null ? "n/a" : fmt(br.backgroundPerClap, 3), "-"]]);
+  }
+  if (f.steps.length) {
+    const sd = f.steps[0].run.data;
+    out("### Rate steps");
+    out();
+    out(`Each step is a fresh pair of nodes on a fresh Redis, as above, offered one clap rate for ${fmt(sd.duration_s, 0)} s: ${int(sd.clappers)} clappers and ${int(sd.viewers)} viewers (each watching all ${int(sd.articles)} articles) alternate between A and B, ` +
+      "so both nodes take claps on articles they have viewers of; the nodes' per-connection rate limit is raised (`--rate-limit 1000000 --rate-burst 1000000`, as in scenario 3) " +
+      "so that the write path, not the number of clapping connections, runs out first. The rates double until a step is not sustained twice in a row " +
+      `(\`benchmarks/rate_step.mjs\`: clap-to-ack p99 above ${ackP99LimitMs} ms, fewer than ${fmt(minAchievedFraction * 100, 0)}% of the offered claps accepted within the window, ` +
+      "more than 1% of the claps unacknowledged or in error, or more than 1% of the acks only locally durable): a step that fails runs once more (*again*), " +
+      "since on cores shared with other jobs one stall can push a short step's p99 over the limit. Both nodes and Redis share core 0, as everywhere in this suite; " +
+      "a *Loadgen CPU %* near 100 would mean the load generator, not the cluster, set the limit.");
+    out();
+    table(["Offered claps/s", "Accepted claps/s", "Ack p50 ms", "Ack p99 ms", "Viewer p99 ms", "A CPU %", "B CPU %", "Redis CPU %", "Redis us per clap", "Redis commands per clap", "Loadgen CPU %", "Sustained"],
+      f.steps.flatMap((st) => st.tries).map(({ run, again, ok, reasons }) => {
+        const rate = run.step, d = run.data, w = d.window_s, claps = ackedIn(run);
+        const pct = (n) => { const p = procOf(run, n); return p?.cpu_s != null ? fmt(p.cpu_s / w * 100, 0) : "n/a"; };
+        const redis = procOf(run, "redis");
+        return [`${int(rate)}${again ? " (again)" : ""}`, int(d.accepted_per_s), fmt(d.ack_latency_ms.p50), fmt(d.ack_latency_ms.p99), fmt(d.latency_ms.p99), pct("A"), pct("B"), pct("redis"),
+          redis?.cpu_s != null && claps ? fmt(redis.cpu_s * 1e6 / claps, 1) : "n/a", fmt(redisCommandsPerClap(run), 2), fmt(d.loadgen_cpu_pct, 0),
+          ok ? "yes" : `**no**: ${reasons.join("; ")}`];
+      }));
+  }
+  out("Run it alone with `benchmarks/run.sh --only 7 <build-dir>` (add `--nice -10` on a shared machine); the exact commands of this run:");
+  out();
+  out("```");
+  for (const r of s7Runs) {
+    out(`# ${r.file}`);
+    if (r.server_cmd) out(r.server_cmd);
+    out(r.client_cmd);
+  }
+  out("```");
+  out();
+}
+
 // Errors worth a look
 const errorRows = runs.filter((r) => r.data.errors).map((r) => [r.file.replace(/\.json$/, ""),
   Object.entries(r.data.errors_by_kind).map(([k, v]) => `${k}: ${v}`).join(", ")]);
@@ -549,7 +778,7 @@ if (errorRows.length) {
 
 out("## Exact commands");
 out();
-out("`$OUT` is the result folder (`<build>/bench-results/<utc>/`). Regenerate everything with `make bench`, or `benchmarks/run.sh [--quick] [--only engine,1,2,3,4,5,6] <build-dir>`. Results carried over from an older run have their own `$OUT`.");
+out("`$OUT` is the result folder (`<build>/bench-results/<utc>/`). Regenerate everything with `make bench`, or `benchmarks/run.sh [--quick] [--only engine,1,2,3,4,5,6,7] <build-dir>`. Results carried over from an older run have their own `$OUT`.");
 out();
 out("```");
 for (const r of runs) {

@@ -440,6 +440,7 @@ void load_generator::on_decoded(std::uint32_t id) {
     results_->claps_accepted += static_cast<std::uint64_t>(std::max<std::int64_t>(message_.accepted, 0));
     if (counting_) accepted_in_window_ += static_cast<std::uint64_t>(std::max<std::int64_t>(message_.accepted, 0));
     if (message_.accepted <= 0) ++results_->claps_refused_by_cap;
+    ++results_->acks_by_durability[message_.durability.empty() ? std::string("none") : std::string(message_.durability)];
     results_->ack_latency.record(now - clap.sent_us);
     if (message_.accepted > 0) tracker_.on_ack(clap.article, message_.total, clap.sent_us);
     if (clapping_ && options_.clap_rate <= 0) fill_closed_loop(id);
@@ -538,7 +539,7 @@ bool load_generator::all_settled() const {
 
 void load_generator::print_progress(phase current, double elapsed_s) {
   if (!options_.progress) return;
-  static constexpr const char* names[] = {"connect", "settle", "measure", "drain", "done"};
+  static constexpr const char* names[] = {"connect", "settle", "idle", "measure", "drain", "done"};
   const double frames_per_s = (frames_total_ - progress_frames_) / std::max(elapsed_s - progress_at_s_, 1e-3);
   progress_frames_ = frames_total_;
   progress_at_s_ = elapsed_s;
@@ -671,7 +672,9 @@ bool load_generator::run(run_results& results) {
 
   std::vector<syscall_counter> syscalls(options_.servers.size());
   std::vector<std::optional<double>> cpu_at_start(options_.servers.size());
-  pid_t hook_at_start = -1, hook_at_end = -1;
+  pid_t hook_at_start = -1, hook_at_end = -1, hook_at_idle_start = -1, hook_at_idle_end = -1;
+  std::vector<std::optional<double>> cpu_at_idle(options_.servers.size());
+  std::uint32_t idle_start_us = 0;
   double own_cpu_at_start = 0;
   std::uint32_t next_to_open = 0;
   std::uint32_t phase_end_us = 0;
@@ -720,6 +723,26 @@ bool load_generator::run(run_results& results) {
       break;
     }
     case phase::settle:
+      if (now >= phase_end_us && options_.idle_window_s > 0 && idle_start_us == 0) {
+        // Everyone connected, nobody claps: what the processes cost without claps.
+        if (!options_.window_hook.empty()) hook_at_idle_start = spawn_hook(options_.window_hook, "idle-start");
+        for (std::size_t i = 0; i < options_.servers.size(); ++i)
+          cpu_at_idle[i] = process_cpu_seconds(options_.servers[i].pid);
+        idle_start_us = std::max<std::uint32_t>(now_us(), 1);
+        phase_ = phase::idle;
+        phase_end_us = idle_start_us + static_cast<std::uint32_t>(options_.idle_window_s * 1e6);
+        break;
+      }
+      [[fallthrough]];
+    case phase::idle:
+      if (phase_ == phase::idle && now >= phase_end_us) {
+        results.idle_window_s = (now_us() - idle_start_us) / 1e6;
+        for (std::size_t i = 0; i < options_.servers.size(); ++i) {
+          if (auto cpu = process_cpu_seconds(options_.servers[i].pid); cpu && cpu_at_idle[i])
+            results.processes[i].idle_cpu_s = *cpu - *cpu_at_idle[i];
+        }
+        if (!options_.window_hook.empty()) hook_at_idle_end = spawn_hook(options_.window_hook, "idle-end");
+      }
       if (now >= phase_end_us) {
         if (options_.count_syscalls) start_syscall_counters(syscalls, results);
         if (!options_.window_hook.empty()) hook_at_start = spawn_hook(options_.window_hook, "start");
@@ -794,7 +817,7 @@ bool load_generator::run(run_results& results) {
   }
 
   // The hooks ran alongside the drain; a hook that hangs is not waited for past 10 s.
-  for (const pid_t hook : {hook_at_start, hook_at_end})
+  for (const pid_t hook : {hook_at_idle_start, hook_at_idle_end, hook_at_start, hook_at_end})
     if (hook > 0 && !reap_hook(hook, 10.0)) count_error("window_hook_failed");
 
   results.frames_per_s = results.window_s > 0 ? results.frames_received / results.window_s : 0;

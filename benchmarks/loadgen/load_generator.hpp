@@ -4,6 +4,9 @@
 //   connect  open viewers (then clappers) at viewers/ramp per second, at most
 //            `connect_concurrency` handshakes in flight;
 //   settle   one second for the server to finish announcing viewer counts;
+//   idle     (optional, `idle_window_s` > 0) everyone connected, nobody claps:
+//            the sampled processes' CPU and the window hook ("idle-start",
+//            "idle-end") give the background cost to set against the claps';
 //   measure  `duration` seconds: clappers clap, server CPU/syscalls are sampled
 //            at both ends, frames and updates are counted;
 //   drain    clapping stops; wait (bounded) for outstanding acks and for every
@@ -61,6 +64,8 @@ struct run_options {
   // Run as `hook start` when the measure window opens and `hook end` when it
   // closes (not waited for until the run ends), e.g. to scrape /metrics.
   std::string window_hook;
+  // Seconds of the idle phase (0: none), between settle and measure.
+  double idle_window_s = 0;
   bool count_syscalls = true;
   bool progress = true;
   std::uint64_t seed = 1;
@@ -83,6 +88,7 @@ struct process_results {
   pid_t pid = 0;
   std::optional<std::uint64_t> rss_kb_before, rss_kb;
   std::optional<double> cpu_s;
+  std::optional<double> idle_cpu_s;   // over the idle phase, when there is one
   std::optional<std::uint64_t> syscalls;
   std::string syscalls_note;
 };
@@ -96,6 +102,9 @@ struct run_results {
   std::uint64_t claps_sent = 0;
   std::uint64_t claps_acked = 0;
   std::uint64_t claps_accepted = 0;       // sum of accepted counts
+  // Acks by their "durability" field over the whole run ("local", "cluster",
+  // or "none" when absent): a node that lost Redis acks "local".
+  std::map<std::string, std::uint64_t> acks_by_durability;
   std::uint64_t claps_unsent = 0;         // open-loop slots with no clapper free
   std::uint64_t claps_unacked = 0;        // still without ack or error after the drain
   std::uint64_t claps_refused_by_cap = 0; // acks with accepted <= 0 (should stay 0)
@@ -114,6 +123,7 @@ struct run_results {
   std::uint64_t latency_pairs_expected = 0;
   std::uint64_t latency_ring_overflows = 0;
   double window_s = 0;
+  double idle_window_s = 0;               // measured length of the idle phase (0: none)
   // Sums over every sampled process (one server: exactly its figures).
   std::optional<std::uint64_t> server_rss_kb_before, server_rss_kb;
   std::optional<double> server_cpu_s;
@@ -164,7 +174,7 @@ private:
     std::uint32_t article;
     std::uint32_t conn;
   };
-  enum class phase : std::uint8_t { connect, settle, measure, drain, done };
+  enum class phase : std::uint8_t { connect, settle, idle, measure, drain, done };
 
   std::uint32_t now_us() const;
   std::uint32_t pick_article();

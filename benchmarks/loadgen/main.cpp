@@ -67,11 +67,12 @@ void write_breakdown(std::FILE* f, const run_results& r) {
   };
   for (std::size_t i = 0; i < r.processes.size(); ++i) {
     const process_results& p = r.processes[i];
-    char cpu[32] = "null";
+    char cpu[32] = "null", idle_cpu[32] = "null";
     if (p.cpu_s) std::snprintf(cpu, sizeof cpu, "%.3f", *p.cpu_s);
-    std::fprintf(f, "%s\n    {\"name\": \"%s\", \"pid\": %d, \"cpu_s\": %s, \"rss_kb_before\": %s, \"rss_kb\": %s, "
+    if (p.idle_cpu_s) std::snprintf(idle_cpu, sizeof idle_cpu, "%.4f", *p.idle_cpu_s);
+    std::fprintf(f, "%s\n    {\"name\": \"%s\", \"pid\": %d, \"cpu_s\": %s, \"idle_cpu_s\": %s, \"rss_kb_before\": %s, \"rss_kb\": %s, "
                  "\"syscalls\": %s, \"syscalls_note\": \"%s\"}",
-                 i ? "," : "", p.name.c_str(), static_cast<int>(p.pid), cpu, optional_u64(p.rss_kb_before).c_str(),
+                 i ? "," : "", p.name.c_str(), static_cast<int>(p.pid), cpu, idle_cpu, optional_u64(p.rss_kb_before).c_str(),
                  optional_u64(p.rss_kb).c_str(), optional_u64(p.syscalls).c_str(), p.syscalls_note.c_str());
   }
   std::fprintf(f, "\n  ],\n");
@@ -99,6 +100,16 @@ bool write_json(const std::string& path, const run_options& o, const std::string
                static_cast<unsigned long long>(r.claps_unacked), static_cast<unsigned long long>(r.claps_unsent),
                static_cast<unsigned long long>(r.claps_refused_by_cap), static_cast<unsigned long long>(r.user_rotations));
   std::fprintf(f, "  \"accepted_per_s\": %.1f,\n", r.accepted_per_s);
+  // Every clap carries a new op id ("c<seq>", one sequence per run; op ids are scoped to the user).
+  std::fprintf(f, "  \"op_ids\": \"every clap\",\n  \"idle_window_s\": %.3f,\n  \"acks_by_durability\": {", r.idle_window_s);
+  bool first_durability = true;
+  for (const auto& [kind, count] : r.acks_by_durability) {
+    std::string safe;
+    for (char ch : kind) safe += (ch == '"' || ch == '\\') ? '_' : ch;
+    std::fprintf(f, "%s\"%s\": %llu", first_durability ? "" : ", ", safe.c_str(), static_cast<unsigned long long>(count));
+    first_durability = false;
+  }
+  std::fprintf(f, "},\n");
   std::fprintf(f, "  \"frames_received\": %llu,\n  \"frames_per_s\": %.1f,\n  \"update_frames\": %llu,\n",
                static_cast<unsigned long long>(r.frames_received), r.frames_per_s,
                static_cast<unsigned long long>(r.update_frames));
@@ -161,6 +172,12 @@ void print_table(const run_results& r, const latency_tracker& tracker) {
               "clap -> viewer latency", h.percentile_ms(0.5), h.percentile_ms(0.9), h.percentile_ms(0.99),
               h.percentile_ms(0.999), h.max_ms(), static_cast<unsigned long long>(h.count()),
               static_cast<unsigned long long>(r.latency_pairs_expected - std::min(r.latency_pairs_expected, h.count())));
+  if (!r.acks_by_durability.empty()) {
+    std::printf("%-28s", "acks by durability");
+    for (const auto& [kind, count] : r.acks_by_durability)
+      std::printf(" %s %llu", kind.c_str(), static_cast<unsigned long long>(count));
+    std::printf("\n");
+  }
   std::printf("%-28s p50 %.1f  p99 %.1f  max %.1f ms\n", "clap -> ack latency", r.ack_latency.percentile_ms(0.5),
               r.ack_latency.percentile_ms(0.99), r.ack_latency.max_ms());
   if (r.server_cpu_s) {
@@ -182,8 +199,9 @@ void print_table(const run_results& r, const latency_tracker& tracker) {
                   static_cast<unsigned long long>(e.frames_received), static_cast<unsigned long long>(e.acks));
   if (r.processes.size() > 1)
     for (const process_results& p : r.processes)
-      std::printf("  %-26s pid %d: CPU %.2f s, %llu syscalls\n", p.name.empty() ? "server" : p.name.c_str(),
-                  static_cast<int>(p.pid), p.cpu_s.value_or(0), static_cast<unsigned long long>(p.syscalls.value_or(0)));
+      std::printf("  %-26s pid %d: CPU %.2f s, %llu syscalls%s\n", p.name.empty() ? "server" : p.name.c_str(),
+                  static_cast<int>(p.pid), p.cpu_s.value_or(0), static_cast<unsigned long long>(p.syscalls.value_or(0)),
+                  p.idle_cpu_s ? (", idle phase CPU " + std::to_string(*p.idle_cpu_s) + " s").c_str() : "");
   std::printf("%-28s %.0f%% of a core\n", "load generator CPU", r.window_s > 0 ? r.loadgen_cpu_s / r.window_s * 100 : 0.0);
   std::printf("%-28s %llu\n", "errors", static_cast<unsigned long long>(r.errors));
   for (const auto& [kind, count] : r.errors_by_kind)
@@ -220,6 +238,9 @@ int main(int argc, char** argv) {
     ("server-pid", "server process to sample (CPU, RSS, system calls), PID or NAME=PID; repeatable, figures are summed and also reported per process",
      cxxopts::value<std::vector<std::string>>())
     ("window-hook", "executable run as `HOOK start` and `HOOK end` when the measure window opens and closes", cxxopts::value<std::string>())
+    ("idle-window", "seconds between settle and measure with everyone connected and nobody clapping; the CPU of each "
+     "--server-pid is sampled over it and --window-hook runs as `HOOK idle-start` and `HOOK idle-end`",
+     cxxopts::value<double>()->default_value("0"))
     ("no-syscalls", "do not run perf to count the server's system calls")
     ("source-ips", "source addresses, e.g. 127.0.0.2-127.0.0.20", cxxopts::value<std::string>())
     ("seed", "random seed", cxxopts::value<std::uint64_t>()->default_value("1"))
@@ -297,6 +318,7 @@ int main(int argc, char** argv) {
     }
   }
   if (args.count("window-hook")) o.window_hook = args["window-hook"].as<std::string>();
+  o.idle_window_s = std::max(0.0, args["idle-window"].as<double>());
   o.count_syscalls = !args.count("no-syscalls");
   o.progress = !args.count("quiet");
   o.seed = args["seed"].as<std::uint64_t>();

@@ -139,6 +139,7 @@ void message_decoder::decode(wire_protocol protocol, std::string_view payload,
   out.op_seq = 0;
   out.article = {};
   out.accepted = out.total = 0;
+  out.durability = {};
   out.error_code = {};
 
   std::string_view json = payload;
@@ -215,6 +216,7 @@ void message_decoder::decode_json(simdjson::ondemand::object object, std::string
       return;
     }
     out.op_seq = op_seq_from_id(id);
+    if (object["durability"].get_string().get(out.durability)) out.durability = {};
     out.kind = message_kind::ack;
   } else if (type == "error") {
     if (object["code"].get_string().get(out.error_code)) out.error_code = "unknown";

@@ -82,6 +82,7 @@ struct decoded_message {
   std::string_view article;            // ack
   std::int64_t accepted = 0;           // ack
   std::int64_t total = 0;              // ack
+  std::string_view durability;         // ack: "local", "cluster"; empty when absent
   std::string_view error_code;         // error
   std::vector<std::string> batch;      // kind == batch: each message's JSON
 };
