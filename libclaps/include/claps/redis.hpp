@@ -257,6 +257,12 @@ struct redis_store_options {
   /// holds the op id that long; other nodes answer errc::unavailable
   /// meanwhile and then apply it afresh.
   millis pending_ttl{30000};
+  /// Most articles one arbitration script call decides; a tick with more
+  /// takes several calls. 0: no limit. One master (also behind Sentinel)
+  /// takes any keys in one call, so a call's fixed cost is paid once per
+  /// tick; on Redis Cluster every key of a call must share one hash slot,
+  /// which 1 (one article per call) guarantees.
+  std::size_t max_articles_per_script = 128;
   /// Journal rows read per step of a full re-assertion; each step's writes
   /// are paced with the other background requests.
   std::size_t reassert_page = 256;
@@ -307,11 +313,11 @@ struct redis_store_stats {
 ///
 /// Use it as an engine's store; the engine then does the rest (see
 /// <claps/store.hpp>): each tick it hands the store its queued claps and undos
-/// (arbitrate()), which decides them in Redis, for all the ops of one article
-/// in one script call (so at most one round trip per tick). The script
-/// claims each op id, applies the cap over every node's claps of the user,
-/// and writes this node's new absolute values with a fresh version, all on
-/// the article's hash slot. Then the engine commits the decided batch
+/// (arbitrate()), which decides them in Redis in one script call (so at most
+/// one round trip per tick; see max_articles_per_script). For each op the
+/// script claims its op id, applies the cap over every node's claps of the
+/// user, and writes this node's new absolute values with a fresh version;
+/// every key of one article shares the article's hash slot. Then the engine commits the decided batch
 /// (commit()): to the local store first, then the op ids' records are
 /// confirmed and the new totals published. The ack says durability::cluster
 /// when Redis decided and holds every op of the batch.

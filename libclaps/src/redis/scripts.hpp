@@ -10,14 +10,17 @@
 
 namespace claps::detail::scripts {
 
-// Decides one tick's ops on one article across nodes, and writes this node's
-// new values. KEYS[1] t:{A}; KEYS[2..1+nu] u:{A}:<user i>; then one o:{A}:U:OP
-// per op with an op id.
+// Decides one tick's ops across nodes, for one or more articles, and writes
+// this node's new values. On Redis Cluster a call holds the articles of one
+// hash slot; on one master, every article of the tick (a script's fixed cost
+// then is paid once per tick, not once per article).
 // ARGV[1] node, ARGV[2] version, ARGV[3] cap, ARGV[4] pending ttl ms,
-// ARGV[5] this node's total of A before the ops (its journal's, with decided
-// ops), ARGV[6] nu, ARGV[6+i] this node's claps of user i before the ops,
-// then per op three values: user index, op key index in KEYS (0: no op id),
-// claps wanted (0: undo).
+// ARGV[5] number of articles; then per article: the KEYS index of its t:{A},
+// this node's total of A before the ops (its journal's, with decided ops), nu,
+// this node's claps of each of its nu users before the ops, the number of
+// ops, and per op three values: user index (1..nu), KEYS index of its
+// o:{A}:U:OP (0: no op id), claps wanted (0: undo).
+// KEYS per article: t:{A}, u:{A}:<user i> for i = 1..nu, then its op keys.
 // The node's own values come from its journal (ARGV), never from what Redis
 // holds: a value Redis holds from a crash before the journal is overwritten.
 // For each op, in order: a new op id is claimed with its pending record and
@@ -26,94 +29,106 @@ namespace claps::detail::scripts {
 // node's pending record asks the caller to retry. The cap counts every other
 // node's claps of the user; an undo removes them too (this node goes below
 // zero by their sum).
-// Returns {stale, maxver, {others_1, ...}, {t:{A} HGETALL}, {kind, accepted,
-// mine, ...}}: stale counts writes skipped because Redis held a version >=
-// ours; maxver is the highest version of this node's fields seen (the caller
-// moves its versions past it); kind 1 applied, 2 replay, 3 retry.
+// Returns {maxver, {stale, {others_1, ...}, {t:{A} HGETALL}, {kind, accepted,
+// mine, ...}}, ...} with one element per article: stale counts writes skipped
+// because Redis held a version >= ours; maxver is the highest version of this
+// node's fields seen (the caller moves its versions past it); kind 1 applied,
+// 2 replay, 3 retry.
 inline constexpr std::string_view arbitrate = R"lua(
+local call = redis.call
 local node, ver = ARGV[1], ARGV[2]
 local nver = tonumber(ver)
 local cap, pttl = tonumber(ARGV[3]), ARGV[4]
-local total = tonumber(ARGV[5])
-local nu = tonumber(ARGV[6])
-local stale, maxver = 0, 0
-local own, others, cur, changed = {}, {}, {}, {}
+local maxver = 0
 local function version_of(v) return tonumber(string.match(v, '^(%d+):')) or 0 end
-for i = 1, nu do
-  own[i] = tonumber(ARGV[6 + i])
-  local all = redis.call('HGETALL', KEYS[1 + i])
-  local sum = 0
-  for j = 1, #all, 2 do
-    if all[j] == node then
-      cur[i] = version_of(all[j + 1])
-      if cur[i] > maxver then maxver = cur[i] end
-    else
-      sum = sum + (tonumber(string.match(all[j + 1], ':(-?%d+)$')) or 0)
-    end
-  end
-  others[i] = sum
-end
-local out, any = {}, false
-local base = 6 + nu
-for k = 1, (#ARGV - base) / 3 do
-  local u = tonumber(ARGV[base + 3 * k - 2])
-  local ok = tonumber(ARGV[base + 3 * k - 1])
-  local want = tonumber(ARGV[base + 3 * k])
-  local accepted
-  if want == 0 then
-    accepted = -(own[u] + others[u])
-  else
-    accepted = math.max(0, math.min(want, cap - own[u] - others[u]))
-  end
-  local mine = own[u] + accepted + others[u]
-  local kind = 1
-  if ok > 0 then
-    local rec = node .. '|P|' .. accepted .. '|' .. mine
-    local prev = redis.call('SET', KEYS[ok], rec, 'NX', 'GET', 'PX', pttl)
-    if prev then
-      local pn, st, pa, pm = string.match(prev, '^(.*)|(%a)|(-?%d+)|(-?%d+)$')
-      if pn == nil or pn == node then
-        redis.call('SET', KEYS[ok], rec, 'PX', pttl)
-      elseif st == 'P' then
-        kind, accepted, mine = 3, 0, 0
+local result = {0}
+local a = 6
+for art = 1, tonumber(ARGV[5]) do
+  local tk = tonumber(ARGV[a])
+  local total = tonumber(ARGV[a + 1])
+  local nu = tonumber(ARGV[a + 2])
+  a = a + 3
+  local stale = 0
+  local own, others, cur, changed = {}, {}, {}, {}
+  for i = 1, nu do
+    own[i] = tonumber(ARGV[a])
+    a = a + 1
+    local all = call('HGETALL', KEYS[tk + i])
+    local sum = 0
+    for j = 1, #all, 2 do
+      if all[j] == node then
+        cur[i] = version_of(all[j + 1])
+        if cur[i] > maxver then maxver = cur[i] end
       else
-        kind, accepted, mine = 2, tonumber(pa), tonumber(pm)
+        sum = sum + (tonumber(string.match(all[j + 1], ':(-?%d+)$')) or 0)
+      end
+    end
+    others[i] = sum
+  end
+  local out, any = {}, false
+  local nops = tonumber(ARGV[a])
+  a = a + 1
+  for k = 1, nops do
+    local u, ok, want = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    a = a + 3
+    local accepted
+    if want == 0 then
+      accepted = -(own[u] + others[u])
+    else
+      accepted = math.max(0, math.min(want, cap - own[u] - others[u]))
+    end
+    local mine = own[u] + accepted + others[u]
+    local kind = 1
+    if ok > 0 then
+      local rec = node .. '|P|' .. accepted .. '|' .. mine
+      local prev = call('SET', KEYS[ok], rec, 'NX', 'GET', 'PX', pttl)
+      if prev then
+        local pn, st, pa, pm = string.match(prev, '^(.*)|(%a)|(-?%d+)|(-?%d+)$')
+        if pn == nil or pn == node then
+          call('SET', KEYS[ok], rec, 'PX', pttl)
+        elseif st == 'P' then
+          kind, accepted, mine = 3, 0, 0
+        else
+          kind, accepted, mine = 2, tonumber(pa), tonumber(pm)
+        end
+      end
+    end
+    if kind == 1 and accepted ~= 0 then
+      own[u] = own[u] + accepted
+      total = total + accepted
+      changed[u] = true
+      any = true
+    end
+    out[#out + 1] = kind
+    out[#out + 1] = accepted
+    out[#out + 1] = mine
+  end
+  for i = 1, nu do
+    if changed[i] then
+      if cur[i] and cur[i] >= nver then
+        stale = stale + 1
+      else
+        call('HSET', KEYS[tk + i], node, ver .. ':' .. own[i])
       end
     end
   end
-  if kind == 1 and accepted ~= 0 then
-    own[u] = own[u] + accepted
-    total = total + accepted
-    changed[u] = true
-    any = true
-  end
-  out[#out + 1] = kind
-  out[#out + 1] = accepted
-  out[#out + 1] = mine
-end
-for i = 1, nu do
-  if changed[i] then
-    if cur[i] and cur[i] >= nver then
+  local parts = call('HGETALL', KEYS[tk])
+  if any then
+    local mine_v = 0
+    for j = 1, #parts, 2 do
+      if parts[j] == node then mine_v = version_of(parts[j + 1]) end
+    end
+    if mine_v > maxver then maxver = mine_v end
+    if mine_v >= nver then
       stale = stale + 1
     else
-      redis.call('HSET', KEYS[1 + i], node, ver .. ':' .. own[i])
+      call('HSET', KEYS[tk], node, ver .. ':' .. total)
     end
   end
+  result[#result + 1] = {stale, others, parts, out}
 end
-local parts = redis.call('HGETALL', KEYS[1])
-if any then
-  local mine_v = 0
-  for j = 1, #parts, 2 do
-    if parts[j] == node then mine_v = version_of(parts[j + 1]) end
-  end
-  if mine_v > maxver then maxver = mine_v end
-  if mine_v >= nver then
-    stale = stale + 1
-  else
-    redis.call('HSET', KEYS[1], node, ver .. ':' .. total)
-  end
-end
-return {stale, maxver, others, parts, out}
+result[1] = maxver
+return result
 )lua";
 
 // Writes this node's absolute values of one article (a re-assertion), never

@@ -30,12 +30,6 @@ struct owned_batch {
   }
 };
 
-// One arbitrate() call: its decisions fill in as each article's script answers.
-struct arbitration {
-  std::vector<op_decision> decisions;
-  std::size_t outstanding = 0;
-  arbitrate_handler done;
-};
 
 } // namespace
 
@@ -44,7 +38,7 @@ std::error_code redis_store::impl::arbitrate(std::span<const op_intent> intents,
   std::uint64_t version = 0;
   if (auto ec = next_version(version)) return ec;
 
-  // The ops of one article share a script call (one hash slot), in order.
+  // The ops of one article stay together and in order.
   std::vector<std::vector<std::size_t>> groups;
   std::unordered_map<std::string_view, std::size_t> group_of;
   for (std::size_t i = 0; i < intents.size(); ++i) {
@@ -53,18 +47,21 @@ std::error_code redis_store::impl::arbitrate(std::span<const op_intent> intents,
     groups[it->second].push_back(i);
   }
 
-  auto call = std::make_shared<arbitration>();
+  auto call = std::make_shared<detail::arbitration>();
   call->decisions.resize(intents.size());  // kind::local until answered
   call->done = std::move(done);
   call->outstanding = 1;  // held until every script is sent
   auto settle_call = [this, call] {
     if (--call->outstanding != 0) return;
-    // Nothing decided needs the journal: background writes may go on.
-    if (open.articles.empty() && open.ops.empty()) {
+    // The engine applies the decisions and commits them from inside `done`.
+    // When it had nothing to journal, no write is open any more and
+    // background writes may go on.
+    commit_called = false;
+    call->done(call->decisions);
+    if (!commit_called) {
       open = {};
       pump();
     }
-    if (call->done) call->done(call->decisions);
   };
   // Background writes wait until the journal holds what these scripts
   // decide (see pump()).
@@ -74,114 +71,10 @@ std::error_code redis_store::impl::arbitrate(std::span<const op_intent> intents,
   }
   ++stats.arbitrations;
 
-  for (const auto& group : groups) {
-    const op_intent& first = intents[group.front()];
-    const std::string article(first.article);
-    std::vector<std::string_view> users;  // distinct, in first-seen order
-    std::unordered_map<std::string_view, std::size_t> user_index;
-    std::vector<std::int32_t> own;
-    for (std::size_t i : group) {
-      if (user_index.try_emplace(intents[i].user, users.size()).second) {
-        users.push_back(intents[i].user);
-        own.push_back(intents[i].own);  // the first op of a user carries its base
-      }
-    }
-    std::vector<std::string> args;
-    args.reserve(1 + users.size() + group.size() + 6 + users.size() + 3 * group.size());
-    args.push_back(key("t", article));
-    for (std::string_view user : users) args.push_back(key("u", article, user));
-    std::vector<std::size_t> op_keys(group.size(), 0);
-    for (std::size_t k = 0; k < group.size(); ++k) {
-      const op_intent& in = intents[group[k]];
-      if (in.op_id.empty()) continue;
-      args.push_back(key("o", article, in.user, in.op_id));
-      op_keys[k] = args.size();  // 1-based index into KEYS
-    }
-    const std::size_t key_count = args.size();
-    args.push_back(options.node_id);
-    args.push_back(std::to_string(version));
-    args.push_back(std::to_string(options.clap_cap));
-    args.push_back(std::to_string(options.pending_ttl.count()));
-    args.push_back(std::to_string(first.own_total));
-    args.push_back(std::to_string(users.size()));
-    for (std::int32_t o : own) args.push_back(std::to_string(o));
-    for (std::size_t k = 0; k < group.size(); ++k) {
-      const op_intent& in = intents[group[k]];
-      args.push_back(std::to_string(user_index[in.user] + 1));
-      args.push_back(std::to_string(op_keys[k]));
-      args.push_back(std::to_string(in.undo ? 0 : in.count));
-    }
-    // What the reply needs once the intents' views are gone.
-    struct group_owned {
-      std::string article;
-      std::vector<std::string> users;
-      std::vector<std::size_t> ops;  // indices into call->decisions
-      std::vector<std::string> op_keys;  // op_key() per op with an op id, else empty
-      std::vector<std::size_t> op_users;
-    };
-    auto g = std::make_shared<group_owned>();
-    g->article = article;
-    for (std::string_view u : users) g->users.emplace_back(u);
-    for (std::size_t k = 0; k < group.size(); ++k) {
-      const op_intent& in = intents[group[k]];
-      g->ops.push_back(group[k]);
-      g->op_keys.push_back(in.op_id.empty() ? std::string() : detail::op_key(in.user, article, in.op_id));
-      g->op_users.push_back(user_index[in.user]);
-    }
-    ++call->outstanding;
-    ++stats.arbitration_scripts;
-    const std::error_code sent = client.eval(
-        detail::scripts::arbitrate, key_count, args,
-        [this, alive = token(), call, g, version, settle_call](std::error_code ec, const redis_reply& r) {
-          if (alive.expired()) return;
-          const bool well_formed = !ec && r.type == redis_reply::kind::array && r.elements.size() == 5 &&
-                                   r.elements[2].elements.size() == g->users.size() &&
-                                   r.elements[4].elements.size() == 3 * g->ops.size();
-          if (!well_formed) {
-            // The script may or may not have run: the ops are decided
-            // locally and their keys re-asserted from the journal.
-            ++stats.arbitration_failures;
-            remember_dirty_article(g->article);
-            for (const std::string& u : g->users) remember_dirty_tally(detail::tally_key(u, g->article));
-            update_degraded();
-            settle_call();
-            return;
-          }
-          stats.stale_writes += static_cast<std::uint64_t>(detail::reply_int(r.elements[0]));
-          move_versions_past(static_cast<std::uint64_t>(detail::reply_int(r.elements[1])));
-          const auto& others = r.elements[2].elements;
-          const auto& out = r.elements[4].elements;
-          bool any_applied = false;
-          for (std::size_t k = 0; k < g->ops.size(); ++k) {
-            op_decision& d = call->decisions[g->ops[k]];
-            const auto kind = detail::reply_int(out[3 * k]);
-            d.accepted = static_cast<std::int32_t>(detail::reply_int(out[3 * k + 1]));
-            d.mine = static_cast<std::int32_t>(detail::reply_int(out[3 * k + 2]));
-            if (kind == 1) {
-              d.what = op_decision::kind::applied;
-              any_applied = true;
-              if (!g->op_keys[k].empty()) open.ops.insert(g->op_keys[k]);
-            } else if (kind == 2) {
-              d.what = op_decision::kind::replay;
-              ++stats.cross_node_replays;
-            } else {
-              d.what = op_decision::kind::retry;
-              ++stats.op_retries;
-            }
-          }
-          for (std::size_t u = 0; u < g->users.size(); ++u) {
-            const std::string tkey = detail::tally_key(g->users[u], g->article);
-            remote_tallies[tkey] = static_cast<std::int32_t>(detail::reply_int(others[u]));
-            open.tallies.insert(tkey);
-          }
-          if (any_applied) {
-            auto& entry = open.articles[g->article];
-            entry.first = std::max(entry.first, version);
-          }
-          merge_parts(g->article, r.elements[3], nullptr);
-          settle_call();
-        });
-    if (sent) {
+  const std::size_t per_call = options.max_articles_per_script == 0 ? groups.size() : options.max_articles_per_script;
+  for (std::size_t from = 0; from < groups.size(); from += per_call) {
+    const std::size_t to = std::min(groups.size(), from + per_call);
+    if (send_arbitration(intents, std::span(groups).subspan(from, to - from), version, call, settle_call)) {
       ++stats.arbitration_failures;
       --call->outstanding;  // its ops stay kind::local
     }
@@ -197,7 +90,134 @@ std::error_code redis_store::impl::arbitrate(std::span<const op_intent> intents,
   return {};
 }
 
+// One script call deciding the ops of `groups` (each: one article's intents).
+std::error_code redis_store::impl::send_arbitration(std::span<const op_intent> intents,
+                                                    std::span<const std::vector<std::size_t>> groups,
+                                                    std::uint64_t version,
+                                                    const std::shared_ptr<detail::arbitration>& call,
+                                                    const std::function<void()>& settle_call) {
+  using detail::group_owned;
+  auto owned = std::make_shared<std::vector<group_owned>>();
+  std::vector<std::string> keys;
+  std::vector<std::string> argv{options.node_id, std::to_string(version), std::to_string(options.clap_cap),
+                                std::to_string(options.pending_ttl.count()), std::to_string(groups.size())};
+  for (const auto& group : groups) {
+    const op_intent& first = intents[group.front()];
+    group_owned g;
+    g.article.assign(first.article);
+    std::vector<std::string_view> users;  // distinct, in first-seen order
+    std::unordered_map<std::string_view, std::size_t> user_index;
+    std::vector<std::int32_t> own;
+    for (std::size_t i : group) {
+      if (user_index.try_emplace(intents[i].user, users.size()).second) {
+        users.push_back(intents[i].user);
+        own.push_back(intents[i].own);  // the first op of a user carries its base
+      }
+    }
+    const std::size_t t_index = keys.size() + 1;  // KEYS are 1-based
+    keys.push_back(key("t", g.article));
+    for (std::string_view user : users) keys.push_back(key("u", g.article, user));
+    argv.push_back(std::to_string(t_index));
+    argv.push_back(std::to_string(first.own_total));
+    argv.push_back(std::to_string(users.size()));
+    for (std::int32_t o : own) argv.push_back(std::to_string(o));
+    argv.push_back(std::to_string(group.size()));
+    for (std::size_t i : group) {
+      const op_intent& in = intents[i];
+      std::size_t op_key_index = 0;
+      if (!in.op_id.empty()) {
+        keys.push_back(key("o", g.article, in.user, in.op_id));
+        op_key_index = keys.size();
+      }
+      argv.push_back(std::to_string(user_index[in.user] + 1));
+      argv.push_back(std::to_string(op_key_index));
+      argv.push_back(std::to_string(in.undo ? 0 : in.count));
+      g.ops.push_back(i);
+      g.op_keys.push_back(in.op_id.empty() ? std::string() : detail::op_key(in.user, g.article, in.op_id));
+    }
+    for (std::string_view u : users) g.users.emplace_back(u);
+    owned->push_back(std::move(g));
+  }
+  const std::size_t key_count = keys.size();
+  keys.insert(keys.end(), std::make_move_iterator(argv.begin()), std::make_move_iterator(argv.end()));
+  ++call->outstanding;
+  ++stats.arbitration_scripts;
+  return client.eval(
+      detail::scripts::arbitrate, key_count, keys,
+      [this, alive = token(), call, owned, version, settle_call](std::error_code ec, const redis_reply& r) {
+        if (alive.expired()) return;
+        bool well_formed = !ec && r.type == redis_reply::kind::array && r.elements.size() == owned->size() + 1;
+        for (std::size_t n = 0; well_formed && n < owned->size(); ++n) {
+          const redis_reply& e = r.elements[n + 1];
+          well_formed = e.type == redis_reply::kind::array && e.elements.size() == 4 &&
+                        e.elements[1].elements.size() == (*owned)[n].users.size() &&
+                        e.elements[3].elements.size() == 3 * (*owned)[n].ops.size();
+        }
+        if (!well_formed) {
+          // The script may or may not have run: the ops are decided locally
+          // and their keys re-asserted from the journal.
+          ++stats.arbitration_failures;
+          for (const group_owned& g : *owned) {
+            remember_dirty_article(g.article);
+            for (const std::string& u : g.users) remember_dirty_tally(detail::tally_key(u, g.article));
+          }
+          update_degraded();
+          settle_call();
+          return;
+        }
+        move_versions_past(static_cast<std::uint64_t>(detail::reply_int(r.elements[0])));
+        for (std::size_t n = 0; n < owned->size(); ++n)
+          settle_group((*owned)[n], r.elements[n + 1], version, call->decisions);
+        settle_call();
+      });
+}
+
+// One article's part of a script's reply: its decisions, the other nodes'
+// claps of its users and their parts of its total.
+void redis_store::impl::settle_group(const detail::group_owned& g, const redis_reply& r, std::uint64_t version,
+                                     std::vector<op_decision>& decisions) {
+  const auto stale = detail::reply_int(r.elements[0]);
+  stats.stale_writes += static_cast<std::uint64_t>(stale);
+  const auto& others = r.elements[1].elements;
+  const auto& out = r.elements[3].elements;
+  bool any_applied = false;
+  for (std::size_t k = 0; k < g.ops.size(); ++k) {
+    op_decision& d = decisions[g.ops[k]];
+    const auto kind = detail::reply_int(out[3 * k]);
+    d.accepted = static_cast<std::int32_t>(detail::reply_int(out[3 * k + 1]));
+    d.mine = static_cast<std::int32_t>(detail::reply_int(out[3 * k + 2]));
+    if (kind == 1) {
+      d.what = op_decision::kind::applied;
+      any_applied = true;
+      if (!g.op_keys[k].empty()) open.ops.insert(g.op_keys[k]);
+    } else if (kind == 2) {
+      d.what = op_decision::kind::replay;
+      ++stats.cross_node_replays;
+    } else {
+      d.what = op_decision::kind::retry;
+      ++stats.op_retries;
+    }
+  }
+  for (std::size_t u = 0; u < g.users.size(); ++u) {
+    const std::string tkey = detail::tally_key(g.users[u], g.article);
+    remote_tallies[tkey] = static_cast<std::int32_t>(detail::reply_int(others[u]));
+    if (stale == 0) open.tallies.insert(tkey);
+    else remember_dirty_tally(tkey);
+  }
+  // Redis kept a newer version of this node's values than ours (see
+  // move_versions_past): the decisions stand, but Redis lacks the values, so
+  // the batch is only locally durable until they are re-asserted.
+  if (stale != 0) {
+    remember_dirty_article(g.article);
+  } else if (any_applied) {
+    auto& entry = open.articles[g.article];
+    entry.first = std::max(entry.first, version);
+  }
+  merge_parts(g.article, r.elements[2], nullptr);
+}
+
 void redis_store::impl::commit(const commit_batch& batch, commit_handler done) {
+  commit_called = true;
   local.commit(batch, [this, alive = token(), batch, done = std::move(done)](std::error_code ec, durability) mutable {
     if (alive.expired()) return;
     if (ec) {

@@ -91,6 +91,22 @@ struct write_state {
   std::function<void(bool ok)> finish;
 };
 
+// One arbitrate() call: its decisions fill in as its scripts answer.
+struct arbitration {
+  std::vector<op_decision> decisions;
+  std::size_t outstanding = 0;
+  arbitrate_handler done;
+};
+
+// One article's ops in a script call, as the reply needs them once the
+// intents' views are gone.
+struct group_owned {
+  std::string article;
+  std::vector<std::string> users;
+  std::vector<std::size_t> ops;      // indices into the call's decisions
+  std::vector<std::string> op_keys;  // op_key() per op with an op id, else empty
+};
+
 } // namespace claps::detail
 
 namespace claps {
@@ -158,7 +174,14 @@ struct redis_store::impl {
     std::unordered_set<std::string> ops;      // op_key
   } open;
 
+  bool commit_called = false;  // commit() ran inside the last arbitrate handler
   std::error_code arbitrate(std::span<const op_intent> intents, arbitrate_handler done);
+  std::error_code send_arbitration(std::span<const op_intent> intents,
+                                   std::span<const std::vector<std::size_t>> groups, std::uint64_t version,
+                                   const std::shared_ptr<detail::arbitration>& call,
+                                   const std::function<void()>& settle_call);
+  void settle_group(const detail::group_owned& g, const redis_reply& r, std::uint64_t version,
+                    std::vector<op_decision>& decisions);
   void commit(const commit_batch& batch, commit_handler done);
   void finish_commit(const commit_batch& batch, commit_handler done);
   void confirm_op(const owned_op& op, timestamp now, bool late);
