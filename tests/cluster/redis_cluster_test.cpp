@@ -13,12 +13,14 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -95,73 +97,6 @@ struct temp_dir {
   }
 };
 
-// One clapsd node's Redis side: LMDB, command client, bus and store.
-struct node {
-  temp_dir dir;
-  std::unique_ptr<claps::lmdb_store> lmdb;
-  std::unique_ptr<claps::redis_client> client;
-  std::unique_ptr<claps::redis_bus> bus;
-  std::unique_ptr<claps::redis_store> store;
-  std::map<std::string, std::pair<std::int64_t, std::uint32_t>> remote;  // from remote_changed
-  std::function<void(std::string_view, std::int64_t, std::uint32_t)> on_remote;
-  int connects = 0;
-
-  node(loop_runner& loop, const std::string& id, const claps::redis_options& options,
-       std::chrono::milliseconds viewer_ttl = 20s) {
-    std::error_code ec;
-    claps::lmdb_options lo;
-    lo.path = dir.path.string();
-    lo.sync = false;
-    lmdb = claps::lmdb_store::open(lo, ec);
-    REQUIRE(lmdb);
-    claps::redis_client_callbacks cc;
-    cc.connected = [this](const claps::redis_endpoint&) { ++connects; };
-    client = std::make_unique<claps::redis_client>(loop.get(), options, cc);
-    bus = std::make_unique<claps::redis_bus>(loop.get(), *client);
-    claps::redis_store_options so;
-    so.node_id = id;
-    so.heartbeat_interval = 1000ms;
-    so.refresh_interval = 1000ms;
-    so.viewer_ttl = viewer_ttl;
-    claps::redis_store_callbacks sc;
-    sc.remote_changed = [this](std::string_view a, std::int64_t total, std::uint32_t viewers) {
-      remote[std::string(a)] = {total, viewers};
-      if (on_remote) on_remote(a, total, viewers);
-    };
-    store = std::make_unique<claps::redis_store>(loop.get(), *lmdb, *client, *bus, so, sc);
-  }
-  ~node() {
-    store.reset();
-    bus.reset();
-    client.reset();
-  }
-  bool ready() const { return client->ready() && bus->healthy(); }
-};
-
-claps::timestamp wall_now() { return claps::uv_driver::now(); }
-
-// Commits one batch and steps the loop until its handler ran.
-std::optional<claps::durability> commit(loop_runner& loop, claps::store& store,
-                                        std::vector<claps::article_total> totals,
-                                        std::vector<claps::user_tally> tallies = {},
-                                        std::vector<claps::op_record> ops = {},
-                                        std::chrono::milliseconds deadline = 5s) {
-  claps::commit_batch batch;
-  batch.totals = totals;
-  batch.tallies = tallies;
-  batch.ops = ops;
-  batch.now = wall_now();
-  std::optional<claps::durability> level;
-  std::error_code error;
-  store.commit(batch, [&](std::error_code ec, claps::durability d) {
-    error = ec;
-    level = d;
-  });
-  loop.run_until([&] { return level.has_value(); }, deadline);
-  CHECK(!error);
-  return level;
-}
-
 // A synchronous command on the loop (test side).
 std::optional<claps::redis_reply> ask(loop_runner& loop, claps::redis_client& client,
                                       std::vector<std::string> args) {
@@ -187,6 +122,191 @@ std::string field_value(const std::string& stored) {  // "version:value" -> "val
 
 std::uint64_t field_version(const std::string& stored) {
   return std::stoull(stored.substr(0, stored.find(':')));
+}
+
+
+claps::timestamp wall_now() { return claps::uv_driver::now(); }
+
+// An op_result with its own copy of the article.
+struct outcome {
+  std::uint64_t cookie = 0;
+  std::error_code error;
+  std::string article;
+  std::int32_t accepted = 0;
+  std::int64_t total = 0;
+  std::int32_t mine = 0;
+  bool replayed = false;
+  claps::durability level = claps::durability::local;
+};
+
+// An article_update as the engine emitted it.
+struct seen_update {
+  std::string article;
+  std::int64_t total = 0;
+  std::uint32_t viewers = 0;
+};
+
+struct node_config {
+  node_config(std::string node_id, claps::redis_options options)
+      : id(std::move(node_id)), redis(std::move(options)) {}
+  std::string id;
+  claps::redis_options redis;
+  std::filesystem::path dir;  // the LMDB directory; empty: a fresh temporary one
+  std::string owner;
+  std::chrono::milliseconds viewer_ttl = 20s;
+  std::chrono::milliseconds op_id_wait = 3000ms;
+};
+
+// One clapsd node as the server wires it: an engine on a redis_store on an
+// lmdb_store, ticked by a uv_driver, with the results and updates it emitted.
+struct node {
+  loop_runner& loop;
+  std::unique_ptr<temp_dir> scratch;
+  std::filesystem::path path;
+  std::unique_ptr<claps::lmdb_store> lmdb;
+  std::unique_ptr<claps::redis_client> client;
+  std::unique_ptr<claps::redis_bus> bus;
+  std::unique_ptr<claps::redis_store> store;
+  std::unique_ptr<claps::engine> engine;
+  std::unique_ptr<claps::uv_driver> driver;
+  std::vector<outcome> results;
+  std::vector<seen_update> updates;
+  std::string taken_by;  // from node_id_taken
+  std::uint64_t next_cookie = 1;
+
+  node(loop_runner& l, const node_config& config) : loop(l) {
+    if (config.dir.empty()) {
+      scratch = std::make_unique<temp_dir>();
+      path = scratch->path;
+    } else {
+      path = config.dir;
+    }
+    std::error_code ec;
+    claps::lmdb_options lo;
+    lo.path = path.string();
+    lo.sync = false;
+    lmdb = claps::lmdb_store::open(lo, ec);
+    REQUIRE(lmdb);
+    client = std::make_unique<claps::redis_client>(loop.get(), config.redis);
+    bus = std::make_unique<claps::redis_bus>(loop.get(), *client);
+    claps::redis_store_options so;
+    so.node_id = config.id;
+    so.owner = config.owner;
+    so.heartbeat_interval = 1000ms;
+    so.refresh_interval = 1000ms;
+    so.viewer_ttl = config.viewer_ttl;
+    claps::redis_store_callbacks sc;
+    sc.node_id_taken = [this](std::string_view holder) { taken_by = holder; };
+    store = std::make_unique<claps::redis_store>(loop.get(), *lmdb, *client, *bus, so, sc);
+    claps::engine_options eo;
+    eo.op_id_wait = config.op_id_wait;
+    claps::engine_callbacks callbacks;
+    callbacks.result = [this](const claps::op_result& r) {
+      results.push_back({r.cookie, r.error, std::string(r.article), r.accepted, r.total, r.mine, r.replayed,
+                         r.level});
+    };
+    callbacks.tick_updates = [this](std::span<const claps::article_update> list) {
+      for (const auto& u : list) updates.push_back({std::string(u.article), u.total, u.viewers});
+    };
+    engine = std::make_unique<claps::engine>(*store, eo, callbacks, wall_now());
+    driver = std::make_unique<claps::uv_driver>(loop.get(), *engine);
+  }
+  // Drains the engine (a networked commit may be in flight), then destroys
+  // in reverse order of construction, as redis.hpp asks.
+  ~node() {
+    driver->flush();
+    CHECK(loop.run_until([&] { return engine->idle(); }, 10s));
+    driver.reset();
+    engine.reset();
+    store.reset();
+    bus.reset();
+    client.reset();
+    lmdb.reset();
+  }
+
+  // Connected, subscribed, and Redis holds everything this node has (the
+  // journal walk at start is done).
+  bool ready() const { return client->ready() && bus->healthy() && !store->degraded(); }
+
+  std::uint64_t clap(const std::string& user, const std::string& article, std::int32_t count,
+                     const std::string& op_id = {}) {
+    const std::uint64_t cookie = next_cookie++;
+    REQUIRE(!engine->clap({user, article, count, op_id, cookie}));
+    return cookie;
+  }
+  std::uint64_t undo(const std::string& user, const std::string& article, const std::string& op_id = {}) {
+    const std::uint64_t cookie = next_cookie++;
+    REQUIRE(!engine->undo({user, article, op_id, cookie}));
+    return cookie;
+  }
+  const outcome* result(std::uint64_t cookie) const {
+    for (const auto& r : results)
+      if (r.cookie == cookie) return &r;
+    return nullptr;
+  }
+  outcome wait_result(std::uint64_t cookie, std::chrono::milliseconds deadline = 10s) {
+    REQUIRE(loop.run_until([&] { return result(cookie) != nullptr; }, deadline));
+    return *result(cookie);
+  }
+  // The engine's snapshot (its article view is not kept).
+  claps::snapshot read(const std::string& user, const std::string& article) {
+    claps::snapshot snap;
+    REQUIRE(!engine->read(user, article, snap));
+    snap.article = {};
+    return snap;
+  }
+  // Reads the other nodes' parts (and user's claps through them) once.
+  std::error_code load(const std::string& article, const std::string& user) {
+    const std::string_view list[] = {article};
+    std::optional<std::error_code> done;
+    if (auto ec = store->load(list, user, [&](std::error_code e) { done = e; })) return ec;
+    REQUIRE(loop.run_until([&] { return done.has_value(); }, 10s));
+    return *done;
+  }
+  // The last update the engine emitted for `article`.
+  std::optional<seen_update> latest(const std::string& article) const {
+    for (auto it = updates.rbegin(); it != updates.rend(); ++it)
+      if (it->article == article) return *it;
+    return std::nullopt;
+  }
+  std::int64_t own_total(const std::string& article) {
+    std::int64_t total = 0;
+    CHECK(!lmdb->read_total(article, total));
+    return total;
+  }
+};
+
+// Redis's reply, field by field (test side): HGET of this node's part.
+std::string part(std::uint16_t port, const std::string& key, const std::string& node_id) {
+  return redis_cluster::query(port, {"HGET", key, node_id});
+}
+
+// The sum of every node's value in a per-node hash ("version:value" fields).
+std::int64_t sum_of_parts(std::uint16_t port, const std::string& key) {
+  const std::string all = redis_cluster::query(port, {"HVALS", key});
+  std::int64_t sum = 0;
+  std::size_t at = 0;
+  while (at < all.size()) {
+    const auto end = std::min(all.find(' ', at), all.size());
+    sum += std::stoll(field_value(all.substr(at, end - at)));
+    at = end + 1;
+  }
+  return sum;
+}
+
+// Stops a server for the scope (SIGSTOP), resuming it however the scope ends.
+struct stopped_server {
+  std::uint16_t port;
+  explicit stopped_server(std::uint16_t p) : port(p) { cluster().stop(port); }
+  ~stopped_server() { cluster().resume(port); }
+};
+
+// Makes `client` notice a stopped server now: one request misses its deadline.
+void notice_stop(loop_runner& loop, claps::redis_client& client) {
+  std::optional<std::error_code> outcome;
+  if (!client.command({"PING"}, [&](std::error_code ec, const claps::redis_reply&) { outcome = ec; }))
+    REQUIRE(loop.run_until([&] { return outcome.has_value(); }, 10s));
+  REQUIRE(loop.run_until([&] { return !client.ready(); }, 10s));
 }
 
 } // namespace
@@ -305,162 +425,6 @@ TEST_CASE("pub/sub reaches a subscriber on another connection, only for watched 
   CHECK(receiver.stats().channels == 0);
 }
 
-TEST_CASE("versioned per-node writes never go backwards; totals, tallies and op ids cross nodes") {
-  loop_runner loop;
-  const auto options = standalone_options();
-  const std::uint16_t port = cluster().standalone_port();
-  node n1(loop, "n1", options);
-  node n2(loop, "n2", options);
-  REQUIRE(loop.run_until([&] { return n1.ready() && n2.ready(); }, 10s));
-
-  n1.store->watch("v1");
-  REQUIRE(loop.run_until([&] { return numsub(port, "claps:ch:v1") == 1; }, 5s));
-
-  const auto expires = wall_now() + 60s;
-  auto level = commit(loop, *n2.store, {{"v1", 7}}, {{"u1", "v1", 7}},
-                      {{"u1", "op1", "v1", 7, 7, expires}});
-  REQUIRE(level);
-  CHECK(*level == claps::durability::cluster);
-  const std::string first = redis_cluster::query(port, {"HGET", "claps:t:{v1}", "n2"});
-  CHECK(field_value(first) == "7");
-  CHECK(redis_cluster::query(port, {"GET", "claps:op:{u1}:op1"}) == "n2|v1|7|7");
-  CHECK(std::stoll(redis_cluster::query(port, {"PTTL", "claps:op:{u1}:op1"})) > 0);
-  // The local store got the batch first.
-  std::int64_t local_total = 0;
-  REQUIRE(!n2.lmdb->read_total("v1", local_total));
-  CHECK(local_total == 7);
-
-  // n1 watches v1: n2's part arrives over the bus.
-  REQUIRE(loop.run_until([&] { return n1.store->remote_total("v1") == 7; }, 5s));
-  CHECK(n1.remote["v1"].first == 7);
-
-  // A stale or replayed write (older or equal version) changes nothing.
-  const std::uint64_t v = field_version(first);
-  for (std::uint64_t stale : {v - 1, v}) {
-    const std::string args[] = {"claps:t:{v1}", "n2", std::to_string(stale), "1"};
-    std::optional<claps::redis_reply> reply;
-    REQUIRE(!n2.client->eval(claps::detail::scripts::write_article, 1, args,
-                             [&](std::error_code ec, const claps::redis_reply& r) {
-                               CHECK(!ec);
-                               reply = r;
-                             }));
-    REQUIRE(loop.run_until([&] { return reply.has_value(); }, 5s));
-    REQUIRE(reply->elements.size() == 1);
-    CHECK(reply->elements[0].integer == 1);  // counted as stale
-    CHECK(redis_cluster::query(port, {"HGET", "claps:t:{v1}", "n2"}) == first);
-  }
-
-  // A newer write moves forward; an undo (lower value) is just a newer value.
-  level = commit(loop, *n2.store, {{"v1", 3}}, {{"u1", "v1", 3}});
-  REQUIRE(level);
-  CHECK(*level == claps::durability::cluster);
-  const std::string second = redis_cluster::query(port, {"HGET", "claps:t:{v1}", "n2"});
-  CHECK(field_value(second) == "3");
-  CHECK(field_version(second) > v);
-  REQUIRE(loop.run_until([&] { return n1.store->remote_total("v1") == 3; }, 5s));
-
-  // n1 claps too: it learns u1's claps through n2 (for the cap), sees the
-  // overshoot of an outage overlap, and finds op1 already used by n2.
-  level = commit(loop, *n1.store, {{"v1", 49}}, {{"u1", "v1", 49}},
-                 {{"u1", "op1", "v1", 49, 49, expires}});
-  REQUIRE(level);
-  CHECK(*level == claps::durability::cluster);
-  CHECK(n1.store->remote_tally("u1", "v1") == 3);
-  CHECK(n1.store->stats().cap_overshoot == 2);  // 49 + 3 > 50
-  CHECK(n1.store->stats().remote_op_conflicts == 1);
-  CHECK(redis_cluster::query(port, {"GET", "claps:op:{u1}:op1"}) == "n2|v1|7|7");
-  n2.store->prefetch_tally("u1", "v1");
-  REQUIRE(loop.run_until([&] { return n2.store->remote_tally("u1", "v1") == 49; }, 5s));
-
-  // Viewers: n2's local viewers show up as n1's remote viewers.
-  n2.store->set_local_viewers("v1", 4);
-  REQUIRE(loop.run_until([&] { return n1.store->remote_viewers("v1") == 4; }, 5s));
-  n2.store->set_local_viewers("v1", 0);
-  REQUIRE(loop.run_until([&] { return n1.store->remote_viewers("v1") == 0; }, 5s));
-  n1.store->unwatch("v1");
-  REQUIRE(loop.run_until([&] { return numsub(port, "claps:ch:v1") == 0; }, 5s));
-}
-
-TEST_CASE("a crashed node's viewers expire from the global count") {
-  loop_runner loop;
-  const auto options = standalone_options();
-  node watcher(loop, "w1", options);
-  auto doomed = std::make_unique<node>(loop, "w2", options, 1500ms);
-  REQUIRE(loop.run_until([&] { return watcher.ready() && doomed->ready(); }, 10s));
-  watcher.store->watch("x1");
-  REQUIRE(loop.run_until([&] { return numsub(cluster().standalone_port(), "claps:ch:x1") == 1; }, 5s));
-  doomed->store->set_local_viewers("x1", 6);
-  REQUIRE(loop.run_until([&] { return watcher.store->remote_viewers("x1") == 6; }, 5s));
-  // Gone without a word (no HDEL, no message): its field expires by Redis TIME
-  // and the watcher's periodic refresh drops it.
-  const auto gone_at = steady::now();
-  doomed.reset();
-  REQUIRE(loop.run_until([&] { return watcher.store->remote_viewers("x1") == 0; }, 10s));
-  CHECK(steady::now() - gone_at < 1500ms + 1000ms + 3000ms);  // ttl + refresh + slack for busy CI
-  CHECK(watcher.remote["x1"].second == 0);
-}
-
-TEST_CASE("a stopped Redis: requests time out within the deadline, commits degrade, then merge") {
-  loop_runner loop;
-  const auto options = standalone_options();  // request_timeout 1 s
-  const std::uint16_t port = cluster().standalone_port();
-  node n(loop, "n3", options);
-  bool degraded_seen = false;
-  REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
-  REQUIRE(*commit(loop, *n.store, {{"s1", 1}}) == claps::durability::cluster);
-
-  cluster().stop(port);
-  struct resume_guard {
-    std::uint16_t port;
-    ~resume_guard() { cluster().resume(port); }
-  } guard{port};
-
-  std::optional<std::error_code> outcome;
-  const auto start = steady::now();
-  REQUIRE(!n.client->command({"PING"}, [&](std::error_code ec, const claps::redis_reply&) {
-    outcome = ec;
-  }));
-  REQUIRE(loop.run_until([&] { return outcome.has_value(); }, 10s));
-  const auto waited = steady::now() - start;
-  CHECK(*outcome == claps::make_error_code(claps::errc::store_timeout));
-  CHECK(waited >= 900ms);
-  CHECK(waited < 5s);  // the deadline (1 s) plus slack for a busy machine: never a hang
-  CHECK(n.client->stats().timeouts >= 1);
-
-  // While Redis is stopped, commits are acknowledged as locally durable.
-  const auto level = commit(loop, *n.store, {{"s1", 2}}, {}, {}, 10s);
-  REQUIRE(level);
-  CHECK(*level == claps::durability::local);
-  CHECK(n.store->degraded());
-  degraded_seen = n.store->stats().local_commits >= 1;
-  CHECK(degraded_seen);
-  std::int64_t local_total = 0;
-  REQUIRE(!n.lmdb->read_total("s1", local_total));
-  CHECK(local_total == 2);
-
-  cluster().resume(port);
-  // Reconnect, re-assert the dirty key, leave degraded mode.
-  REQUIRE(loop.run_until([&] { return !n.store->degraded(); }, 15s));
-  CHECK(field_value(redis_cluster::query(port, {"HGET", "claps:t:{s1}", "n3"})) == "2");
-  CHECK(n.store->stats().reasserts >= 1);
-}
-
-TEST_CASE("writes a Redis lost are re-asserted after the reconnect") {
-  loop_runner loop;
-  const std::uint16_t port = cluster().standalone_port();
-  node n(loop, "n4", standalone_options());
-  REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
-  REQUIRE(*commit(loop, *n.store, {{"r1", 11}}, {{"u9", "r1", 11}}) == claps::durability::cluster);
-  const int connects = n.connects;
-  // Lose the data (as an asynchronous failover can) and drop our connections.
-  CHECK(redis_cluster::query(port, {"FLUSHALL"}) == "OK");
-  redis_cluster::query(port, {"CLIENT", "KILL", "TYPE", "normal"});
-  REQUIRE(loop.run_until([&] { return n.connects > connects && n.client->ready(); }, 10s));
-  REQUIRE(loop.run_until([&] {
-    return field_value(redis_cluster::query(port, {"HGET", "claps:t:{r1}", "n4"})) == "11";
-  }, 10s));
-  CHECK(field_value(redis_cluster::query(port, {"HGET", "claps:u:{r1}:u9", "n4"})) == "11");
-}
 
 TEST_CASE("a master demoted under the client (READONLY) makes it reconnect, not fail forever") {
   loop_runner loop;
@@ -489,356 +453,6 @@ TEST_CASE("a master demoted under the client (READONLY) makes it reconnect, not 
   CHECK(reply->str == "OK");
 }
 
-TEST_CASE("a 1000-article batch with tallies and op ids commits cluster-durable") {
-  loop_runner loop;
-  const std::uint16_t port = cluster().standalone_port();
-  node n(loop, "big", standalone_options());
-  REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
-  constexpr int articles = 1000;
-  std::vector<std::string> names;
-  for (int i = 0; i < articles; ++i) names.push_back("big" + std::to_string(i));
-  const auto expires = wall_now() + 60s;
-  for (int round = 1; round <= 2; ++round) {
-    std::vector<claps::article_total> totals;
-    std::vector<claps::user_tally> tallies;
-    std::vector<claps::op_record> ops;
-    std::vector<std::string> op_ids;
-    for (int i = 0; i < articles; ++i) op_ids.push_back("op" + std::to_string(round) + "-" + std::to_string(i));
-    for (int i = 0; i < articles; ++i) {
-      totals.push_back({names[i], i + round});
-      tallies.push_back({"bu", names[i], round});
-      ops.push_back({"bu", op_ids[i], names[i], 1, round, expires});
-    }
-    const auto start = steady::now();
-    const auto level = commit(loop, *n.store, totals, tallies, ops, 10s);
-    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - start);
-    REQUIRE(level);
-    CHECK(*level == claps::durability::cluster);
-    // Not an assertion on speed: a figure for docs/design.md (LMDB without fsync here).
-    MESSAGE("round " << round << ": " << articles << " articles + " << articles << " tallies + "
-                     << articles << " op ids committed (LMDB + Redis) in " << took.count() << " us");
-  }
-  CHECK(field_value(redis_cluster::query(port, {"HGET", "claps:t:{big0}", "big"})) == "2");
-  CHECK(field_value(redis_cluster::query(port, {"HGET", "claps:t:{big999}", "big"})) == "1001");
-  CHECK(field_value(redis_cluster::query(port, {"HGET", "claps:u:{big500}:bu", "big"})) == "2");
-  CHECK(redis_cluster::query(port, {"GET", "claps:op:{bu}:op2-999"}) == "big|big999|1|2");
-  CHECK(n.store->stats().stale_writes == 0);
-  const std::string commandstats = redis_cluster::query(port, {"INFO", "commandstats"});
-  for (const char* command : {"cmdstat_evalsha:", "cmdstat_eval:"}) {
-    const auto at = commandstats.find(command);
-    if (at != std::string::npos)
-      MESSAGE("redis " << commandstats.substr(at, commandstats.find('\n', at) - at));
-  }
-}
-
-TEST_CASE("an engine on a redis_store acknowledges claps as cluster-durable") {
-  loop_runner loop;
-  const std::uint16_t port = cluster().standalone_port();
-  node n(loop, "n5", standalone_options());
-  REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
-  std::vector<claps::op_result> results;
-  claps::engine_callbacks callbacks;
-  callbacks.result = [&](const claps::op_result& r) { results.push_back(r); };
-  claps::engine engine(*n.store, {}, callbacks, wall_now());
-  claps::uv_driver driver(loop.get(), engine);
-  REQUIRE(!engine.clap({"reader", "e1", 5, "op-e1", 1}));
-  REQUIRE(loop.run_until([&] { return !results.empty(); }, 5s));
-  CHECK(results[0].accepted == 5);
-  CHECK(results[0].level == claps::durability::cluster);
-  CHECK(field_value(redis_cluster::query(port, {"HGET", "claps:t:{e1}", "n5"})) == "5");
-  CHECK(field_value(redis_cluster::query(port, {"HGET", "claps:u:{e1}:reader", "n5"})) == "5");
-  CHECK(redis_cluster::query(port, {"GET", "claps:op:{reader}:op-e1"}) == "n5|e1|5|5");
-}
-
-// These two change which server is the master, so they run last.
-TEST_CASE("a forced failover (old master demoted, not killed) moves idle clients") {
-  loop_runner loop;
-  const auto options = sentinel_options();
-  node a(loop, "sa", options);
-  REQUIRE(loop.run_until([&] { return a.ready(); }, 15s));
-  const std::uint16_t old_master = a.client->master().port;
-  const auto connects = a.client->stats().connects;
-  const auto sentinel = cluster().sentinel_ports().front();
-  // Let the sentinels' +switch-master subscribers come up before the switch.
-  // (Sentinel has no PUBSUB command; its CLIENT LIST shows subscribers.)
-  REQUIRE(loop.run_until([&] {
-    return redis_cluster::query(sentinel, {"CLIENT", "LIST"}).find(" sub=1 ") != std::string::npos;
-  }, 10s));
-  REQUIRE(redis_cluster::query(sentinel, {"SENTINEL", "FAILOVER", redis_cluster::master_name}) == "OK");
-  // Nothing is written. Sentinel kills the demoted master's clients and
-  // announces +switch-master (which alone moves us when the old master is
-  // cut off from the sentinels and cannot be told).
-  REQUIRE(loop.run_until([&] {
-    return a.ready() && a.bus->healthy() && a.client->master().port != old_master &&
-           a.client->stats().switch_announcements >= 1;
-  }, 30s));
-  CHECK(a.client->stats().connects > connects);
-  CHECK(redis_cluster::query(a.client->master().port, {"ROLE"}).rfind("master", 0) == 0);
-  REQUIRE(*commit(loop, *a.store, {{"sw1", 1}}) == claps::durability::cluster);
-  // The old master is alive and now a replica.
-  REQUIRE(loop.run_until([&] {
-    return redis_cluster::query(old_master, {"ROLE"}).rfind("slave", 0) == 0;
-  }, 15s));
-}
-
-// A node with an engine on its redis_store, clapping on one article with a
-// fresh user and op id per clap, counting what was acknowledged.
-struct clapping_node {
-  node n;
-  std::unique_ptr<claps::engine> engine;
-  std::unique_ptr<claps::uv_driver> driver;
-  std::int64_t acked = 0;
-  int cluster_acks = 0;
-  int local_acks = 0;
-  int refused = 0;
-  std::uint64_t sent = 0;
-
-  clapping_node(loop_runner& loop, const std::string& id, const claps::redis_options& options)
-      : n(loop, id, options) {
-    claps::engine_callbacks callbacks;
-    callbacks.result = [this](const claps::op_result& r) {
-      acked += r.accepted;
-      (r.level == claps::durability::cluster ? cluster_acks : local_acks) += 1;
-    };
-    engine = std::make_unique<claps::engine>(*n.store, claps::engine_options{}, callbacks, wall_now());
-    driver = std::make_unique<claps::uv_driver>(loop.get(), *engine);
-    // The server's wiring: other nodes' parts go into the engine.
-    n.on_remote = [this](std::string_view article, std::int64_t total, std::uint32_t viewers) {
-      engine->set_remote(article, total, viewers);
-    };
-  }
-  ~clapping_node() {
-    driver.reset();
-    engine.reset();  // callers wait for engine->idle() first: a networked commit may be in flight
-  }
-  void clap(const std::string& article) {
-    const std::string user = "u-" + std::to_string(sent);
-    const std::string op = "op-" + std::to_string(sent);
-    ++sent;
-    if (engine->clap({user, article, 1, op, sent})) ++refused;
-  }
-  std::int64_t shown_total(const std::string& article) {
-    claps::snapshot snap;
-    CHECK(!engine->read(article, {}, snap));
-    return snap.total;
-  }
-  std::int64_t own_total(const std::string& article) {
-    std::int64_t total = 0;
-    CHECK(!n.lmdb->read_total(article, total));
-    return total;
-  }
-};
-
-TEST_CASE("the cap counts claps made through other nodes; totals and viewers cross nodes") {
-  loop_runner loop;
-  const auto options = standalone_options();
-  clapping_node a(loop, "ca", options);
-  clapping_node b(loop, "cb", options);
-  REQUIRE(loop.run_until([&] { return a.n.ready() && b.n.ready(); }, 10s));
-  // A reader on each node (the server calls watch() when it subscribes).
-  claps::snapshot snap;
-  REQUIRE(!a.engine->subscribe(1, "c1", true, "reader", snap));
-  REQUIRE(!b.engine->subscribe(1, "c1", true, "reader", snap));
-  a.n.store->watch("c1");
-  b.n.store->watch("c1");
-  a.n.store->set_local_viewers("c1", 1);
-  b.n.store->set_local_viewers("c1", 1);
-  REQUIRE(loop.run_until([&] { return numsub(cluster().standalone_port(), "claps:ch:c1") == 2; }, 5s));
-
-  std::vector<claps::op_result> results_b;
-  // 30 claps by "fan" through node A.
-  REQUIRE(!a.engine->clap({"fan", "c1", 30, "fan-1", 1}));
-  REQUIRE(loop.run_until([&] { return a.cluster_acks == 1; }, 5s));
-  CHECK(a.acked == 30);
-  // Node B learns them (the server prefetches when "fan" subscribes there)...
-  b.n.store->prefetch_tally("fan", "c1");
-  REQUIRE(loop.run_until([&] { return b.n.store->remote_tally("fan", "c1") == 30; }, 5s));
-  // ... so B accepts only 20 more of 30, and both nodes show 50.
-  REQUIRE(!b.engine->clap({"fan", "c1", 30, "fan-2", 2}));
-  REQUIRE(loop.run_until([&] { return b.cluster_acks == 1; }, 5s));
-  CHECK(b.acked == 20);
-  CHECK(b.engine->stats().claps_over_cap == 10);
-  REQUIRE(loop.run_until([&] { return a.shown_total("c1") == 50 && b.shown_total("c1") == 50; }, 5s));
-  claps::snapshot mine;
-  REQUIRE(!b.engine->read("c1", "fan", mine));
-  CHECK(mine.mine == 50);
-  CHECK(a.n.store->stats().cap_overshoot == 0);
-  CHECK(b.n.store->stats().cap_overshoot == 0);
-  // Viewers: one reader per node, two in all on both.
-  REQUIRE(loop.run_until([&] {
-    claps::snapshot sa, sb;
-    return !a.engine->read("c1", {}, sa) && !b.engine->read("c1", {}, sb) && sa.viewers == 2 &&
-           sb.viewers == 2;
-  }, 5s));
-  a.engine->flush(wall_now());
-  b.engine->flush(wall_now());
-  REQUIRE(loop.run_until([&] { return a.engine->idle() && b.engine->idle(); }, 5s));
-}
-
-TEST_CASE("reservations and op-id claims arbitrate between nodes atomically") {
-  loop_runner loop;
-  const auto options = standalone_options();
-  clapping_node a(loop, "ra", options);
-  clapping_node b(loop, "rb", options);
-  REQUIRE(loop.run_until([&] { return a.n.ready() && b.n.ready(); }, 10s));
-
-  // Both nodes ask for 30 of one user's claps in the same loop iteration:
-  // Redis runs one script after the other, so together they get 50.
-  int answers = 0;
-  std::int32_t granted_a = -1, granted_b = -1;
-  a.n.store->reserve_claps("rita", "r1", 0, 30, [&](std::error_code ec, std::int32_t g) {
-    CHECK(!ec);
-    granted_a = g;
-    ++answers;
-  });
-  b.n.store->reserve_claps("rita", "r1", 0, 30, [&](std::error_code ec, std::int32_t g) {
-    CHECK(!ec);
-    granted_b = g;
-    ++answers;
-  });
-  REQUIRE(loop.run_until([&] { return answers == 2; }, 5s));
-  CHECK(granted_a + granted_b == 50);
-  // The first to run saw nobody else; the second saw the first's 30.
-  CHECK(a.n.store->remote_tally("rita", "r1") + b.n.store->remote_tally("rita", "r1") == 30);
-  // Asking again from the level already reserved grants nothing more.
-  a.n.store->reserve_claps("rita", "r1", granted_a, 5, [&](std::error_code ec, std::int32_t g) {
-    CHECK(!ec);
-    CHECK(g == 0);
-    ++answers;
-  });
-  REQUIRE(loop.run_until([&] { return answers == 3; }, 5s));
-  // A released reservation frees its room (an undo does this first). The
-  // release is a command on b's connection: a's next script runs after it
-  // once b has been answered, so wait for a round trip on b.
-  b.n.store->release_claps("rita", "r1");
-  b.n.store->reserve_claps("rita", "r-other", 0, 1, [&](std::error_code, std::int32_t) { ++answers; });
-  REQUIRE(loop.run_until([&] { return answers == 4; }, 5s));
-  a.n.store->reserve_claps("rita", "r1", granted_a, 50, [&](std::error_code ec, std::int32_t g) {
-    CHECK(!ec);
-    CHECK(g == 50 - granted_a);
-    ++answers;
-  });
-  REQUIRE(loop.run_until([&] { return answers == 5; }, 5s));
-
-  // One op id claimed by both: one gets it, the other sees it pending; once
-  // the owner's commit records the result, the other sees that result.
-  using holder = claps::redis_store::op_claim::holder;
-  holder by_a{}, by_b{};
-  int claims = 0;
-  a.n.store->claim_op("otto", "op-7", [&](std::error_code ec, const claps::redis_store::op_claim& c) {
-    CHECK(!ec);
-    by_a = c.by;
-    ++claims;
-  });
-  b.n.store->claim_op("otto", "op-7", [&](std::error_code ec, const claps::redis_store::op_claim& c) {
-    CHECK(!ec);
-    by_b = c.by;
-    ++claims;
-  });
-  REQUIRE(loop.run_until([&] { return claims == 2; }, 5s));
-  REQUIRE(((by_a == holder::claimed_now && by_b == holder::other_node_pending) ||
-           (by_b == holder::claimed_now && by_a == holder::other_node_pending)));
-  clapping_node& owner = by_a == holder::claimed_now ? a : b;
-  clapping_node& other = by_a == holder::claimed_now ? b : a;
-  REQUIRE(!owner.engine->clap({"otto", "o1", 4, "op-7", 1}));
-  REQUIRE(loop.run_until([&] { return owner.cluster_acks == 1; }, 5s));
-  claps::redis_store::op_claim seen;
-  bool answered = false;
-  other.n.store->claim_op("otto", "op-7", [&](std::error_code ec, const claps::redis_store::op_claim& c) {
-    CHECK(!ec);
-    seen = c;
-    answered = true;
-  });
-  owner.n.store->claim_op("otto", "op-7", [&](std::error_code ec, const claps::redis_store::op_claim& c) {
-    CHECK(!ec);
-    CHECK(c.by == holder::this_node);
-  });
-  REQUIRE(loop.run_until([&] { return answered; }, 5s));
-  CHECK(seen.by == holder::other_node_done);
-  CHECK(seen.article == "o1");
-  CHECK(seen.accepted == 4);
-  CHECK(seen.mine == 4);
-  a.engine->flush(wall_now());
-  b.engine->flush(wall_now());
-  REQUIRE(loop.run_until([&] { return a.engine->idle() && b.engine->idle(); }, 5s));
-}
-
-// Last: it changes which server is the master.
-TEST_CASE("SIGKILL the master under clap load: failover, no acknowledged clap lost or doubled") {
-  loop_runner loop;
-  const auto options = sentinel_options();
-  clapping_node a(loop, "na", options);
-  clapping_node b(loop, "nb", options);
-  REQUIRE(loop.run_until([&] { return a.n.ready() && b.n.ready(); }, 15s));
-  const std::uint16_t old_master = a.n.client->master().port;
-  REQUIRE(old_master == cluster().sentinel_master_port());
-  a.n.store->watch("f1");
-  b.n.store->watch("f1");
-  REQUIRE(loop.run_until([&] { return numsub(old_master, "claps:ch:f1") == 2; }, 5s));
-
-  // Load: both nodes clap on f1 every 2 ms, before, during and after the failover.
-  bool loading = true;
-  uv_timer_t load{};
-  uv_timer_init(loop.get(), &load);
-  struct load_state {
-    clapping_node* a;
-    clapping_node* b;
-  } targets{&a, &b};
-  load.data = &targets;
-  uv_timer_start(&load, [](uv_timer_t* t) {
-    auto* nodes = static_cast<load_state*>(t->data);
-    nodes->a->clap("f1");
-    nodes->b->clap("f1");
-  }, 2, 2);
-  REQUIRE(loop.run_until([&] { return a.cluster_acks >= 50 && b.cluster_acks >= 50; }, 10s));
-
-  const auto killed_at = steady::now();
-  cluster().kill9(old_master);
-  REQUIRE(loop.run_until([&] {
-    return a.n.ready() && b.n.ready() && a.n.client->master().port != old_master &&
-           b.n.client->master().port != old_master;
-  }, 45s));
-  const auto failover = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - killed_at);
-  MESSAGE("failover seen by both clients after " << failover.count() << " ms");
-  const std::uint16_t new_master = a.n.client->master().port;
-  CHECK(b.n.client->master().port == new_master);
-  CHECK(redis_cluster::query(new_master, {"ROLE"}).rfind("master", 0) == 0);
-  // Resubscribed on the new master; keep clapping until acks are cluster-durable again.
-  REQUIRE(loop.run_until([&] { return numsub(new_master, "claps:ch:f1") == 2; }, 10s));
-  const int cluster_before = a.cluster_acks + b.cluster_acks;
-  REQUIRE(loop.run_until([&] { return a.cluster_acks + b.cluster_acks >= cluster_before + 100; }, 15s));
-  uv_timer_stop(&load);
-  uv_close(reinterpret_cast<uv_handle_t*>(&load), nullptr);
-  loading = false;
-
-  // Drain: everything pending committed, dirty keys re-asserted.
-  REQUIRE(loop.run_until([&] {
-    return !loading && a.engine->idle() && b.engine->idle() && !a.n.store->degraded() &&
-           !b.n.store->degraded();
-  }, 20s));
-  const std::int64_t acked = a.acked + b.acked;
-  MESSAGE((a.sent + b.sent) << " claps sent, " << acked << " acknowledged ("
-          << a.cluster_acks + b.cluster_acks << " cluster, " << a.local_acks + b.local_acks
-          << " local), " << a.refused + b.refused << " refused");
-  CHECK(a.refused + b.refused == 0);
-  CHECK(static_cast<std::uint64_t>(acked) == a.sent + b.sent);
-  // Each node's LMDB holds exactly what it acknowledged ...
-  CHECK(a.own_total("f1") == a.acked);
-  CHECK(b.own_total("f1") == b.acked);
-  // ... and the new master holds every node's part: nothing lost, nothing twice.
-  REQUIRE(loop.run_until([&] {
-    const auto na = field_value(redis_cluster::query(new_master, {"HGET", "claps:t:{f1}", "na"}));
-    const auto nb = field_value(redis_cluster::query(new_master, {"HGET", "claps:t:{f1}", "nb"}));
-    return !na.empty() && !nb.empty() && std::stoll(na) + std::stoll(nb) == acked;
-  }, 10s));
-  // Both engines converge on the global total (own part + the other's part).
-  REQUIRE(loop.run_until([&] {
-    return a.shown_total("f1") == acked && b.shown_total("f1") == acked;
-  }, 10s));
-  CHECK(a.own_total("f1") + a.n.store->remote_total("f1") == acked);
-  CHECK(a.n.client->stats().connects >= 2);
-  CHECK(b.n.bus->stats().resubscribes >= 1);
-}
 
 // claps::redis runs hiredis through its own libuv adapter, which flushes
 // commands once per loop iteration instead of polling for writability per
@@ -946,4 +560,691 @@ TEST_CASE("connecting to a stopped Redis gives up at the connect deadline, then 
   const auto pong = ask(loop, client, {"PING"});
   REQUIRE(pong);
   CHECK(pong->str == "PONG");
+}
+
+// ---- engines on redis_stores: what a user of claps::redis sees ----
+
+TEST_CASE("an engine on a redis_store acknowledges claps as cluster-durable, under the documented keys") {
+  loop_runner loop;
+  const std::uint16_t port = cluster().standalone_port();
+  node n(loop, {"n5", standalone_options()});
+  REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
+  const auto r = n.wait_result(n.clap("reader", "e1", 5, "op-e1"));
+  CHECK(!r.error);
+  CHECK(r.accepted == 5);
+  CHECK(r.total == 5);
+  CHECK(r.mine == 5);
+  CHECK(r.level == claps::durability::cluster);
+  CHECK(n.own_total("e1") == 5);  // the journal has it
+  CHECK(field_value(part(port, "claps:t:{e1}", "n5")) == "5");
+  CHECK(field_value(part(port, "claps:u:{e1}:reader", "n5")) == "5");
+  // The op record is written pending by the script, confirmed after the journal.
+  REQUIRE(loop.run_until([&] {
+    return redis_cluster::query(port, {"GET", "claps:o:{e1}:reader:op-e1"}) == "n5|C|5|5";
+  }, 5s));
+  CHECK(std::stoll(redis_cluster::query(port, {"PTTL", "claps:o:{e1}:reader:op-e1"})) > 0);
+  const auto stats = n.store->stats();
+  CHECK(stats.arbitrations == 1);
+  CHECK(stats.arbitration_scripts == 1);
+  CHECK(stats.arbitration_failures == 0);
+  CHECK(stats.cluster_commits == 1);
+  CHECK(stats.local_commits == 0);
+  // The start's walk of the (empty) journal left the marker.
+  CHECK(stats.journal_walks == 1);
+  CHECK(redis_cluster::query(port, {"EXISTS", "claps:mark:{n5}"}) == "1");
+}
+
+TEST_CASE("two engines on one Redis: totals and viewers cross nodes; load() makes a first snapshot global") {
+  loop_runner loop;
+  const std::uint16_t port = cluster().standalone_port();
+  node a(loop, {"ga", standalone_options()});
+  node b(loop, {"gb", standalone_options()});
+  REQUIRE(loop.run_until([&] { return a.ready() && b.ready(); }, 10s));
+
+  // B claps on g1 before anyone watches it.
+  REQUIRE(b.wait_result(b.clap("u1", "g1", 7, "g-1")).level == claps::durability::cluster);
+
+  // A knows nothing of B's part yet: its snapshot says so.
+  const std::string_view g1[] = {"g1"};
+  CHECK_FALSE(a.store->loaded(g1, ""));
+  auto snap = a.read("u1", "g1");
+  CHECK_FALSE(snap.global);
+  CHECK(snap.total == 0);
+  CHECK(snap.mine == 0);
+
+  // After load(), the first subscription is global: B's total and u1's claps through B.
+  REQUIRE(!a.load("g1", "u1"));
+  CHECK(a.store->loaded(g1, ""));
+  CHECK_FALSE(a.store->loaded(g1, "u1"));  // a user's claps are always read afresh
+  claps::snapshot first;
+  REQUIRE(!a.engine->subscribe(1, "g1", true, "u1", first));
+  CHECK(first.global);
+  CHECK(first.total == 7);
+  CHECK(first.mine == 7);
+  CHECK(first.viewers == 1);
+
+  // B gets a reader too. room_changed subscribed both buses; each node's
+  // viewers reach the other engine through the bus and its listener.
+  REQUIRE(!b.engine->subscribe(1, "g1", true, "", snap));
+  CHECK(b.bus->watching("g1"));
+  REQUIRE(loop.run_until([&] { return numsub(port, "claps:ch:g1") == 2; }, 5s));
+  REQUIRE(loop.run_until([&] {
+    const auto ua = a.latest("g1"), ub = b.latest("g1");
+    return ua && ub && ua->viewers == 2 && ub->viewers == 2 && ua->total == 7 && ub->total == 7;
+  }, 5s));
+
+  // A claps: its ack counts B's part, and B's engine emits the new total.
+  const auto r = a.wait_result(a.clap("u2", "g1", 5, "g-2"));
+  CHECK(r.accepted == 5);
+  CHECK(r.total == 12);
+  CHECK(r.level == claps::durability::cluster);
+  REQUIRE(loop.run_until([&] {
+    const auto ub = b.latest("g1");
+    return ub && ub->total == 12 && ub->viewers == 2;
+  }, 5s));
+  CHECK(b.read("", "g1").total == 12);
+  CHECK(b.store->stats().remote_messages >= 1);
+
+  // A's reader leaves: B's engine shows one viewer, and A's bus lets go.
+  a.engine->unsubscribe(1, "g1");
+  CHECK_FALSE(a.bus->watching("g1"));
+  REQUIRE(loop.run_until([&] {
+    const auto ub = b.latest("g1");
+    return ub && ub->viewers == 1 && numsub(port, "claps:ch:g1") == 1;
+  }, 5s));
+
+  // With Redis stopped, B no longer knows the other parts: not global.
+  CHECK(b.read("", "g1").global);
+  {
+    stopped_server stopped(port);
+    notice_stop(loop, *b.client);
+    snap = b.read("", "g1");
+    CHECK_FALSE(snap.global);
+  }
+  REQUIRE(loop.run_until([&] { return b.client->ready() && b.read("", "g1").global; }, 15s));
+  CHECK(b.read("", "g1").total == 12);
+  REQUIRE(loop.run_until([&] { return a.ready() && b.ready(); }, 15s));
+}
+
+TEST_CASE("the cap is exact across two nodes clapping at once; an undo removes claps made through the other") {
+  loop_runner loop;
+  const std::uint16_t port = cluster().standalone_port();
+  node a(loop, {"ra", standalone_options()});
+  node b(loop, {"rb", standalone_options()});
+  REQUIRE(loop.run_until([&] { return a.ready() && b.ready(); }, 10s));
+  claps::snapshot snap;
+  REQUIRE(!a.engine->subscribe(1, "r1", true, "", snap));
+  REQUIRE(!b.engine->subscribe(1, "r1", true, "", snap));
+
+  // One user, 30 claps through each node, both ticks in the same loop
+  // iteration: Redis runs one script after the other, so exactly 50 count.
+  const auto ca = a.clap("rita", "r1", 30, "rita-a");
+  const auto cb = b.clap("rita", "r1", 30, "rita-b");
+  a.driver->flush();
+  b.driver->flush();
+  const auto ra = a.wait_result(ca), rb = b.wait_result(cb);
+  CHECK(ra.accepted + rb.accepted == 50);
+  CHECK(std::min(ra.accepted, rb.accepted) == 20);
+  CHECK(ra.level == claps::durability::cluster);
+  CHECK(rb.level == claps::durability::cluster);
+  CHECK(std::max(ra.mine, rb.mine) == 50);  // the second to run saw the first's 30
+  CHECK(a.engine->stats().claps_over_cap + b.engine->stats().claps_over_cap == 10);
+  CHECK(sum_of_parts(port, "claps:u:{r1}:rita") == 50);
+  CHECK(sum_of_parts(port, "claps:t:{r1}") == 50);
+  REQUIRE(loop.run_until([&] { return a.read("", "r1").total == 50 && b.read("", "r1").total == 50; }, 5s));
+  // A user's claps through other nodes are read afresh (load with the user).
+  REQUIRE(!a.load("r1", "rita"));
+  REQUIRE(!b.load("r1", "rita"));
+  CHECK(a.read("rita", "r1").mine == 50);
+  CHECK(b.read("rita", "r1").mine == 50);
+  // At the cap: nothing more through either node.
+  CHECK(a.wait_result(a.clap("rita", "r1", 5, "rita-more")).accepted == 0);
+  CHECK(b.wait_result(b.clap("rita", "r1", 1)).accepted == 0);
+
+  // An undo through A removes all 50, B's too: A's own tally goes below zero.
+  const auto undone = a.wait_result(a.undo("rita", "r1", "rita-undo"));
+  CHECK(undone.accepted == -50);
+  CHECK(undone.mine == 0);
+  CHECK(undone.level == claps::durability::cluster);
+  CHECK(sum_of_parts(port, "claps:u:{r1}:rita") == 0);
+  CHECK(sum_of_parts(port, "claps:t:{r1}") == 0);
+  REQUIRE(!a.load("r1", "rita"));
+  REQUIRE(!b.load("r1", "rita"));
+  CHECK(a.read("rita", "r1").mine == 0);
+  CHECK(b.read("rita", "r1").mine == 0);
+  REQUIRE(loop.run_until([&] { return a.read("", "r1").total == 0 && b.read("", "r1").total == 0; }, 5s));
+  // And the cap counts from zero again.
+  CHECK(b.wait_result(b.clap("rita", "r1", 50, "rita-again")).accepted == 50);
+  CHECK(a.store->stats().cap_overshoot == 0);
+  CHECK(b.store->stats().cap_overshoot == 0);
+}
+
+TEST_CASE("one op id sent through two nodes at once is applied once; on another article it is another op") {
+  loop_runner loop;
+  const std::uint16_t port = cluster().standalone_port();
+  node a(loop, {"oa", standalone_options()});
+  node b(loop, {"ob", standalone_options()});
+  REQUIRE(loop.run_until([&] { return a.ready() && b.ready(); }, 10s));
+
+  const auto ca = a.clap("otto", "o1", 4, "op-7");
+  const auto cb = b.clap("otto", "o1", 4, "op-7");
+  a.driver->flush();
+  b.driver->flush();
+  const auto ra = a.wait_result(ca), rb = b.wait_result(cb);
+  CHECK(!ra.error);
+  CHECK(!rb.error);
+  // One applied it; the other found it pending, asked again, and replayed its result.
+  REQUIRE(ra.replayed != rb.replayed);
+  CHECK(ra.accepted == 4);
+  CHECK(rb.accepted == 4);
+  CHECK(ra.mine == 4);
+  CHECK(rb.mine == 4);
+  node& applier = ra.replayed ? b : a;
+  node& replayer = ra.replayed ? a : b;
+  CHECK(replayer.store->stats().op_retries >= 1);
+  CHECK(replayer.store->stats().cross_node_replays == 1);
+  CHECK(applier.store->stats().cross_node_replays == 0);
+  CHECK(sum_of_parts(port, "claps:t:{o1}") == 4);
+  CHECK(sum_of_parts(port, "claps:u:{o1}:otto") == 4);
+  CHECK(replayer.own_total("o1") == 0);
+  CHECK(redis_cluster::query(port, {"GET", "claps:o:{o1}:otto:op-7"}) ==
+        (ra.replayed ? "ob|C|4|4" : "oa|C|4|4"));
+
+  // The same op id on o2 is a new op (op ids are scoped to user and article).
+  const auto other = replayer.wait_result(replayer.clap("otto", "o2", 3, "op-7"));
+  CHECK_FALSE(other.replayed);
+  CHECK(other.accepted == 3);
+  CHECK(sum_of_parts(port, "claps:t:{o2}") == 3);
+  // And o1's op-7 again through either node is still the first result.
+  const auto again = replayer.wait_result(replayer.clap("otto", "o1", 4, "op-7"));
+  CHECK(again.replayed);
+  CHECK(again.accepted == 4);
+  CHECK(sum_of_parts(port, "claps:t:{o1}") == 4);
+}
+
+TEST_CASE("an op id pending at another node is retried, then unavailable; once it is gone, it applies") {
+  loop_runner loop;
+  const std::uint16_t port = cluster().standalone_port();
+  node_config config{"pa", standalone_options()};
+  config.op_id_wait = 200ms;
+  node n(loop, config);
+  REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
+  // Another node decided this op id and has not confirmed it (yet, or ever).
+  const std::string key = "claps:o:{p1}:pat:op-p";
+  REQUIRE(redis_cluster::query(port, {"SET", key, "otherNode|P|3|3", "PX", "3000"}) == "OK");
+
+  const auto refused = n.wait_result(n.clap("pat", "p1", 5, "op-p"));
+  CHECK(refused.error == claps::make_error_code(claps::errc::unavailable));
+  CHECK(refused.accepted == 0);
+  CHECK_FALSE(refused.replayed);
+  // The premise: the record was still pending when the engine gave up.
+  REQUIRE(redis_cluster::query(port, {"GET", key}) == "otherNode|P|3|3");
+  CHECK(n.store->stats().op_retries >= 2);  // asked again on later ticks
+  CHECK(n.engine->stats().refused_unavailable == 1);
+  CHECK(n.own_total("p1") == 0);
+  CHECK(part(port, "claps:t:{p1}", "pa") == "(nil)");
+
+  // The other node never confirms: its record expires, and the op id is free.
+  REQUIRE(loop.run_until([&] { return redis_cluster::query(port, {"GET", key}) == "(nil)"; }, 10s));
+  const auto applied = n.wait_result(n.clap("pat", "p1", 5, "op-p"));
+  CHECK(!applied.error);
+  CHECK_FALSE(applied.replayed);
+  CHECK(applied.accepted == 5);
+  CHECK(applied.level == claps::durability::cluster);
+  CHECK(n.own_total("p1") == 5);
+  REQUIRE(loop.run_until([&] { return redis_cluster::query(port, {"GET", key}) == "pa|C|5|5"; }, 5s));
+}
+
+TEST_CASE("versions never go backwards: stale writes are ignored, versions survive a restart and move past Redis") {
+  loop_runner loop;
+  const std::uint16_t port = cluster().standalone_port();
+  temp_dir dir;
+  node_config config{"vn", standalone_options()};
+  config.dir = dir.path;
+  const std::string total_key = "claps:t:{v1}", tally_key = "claps:u:{v1}:vic";
+  std::uint64_t first_version = 0;
+  {
+    node n(loop, config);
+    REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
+    REQUIRE(n.wait_result(n.clap("vic", "v1", 5)).level == claps::durability::cluster);
+    const std::string first = part(port, total_key, "vn");
+    REQUIRE(field_value(first) == "5");
+    first_version = field_version(first);
+
+    // A replayed or stale write (an older or equal version) changes nothing.
+    for (std::uint64_t stale : {first_version - 1, first_version}) {
+      const std::string args[] = {total_key, "vn", std::to_string(stale), "1"};
+      std::optional<claps::redis_reply> reply;
+      REQUIRE(!n.client->eval(claps::detail::scripts::write_article, 1, args,
+                              [&](std::error_code ec, const claps::redis_reply& r) {
+                                CHECK(!ec);
+                                reply = r;
+                              }));
+      REQUIRE(loop.run_until([&] { return reply.has_value(); }, 5s));
+      REQUIRE(reply->elements.size() == 2);
+      CHECK(reply->elements[0].integer == 1);  // counted stale
+      CHECK(static_cast<std::uint64_t>(reply->elements[1].integer) == first_version);
+      CHECK(part(port, total_key, "vn") == first);
+    }
+    CHECK(n.store->stats().stale_writes == 0);  // none of the store's own writes was refused
+  }
+
+  // Restart on the same LMDB: the versions reserved there go on growing. The
+  // walk at start re-asserts v1 with a newer version, and none is refused.
+  std::uint64_t second_version = 0;
+  {
+    node n(loop, config);
+    REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
+    CHECK(n.store->stats().journal_walks == 1);
+    CHECK(n.store->stats().stale_writes == 0);
+    const std::string walked = part(port, total_key, "vn");
+    CHECK(field_value(walked) == "5");
+    CHECK(field_version(walked) > first_version);
+    REQUIRE(n.wait_result(n.clap("vic", "v1", 3)).level == claps::durability::cluster);
+    const std::string second = part(port, total_key, "vn");
+    CHECK(field_value(second) == "8");
+    CHECK(field_version(second) > field_version(walked));
+    second_version = field_version(second);
+  }
+
+  // Redis holds a much higher version of this node's fields (its LMDB was
+  // restored from an old copy, say): the store must move past it, and its
+  // journal's values win.
+  const std::uint64_t pushed = second_version + 1'000'000;
+  REQUIRE(redis_cluster::query(port, {"HSET", total_key, "vn", std::to_string(pushed) + ":999"}) == "0");
+  REQUIRE(redis_cluster::query(port, {"HSET", tally_key, "vn", std::to_string(pushed) + ":999"}) == "0");
+  {
+    node n(loop, config);
+    REQUIRE(loop.run_until([&] {
+      return n.ready() && field_value(part(port, total_key, "vn")) == "8" &&
+             field_value(part(port, tally_key, "vn")) == "8";
+    }, 15s));
+    CHECK(n.store->stats().stale_writes >= 1);
+    CHECK(field_version(part(port, total_key, "vn")) > pushed);
+    CHECK(field_version(part(port, tally_key, "vn")) > pushed);
+    const auto r = n.wait_result(n.clap("vic", "v1", 1));
+    CHECK(r.accepted == 1);
+    CHECK(r.level == claps::durability::cluster);
+    const std::string third = part(port, total_key, "vn");
+    CHECK(field_value(third) == "9");
+    CHECK(field_version(third) > pushed);
+    CHECK(field_value(part(port, tally_key, "vn")) == "9");
+  }
+}
+
+TEST_CASE("a Redis that lost everything (marker missing) gets the whole journal again") {
+  loop_runner loop;
+  const std::uint16_t port = cluster().standalone_port();
+  temp_dir dir;
+  // Claps in the journal that this process never wrote to Redis: committed
+  // straight into the LMDB, as a node that ran while Redis was away left them.
+  const auto expires = wall_now() + 10min;
+  {
+    std::error_code ec;
+    claps::lmdb_options lo;
+    lo.path = dir.path.string();
+    lo.sync = false;
+    auto lmdb = claps::lmdb_store::open(lo, ec);
+    REQUIRE(lmdb);
+    const claps::article_total totals[] = {{"j1", 12}, {"j2", 3}};
+    const claps::user_tally tallies[] = {{"jo", "j1", 12}, {"jay", "j2", 3}};
+    const claps::op_record ops[] = {{"jo", "j1", "op-j", 12, 12, expires}};
+    claps::commit_batch batch;
+    batch.totals = totals;
+    batch.tallies = tallies;
+    batch.ops = ops;
+    batch.now = wall_now();
+    std::optional<std::error_code> committed;
+    lmdb->commit(batch, [&](std::error_code e, claps::durability) { committed = e; });
+    REQUIRE(committed.has_value());
+    REQUIRE(!*committed);
+  }
+  node_config config{"jw", standalone_options()};
+  config.dir = dir.path;
+  config.owner = "owner-jw";
+  node n(loop, config);
+  REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
+  CHECK(n.store->stats().journal_walks == 1);  // at start
+  // The marker is written once the walk has completed.
+  REQUIRE(loop.run_until([&] {
+    return redis_cluster::query(port, {"GET", "claps:mark:{jw}"}) == "owner-jw|jw";
+  }, 5s));
+  CHECK(redis_cluster::query(port, {"GET", "claps:node:{jw}"}) == "owner-jw");
+  // One clap through the engine too: a recent key.
+  REQUIRE(n.wait_result(n.clap("jo", "j3", 2, "op-j3")).level == claps::durability::cluster);
+
+  auto expect_everything = [&] {
+    CHECK(field_value(part(port, "claps:t:{j1}", "jw")) == "12");
+    CHECK(field_value(part(port, "claps:t:{j2}", "jw")) == "3");
+    CHECK(field_value(part(port, "claps:t:{j3}", "jw")) == "2");
+    CHECK(field_value(part(port, "claps:u:{j1}:jo", "jw")) == "12");
+    CHECK(field_value(part(port, "claps:u:{j2}:jay", "jw")) == "3");
+    CHECK(field_value(part(port, "claps:u:{j3}:jo", "jw")) == "2");
+    CHECK(redis_cluster::query(port, {"GET", "claps:o:{j1}:jo:op-j"}) == "jw|C|12|12");
+    CHECK(std::stoll(redis_cluster::query(port, {"PTTL", "claps:o:{j1}:jo:op-j"})) > 0);
+    CHECK(redis_cluster::query(port, {"GET", "claps:o:{j3}:jo:op-j3"}) == "jw|C|2|2");
+  };
+  REQUIRE(loop.run_until([&] {
+    return redis_cluster::query(port, {"GET", "claps:o:{j3}:jo:op-j3"}) == "jw|C|2|2";
+  }, 5s));
+  expect_everything();
+
+  // Redis loses everything and drops the connections (a restart without its
+  // data). On the reconnect the marker is missing: the journal is walked again.
+  const auto walks = n.store->stats().journal_walks;
+  const auto reasserts = n.store->stats().reasserts;
+  const auto connects = n.client->stats().connects;
+  REQUIRE(redis_cluster::query(port, {"FLUSHALL"}) == "OK");
+  redis_cluster::query(port, {"CLIENT", "KILL", "TYPE", "normal"});
+  REQUIRE(loop.run_until([&] { return n.client->stats().connects > connects; }, 10s));
+  REQUIRE(loop.run_until([&] {
+    return n.store->stats().journal_walks > walks && !n.store->degraded() &&
+           redis_cluster::query(port, {"GET", "claps:mark:{jw}"}) == "owner-jw|jw";
+  }, 15s));
+  CHECK(n.store->stats().journal_walks == walks + 1);
+  CHECK_FALSE(n.store->stats().walking_journal);
+  CHECK(n.store->stats().reasserts >= reasserts + 8);  // the walk alone: 3 totals, 3 tallies, 2 op records
+  CHECK(redis_cluster::query(port, {"GET", "claps:node:{jw}"}) == "owner-jw");
+  expect_everything();
+}
+
+TEST_CASE("a second owner of a node id writes nothing to Redis and acknowledges locally") {
+  loop_runner loop;
+  const std::uint16_t port = cluster().standalone_port();
+  node_config first{"twin", standalone_options()};
+  first.owner = "owner-1";
+  node n1(loop, first);
+  REQUIRE(loop.run_until([&] { return n1.ready(); }, 10s));
+  REQUIRE(n1.wait_result(n1.clap("tw", "t1", 4)).level == claps::durability::cluster);
+  node_config second = first;
+  second.owner = "owner-2";
+  node n2(loop, second);
+  REQUIRE(loop.run_until([&] { return !n2.taken_by.empty(); }, 10s));
+  CHECK(n2.taken_by == "owner-1");
+  CHECK(n2.store->stats().node_id_taken);
+  CHECK(n2.store->degraded());
+  const auto r = n2.wait_result(n2.clap("tw", "t1", 9));
+  CHECK(r.accepted == 9);
+  CHECK(r.level == claps::durability::local);
+  CHECK(n2.store->stats().arbitrations == 0);
+  CHECK(field_value(part(port, "claps:t:{t1}", "twin")) == "4");  // n1's, untouched
+  CHECK(redis_cluster::query(port, {"GET", "claps:node:{twin}"}) == "owner-1");
+}
+
+TEST_CASE("a crashed node's viewers expire from the global count") {
+  loop_runner loop;
+  const auto options = standalone_options();
+  node watcher(loop, {"w1", options});
+  node_config doomed_config{"w2", options};
+  doomed_config.viewer_ttl = 1500ms;
+  auto doomed = std::make_unique<node>(loop, doomed_config);
+  REQUIRE(loop.run_until([&] { return watcher.ready() && doomed->ready(); }, 10s));
+  claps::snapshot snap;
+  REQUIRE(!watcher.engine->subscribe(1, "x1", true, "", snap));
+  for (claps::subscriber_id s = 1; s <= 6; ++s) REQUIRE(!doomed->engine->subscribe(s, "x1", true, "", snap));
+  REQUIRE(loop.run_until([&] {
+    const auto u = watcher.latest("x1");
+    return u && u->viewers == 7;
+  }, 5s));
+  // Gone without a word (its rooms never emptied: no HDEL, no message): its
+  // field expires by Redis TIME and the watcher's periodic refresh drops it.
+  doomed.reset();
+  REQUIRE(loop.run_until([&] {
+    const auto u = watcher.latest("x1");
+    return u && u->viewers == 1;
+  }, 10s));
+  CHECK(watcher.read("", "x1").viewers == 1);
+}
+
+TEST_CASE("a stopped Redis: requests time out within the deadline, claps are acknowledged locally, then merge") {
+  loop_runner loop;
+  const auto options = standalone_options();  // request_timeout 1 s
+  const std::uint16_t port = cluster().standalone_port();
+  node n(loop, {"n3", options});
+  REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
+  REQUIRE(n.wait_result(n.clap("sue", "s1", 1)).level == claps::durability::cluster);
+
+  {
+    stopped_server stopped(port);
+    std::optional<std::error_code> outcome;
+    const auto start = steady::now();
+    REQUIRE(!n.client->command({"PING"}, [&](std::error_code ec, const claps::redis_reply&) { outcome = ec; }));
+    REQUIRE(loop.run_until([&] { return outcome.has_value(); }, 10s));
+    const auto waited = steady::now() - start;
+    CHECK(*outcome == claps::make_error_code(claps::errc::store_timeout));
+    CHECK(waited >= 900ms);
+    CHECK(waited < 5s);  // the deadline (1 s) plus slack for a busy machine: never a hang
+    CHECK(n.client->stats().timeouts >= 1);
+
+    // Redis cannot decide: the engine decides locally, the journal holds it.
+    const auto r = n.wait_result(n.clap("sue", "s1", 1));
+    CHECK(r.accepted == 1);
+    CHECK(r.level == claps::durability::local);
+    CHECK(n.store->degraded());
+    CHECK(n.store->stats().local_commits >= 1);
+    CHECK(n.store->stats().dirty_keys >= 2);  // s1's total and sue's tally
+    CHECK(n.own_total("s1") == 2);
+  }
+  // Reconnect, re-assert the dirty keys, leave degraded mode.
+  REQUIRE(loop.run_until([&] { return !n.store->degraded(); }, 15s));
+  CHECK(field_value(part(port, "claps:t:{s1}", "n3")) == "2");
+  CHECK(field_value(part(port, "claps:u:{s1}:sue", "n3")) == "2");
+  CHECK(n.store->stats().reasserts >= 2);
+  CHECK(n.store->stats().dirty_keys == 0);
+  REQUIRE(n.wait_result(n.clap("sue", "s1", 1)).level == claps::durability::cluster);
+}
+
+TEST_CASE("1000 articles clapped in one tick: one arbitration, one script per article, cluster-durable") {
+  loop_runner loop;
+  const std::uint16_t port = cluster().standalone_port();
+  node n(loop, {"big", standalone_options()});
+  REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
+  constexpr int articles = 1000;
+  for (int round = 1; round <= 2; ++round) {
+    const auto before = n.store->stats();
+    const std::size_t results_before = n.results.size();
+    for (int i = 0; i < articles; ++i)
+      n.clap("bu", "big" + std::to_string(i), 1, "op" + std::to_string(round) + "-" + std::to_string(i));
+    const auto start = steady::now();
+    n.driver->flush();
+    REQUIRE(loop.run_until([&] { return n.results.size() == results_before + articles; }, 20s));
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - start);
+    std::size_t cluster_acks = 0;
+    for (std::size_t i = results_before; i < n.results.size(); ++i)
+      cluster_acks += n.results[i].level == claps::durability::cluster && n.results[i].accepted == 1;
+    CHECK(cluster_acks == articles);
+    const auto after = n.store->stats();
+    CHECK(after.arbitrations == before.arbitrations + 1);
+    CHECK(after.arbitration_scripts == before.arbitration_scripts + articles);
+    CHECK(after.arbitration_failures == 0);
+    CHECK(after.commits == before.commits + 1);
+    // Not an assertion on speed: a figure for docs/design.md (LMDB without fsync here).
+    MESSAGE("round " << round << ": " << articles << " claps on " << articles
+                     << " articles with op ids decided in Redis and committed (LMDB + Redis) in " << took.count()
+                     << " us");
+  }
+  CHECK(field_value(part(port, "claps:t:{big0}", "big")) == "2");
+  CHECK(field_value(part(port, "claps:t:{big999}", "big")) == "2");
+  CHECK(field_value(part(port, "claps:u:{big500}:bu", "big")) == "2");
+  REQUIRE(loop.run_until([&] {
+    return redis_cluster::query(port, {"GET", "claps:o:{big999}:bu:op2-999"}) == "big|C|1|2";
+  }, 5s));
+  CHECK(n.store->stats().stale_writes == 0);
+  const std::string commandstats = redis_cluster::query(port, {"INFO", "commandstats"});
+  for (const char* command : {"cmdstat_evalsha:", "cmdstat_eval:"}) {
+    const auto at = commandstats.find(command);
+    if (at != std::string::npos)
+      MESSAGE("redis " << commandstats.substr(at, commandstats.find('\n', at) - at));
+  }
+}
+
+// LIBRARY BUG (left failing on purpose, see the report of branch cluster-wip):
+// when the arbitrate script refuses this node's writes as stale (Redis holds
+// a higher version of its fields, e.g. after its LMDB was restored from an
+// old copy), store_arbitration.cpp still counts the batch's keys as written
+// (open.articles / open.tallies), so finish_commit() acknowledges it as
+// durability::cluster while Redis holds other values, and while degraded()
+// is already true (redis_store_callbacks::degraded: "commits acknowledged as
+// durability::local"). Redis is healed by the next journal walk; the ack is wrong.
+TEST_CASE("a batch whose writes Redis refused as stale is not acknowledged as cluster-durable") {
+  loop_runner loop;
+  const std::uint16_t port = cluster().standalone_port();
+  node n(loop, {"sk", standalone_options()});
+  REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
+  REQUIRE(n.wait_result(n.clap("sam", "k1", 5)).level == claps::durability::cluster);
+  const std::uint64_t pushed = field_version(part(port, "claps:t:{k1}", "sk")) + 1'000'000;
+  REQUIRE(redis_cluster::query(port, {"HSET", "claps:t:{k1}", "sk", std::to_string(pushed) + ":999"}) == "0");
+  REQUIRE(redis_cluster::query(port, {"HSET", "claps:u:{k1}:sam", "sk", std::to_string(pushed) + ":999"}) == "0");
+
+  // What Redis holds when the result arrives (writes queued meanwhile leave
+  // on a later loop iteration, so this is what the ack vouches for).
+  const auto cookie = n.clap("sam", "k1", 1);
+  std::string total_at_ack, tally_at_ack;
+  bool degraded_at_ack = false;
+  REQUIRE(loop.run_until([&] {
+    if (n.result(cookie) == nullptr) return false;
+    total_at_ack = part(port, "claps:t:{k1}", "sk");
+    tally_at_ack = part(port, "claps:u:{k1}:sam", "sk");
+    degraded_at_ack = n.store->degraded();
+    return true;
+  }, 10s));
+  const auto r = *n.result(cookie);
+  CHECK(r.accepted == 1);
+  CHECK(n.own_total("k1") == 6);
+  CHECK(n.store->stats().stale_writes >= 1);
+  INFO("Redis at the ack: t " << total_at_ack << ", u " << tally_at_ack << "; degraded " << degraded_at_ack);
+  // A cluster ack must find Redis holding the acked values; otherwise it is local.
+  const bool held = field_value(total_at_ack) == "6" && field_value(tally_at_ack) == "6";
+  CHECK((r.level == claps::durability::local || held));
+  CHECK((r.level == claps::durability::local || !degraded_at_ack));
+  // Redis is healed by the next walk of the journal, past the pushed version.
+  REQUIRE(loop.run_until([&] {
+    return n.ready() && field_value(part(port, "claps:t:{k1}", "sk")) == "6" &&
+           field_value(part(port, "claps:u:{k1}:sam", "sk")) == "6";
+  }, 10s));
+  CHECK(field_version(part(port, "claps:t:{k1}", "sk")) > pushed);
+}
+
+// These two change which server is the master, so they run last.
+TEST_CASE("a forced failover (old master demoted, not killed) moves idle clients") {
+  loop_runner loop;
+  const auto options = sentinel_options();
+  node a(loop, {"sa", options});
+  REQUIRE(loop.run_until([&] { return a.ready(); }, 15s));
+  const std::uint16_t old_master = a.client->master().port;
+  const auto connects = a.client->stats().connects;
+  const auto sentinel = cluster().sentinel_ports().front();
+  // Let the sentinels' +switch-master subscribers come up before the switch.
+  // (Sentinel has no PUBSUB command; its CLIENT LIST shows subscribers.)
+  REQUIRE(loop.run_until([&] {
+    return redis_cluster::query(sentinel, {"CLIENT", "LIST"}).find(" sub=1 ") != std::string::npos;
+  }, 10s));
+  REQUIRE(redis_cluster::query(sentinel, {"SENTINEL", "FAILOVER", redis_cluster::master_name}) == "OK");
+  // Nothing is written. Sentinel kills the demoted master's clients and
+  // announces +switch-master (which alone moves us when the old master is
+  // cut off from the sentinels and cannot be told).
+  REQUIRE(loop.run_until([&] {
+    return a.client->ready() && a.bus->healthy() && a.client->master().port != old_master &&
+           a.client->stats().switch_announcements >= 1;
+  }, 30s));
+  CHECK(a.client->stats().connects > connects);
+  const std::uint16_t new_master = a.client->master().port;
+  CHECK(redis_cluster::query(new_master, {"ROLE"}).rfind("master", 0) == 0);
+  REQUIRE(loop.run_until([&] { return a.ready(); }, 15s));
+  REQUIRE(a.wait_result(a.clap("sw", "sw1", 1)).level == claps::durability::cluster);
+  CHECK(field_value(part(new_master, "claps:t:{sw1}", "sa")) == "1");
+  // The old master is alive and now a replica.
+  REQUIRE(loop.run_until([&] {
+    return redis_cluster::query(old_master, {"ROLE"}).rfind("slave", 0) == 0;
+  }, 15s));
+}
+
+// Last: it changes which server is the master.
+TEST_CASE("SIGKILL the master under clap load: failover, no acknowledged clap lost or doubled") {
+  loop_runner loop;
+  const auto options = sentinel_options();
+  node a(loop, {"na", options});
+  node b(loop, {"nb", options});
+  REQUIRE(loop.run_until([&] { return a.ready() && b.ready(); }, 15s));
+  const std::uint16_t old_master = a.client->master().port;
+  REQUIRE(old_master == cluster().sentinel_master_port());
+  claps::snapshot snap;
+  REQUIRE(!a.engine->subscribe(1, "f1", true, "", snap));
+  REQUIRE(!b.engine->subscribe(1, "f1", true, "", snap));
+  REQUIRE(loop.run_until([&] { return numsub(old_master, "claps:ch:f1") == 2; }, 5s));
+
+  // Load: both nodes clap on f1 every 2 ms, before, during and after the
+  // failover, with a fresh user and op id per clap.
+  struct load_plan {
+    node* nodes[2];
+    std::uint64_t sent = 0;
+    std::uint64_t refused = 0;
+  } plan{{&a, &b}};
+  uv_timer_t load{};
+  uv_timer_init(loop.get(), &load);
+  load.data = &plan;
+  uv_timer_start(&load, [](uv_timer_t* t) {
+    auto* s = static_cast<load_plan*>(t->data);
+    for (node* n : s->nodes) {
+      const std::string id = std::to_string(s->sent++);
+      if (n->engine->clap({"u-" + id, "f1", 1, "op-" + id, n->next_cookie++})) ++s->refused;
+    }
+  }, 2, 2);
+  auto count = [](const node& n, claps::durability level) {
+    return std::count_if(n.results.begin(), n.results.end(), [&](const outcome& r) { return r.level == level; });
+  };
+  auto acked = [](const node& n) {
+    std::int64_t sum = 0;
+    for (const auto& r : n.results) sum += r.accepted;
+    return sum;
+  };
+  const auto cluster_acks = [&] {
+    return count(a, claps::durability::cluster) + count(b, claps::durability::cluster);
+  };
+  REQUIRE(loop.run_until([&] {
+    return count(a, claps::durability::cluster) >= 50 && count(b, claps::durability::cluster) >= 50;
+  }, 10s));
+
+  const auto killed_at = steady::now();
+  cluster().kill9(old_master);
+  REQUIRE(loop.run_until([&] {
+    return a.client->ready() && b.client->ready() && a.client->master().port != old_master &&
+           b.client->master().port != old_master;
+  }, 45s));
+  const auto failover = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - killed_at);
+  MESSAGE("failover seen by both clients after " << failover.count() << " ms");
+  const std::uint16_t new_master = a.client->master().port;
+  CHECK(b.client->master().port == new_master);
+  CHECK(redis_cluster::query(new_master, {"ROLE"}).rfind("master", 0) == 0);
+  // Resubscribed on the new master; keep clapping until acks are cluster-durable again.
+  REQUIRE(loop.run_until([&] { return numsub(new_master, "claps:ch:f1") == 2; }, 10s));
+  const auto cluster_before = cluster_acks();
+  REQUIRE(loop.run_until([&] { return cluster_acks() >= cluster_before + 100; }, 15s));
+  uv_timer_stop(&load);
+  uv_close(reinterpret_cast<uv_handle_t*>(&load), nullptr);
+
+  // Drain: everything pending committed, dirty keys re-asserted.
+  REQUIRE(loop.run_until([&] {
+    return a.engine->idle() && b.engine->idle() && a.results.size() + b.results.size() == plan.sent &&
+           !a.store->degraded() && !b.store->degraded();
+  }, 20s));
+  const std::int64_t total = acked(a) + acked(b);
+  MESSAGE(plan.sent << " claps sent, " << total << " acknowledged (" << cluster_acks() << " cluster, "
+          << count(a, claps::durability::local) + count(b, claps::durability::local) << " local), "
+          << plan.refused << " refused");
+  CHECK(plan.refused == 0);
+  CHECK(static_cast<std::uint64_t>(total) == plan.sent);
+  // Each node's LMDB holds exactly what it acknowledged ...
+  CHECK(a.own_total("f1") == acked(a));
+  CHECK(b.own_total("f1") == acked(b));
+  // ... and the new master holds every node's part: nothing lost, nothing twice.
+  REQUIRE(loop.run_until([&] {
+    const auto na = field_value(part(new_master, "claps:t:{f1}", "na"));
+    const auto nb = field_value(part(new_master, "claps:t:{f1}", "nb"));
+    return !na.empty() && !nb.empty() && std::stoll(na) + std::stoll(nb) == total;
+  }, 10s));
+  // Both engines converge on the global total (own part + the other's part).
+  REQUIRE(loop.run_until([&] { return a.read("", "f1").total == total && b.read("", "f1").total == total; }, 10s));
+  CHECK(a.client->stats().connects >= 2);
+  CHECK(b.bus->stats().resubscribes >= 1);
 }
