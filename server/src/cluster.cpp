@@ -179,7 +179,10 @@ std::string cluster_node::metrics_text() const {
 void cluster_node::shutdown() {
   impl& p = *impl_;
   p.alive.reset();
-  p.store.reset();
+  // The engine keeps the store until it is destroyed (closing connections
+  // still report their rooms to it); a closed store no longer touches the
+  // client and bus, which go now so the loop can end.
+  if (p.store) p.store->close();
   p.bus.reset();
   p.client.reset();
 }

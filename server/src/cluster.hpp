@@ -55,8 +55,9 @@ public:
   /// Prometheus text of the Redis client, bus and store (claps_cluster_*, claps_redis_*).
   std::string metrics_text() const;
 
-  /// After the engine is idle: destroys store, bus and client (in that order),
-  /// closing their uv handles; the loop must run once more.
+  /// After the engine is idle: closes the store (which the engine may keep
+  /// using, locally only) and destroys bus and client, closing their uv
+  /// handles; the loop must run once more. Idempotent.
   void shutdown();
 
   struct impl;

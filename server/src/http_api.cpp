@@ -284,6 +284,10 @@ std::pair<unsigned, std::string> http_api::article_body(std::string_view article
     body.pop_back();
     body += R"(,"mine":)" + std::to_string(snap.mine) + "}";
   }
+  if (!snap.global) {
+    body.pop_back();
+    body += R"(,"partial":true})";
+  }
   return {200, std::move(body)};
 }
 

@@ -223,21 +223,18 @@ void ws_service::subscribe(ws_session& s) {
   }
   // Across nodes the first snapshot is global: the other nodes' parts (and
   // this user's claps through them) are loaded first when not known.
-  struct pending {
-    std::vector<std::string> articles;
-    std::vector<std::string_view> views;
-    bool reading;
-    std::string id;
-  };
-  auto p = std::make_shared<pending>();
+  auto p = std::make_shared<pending_subscribe>();
   p->articles.assign(message_.articles.begin(), message_.articles.end());
-  p->views.assign(p->articles.begin(), p->articles.end());
   p->reading = message_.reading;
   p->id.assign(message_.id);
-  deps_.cluster->before_read(p->views, s.user(), [this, p, sid = s.id(), serial = s.serial] {
+  s.pending_subscribes().push_back(p);
+  deps_.cluster->before_read(message_.articles, s.user(), [this, p, sid = s.id(), serial = s.serial] {
     auto* e = deps_.registry.find(sid);
     if (e == nullptr || e->serial != serial) return;  // the client left meanwhile
-    finish_subscribe(static_cast<ws_session&>(*e), p->views, p->reading, p->id);
+    auto& session = static_cast<ws_session&>(*e);
+    std::erase(session.pending_subscribes(), p);
+    const std::vector<std::string_view> views(p->articles.begin(), p->articles.end());
+    finish_subscribe(session, views, p->reading, p->id);
   });
 }
 
@@ -261,6 +258,7 @@ void ws_service::unsubscribe(ws_session& s) {
     }
   }
   for (auto article : message_.articles) {
+    for (auto& pending : s.pending_subscribes()) std::erase(pending->articles, article);
     deps_.engine.unsubscribe(s.id(), article);
   }
 }

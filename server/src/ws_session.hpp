@@ -13,6 +13,7 @@
 // one frame each. Past --slow-client-bytes of
 // unsent output the client is closed with 1008.
 #pragma once
+#include <memory>
 
 #include "metrics.hpp"
 #include "subscribers.hpp"
@@ -44,6 +45,15 @@ struct reply_flush_list {
   std::function<void()> arm;
 };
 
+/// A subscribe waiting for the other nodes' parts (several nodes): an
+/// unsubscribe that arrives meanwhile takes its articles out of it, so the
+/// subscription does not outlive the client's wish.
+struct pending_subscribe {
+  std::vector<std::string> articles;
+  bool reading = true;
+  std::string id;
+};
+
 class ws_session final : public endpoint {
 public:
   ws_session(lws* wsi, std::string user, const session_limits& limits, server_metrics& metrics,
@@ -53,6 +63,7 @@ public:
   std::uint64_t id() const noexcept { return id_; }
   void set_id(std::uint64_t id) noexcept { id_ = id; }
   const std::string& user() const noexcept { return user_; }
+  std::vector<std::shared_ptr<pending_subscribe>>& pending_subscribes() noexcept { return pending_subscribes_; }
   bool closing() const noexcept { return closing_; }
 
   // ---- input ----
@@ -117,6 +128,7 @@ private:
   lws* wsi_;
   std::uint64_t id_ = 0;
   std::string user_;
+  std::vector<std::shared_ptr<pending_subscribe>> pending_subscribes_;
   const session_limits& limits_;
   server_metrics& metrics_;
   reply_flush_list& flushes_;

@@ -18,8 +18,9 @@
 // Handle rule (libuv's): destroying a client, bus or store closes its uv
 // handles; the loop must run once more before uv_loop_close() so the close
 // callbacks can free them. Destroy in reverse order of construction
-// (store, bus, client). Outstanding requests fail with store_disconnected
-// when their client is destroyed.
+// (store, bus, client), or close() the store first when an engine must keep
+// it a while longer. Outstanding requests fail with store_disconnected when
+// their client is destroyed.
 //
 // Thread rule: everything here belongs to the loop's thread.
 #pragma once
@@ -399,6 +400,14 @@ public:
   /// `user` is asked about (a user's claps through other nodes are always
   /// read afresh).
   bool loaded(std::span<const std::string_view> articles, std::string_view user);
+
+  /// Stops all work with Redis and closes the store's uv handles, so that the
+  /// client and bus may be destroyed (and the loop closed) while an engine
+  /// still holds this store: from then on commits are local only (and
+  /// acknowledged durability::local), arbitrate() and load() fail with
+  /// store_disconnected, and room changes are ignored. Idempotent; the
+  /// destructor calls it.
+  void close();
 
   /// True while commits are only locally durable, or Redis lacks some of
   /// this node's keys.

@@ -128,11 +128,22 @@ redis_store::redis_store(uv_loop_t* loop, store& local, redis_client& client, re
   if (client.ready()) self->claim_then_catch_up();
 }
 
-redis_store::~redis_store() {
-  impl_->client.remove_listener(impl_->client_listener);
-  impl_->bus.remove_listener(impl_->bus_listener);
-  for (const auto& [article, ra] : impl_->remote)
-    if (ra.watched) impl_->bus.unwatch(article);
+redis_store::~redis_store() { close(); }
+
+void redis_store::close() {
+  impl& p = *impl_;
+  if (p.closed) return;
+  p.client.remove_listener(p.client_listener);
+  p.bus.remove_listener(p.bus_listener);
+  for (const auto& [article, ra] : p.remote)
+    if (ra.watched) p.bus.unwatch(article);
+  p.remote.clear();
+  p.closed = true;
+  p.flush_timer.close();
+  p.heartbeat_timer.close();
+  p.refresh_timer.close();
+  p.background.clear();
+  p.update_degraded();
 }
 
 std::error_code redis_store::read_total(std::string_view article, std::int64_t& total) {
@@ -176,7 +187,7 @@ std::int32_t redis_store::remote_tally(std::string_view user, std::string_view a
 
 bool redis_store::remote_part(std::string_view article, std::int64_t& total, std::uint32_t& viewers) {
   const impl& p = *impl_;
-  if (!p.client.ready()) return false;
+  if (p.closed || !p.client.ready()) return false;
   const auto it = p.remote.find(std::string(article));
   if (it == p.remote.end() || !it->second.viewers_known) return false;
   if (!it->second.watched &&

@@ -263,6 +263,7 @@ void redis_store::impl::finish_commit(const commit_batch& batch, commit_handler 
       whole = false;
     } else {
       confirm_op(op, owned.now, late);
+      remember_recent_op(op);
     }
   }
   open = {};

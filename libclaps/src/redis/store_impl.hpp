@@ -137,8 +137,9 @@ struct redis_store::impl {
 
   bool degraded = false;
   bool claimed = false;  // node_id is ours in Redis (see claim_then_catch_up)
+  bool closed = false;   // close(): the client and bus may be gone
   // Redis is written only once this node's id is known to be ours.
-  bool writable() const { return client.ready() && claimed; }
+  bool writable() const { return !closed && client.ready() && claimed; }
   void claim_then_catch_up();
   void catch_up();
   void update_degraded();
@@ -201,6 +202,7 @@ struct redis_store::impl {
   std::vector<owned_op> dirty_ops;
   std::unordered_map<std::string, std::uint64_t> recent_articles;
   std::unordered_map<std::string, std::uint64_t> recent_tallies;
+  std::unordered_map<std::string, std::pair<owned_op, std::uint64_t>> recent_ops;  // op_key
   bool reasserting = false;
   bool walk_pending = true;  // a full walk of the journal is due (at start, or the marker was missing)
   bool walking = false;
@@ -211,6 +213,7 @@ struct redis_store::impl {
   void remember_dirty_op(owned_op op);
   void remember_recent_article(const std::string& article);
   void remember_recent_tally(const std::string& tkey);
+  void remember_recent_op(const owned_op& op);
   void prune_recent(std::uint64_t now);
   void reassert();
   void reassert_article(const std::string& article, const std::vector<std::string>& users, bool with_total,

@@ -69,14 +69,25 @@ void redis_store::impl::remember_recent_tally(const std::string& tkey) {
   recent_tallies[tkey] = uv_now(loop);
 }
 
+void redis_store::impl::remember_recent_op(const owned_op& op) {
+  if (recent_ops.size() >= options.max_remembered_keys) prune_recent(uv_now(loop));
+  recent_ops[detail::op_key(op.user, op.article, op.op_id)] = {op, uv_now(loop)};
+}
+
 void redis_store::impl::prune_recent(std::uint64_t now) {
   const auto window = static_cast<std::uint64_t>(options.reassert_window.count());
   const std::uint64_t horizon = now > window ? now - window : 0;
   std::erase_if(recent_articles, [&](const auto& e) { return e.second < horizon; });
   std::erase_if(recent_tallies, [&](const auto& e) { return e.second < horizon; });
-  if (recent_articles.size() + recent_tallies.size() >= options.max_remembered_keys) {
-    recent_articles.clear();  // still too many: the marker check walks the journal
+  std::erase_if(recent_ops, [&](const auto& e) { return e.second.second < horizon; });
+  if (recent_articles.size() + recent_tallies.size() >= options.max_remembered_keys ||
+      recent_ops.size() >= options.max_remembered_keys) {
+    // Still too many to remember: forget them all and walk the journal
+    // instead after the next reconnect.
+    recent_articles.clear();
     recent_tallies.clear();
+    recent_ops.clear();
+    walk_pending = true;
   }
 }
 
@@ -157,6 +168,9 @@ void redis_store::impl::reassert() {
     if (dirty_tallies.count(t) == 0) add_tally(t);
   std::vector<owned_op> ops = std::move(dirty_ops);
   dirty_ops.clear();
+  const timestamp now = wall_now();
+  for (const auto& [k, entry] : recent_ops)
+    if (entry.first.expires_at > now) ops.push_back(entry.first);  // a failover may have dropped its record
   if (articles.empty() && ops.empty()) return;
   auto saved_articles = std::move(dirty_articles);
   auto saved_tallies = std::move(dirty_tallies);

@@ -21,6 +21,7 @@ std::size_t split_fields(std::string_view v, char sep, std::string_view (&fields
 } // namespace
 
 void redis_store::impl::room_changed(std::string_view article, bool watched, std::uint32_t viewers) {
+  if (closed) return;
   const std::string id(article);
   detail::own_article& o = own[id];
   if (o.viewers != viewers) {
@@ -216,7 +217,7 @@ void redis_store::impl::on_message(std::string_view article, std::string_view pa
 std::error_code redis_store::load(std::span<const std::string_view> articles, std::string_view user,
                                   std::function<void(std::error_code)> done) {
   impl* self = impl_.get();
-  if (!self->client.ready()) return make_error_code(errc::store_disconnected);
+  if (self->closed || !self->client.ready()) return make_error_code(errc::store_disconnected);
   self->prune_loaded();
   struct loading {
     std::size_t waiting = 1;
