@@ -174,11 +174,11 @@ fanout_result run_fanout(const store_maker& maker, layout shape, std::size_t tic
   claps::snapshot snap;
   for (std::size_t s = 0; s < subscribers; ++s) {
     if (shape == layout::uniform) {
-      engine.subscribe(s, articles[s % articles.size()], true, {}, snap);
+      engine.subscribe(s, {}, articles[s % articles.size()], true, snap);
     } else if (shape == layout::hot) {
-      engine.subscribe(s, articles[0], true, {}, snap);
+      engine.subscribe(s, {}, articles[0], true, snap);
     } else {
-      for (std::size_t k = 0; k < 50; ++k) engine.subscribe(s, articles[(s * 37 + k * 20) % articles.size()], true, {}, snap);
+      for (std::size_t k = 0; k < 50; ++k) engine.subscribe(s, {}, articles[(s * 37 + k * 20) % articles.size()], true, snap);
     }
   }
   // The subscriptions themselves changed viewer counts: flush that tick first.

@@ -25,9 +25,9 @@ int main() {
   claps::engine engine(store, {}, cb, now);
 
   claps::snapshot snap;
-  engine.subscribe(1, "hello-world", true, "alice", snap);
-  engine.subscribe(2, "hello-world", true, "bob", snap);
-  engine.subscribe(3, "another-article", true, "carol", snap);  // never hears of hello-world
+  engine.subscribe(1, "alice", "hello-world", true, snap);
+  engine.subscribe(2, "bob", "hello-world", true, snap);
+  engine.subscribe(3, "carol", "another-article", true, snap);  // never hears of hello-world
 
   claps::clap_request clap;
   clap.user = "alice";

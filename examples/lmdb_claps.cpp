@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
     claps::engine engine(*store, {}, cb, wall_clock());
 
     claps::snapshot snap;
-    engine.subscribe(1, "demo-article", true, "reader-1", snap);
+    engine.subscribe(1, "reader-1", "demo-article", true, snap);
     std::printf("round %d: opened %s, demo-article has %lld claps (reader-1 gave %d)\n", round,
                 options.path.c_str(), static_cast<long long>(snap.total), snap.mine);
 

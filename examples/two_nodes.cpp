@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
   // once. The cap (50) holds over both: the store decides in Redis.
   const std::string article = "two-nodes-" + std::to_string(claps::uv_driver::now().time_since_epoch().count());
   claps::snapshot snap;
-  b.engine->subscribe(1, article, true, {}, snap);
+  b.engine->subscribe(1, {}, article, true, snap);
   a.engine->clap({"ada", article, 30, "ada-1", 1});
   b.engine->clap({"ada", article, 30, "ada-2", 2});
   // One op id sent to both nodes at once is applied once.
@@ -137,8 +137,8 @@ int main(int argc, char** argv) {
   // A first snapshot on A, which watches nothing: load() makes it global.
   const std::string_view articles[] = {article};
   bool loaded = false;
-  if (!a.store->load(articles, "ada", [&](std::error_code) { loaded = true; })) run_until(&loop, [&] { return loaded; }, 3000);
-  a.engine->subscribe(2, article, true, "ada", snap);
+  if (!a.store->load("ada", articles, [&](std::error_code) { loaded = true; })) run_until(&loop, [&] { return loaded; }, 3000);
+  a.engine->subscribe(2, "ada", article, true, snap);
   std::printf("first snapshot on node a: total %lld mine %d global %s\n", static_cast<long long>(snap.total),
               snap.mine, snap.global ? "yes" : "no");
 

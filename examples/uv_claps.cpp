@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
   {
     claps::uv_driver driver(&loop, engine);
     claps::snapshot snap;
-    engine.subscribe(1, "uv-article", true, {}, snap);
+    engine.subscribe(1, {}, "uv-article", true, snap);
 
     // A reader who claps every 10 ms for a second, as 100 different users.
     struct clapper {

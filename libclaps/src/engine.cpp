@@ -24,8 +24,8 @@ engine::engine(store& s, engine_options options, engine_callbacks callbacks, tim
 
 engine::~engine() { impl_->st.attach(nullptr); }
 
-std::error_code engine::subscribe(subscriber_id sub, std::string_view article, bool reading,
-                                  std::string_view user, snapshot& out) {
+std::error_code engine::subscribe(subscriber_id sub, std::string_view user, std::string_view article,
+                                  bool reading, snapshot& out) {
   impl& e = *impl_;
   e.assert_not_in_callback();
   std::uint32_t slot = 0;
@@ -44,8 +44,8 @@ std::error_code engine::subscribe(subscriber_id sub, std::string_view article, b
   return {};
 }
 
-std::error_code engine::subscribe(subscriber_id sub, std::span<const std::string_view> list,
-                                  bool reading, std::string_view user,
+std::error_code engine::subscribe(subscriber_id sub, std::string_view user,
+                                  std::span<const std::string_view> list, bool reading,
                                   std::vector<snapshot>& out) {
   impl& e = *impl_;
   e.assert_not_in_callback();

@@ -84,17 +84,17 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store
 
 claps::store& cluster_node::store() noexcept { return *impl_->store; }
 
-void cluster_node::before_read(std::span<const std::string_view> articles, std::string_view user,
+void cluster_node::before_read(std::string_view user, std::span<const std::string_view> articles,
                                std::function<void()> done) {
   impl& p = *impl_;
-  if (!p.store || articles.empty() || p.store->loaded(articles, user)) {
+  if (!p.store || articles.empty() || p.store->loaded(user, articles)) {
     done();
     return;
   }
   auto then = [alive = std::weak_ptr<bool>(p.alive), done](std::error_code) {
     if (!alive.expired()) done();  // on an error the answer is partial, and says so
   };
-  if (p.store->load(articles, user, std::move(then))) done();  // Redis unreachable
+  if (p.store->load(user, articles, std::move(then))) done();  // Redis unreachable
 }
 
 bool cluster_node::degraded() const noexcept { return impl_->store && impl_->store->degraded(); }
@@ -143,7 +143,7 @@ std::string cluster_node::metrics_text() const {
   metric(out, "claps_cluster_arbitrations_total", "counter", "Ticks whose ops were decided in Redis",
          d(s.arbitrations));
   metric(out, "claps_cluster_arbitration_scripts_total", "counter",
-         "Script calls those decisions took (one per article per tick)", d(s.arbitration_scripts));
+         "Script calls those decisions took (one per tick on one master, up to max_articles_per_script articles each)", d(s.arbitration_scripts));
   metric(out, "claps_cluster_arbitration_failures_total", "counter",
          "Script calls that failed: their ops were decided on this node", d(s.arbitration_failures));
   metric(out, "claps_cluster_journal_walks_total", "counter",
@@ -199,7 +199,7 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t*, claps::store&, co
   return nullptr;
 }
 claps::store& cluster_node::store() noexcept { __builtin_unreachable(); }
-void cluster_node::before_read(std::span<const std::string_view>, std::string_view, std::function<void()> done) {
+void cluster_node::before_read(std::string_view, std::span<const std::string_view>, std::function<void()> done) {
   done();
 }
 bool cluster_node::degraded() const noexcept { return false; }

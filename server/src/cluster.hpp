@@ -45,7 +45,7 @@ public:
   /// calls `done()` from the loop, or at once when nothing is to be loaded
   /// or Redis is unreachable (the answer is then partial: snapshot::global
   /// is false). Never after shutdown().
-  void before_read(std::span<const std::string_view> articles, std::string_view user, std::function<void()> done);
+  void before_read(std::string_view user, std::span<const std::string_view> articles, std::function<void()> done);
 
   /// True while commits are acknowledged only as locally durable.
   bool degraded() const noexcept;

@@ -265,7 +265,7 @@ int http_api::read_article(lws* wsi, std::string_view article) {
   const auto serial = reply->serial;
   exchanges_[wsi] = std::move(reply);
   const std::string_view articles[] = {article};
-  deps_.cluster->before_read(articles, user, [this, id, serial, article = std::string(article), user] {
+  deps_.cluster->before_read(user, articles, [this, id, serial, article = std::string(article), user] {
     auto* e = deps_.registry.find(id);
     if (e == nullptr || e->serial != serial) return;  // the client left
     auto [status, body] = article_body(article, user);
@@ -374,7 +374,7 @@ int http_api::open_stream(lws* wsi, std::string_view article) {
   auto stream = std::make_unique<sse_stream>(wsi, deps_.metrics);
   stream->id = deps_.registry.add(*stream);
   snapshot snap;
-  if (auto ec = deps_.engine.subscribe(stream->id, article, true, {}, snap)) {
+  if (auto ec = deps_.engine.subscribe(stream->id, {}, article, true, snap)) {
     deps_.registry.remove(stream->id);
     return respond_error(wsi, http_status_for(ec), wire_name(ec), ec.message());
   }

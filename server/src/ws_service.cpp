@@ -228,7 +228,7 @@ void ws_service::subscribe(ws_session& s) {
   p->reading = message_.reading;
   p->id.assign(message_.id);
   s.pending_subscribes().push_back(p);
-  deps_.cluster->before_read(message_.articles, s.user(), [this, p, sid = s.id(), serial = s.serial] {
+  deps_.cluster->before_read(s.user(), message_.articles, [this, p, sid = s.id(), serial = s.serial] {
     auto* e = deps_.registry.find(sid);
     if (e == nullptr || e->serial != serial) return;  // the client left meanwhile
     auto& session = static_cast<ws_session&>(*e);
@@ -241,7 +241,7 @@ void ws_service::subscribe(ws_session& s) {
 void ws_service::finish_subscribe(ws_session& s, std::span<const std::string_view> articles, bool reading,
                                   std::string_view id) {
   snapshots_.clear();
-  if (auto ec = deps_.engine.subscribe(s.id(), articles, reading, s.user(), snapshots_)) {
+  if (auto ec = deps_.engine.subscribe(s.id(), s.user(), articles, reading, snapshots_)) {
     send_error(s, ec, {}, id);
     return;
   }

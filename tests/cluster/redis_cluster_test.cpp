@@ -259,7 +259,7 @@ struct node {
   std::error_code load(const std::string& article, const std::string& user) {
     const std::string_view list[] = {article};
     std::optional<std::error_code> done;
-    if (auto ec = store->load(list, user, [&](std::error_code e) { done = e; })) return ec;
+    if (auto ec = store->load(user, list, [&](std::error_code e) { done = e; })) return ec;
     REQUIRE(loop.run_until([&] { return done.has_value(); }, 10s));
     return *done;
   }
@@ -606,7 +606,7 @@ TEST_CASE("two engines on one Redis: totals and viewers cross nodes; load() make
 
   // A knows nothing of B's part yet: its snapshot says so.
   const std::string_view g1[] = {"g1"};
-  CHECK_FALSE(a.store->loaded(g1, ""));
+  CHECK_FALSE(a.store->loaded("", g1));
   auto snap = a.read("u1", "g1");
   CHECK_FALSE(snap.global);
   CHECK(snap.total == 0);
@@ -614,10 +614,10 @@ TEST_CASE("two engines on one Redis: totals and viewers cross nodes; load() make
 
   // After load(), the first subscription is global: B's total and u1's claps through B.
   REQUIRE(!a.load("g1", "u1"));
-  CHECK(a.store->loaded(g1, ""));
-  CHECK_FALSE(a.store->loaded(g1, "u1"));  // a user's claps are always read afresh
+  CHECK(a.store->loaded("", g1));
+  CHECK_FALSE(a.store->loaded("u1", g1));  // a user's claps are always read afresh
   claps::snapshot first;
-  REQUIRE(!a.engine->subscribe(1, "g1", true, "u1", first));
+  REQUIRE(!a.engine->subscribe(1, "u1", "g1", true, first));
   CHECK(first.global);
   CHECK(first.total == 7);
   CHECK(first.mine == 7);
@@ -625,7 +625,7 @@ TEST_CASE("two engines on one Redis: totals and viewers cross nodes; load() make
 
   // B gets a reader too. room_changed subscribed both buses; each node's
   // viewers reach the other engine through the bus and its listener.
-  REQUIRE(!b.engine->subscribe(1, "g1", true, "", snap));
+  REQUIRE(!b.engine->subscribe(1, "", "g1", true, snap));
   CHECK(b.bus->watching("g1"));
   REQUIRE(loop.run_until([&] { return numsub(port, "claps:ch:g1") == 2; }, 5s));
   REQUIRE(loop.run_until([&] {
@@ -673,8 +673,8 @@ TEST_CASE("the cap is exact across two nodes clapping at once; an undo removes c
   node b(loop, {"rb", standalone_options()});
   REQUIRE(loop.run_until([&] { return a.ready() && b.ready(); }, 10s));
   claps::snapshot snap;
-  REQUIRE(!a.engine->subscribe(1, "r1", true, "", snap));
-  REQUIRE(!b.engine->subscribe(1, "r1", true, "", snap));
+  REQUIRE(!a.engine->subscribe(1, "", "r1", true, snap));
+  REQUIRE(!b.engine->subscribe(1, "", "r1", true, snap));
 
   // One user, 30 claps through each node, both ticks in the same loop
   // iteration: Redis runs one script after the other, so exactly 50 count.
@@ -980,8 +980,8 @@ TEST_CASE("a crashed node's viewers expire from the global count") {
   auto doomed = std::make_unique<node>(loop, doomed_config);
   REQUIRE(loop.run_until([&] { return watcher.ready() && doomed->ready(); }, 10s));
   claps::snapshot snap;
-  REQUIRE(!watcher.engine->subscribe(1, "x1", true, "", snap));
-  for (claps::subscriber_id s = 1; s <= 6; ++s) REQUIRE(!doomed->engine->subscribe(s, "x1", true, "", snap));
+  REQUIRE(!watcher.engine->subscribe(1, "", "x1", true, snap));
+  for (claps::subscriber_id s = 1; s <= 6; ++s) REQUIRE(!doomed->engine->subscribe(s, "", "x1", true, snap));
   REQUIRE(loop.run_until([&] {
     const auto u = watcher.latest("x1");
     return u && u->viewers == 7;
@@ -1170,8 +1170,8 @@ TEST_CASE("SIGKILL the master under clap load: failover, no acknowledged clap lo
   const std::uint16_t old_master = a.client->master().port;
   REQUIRE(old_master == cluster().sentinel_master_port());
   claps::snapshot snap;
-  REQUIRE(!a.engine->subscribe(1, "f1", true, "", snap));
-  REQUIRE(!b.engine->subscribe(1, "f1", true, "", snap));
+  REQUIRE(!a.engine->subscribe(1, "", "f1", true, snap));
+  REQUIRE(!b.engine->subscribe(1, "", "f1", true, snap));
   REQUIRE(loop.run_until([&] { return numsub(old_master, "claps:ch:f1") == 2; }, 5s));
 
   // Load: both nodes clap on f1 every 2 ms, before, during and after the

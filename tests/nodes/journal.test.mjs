@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { client, eventually, metric, startServer, tempDir } from '../integration/helpers.mjs';
 import { redis_setup } from './redis_harness.mjs';
-import { latestTotal, readArticle, untilReads, watcher } from './node_helpers.mjs';
+import { latestTotal, readArticle, untilReads, watcher, connectedToRedis, startRedisNode } from './node_helpers.mjs';
 
 const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 // The step is of the wall clock only, as an NTP step would be; the monotonic clock runs on.
@@ -22,19 +22,8 @@ const nodes = {};
 const dirs = { A: tempDir(), B: tempDir() };
 const clients = [];
 
-function startNode(id, env = {}) {
-  return startServer({
-    dataDir: dirs[id], env,
-    args: ['--redis', `redis://127.0.0.1:${port}`, '--node-id', id, '--redis-timeout-ms', '1000',
-      '--log-level', 'warn'],
-  });
-}
-
-async function connected(node) {
-  await eventually(async () => (await metric(node, 'claps_redis_connected')) === 1 &&
-    (await metric(node, 'claps_cluster_degraded')) === 0,
-  { ms: 15000, what: 'node connected to Redis and not degraded' });
-}
+const startNode = (id, env = {}) => startRedisNode({ port, id, dataDir: dirs[id], env });
+const connected = connectedToRedis;
 
 async function open(node, user) {
   const c = await client.open(`${node.ws}?user=${user}`);

@@ -1,6 +1,6 @@
 // What the node tests share besides Redis: viewers that remember the latest
 // total they were shown, a bounded clap load, and Redis's view of a total.
-import { client, deadline, eventually, request } from '../integration/helpers.mjs';
+import { client, deadline, eventually, metric, request, startServer } from '../integration/helpers.mjs';
 import { cli } from './redis_harness.mjs';
 
 /**
@@ -160,4 +160,20 @@ export async function untilReads(expectations, { ms = 10000, what = 'reads to ma
     e.message += `; still wrong: ${wrong.join(', ')} ${await diagnose()}`;
     throw e;
   }
+}
+
+// A clapsd node `id` on the standalone Redis at `port`, keeping its journal in `dataDir`.
+export function startRedisNode({ port, id, dataDir, env = {} }) {
+  return startServer({
+    dataDir, env,
+    args: ['--redis', `redis://127.0.0.1:${port}`, '--node-id', id, '--redis-timeout-ms', '1000',
+      '--log-level', 'warn'],
+  });
+}
+
+// Waits until `node` is connected to Redis and no longer degraded (its journal is in Redis).
+export async function connectedToRedis(node) {
+  await eventually(async () => (await metric(node, 'claps_redis_connected')) === 1 &&
+    (await metric(node, 'claps_cluster_degraded')) === 0,
+  { ms: 15000, what: 'node connected to Redis and not degraded' });
 }

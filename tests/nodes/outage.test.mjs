@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { client, eventually, metric, request, runClapsd, startServer, tempDir } from '../integration/helpers.mjs';
 import { redis_setup } from './redis_harness.mjs';
-import { latestTotal, redisTotal, watcher } from './node_helpers.mjs';
+import { latestTotal, redisTotal, watcher, connectedToRedis, startRedisNode } from './node_helpers.mjs';
 
 let redis;
 let port;
@@ -14,19 +14,8 @@ const nodes = {};
 const dirs = { A: tempDir(), B: tempDir() };
 const clients = [];
 
-function startNode(id) {
-  return startServer({
-    dataDir: dirs[id],
-    args: ['--redis', `redis://127.0.0.1:${port}`, '--node-id', id, '--redis-timeout-ms', '1000',
-      '--log-level', 'warn'],
-  });
-}
-
-async function connected(node) {
-  await eventually(async () => (await metric(node, 'claps_redis_connected')) === 1 &&
-    (await metric(node, 'claps_cluster_degraded')) === 0,
-  { ms: 15000, what: 'node connected to Redis and not degraded' });
-}
+const startNode = (id) => startRedisNode({ port, id, dataDir: dirs[id] });
+const connected = connectedToRedis;
 
 describe('clapsd nodes when Redis goes away and comes back', () => {
   before(async () => {

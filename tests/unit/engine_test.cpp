@@ -38,7 +38,7 @@ struct fixture {
   claps::snapshot sub(claps::subscriber_id s, std::string_view article, bool reading = true,
                       std::string_view user = {}) {
     claps::snapshot out;
-    REQUIRE_FALSE(eng.subscribe(s, article, reading, user, out));
+    REQUIRE_FALSE(eng.subscribe(s, user, article, reading, out));
     return out;
   }
 };
@@ -221,8 +221,8 @@ TEST_CASE("invalid ids are rejected with typed errors and nothing is stored") {
   CHECK(f.clap("alice", std::string("a\0b", 3), 1, 1) == errc::invalid_article);
   CHECK(f.clap("alice", "caf\xc3\xa9", 1, 1) == errc::invalid_article);
   claps::snapshot s;
-  CHECK(f.eng.subscribe(1, "../etc", true, {}, s) == errc::invalid_article);
-  CHECK(f.eng.subscribe(1, "ok", true, "bad user", s) == errc::invalid_user);
+  CHECK(f.eng.subscribe(1, {}, "../etc", true, s) == errc::invalid_article);
+  CHECK(f.eng.subscribe(1, "bad user", "ok", true, s) == errc::invalid_user);
   f.tick();
   CHECK(f.st.commits_attempted == 0);
   CHECK(f.rec.results.empty());
@@ -251,11 +251,11 @@ TEST_CASE("snapshots: committed total, viewers counting the subscriber, and mine
   // Multi-article subscribe is all or nothing.
   std::vector<claps::snapshot> out;
   std::vector<std::string_view> bad{"b1", "b 2"};
-  CHECK(f.eng.subscribe(3, bad, true, {}, out) == errc::invalid_article);
+  CHECK(f.eng.subscribe(3, {}, bad, true, out) == errc::invalid_article);
   CHECK(out.empty());
   CHECK(f.eng.subscription_count(3) == 0);
   std::vector<std::string_view> good{"b1", "a1", "b1"};
-  REQUIRE_FALSE(f.eng.subscribe(3, good, true, {}, out));
+  REQUIRE_FALSE(f.eng.subscribe(3, {}, good, true, out));
   CHECK(out.size() == 3);
   CHECK(f.eng.subscription_count(3) == 2);
   CHECK(out[1].viewers == 2);
@@ -269,14 +269,14 @@ TEST_CASE("subscription limit") {
   f.sub(1, "a2");
   std::vector<claps::snapshot> out;
   std::vector<std::string_view> two{"a3", "a4"};
-  CHECK(f.eng.subscribe(1, two, true, {}, out) == errc::too_many_subscriptions);
+  CHECK(f.eng.subscribe(1, {}, two, true, out) == errc::too_many_subscriptions);
   CHECK(f.eng.subscription_count(1) == 2);
   std::vector<std::string_view> dup{"a1", "a3", "a3"};
-  CHECK_FALSE(f.eng.subscribe(1, dup, true, {}, out));
+  CHECK_FALSE(f.eng.subscribe(1, {}, dup, true, out));
   claps::snapshot s;
-  CHECK(f.eng.subscribe(1, "a9", true, {}, s) == errc::too_many_subscriptions);
+  CHECK(f.eng.subscribe(1, {}, "a9", true, s) == errc::too_many_subscriptions);
   f.eng.unsubscribe(1, "a1");
-  CHECK_FALSE(f.eng.subscribe(1, "a9", true, {}, s));
+  CHECK_FALSE(f.eng.subscribe(1, {}, "a9", true, s));
 }
 
 TEST_CASE("viewer changes are updates; unsubscribe stops them") {
@@ -560,7 +560,7 @@ TEST_CASE("several nodes: remote parts join totals, viewers, mine and the cap") 
   CHECK(own == 5);  // the store keeps this node's own part only
 
   claps::snapshot snap;
-  REQUIRE_FALSE(f.eng.subscribe(2, "a1", true, "alice", snap));
+  REQUIRE_FALSE(f.eng.subscribe(2, "alice", "a1", true, snap));
   CHECK(snap.total == 45);
   CHECK(snap.viewers == 5);
   CHECK(snap.mine == 50);
@@ -796,10 +796,10 @@ TEST_CASE("arbitration: with the shared store unreachable, ops are decided here 
 TEST_CASE("arbitration: the store hears of first and last watchers and of local viewers") {
   arbitrated_fixture f;
   claps::snapshot snap;
-  REQUIRE_FALSE(f.eng.subscribe(1, "a1", true, {}, snap));
+  REQUIRE_FALSE(f.eng.subscribe(1, {}, "a1", true, snap));
   CHECK_FALSE(snap.global);  // the store has no view of the other nodes yet
-  REQUIRE_FALSE(f.eng.subscribe(2, "a1", false, {}, snap));  // not reading: no change
-  REQUIRE_FALSE(f.eng.subscribe(3, "a1", true, {}, snap));
+  REQUIRE_FALSE(f.eng.subscribe(2, {}, "a1", false, snap));  // not reading: no change
+  REQUIRE_FALSE(f.eng.subscribe(3, {}, "a1", true, snap));
   f.eng.unsubscribe(1, "a1");
   f.eng.unsubscribe_all(3);
   f.eng.unsubscribe_all(2);
@@ -809,7 +809,7 @@ TEST_CASE("arbitration: the store hears of first and last watchers and of local 
   CHECK((f.st.rooms[2].watched && f.st.rooms[2].viewers == 1));
   CHECK((f.st.rooms[3].watched && f.st.rooms[3].viewers == 0));
   CHECK((!f.st.rooms[4].watched && f.st.rooms[4].viewers == 0));  // the last, non-reading one left
-  REQUIRE_FALSE(f.eng.subscribe(4, "a2", false, {}, snap));
+  REQUIRE_FALSE(f.eng.subscribe(4, {}, "a2", false, snap));
   f.eng.unsubscribe_all(4);
   CHECK((f.st.rooms.back().article == "a2" && !f.st.rooms.back().watched));
 }
@@ -817,7 +817,7 @@ TEST_CASE("arbitration: the store hears of first and last watchers and of local 
 TEST_CASE("arbitration: the store reports other nodes' parts through its listener") {
   arbitrated_fixture f;
   claps::snapshot snap;
-  REQUIRE_FALSE(f.eng.subscribe(1, "a1", true, {}, snap));
+  REQUIRE_FALSE(f.eng.subscribe(1, {}, "a1", true, snap));
   f.rec.clear();
   REQUIRE_FALSE(f.clap("bob", "a1", 2, 1));
   f.tick();

@@ -39,7 +39,7 @@ TEST_CASE("uv_driver ticks an engine on a real loop until its results arrive") {
   {
     claps::uv_driver driver(&loop, engine);
     claps::snapshot snap;
-    REQUIRE_FALSE(engine.subscribe(1, "uv-a", true, {}, snap));
+    REQUIRE_FALSE(engine.subscribe(1, {}, "uv-a", true, snap));
     for (int i = 0; i < 10; ++i) {
       std::string user = "u" + std::to_string(i);
       claps::clap_request r;

@@ -183,20 +183,20 @@ public:
   // ---- rooms ----
 
   /// Adds `article` to what `sub` watches and fills `out` with its snapshot
-  /// (viewers counting this subscriber when reading). `user` may be empty;
-  /// then out.mine is 0. Subscribing again to a watched article changes
+  /// (viewers counting this subscriber when reading). `user`, the reader
+  /// whose claps out.mine counts, may be empty; then out.mine is 0. Subscribing again to a watched article changes
   /// nothing and returns the snapshot. `out.article` stays valid until the
   /// next call into the engine.
   /// Errors: invalid_article, invalid_user, too_many_subscriptions, or a
   /// store error when the article's total could not be read.
-  std::error_code subscribe(subscriber_id sub, std::string_view article, bool reading,
-                            std::string_view user, snapshot& out);
+  std::error_code subscribe(subscriber_id sub, std::string_view user, std::string_view article, bool reading,
+                            snapshot& out);
 
   /// All or nothing: validates every id and the subscription limit first,
   /// then subscribes to each and appends one snapshot per article to `out`.
   /// Errors as subscribe(); on error nothing changed.
-  std::error_code subscribe(subscriber_id sub, std::span<const std::string_view> articles,
-                            bool reading, std::string_view user, std::vector<snapshot>& out);
+  std::error_code subscribe(subscriber_id sub, std::string_view user, std::span<const std::string_view> articles,
+                            bool reading, std::vector<snapshot>& out);
 
   /// Stops `sub` watching `article`. Unknown pairs are ignored.
   void unsubscribe(subscriber_id sub, std::string_view article);

@@ -393,13 +393,13 @@ public:
   /// parts of those articles then stay unknown). Errors (and then `done`
   /// never runs): store_disconnected while Redis is not ready; bad_request
   /// for an empty list.
-  std::error_code load(std::span<const std::string_view> articles, std::string_view user,
+  std::error_code load(std::string_view user, std::span<const std::string_view> articles,
                        std::function<void(std::error_code)> done);
   /// True when snapshots of `articles` would be global now, without load():
   /// this node watches them or read them within refresh_interval, and no
   /// `user` is asked about (a user's claps through other nodes are always
   /// read afresh).
-  bool loaded(std::span<const std::string_view> articles, std::string_view user);
+  bool loaded(std::string_view user, std::span<const std::string_view> articles);
 
   /// Stops all work with Redis and closes the store's uv handles, so that the
   /// client and bus may be destroyed (and the loop closed) while an engine

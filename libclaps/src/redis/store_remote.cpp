@@ -214,7 +214,7 @@ void redis_store::impl::on_message(std::string_view article, std::string_view pa
   recompute(it->first, it->second);
 }
 
-std::error_code redis_store::load(std::span<const std::string_view> articles, std::string_view user,
+std::error_code redis_store::load(std::string_view user, std::span<const std::string_view> articles,
                                   std::function<void(std::error_code)> done) {
   impl* self = impl_.get();
   if (self->closed || !self->client.ready()) return make_error_code(errc::store_disconnected);
@@ -265,7 +265,7 @@ std::error_code redis_store::load(std::span<const std::string_view> articles, st
   return {};
 }
 
-bool redis_store::loaded(std::span<const std::string_view> articles, std::string_view user) {
+bool redis_store::loaded(std::string_view user, std::span<const std::string_view> articles) {
   if (!user.empty()) return false;  // the user's claps through other nodes are read afresh
   std::int64_t total = 0;
   std::uint32_t viewers = 0;
