@@ -6,14 +6,13 @@
 set -euo pipefail
 example=$1
 dir=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# A free loopback port (Node.js is already required by the suite).
+port=$(node -e "const s = require('net').createServer().listen(0, '127.0.0.1', () => { console.log(s.address().port); s.close(); })")
 redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" >"$dir/redis.log" 2>&1 &
 redis=$!
 trap 'kill "$redis" 2>/dev/null; wait "$redis" 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 1 100); do
-  redis-cli -p "$port" ping >/dev/null 2>&1 && break
-  sleep 0.05  # polling the server's readiness, bounded to 5 s
-done
+# No wait here: the example's client connects with backoff and the example
+# waits (5 s at most) until both stores are usable.
 cd "$dir"
 out=$("$example" "redis://127.0.0.1:$port")
 echo "$out"
