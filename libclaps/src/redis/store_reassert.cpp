@@ -239,12 +239,12 @@ void redis_store::impl::reassert_article(const std::string& article, const std::
   }
   send_article(article, with_total ? &total : nullptr, tallies, version, state);
   stats.reasserts += (with_total ? 1 : 0) + tallies.size();
-  if (with_total) {
-    detail::own_article& o = own[article];
-    o.version = version;
-    o.total = total;
-    o.total_known = true;
-    if (remote.count(article) != 0) mark_publish(article);
+  // Watchers elsewhere hear of it; the next publish carries this version.
+  if (const auto it = own.find(article); with_total && it != own.end()) {
+    it->second.version = version;
+    it->second.total = total;
+    it->second.total_known = true;
+    mark_publish(article);
   }
 }
 

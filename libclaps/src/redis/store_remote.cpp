@@ -82,7 +82,9 @@ void redis_store::impl::flush() {
     payload.append(" ").append(std::to_string(o.version)).append(" ");
     payload.append(std::to_string(o.total)).append(" ").append(std::to_string(o.viewers));
     if (!bus.publish(article, payload)) ++stats.published;
-    if (o.viewers == 0 && remote.find(article) == remote.end()) own.erase(article);
+    // Kept only while someone here watches it (its viewer count is heartbeated).
+    const auto it = remote.find(article);
+    if (o.viewers == 0 && (it == remote.end() || !it->second.watched)) own.erase(article);
   }
 }
 
