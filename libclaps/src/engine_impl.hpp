@@ -96,7 +96,6 @@ struct subscriber_state {
   subscriber_id id = 0;
   std::vector<watch_entry> watching;
   std::vector<const article_update*> batch;  // reused every tick
-  bool live = false;
 };
 
 struct pending_result {
@@ -166,7 +165,6 @@ struct engine::impl final : store_listener {
 
   // The commit in flight and what it carries.
   bool committing = false;
-  bool completed_inline = false;
   std::vector<std::uint32_t> flight_articles;
   std::vector<tally_ref> flight_tallies;
   std::vector<op_map::value_type*> flight_ops;

@@ -14,7 +14,6 @@ std::uint32_t engine::impl::find_or_add_subscriber(subscriber_id id) {
     free_subs.pop_back();
   }
   subs[slot].id = id;
-  subs[slot].live = true;
   sub_index.emplace(id, slot);
   return slot;
 }
@@ -63,7 +62,6 @@ void engine::impl::drop_subscriber_if_empty(std::uint32_t slot) {
   subscriber_state& s = subs[slot];
   if (!s.watching.empty()) return;
   sub_index.erase(s.id);
-  s.live = false;
   s.batch.clear();
   free_subs.push_back(slot);
 }

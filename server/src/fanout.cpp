@@ -24,7 +24,6 @@ engine_callbacks fanout::callbacks() {
   cb.store_status = [this](std::error_code ec) {
     if (ec) log_.error("store commit failed: " + ec.message() + " (readyz now 503; retrying each tick)");
     else log_.info("store commits again");
-    if (on_store_status) on_store_status(ec);
   };
   return cb;
 }

@@ -33,7 +33,6 @@ public:
   void run_deferred(engine& e);
 
   /// Called when the store's health changes (empty: healthy again).
-  std::function<void(std::error_code)> on_store_status;
   /// An op came back undecided (op_result::error), for the metrics.
   std::function<void()> on_refused;
 

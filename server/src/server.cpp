@@ -192,7 +192,6 @@ bool clapsd::start() {
     return false;
   }
   engine_ = std::make_unique<engine>(*store_, eo, fanout_.callbacks(), uv_driver::now());
-  fanout_.on_store_status = [this](std::error_code) {};
   fanout_.on_refused = [this] { metrics_.reject(clap_rejection::unavailable); };
 
   admission_.max = options_.max_connections;

@@ -59,7 +59,6 @@ public:
   /// Delivers a refusal instead of a result, if the endpoint still exists.
   void refuse_op(std::uint64_t cookie, std::error_code ec);
 
-  std::size_t pending_ops() const noexcept { return ops_.size(); }
 
 private:
   struct pending_op {

@@ -200,9 +200,7 @@ public:
   /// Unsubscribes from `article`'s channel. Unknown: ignored.
   void unwatch(std::string_view article);
   /// True while `article`'s channel is (to be) subscribed.
-  bool watching(std::string_view article) const noexcept;
-  /// Every article watched right now.
-  std::vector<std::string> watched() const;
+  bool watching(std::string_view article) const;
 
   /// More observers (the store uses this). Remove before the observer dies.
   std::uint64_t add_listener(redis_bus_callbacks callbacks);

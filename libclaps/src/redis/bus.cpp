@@ -118,13 +118,11 @@ void redis_bus::unwatch(std::string_view article) {
   if (impl_->conn->ready()) impl_->send("UNSUBSCRIBE", article);
 }
 
-bool redis_bus::watching(std::string_view article) const noexcept {
+bool redis_bus::watching(std::string_view article) const {
   return impl_->watchers.count(std::string(article)) != 0;
 }
 
-std::vector<std::string> redis_bus::watched() const {
-  return std::vector<std::string>(impl_->watchers.begin(), impl_->watchers.end());
-}
+
 
 std::uint64_t redis_bus::add_listener(redis_bus_callbacks callbacks) {
   return impl_->listeners.add(std::move(callbacks));
