@@ -7,6 +7,7 @@
 #endif
 
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <utility>
 
@@ -198,7 +199,9 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t*, claps::store&, co
   error = "this clapsd was built without Redis support (CLAPS_REDIS=OFF)";
   return nullptr;
 }
-claps::store& cluster_node::store() noexcept { __builtin_unreachable(); }
+// create() never makes a cluster_node in this build, so nothing can call this;
+// should that ever change, stop loudly instead of running undefined code.
+claps::store& cluster_node::store() noexcept { std::abort(); }
 void cluster_node::before_read(std::string_view, std::span<const std::string_view>, std::function<void()> done) {
   done();
 }
