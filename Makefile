@@ -27,7 +27,7 @@ test:
 	$(MAKE) test-asan
 
 test-asan:
-	cmake -S . -B $(ASAN_BUILD) -DCLAPS_SANITIZE=ON -DCLAPS_SERVER=OFF -DCLAPS_REDIS=OFF \
+	cmake -S . -B $(ASAN_BUILD) -DCLAPS_SANITIZE=ON -DCLAPS_SERVER=OFF -DCLAPS_REDIS=ON \
 	  -DCLAPS_BENCHMARKS=OFF -DCLAPS_EXAMPLES=OFF -DCMAKE_BUILD_TYPE=Debug
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	ctest --test-dir $(ASAN_BUILD) -L unit --output-on-failure
