@@ -1,5 +1,7 @@
 #include "frames.hpp"
 
+#include <simdjson.h>
+
 #include <libwebsockets.h>
 
 #include <charconv>
@@ -116,12 +118,24 @@ void encode_ack(std::string& out, const op_result& r, std::string_view op_id) {
   append_result_fields(out, r);
 }
 
+std::string_view utf8_prefix(std::string_view text, std::size_t max_bytes) noexcept {
+  if (text.size() <= max_bytes) return text;
+  std::size_t end = max_bytes;
+  // Back off over continuation bytes (10xxxxxx) to the lead byte of the
+  // character the cut would split, and cut before it.
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return text.substr(0, end);
+}
+
 void encode_error(std::string& out, std::string_view code, std::string_view message,
                   std::string_view id) {
   begin_frame(out);
   out += R"({"type":"error","code":")";
   out += code;
   out += R"(","message":)";
+  // A text frame must be valid UTF-8, or the client drops the connection:
+  // a message that quotes input is checked once more.
+  if (!simdjson::validate_utf8(message.data(), message.size())) message = "the message quoted invalid text";
   append_json_string(out, message);
   if (!id.empty()) {
     out += R"(,"id":")";
@@ -141,6 +155,7 @@ std::string rest_error_body(std::string_view code, std::string_view message) {
   std::string out = R"({"code":")";
   out += code;
   out += R"(","message":)";
+  if (!simdjson::validate_utf8(message.data(), message.size())) message = "the message quoted invalid text";
   append_json_string(out, message);
   out += '}';
   return out;

@@ -66,4 +66,8 @@ std::string rest_error_body(std::string_view code, std::string_view message);
 /// Appends `text` as a JSON string literal with quotes and escapes.
 void append_json_string(std::string& out, std::string_view text);
 
+/// At most `max_bytes` of `text`, cut before a character that would not fit
+/// whole, so that quoting client input never splits a UTF-8 sequence.
+std::string_view utf8_prefix(std::string_view text, std::size_t max_bytes) noexcept;
+
 } // namespace claps::server

@@ -212,7 +212,7 @@ void ws_service::handle(ws_session& s, std::string_view text, bool binary) {
 void ws_service::subscribe(ws_session& s) {
   for (auto article : message_.articles) {
     if (check_article_id(article) || !deps_.allowlist.allows(article)) {
-      send_error(s, "invalid_article", "invalid or unknown article id: " + std::string(article.substr(0, 128)),
+      send_error(s, "invalid_article", "invalid or unknown article id: " + std::string(utf8_prefix(article, 128)),
                  message_.id);
       return;
     }

@@ -178,6 +178,20 @@ test('a subscribe is all or nothing, and re-subscribing is a no-op', async () =>
   await u.close();
 });
 
+test('an error frame quoting a bad id stays valid UTF-8, and the connection stays open', async () => {
+  const u = await open('utf8echo');
+  // 127 ASCII bytes then two-byte characters: a cut at 128 bytes would split one.
+  const bad = 'a'.repeat(127) + 'é'.repeat(100);
+  u.send({ type: 'subscribe', articles: [bad], id: 'utf8-1' });
+  const err = await u.error((e) => e.id === 'utf8-1');
+  assert.equal(err.code, 'invalid_article');
+  assert.ok(!err.message.includes('\uFFFD'), 'no broken character in the message');
+  assert.ok(err.message.endsWith('a') || err.message.endsWith('é'), `message ends whole: ${err.message.slice(-8)}`);
+  const ack = await u.clap('utf8-still-open', 1);
+  assert.equal(ack.accepted, 1);
+  await u.close();
+});
+
 test('at most 256 subscriptions per connection', async () => {
   const u = await open('manysubs');
   const ids = Array.from({ length: 257 }, (_, i) => `ms${i}`);
