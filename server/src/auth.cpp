@@ -56,13 +56,14 @@ std::error_code jwt_verifier::verify(std::string_view token, std::int64_t now_s,
     why = "token has no numeric exp";
     return unauthorized;
   }
-  if (exp + jwt_leeway.count() < now_s) {
+  // Compared so that nothing overflows: exp and nbf may be any 64-bit value.
+  if (exp < now_s - jwt_leeway.count()) {
     why = "token expired";
     return unauthorized;
   }
   errno = 0;
   const long nbf = jwt_get_grant_int(jwt.get(), "nbf");
-  if (errno == 0 && nbf - jwt_leeway.count() > now_s) {
+  if (errno == 0 && nbf > now_s + jwt_leeway.count()) {
     why = "token not valid yet (nbf)";
     return unauthorized;
   }
@@ -86,8 +87,9 @@ bool read_secret_file(const std::string& path, std::string& secret, std::string&
   secret = buffer.str();
   if (!secret.empty() && secret.back() == '\n') secret.pop_back();
   if (!secret.empty() && secret.back() == '\r') secret.pop_back();
-  if (secret.empty()) {
-    error = "--auth-secret-file '" + path + "' is empty";
+  if (secret.size() < min_secret_bytes) {
+    error = "--auth-secret-file '" + path + "' holds " + std::to_string(secret.size()) +
+            " bytes: an HS256 secret needs at least 32 bytes (for example: head -c 32 /dev/urandom | base64)";
     return false;
   }
   return true;

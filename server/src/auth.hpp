@@ -17,6 +17,9 @@
 namespace claps::server {
 
 inline constexpr std::chrono::seconds jwt_leeway{30};
+/// Shorter HS256 secrets are refused at start: they can be guessed offline
+/// from any one token.
+inline constexpr std::size_t min_secret_bytes = 32;
 
 class jwt_verifier {
 public:

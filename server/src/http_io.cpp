@@ -96,11 +96,14 @@ unsigned http_status_for(std::error_code ec) noexcept {
 void read_credentials(lws* wsi, request_credentials& out) {
   out.creds = {};
   out.authorization = header_value(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-  if (query_arg(wsi, "token", out.token)) {
-    out.creds.token = out.token;
-    out.creds.has_token = true;
-  } else if (auto bearer = bearer_token(out.authorization); !bearer.empty()) {
+  // The header wins: a token in the query string ends up in proxy and access
+  // logs, so it is only the fallback for clients that cannot set headers
+  // (browsers opening a WebSocket).
+  if (auto bearer = bearer_token(out.authorization); !bearer.empty()) {
     out.creds.token = bearer;
+    out.creds.has_token = true;
+  } else if (query_arg(wsi, "token", out.token)) {
+    out.creds.token = out.token;
     out.creds.has_token = true;
   }
   if (query_arg(wsi, "user", out.user_param)) {

@@ -5,9 +5,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { client, request, startServer, tempDir } from './helpers.mjs';
+import { client, request, runClapsd, startServer, tempDir } from './helpers.mjs';
 
-const secret = 'integration-secret-0123456789';
+const secret = 'integration-secret-0123456789abcdef';  // 32 bytes or more, as clapsd demands
 let server;
 before(async () => {
   const file = path.join(tempDir(), 'secret');
@@ -48,6 +48,29 @@ test('a valid HS256 token names the user, from the query or a bearer header', as
   assert.equal((await handshake(`?token=${token({ sub: 'late', exp: now() - 10 })}`)).status, 101);
 });
 
+test('the Authorization header wins over ?token=, which ends up in proxy logs', async () => {
+  const good = token({ sub: 'carol', exp: now() + 60 });
+  const other = token({ sub: 'mallory', exp: now() + 60 });
+  assert.deepEqual(await handshake(`?token=${other}`, { authorization: `Bearer ${good}` }), { status: 101, user: 'carol' });
+  // An expired header token is not rescued by a valid query token.
+  const expired = token({ sub: 'carol', exp: now() - 3600 });
+  assert.equal((await handshake(`?token=${good}`, { authorization: `Bearer ${expired}` })).status, 401);
+});
+
+test('an exp as far in the future as a 64-bit integer allows is accepted, not overflowed into the past', async () => {
+  // Written as text: a JavaScript number cannot hold 2^63 - 1 exactly.
+  const t = token('{"sub":"far","exp":9223372036854775807,"nbf":-9223372036854775807}');
+  assert.deepEqual(await handshake(`?token=${t}`), { status: 101, user: 'far' });
+});
+
+test('a secret shorter than 32 bytes refuses to start', async () => {
+  const file = path.join(tempDir(), 'short');
+  fs.writeFileSync(file, 'too-short-secret\n');
+  const r = await runClapsd(['--store', 'memory', '--auth-secret-file', file]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /at least 32 bytes/);
+});
+
 test('everything else gets 401', async () => {
   const bad = {
     'no token': '',
@@ -66,6 +89,8 @@ test('everything else gets 401', async () => {
     'numeric sub': `?token=${token({ sub: 42, exp: now() + 60 })}`,
     'not before': `?token=${token({ sub: 'alice', exp: now() + 600, nbf: now() + 300 })}`,
     garbage: '?token=not.a.jwt',
+    // nbf at the far future must not overflow the leeway arithmetic into the past.
+    'nbf at the far future': `?token=${token('{"sub":"alice","exp":9223372036854775807,"nbf":9223372036854775807}')}`,
   };
   for (const [name, query] of Object.entries(bad)) {
     const r = await handshake(query);
