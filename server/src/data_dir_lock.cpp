@@ -16,13 +16,19 @@ namespace claps::server {
 
 data_dir_lock data_dir_lock::acquire(const std::string& dir, std::string& error) {
   std::error_code ec;
+  // A new data dir is readable by its owner only: it holds every user's claps.
+  const bool existed = std::filesystem::exists(dir, ec);
   std::filesystem::create_directories(dir, ec);
+  if (!ec && !existed)
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all, std::filesystem::perm_options::replace, ec);
   if (ec) {
     error = "cannot create data dir '" + dir + "': " + ec.message();
     return {};
   }
   const std::string path = dir + "/clapsd.lock";
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  // O_NOFOLLOW: a symlink planted at the lock's path is refused, not
+  // followed and truncated below.
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     error = "cannot open lock file '" + path + "': " + std::strerror(errno);
     return {};
@@ -73,7 +79,10 @@ std::string data_dir_lock::owner_id(const std::string& dir, std::string& error) 
   std::string id;
   for (int i = 0; i < 32; ++i) id.push_back(hex[rd() & 0xf]);
   const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A leftover from a crash is removed, then the file is created afresh:
+  // never opened through a symlink someone planted.
+  ::unlink(tmp.c_str());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   const std::string line = id + "\n";
   const bool written = fd >= 0 && ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
                        ::fsync(fd) == 0;

@@ -223,3 +223,30 @@ test('a failing store: readyz 503, no acks for what is not durable, nothing acke
     if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill('SIGKILL');
   }
 });
+
+test('a new data dir is 0700 and its files 0600; a symlinked lock file refuses to start', async () => {
+  const dir = path.join(tempDir(), 'fresh-data');  // does not exist yet
+  const server = await startServer({ dataDir: dir });
+  try {
+    const ack = await (await client.open(`${server.ws}?user=perm`)).clap('perm-1', 1);
+    assert.equal(ack.accepted, 1);
+  } finally {
+    await server.stop();
+  }
+  const mode = (p) => (fs.statSync(p).mode & 0o777).toString(8);
+  assert.equal(mode(dir), '700');
+  for (const name of fs.readdirSync(dir)) {
+    const p = path.join(dir, name);
+    if (fs.statSync(p).isFile()) assert.equal(mode(p), '600', `${name} is readable by others`);
+  }
+  // A lock file that is a symlink (to a file someone else owns) is not followed.
+  const trap = tempDir();
+  const victim = path.join(trap, 'victim');
+  fs.writeFileSync(victim, 'keep me\n');
+  fs.rmSync(path.join(dir, 'clapsd.lock'));
+  fs.symlinkSync(victim, path.join(dir, 'clapsd.lock'));
+  const r = await runClapsd(['--data-dir', dir, '--listen', '127.0.0.1:0']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /lock file/);
+  assert.equal(fs.readFileSync(victim, 'utf8'), 'keep me\n', 'the symlink target was not truncated');
+});

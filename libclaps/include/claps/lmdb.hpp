@@ -42,7 +42,8 @@
 namespace claps {
 
 struct lmdb_options {
-  /// Directory of the environment; created if missing.
+  /// Directory of the environment; created if missing (mode 0700). Its
+  /// files are created 0600: they hold every user's claps.
   std::string path = "data";
   /// LMDB map size: the most the database may grow to.
   std::size_t map_size = std::size_t{1} << 30;

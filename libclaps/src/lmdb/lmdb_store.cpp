@@ -133,7 +133,12 @@ struct lmdb_store::impl {
 
   std::error_code open_env() {
     std::error_code fs_ec;
+    // A directory the store creates, and its files, are its owner's only.
+    const bool existed = std::filesystem::exists(options.path, fs_ec);
     std::filesystem::create_directories(options.path, fs_ec);
+    if (!fs_ec && !existed)
+      std::filesystem::permissions(options.path, std::filesystem::perms::owner_all,
+                                   std::filesystem::perm_options::replace, fs_ec);
     if (fs_ec) {
       std::snprintf(last_error.data(), last_error.size(), "mkdir %s: %s", options.path.c_str(),
                     fs_ec.message().c_str());
@@ -154,7 +159,7 @@ struct lmdb_store::impl {
     if ((rc = mdb_env_set_maxdbs(env, named_db_count)) != 0)
       return give_up(rc, "mdb_env_set_maxdbs");
     const unsigned flags = MDB_NOTLS | (options.sync ? 0u : unsigned{MDB_NOSYNC});
-    if ((rc = mdb_env_open(env, options.path.c_str(), flags, 0644)) != 0)
+    if ((rc = mdb_env_open(env, options.path.c_str(), flags, 0600)) != 0)
       return give_up(rc, "mdb_env_open");
     // Reader slots left by a crashed process would pin old pages forever.
     int stale = 0;
