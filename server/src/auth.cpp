@@ -76,10 +76,10 @@ std::error_code jwt_verifier::verify(std::string_view token, std::int64_t now_s,
   return {};
 }
 
-bool read_secret_file(const std::string& path, std::string& secret, std::string& error) {
+bool read_secret_line(const std::string& path, std::string_view flag, std::string& secret, std::string& error) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    error = "cannot read --auth-secret-file '" + path + "'";
+    error = "cannot read --" + std::string(flag) + " '" + path + "'";
     return false;
   }
   std::stringstream buffer;
@@ -87,6 +87,15 @@ bool read_secret_file(const std::string& path, std::string& secret, std::string&
   secret = buffer.str();
   if (!secret.empty() && secret.back() == '\n') secret.pop_back();
   if (!secret.empty() && secret.back() == '\r') secret.pop_back();
+  if (secret.empty()) {
+    error = "--" + std::string(flag) + " '" + path + "' is empty";
+    return false;
+  }
+  return true;
+}
+
+bool read_secret_file(const std::string& path, std::string& secret, std::string& error) {
+  if (!read_secret_line(path, "auth-secret-file", secret, error)) return false;
   if (secret.size() < min_secret_bytes) {
     error = "--auth-secret-file '" + path + "' holds " + std::to_string(secret.size()) +
             " bytes: an HS256 secret needs at least 32 bytes (for example: head -c 32 /dev/urandom | base64)";

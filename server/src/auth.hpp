@@ -35,6 +35,9 @@ private:
 
 /// Reads the secret file, dropping one trailing newline ("\n" or "\r\n").
 bool read_secret_file(const std::string& path, std::string& secret, std::string& error);
+/// Reads a one-line secret (a password) given as --`flag`: a trailing newline
+/// is not part of it. False with `error` set when unreadable or empty.
+bool read_secret_line(const std::string& path, std::string_view flag, std::string& secret, std::string& error);
 
 /// The credentials a request carried.
 struct credentials {

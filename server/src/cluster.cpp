@@ -1,5 +1,6 @@
 #include "cluster.hpp"
 
+#include "auth.hpp"
 #include "data_dir_lock.hpp"
 
 #ifdef CLAPS_HAVE_REDIS
@@ -42,6 +43,13 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store
   }
   ro.connect_timeout = millis(options.redis_timeout_ms);
   ro.request_timeout = millis(options.redis_timeout_ms);
+  // Passwords from files stay out of ps and of the URL.
+  if (!options.redis_password_file.empty() &&
+      !read_secret_line(options.redis_password_file, "redis-password-file", ro.password, error))
+    return nullptr;
+  if (!options.sentinel_password_file.empty() &&
+      !read_secret_line(options.sentinel_password_file, "sentinel-password-file", ro.sentinel_password, error))
+    return nullptr;
 
   auto self = std::make_unique<impl>(loop, log);
   impl* p = self.get();

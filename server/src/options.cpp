@@ -49,9 +49,11 @@ cxxopts::Options make_spec() {
     ("log-level", "trace, debug, info, warn or error (logs go to stderr)",
      cxxopts::value<std::string>()->default_value("info"));
   spec.add_options("Security and limits")
-    ("auth-secret-file", "File holding the HS256 secret. When set, identity comes only from "
-     "JWTs (?token= or Authorization: Bearer); a trailing newline is ignored",
+    ("auth-secret-file", "File holding the HS256 secret (at least 32 bytes). When set, identity comes "
+     "only from JWTs (Authorization: Bearer, or ?token=); a trailing newline is ignored",
      cxxopts::value<std::string>()->default_value(""))
+    ("allow-anonymous", "Without --auth-secret-file (demo mode: ?user= names anyone), listen on an "
+     "address other than loopback anyway", cxxopts::value<bool>()->default_value("false"))
     ("allowed-origin", "Origin (scheme://host[:port]) allowed besides the request's own host; "
      "repeatable", cxxopts::value<std::vector<std::string>>())
     ("max-connections", "Most WebSocket + SSE connections; extra handshakes get HTTP 503",
@@ -88,7 +90,11 @@ cxxopts::Options make_spec() {
     ("node-id", "This node's id, unique and stable across restarts (1-128 of A-Z a-z 0-9 . _ : -); "
      "required with --redis or --sentinel", cxxopts::value<std::string>()->default_value(""))
     ("redis-timeout-ms", "Deadline of every Redis request and connect; a miss degrades to local acks",
-     cxxopts::value<int>()->default_value("2000"));
+     cxxopts::value<int>()->default_value("2000"))
+    ("redis-password-file", "File holding the Redis password (AUTH; a trailing newline is ignored), "
+     "instead of one in the --redis URL", cxxopts::value<std::string>()->default_value(""))
+    ("sentinel-password-file", "File holding the sentinels' password (their requirepass)",
+     cxxopts::value<std::string>()->default_value(""));
   spec.add_options("Info")
     ("h,help", "Show this help and exit")
     ("version", "Show the version and exit");
@@ -100,6 +106,11 @@ std::string env_name(std::string_view flag) {
   std::string name = "CLAPS_";
   for (char c : flag) name += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return name;
+}
+
+// 127.0.0.0/8, ::1 and localhost: reachable from this machine only.
+bool loopback_host(std::string_view host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127.");
 }
 
 bool parse_listen(std::string_view text, server_options& out, std::string& error) {
@@ -200,6 +211,7 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
     else if (level == "error") o.level = log_level::error;
     else error = "--log-level must be trace, debug, info, warn or error";
     o.auth_secret_file = result["auth-secret-file"].as<std::string>();
+    o.allow_anonymous = result["allow-anonymous"].as<bool>();
     if (result.count("allowed-origin"))
       o.allowed_origins = result["allowed-origin"].as<std::vector<std::string>>();
     o.max_connections = result["max-connections"].as<std::size_t>();
@@ -232,6 +244,13 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
     o.sentinel_master = result["sentinel-master"].as<std::string>();
     o.node_id = result["node-id"].as<std::string>();
     o.redis_timeout_ms = result["redis-timeout-ms"].as<int>();
+    o.redis_password_file = result["redis-password-file"].as<std::string>();
+    o.sentinel_password_file = result["sentinel-password-file"].as<std::string>();
+    if (!o.clustered() && (!o.redis_password_file.empty() || !o.sentinel_password_file.empty()))
+      error = "--redis-password-file and --sentinel-password-file only apply with --redis or --sentinel";
+    if (o.auth_secret_file.empty() && !o.allow_anonymous && !loopback_host(o.listen_host))
+      error = "--listen " + o.listen_host + " is reachable from other machines, and without --auth-secret-file "
+              "anyone could act as any user: give --auth-secret-file, or --allow-anonymous for a demo";
     if (!o.redis_url.empty() && !o.sentinels.empty()) error = "give --redis or --sentinel, not both";
     else if (!o.sentinels.empty() && o.sentinel_master.empty()) error = "--sentinel needs --sentinel-master NAME";
     else if (o.clustered() && !valid_id(o.node_id, max_user_id_bytes))

@@ -24,6 +24,9 @@ struct server_options {
   int tick_ms = 25;
   int clap_cap = 50;
   std::string auth_secret_file;  // empty: demo mode
+  // Demo mode on an address other than loopback lets anyone act as any user:
+  // refused unless asked for.
+  bool allow_anonymous = false;
   std::vector<std::string> allowed_origins;
   std::size_t max_connections = 19000;
   double rate_limit = 20;        // clap/undo messages per second
@@ -50,6 +53,8 @@ struct server_options {
   std::string sentinels;        // HOST:PORT,HOST:PORT (with sentinel_master)
   std::string sentinel_master;
   std::string node_id;          // required with either; stable per data dir
+  std::string redis_password_file;     // AUTH password for Redis, kept out of ps and the URL
+  std::string sentinel_password_file;  // AUTH password for the sentinels
   int redis_timeout_ms = 2000;  // connect and request deadline
   bool clustered() const noexcept { return !redis_url.empty() || !sentinels.empty(); }
 };

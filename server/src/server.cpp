@@ -153,6 +153,8 @@ bool clapsd::start() {
     auth_ = std::make_unique<authenticator>(std::move(secret));
   } else {
     auth_ = std::make_unique<authenticator>();
+    log_.warn("demo mode: ?user= names the user, so anyone can act as anyone; run with --auth-secret-file "
+              "for real users");
   }
   if (!options_.articles_file.empty()) {
     if (!allowlist_.load(options_.articles_file, error)) {

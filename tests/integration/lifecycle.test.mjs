@@ -250,3 +250,17 @@ test('a new data dir is 0700 and its files 0600; a symlinked lock file refuses t
   assert.match(r.stderr, /lock file/);
   assert.equal(fs.readFileSync(victim, 'utf8'), 'keep me\n', 'the symlink target was not truncated');
 });
+
+test('demo mode says so, and refuses an address other machines can reach unless --allow-anonymous', async () => {
+  const refused = await runClapsd(['--listen', '0.0.0.0:0', '--data-dir', tempDir(), '--store', 'memory']);
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /--auth-secret-file/);
+  assert.match(refused.stderr, /--allow-anonymous/);
+  // On loopback demo mode starts, and warns.
+  const server = await startServer({ args: ['--store', 'memory'] });
+  try {
+    await eventually(() => /demo mode/.test(server.stderr), { ms: 5000, what: 'the demo-mode warning' });
+  } finally {
+    await server.stop();
+  }
+});

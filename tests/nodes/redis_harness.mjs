@@ -35,9 +35,11 @@ async function answers(port) {
 }
 
 export class redis_setup {
-  constructor({ appendonly = false } = {}) {
+  constructor({ appendonly = false, password = '' } = {}) {
     this.dir = tempDir('claps-nodes-redis-');
     this.appendonly = appendonly;  // servers keep their data across a restart (fsync'd AOF)
+    // Servers and sentinels require this password (redis-cli then needs REDISCLI_AUTH).
+    this.password = password;
     this.procs = [];  // {role, port, child}
     process.on('exit', () => this.killAll());
   }
@@ -46,8 +48,8 @@ export class redis_setup {
    * Starts master + `replicas` replicas + `sentinels` sentinels and waits until failover-ready.
    * With `appendonly`, every server fsyncs an AOF on each write, so restart() brings its data back.
    */
-  static async start({ replicas = 2, sentinels = 3, appendonly = false } = {}) {
-    const r = new redis_setup({ appendonly });
+  static async start({ replicas = 2, sentinels = 3, appendonly = false, password = '' } = {}) {
+    const r = new redis_setup({ appendonly, password });
     const ports = await freePorts(1 + replicas + sentinels);
     r.masterPort = ports[0];
     r.spawnServer('master', ports[0]);
@@ -68,6 +70,7 @@ export class redis_setup {
       'save ""', `logfile ${path.join(this.dir, `${role}-${port}.log`)}`,
       ...(this.appendonly ? ['appendonly yes', 'appendfsync always', `appenddirname aof-${port}`] : ['appendonly no'])];
     if (masterPort) lines.push(`replicaof 127.0.0.1 ${masterPort}`);
+    if (this.password) lines.push(`requirepass ${this.password}`, `masterauth ${this.password}`);
     this.launch(role, port, [this.conf(role, port, lines)]);
   }
 
@@ -77,7 +80,9 @@ export class redis_setup {
       `sentinel monitor ${MASTER_NAME} 127.0.0.1 ${this.masterPort} 2`,
       `sentinel down-after-milliseconds ${MASTER_NAME} 1000`,
       `sentinel failover-timeout ${MASTER_NAME} 3000`,
-      `sentinel parallel-syncs ${MASTER_NAME} 1`];
+      `sentinel parallel-syncs ${MASTER_NAME} 1`,
+      ...(this.password ? [`requirepass ${this.password}`, `sentinel auth-pass ${MASTER_NAME} ${this.password}`,
+        `sentinel sentinel-pass ${this.password}`] : [])];
     this.launch('sentinel', port, [this.conf('sentinel', port, lines), '--sentinel']);
   }
 
