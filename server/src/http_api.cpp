@@ -167,7 +167,8 @@ private:
 
 } // namespace
 
-http_api::http_api(service_deps deps, static_files files) : deps_(deps), files_(std::move(files)) {}
+http_api::http_api(service_deps deps, static_files files)
+    : deps_(deps), files_(std::move(files)), origins_(deps.options.allowed_origins) {}
 
 bool http_api::identify(lws* wsi, bool required, std::string& user, int& refusal_result) {
   request_credentials request;
@@ -367,7 +368,21 @@ int http_api::open_stream(lws* wsi, std::string_view article) {
     deps_.metrics.refuse(refusal::draining);
     return respond_error(wsi, 503, "unavailable", "server is shutting down");
   }
-  if (!deps_.admission.has_room()) {
+  // A browser's EventSource sends Origin on cross-site requests: checked like
+  // a WebSocket handshake, so other sites cannot read through a reader's browser.
+  if (!origins_.allows(header_value(wsi, WSI_TOKEN_ORIGIN), header_value(wsi, WSI_TOKEN_HOST))) {
+    deps_.metrics.refuse(refusal::origin);
+    return respond_error(wsi, 403, "forbidden", "origin not allowed");
+  }
+  if (deps_.auth.auth_mode() && !deps_.options.anonymous_sse) {
+    std::string user;
+    int refused = 0;
+    if (!identify(wsi, true, user, refused)) {
+      deps_.metrics.refuse(refusal::unauthorized);
+      return refused;
+    }
+  }
+  if (!deps_.admission.has_room() || deps_.metrics.sse_streams >= deps_.options.max_sse_streams) {
     deps_.metrics.refuse(refusal::max_connections);
     return respond_error(wsi, 503, "unavailable", "connection limit reached");
   }

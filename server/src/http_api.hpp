@@ -2,6 +2,7 @@
 // the demo app's static files.
 #pragma once
 
+#include "origin.hpp"
 #include "service_deps.hpp"
 #include "static_files.hpp"
 #include "token_bucket.hpp"
@@ -67,6 +68,7 @@ private:
 
   service_deps deps_;
   static_files files_;
+  origin_policy origins_;  // SSE handshakes are checked like WebSocket ones
   std::unordered_map<lws*, std::unique_ptr<http_exchange>> exchanges_;
   std::unordered_map<std::string, token_bucket> rest_buckets_;
 };

@@ -58,6 +58,10 @@ cxxopts::Options make_spec() {
      "repeatable", cxxopts::value<std::vector<std::string>>())
     ("max-connections", "Most WebSocket + SSE connections; extra handshakes get HTTP 503",
      cxxopts::value<std::size_t>()->default_value("19000"))
+    ("max-sse-streams", "Most SSE streams (they count in --max-connections too); extra ones get HTTP 503",
+     cxxopts::value<std::size_t>()->default_value("1000"))
+    ("anonymous-sse", "In auth mode, let SSE streams open without a token (read-only counts)",
+     cxxopts::value<bool>()->default_value("false"))
     ("rate-limit", "Per-connection (and per REST user) clap/undo messages per second",
      cxxopts::value<double>()->default_value("20"))
     ("rate-burst", "Token bucket burst for --rate-limit", cxxopts::value<double>()->default_value("40"))
@@ -215,6 +219,8 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
     if (result.count("allowed-origin"))
       o.allowed_origins = result["allowed-origin"].as<std::vector<std::string>>();
     o.max_connections = result["max-connections"].as<std::size_t>();
+    o.max_sse_streams = result["max-sse-streams"].as<std::size_t>();
+    o.anonymous_sse = result["anonymous-sse"].as<bool>();
     if (o.max_connections < 1) error = "--max-connections must be at least 1";
     o.rate_limit = result["rate-limit"].as<double>();
     o.rate_burst = result["rate-burst"].as<double>();

@@ -29,6 +29,11 @@ struct server_options {
   bool allow_anonymous = false;
   std::vector<std::string> allowed_origins;
   std::size_t max_connections = 19000;
+  // SSE streams, counted among max_connections too, have a cap of their own so
+  // that readers who never read cannot take every connection from WebSockets.
+  std::size_t max_sse_streams = 1000;
+  // In auth mode SSE streams need a token too, unless readers may be anonymous.
+  bool anonymous_sse = false;
   double rate_limit = 20;        // clap/undo messages per second
   double rate_burst = 40;
   std::size_t max_message_bytes = 4096;

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { client, request, runClapsd, startServer, tempDir } from './helpers.mjs';
@@ -69,6 +70,19 @@ test('a secret shorter than 32 bytes refuses to start', async () => {
   const r = await runClapsd(['--store', 'memory', '--auth-secret-file', file]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /at least 32 bytes/);
+});
+
+test('in auth mode an SSE stream needs a token too (?token=, as EventSource sets no headers)', async () => {
+  const status = (query) => new Promise((resolve, reject) => {
+    const req = http.get(`${server.http}/api/articles/auth-sse/events${query}`, (res) => {
+      req.destroy();
+      resolve(res.statusCode);
+    });
+    req.on('error', (e) => (e.code === 'ECONNRESET' ? undefined : reject(e)));
+  });
+  assert.equal(await status(''), 401);
+  assert.equal(await status(`?token=${token({ sub: 'sam', exp: now() - 3600 })}`), 401);
+  assert.equal(await status(`?token=${token({ sub: 'sam', exp: now() + 60 })}`), 200);
 });
 
 test('everything else gets 401', async () => {

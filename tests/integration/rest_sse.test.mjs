@@ -171,6 +171,59 @@ describe('SSE', () => {
     await ws.close();
   });
 
+  // The status of a stream's response (its body, when it is a refusal); the stream is then closed.
+  function streamStatus(url, headers = {}) {
+    return deadline(new Promise((resolve, reject) => {
+      const req = http.get(url, { headers }, (res) => {
+        if (res.statusCode === 200) {
+          req.destroy();
+          resolve({ status: 200 });
+          return;
+        }
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => { body += c; });
+        res.on('end', () => resolve({ status: res.statusCode, json: JSON.parse(body) }));
+      });
+      req.on('error', reject);
+    }), 5000, `GET ${url}`);
+  }
+
+  test('a cross-site Origin is refused with 403, as for WebSockets', async () => {
+    const r = await streamStatus(api('sse-origin/events'), { origin: 'http://evil.example' });
+    assert.equal(r.status, 403);
+    assert.equal(r.json.code, 'forbidden');
+    const host = new URL(server.http).host;
+    assert.equal((await streamStatus(api('sse-origin/events'), { origin: `http://${host}` })).status, 200);
+  });
+
+  test('SSE streams have a cap of their own: readers that never read cannot take every connection', async () => {
+    const small = await startServer({ args: ['--store', 'memory', '--max-connections', '20', '--max-sse-streams', '3'] });
+    const held = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const req = http.get(`${small.http}/api/articles/cap-${i}/events`);
+        held.push(req);
+        const res = await deadline(new Promise((resolve, reject) => {
+          req.on('response', resolve);
+          req.on('error', reject);
+        }), 5000, `stream ${i}`);
+        assert.equal(res.statusCode, 200);
+        res.pause();  // never read
+      }
+      const refused = await streamStatus(`${small.http}/api/articles/cap-9/events`);
+      assert.equal(refused.status, 503);
+      assert.equal(refused.json.code, 'unavailable');
+      // WebSockets still get in.
+      const ws = await client.open(`${small.ws}?user=still-room`);
+      assert.equal((await ws.clap('cap-ws', 1)).accepted, 1);
+      await ws.close();
+    } finally {
+      for (const req of held) req.destroy();
+      await small.stop();
+    }
+  });
+
   test('SSE on an invalid article is a 400', async () => {
     const r = await request(api('no%20way/events'));
     assert.equal(r.status, 400);
