@@ -3,6 +3,8 @@
 // article. See docs/architecture.md for the model.
 #include "engine_impl.hpp"
 
+#include <unordered_set>
+
 namespace claps {
 
 std::error_code validate(const engine_options& o) noexcept {
@@ -28,6 +30,13 @@ std::error_code engine::subscribe(subscriber_id sub, std::string_view user, std:
                                   bool reading, snapshot& out) {
   impl& e = *impl_;
   e.assert_not_in_callback();
+  if (auto ec = check_article_id(article)) return ec;
+  // Over the limit costs no store read (an article not in memory is watched by nobody).
+  if (auto it = e.sub_index.find(sub); e.opt.max_subscriptions && it != e.sub_index.end() &&
+                                       e.subs[it->second].watching.size() >= e.opt.max_subscriptions) {
+    const std::uint32_t known = e.find_article(article);
+    if (known == no_slot || !e.watches(it->second, known)) return make_error_code(errc::too_many_subscriptions);
+  }
   std::uint32_t slot = 0;
   std::int32_t mine = 0;
   bool global = true;
@@ -53,6 +62,19 @@ std::error_code engine::subscribe(subscriber_id sub, std::string_view user,
     if (auto ec = check_user_id(user)) return ec;
   for (std::string_view article : list)
     if (auto ec = check_article_id(article)) return ec;
+  // The limit first, from memory alone (an article not in memory is watched by
+  // nobody), so a request over it costs no store reads.
+  auto it = e.sub_index.find(sub);
+  const std::size_t have = it == e.sub_index.end() ? 0 : e.subs[it->second].watching.size();
+  std::size_t adding = 0;
+  std::unordered_set<std::string_view> seen;
+  for (std::string_view article : list) {
+    if (!seen.insert(article).second) continue;
+    const std::uint32_t slot = e.find_article(article);
+    if (slot == no_slot || it == e.sub_index.end() || !e.watches(it->second, slot)) ++adding;
+  }
+  if (e.opt.max_subscriptions && have + adding > e.opt.max_subscriptions)
+    return make_error_code(errc::too_many_subscriptions);
   // Load everything first so a store error leaves nothing half done.
   std::vector<std::uint32_t> slots;
   std::vector<std::int32_t> mines;
@@ -68,16 +90,6 @@ std::error_code engine::subscribe(subscriber_id sub, std::string_view user,
     mines.push_back(mine);
     globals.push_back(e.refresh_remote(slot));
   }
-  auto it = e.sub_index.find(sub);
-  std::size_t have = it == e.sub_index.end() ? 0 : e.subs[it->second].watching.size();
-  std::size_t adding = 0;
-  for (std::size_t i = 0; i < slots.size(); ++i) {
-    bool dup = std::find(slots.begin(), slots.begin() + static_cast<std::ptrdiff_t>(i), slots[i]) !=
-               slots.begin() + static_cast<std::ptrdiff_t>(i);
-    if (!dup && !(it != e.sub_index.end() && e.watches(it->second, slots[i]))) ++adding;
-  }
-  if (e.opt.max_subscriptions && have + adding > e.opt.max_subscriptions)
-    return make_error_code(errc::too_many_subscriptions);
   if (slots.empty()) return {};
   std::uint32_t sub_slot = e.find_or_add_subscriber(sub);
   for (std::size_t i = 0; i < slots.size(); ++i) {

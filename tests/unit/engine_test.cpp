@@ -828,3 +828,24 @@ TEST_CASE("arbitration: the store reports other nodes' parts through its listene
   REQUIRE_FALSE(f.rec.batches[1].empty());
   CHECK(f.rec.batches[1].back()[0].total == 12);
 }
+
+TEST_CASE("a subscription over the limit is refused before anything is read from the store") {
+  claps::engine_options o;
+  o.max_subscriptions = 2;
+  fixture f(o);
+  f.sub(1, "a1");
+  f.sub(1, "a2");
+  const int reads = f.st.total_reads;
+  std::vector<std::string> names;
+  for (int i = 0; i < 100; ++i) names.push_back("new-" + std::to_string(i));
+  const std::vector<std::string_view> many(names.begin(), names.end());
+  std::vector<claps::snapshot> out;
+  CHECK(f.eng.subscribe(1, {}, many, true, out) == errc::too_many_subscriptions);
+  claps::snapshot s;
+  CHECK(f.eng.subscribe(1, {}, "new-x", true, s) == errc::too_many_subscriptions);
+  CHECK(f.st.total_reads == reads);  // the store was not asked for 101 articles
+  // Re-subscribing to a watched article still answers.
+  CHECK_FALSE(f.eng.subscribe(1, {}, "a1", true, s));
+  const std::vector<std::string_view> watched{"a1", "a2", "a1"};
+  CHECK_FALSE(f.eng.subscribe(1, {}, watched, true, out));
+}

@@ -28,7 +28,9 @@ public:
   int commits_succeeded = 0;
   std::vector<std::size_t> batch_totals;  // totals per attempted batch
 
+  int total_reads = 0;
   std::error_code read_total(std::string_view a, std::int64_t& t) override {
+    ++total_reads;
     return inner_.read_total(a, t);
   }
   std::error_code read_tally(std::string_view u, std::string_view a, std::int32_t& c) override {
