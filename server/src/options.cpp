@@ -60,6 +60,8 @@ cxxopts::Options make_spec() {
      cxxopts::value<std::size_t>()->default_value("19000"))
     ("max-sse-streams", "Most SSE streams (they count in --max-connections too); extra ones get HTTP 503",
      cxxopts::value<std::size_t>()->default_value("1000"))
+    ("max-connections-per-user", "Most WebSocket connections one user may hold; extra handshakes get HTTP 429",
+     cxxopts::value<std::size_t>()->default_value("32"))
     ("anonymous-sse", "In auth mode, let SSE streams open without a token (read-only counts)",
      cxxopts::value<bool>()->default_value("false"))
     ("rate-limit", "Per-connection (and per REST user) clap/undo messages per second",
@@ -220,6 +222,8 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
       o.allowed_origins = result["allowed-origin"].as<std::vector<std::string>>();
     o.max_connections = result["max-connections"].as<std::size_t>();
     o.max_sse_streams = result["max-sse-streams"].as<std::size_t>();
+    o.max_connections_per_user = result["max-connections-per-user"].as<std::size_t>();
+    if (o.max_connections_per_user < 1) error = "--max-connections-per-user must be at least 1";
     o.anonymous_sse = result["anonymous-sse"].as<bool>();
     if (o.max_connections < 1) error = "--max-connections must be at least 1";
     o.rate_limit = result["rate-limit"].as<double>();

@@ -32,6 +32,9 @@ struct server_options {
   // SSE streams, counted among max_connections too, have a cap of their own so
   // that readers who never read cannot take every connection from WebSockets.
   std::size_t max_sse_streams = 1000;
+  // WebSocket connections one user may hold at once (a user can otherwise
+  // multiply the per-connection limits by opening more connections).
+  std::size_t max_connections_per_user = 32;
   // In auth mode SSE streams need a token too, unless readers may be anonymous.
   bool anonymous_sse = false;
   double rate_limit = 20;        // clap/undo messages per second

@@ -82,14 +82,31 @@ int ws_service::confirm_upgrade(lws* wsi, const char* upgrade) {
     if (ec == errc::unauthorized) return refuse(wsi, refusal::unauthorized, 401, "unauthorized", why);
     return refuse(wsi, refusal::bad_request, 400, "bad_request", why);
   }
+  std::size_t& held = per_user_[user];
+  if (held >= deps_.options.max_connections_per_user) {
+    if (held == 0) per_user_.erase(user);
+    return refuse(wsi, refusal::max_connections, 429, "rate_limited",
+                  "too many connections for this user (most " +
+                      std::to_string(deps_.options.max_connections_per_user) + "): close one first");
+  }
+  ++held;
   std::string batch;
   upgrading_[wsi] = pending_upgrade{std::move(user), query_arg(wsi, "batch", batch) && batch == "1"};
   ++deps_.admission.reserved;
   return 0;
 }
 
+void ws_service::release_user(const std::string& user) {
+  const auto it = per_user_.find(user);
+  if (it != per_user_.end() && --it->second == 0) per_user_.erase(it);
+}
+
 void ws_service::destroyed(lws* wsi) {
-  if (upgrading_.erase(wsi) > 0) --deps_.admission.reserved;
+  const auto it = upgrading_.find(wsi);
+  if (it == upgrading_.end()) return;
+  release_user(it->second.user);
+  upgrading_.erase(it);
+  --deps_.admission.reserved;
 }
 
 int ws_service::established(lws* wsi, void* user) {
@@ -168,6 +185,7 @@ void ws_service::closed(lws* wsi, void* user) {
   auto it = sessions_.find(id);
   auto owned = std::move(it->second);
   sessions_.erase(it);
+  release_user(owned->user());
   deps_.release(id, std::move(owned));
   --deps_.metrics.ws_connections;
   deps_.admission.closed_one();

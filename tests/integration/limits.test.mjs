@@ -114,6 +114,33 @@ describe('connection limit', () => {
   });
 });
 
+describe('connections per user', () => {
+  let server;
+  before(async () => {
+    server = await startServer({ args: ['--store', 'memory', '--max-connections-per-user', '3'] });
+  });
+  after(async () => { await server?.stop(); });
+
+  test('one user cannot multiply the per-connection limits: extra handshakes get 429 until one closes', async () => {
+    const held = await Promise.all([1, 2, 3].map(() => client.open(`${server.ws}?user=greedy`)));
+    const extra = new client(`${server.ws}?user=greedy`);
+    const refused = await extra.opened.then(() => null, (e) => e);
+    assert.equal(refused?.status, 429);
+    assert.equal(JSON.parse(refused.body).code, 'rate_limited');
+    // Other users are not affected.
+    const other = await client.open(`${server.ws}?user=modest`);
+    assert.equal(other.hello.user, 'modest');
+    await held[0].close();
+    await eventually(async () => {
+      const c = new client(`${server.ws}?user=greedy`);
+      const ok = await c.opened.then(() => true, () => false);
+      if (ok) c.terminate();
+      return ok;
+    }, { what: 'room for greedy once one connection closed' });
+    await Promise.all([other.close(), held[1].close(), held[2].close()]);
+  });
+});
+
 describe('origin check', () => {
   let server;
   before(async () => {
