@@ -4,9 +4,12 @@
 #include <claps/ids.hpp>
 
 #include <jwt.h>
+#include <simdjson.h>
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -17,6 +20,23 @@ namespace {
 struct jwt_deleter {
   void operator()(jwt_t* j) const noexcept { jwt_free(j); }
 };
+
+// `aud` is a string or an array of strings (RFC 7519, 4.1.3).
+bool audience_matches(jwt_t* jwt, const std::string& audience) {
+  if (const char* aud = jwt_get_grant(jwt, "aud"); aud != nullptr) return audience == aud;
+  char* json = jwt_get_grants_json(jwt, "aud");
+  if (json == nullptr) return false;
+  // libjwt 1.10 hands back malloc'd text (it has no jwt_free_str yet).
+  const std::unique_ptr<char, decltype(&std::free)> owned(json, &std::free);
+  simdjson::dom::parser parser;
+  simdjson::dom::array list;
+  if (parser.parse(json, std::strlen(json)).get_array().get(list)) return false;
+  for (simdjson::dom::element item : list) {
+    std::string_view name;
+    if (!item.get_string().get(name) && name == audience) return true;
+  }
+  return false;
+}
 
 std::int64_t wall_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -67,6 +87,21 @@ std::error_code jwt_verifier::verify(std::string_view token, std::int64_t now_s,
     why = "token not valid yet (nbf)";
     return unauthorized;
   }
+  if (rules_.max_lifetime_s > 0 && exp > now_s + rules_.max_lifetime_s + jwt_leeway.count()) {
+    why = "token lives longer than --jwt-max-lifetime-s allows";
+    return unauthorized;
+  }
+  if (!rules_.issuer.empty()) {
+    const char* iss = jwt_get_grant(jwt.get(), "iss");
+    if (iss == nullptr || rules_.issuer != iss) {
+      why = "token iss is not --jwt-issuer";
+      return unauthorized;
+    }
+  }
+  if (!rules_.audience.empty() && !audience_matches(jwt.get(), rules_.audience)) {
+    why = "token aud does not name --jwt-audience";
+    return unauthorized;
+  }
   const char* sub = jwt_get_grant(jwt.get(), "sub");
   if (sub == nullptr || check_user_id(sub)) {
     why = "token sub is missing or not a valid user id";
@@ -106,8 +141,8 @@ bool read_secret_file(const std::string& path, std::string& secret, std::string&
 
 authenticator::authenticator() : verifier_(std::string{}), rng_(std::random_device{}()) {}
 
-authenticator::authenticator(std::string secret)
-    : auth_mode_(true), verifier_(std::move(secret)), rng_(std::random_device{}()) {}
+authenticator::authenticator(std::string secret, jwt_rules rules)
+    : auth_mode_(true), verifier_(std::move(secret), std::move(rules)), rng_(std::random_device{}()) {}
 
 std::error_code authenticator::identify(const credentials& c, bool allow_anonymous,
                                         std::string& user, std::string& why) {

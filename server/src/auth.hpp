@@ -21,9 +21,19 @@ inline constexpr std::chrono::seconds jwt_leeway{30};
 /// from any one token.
 inline constexpr std::size_t min_secret_bytes = 32;
 
+/// What a token must say besides its signature, exp, nbf and sub.
+struct jwt_rules {
+  std::string audience;  // when set, `aud` must be it (or an array holding it)
+  std::string issuer;    // when set, `iss` must be it
+  /// Tokens whose exp lies further ahead than this are refused (a stolen
+  /// long-lived token is a long-lived account); 0: no limit.
+  std::int64_t max_lifetime_s = 7 * 24 * 3600;
+};
+
 class jwt_verifier {
 public:
-  explicit jwt_verifier(std::string secret) : secret_(std::move(secret)) {}
+  explicit jwt_verifier(std::string secret, jwt_rules rules = {})
+      : secret_(std::move(secret)), rules_(std::move(rules)) {}
   /// Empty error_code and `user` = sub when the token is valid at `now_s`
   /// (Unix seconds); errc::unauthorized otherwise, with `why` for the logs.
   std::error_code verify(std::string_view token, std::int64_t now_s, std::string& user,
@@ -31,6 +41,7 @@ public:
 
 private:
   std::string secret_;
+  jwt_rules rules_;
 };
 
 /// Reads the secret file, dropping one trailing newline ("\n" or "\r\n").
@@ -51,8 +62,8 @@ class authenticator {
 public:
   /// Demo mode: identity from ?user=.
   authenticator();
-  /// Auth mode: identity only from tokens signed with `secret`.
-  explicit authenticator(std::string secret);
+  /// Auth mode: identity only from tokens signed with `secret` that keep `rules`.
+  explicit authenticator(std::string secret, jwt_rules rules = {});
 
   bool auth_mode() const noexcept { return auth_mode_; }
 

@@ -52,6 +52,10 @@ cxxopts::Options make_spec() {
     ("auth-secret-file", "File holding the HS256 secret (at least 32 bytes). When set, identity comes "
      "only from JWTs (Authorization: Bearer, or ?token=); a trailing newline is ignored",
      cxxopts::value<std::string>()->default_value(""))
+    ("jwt-audience", "With --auth-secret-file: tokens must carry this aud", cxxopts::value<std::string>()->default_value(""))
+    ("jwt-issuer", "With --auth-secret-file: tokens must carry this iss", cxxopts::value<std::string>()->default_value(""))
+    ("jwt-max-lifetime-s", "With --auth-secret-file: refuse tokens whose exp lies further ahead (0: no limit)",
+     cxxopts::value<std::int64_t>()->default_value("604800"))
     ("allow-anonymous", "Without --auth-secret-file (demo mode: ?user= names anyone), listen on an "
      "address other than loopback anyway", cxxopts::value<bool>()->default_value("false"))
     ("allowed-origin", "Origin (scheme://host[:port]) allowed besides the request's own host; "
@@ -218,6 +222,11 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
     else error = "--log-level must be trace, debug, info, warn or error";
     o.auth_secret_file = result["auth-secret-file"].as<std::string>();
     o.allow_anonymous = result["allow-anonymous"].as<bool>();
+    o.jwt_audience = result["jwt-audience"].as<std::string>();
+    o.jwt_issuer = result["jwt-issuer"].as<std::string>();
+    o.jwt_max_lifetime_s = result["jwt-max-lifetime-s"].as<std::int64_t>();
+    if (o.jwt_max_lifetime_s < 0 || o.jwt_max_lifetime_s > 10LL * 365 * 24 * 3600)
+      error = "--jwt-max-lifetime-s must be 0..315360000";
     if (result.count("allowed-origin"))
       o.allowed_origins = result["allowed-origin"].as<std::vector<std::string>>();
     o.max_connections = result["max-connections"].as<std::size_t>();

@@ -24,6 +24,9 @@ struct server_options {
   int tick_ms = 25;
   int clap_cap = 50;
   std::string auth_secret_file;  // empty: demo mode
+  std::string jwt_audience;      // required `aud` when set
+  std::string jwt_issuer;        // required `iss` when set
+  std::int64_t jwt_max_lifetime_s = 7 * 24 * 3600;  // 0: no limit
   // Demo mode on an address other than loopback lets anyone act as any user:
   // refused unless asked for.
   bool allow_anonymous = false;

@@ -150,7 +150,8 @@ bool clapsd::start() {
       log_.error(error);
       return false;
     }
-    auth_ = std::make_unique<authenticator>(std::move(secret));
+    auth_ = std::make_unique<authenticator>(
+        std::move(secret), jwt_rules{options_.jwt_audience, options_.jwt_issuer, options_.jwt_max_lifetime_s});
   } else {
     auth_ = std::make_unique<authenticator>();
     log_.warn("demo mode: ?user= names the user, so anyone can act as anyone; run with --auth-secret-file "

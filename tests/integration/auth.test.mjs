@@ -58,10 +58,39 @@ test('the Authorization header wins over ?token=, which ends up in proxy logs', 
   assert.equal((await handshake(`?token=${good}`, { authorization: `Bearer ${expired}` })).status, 401);
 });
 
-test('an exp as far in the future as a 64-bit integer allows is accepted, not overflowed into the past', async () => {
+test('an exp as far ahead as a 64-bit integer allows is refused for its lifetime, not overflowed into "expired"', async () => {
   // Written as text: a JavaScript number cannot hold 2^63 - 1 exactly.
   const t = token('{"sub":"far","exp":9223372036854775807,"nbf":-9223372036854775807}');
-  assert.deepEqual(await handshake(`?token=${t}`), { status: 101, user: 'far' });
+  const r = await handshake(`?token=${t}`);
+  assert.equal(r.status, 401);
+  assert.match(JSON.parse(r.body).message, /lives longer/);
+  // Within the maximum lifetime (7 days by default) a token passes.
+  assert.equal((await handshake(`?token=${token({ sub: 'week', exp: now() + 6 * 24 * 3600 })}`)).status, 101);
+  assert.equal((await handshake(`?token=${token({ sub: 'month', exp: now() + 30 * 24 * 3600 })}`)).status, 401);
+});
+
+test('--jwt-audience and --jwt-issuer: tokens must name them', async () => {
+  const file = path.join(tempDir(), 'secret');
+  fs.writeFileSync(file, secret);
+  const strict = await startServer({
+    args: ['--store', 'memory', '--auth-secret-file', file, '--jwt-audience', 'claps-web', '--jwt-issuer', 'accounts'],
+  });
+  try {
+    const shake = async (claims) => {
+      const c = new client(`${strict.ws}?token=${token(claims)}`);
+      return c.opened.then(() => { c.terminate(); return 101; }, (e) => e.status);
+    };
+    const base = { sub: 'ann', exp: now() + 60 };
+    assert.equal(await shake({ ...base, aud: 'claps-web', iss: 'accounts' }), 101);
+    assert.equal(await shake({ ...base, aud: ['other', 'claps-web'], iss: 'accounts' }), 101);
+    assert.equal(await shake({ ...base, aud: 'other', iss: 'accounts' }), 401);
+    assert.equal(await shake({ ...base, aud: ['other'], iss: 'accounts' }), 401);
+    assert.equal(await shake({ ...base, iss: 'accounts' }), 401);
+    assert.equal(await shake({ ...base, aud: 'claps-web', iss: 'elsewhere' }), 401);
+    assert.equal(await shake({ ...base, aud: 'claps-web' }), 401);
+  } finally {
+    await strict.stop();
+  }
 });
 
 test('a secret shorter than 32 bytes refuses to start', async () => {
