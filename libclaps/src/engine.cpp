@@ -41,14 +41,9 @@ std::error_code engine::subscribe(subscriber_id sub, std::string_view user, std:
   std::int32_t mine = 0;
   bool global = true;
   if (auto ec = e.load_for_snapshot(article, user, slot, mine, global)) return ec;
+  // The limit was checked above, before anything was loaded.
   std::uint32_t sub_slot = e.find_or_add_subscriber(sub);
-  if (!e.watches(sub_slot, slot)) {
-    if (e.opt.max_subscriptions && e.subs[sub_slot].watching.size() >= e.opt.max_subscriptions) {
-      e.drop_subscriber_if_empty(sub_slot);
-      return make_error_code(errc::too_many_subscriptions);
-    }
-    e.add_watch(sub_slot, slot, reading);
-  }
+  if (!e.watches(sub_slot, slot)) e.add_watch(sub_slot, slot, reading);
   e.fill_snapshot(slot, mine, global, out);
   return {};
 }
@@ -166,14 +161,13 @@ void engine::set_remote(std::string_view article, std::int64_t remote_total,
 // Safe inside a callback: it only marks the article for the next emission.
 void engine::impl::set_remote(std::string_view article, std::int64_t remote_total,
                               std::uint32_t remote_viewers) {
-  impl& e = *this;
-  std::uint32_t slot = e.find_article(article);
+  std::uint32_t slot = find_article(article);
   if (slot == no_slot) return;
-  article_state& a = *e.articles[slot];
+  article_state& a = *articles[slot];
   if (a.remote_total == remote_total && a.remote_viewers == remote_viewers) return;
   a.remote_total = remote_total;
   a.remote_viewers = remote_viewers;
-  e.mark_changed(slot);
+  mark_changed(slot);
 }
 
 timestamp engine::next_deadline() const noexcept { return impl_->next_tick; }

@@ -313,9 +313,14 @@ struct engine::impl final : store_listener {
   // id) and its result. The article must already be pinned (result_refs).
   void record(std::uint32_t slot, std::uint32_t tally, std::int32_t count, bool is_undo,
               std::int32_t accepted, std::int32_t mine, op_map::value_type* op, std::uint64_t cookie);
-  // The step-1 rule: the cap minus this node's claps and the other nodes'
-  // last known part.
-  std::int32_t decide_locally(std::uint32_t slot, std::uint32_t tally, std::int32_t count, bool is_undo) const;
+  // Decides an op here, by the step-1 rule (the cap minus this node's claps
+  // and the other nodes' last known part), and records it. Returns its
+  // {accepted, mine}.
+  std::pair<std::int32_t, std::int32_t> record_locally(std::uint32_t slot, std::uint32_t tally, std::int32_t count,
+                                                       bool is_undo, op_map::value_type* op, std::uint64_t cookie);
+  // Keeps a settled op id in memory only (its result lives elsewhere, or it
+  // was never applied) until `expires_at`.
+  void keep_in_memory(op_map::value_type& op, std::int32_t accepted, std::int32_t mine, timestamp expires_at);
 
   // ---- arbitration (stores shared by several nodes) ----
 

@@ -190,14 +190,13 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
     intents.push_back(std::move(in));
     return {};
   }
-  const std::int32_t accepted = decide_locally(slot, tally, count, is_undo);
-  const std::int32_t mine = articles[slot]->tallies[tally].state.value + accepted + st.remote_tally(user, article);
-  record(slot, tally, count, is_undo, accepted, mine, op, cookie);
+  record_locally(slot, tally, count, is_undo, op, cookie);
   return {};
 }
 
-std::int32_t engine::impl::decide_locally(std::uint32_t slot, std::uint32_t tally, std::int32_t count,
-                                          bool is_undo) const {
+std::pair<std::int32_t, std::int32_t> engine::impl::record_locally(std::uint32_t slot, std::uint32_t tally,
+                                                                   std::int32_t count, bool is_undo,
+                                                                   op_map::value_type* op, std::uint64_t cookie) {
   const article_state& a = *articles[slot];
   const tally_entry& e = a.tallies[tally];
   // Claps this user made through other nodes count against the cap too.
@@ -205,8 +204,22 @@ std::int32_t engine::impl::decide_locally(std::uint32_t slot, std::uint32_t tall
   // register goes below zero by the other nodes' part, so the user's claps
   // summed over nodes are 0 (a PN-counter; no node rewrites another's part).
   const std::int32_t remote = st.remote_tally(e.user, a.id);
-  if (is_undo) return -(e.state.value + remote);
-  return std::min(count, std::max(0, opt.clap_cap - e.state.value - remote));
+  const std::int32_t accepted =
+      is_undo ? -(e.state.value + remote) : std::min(count, std::max(0, opt.clap_cap - e.state.value - remote));
+  const std::int32_t mine = e.state.value + accepted + remote;
+  record(slot, tally, count, is_undo, accepted, mine, op, cookie);
+  return {accepted, mine};
+}
+
+void engine::impl::keep_in_memory(op_map::value_type& op, std::int32_t accepted, std::int32_t mine,
+                                  timestamp expires_at) {
+  op_state& o = op.second;
+  o.accepted = accepted;
+  o.mine = mine;
+  o.expires_at = expires_at;
+  o.at = stage::committed;
+  o.intent = nullptr;
+  op_fifo.emplace_back(o.expires_at, &op.first);
 }
 
 void engine::impl::record(std::uint32_t slot, std::uint32_t tally, std::int32_t count, bool is_undo,

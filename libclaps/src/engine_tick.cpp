@@ -57,10 +57,9 @@ void engine::impl::start_arbitration() {
                             a.tallies[in->tally].state.value, a.total});
   }
   arbitrating = true;
-  if (auto ec = st.arbitrate(intent_views, [this](std::span<const op_decision> d) { finish_arbitration(d); })) {
-    // Not reachable: every op is decided here (the step-1 rule).
-    static const op_decision local{};
-    std::vector<op_decision> all(deciding.size(), local);
+  if (st.arbitrate(intent_views, [this](std::span<const op_decision> d) { finish_arbitration(d); })) {
+    // The shared store is unreachable: every op is decided here (kind::local).
+    const std::vector<op_decision> all(deciding.size());
     finish_arbitration(all);
   }
 }
@@ -79,7 +78,6 @@ void engine::impl::finish_arbitration(std::span<const op_decision> decisions) {
 }
 
 bool engine::impl::settle_intent(intent_state& in, const op_decision& d) {
-  article_state& a = *articles[in.article];
   auto answer_followers = [&](std::int32_t accepted, std::int32_t mine, bool unavailable) {
     for (std::uint64_t cookie : in.followers)
       accumulating_results.push_back({cookie, in.article, accepted, mine, true, unavailable});
@@ -91,37 +89,22 @@ bool engine::impl::settle_intent(intent_state& in, const op_decision& d) {
     answer_followers(d.accepted, d.mine, false);
     break;
   case op_decision::kind::local: {
-    const std::int32_t accepted = decide_locally(in.article, in.tally, in.count, in.undo);
-    const std::int32_t mine = a.tallies[in.tally].state.value + accepted + st.remote_tally(in.user, a.id);
-    record(in.article, in.tally, in.count, in.undo, accepted, mine, in.op, in.cookie);
+    const auto [accepted, mine] = record_locally(in.article, in.tally, in.count, in.undo, in.op, in.cookie);
     answer_followers(accepted, mine, false);
     break;
   }
-  case op_decision::kind::replay: {
+  case op_decision::kind::replay:
     // Another node applied this op id: answer its result and count nothing.
     // The record stays in memory only: it is that node's journal that holds it.
-    op_state& o = in.op->second;
-    o.accepted = d.accepted;
-    o.mine = d.mine;
-    o.expires_at = now + opt.op_id_window;
-    o.at = stage::committed;
-    o.intent = nullptr;
-    op_fifo.emplace_back(o.expires_at, &in.op->first);
+    keep_in_memory(*in.op, d.accepted, d.mine, now + opt.op_id_window);
     ++stats.replays;
     accumulating_results.push_back({in.cookie, in.article, d.accepted, d.mine, true});
     answer_followers(d.accepted, d.mine, false);
     break;
-  }
   case op_decision::kind::retry:
     if (now < in.give_up) return false;  // kept: asked again next tick
-    if (in.op != nullptr) {
-      // Forgotten: expired at once, purged with the other expired records.
-      op_state& o = in.op->second;
-      o.at = stage::committed;
-      o.intent = nullptr;
-      o.expires_at = now;
-      op_fifo.emplace_back(o.expires_at, &in.op->first);
-    }
+    // Forgotten: expired at once, purged with the other expired records.
+    if (in.op != nullptr) keep_in_memory(*in.op, 0, 0, now);
     ++stats.refused_unavailable;
     accumulating_results.push_back({in.cookie, in.article, 0, 0, false, true});
     answer_followers(0, 0, true);
