@@ -306,18 +306,4 @@ void redis_store::impl::confirm_op(const owned_op& op, timestamp now, bool late)
   if (sent) remember_dirty_op(op);
 }
 
-void redis_store::impl::note_remote_tally(const std::string& tkey, std::int32_t mine, std::int32_t others) {
-  if (remote_tallies.size() >= options.max_remembered_keys) remote_tallies.clear();
-  remote_tallies[tkey] = others;
-  const std::int32_t over = mine + others - options.clap_cap;
-  if (over > 0) {
-    if (overshoot_counted.size() >= options.max_remembered_keys) overshoot_counted.clear();
-    std::int32_t& counted = overshoot_counted[tkey];
-    if (over > counted) {
-      stats.cap_overshoot += static_cast<std::uint64_t>(over - counted);
-      counted = over;
-    }
-  }
-}
-
 } // namespace claps

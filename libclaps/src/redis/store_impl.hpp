@@ -186,7 +186,6 @@ struct redis_store::impl {
   void commit(const commit_batch& batch, commit_handler done);
   void finish_commit(const commit_batch& batch, commit_handler done);
   void confirm_op(const owned_op& op, timestamp now, bool late);
-  void note_remote_tally(const std::string& tkey, std::int32_t mine, std::int32_t others);
 
   // ---- the journal (store_reassert.cpp) ----
 
@@ -208,15 +207,17 @@ struct redis_store::impl {
   bool walking = false;
   std::uint64_t walk_generation = 0;
 
-  void remember_dirty_article(const std::string& article);
-  void remember_dirty_tally(const std::string& tkey);
+  void remember_dirty(std::unordered_set<std::string>& keys, const std::string& key);
+  void remember_dirty_article(const std::string& article) { remember_dirty(dirty_articles, article); }
+  void remember_dirty_tally(const std::string& tkey) { remember_dirty(dirty_tallies, tkey); }
   void remember_dirty_op(owned_op op);
+  void note_remote_tally(const std::string& tkey, std::int32_t mine, std::int32_t others);
   void remember_recent_article(const std::string& article);
   void remember_recent_tally(const std::string& tkey);
   void remember_recent_op(const owned_op& op);
   void prune_recent(std::uint64_t now);
   void reassert();
-  void reassert_article(const std::string& article, const std::vector<std::string>& users, bool with_total,
+  void reassert_article(const std::string& article, const std::vector<std::string>& users,
                         const std::shared_ptr<write_state>& state);
   void send_article(std::string_view article, const std::int64_t* total,
                     const std::vector<std::pair<std::string_view, std::int32_t>>& tallies, std::uint64_t version,

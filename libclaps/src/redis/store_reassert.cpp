@@ -32,31 +32,24 @@ void redis_store::impl::move_versions_past(std::uint64_t seen) {
   walk_pending = true;  // what Redis refused is written again with the new versions
 }
 
-void redis_store::impl::remember_dirty_article(const std::string& article) {
-  if (dirty_articles.size() < options.max_remembered_keys || dirty_articles.count(article) != 0)
-    dirty_articles.insert(article);
-  else {
-    ++stats.forgotten_keys;
-    walk_pending = true;
+// Past max_remembered_keys a key is forgotten (counted), and the journal is
+// walked in full instead once Redis is reachable.
+void redis_store::impl::remember_dirty(std::unordered_set<std::string>& keys, const std::string& key) {
+  if (keys.size() < options.max_remembered_keys || keys.count(key) != 0) {
+    keys.insert(key);
+    return;
   }
-}
-
-void redis_store::impl::remember_dirty_tally(const std::string& tkey) {
-  if (dirty_tallies.size() < options.max_remembered_keys || dirty_tallies.count(tkey) != 0)
-    dirty_tallies.insert(tkey);
-  else {
-    ++stats.forgotten_keys;
-    walk_pending = true;
-  }
+  ++stats.forgotten_keys;
+  walk_pending = true;
 }
 
 void redis_store::impl::remember_dirty_op(owned_op op) {
-  if (dirty_ops.size() < options.max_remembered_keys)
+  if (dirty_ops.size() < options.max_remembered_keys) {
     dirty_ops.push_back(std::move(op));
-  else {
-    ++stats.forgotten_keys;
-    walk_pending = true;
+    return;
   }
+  ++stats.forgotten_keys;
+  walk_pending = true;
 }
 
 void redis_store::impl::remember_recent_article(const std::string& article) {
@@ -88,6 +81,23 @@ void redis_store::impl::prune_recent(std::uint64_t now) {
     recent_tallies.clear();
     recent_ops.clear();
     walk_pending = true;
+  }
+}
+
+// A re-assertion's reply says how many claps of the user other nodes hold:
+// kept for the step-1 rule, and counted when the user is over the cap in sum
+// (two nodes accepted during an outage).
+void redis_store::impl::note_remote_tally(const std::string& tkey, std::int32_t mine, std::int32_t others) {
+  if (remote_tallies.size() >= options.max_remembered_keys) remote_tallies.clear();
+  remote_tallies[tkey] = others;
+  const std::int32_t over = mine + others - options.clap_cap;
+  if (over > 0) {
+    if (overshoot_counted.size() >= options.max_remembered_keys) overshoot_counted.clear();
+    std::int32_t& counted = overshoot_counted[tkey];
+    if (over > counted) {
+      stats.cap_overshoot += static_cast<std::uint64_t>(over - counted);
+      counted = over;
+    }
   }
 }
 
@@ -193,7 +203,7 @@ void redis_store::impl::reassert() {
   for (auto& [article, users] : articles) {
     ++state->outstanding;
     enqueue([this, state, article = article, users = std::move(users)](bool run) {
-      if (run) reassert_article(article, users, true, state);
+      if (run) reassert_article(article, users, state);
       else state->failed = true;
       settle(state);
     });
@@ -217,9 +227,9 @@ void redis_store::impl::reassert() {
 // then), so the version taken now is newer than anything sent before with
 // older values.
 void redis_store::impl::reassert_article(const std::string& article, const std::vector<std::string>& users,
-                                         bool with_total, const std::shared_ptr<write_state>& state) {
+                                         const std::shared_ptr<write_state>& state) {
   std::int64_t total = 0;
-  if (with_total && local.read_total(article, total)) {
+  if (local.read_total(article, total)) {
     state->failed = true;
     return;
   }
@@ -237,10 +247,10 @@ void redis_store::impl::reassert_article(const std::string& article, const std::
     state->failed = true;
     return;
   }
-  send_article(article, with_total ? &total : nullptr, tallies, version, state);
-  stats.reasserts += (with_total ? 1 : 0) + tallies.size();
+  send_article(article, &total, tallies, version, state);
+  stats.reasserts += 1 + tallies.size();
   // Watchers elsewhere hear of it; the next publish carries this version.
-  if (const auto it = own.find(article); with_total && it != own.end()) {
+  if (const auto it = own.find(article); it != own.end()) {
     it->second.version = version;
     it->second.total = total;
     it->second.total_known = true;

@@ -187,7 +187,8 @@ void redis_store::impl::refresh_all() {
   }
 }
 
-// Parts read once for an unwatched article are dropped once stale.
+// Parts read once for an unwatched article are dropped once stale; run with
+// every refresh round, not per read, since it walks the whole map.
 void redis_store::impl::prune_loaded() {
   const std::uint64_t now = uv_now(loop);
   const auto ttl = static_cast<std::uint64_t>(options.refresh_interval.count());
@@ -220,7 +221,6 @@ std::error_code redis_store::load(std::string_view user, std::span<const std::st
                                   std::function<void(std::error_code)> done) {
   impl* self = impl_.get();
   if (self->closed || !self->client.ready()) return make_error_code(errc::store_disconnected);
-  self->prune_loaded();
   struct loading {
     std::size_t waiting = 1;
     std::error_code ec;
