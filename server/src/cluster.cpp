@@ -152,7 +152,8 @@ std::string cluster_node::metrics_text() const {
   metric(out, "claps_cluster_arbitrations_total", "counter", "Ticks whose ops were decided in Redis",
          d(s.arbitrations));
   metric(out, "claps_cluster_arbitration_scripts_total", "counter",
-         "Script calls those decisions took (one per tick on one master, up to max_articles_per_script articles each)", d(s.arbitration_scripts));
+         "Script calls those decisions took (one per tick on one master, up to max_articles_per_script articles each)",
+         d(s.arbitration_scripts));
   metric(out, "claps_cluster_arbitration_failures_total", "counter",
          "Script calls that failed: their ops were decided on this node", d(s.arbitration_failures));
   metric(out, "claps_cluster_journal_walks_total", "counter",
