@@ -3,9 +3,17 @@
 // article. See docs/architecture.md for the model.
 #include "engine_impl.hpp"
 
+#include <cstdio>
+#include <cstdlib>
 #include <unordered_set>
 
 namespace claps {
+
+void engine::impl::reentered() {
+  std::fputs("claps::engine: mutating call from inside an engine callback (only the const queries "
+             "and set_remote() may be called there)\n", stderr);
+  std::abort();
+}
 
 std::error_code validate(const engine_options& o) noexcept {
   if (o.tick < millis(1) || o.tick > millis(1000)) return make_error_code(errc::bad_request);

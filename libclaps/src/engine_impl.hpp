@@ -217,9 +217,12 @@ struct engine::impl final : store_listener {
     explicit callback_scope(impl& i) : e(i) { ++e.callback_depth; }
     ~callback_scope() { --e.callback_depth; }
   };
+  // Checked in every build, not only with assertions on: a mutation from a
+  // callback would corrupt the batch being emitted, silently, in production.
   void assert_not_in_callback() const {
-    assert(callback_depth == 0 && "claps::engine: mutating call from inside a callback");
+    if (callback_depth != 0) [[unlikely]] reentered();
   }
+  [[noreturn]] static void reentered();
 
   // The op map's key: user '/' article '/' op_id (op ids are scoped to the
   // pair; '/' is outside the id alphabet).

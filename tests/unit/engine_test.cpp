@@ -2,8 +2,12 @@
 
 #include <doctest/doctest.h>
 
+#include <csignal>
 #include <random>
 #include <set>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace claps_test;
 using claps::errc;
@@ -848,4 +852,36 @@ TEST_CASE("a subscription over the limit is refused before anything is read from
   CHECK_FALSE(f.eng.subscribe(1, {}, "a1", true, s));
   const std::vector<std::string_view> watched{"a1", "a2", "a1"};
   CHECK_FALSE(f.eng.subscribe(1, {}, watched, true, out));
+}
+
+TEST_CASE("a mutating call from inside a callback aborts in every build type") {
+  // The child process breaks the rule; the parent sees it die of SIGABRT.
+  // Before the check was unconditional, release builds carried on silently.
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    claps::memory_store st;
+    claps::engine* self = nullptr;
+    claps::engine_callbacks cb;
+    cb.result = [&](const claps::op_result&) {
+      claps::clap_request again;
+      again.user = "u";
+      again.article = "a";
+      again.count = 1;
+      (void)self->clap(again);  // forbidden here
+    };
+    claps::engine eng(st, {}, cb, t0());
+    self = &eng;
+    claps::clap_request r;
+    r.user = "u";
+    r.article = "a";
+    r.count = 1;
+    (void)eng.clap(r);
+    eng.flush(t0());
+    _exit(0);  // not reached when the rule is enforced
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGABRT);
 }

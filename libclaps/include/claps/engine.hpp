@@ -18,7 +18,8 @@
 // the store completes a commit or an arbitration. They never run inside
 // subscribe(), clap(), undo() or a query. From a callback the caller may use
 // the const queries and set_remote() only; calling another mutating function
-// (subscribe, clap, advance, ...) from a callback asserts. Views passed to a
+// (subscribe, clap, advance, ...) from a callback is a programming error:
+// the engine prints why to stderr and aborts, in every build type. Views passed to a
 // callback are valid only until the callback returns.
 //
 // Order of results: within one commit, results fire in the order their ops
