@@ -155,6 +155,8 @@ struct engine::impl final : store_listener {
   std::size_t subscriptions = 0;
 
   op_map ops;
+  // Live op ids per user (the users of `ops`' keys), for max_op_ids_per_user.
+  detail::string_map<std::uint32_t> ops_per_user;
   std::deque<std::pair<timestamp, const std::string*>> op_fifo;  // insertion order = expiry order
 
   // What the next batch will carry.
@@ -204,6 +206,7 @@ struct engine::impl final : store_listener {
       : st(s), opt(o), cb(std::move(c)), now(t), next_tick(t + o.tick),
         article_index(o.hash_seed),
         ops(detail::make_string_map<op_state>(o.hash_seed)),
+        ops_per_user(detail::make_string_map<std::uint32_t>(o.hash_seed)),
         ops_complete_from(t + o.op_id_window) {}
 
   void remote_changed(std::string_view article, std::int64_t remote_total,
@@ -289,6 +292,10 @@ struct engine::impl final : store_listener {
                           op_map::value_type*& out);
 
   void forget_old_ops();
+  // The op record under (user, article, op_id), made if missing (and then
+  // counted against the user's op ids).
+  op_map::value_type* op_node(std::string_view user, std::string_view article, std::string_view op_id);
+  void forget_op(op_map::iterator it);
 
   // ---- results ----
 

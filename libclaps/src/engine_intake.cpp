@@ -107,11 +107,29 @@ std::error_code engine::impl::find_op(std::string_view user, std::string_view ar
   o.expires_at = rec.expires_at;
   o.user_len = static_cast<std::uint32_t>(user.size());
   o.at = stage::committed;
-  auto* node = &*ops.try_emplace(op_key(user, article, op_id)).first;
+  auto* node = op_node(user, article, op_id);
   node->second = std::move(o);
   op_fifo.emplace_back(node->second.expires_at, &node->first);
   out = node;
   return {};
+}
+
+op_map::value_type* engine::impl::op_node(std::string_view user, std::string_view article,
+                                          std::string_view op_id) {
+  auto [it, inserted] = ops.try_emplace(op_key(user, article, op_id));
+  if (inserted && opt.max_op_ids_per_user != 0) {  // counted only when capped
+    auto held = ops_per_user.find(user);
+    if (held == ops_per_user.end()) held = ops_per_user.emplace(std::string(user), 0).first;
+    ++held->second;
+  }
+  return &*it;
+}
+
+void engine::impl::forget_op(op_map::iterator it) {
+  const std::string_view user = std::string_view(it->first).substr(0, it->second.user_len);
+  if (auto held = ops_per_user.find(user); held != ops_per_user.end() && --held->second == 0)
+    ops_per_user.erase(held);
+  ops.erase(it);
 }
 
 void engine::impl::forget_old_ops() {
@@ -127,7 +145,7 @@ void engine::impl::forget_old_ops() {
     bool over = ops.size() > op_cache_limit;
     if ((!expired && !over) || it->second.at != stage::committed) break;
     if (!expired) early_evictions_expire = std::max(early_evictions_expire, expires);
-    ops.erase(it);
+    forget_op(it);
     op_fifo.pop_front();
     ++stats.ops_purged;
   }
@@ -157,13 +175,20 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
     }
     if (op) return replay(*op, cookie);
   }
+  if (!op_id.empty() && opt.max_op_ids_per_user != 0) {
+    const auto held = ops_per_user.find(user);
+    if (held != ops_per_user.end() && held->second >= opt.max_op_ids_per_user) {
+      ++stats.refused_op_ids;
+      return make_error_code(errc::too_many_op_ids);
+    }
+  }
   std::uint32_t slot = 0;
   if (auto ec = find_or_load_article(article, slot)) return ec;
   std::uint32_t tally = 0;
   if (auto ec = find_or_load_tally(user, slot, tally)) return ec;
   if (!op_id.empty()) {
     // An expired record may still sit under this key: reuse its node.
-    op = &*ops.try_emplace(op_key(user, article, op_id)).first;
+    op = op_node(user, article, op_id);
     op_state& o = op->second;
     o.article.assign(article);
     o.user_len = static_cast<std::uint32_t>(user.size());

@@ -23,6 +23,8 @@ public:
     case errc::unauthorized: return "missing, expired or invalid credentials";
     case errc::forbidden: return "not allowed";
     case errc::message_too_large: return "message too large";
+    case errc::too_many_op_ids:
+      return "too many op ids from this user in the op-id window: wait, or clap without new op ids";
     case errc::unavailable: return "temporarily unavailable: retry shortly";
     case errc::store_full: return "store is full (LMDB map size or disk): raise the map size or free disk space";
     case errc::store_io: return "store I/O error";
@@ -30,6 +32,7 @@ public:
     case errc::store_incompatible: return "store has an on-disk format this build cannot read";
     case errc::store_timeout: return "store did not answer in time";
     case errc::store_disconnected: return "store is not connected";
+    case errc::count_: break;
     }
     return "unknown claps error";
   }
@@ -58,6 +61,7 @@ std::string_view wire_name(std::error_code ec) noexcept {
   case errc::unauthorized: return "unauthorized";
   case errc::forbidden: return "forbidden";
   case errc::message_too_large: return "message_too_large";
+  case errc::too_many_op_ids: return "rate_limited";
   default: return "unavailable";
   }
 }

@@ -885,3 +885,27 @@ TEST_CASE("a mutating call from inside a callback aborts in every build type") {
   CHECK(WIFSIGNALED(status));
   CHECK(WTERMSIG(status) == SIGABRT);
 }
+
+TEST_CASE("op ids per user: new ones past the cap are refused, replays still answer, expiry frees room") {
+  claps::engine_options o;
+  o.max_op_ids_per_user = 3;
+  fixture f(o);
+  for (int i = 0; i < 3; ++i)
+    REQUIRE_FALSE(f.clap("greedy", "a" + std::to_string(i), 1, 1 + i, "op" + std::to_string(i)));
+  CHECK(f.clap("greedy", "a9", 1, 9, "op9") == errc::too_many_op_ids);
+  CHECK(f.eng.stats().refused_op_ids == 1);
+  // Another user, and claps without an op id, are not affected.
+  CHECK_FALSE(f.clap("other", "a9", 1, 10, "op9"));
+  CHECK_FALSE(f.clap("greedy", "a9", 1, 11));
+  f.tick();
+  // A replay of a live op id is not a new one: it answers.
+  REQUIRE_FALSE(f.clap("greedy", "a0", 1, 12, "op0"));
+  f.tick();
+  auto* replay = f.rec.result(12);
+  REQUIRE(replay != nullptr);
+  CHECK(replay->replayed);
+  // Once the window passes the user's op ids expire and make room again.
+  f.now += o.op_id_window + std::chrono::seconds(1);
+  f.eng.advance(f.now);
+  CHECK_FALSE(f.clap("greedy", "a9", 1, 13, "op-new"));
+}

@@ -15,7 +15,7 @@ TEST_CASE("errc is a std::error_code enum in the claps category") {
 
 TEST_CASE("every code has a message and a wire name") {
   for (int v = static_cast<int>(claps::errc::bad_request);
-       v <= static_cast<int>(claps::errc::store_disconnected); ++v) {
+       v < static_cast<int>(claps::errc::count_); ++v) {
     std::error_code ec(v, claps::error_category());
     CHECK(ec.message() != "unknown claps error");
     CHECK_FALSE(claps::wire_name(ec).empty());
@@ -23,5 +23,7 @@ TEST_CASE("every code has a message and a wire name") {
   CHECK(claps::wire_name(claps::errc::store_full) == "unavailable");
   CHECK(claps::wire_name(claps::errc::rate_limited) == "rate_limited");
   CHECK(claps::wire_name(claps::errc::invalid_count) == "bad_request");
+  CHECK(claps::wire_name(claps::errc::too_many_op_ids) == "rate_limited");
+  CHECK(std::error_code(claps::errc::count_).message() == "unknown claps error");
   CHECK(claps::wire_name(std::make_error_code(std::errc::io_error)) == "unavailable");
 }

@@ -58,6 +58,12 @@ struct engine_options {
   std::int32_t clap_cap = 50;
   /// How long an op id is remembered for replays.
   millis op_id_window{std::chrono::minutes(15)};
+  /// Most live op ids one user may hold at once (each one is a stored record
+  /// for op_id_window); past it, clap() and undo() with a new op id return
+  /// errc::too_many_op_ids. Counted over the op ids this engine holds in
+  /// memory. 0 means unlimited. A reader clapping by hand stays far below
+  /// the default; a script that makes up a new id per request does not.
+  std::size_t max_op_ids_per_user = 1000;
   /// Uncommitted claps/undos held while the store fails. Past it, clap() and
   /// undo() return errc::unavailable instead of growing memory.
   std::size_t max_pending_ops = 100'000;
@@ -163,6 +169,7 @@ struct engine_stats {
   std::uint64_t undos = 0;
   std::uint64_t replays = 0;
   std::uint64_t refused_unavailable = 0;
+  std::uint64_t refused_op_ids = 0;    // errc::too_many_op_ids
   std::uint64_t updates = 0;           // changed articles emitted
   std::uint64_t deliveries = 0;        // deliver() calls
   std::uint64_t ops_purged = 0;        // expired op ids dropped from memory
@@ -212,8 +219,10 @@ public:
   /// is not applied again; its result repeats the original accepted/mine with
   /// the current total. The same op id on another article is another op.
   /// Errors (and then no callback fires): invalid_user, invalid_article,
-  /// invalid_op_id, invalid_count, unavailable (too much uncommitted), or a
-  /// store error from reading state the engine had not cached.
+  /// invalid_op_id, invalid_count, unavailable (too much uncommitted),
+  /// too_many_op_ids (a new op id past engine_options::max_op_ids_per_user;
+  /// replays of live ones still answer), or a store error from reading state
+  /// the engine had not cached.
   std::error_code clap(const clap_request& request);
 
   /// Removes all of a user's claps on an article (Medium's undo applause).

@@ -24,6 +24,7 @@ enum class errc : int {
   unauthorized,           // missing, expired or invalid credentials
   forbidden,              // credentials fine, action not allowed (origin, allow-list)
   message_too_large,      // inbound message over the size limit
+  too_many_op_ids,        // user holds engine_options::max_op_ids_per_user live op ids
   // Conditions of the system. The caller may retry later.
   unavailable,            // engine refuses new work: too much uncommitted, or shutting down
   store_full,             // store out of space (LMDB map full, disk full)
@@ -32,6 +33,9 @@ enum class errc : int {
   store_incompatible,     // on-disk format version this build does not read
   store_timeout,          // a networked store did not answer in time
   store_disconnected,     // a networked store is not connected
+  // Not an error: one past the last code, so that tests and bindings can walk
+  // every code. New codes go before it.
+  count_,
 };
 
 /// The category of claps::errc. Its name is "claps".
