@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 what=${1:-build}
 build_pkgs=(cmake g++ make pkg-config libuv1-dev libwebsockets-dev liblmdb-dev libcxxopts-dev
             doctest-dev libsimdjson-dev libjwt-dev libhiredis-dev)
-test_pkgs=(redis-server redis-sentinel chromium faketime)
+test_pkgs=(redis-server redis-sentinel chromium faketime python3)
 bench_pkgs=(gnuplot-nox curl linux-perf)
 
 pkgs=("${build_pkgs[@]}")

@@ -68,6 +68,7 @@ export class ClapsClient {
   #flush_due = 0;
   #phase = 'down'; // 'down' | 'hello' | 'retrying' | 'subscribing' | 'live'
   #awaiting_snapshots = new Set(); // subscribe ids sent in this connection, not yet answered
+  #subscribes_sent = new Map(); // subscribe id -> reading, until its snapshot or error
 
   #listeners = new Map();
   #articles = new Map(); // article -> state (see #state)
@@ -109,9 +110,11 @@ export class ClapsClient {
    * @param {number} [options.offlineAfterMs] reconnecting longer than this shows 'offline' (15000).
    * @param {number} [options.retryAfterMs]   delay before resending an op the server refused
    *                                          as rate_limited/unavailable (1000).
-   * @param {{perSecond:number, burst:number}|null} [options.rateLimit] the server's limit on
-   *        clap/undo messages (clapsd's defaults: 20/s, burst 40). The client keeps 10% under
-   *        it; claps held back merge into the next message. null turns it off.
+   * @param {{perSecond:number, burst:number}|null} [options.rateLimit] the server's per-user
+   *        limit on clap/undo/subscribe messages (clapsd's defaults: 20/s, burst 40). The client
+   *        keeps 10% under it; claps held back merge into the next message. null turns it off.
+   *        A subscribe the server refuses as rate_limited/unavailable is sent again after
+   *        retryAfterMs (its 'error' event says willRetry and the articles).
    * @param {boolean} [options.connect] connect at once (default true); else call connect().
    */
   constructor(options = {}) {
@@ -338,6 +341,7 @@ export class ClapsClient {
   #on_down() {
     this.#phase = 'down';
     this.#awaiting_snapshots.clear();
+    this.#subscribes_sent.clear();
     if (this.#flush_timer !== null) {
       clearTimeout(this.#flush_timer);
       this.#flush_timer = null;
@@ -456,6 +460,9 @@ export class ClapsClient {
   #send_subscribe(articles, reading) {
     const id = `sub-${++this.#sub_counter}`;
     if (this.#phase === 'subscribing') this.#awaiting_snapshots.add(id);
+    // Subscribes cost a token of the server's per-user limit, as claps do.
+    this.#take_token(true);
+    this.#subscribes_sent.set(id, reading);
     this.#send({ type: 'subscribe', articles, reading, id });
     const st_list = articles.map((a) => this.#articles.get(a));
     for (const st of st_list) st.subscribe_id = id;
@@ -494,7 +501,10 @@ export class ClapsClient {
     }
     // clapsd also marks a snapshot reply with "snapshot":true and the subscribe's id.
     if (frame.snapshot === true) snapshot = true;
-    if (snapshot && typeof frame.id === 'string') this.#awaiting_snapshots.delete(frame.id);
+    if (snapshot && typeof frame.id === 'string') {
+      this.#awaiting_snapshots.delete(frame.id);
+      this.#subscribes_sent.delete(frame.id);
+    }
     if (!snapshot) {
       this.stats.update_frames += 1;
       this.stats.update_items += changed.length;
@@ -545,10 +555,32 @@ export class ClapsClient {
       this.#maybe_subscribe_phase();
       return;
     }
-    if (frame.id && this.#awaiting_snapshots.has(frame.id)) {
-      // A refused subscribe: drop those articles so a reconnect does not repeat it.
-      for (const [, st] of this.#articles) if (st.subscribe_id === frame.id) st.subscribed = false;
-      this.#awaiting_snapshots.delete(frame.id);
+    if (frame.id && this.#subscribes_sent.has(frame.id)) {
+      const reading = this.#subscribes_sent.get(frame.id);
+      this.#subscribes_sent.delete(frame.id);
+      const articles = [];
+      for (const [article, st] of this.#articles) if (st.subscribe_id === frame.id) articles.push(article);
+      detail.articles = articles;
+      if (frame.code === 'rate_limited' || frame.code === 'unavailable') {
+        // Not refused for good: ask again later, for the articles still wanted.
+        // The old id stays awaited meanwhile, so a resubscribe phase does not
+        // go live without them.
+        detail.willRetry = true;
+        const ws = this.#ws;
+        setTimeout(() => {
+          this.#awaiting_snapshots.delete(frame.id);
+          if (this.#ws !== ws || (this.#phase !== 'live' && this.#phase !== 'subscribing')) return;
+          const still = articles.filter((a) => this.#articles.get(a)?.subscribed &&
+            this.#articles.get(a).subscribe_id === frame.id);
+          if (still.length) this.#send_subscribe(still, reading);
+          this.#maybe_live();
+        }, this.#retry_after_ms);
+      } else {
+        // Refused for good: drop those articles so a reconnect does not repeat it.
+        for (const article of articles) this.#articles.get(article).subscribed = false;
+        this.#awaiting_snapshots.delete(frame.id);
+        detail.willRetry = false;
+      }
       this.#emit('error', detail);
       this.#maybe_live();
       return;

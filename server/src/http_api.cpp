@@ -3,6 +3,7 @@
 #include "frames.hpp"
 #include "http_io.hpp"
 #include "op_submission.hpp"
+#include "socket_progress.hpp"
 
 #include <claps/error.hpp>
 #include <claps/ids.hpp>
@@ -85,7 +86,22 @@ private:
 // keeps only the newest event.
 class sse_stream final : public http_exchange {
 public:
-  sse_stream(lws* wsi, server_metrics& metrics) : wsi_(wsi), metrics_(metrics) {}
+  sse_stream(lws* wsi, server_metrics& metrics, ip_address address, std::uint64_t now_ms)
+      : wsi_(wsi), metrics_(metrics), address_(address), progress_ms_(now_ms) {}
+
+  const ip_address& address() const noexcept { return address_; }
+  /// True when bytes wait in the kernel for this peer and it has acknowledged
+  /// none of them for `limit_ms`. A reader that is slow but reading moves
+  /// tcpi_bytes_acked; one that stopped does not, once its window is shut.
+  bool stalled(std::uint64_t now_ms, std::uint64_t limit_ms) {
+    socket_progress now{};
+    if (!read_socket_progress(lws_get_socket_fd(wsi_), now) || now.unsent == 0 || now.bytes_acked != acked_) {
+      acked_ = now.bytes_acked;
+      progress_ms_ = now_ms;
+      return false;
+    }
+    return now_ms - progress_ms_ >= limit_ms;
+  }
 
   static void build_event(std::string& out, std::string_view item) {
     begin_frame(out);
@@ -160,7 +176,10 @@ private:
   }
   lws* wsi_;
   server_metrics& metrics_;
+  ip_address address_;
   std::string latest_;
+  std::uint64_t acked_ = 0;        // tcpi_bytes_acked at the last progress
+  std::uint64_t progress_ms_ = 0;  // when the peer last took bytes (or had none waiting)
   bool writeable_requested_ = false;
   bool closing_ = false;
 };
@@ -183,15 +202,18 @@ bool http_api::identify(lws* wsi, bool required, std::string& user, int& refusal
   return true;
 }
 
-bool http_api::take_rest_token(const std::string& user) {
+bool http_api::take_token(lws* wsi, const std::string& user, bool op, int& refusal_result) {
   const auto now = deps_.now_ms();
-  const auto& o = deps_.options;
-  if (rest_buckets_.size() > 4096) {
-    // Users whose buckets refilled are idle; forget them to bound memory.
-    std::erase_if(rest_buckets_, [&](auto& kv) { return kv.second.full(o.rate_limit, o.rate_burst, now); });
-  }
-  auto [it, inserted] = rest_buckets_.try_emplace(user, o.rate_burst, now);
-  return it->second.take(o.rate_limit, o.rate_burst, now);
+  const bool taken = user.empty()
+                         ? deps_.limits.take_anonymous(client_ip_of(wsi, deps_.options.trusted_proxies), now)
+                         : deps_.limits.take(user, now);
+  if (taken) return true;
+  if (op) deps_.metrics.reject(clap_rejection::rate_limited);
+  else ++deps_.metrics.rate_limited_reads;
+  refusal_result = respond_error(wsi, 429, "rate_limited",
+                                 op ? "too many claps: slow down and retry shortly"
+                                    : "too many requests: reads share the user's rate limit; retry shortly");
+  return false;
 }
 
 int http_api::on_request(lws* wsi, const char* raw_path) {
@@ -255,6 +277,7 @@ int http_api::read_article(lws* wsi, std::string_view article) {
   std::string user;
   int refused = 0;
   if (!identify(wsi, false, user, refused)) return refused;
+  if (!take_token(wsi, user, false, refused)) return refused;
   if (deps_.cluster == nullptr) {
     auto [status, body] = article_body(article, user);
     return respond_json(wsi, status, body);
@@ -297,10 +320,7 @@ int http_api::begin_op(lws* wsi, int method, std::string_view article) {
   int refused = 0;
   if (!identify(wsi, true, user, refused)) return refused;
   if (deps_.admission.draining) return respond_error(wsi, 503, "unavailable", "server is shutting down");
-  if (!take_rest_token(user)) {
-    deps_.metrics.reject(clap_rejection::rate_limited);
-    return respond_error(wsi, 429, "rate_limited", "too many claps: slow down and retry shortly");
-  }
+  if (!take_token(wsi, user, true, refused)) return refused;
   auto op = std::make_unique<rest_op>(wsi, method == LWSHUMETH_DELETE, std::move(user),
                                       std::string(article), deps_.options.max_message_bytes);
   rest_op& ref = *op;
@@ -374,9 +394,9 @@ int http_api::open_stream(lws* wsi, std::string_view article) {
     deps_.metrics.refuse(refusal::origin);
     return respond_error(wsi, 403, "forbidden", "origin not allowed");
   }
+  std::string user;
+  int refused = 0;
   if (deps_.auth.auth_mode() && !deps_.options.anonymous_sse) {
-    std::string user;
-    int refused = 0;
     if (!identify(wsi, true, user, refused)) {
       deps_.metrics.refuse(refusal::unauthorized);
       return refused;
@@ -386,11 +406,25 @@ int http_api::open_stream(lws* wsi, std::string_view article) {
     deps_.metrics.refuse(refusal::max_connections);
     return respond_error(wsi, 503, "unavailable", "connection limit reached");
   }
-  auto stream = std::make_unique<sse_stream>(wsi, deps_.metrics);
+  if (!take_token(wsi, user, false, refused)) {
+    deps_.metrics.refuse(refusal::rate_limited);
+    return refused;
+  }
+  const ip_address address = client_ip_of(wsi, deps_.options.trusted_proxies);
+  // Streams count per address only: a user is optional here, and one
+  // reader's browser may hold a stream per open article.
+  if (deps_.limits.admit({}, address, deps_.now_ms()) != client_limits::admission::admitted) {
+    deps_.metrics.refuse(refusal::per_address);
+    return respond_error(wsi, 429, "rate_limited",
+                         "too many connections from " + address.to_string() + " (most " +
+                             std::to_string(deps_.options.max_connections_per_ip) + "): close one first");
+  }
+  auto stream = std::make_unique<sse_stream>(wsi, deps_.metrics, address, deps_.now_ms());
   stream->id = deps_.registry.add(*stream);
   snapshot snap;
   if (auto ec = deps_.engine.subscribe(stream->id, {}, article, true, snap)) {
     deps_.registry.remove(stream->id);
+    deps_.limits.release({}, address);
     return respond_error(wsi, http_status_for(ec), wire_name(ec), ec.message());
   }
   unsigned char headers[LWS_PRE + 512];
@@ -405,6 +439,7 @@ int http_api::open_stream(lws* wsi, std::string_view article) {
       lws_finalize_write_http_header(wsi, start, &p, end)) {
     deps_.release(stream->id);
     deps_.registry.remove(stream->id);
+    deps_.limits.release({}, address);
     return -1;
   }
   // An SSE stream lives until the client goes: no HTTP timeouts apply.
@@ -453,7 +488,8 @@ void http_api::drop(lws* wsi) {
   auto exchange = std::move(it->second);
   exchanges_.erase(it);
   if (exchange->id != 0) {
-    if (dynamic_cast<sse_stream*>(exchange.get()) != nullptr) {
+    if (auto* stream = dynamic_cast<sse_stream*>(exchange.get())) {
+      deps_.limits.release({}, stream->address());
       const auto id = exchange->id;
       deps_.registry.remove(id);
       deps_.release(id, std::move(exchange));
@@ -467,10 +503,19 @@ void http_api::drop(lws* wsi) {
 
 void http_api::on_closed(lws* wsi) { drop(wsi); }
 
-void http_api::expire_requests() {
+void http_api::sweep() {
   const auto now = deps_.now_ms();
   const auto limit = static_cast<std::uint64_t>(deps_.options.request_timeout_s) * 1000;
+  const auto stall_limit = static_cast<std::uint64_t>(deps_.options.idle_timeout_s) * 1000;
   for (auto& [wsi, exchange] : exchanges_) {
+    if (auto* stream = dynamic_cast<sse_stream*>(exchange.get())) {
+      if (stream->stalled(now, stall_limit)) {
+        ++deps_.metrics.sse_stall_drops;
+        deps_.log.debug("SSE stream dropped: its reader took no bytes for --idle-timeout-s");
+        stream->close_now();
+      }
+      continue;
+    }
     auto* op = dynamic_cast<rest_op*>(exchange.get());
     if (op == nullptr || op->id == 0 || op->answered() || now - op->submitted_ms < limit) continue;
     // The store is not committing. The op may still commit later, so the

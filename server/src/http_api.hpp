@@ -5,7 +5,6 @@
 #include "origin.hpp"
 #include "service_deps.hpp"
 #include "static_files.hpp"
-#include "token_bucket.hpp"
 
 #include <libwebsockets.h>
 
@@ -41,9 +40,11 @@ public:
   /// Writes an SSE comment to every stream (every --ping-interval-s), which
   /// keeps proxies from timing out and detects clients that went away.
   void heartbeat();
-  /// Answers 503 to REST claps/undos not committed within
-  /// --request-timeout-s (called once a second).
-  void expire_requests();
+  /// Once a second: answers 503 to REST claps/undos not committed within
+  /// --request-timeout-s, and drops SSE streams whose peer has taken no
+  /// bytes for --idle-timeout-s while output waits (a reader that stopped
+  /// reading; it never sends anything, so silence proves nothing).
+  void sweep();
   /// Shutdown: ends every SSE stream.
   void close_streams();
 
@@ -63,14 +64,15 @@ private:
   int open_stream(lws* wsi, std::string_view article);
   int serve_file(lws* wsi, std::string_view path);
   bool identify(lws* wsi, bool required, std::string& user, int& refusal_result);
-  bool take_rest_token(const std::string& user);
+  /// One token of the user's rate limit (the address's when anonymous);
+  /// false after answering 429.
+  bool take_token(lws* wsi, const std::string& user, bool op, int& refusal_result);
   void drop(lws* wsi);
 
   service_deps deps_;
   static_files files_;
   origin_policy origins_;  // SSE handshakes are checked like WebSocket ones
   std::unordered_map<lws*, std::unique_ptr<http_exchange>> exchanges_;
-  std::unordered_map<std::string, token_bucket> rest_buckets_;
 };
 
 } // namespace claps::server

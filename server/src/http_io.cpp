@@ -88,9 +88,20 @@ unsigned http_status_for(std::error_code ec) noexcept {
   case errc::unauthorized: return 401;
   case errc::forbidden: return 403;
   case errc::message_too_large: return 413;
-  case errc::rate_limited: return 429;
+  case errc::rate_limited:
+  case errc::too_many_op_ids: return 429;
   default: return 503;
   }
+}
+
+ip_address client_ip_of(lws* wsi, std::span<const ip_range> trusted_proxies) {
+  char peer_text[64] = {};
+  const char* got = lws_get_peer_simple(wsi, peer_text, sizeof peer_text);
+  // A peer lws cannot name (a unix socket) is this machine.
+  ip_address peer = got ? parse_ip(peer_text).value_or(ip_address{}) : ip_address{};
+  if (!got || peer == ip_address{}) peer = *parse_ip("127.0.0.1");
+  if (trusted_proxies.empty()) return peer;
+  return client_ip(peer, header_value(wsi, WSI_TOKEN_X_FORWARDED_FOR), trusted_proxies);
 }
 
 void read_credentials(lws* wsi, request_credentials& out) {

@@ -3,9 +3,11 @@
 #pragma once
 
 #include "auth.hpp"
+#include "client_address.hpp"
 
 #include <libwebsockets.h>
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -18,6 +20,10 @@ std::string header_value(lws* wsi, lws_token_indexes token);
 bool has_header(lws* wsi, lws_token_indexes token);
 /// The URL-decoded value of query argument `name` ("user", "token").
 bool query_arg(lws* wsi, const char* name, std::string& value);
+
+/// The client's address: the peer, or what a --trusted-proxy peer says in
+/// X-Forwarded-For (client_ip()).
+ip_address client_ip_of(lws* wsi, std::span<const ip_range> trusted_proxies);
 
 /// What a request says about who it is: ?token=, else Authorization: Bearer,
 /// and ?user=. `creds` views the strings beside it, so fill it in place with

@@ -1,6 +1,7 @@
 #include "metrics.hpp"
 
 #include <cstdio>
+#include <iterator>
 
 namespace claps::server {
 namespace {
@@ -62,8 +63,9 @@ std::string render_prometheus(const server_metrics& m, const engine_stats& s, bo
   counter(out, "claps_connections_total", "WebSocket connections accepted",
           static_cast<double>(m.ws_connections_total));
   gauge(out, "claps_sse_streams", "Open Server-Sent Events streams", static_cast<double>(m.sse_streams));
-  static const char* refusal_names[] = {"max_connections", "origin", "unauthorized", "bad_request",
-                                        "draining"};
+  static const char* refusal_names[] = {"max_connections", "origin",   "unauthorized", "bad_request",
+                                        "draining",        "per_user", "per_address",  "rate_limited"};
+  static_assert(std::size(refusal_names) == static_cast<std::size_t>(refusal::count_));
   for (int i = 0; i < static_cast<int>(refusal::count_); ++i) {
     char labels[64];
     std::snprintf(labels, sizeof labels, "reason=\"%s\"", refusal_names[i]);
@@ -90,6 +92,10 @@ std::string render_prometheus(const server_metrics& m, const engine_stats& s, bo
     double v = static_cast<double>(m.claps_rejected[i]);
     line(out, "claps_claps_rejected_total", "counter", nullptr, v, labels);
   }
+  line(out, "claps_claps_rejected_total", "counter", nullptr, static_cast<double>(s.refused_op_ids),
+       "reason=\"op_ids\"");
+  counter(out, "claps_reads_rate_limited_total", "Subscribes, REST reads and SSE opens refused by the rate limit",
+          static_cast<double>(m.rate_limited_reads));
   counter(out, "claps_undos_total", "Undos applied", static_cast<double>(s.undos));
   counter(out, "claps_replays_total", "Operations answered from an earlier op id",
           static_cast<double>(s.replays));
@@ -111,6 +117,8 @@ std::string render_prometheus(const server_metrics& m, const engine_stats& s, bo
   counter(out, "claps_acks_sent_total", "Acks written", static_cast<double>(m.acks_sent));
   counter(out, "claps_slow_client_drops_total", "Clients closed (1008) past --slow-client-bytes",
           static_cast<double>(m.slow_client_drops));
+  counter(out, "claps_sse_stall_drops_total", "SSE streams dropped: output stalled past --idle-timeout-s",
+          static_cast<double>(m.sse_stall_drops));
   counter(out, "claps_oversize_closes_total", "Clients closed (1009) for a message over the limit",
           static_cast<double>(m.oversize_closes));
   counter(out, "claps_messages_received_total", "WebSocket messages received",

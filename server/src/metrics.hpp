@@ -26,7 +26,8 @@ private:
 };
 
 /// Why a connection attempt was refused.
-enum class refusal { max_connections, origin, unauthorized, bad_request, draining, count_ };
+enum class refusal { max_connections, origin, unauthorized, bad_request, draining, per_user, per_address,
+                     rate_limited, count_ };
 /// Why a clap or undo was refused before or by the engine.
 enum class clap_rejection { rate_limited, invalid, unavailable, count_ };
 
@@ -43,6 +44,8 @@ struct server_metrics {
   std::uint64_t sse_events_sent = 0;
   std::uint64_t acks_sent = 0;
   std::uint64_t slow_client_drops = 0;
+  std::uint64_t sse_stall_drops = 0;
+  std::uint64_t rate_limited_reads = 0;  // subscribes and REST reads refused by the user's bucket
   std::uint64_t oversize_closes = 0;
   std::uint64_t http_requests = 0;
   latency_histogram commit_latency;

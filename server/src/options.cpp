@@ -66,9 +66,19 @@ cxxopts::Options make_spec() {
      cxxopts::value<std::size_t>()->default_value("1000"))
     ("max-connections-per-user", "Most WebSocket connections one user may hold; extra handshakes get HTTP 429",
      cxxopts::value<std::size_t>()->default_value("32"))
+    ("max-connections-per-ip", "Most WebSocket + SSE connections from one client address; extra handshakes "
+     "get HTTP 429 (0: no cap). Loopback clients are exempt unless this flag is given",
+     cxxopts::value<std::size_t>()->default_value("256"))
+    ("trusted-proxy", "CIDR of a proxy in front of clapsd (e.g. 127.0.0.1/32 for a TLS proxy on this "
+     "host): for its requests the client address comes from X-Forwarded-For; repeatable",
+     cxxopts::value<std::vector<std::string>>())
+    ("max-op-ids-per-user", "Most live op ids (each a stored record for 15 minutes) one user may hold; "
+     "past it, claps with new op ids get rate_limited (0: no cap)",
+     cxxopts::value<std::size_t>()->default_value("1000"))
     ("anonymous-sse", "In auth mode, let SSE streams open without a token (read-only counts)",
      cxxopts::value<bool>()->default_value("false"))
-    ("rate-limit", "Per-connection (and per REST user) clap/undo messages per second",
+    ("rate-limit", "Per-user requests per second, shared by all of a user's WebSocket connections and "
+     "REST calls: claps, undos, subscribes, reads (anonymous reads: per client address)",
      cxxopts::value<double>()->default_value("20"))
     ("rate-burst", "Token bucket burst for --rate-limit", cxxopts::value<double>()->default_value("40"))
     ("max-message-bytes", "Largest inbound WebSocket message or REST body; larger closes 1009 / 413",
@@ -233,6 +243,15 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
     o.max_sse_streams = result["max-sse-streams"].as<std::size_t>();
     o.max_connections_per_user = result["max-connections-per-user"].as<std::size_t>();
     if (o.max_connections_per_user < 1) error = "--max-connections-per-user must be at least 1";
+    o.max_connections_per_ip = result["max-connections-per-ip"].as<std::size_t>();
+    o.per_ip_on_loopback = result.count("max-connections-per-ip") > 0;
+    if (result.count("trusted-proxy")) {
+      for (const auto& text : result["trusted-proxy"].as<std::vector<std::string>>()) {
+        if (auto range = parse_ip_range(text)) o.trusted_proxies.push_back(*range);
+        else error = "--trusted-proxy '" + text + "' is not an address or CIDR (e.g. 10.0.0.0/8, ::1/128)";
+      }
+    }
+    o.max_op_ids_per_user = result["max-op-ids-per-user"].as<std::size_t>();
     o.anonymous_sse = result["anonymous-sse"].as<bool>();
     if (o.max_connections < 1) error = "--max-connections must be at least 1";
     o.rate_limit = result["rate-limit"].as<double>();

@@ -2,6 +2,8 @@
 // environment variable fallbacks (a flag on the command line wins).
 #pragma once
 
+#include "client_address.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -38,9 +40,18 @@ struct server_options {
   // WebSocket connections one user may hold at once (a user can otherwise
   // multiply the per-connection limits by opening more connections).
   std::size_t max_connections_per_user = 32;
+  // WebSocket + SSE connections from one client address (0: no cap). Loopback
+  // clients are exempt unless the flag was given: behind a proxy on this
+  // host every client is 127.0.0.1 (see trusted_proxies).
+  std::size_t max_connections_per_ip = 256;
+  bool per_ip_on_loopback = false;
+  // Proxies whose X-Forwarded-For names the client.
+  std::vector<ip_range> trusted_proxies;
+  // Live op ids per user (engine_options::max_op_ids_per_user).
+  std::size_t max_op_ids_per_user = 1000;
   // In auth mode SSE streams need a token too, unless readers may be anonymous.
   bool anonymous_sse = false;
-  double rate_limit = 20;        // clap/undo messages per second
+  double rate_limit = 20;        // per-user requests per second (WebSocket + REST)
   double rate_burst = 40;
   std::size_t max_message_bytes = 4096;
   std::size_t max_subscriptions = 256;

@@ -73,6 +73,7 @@ private:
   article_allowlist allowlist_;
   std::unique_ptr<authenticator> auth_;
   connection_admission admission_;
+  std::optional<client_limits> limits_;
   std::optional<inbound_parser> parser_;
   std::unique_ptr<ws_service> ws_;
   std::unique_ptr<http_api> http_;
@@ -186,6 +187,7 @@ bool clapsd::start() {
   eo.tick = millis(options_.tick_ms);
   eo.clap_cap = options_.clap_cap;
   eo.max_subscriptions = options_.max_subscriptions;
+  eo.max_op_ids_per_user = options_.max_op_ids_per_user;
   // Ids come from the network: a random seed keeps anyone from choosing ids
   // that all land in one hash bucket.
   std::random_device seed;
@@ -199,13 +201,22 @@ bool clapsd::start() {
 
   admission_.max = options_.max_connections;
   parser_.emplace(options_.max_message_bytes);
+  limits_.emplace(client_limit_settings{options_.rate_limit, options_.rate_burst,
+                                        options_.max_connections_per_user, options_.max_connections_per_ip,
+                                        options_.per_ip_on_loopback});
   service_deps deps{*engine_, registry_, fanout_, metrics_, options_, allowlist_, *auth_,
-                    admission_, *parser_,  log_,      &loop_,   cluster_.get()};
+                    admission_, *parser_,  *limits_,  log_,   &loop_,   cluster_.get()};
   ws_ = std::make_unique<ws_service>(deps);
   http_ = std::make_unique<http_api>(deps, static_files(options_.web_root, options_.client_root));
   http_->ready = [this] { return ready(); };
   http_->metrics_text = [this] {
     std::string text = render_prometheus(metrics_, engine_->stats(), ready());
+    text += "# HELP claps_limiter_users Users the rate limiter remembers (a connection, or a bucket still "
+            "refilling)\n# TYPE claps_limiter_users gauge\nclaps_limiter_users " +
+            std::to_string(limits_->users()) + "\n";
+    text += "# HELP claps_limiter_addresses Client addresses the limiter remembers\n"
+            "# TYPE claps_limiter_addresses gauge\nclaps_limiter_addresses " +
+            std::to_string(limits_->addresses()) + "\n";
     if (cluster_) text += cluster_->metrics_text();
     if (listener_) text += listener_->metrics_text();
     // Behind one shared port, says which process answered.
@@ -387,8 +398,9 @@ int clapsd::dispatch(lws* wsi, lws_callback_reasons reason, void* user, void* in
 }
 
 void clapsd::on_second() {
+  limits_->sweep(uv_now(&loop_));
   ws_->sweep();
-  http_->expire_requests();
+  http_->sweep();
   if (++seconds_ % static_cast<std::uint64_t>(options_.ping_interval_s) == 0) http_->heartbeat();
 }
 

@@ -4,6 +4,7 @@
 
 #include "article_allowlist.hpp"
 #include "auth.hpp"
+#include "client_limits.hpp"
 #include "cluster.hpp"
 #include "fanout.hpp"
 #include "inbound.hpp"
@@ -48,6 +49,7 @@ struct service_deps {
   authenticator& auth;
   connection_admission& admission;
   inbound_parser& parser;
+  client_limits& limits;
   const logger& log;
   uv_loop_t* loop;
   // Set when this node shares Redis with others: asked to load the other

@@ -16,8 +16,6 @@ ws_service::ws_service(service_deps deps)
     : deps_(deps), origins_(deps.options.allowed_origins) {
   limits_.max_message_bytes = deps.options.max_message_bytes;
   limits_.slow_client_bytes = deps.options.slow_client_bytes;
-  limits_.rate_limit = deps.options.rate_limit;
-  limits_.rate_burst = deps.options.rate_burst;
   flushes_.arm = [this] { arm_reply_flush(); };
 }
 
@@ -82,29 +80,28 @@ int ws_service::confirm_upgrade(lws* wsi, const char* upgrade) {
     if (ec == errc::unauthorized) return refuse(wsi, refusal::unauthorized, 401, "unauthorized", why);
     return refuse(wsi, refusal::bad_request, 400, "bad_request", why);
   }
-  std::size_t& held = per_user_[user];
-  if (held >= deps_.options.max_connections_per_user) {
-    if (held == 0) per_user_.erase(user);
-    return refuse(wsi, refusal::max_connections, 429, "rate_limited",
+  const ip_address address = client_ip_of(wsi, deps_.options.trusted_proxies);
+  switch (deps_.limits.admit(user, address, deps_.now_ms())) {
+  case client_limits::admission::admitted: break;
+  case client_limits::admission::user_full:
+    return refuse(wsi, refusal::per_user, 429, "rate_limited",
                   "too many connections for this user (most " +
                       std::to_string(deps_.options.max_connections_per_user) + "): close one first");
+  case client_limits::admission::address_full:
+    return refuse(wsi, refusal::per_address, 429, "rate_limited",
+                  "too many connections from " + address.to_string() + " (most " +
+                      std::to_string(deps_.options.max_connections_per_ip) + "): close one first");
   }
-  ++held;
   std::string batch;
-  upgrading_[wsi] = pending_upgrade{std::move(user), query_arg(wsi, "batch", batch) && batch == "1"};
+  upgrading_[wsi] = pending_upgrade{std::move(user), address, query_arg(wsi, "batch", batch) && batch == "1"};
   ++deps_.admission.reserved;
   return 0;
-}
-
-void ws_service::release_user(const std::string& user) {
-  const auto it = per_user_.find(user);
-  if (it != per_user_.end() && --it->second == 0) per_user_.erase(it);
 }
 
 void ws_service::destroyed(lws* wsi) {
   const auto it = upgrading_.find(wsi);
   if (it == upgrading_.end()) return;
-  release_user(it->second.user);
+  deps_.limits.release(it->second.user, it->second.address);
   upgrading_.erase(it);
   --deps_.admission.reserved;
 }
@@ -113,8 +110,8 @@ int ws_service::established(lws* wsi, void* user) {
   auto it = upgrading_.find(wsi);
   (void)user;
   if (it == upgrading_.end()) return -1;
-  auto session = std::make_unique<ws_session>(wsi, std::move(it->second.user), limits_, deps_.metrics,
-                                              flushes_, deps_.now_ms(), it->second.batch);
+  auto session = std::make_unique<ws_session>(wsi, std::move(it->second.user), it->second.address, limits_,
+                                              deps_.metrics, flushes_, deps_.now_ms(), it->second.batch);
   upgrading_.erase(it);
   --deps_.admission.reserved;
   ++deps_.admission.open;
@@ -185,7 +182,7 @@ void ws_service::closed(lws* wsi, void* user) {
   auto it = sessions_.find(id);
   auto owned = std::move(it->second);
   sessions_.erase(it);
-  release_user(owned->user());
+  deps_.limits.release(owned->user(), owned->address());
   deps_.release(id, std::move(owned));
   --deps_.metrics.ws_connections;
   deps_.admission.closed_one();
@@ -227,7 +224,20 @@ void ws_service::handle(ws_session& s, std::string_view text, bool binary) {
   }
 }
 
+bool ws_service::take_token(ws_session& s) {
+  if (deps_.limits.take(s.user(), deps_.now_ms())) return true;
+  const bool op = message_.kind == message_kind::clap || message_.kind == message_kind::undo;
+  if (op) deps_.metrics.reject(clap_rejection::rate_limited);
+  else ++deps_.metrics.rate_limited_reads;
+  send_error(s, "rate_limited",
+             op ? "too many claps: slow down and retry shortly"
+                : "too many requests: subscribes share the user's rate limit with claps; retry shortly",
+             message_.id);
+  return false;
+}
+
 void ws_service::subscribe(ws_session& s) {
+  if (!take_token(s)) return;
   for (auto article : message_.articles) {
     if (check_article_id(article) || !deps_.allowlist.allows(article)) {
       send_error(s, "invalid_article", "invalid or unknown article id: " + std::string(utf8_prefix(article, 128)),
@@ -282,11 +292,7 @@ void ws_service::unsubscribe(ws_session& s) {
 }
 
 void ws_service::clap_or_undo(ws_session& s) {
-  if (!s.take_token(deps_.now_ms())) {
-    deps_.metrics.reject(clap_rejection::rate_limited);
-    send_error(s, make_error_code(errc::rate_limited), {}, message_.id);
-    return;
-  }
+  if (!take_token(s)) return;
   if (deps_.admission.draining) {
     deps_.metrics.reject(clap_rejection::unavailable);
     send_error(s, "unavailable", "server is shutting down: retry on another connection", message_.id);

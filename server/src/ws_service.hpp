@@ -63,6 +63,7 @@ private:
 
   struct pending_upgrade {
     std::string user;
+    ip_address address;
     bool batch = false;  // ?batch=1
   };
 
@@ -70,10 +71,8 @@ private:
   session_limits limits_;
   origin_policy origins_;
   std::unordered_map<lws*, pending_upgrade> upgrading_;  // identity resolved at handshake
-  // Connections (upgrading or open) per user; a user with none has no entry,
-  // so the table never outgrows the connections.
-  std::unordered_map<std::string, std::size_t> per_user_;
-  void release_user(const std::string& user);
+  // A message's worth of the user's rate limit, or an error frame.
+  bool take_token(ws_session& s);
   reply_flush_list flushes_;
   // The idle handle of the armed flush: made per pass and closed after it,
   // so no handle outlives the loop's last pass (clapsd closes the loop).

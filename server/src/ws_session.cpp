@@ -22,11 +22,11 @@ constexpr int close_ack_timeout_s = 3;
 constexpr auto lws_write_close = static_cast<lws_write_protocol>(4);
 } // namespace
 
-ws_session::ws_session(lws* wsi, std::string user, const session_limits& limits,
+ws_session::ws_session(lws* wsi, std::string user, ip_address address, const session_limits& limits,
                        server_metrics& metrics, reply_flush_list& flushes, std::uint64_t now_ms,
                        bool batch_replies)
-    : wsi_(wsi), user_(std::move(user)), limits_(limits), metrics_(metrics), flushes_(flushes),
-      bucket_(limits.rate_burst, now_ms), last_heard_ms_(now_ms), last_ping_ms_(now_ms),
+    : wsi_(wsi), user_(std::move(user)), address_(address), limits_(limits), metrics_(metrics), flushes_(flushes),
+      last_heard_ms_(now_ms), last_ping_ms_(now_ms),
       batch_replies_(batch_replies) {}
 
 void ws_session::ping(std::uint64_t now_ms) {

@@ -17,7 +17,7 @@
 
 #include "metrics.hpp"
 #include "subscribers.hpp"
-#include "token_bucket.hpp"
+#include "client_address.hpp"
 
 #include <libwebsockets.h>
 
@@ -32,8 +32,6 @@ namespace claps::server {
 struct session_limits {
   std::size_t max_message_bytes = 4096;
   std::size_t slow_client_bytes = 256 * 1024;
-  double rate_limit = 20;
-  double rate_burst = 40;
 };
 
 /// Sessions holding replies made in the current loop pass. The owner
@@ -56,13 +54,15 @@ struct pending_subscribe {
 
 class ws_session final : public endpoint {
 public:
-  ws_session(lws* wsi, std::string user, const session_limits& limits, server_metrics& metrics,
-             reply_flush_list& flushes, std::uint64_t now_ms, bool batch_replies);
+  ws_session(lws* wsi, std::string user, ip_address address, const session_limits& limits,
+             server_metrics& metrics, reply_flush_list& flushes, std::uint64_t now_ms, bool batch_replies);
 
   lws* wsi() const noexcept { return wsi_; }
   std::uint64_t id() const noexcept { return id_; }
   void set_id(std::uint64_t id) noexcept { id_ = id; }
   const std::string& user() const noexcept { return user_; }
+  /// The client's address (through --trusted-proxy), counted in client_limits.
+  const ip_address& address() const noexcept { return address_; }
   std::vector<std::shared_ptr<pending_subscribe>>& pending_subscribes() noexcept { return pending_subscribes_; }
   bool closing() const noexcept { return closing_; }
 
@@ -72,10 +72,6 @@ public:
   /// views the whole message until release_message().
   rx_status receive(const char* data, std::size_t len, bool message_complete, std::string_view& message);
   void release_message();
-  /// One clap/undo message's worth of rate limit.
-  bool take_token(std::uint64_t now_ms) noexcept {
-    return bucket_.take(limits_.rate_limit, limits_.rate_burst, now_ms);
-  }
 
   // ---- output ----
   /// Queues a reply frame (built with begin_frame()) for the end of this
@@ -128,11 +124,11 @@ private:
   lws* wsi_;
   std::uint64_t id_ = 0;
   std::string user_;
+  ip_address address_;
   std::vector<std::shared_ptr<pending_subscribe>> pending_subscribes_;
   const session_limits& limits_;
   server_metrics& metrics_;
   reply_flush_list& flushes_;
-  token_bucket bucket_;
   std::string rx_;                     // fragments of a message larger than one read
   std::vector<std::string> replies_;   // queued replies, in order
   std::vector<pending_count> pending_; // collapsed tick updates

@@ -411,6 +411,29 @@ describe('against a clapsd with a strict rate limit (10/s, burst 5)', () => {
     assert.equal(await rest_total(server, 'undo-flood-article'), 0);
   });
 
+  test('subscribes refused as rate_limited are sent again until answered', async () => {
+    const network = faulty_network();
+    const client = make({ user: 'subflood', WebSocket: network.Socket, retryAfterMs: 150, rateLimit: null });
+    const errors = [];
+    client.on('error', (e) => errors.push(e));
+    await live(client);
+    // Eight subscribe messages at once draw on the user's bucket (burst 5).
+    const articles = Array.from({ length: 8 }, (_, i) => `subflood-${i}`);
+    for (const article of articles) client.subscribe([article]);
+    await eventually(() => articles.every((a) => client.view(a).known && client.view(a).total !== null),
+      { ms: 10000, what: 'a snapshot for every article' });
+    const refused = errors.filter((e) => e.code === 'rate_limited');
+    assert.ok(refused.length > 0, 'some subscribes were refused');
+    assert.ok(refused.every((e) => e.willRetry && e.articles.length === 1));
+    const subscribes = network.sent.filter((f) => f.type === 'subscribe');
+    assert.ok(subscribes.length > articles.length, 'refused ones were sent again');
+    // Subscribed for real: a clap by someone else reaches this client.
+    const other = make({ user: 'subflood-other', WebSocket });
+    other.clap('subflood-7', 3);
+    await settled(other);
+    await eventually(() => client.view('subflood-7').total === 3, { what: 'the update for the last article' });
+  });
+
   test('the client keeps under the limit itself: held-back presses merge into later messages', async () => {
     const network = faulty_network();
     const client = make({ user: 'polite', WebSocket: network.Socket, rateLimit: { perSecond: 10, burst: 5 } });

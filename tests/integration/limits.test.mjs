@@ -1,6 +1,7 @@
 // Limits and bad input at the connection level: message size (1009), UTF-8
 // (1007), rate limit, connection limit (503), Origin (403), handshake and
-// idle timeouts.
+// idle timeouts. The limits across connections (per user, per address, op
+// ids, stalled SSE readers) are in abuse_limits.test.mjs.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { WebSocket, client, deadline, eventually, metric, rawConnect, request, startServer } from './helpers.mjs';
@@ -63,6 +64,8 @@ describe('rate limit', () => {
     const u = await client.open(`${server.ws}?user=flood`);
     const ids = Array.from({ length: 15 }, (_, i) => `f${i}`);
     for (const id of ids) u.send({ type: 'clap', article: 'flood-1', id });
+    // A subscribe right behind the flood draws on the same empty bucket.
+    u.send({ type: 'subscribe', articles: ['flood-1'], id: 'sub-in-flood' });
     const replies = await Promise.all(ids.map((id) => u.ack(id)));
     const acks = replies.filter((r) => r.type === 'ack').length;
     const limited = replies.filter((r) => r.type === 'error' && r.code === 'rate_limited').length;
@@ -70,8 +73,15 @@ describe('rate limit', () => {
     assert.ok(acks >= 5 && acks <= 7, `burst 5 (+ refill) acked, got ${acks}`);
     assert.ok(limited >= 8, `the rest rate_limited, got ${limited}`);
     assert.equal(await metric(server, 'claps_claps_rejected_total{reason="rate_limited"}'), limited);
-    // Subscriptions are not rate limited.
-    const snap = await u.subscribe(['flood-1']);
+    const refusedSub = await u.ack('sub-in-flood');
+    assert.equal(refusedSub.type, 'error');
+    assert.equal(refusedSub.code, 'rate_limited');
+    assert.equal(await metric(server, 'claps_reads_rate_limited_total'), 1);
+    // Once the bucket refills (2/s) the subscribe is answered.
+    const snap = await eventually(async () => {
+      const r = await u.subscribe(['flood-1']);
+      return r.type === 'counts' && r;
+    }, { ms: 10000, every: 250, what: 'a subscribe answered after the refill' });
     assert.equal(snap.counts[0].total, acks);
     await u.close();
   });
