@@ -225,20 +225,18 @@ int http_api::on_request(lws* wsi, const char* raw_path) {
   const std::string_view path = raw_path ? std::string_view(raw_path) : std::string_view{};
 
   if (path == "/healthz") return respond_json(wsi, 200, R"({"status":"ok"})");
-  if (path == "/readyz") {
-    // A duplicate node id is this node's own misconfiguration: drain it.
-    if (deps_.cluster && deps_.cluster->node_id_taken())
-      return respond_error(wsi, 503, "unavailable", "--node-id " + deps_.options.node_id +
-                                                        " belongs to another data directory");
-    // Degraded (Redis unreachable) stays 200: draining every node at once would not help.
-    if (ready && ready())
-      return respond_json(wsi, 200, degraded && degraded() ? R"({"status":"degraded"})" : R"({"status":"ready"})");
-    return respond_error(wsi, 503, "unavailable",
-                         deps_.admission.draining ? "server is shutting down" : "store is not committing");
-  }
+  // Load balancers probe readiness on the port they balance.
+  if (path == "/readyz") return readiness(wsi);
   if (path == "/metrics") {
-    return respond_and_complete(wsi, 200, "text/plain; version=0.0.4; charset=utf-8",
-                                metrics_text ? metrics_text() : std::string{});
+    // Metrics name nodes and Redis state: on their own listener when there
+    // is one, else to loopback peers and holders of the admin token.
+    if (deps_.options.admin_listen)
+      return respond_error(wsi, 404, "not_found", "metrics are served on --admin-listen");
+    if (!loopback_host(deps_.options.listen_host) && !has_admin_token(wsi))
+      return respond_error(wsi, 401, "unauthorized",
+                           "metrics off loopback need the admin token (--admin-token-file, "
+                           "Authorization: Bearer), or use --admin-listen");
+    return metrics_page(wsi);
   }
   if (path.starts_with(api_prefix)) {
     auto rest = path.substr(api_prefix.size());
@@ -250,6 +248,47 @@ int http_api::on_request(lws* wsi, const char* raw_path) {
   if (path == "/ws") return respond_error(wsi, 426, "bad_request", "/ws takes a WebSocket upgrade");
   if (method == LWSHUMETH_GET) return serve_file(wsi, path);
   return respond_error(wsi, 404, "not_found", "no such resource");
+}
+
+int http_api::on_admin_request(lws* wsi, const char* raw_path) {
+  ++deps_.metrics.http_requests;
+  const std::string_view path = raw_path ? std::string_view(raw_path) : std::string_view{};
+  if (!loopback_host(deps_.options.admin_host) && !has_admin_token(wsi))
+    return respond_error(wsi, 401, "unauthorized", "send the admin token: Authorization: Bearer TOKEN");
+  if (path == "/healthz") return respond_json(wsi, 200, R"({"status":"ok"})");
+  if (path == "/readyz") return readiness(wsi);
+  if (path == "/metrics") return metrics_page(wsi);
+  return respond_error(wsi, 404, "not_found", "the admin listener serves /healthz, /readyz and /metrics");
+}
+
+bool http_api::has_admin_token(lws* wsi) const {
+  if (admin_token.empty()) return false;
+  const std::string header = header_value(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+  constexpr std::string_view bearer = "Bearer ";
+  if (!std::string_view(header).starts_with(bearer)) return false;
+  const std::string_view given = std::string_view(header).substr(bearer.size());
+  // Constant time in the token's content: a timing probe learns nothing.
+  unsigned char diff = given.size() == admin_token.size() ? 0 : 1;
+  for (std::size_t i = 0; i < admin_token.size(); ++i)
+    diff |= static_cast<unsigned char>(admin_token[i] ^ (i < given.size() ? given[i] : 0));
+  return diff == 0;
+}
+
+int http_api::readiness(lws* wsi) {
+  // A duplicate node id is this node's own misconfiguration: drain it.
+  if (deps_.cluster && deps_.cluster->node_id_taken())
+    return respond_error(wsi, 503, "unavailable", "--node-id " + deps_.options.node_id +
+                                                      " belongs to another data directory");
+  // Degraded (Redis unreachable) stays 200: draining every node at once would not help.
+  if (ready && ready())
+    return respond_json(wsi, 200, degraded && degraded() ? R"({"status":"degraded"})" : R"({"status":"ready"})");
+  return respond_error(wsi, 503, "unavailable",
+                       deps_.admission.draining ? "server is shutting down" : "store is not committing");
+}
+
+int http_api::metrics_page(lws* wsi) {
+  return respond_and_complete(wsi, 200, "text/plain; version=0.0.4; charset=utf-8",
+                              metrics_text ? metrics_text() : std::string{});
 }
 
 int http_api::article_route(lws* wsi, int method, std::string_view article, std::string_view rest) {

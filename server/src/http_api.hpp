@@ -32,6 +32,9 @@ public:
   http_api(service_deps deps, static_files files);
 
   int on_request(lws* wsi, const char* path);                 // LWS_CALLBACK_HTTP
+  /// LWS_CALLBACK_HTTP on --admin-listen: /healthz, /readyz and /metrics
+  /// only, behind the admin token unless that listener is on loopback.
+  int on_admin_request(lws* wsi, const char* path);
   int on_body(lws* wsi, const char* in, std::size_t len);     // LWS_CALLBACK_HTTP_BODY
   int on_body_complete(lws* wsi);                             // ..._BODY_COMPLETION
   int on_writeable(lws* wsi);                                 // LWS_CALLBACK_HTTP_WRITEABLE
@@ -53,9 +56,13 @@ public:
   std::function<std::string()> metrics_text;
   /// True while this node's claps are only locally durable (several nodes, Redis down).
   std::function<bool()> degraded;
+  /// The admin token (--admin-token-file); empty when none is configured.
+  std::string admin_token;
 
 private:
-  struct route;
+  int readiness(lws* wsi);
+  int metrics_page(lws* wsi);
+  bool has_admin_token(lws* wsi) const;
   int article_route(lws* wsi, int method, std::string_view article, std::string_view rest);
   int read_article(lws* wsi, std::string_view article);
   std::pair<unsigned, std::string> article_body(std::string_view article, const std::string& user);

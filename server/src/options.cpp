@@ -26,6 +26,12 @@ cxxopts::Options make_spec() {
   spec.add_options("Server")
     ("listen", "HOST:PORT to listen on; port 0 picks a free port (reported on stdout)",
      cxxopts::value<std::string>()->default_value("127.0.0.1:8080"))
+    ("admin-listen", "HOST:PORT of this process's own operations listener: /metrics, /readyz, /healthz "
+     "(they then leave --listen, except /readyz and /healthz for load balancers). Off a loopback "
+     "address it needs --admin-token-file", cxxopts::value<std::string>()->default_value(""))
+    ("admin-token-file", "File holding the admin token (at least 16 bytes): requests to the admin "
+     "endpoints send Authorization: Bearer TOKEN; a trailing newline is ignored",
+     cxxopts::value<std::string>()->default_value(""))
     ("reuse-port", "Share the --listen port with other clapsd processes (SO_REUSEPORT; one process per "
      "core, each with its own --node-id and --data-dir on one --redis): the kernel spreads new "
      "connections over them", cxxopts::value<bool>()->default_value("false"))
@@ -128,15 +134,11 @@ std::string env_name(std::string_view flag) {
   return name;
 }
 
-// 127.0.0.0/8, ::1 and localhost: reachable from this machine only.
-bool loopback_host(std::string_view host) {
-  return host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127.");
-}
-
-bool parse_listen(std::string_view text, server_options& out, std::string& error) {
+bool parse_listen(std::string_view text, std::string_view flag, std::string& host_out, std::uint16_t& port_out,
+                  std::string& error) {
   auto colon = text.rfind(':');
   if (colon == std::string_view::npos || colon == 0) {
-    error = "--listen wants HOST:PORT, e.g. 127.0.0.1:8080";
+    error = std::string(flag) + " wants HOST:PORT, e.g. 127.0.0.1:8080";
     return false;
   }
   std::string_view host = text.substr(0, colon);
@@ -145,15 +147,19 @@ bool parse_listen(std::string_view text, server_options& out, std::string& error
   unsigned value = 0;
   auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
   if (ec != std::errc{} || end != port.data() + port.size() || value > 65535 || port.empty()) {
-    error = "--listen: port must be a number 0-65535";
+    error = std::string(flag) + ": port must be a number 0-65535";
     return false;
   }
-  out.listen_host = std::string(host);
-  out.listen_port = static_cast<std::uint16_t>(value);
+  host_out = std::string(host);
+  port_out = static_cast<std::uint16_t>(value);
   return true;
 }
 
 } // namespace
+
+bool loopback_host(std::string_view host) noexcept {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127.");
+}
 
 std::string_view to_string(log_level level) noexcept {
   switch (level) {
@@ -203,11 +209,22 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
 
     server_options o;
     std::string error;
-    if (!parse_listen(result["listen"].as<std::string>(), o, error)) {
+    if (!parse_listen(result["listen"].as<std::string>(), "--listen", o.listen_host, o.listen_port, error)) {
       outcome.message = error;
       outcome.exit_code = 2;
       return outcome;
     }
+    const auto admin = result["admin-listen"].as<std::string>();
+    if (!admin.empty() && !parse_listen(admin, "--admin-listen", o.admin_host, o.admin_port, error)) {
+      outcome.message = error;
+      outcome.exit_code = 2;
+      return outcome;
+    }
+    o.admin_listen = !admin.empty();
+    o.admin_token_file = result["admin-token-file"].as<std::string>();
+    if (o.admin_listen && o.admin_token_file.empty() && !loopback_host(o.admin_host))
+      error = "--admin-listen " + o.admin_host + " is reachable from other machines: give --admin-token-file "
+              "(metrics and readiness name nodes and Redis state)";
     o.reuse_port = result["reuse-port"].as<bool>();
     o.data_dir = result["data-dir"].as<std::string>();
     const auto store = result["store"].as<std::string>();

@@ -21,6 +21,12 @@ struct server_options {
   // clapsd binds the port itself with SO_REUSEPORT (listen_socket.hpp), so
   // one process per core can share it.
   bool reuse_port = false;
+  // This process's own operations listener (/metrics, /readyz, /healthz):
+  // per process, so readiness means something behind --reuse-port.
+  bool admin_listen = false;
+  std::string admin_host;
+  std::uint16_t admin_port = 0;
+  std::string admin_token_file;  // Bearer token for the admin endpoints
   std::string data_dir = "data";
   store_kind store = store_kind::lmdb;
   int tick_ms = 25;
@@ -94,5 +100,8 @@ parse_outcome parse_options(int argc, const char* const* argv,
                             const char* (*getenv)(const char*));
 
 std::string_view to_string(log_level level) noexcept;
+
+/// 127.0.0.0/8, ::1 and localhost: reachable from this machine only.
+bool loopback_host(std::string_view host) noexcept;
 
 } // namespace claps::server

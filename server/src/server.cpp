@@ -5,6 +5,8 @@
 #include "cluster.hpp"
 #include "data_dir_lock.hpp"
 #include "fanout.hpp"
+#include "frames.hpp"
+#include "http_io.hpp"
 #include "http_api.hpp"
 #include "inbound.hpp"
 #include "listen_socket.hpp"
@@ -48,6 +50,7 @@ public:
 
 private:
   static int lws_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::size_t len);
+  bool open_admin_listener();
   int dispatch(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::size_t len);
   bool open_store();
   bool create_context();
@@ -72,6 +75,7 @@ private:
   std::unique_ptr<engine> engine_;
   article_allowlist allowlist_;
   std::unique_ptr<authenticator> auth_;
+  std::string admin_token_;  // --admin-token-file
   connection_admission admission_;
   std::optional<client_limits> limits_;
   std::optional<inbound_parser> parser_;
@@ -81,6 +85,13 @@ private:
   lws_retry_bo_t idle_policy_{};
   lws_context* context_ = nullptr;
   std::unique_ptr<listen_socket> listener_;
+  // --admin-listen: its own socket. Its connections carry admin_mark_ as
+  // lws opaque data, so a request's listener is known and the public port
+  // never serves admin routes. (A second vhost would not do: lws picks a
+  // vhost by Host header among those on one port, and both listen on none.)
+  std::unique_ptr<listen_socket> admin_listener_;
+  char admin_mark_ = 0;
+  bool is_admin(lws* wsi) const { return lws_get_opaque_user_data(wsi) == &admin_mark_; }
   std::unique_ptr<uv_driver> driver_;
   uv_signal_t sigterm_{};
   uv_signal_t sigint_{};
@@ -102,6 +113,7 @@ clapsd::~clapsd() {
   if (context_) lws_context_destroy(context_);
   // Before the loop closes: the listener's handles close on it.
   listener_.reset();
+  admin_listener_.reset();
   driver_.reset();
   if (cluster_) cluster_->shutdown();
   // After a failed lws_create_context() the loop may hold handles whose close
@@ -145,6 +157,18 @@ bool clapsd::start() {
   lws_set_log_level(log_.lws_mask(), nullptr);
 
   std::string error;
+  if (!options_.admin_token_file.empty()) {
+    std::string token;
+    if (!read_secret_line(options_.admin_token_file, "--admin-token-file", token, error)) {
+      log_.error(error);
+      return false;
+    }
+    if (token.size() < 16) {
+      log_.error("--admin-token-file: the token must be at least 16 bytes (it is " + std::to_string(token.size()) + ")");
+      return false;
+    }
+    admin_token_ = std::move(token);
+  }
   if (!options_.auth_secret_file.empty()) {
     std::string secret;
     if (!read_secret_file(options_.auth_secret_file, secret, error)) {
@@ -226,6 +250,7 @@ bool clapsd::start() {
     return text;
   };
   http_->degraded = [this] { return cluster_ && cluster_->degraded(); };
+  http_->admin_token = admin_token_;
 
   if (!create_context()) return false;
 
@@ -252,8 +277,12 @@ bool clapsd::start() {
   admission_.on_drained = [this] {
     uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); }, 0, 0);
   };
+  // IPv6 hosts in brackets, so that the line is a URL.
+  auto url_host = [](const std::string& host) { return host.find(':') == std::string::npos ? host : "[" + host + "]"; };
+  if (admin_listener_)
+    std::printf("clapsd admin on http://%s:%d\n", url_host(options_.admin_host).c_str(), admin_listener_->port());
   // Announced last: whoever reads this line may signal us right away.
-  std::printf("clapsd listening on http://%s:%d\n", options_.listen_host.c_str(), listen_port_);
+  std::printf("clapsd listening on http://%s:%d\n", url_host(options_.listen_host).c_str(), listen_port_);
   std::fflush(stdout);
   return true;
 }
@@ -317,6 +346,33 @@ bool clapsd::create_context() {
     return false;
   }
   listen_port_ = listener_->port();
+  return !options_.admin_listen || open_admin_listener();
+}
+
+bool clapsd::open_admin_listener() {
+  const std::string iface = options_.admin_host == "localhost" ? "127.0.0.1" : options_.admin_host;
+  std::error_code ec;
+  std::string step;
+  // Never shared: readiness and metrics are this process's own.
+  admin_listener_ = listen_socket::open(&loop_, iface, options_.admin_port, false, log_, ec, step);
+  if (!admin_listener_) {
+    log_.error("cannot listen on --admin-listen " + options_.admin_host + ":" + std::to_string(options_.admin_port) +
+               ": " + step + ": " + ec.message());
+    return false;
+  }
+  lws_vhost* vhost = lws_get_vhost_by_name(context_, "default");
+  ec = admin_listener_->start([vhost, mark = &admin_mark_](int fd) {
+    lws_adopt_desc_t desc{};
+    desc.vh = vhost;
+    desc.type = static_cast<lws_adoption_type>(LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP);
+    desc.fd.sockfd = fd;
+    desc.opaque = mark;
+    lws_adopt_descriptor_vhost_via_info(&desc);
+  });
+  if (ec) {
+    log_.error("cannot watch the admin socket: " + ec.message());
+    return false;
+  }
   return true;
 }
 
@@ -363,6 +419,11 @@ int clapsd::dispatch(lws* wsi, lws_callback_reasons reason, void* user, void* in
     // Draining: accept nothing new.
     return admission_.draining ? 1 : 0;
   case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+    if (is_admin(wsi))  // lws completes the transaction when this returns > 0
+      return write_response(wsi, 404, "application/json",
+                            rest_error_body("not_found", "the admin listener takes no WebSocket upgrades")) < 0
+                 ? -1
+                 : 1;
     return ws_->confirm_upgrade(wsi, static_cast<const char*>(in));
   case LWS_CALLBACK_ESTABLISHED:
     return ws_->established(wsi, user);
@@ -377,6 +438,7 @@ int clapsd::dispatch(lws* wsi, lws_callback_reasons reason, void* user, void* in
     ws_->closed(wsi, user);
     return 0;
   case LWS_CALLBACK_HTTP:
+    if (is_admin(wsi)) return http_->on_admin_request(wsi, static_cast<const char*>(in));
     return http_->on_request(wsi, static_cast<const char*>(in));
   case LWS_CALLBACK_HTTP_BODY:
     return http_->on_body(wsi, static_cast<const char*>(in), len);
@@ -458,6 +520,7 @@ void clapsd::finish() {
   }
   driver_.reset();
   listener_.reset();
+  admin_listener_.reset();
   // With a foreign loop lws closes its handles asynchronously on this loop;
   // run() finishes the destroy once the loop has drained.
   lws_context_destroy(context_);

@@ -58,6 +58,9 @@ export async function startServer({ args = [], env = {}, dataDir, listen = '127.
       reject(new Error(`clapsd exited (${code}) before listening: ${server.stderr}`)));
   });
   server.port = await deadline(listening, 10000, 'clapsd to listen');
+  // With --admin-listen, its line comes first.
+  const admin = server.stdout.match(/clapsd admin on (http:\/\/\S+):(\d+)\n/);
+  if (admin) server.admin = `${admin[1]}:${admin[2]}`.replace('[::ffff:127.0.0.1]', '127.0.0.1');
   server.http = `http://127.0.0.1:${server.port}`;
   server.ws = `ws://127.0.0.1:${server.port}/ws`;
   // A SIGTERM stop must be clean (exit 0): under sanitizers that also means
