@@ -128,10 +128,13 @@ public:
   /// map as needed. An empty batch while short of space runs only the purge.
   void commit(const commit_batch& batch, commit_handler done) override;
 
-  /// As of the last write transaction (or open): accepts_new_keys is false
-  /// while used_bytes > max_map_size - headroom or the last write found the
-  /// disk full. used_bytes counts pages in use: LMDB's last page in use minus
-  /// the pages on its free list. size_bytes is the map now, max_bytes
+  /// As of the last write transaction (or open): accepts_new_keys turns
+  /// false once used_bytes > max_map_size - headroom, and true again once
+  /// used_bytes <= max_map_size - 5/4 headroom (so that it does not flap),
+  /// and it is false while the last write found the disk full. used_bytes
+  /// counts pages in use: LMDB's last page in use minus the free-list pages
+  /// the next transaction may reuse (those the last transaction freed still
+  /// hold the snapshot before it). size_bytes is the map now, max_bytes
   /// max_map_size (or the data's size, if an environment opened larger).
   store_space space() const override;
 

@@ -320,7 +320,12 @@ struct lmdb_store::impl {
     space_now.used_bytes = high_bytes - std::min(high_bytes, free_pages * page);
     space_now.size_bytes = map_size;
     space_now.max_bytes = max;
-    space_now.accepts_new_keys = !disk_full && space_now.used_bytes + headroom <= options.max_map_size;
+    // Refusing starts past max - headroom and ends a quarter of the headroom
+    // lower: each commit lets the pages the one before it freed be reused,
+    // which swings "used" by up to a batch's copied pages, and new claps
+    // should not be let in and refused again every other tick.
+    const std::uint64_t limit = space_now.accepts_new_keys ? headroom : headroom + headroom / 4;
+    space_now.accepts_new_keys = !disk_full && space_now.used_bytes + limit <= options.max_map_size;
     return {};
   }
 
