@@ -52,6 +52,8 @@ public:
   std::function<std::string()> metrics_text;
   /// True while this node's claps are only locally durable (several nodes, Redis down).
   std::function<bool()> degraded;
+  /// True while the store refuses new claps for want of space (store_full).
+  std::function<bool()> store_full;
 
 private:
   struct route;
