@@ -532,6 +532,8 @@ export class ClapsClient {
   #on_error(frame) {
     this.stats.errors += 1;
     const detail = { code: frame.code ?? 'unknown', message: frame.message ?? '', id: frame.id ?? null };
+    // Why, when the server says (e.g. 'store_full' on an 'unavailable': retried like any unavailable).
+    if (typeof frame.reason === 'string') detail.reason = frame.reason;
     const op = frame.id ? this.#outstanding.find((o) => o.id === frame.id) : null;
     if (op) {
       detail.article = op.article;

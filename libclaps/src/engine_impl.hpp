@@ -318,6 +318,8 @@ struct engine::impl final : store_listener {
                         std::uint64_t cookie);
 
   std::error_code replay(const op_map::value_type& op, std::uint64_t cookie);
+  // The store is short of space (store::space()): counted, then refused.
+  std::error_code refuse_store_full();
 
   // Counts a decided op: its claps, its op record (`op`, null without an op
   // id) and its result. The article must already be pinned (result_refs).

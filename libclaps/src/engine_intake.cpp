@@ -182,10 +182,22 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
       return make_error_code(errc::too_many_op_ids);
     }
   }
+  // Replays above cost the store nothing; from here an op writes keys.
+  const bool room = st.space().accepts_new_keys;
+  if (!room && !is_undo && !op_id.empty()) return refuse_store_full();
   std::uint32_t slot = 0;
   if (auto ec = find_or_load_article(article, slot)) return ec;
   std::uint32_t tally = 0;
   if (auto ec = find_or_load_tally(user, slot, tally)) return ec;
+  if (!room) {
+    const tally_state& t = articles[slot]->tallies[tally].state;
+    const bool has_claps = t.value != 0 || t.committed != 0 || st.remote_tally(user, article) != 0;
+    // A clap without an op id on an existing tally only rewrites keys.
+    if (!is_undo && !has_claps) return refuse_store_full();
+    // An undo always passes; one that removes nothing is not worth a new op
+    // record while space is short (a flood of them would fill the reserve).
+    if (is_undo && !has_claps) op_id = {};
+  }
   if (!op_id.empty()) {
     // An expired record may still sit under this key: reuse its node.
     op = op_node(user, article, op_id);
@@ -217,6 +229,11 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
   }
   record_locally(slot, tally, count, is_undo, op, cookie);
   return {};
+}
+
+std::error_code engine::impl::refuse_store_full() {
+  ++stats.refused_store_full;
+  return make_error_code(errc::store_full);
 }
 
 std::pair<std::int32_t, std::int32_t> engine::impl::record_locally(std::uint32_t slot, std::uint32_t tally,

@@ -114,16 +114,24 @@ bool engine::impl::settle_intent(intent_state& in, const op_decision& d) {
 }
 
 void engine::impl::start_commit() {
+  batch_totals.clear();
+  batch_tallies.clear();
+  batch_ops.clear();
   if (dirty_articles.empty() && dirty_tallies.empty() && dirty_ops.empty()) {
     // Nothing to make durable; results can only be zero-effect ops without
     // op ids (e.g. an undo with nothing to undo, a clap at the cap).
     stats.pending_ops -= accumulating_results.size();
     complete(accumulating_results, last_level);
+    // A store short of space gets an empty batch each tick: its chance to
+    // purge expired op records and find room again while new keys are refused.
+    if (!st.space().accepts_new_keys) {
+      committing = true;
+      commit_batch batch;
+      batch.now = now;
+      st.commit(batch, [this](std::error_code ec, durability level) { finish_commit(ec, level); });
+    }
     return;
   }
-  batch_totals.clear();
-  batch_tallies.clear();
-  batch_ops.clear();
   for (std::uint32_t slot : dirty_articles) {
     article_state& a = *articles[slot];
     a.dirty = false;

@@ -26,7 +26,9 @@ public:
     case errc::too_many_op_ids:
       return "too many op ids from this user in the op-id window: wait, or clap without new op ids";
     case errc::unavailable: return "temporarily unavailable: retry shortly";
-    case errc::store_full: return "store is full (LMDB map size or disk): raise the map size or free disk space";
+    case errc::store_full:
+      return "store is full (LMDB map at its maximum, or disk full): new claps are refused until it has room; "
+             "retry later";
     case errc::store_io: return "store I/O error";
     case errc::store_corrupted: return "store is corrupted or panicked; it will be reopened";
     case errc::store_incompatible: return "store has an on-disk format this build cannot read";
@@ -64,6 +66,10 @@ std::string_view wire_name(std::error_code ec) noexcept {
   case errc::too_many_op_ids: return "rate_limited";
   default: return "unavailable";
   }
+}
+
+std::string_view wire_reason(std::error_code ec) noexcept {
+  return ec == errc::store_full ? "store_full" : "";
 }
 
 } // namespace claps

@@ -25,6 +25,14 @@ void append_id_field(std::string& out, std::string_view id) {
   out += "\",";
 }
 
+// Inside an open "code" string: closes it and adds "reason" (a fixed word
+// from claps::wire_reason(), never client input), leaving it open.
+void append_reason_field(std::string& out, std::string_view reason) {
+  if (reason.empty()) return;
+  out += R"(","reason":")";
+  out += reason;
+}
+
 std::string_view durability_name(durability d) {
   return d == durability::cluster ? "cluster" : "local";
 }
@@ -128,10 +136,11 @@ std::string_view utf8_prefix(std::string_view text, std::size_t max_bytes) noexc
 }
 
 void encode_error(std::string& out, std::string_view code, std::string_view message,
-                  std::string_view id) {
+                  std::string_view id, std::string_view reason) {
   begin_frame(out);
   out += R"({"type":"error","code":")";
   out += code;
+  append_reason_field(out, reason);
   out += R"(","message":)";
   // A text frame must be valid UTF-8, or the client drops the connection:
   // a message that quotes input is checked once more.
@@ -151,9 +160,10 @@ std::string rest_result_body(const op_result& r) {
   return out;
 }
 
-std::string rest_error_body(std::string_view code, std::string_view message) {
+std::string rest_error_body(std::string_view code, std::string_view message, std::string_view reason) {
   std::string out = R"({"code":")";
   out += code;
+  append_reason_field(out, reason);
   out += R"(","message":)";
   if (!simdjson::validate_utf8(message.data(), message.size())) message = "the message quoted invalid text";
   append_json_string(out, message);

@@ -52,16 +52,17 @@ void encode_snapshot(std::string& out, std::span<const snapshot> snapshots, std:
 ///  "durability":"local"} ("id" only when the op had one, "replayed":true on a replay)
 void encode_ack(std::string& out, const op_result& result, std::string_view op_id);
 
-/// {"type":"error","code":"bad_request","message":"...","id":"op-1"}
+/// {"type":"error","code":"bad_request","message":"...","id":"op-1"}, with
+/// "reason" after "code" when `reason` is not empty (claps::wire_reason()).
 void encode_error(std::string& out, std::string_view code, std::string_view message,
-                  std::string_view id);
+                  std::string_view id, std::string_view reason = {});
 
 // ---- REST bodies (no headroom) ----
 
 /// {"article":"a1","accepted":2,"total":158,"mine":2,"durability":"local"}
 std::string rest_result_body(const op_result& result);
-/// {"code":"...","message":"..."}
-std::string rest_error_body(std::string_view code, std::string_view message);
+/// {"code":"...","message":"..."}, with "reason" after "code" when not empty.
+std::string rest_error_body(std::string_view code, std::string_view message, std::string_view reason = {});
 
 /// Appends `text` as a JSON string literal with quotes and escapes.
 void append_json_string(std::string& out, std::string_view text);

@@ -69,7 +69,7 @@ public:
     answer(200, rest_result_body(result));
   }
   void on_refused(std::error_code ec, std::string_view) override {
-    answer(http_status_for(ec), rest_error_body(wire_name(ec), ec.message()));
+    answer(http_status_for(ec), rest_error_body(wire_name(ec), ec.message(), wire_reason(ec)));
   }
 
 private:
@@ -280,8 +280,11 @@ int http_api::readiness(lws* wsi) {
     return respond_error(wsi, 503, "unavailable", "--node-id " + deps_.options.node_id +
                                                       " belongs to another data directory");
   // Degraded (Redis unreachable) stays 200: draining every node at once would not help.
-  if (ready && ready())
+  // So does a store short of space: reads, undos and existing users still work.
+  if (ready && ready()) {
+    if (store_full && store_full()) return respond_json(wsi, 200, R"({"status":"degraded","reason":"store_full"})");
     return respond_json(wsi, 200, degraded && degraded() ? R"({"status":"degraded"})" : R"({"status":"ready"})");
+  }
   return respond_error(wsi, 503, "unavailable",
                        deps_.admission.draining ? "server is shutting down" : "store is not committing");
 }

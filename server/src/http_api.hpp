@@ -58,6 +58,8 @@ public:
   std::function<bool()> degraded;
   /// The admin token (--admin-token-file); empty when none is configured.
   std::string admin_token;
+  /// True while the store refuses new claps for want of space (store_full).
+  std::function<bool()> store_full;
 
 private:
   int readiness(lws* wsi);

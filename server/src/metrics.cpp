@@ -96,6 +96,8 @@ std::string render_prometheus(const server_metrics& m, const engine_stats& s, bo
        "reason=\"op_ids\"");
   counter(out, "claps_reads_rate_limited_total", "Subscribes, REST reads and SSE opens refused by the rate limit",
           static_cast<double>(m.rate_limited_reads));
+  line(out, "claps_claps_rejected_total", "counter", nullptr, static_cast<double>(s.refused_store_full),
+       "reason=\"store_full\"");
   counter(out, "claps_undos_total", "Undos applied", static_cast<double>(s.undos));
   counter(out, "claps_replays_total", "Operations answered from an earlier op id",
           static_cast<double>(s.replays));
@@ -126,6 +128,20 @@ std::string render_prometheus(const server_metrics& m, const engine_stats& s, bo
   counter(out, "claps_bad_messages_total", "WebSocket messages answered with an error frame",
           static_cast<double>(m.bad_messages));
   counter(out, "claps_http_requests_total", "HTTP requests routed", static_cast<double>(m.http_requests));
+  return out;
+}
+
+std::string render_store_space(const store_space& space) {
+  std::string out;
+  gauge(out, "claps_store_full", "1 while the store is short of space and new claps are refused (store_full)",
+        space.accepts_new_keys ? 0 : 1);
+  if (space.max_bytes == 0) return out;
+  gauge(out, "claps_lmdb_map_used_bytes", "LMDB pages in use (last page in use minus free-list pages), in bytes",
+        static_cast<double>(space.used_bytes));
+  gauge(out, "claps_lmdb_map_size_bytes", "LMDB map size now (it grows by itself up to the maximum)",
+        static_cast<double>(space.size_bytes));
+  gauge(out, "claps_lmdb_map_max_bytes", "Most the LMDB map may grow to (--lmdb-max-size)",
+        static_cast<double>(space.max_bytes));
   return out;
 }
 

@@ -57,4 +57,8 @@ struct server_metrics {
 /// Renders everything as Prometheus text (version 0.0.4).
 std::string render_prometheus(const server_metrics& m, const engine_stats& s, bool ready);
 
+/// The store's space as Prometheus text: claps_store_full always, the
+/// claps_lmdb_map_* gauges when the store measures (store_space::max_bytes).
+std::string render_store_space(const store_space& space);
+
 } // namespace claps::server

@@ -6,7 +6,9 @@ void submit_op(const service_deps& deps, const op_request& r) {
   const std::error_code ec = r.undo ? deps.engine.undo({r.user, r.article, r.op_id, r.cookie})
                                     : deps.engine.clap({r.user, r.article, r.count, r.op_id, r.cookie});
   if (!ec) return;
-  deps.metrics.reject(wire_name(ec) == "unavailable" ? clap_rejection::unavailable : clap_rejection::invalid);
+  // The engine counts its store_full refusals itself (engine_stats).
+  if (ec != errc::store_full)
+    deps.metrics.reject(wire_name(ec) == "unavailable" ? clap_rejection::unavailable : clap_rejection::invalid);
   deps.registry.refuse_op(r.cookie, ec);
 }
 

@@ -38,13 +38,18 @@ cxxopts::Options make_spec() {
     ("data-dir", "Directory of the LMDB data (created if missing; locked against a second clapsd)",
      cxxopts::value<std::string>()->default_value("data"))
     ("store", "Storage backend: lmdb or memory", cxxopts::value<std::string>()->default_value("lmdb"))
-    ("lmdb-map-size", "LMDB map size in bytes (the most the database may grow to)",
-     cxxopts::value<std::size_t>()->default_value("1073741824"))
+    ("lmdb-map-size", "Initial LMDB map size in bytes; the map grows by itself up to --lmdb-max-size",
+     cxxopts::value<std::size_t>()->default_value("67108864"))
+    ("lmdb-max-size", "Most the LMDB map may grow to, in bytes: the bound on the data file. Near it "
+     "new claps are refused at once (unavailable, reason store_full) while undos still commit",
+     cxxopts::value<std::size_t>()->default_value("4294967296"))
     ("lmdb-no-sync", "Do not fsync each commit (a crash of the process still loses nothing "
      "committed; power loss may)", cxxopts::value<bool>()->default_value("false"))
     ("tick-ms", "Tick length in ms (1..1000): claps are committed and fanned out once per tick",
      cxxopts::value<int>()->default_value("25"))
     ("clap-cap", "Most claps one user may give one article", cxxopts::value<int>()->default_value("50"))
+    ("op-id-window-s", "Seconds an op id is remembered for replays (its record kept in the store)",
+     cxxopts::value<int>()->default_value("900"))
     ("articles-file", "Optional allow-list of article ids: a JSON array of objects with \"id\" "
      "(the demo's articles.json) or one id per line ('#' starts a comment)",
      cxxopts::value<std::string>()->default_value(""))
@@ -232,6 +237,10 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
     else if (store == "memory") o.store = store_kind::memory;
     else error = "--store must be lmdb or memory, not '" + store + "'";
     o.lmdb_map_size = result["lmdb-map-size"].as<std::size_t>();
+    o.lmdb_max_size = result["lmdb-max-size"].as<std::size_t>();
+    if (o.lmdb_map_size > o.lmdb_max_size) error = "--lmdb-map-size must not exceed --lmdb-max-size";
+    o.op_id_window_s = result["op-id-window-s"].as<int>();
+    if (o.op_id_window_s < 1 || o.op_id_window_s > 86400) error = "--op-id-window-s must be 1..86400";
     o.lmdb_sync = !result["lmdb-no-sync"].as<bool>();
     o.tick_ms = result["tick-ms"].as<int>();
     if (o.tick_ms < 1 || o.tick_ms > 1000) error = "--tick-ms must be 1..1000";

@@ -104,6 +104,7 @@ private:
   std::uint64_t seconds_ = 0;
   bool finishing_ = false;
   int cluster_flush_waits_ = 0;
+  bool store_full_ = false;  // as last logged
   int exit_code_ = 0;
 };
 
@@ -140,6 +141,7 @@ bool clapsd::open_store() {
   lmdb_options lo;
   lo.path = options_.data_dir;
   lo.map_size = options_.lmdb_map_size;
+  lo.max_map_size = options_.lmdb_max_size;
   lo.sync = options_.lmdb_sync;
   std::error_code ec;
   auto lmdb = lmdb_store::open(lo, ec);
@@ -212,6 +214,7 @@ bool clapsd::start() {
   eo.clap_cap = options_.clap_cap;
   eo.max_subscriptions = options_.max_subscriptions;
   eo.max_op_ids_per_user = options_.max_op_ids_per_user;
+  eo.op_id_window = millis(std::int64_t{options_.op_id_window_s} * 1000);
   // Ids come from the network: a random seed keeps anyone from choosing ids
   // that all land in one hash bucket.
   std::random_device seed;
@@ -241,6 +244,7 @@ bool clapsd::start() {
     text += "# HELP claps_limiter_addresses Client addresses the limiter remembers\n"
             "# TYPE claps_limiter_addresses gauge\nclaps_limiter_addresses " +
             std::to_string(limits_->addresses()) + "\n";
+    text += render_store_space(store_->space());
     if (cluster_) text += cluster_->metrics_text();
     if (listener_) text += listener_->metrics_text();
     // Behind one shared port, says which process answered.
@@ -251,6 +255,7 @@ bool clapsd::start() {
   };
   http_->degraded = [this] { return cluster_ && cluster_->degraded(); };
   http_->admin_token = admin_token_;
+  http_->store_full = [this] { return !store_->space().accepts_new_keys; };
 
   if (!create_context()) return false;
 
@@ -461,6 +466,16 @@ int clapsd::dispatch(lws* wsi, lws_callback_reasons reason, void* user, void* in
 
 void clapsd::on_second() {
   limits_->sweep(uv_now(&loop_));
+  const store_space space = store_->space();
+  if (space.accepts_new_keys == store_full_) {
+    store_full_ = !space.accepts_new_keys;
+    if (store_full_)
+      log_.warn("store short of space (" + std::to_string(space.used_bytes >> 20) + " of " +
+                std::to_string(space.max_bytes >> 20) + " MiB in use): refusing new claps (store_full) until "
+                "expired op ids are purged or the disk has room; raise --lmdb-max-size if this is not an attack");
+    else
+      log_.info("store has room again: accepting new claps");
+  }
   ws_->sweep();
   http_->sweep();
   if (++seconds_ % static_cast<std::uint64_t>(options_.ping_interval_s) == 0) http_->heartbeat();

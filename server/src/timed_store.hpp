@@ -50,6 +50,7 @@ public:
     inner_.room_changed(article, watched, viewers);
   }
   void attach(store_listener* listener) override { inner_.attach(listener); }
+  store_space space() const override { return inner_.space(); }
 
 private:
   store& inner_;

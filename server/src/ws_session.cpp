@@ -242,7 +242,7 @@ void ws_session::on_result(const op_result& result, std::string_view op_id) {
 
 void ws_session::on_refused(std::error_code ec, std::string_view op_id) {
   std::string frame;
-  encode_error(frame, wire_name(ec), ec.message(), op_id);
+  encode_error(frame, wire_name(ec), ec.message(), op_id, wire_reason(ec));
   send_reply(std::move(frame));
 }
 

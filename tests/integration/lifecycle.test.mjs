@@ -102,6 +102,8 @@ test('bad flags exit 2 with a message; --help documents every flag', async () =>
     [['extra-argument'], {}, /extra-argument/],
     [[], { CLAPS_TICK_MS: 'soon' }, /soon/],
     [[], { CLAPS_LOG_LEVEL: 'loud' }, /log-level/],
+    [['--lmdb-map-size', String(8 << 20), '--lmdb-max-size', String(4 << 20)], {}, /--lmdb-max-size/],
+    [['--op-id-window-s', '0'], {}, /--op-id-window-s/],
   ]) {
     const r = await runClapsd(args, env);
     assert.equal(r.code, 2, `${args} ${JSON.stringify(env)}: ${r.stderr}`);
@@ -111,7 +113,7 @@ test('bad flags exit 2 with a message; --help documents every flag', async () =>
   assert.equal(help.code, 0);
   for (const flag of ['listen', 'data-dir', 'store', 'tick-ms', 'clap-cap', 'auth-secret-file', 'allowed-origin',
     'max-connections', 'rate-limit', 'rate-burst', 'max-message-bytes', 'max-subscriptions', 'slow-client-bytes',
-    'lmdb-map-size', 'articles-file', 'log-level', 'web-root', 'client-root', 'ping-interval-s',
+    'lmdb-map-size', 'lmdb-max-size', 'op-id-window-s', 'articles-file', 'log-level', 'web-root', 'client-root', 'ping-interval-s',
     'idle-timeout-s', 'handshake-timeout-s', 'shutdown-timeout-s', 'request-timeout-s', 'rx-buffer-bytes']) {
     assert.match(help.stdout, new RegExp(`--${flag}\\b`), flag);
   }
@@ -174,49 +176,112 @@ test('--articles-file takes the demo JSON or a plain id list', async () => {
   assert.ok(fs.existsSync(CLAPSD));
 });
 
-test('a failing store: readyz 503, no acks for what is not durable, nothing acked lost after a fix', async () => {
+test('a full store: new claps refused at once (store_full), undos pass, readyz degraded, recovery without a restart', async () => {
   const dir = tempDir();
-  // A map this small fills after a few dozen claps with long ids.
-  let server = await startServer({ dataDir: dir, args: ['--tick-ms', '10', '--lmdb-map-size', '200000', '--rate-limit', '100000', '--rate-burst', '100000',
-    '--request-timeout-s', '1'] });
+  // A 4 MiB maximum (2 MiB of it in reserve) fills after some thousands of
+  // op ids; they are remembered for 8 s only, so the store can recover.
+  const args = ['--tick-ms', '10', '--lmdb-map-size', String(256 << 10), '--lmdb-max-size', String(4 << 20),
+    '--op-id-window-s', '8', '--rate-limit', '100000', '--rate-burst', '100000',
+    // One user floods here; the per-user op-id cap would stop it before the store fills.
+    '--max-op-ids-per-user', '0'];
+  let server = await startServer({ dataDir: dir, args });
   try {
     const u = await client.open(`${server.ws}?user=filler`);
-    const long = (p, i) => `${p}-${i}-${'z'.repeat(100)}`;
-    const acked = {};
-    // Five claps at a time, each group acked before the next, until a commit
-    // fails: some claps are then durable and acked, and the rest are not.
-    const failures = () => metric(server, 'claps_commit_failures_total');
-    for (let i = 0; i < 400 && (await failures()) === 0;) {
-      const group = [];
-      for (const end = i + 5; i < end; i++) {
-        const id = `fill-${i}-${'o'.repeat(50)}`;
-        group.push(id);
-        u.send({ type: 'clap', article: long('full', i), id });
-      }
-      await eventually(async () => group.every((id) => u.frames.some((f) => f.type === 'ack' && f.id === id)) ||
-        (await failures()) > 0, { ms: 10000, what: 'a group of claps acked, or a failed commit' });
+    const kept = [];
+    for (let i = 0; i < 4; i++) {
+      const ack = await u.clap(`keep-${i}`, 2, `keep-op-${i}`);
+      assert.equal(ack.type, 'ack');
+      kept.push(ack.article);
     }
-    await eventually(async () => (await request(`${server.http}/readyz`)).status === 503, { ms: 10000, what: 'readyz 503' });
-    assert.ok(await failures() > 0);
-    const settled = u.frames.filter((f) => f.type === 'ack');
-    for (const a of settled) acked[a.article] = a.total;
-    assert.ok(settled.length > 0 && settled.length < 400, `${settled.length} acks before the map filled`);
-    assert.equal((await request(`${server.http}/healthz`)).status, 200, 'alive while not ready');
-    // A REST clap that cannot commit is answered 503 after --request-timeout-s, not left hanging.
-    const rest = await request(`${server.http}/api/articles/${long('rest', 0)}/claps?user=rester`, {
+    // The flood: op ids on a few articles, so that op records, not tallies,
+    // fill the store. Every clap sent gets an answer, ack or error, before
+    // the next group goes.
+    const answer = new Map();
+    u.ws.on('message', (data) => {
+      const f = JSON.parse(data.toString());
+      if ((f.type === 'ack' || f.type === 'error') && f.id?.startsWith('flood-')) answer.set(f.id, f);
+    });
+    const started = Date.now();
+    let sent = 0;
+    let refusal;
+    while (!refusal && sent < 100000) {
+      const group = [];
+      for (let end = sent + 250; sent < end; sent++) {
+        const id = `flood-${sent}-${'o'.repeat(50)}`;
+        group.push(id);
+        u.send({ type: 'clap', article: `flood-${sent % 8}`, id });
+      }
+      await eventually(() => group.every((id) => answer.has(id)), { ms: 10000, what: 'every clap of a group answered' });
+      refusal = group.map((id) => answer.get(id)).find((f) => f.type === 'error');
+    }
+    const toRefusalMs = Date.now() - started;
+    console.log(`# flood: ${sent} claps, first store_full after ${toRefusalMs} ms`);
+    assert.ok(refusal, `a refusal within ${sent} claps`);
+    assert.equal(refusal.code, 'unavailable');
+    assert.equal(refusal.reason, 'store_full');
+    assert.equal(answer.size, sent, 'every clap of the flood was answered');
+    const acked = [...answer.values()].filter((f) => f.type === 'ack').length;
+    assert.ok(acked > 1000, `${acked} claps acked before the store was short of space`);
+
+    // From now on new claps are refused at once, a fresh user's too, and REST's.
+    const more = await u.clap('flood-0', 1, 'flood-more');
+    assert.equal(more.reason, 'store_full');
+    const fresh = await client.open(`${server.ws}?user=fresh`);
+    const refused = await fresh.clap('fresh-1', 1, 'fresh-op-0');
+    assert.equal(refused.type, 'error');
+    assert.equal(refused.code, 'unavailable');
+    assert.equal(refused.reason, 'store_full');
+    const rest = await request(`${server.http}/api/articles/rest-1/claps?user=rester`, {
       method: 'POST', body: JSON.stringify({ id: 'rest-op-1' }),
     });
     assert.equal(rest.status, 503);
     assert.equal(rest.json.code, 'unavailable');
-    u.terminate();
-    const { code } = await server.stop('SIGTERM', { clean: false });
-    assert.equal(code, 1, 'exit 1: claps were left uncommitted (none of them acknowledged)');
-
-    server = await startServer({ dataDir: dir, args: ['--lmdb-map-size', String(64 << 20)] });
-    assert.equal((await request(`${server.http}/readyz`)).status, 200);
-    for (const [article, total] of Object.entries(acked)) {
-      assert.equal((await request(`${server.http}/api/articles/${article}`)).json.total, total, article);
+    assert.equal(rest.json.reason, 'store_full');
+    // Undos of acked claps pass, from the reserve.
+    for (const article of kept.slice(0, 2)) {
+      const undo = await u.undo(article, `undo-${article}`);
+      assert.equal(undo.type, 'ack', JSON.stringify(undo));
+      assert.equal(undo.accepted, -2);
     }
+    // Degraded, not drained: reads, undos and existing users still work.
+    const ready = await request(`${server.http}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.deepEqual(ready.json, { status: 'degraded', reason: 'store_full' });
+    assert.equal(await metric(server, 'claps_store_full'), 1);
+    assert.equal(await metric(server, 'claps_lmdb_map_max_bytes'), 4 << 20);
+    assert.ok(await metric(server, 'claps_lmdb_map_used_bytes') > 1.5 * (1 << 20), 'refusing until used falls below max - 5/4 headroom');
+    assert.ok(await metric(server, 'claps_lmdb_map_size_bytes') <= 4 << 20);
+    assert.ok(await metric(server, 'claps_claps_rejected_total{reason="store_full"}') >= 4);
+    assert.equal(await metric(server, 'claps_commit_failures_total'), 0, 'refused in time: no commit ever failed');
+    assert.equal((await request(`${server.http}/api/articles/${kept[3]}`)).json.total, 2);
+    await eventually(() => /refusing new claps/.test(server.stderr), { what: 'the store_full warning' });
+
+    // The flood has stopped; once its op ids expire (8 s) and are purged, new
+    // claps are accepted again, without a restart.
+    const recovering = Date.now();
+    let probe = 0;
+    const back = await eventually(async () => {
+      const r = await fresh.clap('fresh-1', 1, `fresh-op-${++probe}`);
+      return r.type === 'ack' && r;
+    }, { ms: 30000, every: 100, what: 'a new clap accepted again' });
+    const recoveryMs = Date.now() - recovering;
+    assert.equal(back.accepted, 1);
+    assert.deepEqual((await request(`${server.http}/readyz`)).json, { status: 'ready' });
+    assert.equal(await metric(server, 'claps_store_full'), 0);
+    console.log(`# store_full: first refusal ${toRefusalMs} ms after the flood began (${sent} claps sent, ${acked} acked); ` +
+      `accepting again ${recoveryMs} ms after it stopped`);
+
+    // Nothing acknowledged is lost across a restart.
+    const articles = [...kept, ...Array.from({ length: 8 }, (_, i) => `flood-${i}`), 'fresh-1'];
+    const before = await totals(server, articles);
+    assert.equal(before[kept[0]], 0);
+    assert.equal(before['fresh-1'], 1);
+    u.terminate();
+    fresh.terminate();
+    const { code } = await server.stop('SIGTERM');
+    assert.equal(code, 0);
+    server = await startServer({ dataDir: dir, args });
+    assert.deepEqual(await totals(server, articles), before);
     await server.stop();
   } finally {
     // On a failed assertion: no clapsd is left running (ctest would wait for it).

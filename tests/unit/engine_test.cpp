@@ -909,3 +909,79 @@ TEST_CASE("op ids per user: new ones past the cap are refused, replays still ans
   f.eng.advance(f.now);
   CHECK_FALSE(f.clap("greedy", "a9", 1, 13, "op-new"));
 }
+
+TEST_CASE("a store short of space: new tallies and new op ids are refused at once, undos and replays pass") {
+  fixture f;
+  auto undo = [&](std::string_view user, std::string_view article, std::uint64_t cookie, std::string_view op) {
+    return f.eng.undo({user, article, op, cookie});
+  };
+  REQUIRE_FALSE(f.clap("u1", "a1", 3, 1, "op-1"));
+  REQUIRE_FALSE(f.clap("u2", "a1", 2, 2, "op-2"));
+  f.tick();
+  REQUIRE(f.rec.results.size() == 2);
+  f.rec.clear();
+  const std::size_t records = f.backing.op_count();
+
+  f.st.space_now.accepts_new_keys = false;
+  // Would add keys: a new op id (even on an existing tally), a new tally.
+  CHECK(f.clap("u3", "a1", 1, 10, "op-3") == errc::store_full);
+  CHECK(f.clap("u1", "a1", 1, 11, "op-new") == errc::store_full);
+  CHECK(f.clap("u3", "a2", 1, 12) == errc::store_full);
+  CHECK(f.eng.stats().refused_store_full == 3);
+  CHECK(f.eng.stats().pending_ops == 0);
+  // Rewrite nothing new: a replay, a clap without an op id on an existing tally.
+  CHECK_FALSE(f.clap("u1", "a1", 3, 13, "op-1"));
+  CHECK_FALSE(f.clap("u1", "a1", 1, 14));
+  // Undos always pass; one that removes nothing records no op id.
+  CHECK_FALSE(undo("u2", "a1", 15, "undo-2"));
+  CHECK_FALSE(undo("u9", "a1", 16, "undo-9"));
+  f.tick();
+
+  std::map<std::uint64_t, recorded_result> by_cookie;
+  for (const auto& r : f.rec.results) by_cookie.emplace(r.cookie, r);
+  CHECK(f.rec.results.size() == 4);  // exactly one result per op that was not refused
+  for (std::uint64_t refused : {10, 11, 12}) CHECK(by_cookie.count(refused) == 0);
+  CHECK(by_cookie.at(13).replayed);
+  CHECK(by_cookie.at(14).accepted == 1);
+  CHECK(by_cookie.at(14).mine == 4);
+  CHECK(by_cookie.at(15).accepted == -2);
+  CHECK(by_cookie.at(16).accepted == 0);
+  CHECK(f.backing.op_count() == records + 1);  // undo-2 only
+  std::int32_t tally = -1;
+  REQUIRE_FALSE(f.backing.read_tally("u3", "a2", tally));
+  CHECK(tally == 0);
+
+  // Room again: the same op is accepted.
+  f.st.space_now.accepts_new_keys = true;
+  CHECK_FALSE(f.clap("u3", "a1", 1, 20, "op-3"));
+  f.tick();
+  CHECK(f.rec.results.back().accepted == 1);
+}
+
+TEST_CASE("a store short of space gets an empty batch on every tick that has nothing else to commit") {
+  fixture f;
+  REQUIRE_FALSE(f.clap("u1", "a1", 1, 1, "op-1"));
+  f.tick();
+  f.tick();
+  CHECK(f.st.empty_commits == 0);  // a healthy store is not asked to commit nothing
+
+  f.st.space_now.accepts_new_keys = false;
+  const int attempted = f.st.commits_attempted;
+  f.tick();
+  f.tick();
+  f.tick();
+  CHECK(f.st.empty_commits == 3);
+  CHECK(f.st.commits_attempted == attempted + 3);
+  CHECK_FALSE(f.eng.store_error());
+  CHECK(f.eng.idle());
+
+  // A tick with something to commit commits that, and nothing else.
+  REQUIRE_FALSE(f.clap("u1", "a1", 1, 2));
+  f.tick();
+  CHECK(f.st.empty_commits == 3);
+  CHECK(f.st.commits_attempted == attempted + 4);
+
+  f.st.space_now.accepts_new_keys = true;
+  f.tick();
+  CHECK(f.st.commits_attempted == attempted + 4);
+}

@@ -27,3 +27,10 @@ TEST_CASE("every code has a message and a wire name") {
   CHECK(std::error_code(claps::errc::count_).message() == "unknown claps error");
   CHECK(claps::wire_name(std::make_error_code(std::errc::io_error)) == "unavailable");
 }
+
+TEST_CASE("only store_full carries a wire reason") {
+  CHECK(claps::wire_reason(claps::errc::store_full) == "store_full");
+  CHECK(claps::wire_reason(claps::errc::unavailable).empty());
+  CHECK(claps::wire_reason(claps::errc::store_io).empty());
+  CHECK(claps::wire_reason(std::make_error_code(std::errc::no_space_on_device)).empty());
+}

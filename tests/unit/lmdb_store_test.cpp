@@ -7,6 +7,8 @@
 #include <lmdb.h>
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -427,11 +429,12 @@ TEST_CASE("a path that cannot be a directory fails with store_io") {
   CHECK(ec == errc::store_io);
 }
 
-TEST_CASE("a full map fails the whole batch with store_full and the store keeps working") {
+TEST_CASE("a map at its maximum fails the whole batch with store_full and the store keeps working") {
   temp_dir dir;
   claps::lmdb_options options;
   options.path = dir.env();
   options.map_size = 256 * 1024;
+  options.max_map_size = options.map_size;  // no room to grow
   auto store = open_store(options);
 
   batch_builder small;
@@ -478,6 +481,267 @@ TEST_CASE("a full map fails the whole batch with store_full and the store keeps 
   store = open_store(options);
   CHECK(total_of(*store, "kept") == 6);
   CHECK(store->op_count() == 2);
+}
+
+// ---- space: the map grows, a reserve below its maximum, purges of their own ----
+
+// Commits batches of `per_batch` new ops, each with a tally and a total of its
+// own (the shape of a flood), expiring at `expires`, while the store accepts
+// new keys, at most `max_batches`. Returns the ops committed; `failed` is the
+// first commit error, if any.
+int flood(claps::lmdb_store& store, timestamp now, timestamp expires, int per_batch, int& serial,
+          std::error_code& failed, int max_batches = 10'000) {
+  int committed = 0;
+  for (int b = 0; b < max_batches && store.space().accepts_new_keys; ++b) {
+    batch_builder batch;
+    for (int i = 0; i < per_batch; ++i, ++serial) {
+      const std::string article = "flood-article-" + std::to_string(serial * 7919 % 100'003);
+      const std::string user = "flood-user-" + std::to_string(serial);
+      batch.total(article, 1);
+      batch.tally(user, article, 1);
+      batch.op(user, "op-" + std::to_string(serial), article, 1, 1, expires);
+    }
+    if ((failed = commit(store, batch.batch(now)))) return committed;
+    committed += per_batch;
+  }
+  return committed;
+}
+
+TEST_CASE("the map grows by itself from map_size up to max_map_size, never past it") {
+  temp_dir dir;
+  claps::lmdb_options options;
+  options.path = dir.env();
+  options.map_size = 64 * 1024;
+  options.max_map_size = 16 << 20;
+  auto store = open_store(options);
+  CHECK(store->space().size_bytes == 64 * 1024);
+  CHECK(store->space().max_bytes == options.max_map_size);
+
+  // One batch far larger than the initial map.
+  int serial = 0;
+  std::error_code failed;
+  CHECK(flood(*store, t0, t0 + 15min, 3000, serial, failed, 1) == 3000);
+  CHECK_FALSE(failed);
+  CHECK(store->growths() > 0);
+  CHECK(store->space().size_bytes > 64 * 1024);
+  CHECK(store->op_count() == 3000);
+
+  // Until it stops: never past the maximum, and no commit ever failed.
+  flood(*store, t0, t0 + 15min, 500, serial, failed);
+  CHECK_FALSE(failed);
+  CHECK_FALSE(store->space().accepts_new_keys);
+  CHECK(store->space().size_bytes == options.max_map_size);
+  CHECK(std::filesystem::file_size(dir.env() + "/data.mdb") <= options.max_map_size);
+  CHECK(store->reopens() == 0);
+
+  // Reopened at the size it had grown to (LMDB keeps the data's size).
+  const auto ops = store->op_count();
+  store.reset();
+  store = open_store(options);
+  CHECK(store->op_count() == ops);
+  CHECK(store->space().size_bytes >= std::filesystem::file_size(dir.env() + "/data.mdb"));
+}
+
+TEST_CASE("open refuses a map_size above max_map_size, or a headroom that leaves nothing") {
+  temp_dir dir;
+  claps::lmdb_options options;
+  options.path = dir.env();
+  options.map_size = 8 << 20;
+  options.max_map_size = 4 << 20;
+  std::error_code ec;
+  CHECK(claps::lmdb_store::open(options, ec) == nullptr);
+  CHECK(ec == errc::bad_request);
+  options.map_size = 1 << 20;
+  options.headroom = options.max_map_size;
+  CHECK(claps::lmdb_store::open(options, ec) == nullptr);
+  CHECK(ec == errc::bad_request);
+  CHECK(claps::default_headroom(std::size_t{4} << 30) == std::size_t{64} << 20);
+  CHECK(claps::default_headroom(std::size_t{4} << 20) == std::size_t{2} << 20);
+}
+
+TEST_CASE("past max_map_size - headroom new keys are refused, and the reserve holds the tail batch and undos") {
+  temp_dir dir;
+  claps::lmdb_options options;
+  options.path = dir.env();
+  options.map_size = 256 * 1024;
+  options.max_map_size = 4 << 20;  // default headroom: 2 MiB
+  auto store = open_store(options);
+  CHECK(store->space().accepts_new_keys);
+
+  int serial = 0;
+  std::error_code failed;
+  const int flooded = flood(*store, t0, t0 + 15min, 100, serial, failed);
+  CHECK_FALSE(failed);  // refused before any commit failed
+  REQUIRE(flooded > 0);
+  const claps::store_space full = store->space();
+  CHECK_FALSE(full.accepts_new_keys);
+  CHECK(full.used_bytes + claps::default_headroom(options.max_map_size) > options.max_map_size);
+  CHECK(full.used_bytes <= options.max_map_size);
+
+  // The tick's batch that was accepted before the refusal still commits...
+  batch_builder tail;
+  for (int i = 0; i < 100; ++i, ++serial) {
+    const std::string article = "tail-" + std::to_string(serial);
+    tail.total(article, 1);
+    tail.tally("tail-user", article, 1);
+    tail.op("tail-user", "op-" + std::to_string(serial), article, 1, 1, t0 + 15min);
+  }
+  CHECK_FALSE(commit(*store, tail.batch(t0 + 1s)));
+  // ...and so do undos spread over the whole store, each with an op record.
+  batch_builder undos;
+  for (int i = 0; i < 200; ++i) {
+    const int victim = i * 31 % flooded;
+    const std::string article = "flood-article-" + std::to_string(victim * 7919 % 100'003);
+    const std::string user = "flood-user-" + std::to_string(victim);
+    undos.total(article, 0);
+    undos.tally(user, article, 0);
+    undos.op(user, "undo-" + std::to_string(i), article, -1, 0, t0 + 15min);
+  }
+  CHECK_FALSE(commit(*store, undos.batch(t0 + 2s)));
+  CHECK(tally_of(*store, "flood-user-0", "flood-article-0") == 0);
+  CHECK(store->reopens() == 0);
+}
+
+TEST_CASE("expired op records are purged in a transaction of their own when the batch cannot fit") {
+  temp_dir dir;
+  claps::lmdb_options options;
+  options.path = dir.env();
+  options.map_size = 2 << 20;
+  options.max_map_size = 2 << 20;
+  options.headroom = 4096;  // to reach the true end of the map
+  auto store = open_store(options);
+  int serial = 0;
+  std::error_code failed;
+  flood(*store, t0, t0 + 1min, 200, serial, failed);
+  REQUIRE(failed == errc::store_full);  // the map itself is full
+  const std::size_t before = store->op_count();
+
+  // A batch that can never fit, once its records expired: the purge runs
+  // anyway (it used to share the batch's transaction, and fail with it).
+  batch_builder big;
+  for (int i = 0; i < 12'000; ++i) {
+    const std::string article = "big-" + std::to_string(i);
+    big.total(article, 1);
+    big.tally("big-user", article, 1);
+    big.op("big-user", "big-op-" + std::to_string(i), article, 1, 1, t0 + 15min);
+  }
+  CHECK(commit(*store, big.batch(t0 + 2min)) == errc::store_full);
+  CHECK(store->op_count() < before);
+  CHECK(total_of(*store, "big-0") == 0);  // and the failed batch wrote nothing
+
+  // The next commits keep purging, while the batch keeps failing whole.
+  CHECK(commit(*store, big.batch(t0 + 2min)) == errc::store_full);
+  const batch_builder empty;
+  for (int i = 0; i < 50 && store->op_count() > 0; ++i) REQUIRE_FALSE(commit(*store, empty.batch(t0 + 2min)));
+  CHECK(store->op_count() == 0);
+  CHECK(store->reopens() == 0);
+}
+
+TEST_CASE("a store short of space accepts new keys again once expired op records are purged, without a reopen") {
+  temp_dir dir;
+  claps::lmdb_options options;
+  options.path = dir.env();
+  options.map_size = 256 * 1024;
+  options.max_map_size = 4 << 20;
+  auto store = open_store(options);
+  int serial = 0;
+  std::error_code failed;
+  // Few tallies, many op ids: what a flood of claps with op ids leaves.
+  batch_builder seed;
+  seed.total("one", 1);
+  seed.tally("user", "one", 1);
+  REQUIRE_FALSE(commit(*store, seed.batch(t0)));
+  for (int b = 0; b < 1000 && store->space().accepts_new_keys; ++b) {
+    batch_builder batch;
+    for (int i = 0; i < 200; ++i, ++serial)
+      batch.op("user", "op-" + std::to_string(serial) + "-padding-padding", "one", 0, 1, t0 + 1min);
+    REQUIRE_FALSE(commit(*store, batch.batch(t0)));
+  }
+  REQUIRE_FALSE(store->space().accepts_new_keys);
+  const std::uint64_t used_full = store->space().used_bytes;
+  const auto file_size = std::filesystem::file_size(dir.env() + "/data.mdb");
+
+  // Still refusing before the records expire, whatever is committed.
+  const batch_builder empty;
+  REQUIRE_FALSE(commit(*store, empty.batch(t0 + 30s)));
+  CHECK_FALSE(store->space().accepts_new_keys);
+
+  // Past expiry, the empty batches the engine commits purge it back to room.
+  int commits = 0;
+  while (!store->space().accepts_new_keys && commits < 100) {
+    REQUIRE_FALSE(commit(*store, empty.batch(t0 + 2min)));
+    ++commits;
+  }
+  CHECK(store->space().accepts_new_keys);
+  CHECK(store->space().used_bytes < used_full);
+  CHECK(std::filesystem::file_size(dir.env() + "/data.mdb") >= file_size);  // the file never shrinks
+  batch_builder after;
+  after.total("two", 1);
+  after.tally("user", "two", 1);
+  after.op("user", "op-after", "two", 1, 1, t0 + 15min);
+  CHECK_FALSE(commit(*store, after.batch(t0 + 2min)));
+  CHECK(op_of(*store, "user", "op-after", "two"));
+  CHECK(store->reopens() == 0);
+}
+
+// Lowers the process's file size limit (RLIMIT_FSIZE), as a full disk would
+// refuse writes, until destroyed. SIGXFSZ is ignored so writes fail with EFBIG.
+class file_size_limit {
+public:
+  explicit file_size_limit(rlim_t bytes) {
+    REQUIRE(::getrlimit(RLIMIT_FSIZE, &saved_) == 0);
+    old_handler_ = ::signal(SIGXFSZ, SIG_IGN);
+    rlimit lowered = saved_;
+    lowered.rlim_cur = bytes;
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &lowered) == 0);
+  }
+  ~file_size_limit() { lift(); }
+  file_size_limit(const file_size_limit&) = delete;
+  file_size_limit& operator=(const file_size_limit&) = delete;
+  void lift() {
+    if (lifted_) return;
+    lifted_ = true;
+    ::setrlimit(RLIMIT_FSIZE, &saved_);
+    ::signal(SIGXFSZ, old_handler_);
+  }
+
+private:
+  rlimit saved_{};
+  void (*old_handler_)(int) = nullptr;
+  bool lifted_ = false;
+};
+
+TEST_CASE("a disk that refuses writes is store_full and refuses new keys, until a commit finds room again") {
+  temp_dir dir;
+  claps::lmdb_options options;
+  options.path = dir.env();
+  auto store = open_store(options);
+  batch_builder first;
+  first.total("kept", 1);
+  first.tally("u1", "kept", 1);
+  REQUIRE_FALSE(commit(*store, first.batch(t0)));
+
+  batch_builder grows;  // needs pages past the end of the file
+  for (int i = 0; i < 2000; ++i) {
+    const std::string article = "disk-" + std::to_string(i);
+    grows.total(article, 1);
+    grows.tally("u1", article, 1);
+    grows.op("u1", "op-" + std::to_string(i), article, 1, 1, t0 + 15min);
+  }
+  {
+    file_size_limit full(std::filesystem::file_size(dir.env() + "/data.mdb"));
+    CHECK(commit(*store, grows.batch(t0 + 1s)) == errc::store_full);
+    CHECK_FALSE(store->space().accepts_new_keys);
+    CHECK(commit(*store, grows.batch(t0 + 2s)) == errc::store_full);  // retried: still no room
+    CHECK_FALSE(store->space().accepts_new_keys);
+    full.lift();
+    // The disk has room again: the same batch, retried, commits.
+    CHECK_FALSE(commit(*store, grows.batch(t0 + 3s)));
+  }
+  CHECK(store->space().accepts_new_keys);
+  CHECK(total_of(*store, "kept") == 1);
+  CHECK(total_of(*store, "disk-1999") == 1);
+  CHECK(store->op_count() == 2000);
 }
 
 TEST_CASE("expired ops are purged by later commits, a bounded number per commit") {
@@ -804,16 +1068,20 @@ TEST_CASE("a migration that fails leaves format 1 intact, and the next open migr
   claps::lmdb_options small;
   small.path = dir.env();
   small.map_size = 4096;
+  small.max_map_size = 4096;  // may not grow
   std::error_code ec;
   CHECK(claps::lmdb_store::open(small, ec) == nullptr);
   CHECK(ec == errc::store_full);
   CHECK(dump_all(dir.env()) == before);
 
+  // The same small start with room to grow: the map grows until the
+  // migration fits.
   claps::lmdb_options roomy;
   roomy.path = dir.env();
-  roomy.map_size = std::size_t{64} << 20;
+  roomy.map_size = 4096;
   roomy.sync = false;
   auto store = open_store(roomy);
+  CHECK(store->growths() > 0);
   check_migrated(*store);
   CHECK(store->op_count() == 3003);
   CHECK(tally_of(*store, "user-with-a-long-name-2999", "a3") == 1);

@@ -26,7 +26,11 @@ public:
   bool defer = false;
   int commits_attempted = 0;
   int commits_succeeded = 0;
+  int empty_commits = 0;                  // batches with no rows at all
   std::vector<std::size_t> batch_totals;  // totals per attempted batch
+  // What space() reports: the test sets it, as a store short of space would.
+  claps::store_space space_now;
+  claps::store_space space() const override { return space_now; }
 
   int total_reads = 0;
   std::error_code read_total(std::string_view a, std::int64_t& t) override {
@@ -44,6 +48,7 @@ public:
   }
   void commit(const claps::commit_batch& batch, claps::commit_handler done) override {
     ++commits_attempted;
+    if (batch.totals.empty() && batch.tallies.empty() && batch.ops.empty()) ++empty_commits;
     batch_totals.push_back(batch.totals.size());
     if (fail_next > 0) {
       --fail_next;

@@ -170,6 +170,7 @@ struct engine_stats {
   std::uint64_t replays = 0;
   std::uint64_t refused_unavailable = 0;
   std::uint64_t refused_op_ids = 0;    // errc::too_many_op_ids
+  std::uint64_t refused_store_full = 0;  // claps refused because the store is short of space
   std::uint64_t updates = 0;           // changed articles emitted
   std::uint64_t deliveries = 0;        // deliver() calls
   std::uint64_t ops_purged = 0;        // expired op ids dropped from memory
@@ -221,12 +222,24 @@ public:
   /// Errors (and then no callback fires): invalid_user, invalid_article,
   /// invalid_op_id, invalid_count, unavailable (too much uncommitted),
   /// too_many_op_ids (a new op id past engine_options::max_op_ids_per_user;
-  /// replays of live ones still answer), or a store error from reading state
-  /// the engine had not cached.
+  /// replays of live ones still answer), store_full, or a store error from
+  /// reading state the engine had not cached.
+  ///
+  /// store_full: the store is short of space (store::space() says it accepts
+  /// no new keys), and this clap would add a key: it carries an op id not
+  /// seen before, or the user has no claps on the article yet. Refused at
+  /// once, before anything is queued, and counted in
+  /// engine_stats::refused_store_full. A replay of a known op id, and a clap
+  /// without an op id on a tally the user already has, still pass.
   std::error_code clap(const clap_request& request);
 
   /// Removes all of a user's claps on an article (Medium's undo applause).
-  /// Results and errors as clap(); accepted is minus the claps removed.
+  /// Results and errors as clap(), except that an undo is never refused for
+  /// store_full: the store keeps room in reserve for undos. While the store
+  /// accepts no new keys, an undo that finds no claps to remove is answered
+  /// (accepted 0) without recording its op id, so a flood of such undos
+  /// cannot fill that reserve; sending it again removes the claps the user
+  /// has made since, if any. Accepted is minus the claps removed.
   /// With a store shared by several nodes that includes the claps made
   /// through other nodes (store::remote_tally): this node's own tally then
   /// goes below zero by that amount, so the user's claps sum to 0.
@@ -250,7 +263,9 @@ public:
 
   /// Runs the tick if now >= next_deadline(): commits the pending batch (when
   /// no commit is in flight), then emits updates and results for what became
-  /// durable. Calls the callbacks.
+  /// durable. Calls the callbacks. While the store accepts no new keys, a
+  /// tick with nothing to commit commits an empty batch, so that the store
+  /// may purge expired op records and recover by itself.
   void advance(timestamp now);
   /// Runs a tick now, whatever the deadline (used to drain on shutdown).
   void flush(timestamp now);

@@ -49,6 +49,11 @@ std::error_code make_error_code(errc e) noexcept;
 /// use error_code::message() for the detailed text.
 std::string_view wire_name(std::error_code ec) noexcept;
 
+/// Why an error has the wire name it has, when clients may act on it:
+/// "store_full" for errc::store_full (wire name "unavailable"), empty for
+/// every other error. Protocol error frames carry it as "reason".
+std::string_view wire_reason(std::error_code ec) noexcept;
+
 } // namespace claps
 
 template <> struct std::is_error_code_enum<claps::errc> : std::true_type {};

@@ -6,29 +6,49 @@
 // fsync'd before the engine hears of it. A reopened environment gives
 // identical state.
 //
+// Space. The map starts at lmdb_options::map_size and grows by itself,
+// doubling between transactions, up to max_map_size (a transaction that
+// fails with MDB_MAP_FULL below the maximum is grown and run again, so the
+// caller never sees it). Below the maximum the store keeps `headroom` in
+// reserve: once the pages in use (the last page in use minus the pages on
+// LMDB's free list, not the file size) reach max_map_size - headroom, or a
+// write failed because the disk is full (ENOSPC, EDQUOT, or EFBIG: the
+// process's file size limit), space() says it no longer accepts new keys, and
+// the engine refuses new tallies and new op ids with errc::store_full at once.
+// The reserve is what undos, claps on existing tallies and the purge of
+// expired op records commit with: LMDB copies every page a transaction
+// touches, so even deletes need free pages. Expired op records are purged in
+// a transaction of their own while the store is short of space (before the
+// batch, so a batch that cannot fit never blocks the purge that would free
+// room; halving the count while even that does not fit), and inside the
+// batch's transaction otherwise (one fsync per tick). The store accepts new
+// keys again after the first commit that finds room: no restart.
+//
 // The environment records an on-disk format version (lmdb_format_version).
 // open() migrates an environment of format 1 to the current format in one
 // write transaction, so a crash or a failure during the migration leaves it
 // at format 1, to be migrated by the next open(). The migration holds the
 // tallies and op records in memory while it rewrites them, and needs free map
-// space about the size of those tables (else store_full: raise map_size).
+// space about the size of those tables (else store_full: raise max_map_size).
 // Any other format, older or newer, is refused (errc::store_incompatible).
 //
-// Failures map to claps::errc: MDB_MAP_FULL, MDB_TXN_FULL, ENOSPC and EDQUOT
-// -> store_full; MDB_PANIC, MDB_CORRUPTED, MDB_PAGE_NOTFOUND or a malformed
-// record -> store_corrupted; MDB_INVALID, MDB_VERSION_MISMATCH or an unknown
-// format version -> store_incompatible; other errors -> store_io (also a
-// commit holding ids longer than the id rules of <claps/ids.hpp>, which
-// writes nothing); ids or resume keys longer than the id rules ->
-// bad_request on reads. After store_corrupted from LMDB, or a commit that
-// failed with a system error (LMDB may then have set its fatal flag, and
-// refuses every further transaction), the store closes and reopens the
-// environment before its next operation (counted by reopens()).
+// Failures map to claps::errc: MDB_MAP_FULL at max_map_size, MDB_TXN_FULL,
+// ENOSPC, EDQUOT and EFBIG -> store_full; MDB_PANIC, MDB_CORRUPTED,
+// MDB_PAGE_NOTFOUND or a malformed record -> store_corrupted; MDB_INVALID,
+// MDB_VERSION_MISMATCH or an unknown format version -> store_incompatible;
+// other errors -> store_io (also a commit holding ids longer than the id
+// rules of <claps/ids.hpp>, which writes nothing); ids or resume keys longer
+// than the id rules -> bad_request on reads. After store_corrupted from
+// LMDB, or a commit that failed with a system error (LMDB may then have set
+// its fatal flag, and refuses every further transaction), the store closes
+// and reopens the environment before its next operation (counted by
+// reopens()).
 //
 // Thread rule: one thread, like the engine. Opening one environment twice in
 // one process (two lmdb_store objects on one path) is a programming error:
 // LMDB forbids it. clapsd takes a lock file so that two processes do not share
-// a data directory either.
+// a data directory either. The map is grown only by the process that owns
+// the environment, between its own transactions.
 #pragma once
 
 #include <claps/store.hpp>
@@ -45,8 +65,20 @@ struct lmdb_options {
   /// Directory of the environment; created if missing (mode 0700). Its
   /// files are created 0600: they hold every user's claps.
   std::string path = "data";
-  /// LMDB map size: the most the database may grow to.
-  std::size_t map_size = std::size_t{1} << 30;
+  /// The map's initial size. It grows by itself up to max_map_size; an
+  /// environment whose data is already larger opens at its data's size.
+  /// 64 MiB: room for about 200,000 op records before the first growth, and
+  /// little address space for a small deployment.
+  std::size_t map_size = std::size_t{64} << 20;
+  /// The most the map may grow to: the bound on the data file. map_size
+  /// above it fails open() with errc::bad_request. 4 GiB: about 10 million
+  /// (user, article) tallies plus the op records of 15 minutes at several
+  /// thousand ops per second (docs/design.md, Storage).
+  std::size_t max_map_size = std::size_t{4} << 30;
+  /// Room kept in reserve below max_map_size (see the top of this file).
+  /// 0 picks default_headroom(max_map_size). At least max_map_size fails
+  /// open() with errc::bad_request.
+  std::size_t headroom = 0;
   /// fsync every commit. Turning it off trades durability on power loss for
   /// speed; a process crash still loses nothing committed.
   bool sync = true;
@@ -58,10 +90,26 @@ struct lmdb_options {
 /// The format version this build writes and reads.
 inline constexpr std::uint32_t lmdb_format_version = 2;
 
+/// The reserve kept below `max_map_size` when lmdb_options::headroom is 0:
+/// 64 MiB, or half the maximum below 128 MiB. It must hold the transactions
+/// committed after the store stops accepting new keys (the batch accepted
+/// just before, undos, purges), and LMDB copies every page a transaction
+/// touches. Measured with random ids on a large map: about 12 KiB of fresh
+/// pages per op in one transaction (a leaf each in ops, tallies and
+/// totals), so 64 MiB holds a batch of some 5,000 ops, over four ticks of
+/// this machine's fsync'd peak ingest (~46k claps/s, 25 ms ticks). A small
+/// map is different: a transaction of random writes copies most of its
+/// pages, hence half (a 4 MiB map needed 2 MiB for 200 undos).
+constexpr std::size_t default_headroom(std::size_t max_map_size) noexcept {
+  const std::size_t cap = std::size_t{64} << 20;
+  return max_map_size / 2 < cap ? max_map_size / 2 : cap;
+}
+
 class lmdb_store final : public store {
 public:
   /// Opens (creating if needed) the environment. On failure returns null and
-  /// sets `ec` (store_io with the system message, store_incompatible, ...).
+  /// sets `ec` (store_io with the system message, store_incompatible,
+  /// bad_request when map_size > max_map_size or headroom >= max_map_size).
   static std::unique_ptr<lmdb_store> open(const lmdb_options& options, std::error_code& ec);
   ~lmdb_store() override;
   lmdb_store(const lmdb_store&) = delete;
@@ -73,8 +121,22 @@ public:
   std::error_code read_op(std::string_view user, std::string_view article, std::string_view op_id,
                           stored_op& out, bool& found) override;
   /// Runs the write transaction before returning; calls `done` before returning.
-  /// Also purges up to max_purge_per_commit op records with expires_at <= batch.now.
+  /// Also purges up to max_purge_per_commit op records with expires_at <=
+  /// batch.now: in the batch's transaction, or first in one of their own
+  /// while space() does not accept new keys, and then also when the batch
+  /// failed with store_full (the batch is then tried once more). Grows the
+  /// map as needed. An empty batch while short of space runs only the purge.
   void commit(const commit_batch& batch, commit_handler done) override;
+
+  /// As of the last write transaction (or open): accepts_new_keys turns
+  /// false once used_bytes > max_map_size - headroom, and true again once
+  /// used_bytes <= max_map_size - 5/4 headroom (so that it does not flap),
+  /// and it is false while the last write found the disk full. used_bytes
+  /// counts pages in use: LMDB's last page in use minus the free-list pages
+  /// the next transaction may reuse (those the last transaction freed still
+  /// hold the snapshot before it). size_bytes is the map now, max_bytes
+  /// max_map_size (or the data's size, if an environment opened larger).
+  store_space space() const override;
 
   /// Reserves [first, first + count): the next free version is kept in the
   /// environment (the first ever handed out is 1), and the reservation is
@@ -101,6 +163,8 @@ public:
   std::size_t op_count();
   /// How many times the environment was reopened after a panic.
   std::size_t reopens() const noexcept;
+  /// How many times the map grew since open().
+  std::size_t growths() const noexcept;
 
 private:
   struct impl;

@@ -380,6 +380,9 @@ public:
   std::error_code arbitrate(std::span<const op_intent> intents, arbitrate_handler done) override;
   void room_changed(std::string_view article, bool watched, std::uint32_t viewers) override;
   void attach(store_listener* listener) override;
+  /// The local store's (the journal's): a node whose journal is short of
+  /// space refuses new keys, since every op it decides must land there.
+  store_space space() const override;
 
   // ---- reads of articles no local viewer watches ----
 

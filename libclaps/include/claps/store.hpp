@@ -69,13 +69,32 @@ struct stored_op {
 };
 
 /// Everything one tick changed. Views stay valid until the commit's
-/// completion handler has been called.
+/// completion handler has been called. A batch may be empty: while the store
+/// does not accept new keys (store::space()), the engine commits an empty
+/// batch on every tick that has nothing else to commit, so that the store
+/// can purge expired op records and find room again.
 struct commit_batch {
   std::span<const article_total> totals;
   std::span<const user_tally> tallies;
   std::span<const op_record> ops;
-  /// Op records whose expires_at <= now may be purged in the same transaction.
+  /// Op records whose expires_at <= now may be purged by this commit (in its
+  /// transaction, or in one of their own: see claps::lmdb_store).
   timestamp now{};
+};
+
+/// A store's room for new data, as store::space() reports it.
+struct store_space {
+  /// False while the store is short of space (near its most, or its disk
+  /// full). The engine then refuses, with errc::store_full, every op that
+  /// would add a key: a clap that would make a new (user, article) tally or
+  /// a new op record. Undos, replays and claps that only rewrite an existing
+  /// tally still pass: the store keeps room in reserve for them.
+  bool accepts_new_keys = true;
+  /// Bytes holding data now, the store's current size and the most it may
+  /// grow to; all 0 for a store that does not measure (memory_store).
+  std::uint64_t used_bytes = 0;
+  std::uint64_t size_bytes = 0;
+  std::uint64_t max_bytes = 0;
 };
 
 /// How far a commit reached before it was acknowledged.
@@ -175,6 +194,12 @@ public:
   /// before commit() returns (embedded stores) or later from the caller's
   /// event loop (networked stores), but never twice.
   virtual void commit(const commit_batch& batch, commit_handler done) = 0;
+
+  /// The store's room for new keys, as of its last commit (or open). Cheap
+  /// and does no I/O: the engine asks before it queues each clap or undo. A
+  /// store that wraps another forwards it. The default: always accepts, and
+  /// measures nothing.
+  virtual store_space space() const { return {}; }
 
   // ---- journal: what a node re-asserts into a shared store ----
 

@@ -18,6 +18,9 @@
 
 #include <lmdb.h>
 
+#include <sys/resource.h>
+#include <sys/statvfs.h>
+
 #include <array>
 #include <cerrno>
 #include <cstdio>
@@ -39,12 +42,19 @@ bool is_corruption(int rc) {
   return rc == MDB_PANIC || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND;
 }
 
+// The disk (or the process's file size limit) has no room for the write.
+bool is_disk_full(int rc) { return rc == ENOSPC || rc == EDQUOT || rc == EFBIG; }
+
+// A transaction that found no work: aborted, and reported as success.
+constexpr int nothing_written = malformed_record - 1;
+
 std::error_code map_error(int rc) {
   switch (rc) {
   case MDB_MAP_FULL:
   case MDB_TXN_FULL: // the batch needs more dirty pages than one transaction may hold
   case ENOSPC:
-  case EDQUOT: return errc::store_full;
+  case EDQUOT:
+  case EFBIG: return errc::store_full;
   case MDB_PANIC:
   case MDB_CORRUPTED:
   case MDB_PAGE_NOTFOUND:
@@ -103,11 +113,21 @@ struct lmdb_store::impl {
   // a failed commit): LMDB 0.9 refuses every transaction until it is reopened.
   bool needs_reopen = false;
   std::size_t reopen_count = 0;
+  // The map now; it grows between transactions up to options.max_map_size.
+  std::size_t map_size = 0;
+  std::size_t headroom = 0;
+  std::size_t growth_count = 0;
+  // The last write failed for want of disk; cleared by a batch that commits.
+  bool disk_full = false;
+  std::uint64_t high_bytes = 0;  // up to the last page in use, free or not
+  store_space space_now;
   // The last LMDB/system message, for a debugger or a core dump: the caller
   // only gets the error_code.
   std::array<char, 192> last_error{};
 
-  explicit impl(lmdb_options o) : options(std::move(o)) {}
+  explicit impl(lmdb_options o)
+      : options(std::move(o)), map_size(options.map_size),
+        headroom(options.headroom != 0 ? options.headroom : default_headroom(options.max_map_size)) {}
   ~impl() { close_env(); }
   impl(const impl&) = delete;
   impl& operator=(const impl&) = delete;
@@ -154,78 +174,96 @@ struct lmdb_store::impl {
       close_env();
       return ec;
     };
-    if ((rc = mdb_env_set_mapsize(env, options.map_size)) != 0)
+    // A reopen keeps the size the map had grown to.
+    if ((rc = mdb_env_set_mapsize(env, map_size)) != 0)
       return give_up(rc, "mdb_env_set_mapsize");
     if ((rc = mdb_env_set_maxdbs(env, named_db_count)) != 0)
       return give_up(rc, "mdb_env_set_maxdbs");
     const unsigned flags = MDB_NOTLS | (options.sync ? 0u : unsigned{MDB_NOSYNC});
     if ((rc = mdb_env_open(env, options.path.c_str(), flags, 0600)) != 0)
       return give_up(rc, "mdb_env_open");
+    // LMDB opens a map no smaller than the data it holds.
+    MDB_envinfo info{};
+    if ((rc = mdb_env_info(env, &info)) != 0) return give_up(rc, "mdb_env_info");
+    map_size = info.me_mapsize;
     // Reader slots left by a crashed process would pin old pages forever.
     int stale = 0;
     mdb_reader_check(env, &stale);
 
     MDB_txn* txn = nullptr;
-    if ((rc = mdb_txn_begin(env, nullptr, 0, &txn)) != 0) return give_up(rc, "mdb_txn_begin");
-    auto abort_and_give_up = [&](int code, const char* where) {
-      mdb_txn_abort(txn);
-      return give_up(code, where);
-    };
-    auto incompatible = [&](const char* why) {
-      mdb_txn_abort(txn);
-      close_env();
-      std::snprintf(last_error.data(), last_error.size(), "%s", why);
-      return std::error_code{errc::store_incompatible};
-    };
+    bool migrate = false;
+    // Run again in a grown map when a migration does not fit.
+    for (;;) {
+      if ((rc = mdb_txn_begin(env, nullptr, 0, &txn)) != 0) return give_up(rc, "mdb_txn_begin");
+      auto abort_and_give_up = [&](int code, const char* where) {
+        mdb_txn_abort(txn);
+        return give_up(code, where);
+      };
+      auto incompatible = [&](const char* why) {
+        mdb_txn_abort(txn);
+        close_env();
+        std::snprintf(last_error.data(), last_error.size(), "%s", why);
+        return std::error_code{errc::store_incompatible};
+      };
 
-    // An environment with named entries but no meta database is not one of ours.
-    MDB_dbi main_dbi = 0;
-    if ((rc = mdb_dbi_open(txn, nullptr, 0, &main_dbi)) != 0)
-      return abort_and_give_up(rc, "mdb_dbi_open(main)");
-    MDB_stat main_stat{};
-    if ((rc = mdb_stat(txn, main_dbi, &main_stat)) != 0)
-      return abort_and_give_up(rc, "mdb_stat(main)");
-    rc = mdb_dbi_open(txn, meta_db, 0, &tables.meta);
-    if (rc == MDB_NOTFOUND && main_stat.ms_entries != 0)
-      return incompatible("environment holds data but no claps format version");
-    if (rc == MDB_NOTFOUND) rc = mdb_dbi_open(txn, meta_db, MDB_CREATE, &tables.meta);
-    if (rc != 0) return abort_and_give_up(rc, "mdb_dbi_open(meta)");
-
-    MDB_val key = as_val(format_version_key);
-    MDB_val value{};
-    std::uint32_t found_version = 0; // none: a new environment
-    rc = mdb_get(txn, tables.meta, &key, &value);
-    if (rc == 0) {
-      found_version = value.mv_size == 4 ? get_u32_le(static_cast<const char*>(value.mv_data)) : 0;
-      if (found_version != 1 && found_version != lmdb_format_version)
-        return incompatible("claps format version differs from this build's");
-    } else if (rc == MDB_NOTFOUND) {
-      if (main_stat.ms_entries != 0)
+      // An environment with named entries but no meta database is not one of ours.
+      MDB_dbi main_dbi = 0;
+      if ((rc = mdb_dbi_open(txn, nullptr, 0, &main_dbi)) != 0)
+        return abort_and_give_up(rc, "mdb_dbi_open(main)");
+      MDB_stat main_stat{};
+      if ((rc = mdb_stat(txn, main_dbi, &main_stat)) != 0)
+        return abort_and_give_up(rc, "mdb_stat(main)");
+      rc = mdb_dbi_open(txn, meta_db, 0, &tables.meta);
+      if (rc == MDB_NOTFOUND && main_stat.ms_entries != 0)
         return incompatible("environment holds data but no claps format version");
-    } else {
-      return abort_and_give_up(rc, "mdb_get(meta)");
-    }
+      if (rc == MDB_NOTFOUND) rc = mdb_dbi_open(txn, meta_db, MDB_CREATE, &tables.meta);
+      if (rc != 0) return abort_and_give_up(rc, "mdb_dbi_open(meta)");
 
-    const std::pair<const char*, MDB_dbi*> dbs[] = {{totals_db, &tables.totals},
-                                                    {tallies_db, &tables.tallies},
-                                                    {ops_db, &tables.ops},
-                                                    {op_expiry_db, &tables.op_expiry}};
-    for (auto [name, dbi] : dbs)
-      if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, dbi)) != 0)
-        return abort_and_give_up(rc, "mdb_dbi_open");
+      MDB_val key = as_val(format_version_key);
+      MDB_val value{};
+      std::uint32_t found_version = 0; // none: a new environment
+      rc = mdb_get(txn, tables.meta, &key, &value);
+      if (rc == 0) {
+        found_version = value.mv_size == 4 ? get_u32_le(static_cast<const char*>(value.mv_data)) : 0;
+        if (found_version != 1 && found_version != lmdb_format_version)
+          return incompatible("claps format version differs from this build's");
+      } else if (rc == MDB_NOTFOUND) {
+        if (main_stat.ms_entries != 0)
+          return incompatible("environment holds data but no claps format version");
+      } else {
+        return abort_and_give_up(rc, "mdb_get(meta)");
+      }
 
-    const bool migrate = found_version == 1;
-    if (migrate && (rc = migrate_from_format_1(txn, tables)) != 0)
-      return abort_and_give_up(rc, "migrating format 1");
-    if (found_version != lmdb_format_version) { // new, or just migrated
-      char bytes[4];
-      put_u32_le(bytes, lmdb_format_version);
-      key = as_val(format_version_key);
-      value = MDB_val{sizeof bytes, bytes};
-      if ((rc = mdb_put(txn, tables.meta, &key, &value, 0)) != 0)
-        return abort_and_give_up(rc, "mdb_put(meta)");
+      const std::pair<const char*, MDB_dbi*> dbs[] = {{totals_db, &tables.totals},
+                                                      {tallies_db, &tables.tallies},
+                                                      {ops_db, &tables.ops},
+                                                      {op_expiry_db, &tables.op_expiry}};
+      for (auto [name, dbi] : dbs)
+        if ((rc = mdb_dbi_open(txn, name, MDB_CREATE, dbi)) != 0)
+          return abort_and_give_up(rc, "mdb_dbi_open");
+
+      migrate = found_version == 1;
+      if (migrate && (rc = migrate_from_format_1(txn, tables)) != 0) {
+        if (rc == MDB_MAP_FULL && map_size < options.max_map_size) {
+          mdb_txn_abort(txn);
+          if (grow()) continue;
+          return give_up(rc, "migrating format 1");
+        }
+        return abort_and_give_up(rc, "migrating format 1");
+      }
+      if (found_version != lmdb_format_version) { // new, or just migrated
+        char bytes[4];
+        put_u32_le(bytes, lmdb_format_version);
+        key = as_val(format_version_key);
+        value = MDB_val{sizeof bytes, bytes};
+        if ((rc = mdb_put(txn, tables.meta, &key, &value, 0)) != 0)
+          return abort_and_give_up(rc, "mdb_put(meta)");
+      }
+      rc = mdb_txn_commit(txn);
+      if (rc == MDB_MAP_FULL && grow()) continue;
+      if (rc != 0) return give_up(rc, "mdb_txn_commit(open)");
+      break;
     }
-    if ((rc = mdb_txn_commit(txn)) != 0) return give_up(rc, "mdb_txn_commit(open)");
     // A migration is worth an fsync even when commits are not.
     if (migrate && !options.sync && (rc = mdb_env_sync(env, 1)) != 0)
       return give_up(rc, "mdb_env_sync(migration)");
@@ -235,7 +273,88 @@ struct lmdb_store::impl {
       return give_up(rc, "mdb_txn_begin(read)");
     }
     mdb_txn_reset(reader);
+    if (auto ec = measure()) {
+      close_env();
+      return ec;
+    }
     return {};
+  }
+
+  // Reads how much of the map is in use, and whether that leaves room for
+  // new keys. "In use" is every page up to LMDB's last page minus the pages
+  // on its free list that the next transaction may reuse (the free DB, dbi
+  // 0, maps a transaction id to the list of pages it freed, the count
+  // first), since LMDB reuses free pages before it extends the file: the
+  // file size never shrinks and says nothing.
+  std::error_code measure() {
+    MDB_envinfo info{};
+    MDB_stat stat{};
+    int rc = mdb_env_info(env, &info);
+    if (rc == 0) rc = mdb_env_stat(env, &stat);
+    if (rc != 0) return fail(rc, "mdb_env_info");
+    const std::uint64_t page = stat.ms_psize;
+    std::uint64_t free_pages = 0;
+    // The kept reader, without ready(): open_env() measures too.
+    if ((rc = mdb_txn_renew(reader)) != 0) return fail(rc, "mdb_txn_renew");
+    MDB_cursor* cursor = nullptr;
+    rc = mdb_cursor_open(reader, 0, &cursor);
+    if (rc == 0) {
+      MDB_val key{}, value{};
+      while ((rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) == 0) {
+        std::size_t txnid = 0, count = 0;
+        if (key.mv_size != sizeof txnid || value.mv_size < sizeof count) continue;
+        std::memcpy(&txnid, key.mv_data, sizeof txnid);
+        // The last transaction's freed pages still hold the snapshot before
+        // it (the other meta page points there): the next one cannot reuse them.
+        if (txnid >= info.me_last_txnid) continue;
+        std::memcpy(&count, value.mv_data, sizeof count);
+        free_pages += count;
+      }
+      mdb_cursor_close(cursor);
+    }
+    mdb_txn_reset(reader);
+    if (rc != 0 && rc != MDB_NOTFOUND) return fail(rc, "free list");
+    map_size = info.me_mapsize;
+    high_bytes = (std::uint64_t{info.me_last_pgno} + 1) * page;
+    const std::uint64_t max = std::max<std::uint64_t>(options.max_map_size, map_size);
+    space_now.used_bytes = high_bytes - std::min(high_bytes, free_pages * page);
+    space_now.size_bytes = map_size;
+    space_now.max_bytes = max;
+    // Refusing starts past max - headroom and ends a quarter of the headroom
+    // lower: each commit lets the pages the one before it freed be reused,
+    // which swings "used" by up to a batch's copied pages, and new claps
+    // should not be let in and refused again every other tick.
+    const std::uint64_t limit = space_now.accepts_new_keys ? headroom : headroom + headroom / 4;
+    space_now.accepts_new_keys = !disk_full && space_now.used_bytes + limit <= options.max_map_size;
+    return {};
+  }
+
+  // LMDB reports a write cut short as EIO ("filesystem full?"), which is how
+  // a full disk or the file size limit usually shows: ask which it was.
+  bool disk_looks_full() const {
+    struct statvfs fs{};
+    if (::statvfs(options.path.c_str(), &fs) == 0 && std::uint64_t{fs.f_bavail} * fs.f_frsize < (1u << 20))
+      return true;
+    rlimit limit{};
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(options.path + "/data.mdb", ec);
+    return !ec && ::getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+           size + (1u << 20) > limit.rlim_cur;
+  }
+
+  // Doubles the map, up to the maximum. Legal between transactions only: the
+  // kept reader is reset then, and holds no pointer into the old mapping.
+  bool grow() {
+    if (map_size >= options.max_map_size) return false;
+    const std::size_t next = map_size > options.max_map_size / 2 ? options.max_map_size : map_size * 2;
+    if (const int rc = mdb_env_set_mapsize(env, next); rc != 0) {
+      needs_reopen = true;  // LMDB unmapped the old map before it failed to map the new one
+      fail(rc, "mdb_env_set_mapsize");
+      return false;
+    }
+    map_size = next;
+    ++growth_count;
+    return true;
   }
 
   // Reopens the environment if an earlier failure left it unusable.
@@ -329,32 +448,45 @@ struct lmdb_store::impl {
 
   // Runs `body(txn, where)` (returning 0 or an LMDB code, and naming the step
   // that failed in `where`) in one write transaction and commits it; aborts
-  // it, so that nothing is written, when `body` fails.
+  // it, so that nothing is written, when `body` fails, or returns
+  // nothing_written (then reports success). A transaction that does not fit
+  // the map is run again in a grown map while it may grow; `body` must be
+  // safe to run again.
   template <typename Body>
   std::error_code in_writer(Body&& body) {
     if (auto ec = ready()) return ec;
-    MDB_txn* txn = nullptr;
-    int rc = mdb_txn_begin(env, nullptr, 0, &txn);
-    if (rc != 0) return fail(rc, "mdb_txn_begin");
-    const char* where = "write";
-    try {
-      rc = body(txn, where);
-    } catch (...) {
-      mdb_txn_abort(txn);
-      throw;
-    }
-    if (rc != 0) {
-      mdb_txn_abort(txn);
+    // Grown before it is full, so a transaction rarely has to run twice.
+    if (high_bytes > map_size / 4 * 3) grow();
+    for (;;) {
+      MDB_txn* txn = nullptr;
+      int rc = mdb_txn_begin(env, nullptr, 0, &txn);
+      if (rc != 0) return fail(rc, "mdb_txn_begin");
+      const char* where = "write";
+      try {
+        rc = body(txn, where);
+      } catch (...) {
+        mdb_txn_abort(txn);
+        throw;
+      }
+      if (rc == nothing_written) {
+        mdb_txn_abort(txn);
+        return {};
+      }
+      if (rc != 0) {
+        mdb_txn_abort(txn);
+      } else {
+        where = "mdb_txn_commit";
+        rc = mdb_txn_commit(txn); // frees txn whatever the outcome
+        // A failed flush or meta write can leave LMDB's fatal flag set, after
+        // which it refuses every transaction; a reopen is cheap and clears it.
+        if (rc != 0 && rc != MDB_MAP_FULL && rc != MDB_TXN_FULL) needs_reopen = true;
+      }
+      if (rc == 0) return {};
+      if (rc == MDB_MAP_FULL && grow()) continue;
+      if (rc == EIO && disk_looks_full()) rc = ENOSPC;
+      if (is_disk_full(rc)) disk_full = true;
       return fail(rc, where);
     }
-    rc = mdb_txn_commit(txn); // frees txn whatever the outcome
-    if (rc != 0) {
-      // A failed flush or meta write can leave LMDB's fatal flag set, after
-      // which it refuses every transaction; a reopen is cheap and clears it.
-      if (rc != MDB_MAP_FULL && rc != MDB_TXN_FULL) needs_reopen = true;
-      return fail(rc, "mdb_txn_commit");
-    }
-    return {};
   }
 
   // A zero reads the same as a missing key, so zeros are deleted, not stored.
@@ -416,14 +548,15 @@ struct lmdb_store::impl {
     return mdb_put(txn, tables.op_expiry, &expiry_key, &empty, 0);
   }
 
-  // Deletes up to max_purge_per_commit op records whose expires_at <= now,
-  // oldest first, with their expiry entries.
-  int purge(MDB_txn* txn, timestamp now) {
+  // Deletes up to `limit` op records whose expires_at <= now, oldest first,
+  // with their expiry entries; counts them in `purged`.
+  int purge(MDB_txn* txn, timestamp now, std::size_t limit, std::size_t& purged) {
+    purged = 0;
     MDB_cursor* cursor = nullptr;
     int rc = mdb_cursor_open(txn, tables.op_expiry, &cursor);
     if (rc != 0) return rc;
     const std::int64_t now_ms = to_ms(now);
-    for (std::size_t n = 0; n < options.max_purge_per_commit; ++n) {
+    for (std::size_t n = 0; n < limit; ++n) {
       MDB_val key{}, value{};
       // The deleted entry was the first, so the next candidate is the first again.
       rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST);
@@ -456,15 +589,39 @@ struct lmdb_store::impl {
       }
       if (rc != 0) break;
       if ((rc = mdb_cursor_del(cursor, 0)) != 0) break;
+      ++purged;
     }
     mdb_cursor_close(cursor);
     return rc;
   }
 
-  std::error_code write(const commit_batch& batch) {
+  // Purges expired op records in a transaction of their own, so that a batch
+  // too big for what is left never blocks the purge that frees room. Deleting
+  // copies pages too: while even the purge does not fit, it takes half as
+  // many records, down to one. Returns how many it deleted; its errors are
+  // left for the batch's transaction to meet and report.
+  std::size_t purge_alone(timestamp now) {
+    for (std::size_t limit = options.max_purge_per_commit; limit > 0; limit /= 2) {
+      std::size_t purged = 0;
+      const auto ec = in_writer([&](MDB_txn* txn, const char*& where) {
+        where = "purge";
+        const int rc = purge(txn, now, limit, purged);
+        return rc == 0 && purged == 0 ? nothing_written : rc;
+      });
+      if (!ec) return purged;
+      if (ec != errc::store_full) return 0;
+    }
+    return 0;
+  }
+
+  std::error_code write_batch(const commit_batch& batch, bool with_purge) {
     return in_writer([&](MDB_txn* txn, const char*& where) {
-      where = "purge";
-      int rc = purge(txn, batch.now);
+      int rc = 0;
+      if (with_purge) {
+        where = "purge";
+        std::size_t purged = 0;
+        rc = purge(txn, batch.now, options.max_purge_per_commit, purged);
+      }
       for (std::size_t i = 0; rc == 0 && i < batch.totals.size(); ++i) {
         where = "mdb_put(totals)";
         rc = put_total(txn, batch.totals[i]);
@@ -479,6 +636,26 @@ struct lmdb_store::impl {
       }
       return rc;
     });
+  }
+
+  std::error_code write(const commit_batch& batch) {
+    if (auto ec = ready()) return ec;
+    // Short of space: purge first, on its own.
+    const bool short_of_space = !space_now.accepts_new_keys;
+    if (short_of_space) purge_alone(batch.now);
+    const bool empty = batch.totals.empty() && batch.tallies.empty() && batch.ops.empty();
+    std::error_code ec;
+    if (!empty || !short_of_space) {
+      ec = write_batch(batch, !short_of_space);
+      // The batch did not fit: what the purge frees may make it fit.
+      if (ec == errc::store_full && !short_of_space && purge_alone(batch.now) > 0)
+        ec = write_batch(batch, false);
+      if (!ec) disk_full = false;
+    }
+    if (env != nullptr && !needs_reopen) {
+      if (auto measured = measure(); measured && !ec) ec = measured;
+    }
+    return ec;
   }
 
   std::error_code reserve(std::uint64_t count, std::uint64_t& first) {
@@ -528,6 +705,10 @@ struct lmdb_store::impl {
 };
 
 std::unique_ptr<lmdb_store> lmdb_store::open(const lmdb_options& options, std::error_code& ec) {
+  if (options.map_size > options.max_map_size || options.headroom >= options.max_map_size) {
+    ec = errc::bad_request;
+    return nullptr;
+  }
   try {
     auto state = std::make_unique<impl>(options);
     ec = state->open_env();
@@ -637,5 +818,9 @@ std::size_t lmdb_store::op_count() {
 }
 
 std::size_t lmdb_store::reopens() const noexcept { return impl_->reopen_count; }
+
+std::size_t lmdb_store::growths() const noexcept { return impl_->growth_count; }
+
+store_space lmdb_store::space() const { return impl_->space_now; }
 
 } // namespace claps

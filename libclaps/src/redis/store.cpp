@@ -180,6 +180,8 @@ void redis_store::room_changed(std::string_view article, bool watched, std::uint
 
 void redis_store::attach(store_listener* listener) { impl_->listener = listener; }
 
+store_space redis_store::space() const { return impl_->local.space(); }
+
 std::int32_t redis_store::remote_tally(std::string_view user, std::string_view article) {
   const auto it = impl_->remote_tallies.find(detail::tally_key(user, article));
   return it == impl_->remote_tallies.end() ? 0 : it->second;
