@@ -3,14 +3,13 @@
 #include "frames.hpp"
 #include "http_io.hpp"
 #include "op_submission.hpp"
+#include "route.hpp"
 
 #include <claps/error.hpp>
 #include <claps/ids.hpp>
 
 namespace claps::server {
 namespace {
-
-constexpr std::string_view api_prefix = "/api/articles/";
 
 // An answer that is known only after LWS_CALLBACK_HTTP returned: written on
 // the next writeable callback.
@@ -202,8 +201,10 @@ int http_api::on_request(lws* wsi, const char* raw_path) {
   const int method = lws_http_get_uri_and_method(wsi, &uri, &uri_len);
   const std::string_view path = raw_path ? std::string_view(raw_path) : std::string_view{};
 
-  if (path == "/healthz") return respond_json(wsi, 200, R"({"status":"ok"})");
-  if (path == "/readyz") {
+  const route r = parse_route(path);
+  switch (r.kind) {
+  case route_kind::healthz: return respond_json(wsi, 200, R"({"status":"ok"})");
+  case route_kind::readyz:
     // A duplicate node id is this node's own misconfiguration: drain it.
     if (deps_.cluster && deps_.cluster->node_id_taken())
       return respond_error(wsi, 503, "unavailable", "--node-id " + deps_.options.node_id +
@@ -213,40 +214,34 @@ int http_api::on_request(lws* wsi, const char* raw_path) {
       return respond_json(wsi, 200, degraded && degraded() ? R"({"status":"degraded"})" : R"({"status":"ready"})");
     return respond_error(wsi, 503, "unavailable",
                          deps_.admission.draining ? "server is shutting down" : "store is not committing");
-  }
-  if (path == "/metrics") {
+  case route_kind::metrics:
     return respond_and_complete(wsi, 200, "text/plain; version=0.0.4; charset=utf-8",
                                 metrics_text ? metrics_text() : std::string{});
+  case route_kind::article: return article_route(wsi, method, r.article, r.resource);
+  case route_kind::websocket: return respond_error(wsi, 426, "bad_request", "/ws takes a WebSocket upgrade");
+  case route_kind::other: break;
   }
-  if (path.starts_with(api_prefix)) {
-    auto rest = path.substr(api_prefix.size());
-    const auto slash = rest.find('/');
-    const auto article = rest.substr(0, slash);
-    return article_route(wsi, method, article,
-                         slash == std::string_view::npos ? std::string_view{} : rest.substr(slash));
-  }
-  if (path == "/ws") return respond_error(wsi, 426, "bad_request", "/ws takes a WebSocket upgrade");
   if (method == LWSHUMETH_GET) return serve_file(wsi, path);
   return respond_error(wsi, 404, "not_found", "no such resource");
 }
 
-int http_api::article_route(lws* wsi, int method, std::string_view article, std::string_view rest) {
+int http_api::article_route(lws* wsi, int method, std::string_view article, article_resource resource) {
   if (check_article_id(article))
     return respond_error(wsi, 400, "invalid_article", "invalid article id: use 1-128 characters of A-Z a-z 0-9 . _ : -");
   if (!deps_.allowlist.allows(article))
     return respond_error(wsi, 404, "invalid_article", "unknown article");
-  if (rest.empty() || rest == "/") {
+  switch (resource) {
+  case article_resource::counts:
     if (method != LWSHUMETH_GET) return respond_error(wsi, 405, "bad_request", "use GET");
     return read_article(wsi, article);
-  }
-  if (rest == "/claps") {
+  case article_resource::claps:
     if (method != LWSHUMETH_POST && method != LWSHUMETH_DELETE)
       return respond_error(wsi, 405, "bad_request", "use POST to clap or DELETE to undo");
     return begin_op(wsi, method, article);
-  }
-  if (rest == "/events") {
+  case article_resource::events:
     if (method != LWSHUMETH_GET) return respond_error(wsi, 405, "bad_request", "use GET");
     return open_stream(wsi, article);
+  case article_resource::unknown: break;
   }
   return respond_error(wsi, 404, "not_found", "no such resource");
 }
