@@ -50,6 +50,8 @@ Object.assign(seeds, {
   two_segments: valid.slice(0, valid.lastIndexOf('.')),
   four_segments: `${valid}.${valid.split('.')[2]}`,
   padded_signature: `${valid}=`,
+  // libjwt read the token up to the first NUL: the bytes after it went unchecked.
+  nul_after_valid_token: `${valid}\0\0\0\0`,
   empty: '',
   dots: '..',
 });

@@ -53,6 +53,12 @@ std::error_code jwt_verifier::verify(std::string_view token, std::int64_t now_s,
     why = "missing or oversized token";
     return unauthorized;
   }
+  // libjwt reads a C string: a NUL would end the token there, and whatever
+  // followed it would pass unchecked.
+  if (token.find('\0') != std::string_view::npos) {
+    why = "token contains a NUL byte";
+    return unauthorized;
+  }
   const std::string text(token);
   jwt_t* raw = nullptr;
   // jwt_decode verifies the signature with the token's own algorithm, so the
