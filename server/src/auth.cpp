@@ -181,11 +181,13 @@ std::error_code authenticator::identify(const credentials& c, bool allow_anonymo
 }
 
 std::string_view bearer_token(std::string_view authorization) noexcept {
-  constexpr std::string_view prefix = "Bearer ";
+  constexpr std::string_view prefix = "bearer ";
   if (authorization.size() <= prefix.size()) return {};
+  // The scheme is case-insensitive; folding only letters keeps a NUL (0x00 | 0x20)
+  // from passing for the space.
   for (std::size_t i = 0; i < prefix.size(); ++i) {
-    const char a = authorization[i], b = prefix[i];
-    if ((a | 0x20) != (b | 0x20)) return {};
+    const char c = authorization[i];
+    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c) != prefix[i]) return {};
   }
   auto token = authorization.substr(prefix.size());
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
