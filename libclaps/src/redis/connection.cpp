@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <charconv>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -64,10 +65,15 @@ pubsub_reply read_pubsub(const redisReply& r, std::string_view& channel, std::st
 
 bool read_master_address(const redisReply& r, redis_endpoint& master) {
   if (r.type != REDIS_REPLY_ARRAY || r.elements != 2 || r.element[0]->type != REDIS_REPLY_STRING ||
-      r.element[1]->type != REDIS_REPLY_STRING)
+      r.element[1]->type != REDIS_REPLY_STRING || r.element[0]->len == 0)
     return false;
-  master = redis_endpoint{std::string(r.element[0]->str, r.element[0]->len),
-                          static_cast<std::uint16_t>(std::atoi(r.element[1]->str))};
+  // Not atoi: "abc" would be port 0 and "70000" another port.
+  const char* port = r.element[1]->str;
+  const char* end = port + r.element[1]->len;
+  unsigned value = 0;
+  const auto [stop, ec] = std::from_chars(port, end, value);
+  if (ec != std::errc{} || stop != end || value < 1 || value > 65535) return false;
+  master = redis_endpoint{std::string(r.element[0]->str, r.element[0]->len), static_cast<std::uint16_t>(value)};
   return true;
 }
 
@@ -274,7 +280,7 @@ void connection::on_sentinel_answer(redisReply* r) {
     schedule(0);
     return;
   }
-  // Nil (unknown master name) or an error: try the next sentinel.
+  // Nil (unknown master name), an error or an unusable address: try the next sentinel.
   drop_link(make_error_code(errc::store_disconnected), false);
   attempt_failed();
 }

@@ -38,7 +38,8 @@ enum class pubsub_reply { malformed, message, subscribed, other };
 pubsub_reply read_pubsub(const redisReply& reply, std::string_view& channel, std::string_view& payload);
 
 /// A sentinel's answer to SENTINEL get-master-addr-by-name: true with the
-/// master's address, false for nil (unknown name), an error or anything else.
+/// master's address, false for nil (unknown name), an error, an address with
+/// an empty host or a port that is not a number 1-65535, or anything else.
 bool read_master_address(const redisReply& reply, redis_endpoint& master);
 
 /// The article a bus channel names (`prefix` + article), or false.
