@@ -133,7 +133,7 @@ std::string part_message_payload(std::string_view node, std::uint64_t version, s
 /// {node, "version:total", ...}. False, changing nothing, when it is not an array.
 bool fold_parts(remote_article& ra, const redis_reply& totals, const redis_reply* viewers,
                 std::string_view own_node);
-/// The sums of ra.parts.
+/// The sums of ra.parts; the total saturates at +-(2^53 - 1).
 void sum_parts(const remote_article& ra, std::int64_t& total, std::uint32_t& viewers);
 
 /// True when the arbitrate script's reply is {version, group...} with one

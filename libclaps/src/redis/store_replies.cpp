@@ -1,6 +1,8 @@
 // redis_store's reading of Redis replies and bus messages (see store_impl.hpp).
 #include "store_impl.hpp"
 
+#include <algorithm>
+
 namespace claps::detail {
 
 namespace {
@@ -72,10 +74,13 @@ bool fold_parts(remote_article& ra, const redis_reply& totals, const redis_reply
 }
 
 void sum_parts(const remote_article& ra, std::int64_t& total, std::uint32_t& viewers) {
+  // Parts come from Redis as any 64-bit value: clamped to what a JSON client
+  // reads exactly, the sum (and the engine's local + remote total) cannot overflow.
+  constexpr std::int64_t limit = (std::int64_t{1} << 53) - 1;
   total = 0;
   viewers = 0;
   for (const auto& [node, part] : ra.parts) {
-    total += part.total;
+    total = std::clamp(total + std::clamp(part.total, -limit, limit), -limit, limit);
     viewers += part.viewers;
   }
 }
