@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 PORT ?= 8080
 CMAKE_FLAGS ?=
 
-.PHONY: all build test test-unit test-integration test-asan test-asan-server demo demo-cluster bench clean deps
+.PHONY: all build test test-unit test-integration test-asan test-asan-server fuzz-build test-fuzz fuzz demo demo-cluster bench clean deps
 
 all: build
 
@@ -18,19 +18,47 @@ build: deps
 	cmake --build $(BUILD) -j$(JOBS)
 
 # The whole suite through ctest, then the unit tests once more under
-# AddressSanitizer + UBSan so every run proves the core clean.
+# AddressSanitizer + UBSan so every run proves the core clean, then a few
+# seconds of each fuzz target.
 test:
 	@scripts/deps.sh test
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j$(JOBS)
 	ctest --test-dir $(BUILD) --output-on-failure --timeout 600
 	$(MAKE) test-asan
+	$(MAKE) test-fuzz
 
 test-asan:
 	cmake -S . -B $(ASAN_BUILD) -DCLAPS_SANITIZE=ON -DCLAPS_SERVER=OFF -DCLAPS_REDIS=ON \
 	  -DCLAPS_BENCHMARKS=OFF -DCLAPS_EXAMPLES=OFF -DCMAKE_BUILD_TYPE=Debug
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	ctest --test-dir $(ASAN_BUILD) -L unit --output-on-failure
+
+# The libFuzzer targets (fuzz/) in their own Clang build with ASan + UBSan:
+# each replays its seeds and fuzzes FUZZ_TEST_SECONDS (ctest label fuzz).
+FUZZ_BUILD ?= build-fuzz
+FUZZ_TEST_SECONDS ?= 5
+FUZZ_SECONDS ?= 300
+fuzz-build:
+	@scripts/deps.sh fuzz
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD) -DCLAPS_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
+	  -DCMAKE_CXX_FLAGS=-O1 -DCLAPS_SERVER=OFF -DCLAPS_REDIS=ON -DCLAPS_LMDB=ON -DCLAPS_UV=OFF \
+	  -DCLAPS_TESTS=OFF -DCLAPS_EXAMPLES=OFF -DCLAPS_BENCHMARKS=OFF -DCLAPS_INSTALL=OFF \
+	  -DCLAPS_FUZZ_TEST_SECONDS=$(FUZZ_TEST_SECONDS)
+	cmake --build $(FUZZ_BUILD) -j$(JOBS)
+
+test-fuzz: fuzz-build
+	ctest --test-dir $(FUZZ_BUILD) -L fuzz --output-on-failure -j$(JOBS)
+
+# The long campaign: FUZZ_SECONDS per target, one target at a time. New
+# inputs collect in $(FUZZ_BUILD)/corpus/<target>/, crashes in
+# $(FUZZ_BUILD)/artifacts/ (see fuzz/README.md). FUZZ_TARGETS picks some.
+FUZZ_TARGETS ?= ws_inbound jwt_verify http_route redis_url redis_reply lmdb_record
+fuzz: fuzz-build
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  fuzz/run.sh $(FUZZ_BUILD)/fuzz/fuzz_$$t $(FUZZ_SECONDS) $(FUZZ_BUILD) || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed (inputs in $(FUZZ_BUILD)/artifacts/)"; exit 1; fi
 
 test-integration: build
 	ctest --test-dir $(BUILD) -L integration --output-on-failure
@@ -71,4 +99,4 @@ bench:
 	benchmarks/run.sh $(BENCH_ARGS) $(BENCH_BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-asan-server $(BENCH_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-asan-server $(BENCH_BUILD) $(FUZZ_BUILD)

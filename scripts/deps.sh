@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # Installs what `make` needs and is missing: Debian packages (apt-get, with sudo
 # when not root) and the npm packages of package.json (tests and benchmark peers).
-# Usage: scripts/deps.sh build|test|bench
+# Usage: scripts/deps.sh build|fuzz|test|bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 what=${1:-build}
 build_pkgs=(cmake g++ make pkg-config libuv1-dev libwebsockets-dev liblmdb-dev libcxxopts-dev
             doctest-dev libsimdjson-dev libjwt-dev libhiredis-dev)
-test_pkgs=(redis-server redis-sentinel chromium faketime python3)
+# clang-14 and its runtime (libFuzzer) build the fuzz targets (make fuzz, make test).
+fuzz_pkgs=(clang-14 libclang-rt-14-dev)
+test_pkgs=(redis-server redis-sentinel chromium faketime python3 "${fuzz_pkgs[@]}")
 bench_pkgs=(gnuplot-nox curl linux-perf)
 
 pkgs=("${build_pkgs[@]}")
 case "$what" in
   build) ;;
+  fuzz) pkgs+=("${fuzz_pkgs[@]}") ;;
   test) pkgs+=("${test_pkgs[@]}") ;;
   bench) pkgs+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
-  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+  *) echo "usage: $0 build|fuzz|test|bench" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -33,7 +36,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if [ "$what" != build ]; then
+if [ "$what" = test ] || [ "$what" = bench ]; then
   if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 18 ]; then
     echo "deps: Node.js >= 18 is required for the tests (see README.md)" >&2
     exit 1

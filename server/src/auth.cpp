@@ -53,6 +53,12 @@ std::error_code jwt_verifier::verify(std::string_view token, std::int64_t now_s,
     why = "missing or oversized token";
     return unauthorized;
   }
+  // libjwt reads a C string: a NUL would end the token there, and whatever
+  // followed it would pass unchecked.
+  if (token.find('\0') != std::string_view::npos) {
+    why = "token contains a NUL byte";
+    return unauthorized;
+  }
   const std::string text(token);
   jwt_t* raw = nullptr;
   // jwt_decode verifies the signature with the token's own algorithm, so the
@@ -175,11 +181,13 @@ std::error_code authenticator::identify(const credentials& c, bool allow_anonymo
 }
 
 std::string_view bearer_token(std::string_view authorization) noexcept {
-  constexpr std::string_view prefix = "Bearer ";
+  constexpr std::string_view prefix = "bearer ";
   if (authorization.size() <= prefix.size()) return {};
+  // The scheme is case-insensitive; folding only letters keeps a NUL (0x00 | 0x20)
+  // from passing for the space.
   for (std::size_t i = 0; i < prefix.size(); ++i) {
-    const char a = authorization[i], b = prefix[i];
-    if ((a | 0x20) != (b | 0x20)) return {};
+    const char c = authorization[i];
+    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c) != prefix[i]) return {};
   }
   auto token = authorization.substr(prefix.size());
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);

@@ -4,14 +4,13 @@
 #include "http_io.hpp"
 #include "op_submission.hpp"
 #include "socket_progress.hpp"
+#include "route.hpp"
 
 #include <claps/error.hpp>
 #include <claps/ids.hpp>
 
 namespace claps::server {
 namespace {
-
-constexpr std::string_view api_prefix = "/api/articles/";
 
 // An answer that is known only after LWS_CALLBACK_HTTP returned: written on
 // the next writeable callback.
@@ -224,10 +223,12 @@ int http_api::on_request(lws* wsi, const char* raw_path) {
   const int method = lws_http_get_uri_and_method(wsi, &uri, &uri_len);
   const std::string_view path = raw_path ? std::string_view(raw_path) : std::string_view{};
 
-  if (path == "/healthz") return respond_json(wsi, 200, R"({"status":"ok"})");
+  const route r = parse_route(path);
+  switch (r.kind) {
+  case route_kind::healthz: return respond_json(wsi, 200, R"({"status":"ok"})");
   // Load balancers probe readiness on the port they balance.
-  if (path == "/readyz") return readiness(wsi);
-  if (path == "/metrics") {
+  case route_kind::readyz: return readiness(wsi);
+  case route_kind::metrics:
     // Metrics name nodes and Redis state: on their own listener when there
     // is one, else to loopback peers and holders of the admin token.
     if (deps_.options.admin_listen)
@@ -237,15 +238,10 @@ int http_api::on_request(lws* wsi, const char* raw_path) {
                            "metrics off loopback need the admin token (--admin-token-file, "
                            "Authorization: Bearer), or use --admin-listen");
     return metrics_page(wsi);
+  case route_kind::article: return article_route(wsi, method, r.article, r.resource);
+  case route_kind::websocket: return respond_error(wsi, 426, "bad_request", "/ws takes a WebSocket upgrade");
+  case route_kind::other: break;
   }
-  if (path.starts_with(api_prefix)) {
-    auto rest = path.substr(api_prefix.size());
-    const auto slash = rest.find('/');
-    const auto article = rest.substr(0, slash);
-    return article_route(wsi, method, article,
-                         slash == std::string_view::npos ? std::string_view{} : rest.substr(slash));
-  }
-  if (path == "/ws") return respond_error(wsi, 426, "bad_request", "/ws takes a WebSocket upgrade");
   if (method == LWSHUMETH_GET) return serve_file(wsi, path);
   return respond_error(wsi, 404, "not_found", "no such resource");
 }
@@ -255,18 +251,18 @@ int http_api::on_admin_request(lws* wsi, const char* raw_path) {
   const std::string_view path = raw_path ? std::string_view(raw_path) : std::string_view{};
   if (!loopback_host(deps_.options.admin_host) && !has_admin_token(wsi))
     return respond_error(wsi, 401, "unauthorized", "send the admin token: Authorization: Bearer TOKEN");
-  if (path == "/healthz") return respond_json(wsi, 200, R"({"status":"ok"})");
-  if (path == "/readyz") return readiness(wsi);
-  if (path == "/metrics") return metrics_page(wsi);
-  return respond_error(wsi, 404, "not_found", "the admin listener serves /healthz, /readyz and /metrics");
+  switch (parse_route(path).kind) {
+  case route_kind::healthz: return respond_json(wsi, 200, R"({"status":"ok"})");
+  case route_kind::readyz: return readiness(wsi);
+  case route_kind::metrics: return metrics_page(wsi);
+  default: return respond_error(wsi, 404, "not_found", "the admin listener serves /healthz, /readyz and /metrics");
+  }
 }
 
 bool http_api::has_admin_token(lws* wsi) const {
   if (admin_token.empty()) return false;
   const std::string header = header_value(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-  constexpr std::string_view bearer = "Bearer ";
-  if (!std::string_view(header).starts_with(bearer)) return false;
-  const std::string_view given = std::string_view(header).substr(bearer.size());
+  const std::string_view given = bearer_token(header);
   // Constant time in the token's content: a timing probe learns nothing.
   unsigned char diff = given.size() == admin_token.size() ? 0 : 1;
   for (std::size_t i = 0; i < admin_token.size(); ++i)
@@ -294,23 +290,23 @@ int http_api::metrics_page(lws* wsi) {
                               metrics_text ? metrics_text() : std::string{});
 }
 
-int http_api::article_route(lws* wsi, int method, std::string_view article, std::string_view rest) {
+int http_api::article_route(lws* wsi, int method, std::string_view article, article_resource resource) {
   if (check_article_id(article))
     return respond_error(wsi, 400, "invalid_article", "invalid article id: use 1-128 characters of A-Z a-z 0-9 . _ : -");
   if (!deps_.allowlist.allows(article))
     return respond_error(wsi, 404, "invalid_article", "unknown article");
-  if (rest.empty() || rest == "/") {
+  switch (resource) {
+  case article_resource::counts:
     if (method != LWSHUMETH_GET) return respond_error(wsi, 405, "bad_request", "use GET");
     return read_article(wsi, article);
-  }
-  if (rest == "/claps") {
+  case article_resource::claps:
     if (method != LWSHUMETH_POST && method != LWSHUMETH_DELETE)
       return respond_error(wsi, 405, "bad_request", "use POST to clap or DELETE to undo");
     return begin_op(wsi, method, article);
-  }
-  if (rest == "/events") {
+  case article_resource::events:
     if (method != LWSHUMETH_GET) return respond_error(wsi, 405, "bad_request", "use GET");
     return open_stream(wsi, article);
+  case article_resource::unknown: break;
   }
   return respond_error(wsi, 404, "not_found", "no such resource");
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "origin.hpp"
+#include "route.hpp"
 #include "service_deps.hpp"
 #include "static_files.hpp"
 
@@ -65,7 +66,7 @@ private:
   int readiness(lws* wsi);
   int metrics_page(lws* wsi);
   bool has_admin_token(lws* wsi) const;
-  int article_route(lws* wsi, int method, std::string_view article, std::string_view rest);
+  int article_route(lws* wsi, int method, std::string_view article, article_resource resource);
   int read_article(lws* wsi, std::string_view article);
   std::pair<unsigned, std::string> article_body(std::string_view article, const std::string& user);
   int begin_op(lws* wsi, int method, std::string_view article);

@@ -1,6 +1,7 @@
 #include "http_io.hpp"
 
 #include "frames.hpp"
+#include "route.hpp"
 
 #include <claps/error.hpp>
 
@@ -22,7 +23,6 @@ std::string header_value(lws* wsi, lws_token_indexes token) {
 bool has_header(lws* wsi, lws_token_indexes token) { return lws_hdr_total_length(wsi, token) > 0; }
 
 bool query_arg(lws* wsi, const char* name, std::string& value) {
-  const std::string prefix = std::string(name) + "=";
   // Query fragments are copied one by one; the arg's length is bounded by the
   // whole query's.
   const int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
@@ -32,9 +32,9 @@ bool query_arg(lws* wsi, const char* name, std::string& value) {
     const int n = lws_hdr_copy_fragment(wsi, buf.data(), static_cast<int>(buf.size()),
                                         WSI_TOKEN_HTTP_URI_ARGS, i);
     if (n < 0) return false;
-    std::string_view frag(buf.data(), static_cast<std::size_t>(n));
-    if (frag.starts_with(prefix)) {
-      value.assign(frag.substr(prefix.size()));
+    std::string_view arg;
+    if (query_fragment_value(std::string_view(buf.data(), static_cast<std::size_t>(n)), name, arg)) {
+      value.assign(arg);
       return true;
     }
     if (n == 0 && i > 64) return false;

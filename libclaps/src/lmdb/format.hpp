@@ -23,6 +23,7 @@
 #pragma once
 
 #include <claps/ids.hpp>
+#include <claps/store.hpp>
 
 #include <lmdb.h>
 
@@ -30,6 +31,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <string_view>
 
 namespace claps::detail::lmdb {
@@ -141,6 +143,21 @@ private:
   std::array<char, time_prefix_size + max_record_key_size> bytes_{};
   std::size_t size_ = 0;
 };
+
+// ---- Record decoding: pure functions of a key and a value (fuzzed by
+// fuzz/lmdb_record.cpp) ----
+
+/// Decodes one row of a format-2 table (lmdb_store.cpp); false when the key or
+/// value is malformed.
+bool decode_row(journal_table table, std::string_view key, std::string_view value, journal_row& row);
+
+/// Format 1 -> 2 for one tally record (migrate.cpp): its new key; the value
+/// stays. False when malformed.
+bool migrate_tally_v1(std::string_view key, std::string_view value, std::string& new_key);
+/// Format 1 -> 2 for one ops record: its new key and value (a view into
+/// `value`), and its op_expiry key. False when malformed.
+bool migrate_op_v1(std::string_view key, std::string_view value, std::string& new_key,
+                   std::string_view& new_value, std::string& expiry_key);
 
 struct table_handles {
   MDB_dbi meta = 0, totals = 0, tallies = 0, ops = 0, op_expiry = 0;

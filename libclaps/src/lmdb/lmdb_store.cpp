@@ -78,8 +78,10 @@ bool split_record_key(std::string_view key, bool with_op_id, journal_row& row) {
   return true;
 }
 
+} // namespace
+
 // Decodes one journal row; false when the key or value is malformed.
-bool decode_row(journal_table table, std::string_view key, std::string_view value, journal_row& row) {
+bool detail::lmdb::decode_row(journal_table table, std::string_view key, std::string_view value, journal_row& row) {
   switch (table) {
   case journal_table::totals:
     if (value.size() != 8) return false;
@@ -99,8 +101,6 @@ bool decode_row(journal_table table, std::string_view key, std::string_view valu
   }
   return false;
 }
-
-} // namespace
 
 struct lmdb_store::impl {
   lmdb_options options;

@@ -67,14 +67,36 @@ bool split(std::string_view key, std::string_view& a, std::string_view& b) {
 
 } // namespace
 
+bool migrate_tally_v1(std::string_view key, std::string_view value, std::string& new_key) {
+  std::string_view user, article;
+  if (!split(key, user, article) || value.size() != 4) return false;
+  new_key.clear();
+  new_key.reserve(key.size());
+  new_key.append(article).append("/").append(user);
+  return true;
+}
+
+bool migrate_op_v1(std::string_view key, std::string_view value, std::string& new_key,
+                   std::string_view& new_value, std::string& expiry_key) {
+  std::string_view user, op_id;
+  if (!split(key, user, op_id) || value.size() < op_value_size) return false;
+  const std::string_view article = value.substr(op_value_size);
+  new_key.clear();
+  new_key.reserve(key.size() + 1 + article.size());
+  new_key.append(article).append("/").append(user).append("/").append(op_id);
+  char prefix[time_prefix_size];
+  put_time_be(prefix, get_i64_le(value.data()));
+  expiry_key.assign(prefix, sizeof prefix);
+  expiry_key.append(new_key);
+  new_value = value.substr(0, op_value_size);
+  return true;
+}
+
 int migrate_from_format_1(MDB_txn* txn, const table_handles& tables) {
   std::vector<entry> tallies;
   int rc = read_all(txn, tables.tallies, [&](std::string_view key, std::string_view value) {
-    std::string_view user, article;
-    if (!split(key, user, article) || value.size() != 4) return false;
     std::string new_key;
-    new_key.reserve(key.size());
-    new_key.append(article).append("/").append(user);
+    if (!migrate_tally_v1(key, value, new_key)) return false;
     tallies.emplace_back(std::move(new_key), value);
     return true;
   });
@@ -84,17 +106,10 @@ int migrate_from_format_1(MDB_txn* txn, const table_handles& tables) {
 
   std::vector<entry> ops, expiry;
   rc = read_all(txn, tables.ops, [&](std::string_view key, std::string_view value) {
-    std::string_view user, op_id;
-    if (!split(key, user, op_id) || value.size() < op_value_size) return false;
-    const std::string_view article = value.substr(op_value_size);
-    std::string new_key;
-    new_key.reserve(key.size() + 1 + article.size());
-    new_key.append(article).append("/").append(user).append("/").append(op_id);
-    char prefix[time_prefix_size];
-    put_time_be(prefix, get_i64_le(value.data()));
-    std::string expiry_key(prefix, sizeof prefix);
-    expiry_key.append(new_key);
-    ops.emplace_back(std::move(new_key), value.substr(0, op_value_size));
+    std::string new_key, expiry_key;
+    std::string_view new_value;
+    if (!migrate_op_v1(key, value, new_key, new_value, expiry_key)) return false;
+    ops.emplace_back(std::move(new_key), new_value);
     expiry.emplace_back(std::move(expiry_key), std::string{});
     return true;
   });

@@ -79,8 +79,8 @@ redis_bus::redis_bus(uv_loop_t* loop, redis_client& publisher, redis_bus_callbac
     });
   };
   events.message = [self](std::string_view channel, std::string_view payload) {
-    if (channel.substr(0, self->prefix.size()) != self->prefix) return;
-    const std::string_view article = channel.substr(self->prefix.size());
+    std::string_view article;
+    if (!detail::channel_article(self->prefix, channel, article)) return;
     // A message can still arrive between UNSUBSCRIBE and its confirmation.
     if (self->watchers.find(std::string(article)) == self->watchers.end()) return;
     ++self->stats.messages;

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <charconv>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -44,6 +45,42 @@ redis_reply convert(const redisReply& r) {
     for (std::size_t i = 0; i < r.elements; ++i) out.elements.push_back(convert(*r.element[i]));
   }
   return out;
+}
+
+pubsub_reply read_pubsub(const redisReply& r, std::string_view& channel, std::string_view& payload) {
+  if (r.type != REDIS_REPLY_ARRAY || r.elements < 3 || r.element[0]->type != REDIS_REPLY_STRING)
+    return pubsub_reply::malformed;
+  const redisReply* kind = r.element[0];
+  if (strcasecmp(kind->str, "message") == 0) {
+    const redisReply* c = r.element[1];
+    const redisReply* p = r.element[2];
+    if (c->type != REDIS_REPLY_STRING || p->type != REDIS_REPLY_STRING) return pubsub_reply::other;
+    channel = std::string_view(c->str, c->len);
+    payload = std::string_view(p->str, p->len);
+    return pubsub_reply::message;
+  }
+  if (strcasecmp(kind->str, "subscribe") == 0) return pubsub_reply::subscribed;
+  return pubsub_reply::other;
+}
+
+bool read_master_address(const redisReply& r, redis_endpoint& master) {
+  if (r.type != REDIS_REPLY_ARRAY || r.elements != 2 || r.element[0]->type != REDIS_REPLY_STRING ||
+      r.element[1]->type != REDIS_REPLY_STRING || r.element[0]->len == 0)
+    return false;
+  // Not atoi: "abc" would be port 0 and "70000" another port.
+  const char* port = r.element[1]->str;
+  const char* end = port + r.element[1]->len;
+  unsigned value = 0;
+  const auto [stop, ec] = std::from_chars(port, end, value);
+  if (ec != std::errc{} || stop != end || value < 1 || value > 65535) return false;
+  master = redis_endpoint{std::string(r.element[0]->str, r.element[0]->len), static_cast<std::uint16_t>(value)};
+  return true;
+}
+
+bool channel_article(std::string_view prefix, std::string_view channel, std::string_view& article) noexcept {
+  if (channel.substr(0, prefix.size()) != prefix) return false;
+  article = channel.substr(prefix.size());
+  return true;
 }
 
 namespace {
@@ -234,10 +271,7 @@ void connection::on_connected() {
 }
 
 void connection::on_sentinel_answer(redisReply* r) {
-  if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-      r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
-    redis_endpoint named{std::string(r->element[0]->str, r->element[0]->len),
-                         static_cast<std::uint16_t>(std::atoi(r->element[1]->str))};
+  if (redis_endpoint named; read_master_address(*r, named)) {
     // This sentinel knows the master: ask it first next time too.
     drop_link(make_error_code(errc::store_disconnected), false);
     named_master_ = std::move(named);
@@ -246,7 +280,7 @@ void connection::on_sentinel_answer(redisReply* r) {
     schedule(0);
     return;
   }
-  // Nil (unknown master name) or an error: try the next sentinel.
+  // Nil (unknown master name), an error or an unusable address: try the next sentinel.
   drop_link(make_error_code(errc::store_disconnected), false);
   attempt_failed();
 }
@@ -502,20 +536,13 @@ void connection::on_pubsub_cb(redisAsyncContext* ac, void* reply, void* privdata
   auto* self = static_cast<connection*>(privdata);
   auto* r = static_cast<redisReply*>(reply);
   if (r == nullptr || ac != self->ac_) return;
-  if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || r->element[0]->type != REDIS_REPLY_STRING)
-    return;
+  std::string_view channel, payload;
+  const pubsub_reply what = read_pubsub(*r, channel, payload);
+  if (what == pubsub_reply::malformed) return;
   self->last_activity_ = uv_now(self->loop_);
-  const redisReply* kind = r->element[0];
-  if (strcasecmp(kind->str, "message") == 0) {
-    const redisReply* channel = r->element[1];
-    const redisReply* payload = r->element[2];
-    if (channel->type == REDIS_REPLY_STRING && payload->type == REDIS_REPLY_STRING &&
-        self->events_.message)
-      self->events_.message(std::string_view(channel->str, channel->len),
-                            std::string_view(payload->str, payload->len));
-    return;
-  }
-  if (strcasecmp(kind->str, "subscribe") == 0 && !self->confirmations_.empty()) {
+  if (what == pubsub_reply::message) {
+    if (self->events_.message) self->events_.message(channel, payload);
+  } else if (what == pubsub_reply::subscribed && !self->confirmations_.empty()) {
     self->confirmations_.pop_front();
     self->arm_deadline();
   }

@@ -27,7 +27,23 @@ struct redisReply;
 
 namespace claps::detail {
 
+// What this folder reads out of hiredis replies, as pure functions of the
+// reply (fuzzed without a connection by fuzz/redis_reply.cpp).
+
 redis_reply convert(const redisReply& reply);
+
+/// A subscriber connection's reply: malformed ones are ignored outright;
+/// `message` sets channel and payload (views into the reply).
+enum class pubsub_reply { malformed, message, subscribed, other };
+pubsub_reply read_pubsub(const redisReply& reply, std::string_view& channel, std::string_view& payload);
+
+/// A sentinel's answer to SENTINEL get-master-addr-by-name: true with the
+/// master's address, false for nil (unknown name), an error, an address with
+/// an empty host or a port that is not a number 1-65535, or anything else.
+bool read_master_address(const redisReply& reply, redis_endpoint& master);
+
+/// The article a bus channel names (`prefix` + article), or false.
+bool channel_article(std::string_view prefix, std::string_view channel, std::string_view& article) noexcept;
 
 struct connection_events {
   /// Ready: handshake done, ROLE is master.

@@ -146,14 +146,7 @@ std::error_code redis_store::impl::send_arbitration(std::span<const op_intent> i
       detail::scripts::arbitrate, key_count, keys,
       [this, alive = token(), call, owned, version, settle_call](std::error_code ec, const redis_reply& r) {
         if (alive.expired()) return;
-        bool well_formed = !ec && r.type == redis_reply::kind::array && r.elements.size() == owned->size() + 1;
-        for (std::size_t n = 0; well_formed && n < owned->size(); ++n) {
-          const redis_reply& e = r.elements[n + 1];
-          well_formed = e.type == redis_reply::kind::array && e.elements.size() == 4 &&
-                        e.elements[1].elements.size() == (*owned)[n].users.size() &&
-                        e.elements[3].elements.size() == 3 * (*owned)[n].ops.size();
-        }
-        if (!well_formed) {
+        if (ec || !detail::arbitration_reply_fits(r, *owned)) {
           // The script may or may not have run: the ops are decided locally
           // and their keys re-asserted from the journal.
           ++stats.arbitration_failures;
@@ -179,22 +172,16 @@ void redis_store::impl::settle_group(const detail::group_owned& g, const redis_r
   const auto stale = detail::reply_int(r.elements[0]);
   stats.stale_writes += static_cast<std::uint64_t>(stale);
   const auto& others = r.elements[1].elements;
-  const auto& out = r.elements[3].elements;
   bool any_applied = false;
   for (std::size_t k = 0; k < g.ops.size(); ++k) {
     op_decision& d = decisions[g.ops[k]];
-    const auto kind = detail::reply_int(out[3 * k]);
-    d.accepted = static_cast<std::int32_t>(detail::reply_int(out[3 * k + 1]));
-    d.mine = static_cast<std::int32_t>(detail::reply_int(out[3 * k + 2]));
-    if (kind == 1) {
-      d.what = op_decision::kind::applied;
+    d = detail::read_decision(r, k);
+    if (d.what == op_decision::kind::applied) {
       any_applied = true;
       if (!g.op_keys[k].empty()) open.ops.insert(g.op_keys[k]);
-    } else if (kind == 2) {
-      d.what = op_decision::kind::replay;
+    } else if (d.what == op_decision::kind::replay) {
       ++stats.cross_node_replays;
     } else {
-      d.what = op_decision::kind::retry;
       ++stats.op_retries;
     }
   }

@@ -3,6 +3,7 @@
 //   store_arbitration.cpp  the write path: arbitrate(), then commit() confirms and publishes
 //   store_reassert.cpp     the journal: versions, dirty and recent keys, full walks, the marker
 //   store_remote.cpp       the remote view: other nodes' parts, viewers, the bus, load()
+//   store_replies.cpp      reading script replies and bus messages (pure functions)
 #pragma once
 
 #include "scripts.hpp"
@@ -16,7 +17,9 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -106,6 +109,38 @@ struct group_owned {
   std::vector<std::size_t> ops;      // indices into the call's decisions
   std::vector<std::string> op_keys;  // op_key() per op with an op id, else empty
 };
+
+// ---- Reply decoding (store_replies.cpp): pure functions of what Redis
+// answered, fuzzed without a connection by fuzz/redis_reply.cpp ----
+
+/// One node's part of an article as the bus carries it:
+/// "node version total viewers" (its absolute total and viewers).
+struct part_message {
+  std::string_view node;
+  std::uint64_t version = 0;
+  std::int64_t total = 0;
+  std::uint32_t viewers = 0;
+};
+/// False when `payload` is not four fields of that shape; out.node views it.
+bool read_part_message(std::string_view payload, part_message& out);
+std::string part_message_payload(std::string_view node, std::uint64_t version, std::int64_t total,
+                                 std::uint32_t viewers);
+
+/// Folds a reply's parts of an article into `ra`, skipping `own_node`'s:
+/// totals never move a part backwards; viewer fields, when given, are
+/// authoritative (absent means expired). `totals` is either read_article's
+/// {node, version, total, ...} (with `viewers`) or t:{A}'s HGETALL
+/// {node, "version:total", ...}. False, changing nothing, when it is not an array.
+bool fold_parts(remote_article& ra, const redis_reply& totals, const redis_reply* viewers,
+                std::string_view own_node);
+/// The sums of ra.parts; the total saturates at +-(2^53 - 1).
+void sum_parts(const remote_article& ra, std::int64_t& total, std::uint32_t& viewers);
+
+/// True when the arbitrate script's reply is {version, group...} with one
+/// {stale, others[users], parts, decisions[3 * ops]} per group of the call.
+bool arbitration_reply_fits(const redis_reply& r, std::span<const group_owned> groups);
+/// Op k's decision in one group's part of a reply that fits.
+op_decision read_decision(const redis_reply& group, std::size_t k);
 
 } // namespace claps::detail
 

@@ -5,21 +5,6 @@
 
 namespace claps {
 
-namespace {
-
-// Splits up to 4 `sep`-separated fields off `v`; returns how many.
-std::size_t split_fields(std::string_view v, char sep, std::string_view (&fields)[4]) {
-  std::size_t n = 0;
-  while (n < 4 && !v.empty()) {
-    const auto at = v.find(sep);
-    fields[n++] = v.substr(0, at);
-    v = at == std::string_view::npos ? std::string_view{} : v.substr(at + 1);
-  }
-  return n;
-}
-
-} // namespace
-
 void redis_store::impl::room_changed(std::string_view article, bool watched, std::uint32_t viewers) {
   if (closed) return;
   const std::string id(article);
@@ -78,9 +63,7 @@ void redis_store::impl::flush() {
         o.total_known = true;
       }
     }
-    std::string payload = options.node_id;
-    payload.append(" ").append(std::to_string(o.version)).append(" ");
-    payload.append(std::to_string(o.total)).append(" ").append(std::to_string(o.viewers));
+    const std::string payload = detail::part_message_payload(options.node_id, o.version, o.total, o.viewers);
     if (!bus.publish(article, payload)) ++stats.published;
     // Kept only while someone here watches it (its viewer count is heartbeated).
     const auto it = remote.find(article);
@@ -106,56 +89,22 @@ void redis_store::impl::heartbeat() {
 void redis_store::impl::recompute(const std::string& article, detail::remote_article& ra) {
   std::int64_t total = 0;
   std::uint32_t viewers = 0;
-  for (const auto& [node, part] : ra.parts) {
-    total += part.total;
-    viewers += part.viewers;
-  }
+  detail::sum_parts(ra, total, viewers);
   if (total == ra.total && viewers == ra.viewers) return;
   ra.total = total;
   ra.viewers = viewers;
   if (listener != nullptr) listener->remote_changed(article, total, viewers);
 }
 
-// Folds a reply's parts of `article` in: totals never move a part backwards;
-// viewer fields, when given, are authoritative (absent means expired).
-// `totals` is either read_article's {node, version, total, ...} or t:{A}'s
-// HGETALL {node, "version:total", ...}.
+// Folds a reply's parts of `article` in (see detail::fold_parts).
 bool redis_store::impl::merge_parts(const std::string& article, const redis_reply& totals, const redis_reply* viewers) {
   if (totals.type != redis_reply::kind::array) return false;
   // An article nobody here watches gets an entry too: a full read (load())
   // is trusted for refresh_interval; an arbitration's totals tell the engine
   // the global total for its acks, and are pruned with the loaded ones.
-  auto it = remote.try_emplace(article).first;
-  detail::remote_article& ra = it->second;
-  const auto& e = totals.elements;
-  auto merge = [&](const std::string& node, std::string_view version_s, std::string_view total_s) {
-    if (node == options.node_id) return;
-    std::uint64_t version = 0;
-    std::int64_t total = 0;
-    if (!detail::to_int(version_s, version) || !detail::to_int(total_s, total)) return;
-    detail::node_part& part = ra.parts[node];
-    if (version >= part.version) {
-      part.version = version;
-      part.total = total;
-    }
-  };
-  if (viewers != nullptr) {
-    for (std::size_t i = 0; i + 2 < e.size(); i += 3) merge(e[i].str, e[i + 1].str, e[i + 2].str);
-    for (auto& [node, part] : ra.parts) part.viewers = 0;
-    const auto& v = viewers->elements;
-    for (std::size_t i = 0; i + 1 < v.size(); i += 2) {
-      std::uint32_t n = 0;
-      if (v[i].str != options.node_id && detail::to_int(v[i + 1].str, n)) ra.parts[v[i].str].viewers = n;
-    }
-    ra.viewers_known = true;
-    ra.loaded_at = uv_now(loop);
-  } else {
-    for (std::size_t i = 0; i + 1 < e.size(); i += 2) {
-      const std::string_view value = e[i + 1].str;
-      const auto colon = value.find(':');
-      if (colon != std::string_view::npos) merge(e[i].str, value.substr(0, colon), value.substr(colon + 1));
-    }
-  }
+  detail::remote_article& ra = remote.try_emplace(article).first->second;
+  detail::fold_parts(ra, totals, viewers, options.node_id);
+  if (viewers != nullptr) ra.loaded_at = uv_now(loop);
   recompute(article, ra);
   return true;
 }
@@ -198,22 +147,16 @@ void redis_store::impl::prune_loaded() {
 void redis_store::impl::on_message(std::string_view article, std::string_view payload) {
   const auto it = remote.find(std::string(article));
   if (it == remote.end()) return;
-  std::string_view fields[4];
-  const std::size_t n = split_fields(payload, ' ', fields);
-  std::uint64_t version = 0;
-  std::int64_t total = 0;
-  std::uint32_t viewers = 0;
-  if (n != 4 || !detail::to_int(fields[1], version) || !detail::to_int(fields[2], total) ||
-      !detail::to_int(fields[3], viewers))
-    return;
-  if (fields[0] == options.node_id) return;  // our own echo
+  detail::part_message m;
+  if (!detail::read_part_message(payload, m)) return;
+  if (m.node == options.node_id) return;  // our own echo
   ++stats.remote_messages;
-  detail::node_part& part = it->second.parts[std::string(fields[0])];
-  if (version >= part.version) {
-    part.version = version;
-    part.total = total;
+  detail::node_part& part = it->second.parts[std::string(m.node)];
+  if (m.version >= part.version) {
+    part.version = m.version;
+    part.total = m.total;
   }
-  part.viewers = viewers;  // one publisher connection per node keeps these in order
+  part.viewers = m.viewers;  // one publisher connection per node keeps these in order
   recompute(it->first, it->second);
 }
 
