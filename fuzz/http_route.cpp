@@ -17,8 +17,13 @@
 // - normalize_origin() is idempotent, an origin from the request's own host is
 //   allowed and an origin that does not normalize never is;
 // - a static file resolves only to a regular file inside its root, never
-//   through the symlink that points out of it.
+//   through the symlink that points out of it;
+// - X-Forwarded-For (the Origin line, read again as that header): the client
+//   it names is the peer or one of its entries, never a trusted proxy unless
+//   every entry is one; an address prints back to itself; a range holds its
+//   own network address.
 #include "auth.hpp"
+#include "client_address.hpp"
 #include "check.hpp"
 #include "origin.hpp"
 #include "route.hpp"
@@ -152,6 +157,40 @@ void check_origin(std::string_view origin, std::string_view host) {
     CLAPS_FUZZ_CHECK(policy.allows("http://" + std::string(host), host));
 }
 
+void check_forwarded(std::string_view header) {
+  static const std::vector<ip_range> proxies = {*parse_ip_range("127.0.0.1/32"), *parse_ip_range("10.0.0.0/8"),
+                                                *parse_ip_range("fd00::/8")};
+  const ip_address peer = *parse_ip("127.0.0.1");
+  std::vector<ip_address> entries;
+  bool untrusted_entry = false;
+  for (std::string_view rest = header; !rest.empty();) {
+    const auto comma = rest.find(',');
+    const auto entry = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    if (auto a = parse_ip(entry)) {
+      CLAPS_FUZZ_CHECK(parse_ip(a->to_string()) == a);
+      entries.push_back(*a);
+    }
+  }
+  const ip_address client = client_ip(peer, header, proxies);
+  bool is_entry = false;
+  for (const auto& e : entries) is_entry |= e == client;
+  CLAPS_FUZZ_CHECK(client == peer || is_entry);
+  auto trusted = [&](const ip_address& a) {
+    for (const auto& r : proxies)
+      if (r.contains(a)) return true;
+    return false;
+  };
+  for (const auto& e : entries) untrusted_entry |= !trusted(e);
+  // Walking right to left it stops at the first untrusted entry, unless
+  // garbage stopped it first: then it is a trusted hop (or the peer).
+  if (!trusted(client)) CLAPS_FUZZ_CHECK(untrusted_entry);
+  // Not from a proxy, the header is ignored.
+  const ip_address stranger = *parse_ip("198.51.100.1");
+  CLAPS_FUZZ_CHECK(client_ip(stranger, header, proxies) == stranger);
+  if (auto r = parse_ip_range(header)) CLAPS_FUZZ_CHECK(r->contains(r->network));
+}
+
 void check_static(const roots& where, std::string_view path) {
   static const static_files files(where.web, where.client);
   static_file file;
@@ -178,6 +217,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   check_static(where, path);
   check_bearer(authorization);
   check_origin(origin, host);
+  check_forwarded(origin);
 
   // Demo mode reads ?user= (a token, if any, is not looked at).
   credentials c;
