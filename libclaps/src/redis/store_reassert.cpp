@@ -4,6 +4,10 @@
 // for. Everything here is background work, paced by pump().
 #include "store_impl.hpp"
 
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+
 namespace claps {
 
 // Versions only have to grow per node, across restarts and clock steps:
@@ -90,7 +94,9 @@ void redis_store::impl::prune_recent(std::uint64_t now) {
 void redis_store::impl::note_remote_tally(const std::string& tkey, std::int32_t mine, std::int32_t others) {
   if (remote_tallies.size() >= options.max_remembered_keys) remote_tallies.clear();
   remote_tallies[tkey] = others;
-  const std::int32_t over = mine + others - options.clap_cap;
+  // `others` comes from Redis: summed in 64 bits, so a corrupt value cannot overflow.
+  const std::int64_t over64 = std::int64_t{mine} + others - options.clap_cap;
+  const std::int32_t over = static_cast<std::int32_t>(std::min<std::int64_t>(over64, INT32_MAX));
   if (over > 0) {
     if (overshoot_counted.size() >= options.max_remembered_keys) overshoot_counted.clear();
     std::int32_t& counted = overshoot_counted[tkey];
