@@ -210,6 +210,9 @@ export class raw_ws {
     return { code: f.code ?? null, reason: f.reason ?? '' };
   }
 
+  /** Resolves when TCP has closed, or rejects after `ms`. */
+  tcpClosed({ ms = 5000 } = {}) { return deadline(this.ended, ms, 'TCP to close'); }
+
   /** Resolves true if TCP closes within `ms`, false otherwise (only to assert it stays open). */
   endsWithin(ms) {
     let timer;

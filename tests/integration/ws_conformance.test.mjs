@@ -38,11 +38,10 @@ async function connect(options) {
 }
 
 afterEach(async () => {
-  for (const c of opened) {
-    assert.deepEqual(c.problems(), [], 'the server sent only well-formed frames');
-    c.destroy();
-  }
+  const conns = [...opened];
   opened.clear();
+  for (const c of conns) c.destroy();
+  for (const c of conns) assert.deepEqual(c.problems(), [], 'the server sent only well-formed frames');
   // Whatever the test did to its connection, a fresh one is still served.
   const fresh = await raw_ws.open(server.port);
   const snap = await fresh.ask(subscribe('still'), 'still');
@@ -194,7 +193,7 @@ describe('framing', () => {
     test(`reserved opcode ${opcode} fails the connection with 1002 (${autobahn})`, async () => {
       const c = await failsAfterGood(frame(opcode, opcode & 1 ? 'payload' : ''), 1002, 'bad opc');
       c.write(frame(op.close, closePayload(1002)));
-      await c.ended;  // the close handshake completes
+      await c.tcpClosed();  // the close handshake completes
       assert.equal(pongs(c).length, 0);
     });
   }
