@@ -176,6 +176,10 @@ void ws_service::sweep() {
   }
 }
 
+void ws_service::closing(void* user) {
+  if (ws_session* s = session_of(user)) s->lws_closing();
+}
+
 void ws_service::closed(lws* wsi, void* user) {
   ws_session* s = session_of(user);
   if (s == nullptr) return;

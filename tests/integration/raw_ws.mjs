@@ -225,8 +225,13 @@ export class raw_ws {
   /** What the server sent that RFC 6455 forbids, as readable lines (empty when all is well). */
   problems() {
     const out = [];
+    let closedAt = -1;
     this.log.forEach((f, i) => {
       const at = `frame ${i} (opcode ${f.opcode})`;
+      if (closedAt >= 0 && (f.opcode === op.text || f.opcode === op.binary)) {
+        out.push(`${at} is data after the close frame ${closedAt}`);
+      }
+      if (f.opcode === op.close && closedAt < 0) closedAt = i;
       if (f.masked) out.push(`${at} is masked`);
       if (f.rsv) out.push(`${at} sets reserved bits ${f.rsv}`);
       if (f.opcode === op.text && !isUtf8(f.payload)) out.push(`${at} is text but not UTF-8`);

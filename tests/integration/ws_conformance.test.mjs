@@ -381,7 +381,7 @@ describe('close handshake', () => {
     assert.deepEqual(await c.closed(), { code: 'dropped' });
   });
 
-  test('frames after the client close are not processed (7.1.2, 7.1.3)', async () => {
+  test('frames after the client close are not processed (7.1.2-7.1.5)', async () => {
     const after = [
       [frame(op.close, closePayload(1000))],                                          // 7.1.2
       [frame(op.ping, 'after close')],                                                // 7.1.3
@@ -391,6 +391,48 @@ describe('close handshake', () => {
       c.write(frame(op.close, closePayload(1000)), ...frames);
       assert.deepEqual(await c.closed(), { code: 1000, reason: '' });
       assert.deepEqual(c.log.map((f) => f.opcode), [op.text, op.close], 'hello, then only the close');
+    }
+    // 7.1.4 (a message after the close) and 7.1.5 (a message begun, the
+    // close, then its end): lws 4.1.6 still hands these to clapsd, which
+    // must not answer them.
+    const text = subscribe('after-close');
+    for (const frames of [[frame(op.close, closePayload(1000)), frame(op.text, text)],
+                          [frame(op.text, text.slice(0, 10), { fin: false }), frame(op.close, closePayload(1000)),
+                           frame(op.cont, text.slice(10))]]) {
+      const c = await open();
+      c.write(...frames);
+      assert.deepEqual(await c.closed(), { code: 1000, reason: '' });
+      assert.deepEqual(c.log.map((f) => f.opcode), [op.text, op.close], 'hello, then only the close');
+    }
+  });
+
+  test('no data frame follows the server close, even with updates on the way', async () => {
+    // lws sends the close when it fails a connection (1002, 1007) or when
+    // clapsd refuses a message (1009), then waits for the client's answer;
+    // tick updates for the connection's articles keep coming meanwhile.
+    const failures = [
+      [frame(5, 'x'), 1002],
+      [frame(op.text, Buffer.from([0x22, 0xff])), 1007],
+      [frame(op.text, ' '.repeat(MAX_MESSAGE + 1)), 1009],
+    ];
+    const clapper = await open();
+    clapper.send(op.text, '{"type":"subscribe","articles":["closing"],"id":"w"}');
+    await snapshotOf(clapper, 'w');
+    let total = 0;
+    for (const [bad, code] of failures) {
+      const c = await open();
+      c.send(op.text, '{"type":"subscribe","articles":["closing"],"id":"v"}');
+      await snapshotOf(c, 'v');
+      c.write(bad);
+      assert.equal((await c.closeFrame()).code, code);
+      clapper.send(op.text, `{"type":"clap","article":"closing","id":"c${++total}"}`);
+      await clapper.json((j) => j.type === 'ack' && j.id === `c${total}`);
+      // c's update for this tick was written with the clapper's, before the
+      // server reads c's close answer and ends TCP.
+      await clapper.json((j) => j.type === 'counts' && !j.snapshot && j.counts[0].total === total);
+      c.send(op.close, closePayload(code));
+      await c.tcpClosed();
+      assert.deepEqual(c.problems(), [], `after close ${code}`);
     }
   });
 });
