@@ -8,7 +8,7 @@
 #include <claps/ids.hpp>
 
 #include <algorithm>
-#include <cstring>
+#include <strings.h>
 
 namespace claps::server {
 
@@ -63,7 +63,8 @@ int ws_service::refuse(lws* wsi, refusal why, unsigned status, std::string_view 
 }
 
 int ws_service::confirm_upgrade(lws* wsi, const char* upgrade) {
-  if (upgrade == nullptr || std::strcmp(upgrade, "websocket") != 0)
+  // RFC 6455 4.2.1: the token is case-insensitive ("WebSocket" is common).
+  if (upgrade == nullptr || strcasecmp(upgrade, "websocket") != 0)
     return refuse(wsi, refusal::bad_request, 400, "bad_request", "only WebSocket upgrades are supported");
   const std::string path = header_value(wsi, WSI_TOKEN_GET_URI);
   if (path != "/ws") return refuse(wsi, refusal::bad_request, 404, "not_found", "WebSocket endpoint is /ws");

@@ -89,6 +89,14 @@ describe('opening handshake', () => {
     assert.equal(hello.type, 'hello');
   });
 
+  test('the Upgrade token is case-insensitive (RFC 6455 4.2.1)', async () => {
+    for (const token of ['WebSocket', 'WEBSOCKET']) {
+      const c = await connect({ headers: { Upgrade: token } });
+      assert.equal(c.status, 101, `Upgrade: ${token}: HTTP ${c.status} ${c.body ?? ''}`);
+      assert.equal((await c.json()).type, 'hello');
+    }
+  });
+
   test('Connection may list other tokens (Firefox sends "keep-alive, Upgrade")', async () => {
     const c = await connect({ headers: { Connection: 'keep-alive, Upgrade' } });
     assert.equal(c.status, 101);
