@@ -137,8 +137,16 @@ export class raw_ws {
       socket.on('data', (d) => conn.feed(d));
       conn.feed(response.rest);
     } else {
-      conn.body = response.rest.toString();
-      socket.on('data', (d) => { conn.body += d; });
+      // The body may come in a later segment than the head.
+      let body = response.rest;
+      const length = Number(conn.headers['content-length'] ?? 0);
+      await deadline(new Promise((resolve) => {
+        const check = () => { if (body.length >= length) resolve(); };
+        socket.on('data', (d) => { body = Buffer.concat([body, d]); check(); });
+        conn.ended.then(resolve);
+        check();
+      }), 5000, `the ${length}-byte body of HTTP ${conn.status}`);
+      conn.body = body.toString();
     }
     return conn;
   }
