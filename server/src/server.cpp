@@ -439,6 +439,10 @@ int clapsd::dispatch(lws* wsi, lws_callback_reasons reason, void* user, void* in
   case LWS_CALLBACK_RECEIVE_PONG:
     ws_->pong(user);
     return 0;
+  case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+  case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
+    ws_->closing(user);
+    break;
   case LWS_CALLBACK_CLOSED:
     ws_->closed(wsi, user);
     return 0;

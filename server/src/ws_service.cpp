@@ -8,7 +8,7 @@
 #include <claps/ids.hpp>
 
 #include <algorithm>
-#include <cstring>
+#include <strings.h>
 
 namespace claps::server {
 
@@ -61,7 +61,8 @@ int ws_service::refuse(lws* wsi, refusal why, unsigned status, std::string_view 
 }
 
 int ws_service::confirm_upgrade(lws* wsi, const char* upgrade) {
-  if (upgrade == nullptr || std::strcmp(upgrade, "websocket") != 0)
+  // RFC 6455 4.2.1: the token is case-insensitive ("WebSocket" is common).
+  if (upgrade == nullptr || strcasecmp(upgrade, "websocket") != 0)
     return refuse(wsi, refusal::bad_request, 400, "bad_request", "only WebSocket upgrades are supported");
   const std::string path = header_value(wsi, WSI_TOKEN_GET_URI);
   if (path != "/ws") return refuse(wsi, refusal::bad_request, 404, "not_found", "WebSocket endpoint is /ws");
@@ -171,6 +172,10 @@ void ws_service::sweep() {
       s->ping(now);
     }
   }
+}
+
+void ws_service::closing(void* user) {
+  if (ws_session* s = session_of(user)) s->lws_closing();
 }
 
 void ws_service::closed(lws* wsi, void* user) {

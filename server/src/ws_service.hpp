@@ -35,6 +35,11 @@ public:
   /// silent for --idle-timeout-s. One O(N) walk instead of lws's per-connection
   /// validity timers, whose sorted-list inserts cost O(N) each.
   void sweep();
+  /// LWS_CALLBACK_WS_PEER_INITIATED_CLOSE and LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
+  /// lws closes the connection, but CLOSED may come seconds later (the close
+  /// handshake), and until then lws would still send what the session writes
+  /// and deliver the peer's messages.
+  void closing(void* user);
   void closed(lws* wsi, void* user);
   /// LWS_CALLBACK_WSI_DESTROY: forget an upgrade that never completed.
   void destroyed(lws* wsi);

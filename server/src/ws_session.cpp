@@ -344,6 +344,16 @@ void ws_session::close_now(lws_close_status code, std::string_view reason) {
   kill_soon(LWS_TO_KILL_ASYNC);
 }
 
+void ws_session::lws_closing() {
+  // Replies to the messages before the one that ended the connection were
+  // held for the end of this loop pass: they go now, ahead of lws's close.
+  if (!closing_ && !replies_.empty() && !writeable_requested_ && !lws_partial_buffered(wsi_))
+    write_replies();
+  closing_ = true;
+  close_frame_sent_ = true;  // lws writes its own
+  release_output();
+}
+
 void ws_session::close_when_flushed() {
   if (closing_ || close_when_flushed_) return;
   close_when_flushed_ = true;

@@ -90,6 +90,11 @@ public:
   void close_now(lws_close_status code, std::string_view reason);
   /// Closes with 1001 once queued output is written.
   void close_when_flushed();
+  /// lws is closing the connection itself (the peer sent a close, or lws
+  /// failed the connection and sends its own): replies already held are
+  /// written, then nothing more, since no data frame may follow a close
+  /// frame, and later messages are ignored.
+  void lws_closing();
 
   // ---- liveness (driven by ws_service::sweep) ----
   /// Anything from the peer (a message, a pong) proves it alive.
