@@ -172,6 +172,9 @@ describe('demo web app in Chromium', () => {
     const name = await anon.textContent('[data-role="user-name"]');
     assert.match(name, /^[A-Za-z0-9._:-]+$/);
     await anon.click(by_testid('clap-button'));
+    // The page renders on the next animation frame: until my-claps shows the
+    // click, data-confirmed still describes the state before it.
+    await text_becomes(anon, 'my-claps', '1');
     await confirmed(anon);
     await anon.reload();
     await text_becomes(anon, 'connection-status', 'live');
