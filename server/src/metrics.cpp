@@ -131,6 +131,14 @@ std::string render_prometheus(const server_metrics& m, const engine_stats& s, bo
   return out;
 }
 
+std::string render_limiter(std::size_t users, std::size_t addresses) {
+  std::string out;
+  gauge(out, "claps_limiter_users", "Users the rate limiter remembers (a connection, or a bucket still refilling)",
+        static_cast<double>(users));
+  gauge(out, "claps_limiter_addresses", "Client addresses the rate limiter remembers", static_cast<double>(addresses));
+  return out;
+}
+
 std::string render_store_space(const store_space& space) {
   std::string out;
   gauge(out, "claps_store_full", "1 while the store is short of space and new claps are refused (store_full)",

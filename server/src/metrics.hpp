@@ -60,5 +60,7 @@ std::string render_prometheus(const server_metrics& m, const engine_stats& s, bo
 /// The store's space as Prometheus text: claps_store_full always, the
 /// claps_lmdb_map_* gauges when the store measures (store_space::max_bytes).
 std::string render_store_space(const store_space& space);
+/// The rate limiter's table sizes (client_limits): users and addresses it remembers.
+std::string render_limiter(std::size_t users, std::size_t addresses);
 
 } // namespace claps::server

@@ -238,12 +238,7 @@ bool clapsd::start() {
   http_->ready = [this] { return ready(); };
   http_->metrics_text = [this] {
     std::string text = render_prometheus(metrics_, engine_->stats(), ready());
-    text += "# HELP claps_limiter_users Users the rate limiter remembers (a connection, or a bucket still "
-            "refilling)\n# TYPE claps_limiter_users gauge\nclaps_limiter_users " +
-            std::to_string(limits_->users()) + "\n";
-    text += "# HELP claps_limiter_addresses Client addresses the limiter remembers\n"
-            "# TYPE claps_limiter_addresses gauge\nclaps_limiter_addresses " +
-            std::to_string(limits_->addresses()) + "\n";
+    text += render_limiter(limits_->users(), limits_->addresses());
     text += render_store_space(store_->space());
     if (cluster_) text += cluster_->metrics_text();
     if (listener_) text += listener_->metrics_text();
