@@ -2,6 +2,7 @@
 // free loopback port, talk to it with npm `ws`, wait on events with deadlines.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -188,11 +189,68 @@ export async function request(url, init = {}) {
   return { status: res.status, headers: res.headers, text, json };
 }
 
+/**
+ * An SSE stream (GET `url`) that parses its `event: count` events into
+ * `events` ({event, data}); `until(pred, what)` waits for a matching event,
+ * `onEvent` (if set) sees each one, `stall()` stops reading from the socket
+ * (a reader that never reads) and `close()` hangs up.
+ */
+export function sseStream(url, { ms = 5000 } = {}) {
+  const events = [];
+  const waiters = [];
+  let buffer = '';
+  const req = http.get(url);
+  const stream = { req, events, onEvent: undefined };
+  stream.response = new Promise((resolve, reject) => {
+    req.on('response', (res) => {
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => {
+        buffer += chunk;
+        let end;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const event = /^event: (.*)$/m.exec(block)?.[1];
+          if (event === undefined) continue;  // a heartbeat comment
+          const e = { event, data: JSON.parse(/^data: (.*)$/m.exec(block)[1]) };
+          events.push(e);
+          stream.onEvent?.(e);
+          for (const w of [...waiters]) w();
+        }
+      });
+      resolve(res);
+    });
+    req.on('error', reject);
+  });
+  stream.response.catch(() => {});
+  stream.closed = new Promise((resolve) => req.on('close', resolve));
+  stream.until = (pred, what) => deadline(new Promise((resolve) => {
+    const check = () => {
+      const hit = events.find(pred);
+      if (hit) { waiters.splice(waiters.indexOf(check), 1); resolve(hit); }
+    };
+    waiters.push(check);
+    check();
+  }), ms, what);
+  stream.stall = () => req.socket.pause();
+  stream.close = () => req.destroy();
+  return stream;
+}
+
 /** Reads one counter/gauge from /metrics. */
 export async function metric(server, name) {
+  return (await metrics(server))[name];
+}
+
+/** Every sample on /metrics: {'name' or 'name{labels}': value}. */
+export async function metrics(server) {
   const { text } = await request(`${server.http}/metrics`);
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ').pop()) : undefined;
+  const out = {};
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (m && !(m[1] in out)) out[m[1]] = Number(m[2]);
+  }
+  return out;
 }
 
 /** Polls `check` until it returns a truthy value (for state only visible by asking). */

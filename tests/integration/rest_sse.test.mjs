@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { client, deadline, request, startServer, tempDir } from './helpers.mjs';
+import { client, deadline, request, sseStream, startServer, tempDir } from './helpers.mjs';
 
 let server;
 let webRoot;
@@ -114,41 +114,7 @@ describe('REST', () => {
 });
 
 describe('SSE', () => {
-  // Reads `event: count` events from an SSE response.
-  function openStream(article) {
-    const events = [];
-    const waiters = [];
-    let buffer = '';
-    const req = http.get(api(`${article}/events`));
-    const response = new Promise((resolve, reject) => {
-      req.on('response', (res) => {
-        res.setEncoding('utf8');
-        res.on('data', (chunk) => {
-          buffer += chunk;
-          let end;
-          while ((end = buffer.indexOf('\n\n')) >= 0) {
-            const block = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            const event = /^event: (.*)$/m.exec(block)?.[1];
-            const data = JSON.parse(/^data: (.*)$/m.exec(block)[1]);
-            events.push({ event, data });
-            for (const w of [...waiters]) w();
-          }
-        });
-        resolve(res);
-      });
-      req.on('error', reject);
-    });
-    const until = (pred, what) => deadline(new Promise((resolve) => {
-      const check = () => {
-        const hit = events.find(pred);
-        if (hit) { waiters.splice(waiters.indexOf(check), 1); resolve(hit); }
-      };
-      waiters.push(check);
-      check();
-    }), 5000, what);
-    return { req, response, events, until, close: () => req.destroy() };
-  }
+  const openStream = (article) => sseStream(api(`${article}/events`));
 
   test('a snapshot first, then one event per tick with changes; SSE readers are viewers', async () => {
     await request(`${api('sse-1/claps')}?user=dave`, { method: 'POST', body: '{"count":5}' });

@@ -1,5 +1,6 @@
 // What the node tests share besides Redis: viewers that remember the latest
 // total they were shown, a bounded clap load, and Redis's view of a total.
+import fs from 'node:fs';
 import { client, deadline, eventually, metric, request, startServer } from '../integration/helpers.mjs';
 import { cli } from './redis_harness.mjs';
 
@@ -137,6 +138,11 @@ export class retrying_clapper {
 
   clap(article, count, id) { return this.op({ type: 'clap', article, count, id }); }
 
+  undo(article, id) { return this.op({ type: 'undo', article, id }); }
+
+  /** A clean close (close frame), resolved once the socket is closed. */
+  close() { return this.c && !this.c.dead ? this.c.close() : Promise.resolve(); }
+
   terminate() { this.c?.terminate(); }
 }
 
@@ -163,11 +169,11 @@ export async function untilReads(expectations, { ms = 10000, what = 'reads to ma
 }
 
 // A clapsd node `id` on the standalone Redis at `port`, keeping its journal in `dataDir`.
-export function startRedisNode({ port, id, dataDir, env = {} }) {
+export function startRedisNode({ port, id, dataDir, env = {}, args = [] }) {
   return startServer({
     dataDir, env,
     args: ['--redis', `redis://127.0.0.1:${port}`, '--node-id', id, '--redis-timeout-ms', '1000',
-      '--log-level', 'warn'],
+      '--log-level', 'warn', ...args],
   });
 }
 
@@ -176,4 +182,11 @@ export async function connectedToRedis(node) {
   await eventually(async () => (await metric(node, 'claps_redis_connected')) === 1 &&
     (await metric(node, 'claps_cluster_degraded')) === 0,
   { ms: 15000, what: 'node connected to Redis and not degraded' });
+}
+
+/** A process's resident memory from /proc/<pid>/status, in KiB: {rss, anon, file}. */
+export function processMemory(pid) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)[1]);
+  return { rss: kib('VmRSS'), anon: kib('RssAnon'), file: kib('RssFile') };
 }

@@ -131,6 +131,9 @@ export class redis_setup {
     await deadline(p.exited, 10000, `redis :${port} to exit`);
   }
 
+  /** CLIENT PAUSE `ms` ALL on `port`: every client's commands wait that long. */
+  pause(port, ms) { return cli(port, 'CLIENT', 'PAUSE', String(ms), 'ALL'); }
+
   /**
    * Starts again a server that was killed (same conf, same port). With `empty`,
    * its data files are removed first, so it comes back with nothing.
