@@ -135,6 +135,8 @@ std::string cluster_node::metrics_text() const {
          "1 while another data directory holds this node's --node-id (nothing is written to Redis)",
          s.node_id_taken ? 1 : 0);
   metric(out, "claps_cluster_dirty_keys", "gauge", "Keys waiting to be written to Redis", d(s.dirty_keys));
+  metric(out, "claps_cluster_recent_keys", "gauge",
+         "Keys written within the re-assertion window (written again after a reconnect)", d(s.recent_keys));
   metric(out, "claps_cluster_commits_total", "counter", "Store commits", d(s.commits));
   metric(out, "claps_cluster_cluster_commits_total", "counter", "Commits acknowledged as durability cluster",
          d(s.cluster_commits));

@@ -155,6 +155,7 @@ struct node_config {
   std::string owner;
   std::chrono::milliseconds viewer_ttl = 20s;
   std::chrono::milliseconds op_id_wait = 3000ms;
+  std::chrono::milliseconds reassert_window = 5min;
 };
 
 // One clapsd node as the server wires it: an engine on a redis_store on an
@@ -195,6 +196,7 @@ struct node {
     so.heartbeat_interval = 1000ms;
     so.refresh_interval = 1000ms;
     so.viewer_ttl = config.viewer_ttl;
+    so.reassert_window = config.reassert_window;
     claps::redis_store_callbacks sc;
     sc.node_id_taken = [this](std::string_view holder) { taken_by = holder; };
     store = std::make_unique<claps::redis_store>(loop.get(), *lmdb, *client, *bus, so, sc);
@@ -569,6 +571,25 @@ TEST_CASE("an engine on a redis_store acknowledges claps as cluster-durable, und
   // The start's walk of the (empty) journal left the marker.
   CHECK(stats.journal_walks == 1);
   CHECK(redis_cluster::query(port, {"EXISTS", "claps:mark:{n5}"}) == "1");
+}
+
+TEST_CASE("keys older than reassert_window are forgotten as new ones are written, without a reconnect") {
+  loop_runner loop;
+  node_config config{"n-recent", standalone_options()};
+  config.reassert_window = 1000ms;
+  node n(loop, config);
+  REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
+  const auto connects = n.client->stats().connects;
+  std::vector<std::uint64_t> cookies;
+  for (int i = 0; i < 20; ++i) cookies.push_back(n.clap("u" + std::to_string(i), "rk1", 1, "op-" + std::to_string(i)));
+  for (const auto cookie : cookies) CHECK(n.wait_result(cookie).level == claps::durability::cluster);
+  CHECK(n.store->stats().recent_keys == 41);  // the article, 20 tallies, 20 op ids
+  // The window passing is the event waited for.
+  const auto past = steady::now() + 1100ms;
+  REQUIRE(loop.run_until([&] { return steady::now() >= past; }, 3s));
+  CHECK(n.wait_result(n.clap("late", "rk2", 1, "op-late")).level == claps::durability::cluster);
+  CHECK(n.client->stats().connects == connects);  // no reconnect pruned them
+  CHECK(n.store->stats().recent_keys == 3);  // rk2, late's tally and op id
 }
 
 TEST_CASE("two engines on one Redis: totals and viewers cross nodes; load() makes a first snapshot global") {

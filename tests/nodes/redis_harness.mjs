@@ -35,11 +35,12 @@ async function answers(port) {
 }
 
 export class redis_setup {
-  constructor({ appendonly = false, password = '' } = {}) {
+  constructor({ appendonly = false, password = '', serverConf = [] } = {}) {
     this.dir = tempDir('claps-nodes-redis-');
     this.appendonly = appendonly;  // servers keep their data across a restart (fsync'd AOF)
     // Servers and sentinels require this password (redis-cli then needs REDISCLI_AUTH).
     this.password = password;
+    this.serverConf = serverConf;  // more redis.conf lines for every server
     this.procs = [];  // {role, port, child}
     process.on('exit', () => this.killAll());
   }
@@ -48,8 +49,8 @@ export class redis_setup {
    * Starts master + `replicas` replicas + `sentinels` sentinels and waits until failover-ready.
    * With `appendonly`, every server fsyncs an AOF on each write, so restart() brings its data back.
    */
-  static async start({ replicas = 2, sentinels = 3, appendonly = false, password = '' } = {}) {
-    const r = new redis_setup({ appendonly, password });
+  static async start({ replicas = 2, sentinels = 3, appendonly = false, password = '', serverConf = [] } = {}) {
+    const r = new redis_setup({ appendonly, password, serverConf });
     const ports = await freePorts(1 + replicas + sentinels);
     r.masterPort = ports[0];
     r.spawnServer('master', ports[0]);
@@ -70,6 +71,7 @@ export class redis_setup {
       'save ""', `logfile ${path.join(this.dir, `${role}-${port}.log`)}`,
       ...(this.appendonly ? ['appendonly yes', 'appendfsync always', `appenddirname aof-${port}`] : ['appendonly no'])];
     if (masterPort) lines.push(`replicaof 127.0.0.1 ${masterPort}`);
+    lines.push(...this.serverConf);
     if (this.password) lines.push(`requirepass ${this.password}`, `masterauth ${this.password}`);
     this.launch(role, port, [this.conf(role, port, lines)]);
   }

@@ -26,9 +26,12 @@ import {
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 600);
 const RSS_LIMIT_KB = 10 * 1024;
 const CAP = 50;
-// Flip to true once clapsd drops an SSE stream whose writes stall (the lead's
-// change); until then the soak only reports what stalled streams did.
-// TODO(sse-stall-drop): enable by default when that lands in main.
+// clapsd drops an SSE stream once its reader has acknowledged no bytes for
+// --idle-timeout-s while bytes wait. A paused Node socket still acknowledges
+// into its kernel receive buffer (128 KiB and more), which the soak's small
+// collapsed events take minutes to fill, so by default the soak only reports
+// what stalled streams did; integration/abuse_limits.test.mjs proves the drop
+// with a 1 KiB receive buffer. SOAK_SSE_STALL_DROP=1 asserts it here too.
 const SSE_STALL_DROP = process.env.SOAK_SSE_STALL_DROP === '1';
 // Server timers shrunk so a stalled WebSocket reader (no pong) is dropped
 // within a phase: pinged after 3 s of silence, dropped after 8 s.
@@ -544,8 +547,16 @@ async function chaos(ms, tag) {
   const events = [];
   let restarts = 0;
   let pauses = 0;
+  // Each event, with how many times each node became ready on Redis since the one before.
+  const reconnectsOf = async () => Promise.all(nodes.map(async (n) => (await metrics(n)).claps_redis_reconnects_total));
+  let seen = reconnects;
   for (let k = 0; now() - t0 < ms - 2000; ++k) {
     await pause(2000 + rand(3000));  // "every few seconds"
+    if (events.length) {
+      const current = await reconnectsOf();
+      events[events.length - 1] += `, then ${current.map((v, i) => v - seen[i]).join('/')} reconnects`;
+      seen = current;
+    }
     const kind = ['pause', 'SIGTERM', 'pause', 'SIGKILL'][k % 4];
     const e0 = now();
     if (kind === 'pause') {
@@ -572,7 +583,12 @@ async function chaos(ms, tag) {
   } catch (e) {
     check(false, e.message);
   }
-  const after = await Promise.all(nodes.map(async (n) => (await metrics(n)).claps_redis_reconnects_total));
+  const after = await reconnectsOf();
+  // About one per event (a pause longer than --redis-timeout-ms, a restart):
+  // many more is a reconnect loop, as against a Redis still loading its data.
+  const limit = 3 * (restarts + pauses) + 5;
+  after.forEach((v, i) => check(v - reconnects[i] <= limit,
+    `node ${nodeNames[i]} connected to Redis ${v - reconnects[i]} times for ${restarts + pauses} events (limit ${limit})`));
   return { redisRestarts: restarts, redisPauses: pauses, reconnects: after.map((v, i) => v - reconnects[i]), events };
 }
 
@@ -682,8 +698,14 @@ async function main() {
   await timed('readers', plan.readers, () => readers(plan.readers, 'r'));
   await timed('chaos', plan.chaos, () => chaos(plan.chaos, 'x'));
   const end = await timed('checks', 0, finalChecks);
+  phase = 'end';
   await stopHealth();
   sampleRss();
+  // What the nodes still hold per user and per op, for the record.
+  const held = await Promise.all(nodes.map(async (n) => {
+    const m = await metrics(n);
+    return { articlesCached: m.claps_articles_cached, recentKeys: m.claps_cluster_recent_keys, dirtyKeys: m.claps_cluster_dirty_keys };
+  }));
 
   const rss = rssReport();
   for (const r of rss)
@@ -700,7 +722,7 @@ async function main() {
     ackMs: { p50: lat[Math.floor(lat.length / 2)], p99: lat[Math.floor(lat.length * 0.99)], max: lat.at(-1) },
     connectionsChurned: stats.churned, restClaps: stats.restQueries,
     redisRestarts: stats.redisRestarts, redisPauses: stats.redisPauses,
-    rss, health: { checks: health.checks, failures: health.failures.length, maxMs: health.maxMs, degradedReads: health.degraded },
+    rss, held, health: { checks: health.checks, failures: health.failures.length, maxMs: health.maxMs, degradedReads: health.degraded },
     final: end, failures,
   };
   const text = JSON.stringify(summary, null, 2);

@@ -249,7 +249,7 @@ struct redis_store_options {
   /// Keys written within this window are re-asserted after every reconnect,
   /// healing writes an asynchronous failover dropped. Losses older than that
   /// are found by the marker (see the class comment) and healed by a full
-  /// walk of the journal.
+  /// walk of the journal. Older keys are forgotten as new ones are written.
   millis reassert_window{std::chrono::minutes(5)};
   /// How long an op id's record stays pending (written by arbitrate(), not
   /// yet confirmed after the local commit). A node that dies in between
@@ -268,9 +268,8 @@ struct redis_store_options {
   /// Versions reserved in the local store at a time (one durable write each).
   std::uint64_t version_block = 4096;
   /// Most keys remembered as dirty (unwritten to Redis) and, separately, as
-  /// recent. Past it recent keys older than the window are pruned (all of
-  /// them if still too many) and new dirty keys are forgotten and counted;
-  /// a full walk of the journal then writes them.
+  /// recent. Past it all recent keys are forgotten and new dirty keys are
+  /// forgotten and counted; a full walk of the journal then writes them.
   std::size_t max_remembered_keys = 1'000'000;
 };
 
@@ -301,6 +300,7 @@ struct redis_store_stats {
   std::uint64_t remote_messages = 0;
   std::uint64_t forgotten_keys = 0;      // dirty keys dropped past max_remembered_keys
   std::size_t dirty_keys = 0;            // gauge: waiting to be written to Redis
+  std::size_t recent_keys = 0;           // gauge: written within reassert_window (re-asserted after a reconnect)
   bool degraded = false;                 // gauge
   bool node_id_taken = false;            // gauge: another owner holds node_id
   bool walking_journal = false;          // gauge: a full re-assertion is in progress

@@ -308,7 +308,10 @@ void connection::send_auth(const std::string& username, const std::string& passw
   }
 }
 
-// AUTH, SELECT, ROLE pipelined.
+// AUTH, SELECT, PING, ROLE pipelined. ROLE answers while the server is
+// still loading its data, PING does not (-LOADING): without it the link was
+// ready, lost at the first command, and ready again at once, in a loop for
+// as long as the load took; now the attempt fails and the next one backs off.
 void connection::handshake() {
   send_auth(options_.username, options_.password);
   if (options_.database != 0) {
@@ -316,6 +319,8 @@ void connection::handshake() {
     const std::string_view args[] = {"SELECT", db};
     send_internal(args, step_check(), connect_deadline_);
   }
+  const std::string_view ping[] = {"PING"};
+  send_internal(ping, step_check(), connect_deadline_);
   const std::string_view role[] = {"ROLE"};
   send_internal(role, [this](std::error_code ec, redisReply* r) {
     if (ec || ac_ == nullptr) return;  // an earlier step failed the attempt

@@ -207,6 +207,7 @@ redis_store_stats redis_store::stats() const noexcept {
   s.degraded = impl_->degraded;
   s.walking_journal = impl_->walking || impl_->walk_pending;
   s.dirty_keys = impl_->dirty_articles.size() + impl_->dirty_tallies.size() + impl_->dirty_ops.size();
+  s.recent_keys = impl_->recent_articles.size() + impl_->recent_tallies.size() + impl_->recent_ops.size();
   return s;
 }
 

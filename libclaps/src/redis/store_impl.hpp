@@ -237,6 +237,17 @@ struct redis_store::impl {
   std::unordered_map<std::string, std::uint64_t> recent_articles;
   std::unordered_map<std::string, std::uint64_t> recent_tallies;
   std::unordered_map<std::string, std::pair<owned_op, std::uint64_t>> recent_ops;  // op_key
+  // Every recent key once, oldest first, so keys older than the window are
+  // forgotten as new ones come (not only at a reconnect, which may never
+  // come). A key written again keeps its place; when its turn comes it moves
+  // to the back with its newer time. `key` points at the map's own key.
+  enum class recent_kind : std::uint8_t { article, tally, op };
+  struct recent_entry {
+    std::uint64_t at;
+    recent_kind kind;
+    const std::string* key;
+  };
+  std::deque<recent_entry> recent_order;
   bool reasserting = false;
   bool walk_pending = true;  // a full walk of the journal is due (at start, or the marker was missing)
   bool walking = false;
@@ -250,6 +261,7 @@ struct redis_store::impl {
   void remember_recent_article(const std::string& article);
   void remember_recent_tally(const std::string& tkey);
   void remember_recent_op(const owned_op& op);
+  // Forgets recent keys older than the window; past max_remembered_keys, all of them.
   void prune_recent(std::uint64_t now);
   void reassert();
   void reassert_article(const std::string& article, const std::vector<std::string>& users,

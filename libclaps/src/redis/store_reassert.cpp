@@ -57,26 +57,57 @@ void redis_store::impl::remember_dirty_op(owned_op op) {
 }
 
 void redis_store::impl::remember_recent_article(const std::string& article) {
-  if (recent_articles.size() + recent_tallies.size() >= options.max_remembered_keys) prune_recent(uv_now(loop));
-  recent_articles[article] = uv_now(loop);
+  const std::uint64_t now = uv_now(loop);
+  prune_recent(now);
+  const auto [it, fresh] = recent_articles.insert_or_assign(article, now);
+  if (fresh) recent_order.push_back({now, recent_kind::article, &it->first});
 }
 
 void redis_store::impl::remember_recent_tally(const std::string& tkey) {
-  if (recent_articles.size() + recent_tallies.size() >= options.max_remembered_keys) prune_recent(uv_now(loop));
-  recent_tallies[tkey] = uv_now(loop);
+  const std::uint64_t now = uv_now(loop);
+  prune_recent(now);
+  const auto [it, fresh] = recent_tallies.insert_or_assign(tkey, now);
+  if (fresh) recent_order.push_back({now, recent_kind::tally, &it->first});
 }
 
 void redis_store::impl::remember_recent_op(const owned_op& op) {
-  if (recent_ops.size() >= options.max_remembered_keys) prune_recent(uv_now(loop));
-  recent_ops[detail::op_key(op.user, op.article, op.op_id)] = {op, uv_now(loop)};
+  const std::uint64_t now = uv_now(loop);
+  prune_recent(now);
+  const auto [it, fresh] =
+      recent_ops.insert_or_assign(detail::op_key(op.user, op.article, op.op_id), std::pair{op, now});
+  if (fresh) recent_order.push_back({now, recent_kind::op, &it->first});
 }
 
 void redis_store::impl::prune_recent(std::uint64_t now) {
   const auto window = static_cast<std::uint64_t>(options.reassert_window.count());
   const std::uint64_t horizon = now > window ? now - window : 0;
-  std::erase_if(recent_articles, [&](const auto& e) { return e.second < horizon; });
-  std::erase_if(recent_tallies, [&](const auto& e) { return e.second < horizon; });
-  std::erase_if(recent_ops, [&](const auto& e) { return e.second.second < horizon; });
+  while (!recent_order.empty() && recent_order.front().at < horizon) {
+    recent_entry e = recent_order.front();
+    recent_order.pop_front();
+    // Every entry's key is in its map: keys leave only here or all at once below.
+    std::uint64_t at = 0;
+    switch (e.kind) {
+    case recent_kind::article: {
+      const auto it = recent_articles.find(*e.key);
+      at = it->second;
+      if (at < horizon) recent_articles.erase(it);
+      break;
+    }
+    case recent_kind::tally: {
+      const auto it = recent_tallies.find(*e.key);
+      at = it->second;
+      if (at < horizon) recent_tallies.erase(it);
+      break;
+    }
+    case recent_kind::op: {
+      const auto it = recent_ops.find(*e.key);
+      at = it->second.second;
+      if (at < horizon) recent_ops.erase(it);
+      break;
+    }
+    }
+    if (at >= horizon) recent_order.push_back({at, e.kind, e.key});  // written again since
+  }
   if (recent_articles.size() + recent_tallies.size() >= options.max_remembered_keys ||
       recent_ops.size() >= options.max_remembered_keys) {
     // Still too many to remember: forget them all and walk the journal
@@ -84,6 +115,7 @@ void redis_store::impl::prune_recent(std::uint64_t now) {
     recent_articles.clear();
     recent_tallies.clear();
     recent_ops.clear();
+    recent_order.clear();
     walk_pending = true;
   }
 }
