@@ -20,9 +20,7 @@ void client_limits::sweep(std::uint64_t now_ms) {
 }
 
 client_limits::entry& client_limits::user_entry(std::string_view user, std::uint64_t now_ms) {
-  // Heterogeneous lookup of unordered_map needs C++20 transparent hashing;
-  // a key copy here is cheaper than the message that costs the token.
-  auto it = users_.find(std::string(user));
+  auto it = users_.find(user);
   if (it != users_.end()) return it->second;
   if (users_.size() >= sweep_above) forget_idle(users_, now_ms);
   return users_.emplace(std::string(user), entry{token_bucket(s_.burst, now_ms), 0}).first->second;
@@ -51,7 +49,7 @@ client_limits::admission client_limits::admit(std::string_view user, const ip_ad
 
 void client_limits::release(std::string_view user, const ip_address& address) {
   if (!user.empty())
-    if (auto it = users_.find(std::string(user)); it != users_.end() && it->second.connections > 0)
+    if (auto it = users_.find(user); it != users_.end() && it->second.connections > 0)
       --it->second.connections;
   if (s_.connections_per_address != 0 && address_rules_apply(address))
     if (auto it = addresses_.find(address); it != addresses_.end() && it->second.connections > 0)

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -61,8 +62,14 @@ private:
   template <class Map> void forget_idle(Map& map, std::uint64_t now_ms);
   entry& user_entry(std::string_view user, std::uint64_t now_ms);
 
+  // Looked up by string_view on every message: no key copy.
+  struct user_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+
   client_limit_settings s_;
-  std::unordered_map<std::string, entry> users_;
+  std::unordered_map<std::string, entry, user_hash, std::equal_to<>> users_;
   std::unordered_map<ip_address, entry, ip_address_hash> addresses_;
 };
 
