@@ -189,6 +189,7 @@ describe('live op ids per user', () => {
     const other = await client.open(`${server.ws}?user=modest`);
     assert.equal((await other.clap('mint-9', 1, 'op-9')).type, 'ack');
     assert.equal(await metric(server, 'claps_claps_rejected_total{reason="op_ids"}'), 2);
+    assert.equal(await metric(server, 'claps_claps_rejected_total{reason="invalid"}'), 0, 'counted once, as op_ids');
     await Promise.all([u.close(), other.close()]);
   });
 });
