@@ -39,7 +39,7 @@ cxxopts::Options make_spec() {
      cxxopts::value<std::string>()->default_value("data"))
     ("store", "Storage backend: lmdb or memory", cxxopts::value<std::string>()->default_value("lmdb"))
     ("lmdb-map-size", "Initial LMDB map size in bytes; the map grows by itself up to --lmdb-max-size",
-     cxxopts::value<std::size_t>()->default_value("67108864"))
+     cxxopts::value<std::size_t>()->default_value("1073741824"))
     ("lmdb-max-size", "Most the LMDB map may grow to, in bytes: the bound on the data file. Near it "
      "new claps are refused at once (unavailable, reason store_full) while undos still commit",
      cxxopts::value<std::size_t>()->default_value("4294967296"))
