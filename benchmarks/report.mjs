@@ -306,7 +306,7 @@ const throttle = (() => {
   if (!off && !on) return skipped ? { skipped } : null;
   return { off, on, viewers: (off ?? on).step };
 })();
-const throttlePhases = [["join", "join wave (connect and settle)"], ["window", "clap window (measured)"], ["leave", "leave wave (drain, then every close)"]];
+const throttlePhases = [["join", "join wave (connect and settle)"], ["window", "clap window (measured)"], ["leave", "leave wave (drain, then the viewers leave)"]];
 if (throttle?.skipped) {
   issue12.push([`Hot article at ${int(throttle.skipped.step)} viewers: viewer-count-only updates at most 1/s (--viewer-updates-per-s 1)`, "measure the saving",
     throttle.skipped.data.skipped ? `skipped: ${throttle.skipped.data.skipped}` : "skipped", "not measured", runName(throttle.skipped)]);
@@ -314,7 +314,7 @@ if (throttle?.skipped) {
   const { off, on } = throttle;
   const po = off?.data.phases, pn = on?.data.phases;
   const saving = (key) => throttlePhases.map(([p]) => `${p} ${fmt(po?.[p]?.[key], key === "cpu_s" ? 2 : 0)} -> ${fmt(pn?.[p]?.[key], key === "cpu_s" ? 2 : 0)}` +
-    ` (${po?.[p]?.[key] != null && pn?.[p]?.[key] ? ratio(po[p][key], pn[p][key]) + " less" : "n/a"})`).join("; ");
+    ` (off / 1/s = ${po?.[p]?.[key] != null && pn?.[p]?.[key] ? ratio(po[p][key], pn[p][key]) : "n/a"})`).join("; ");
   issue12.push([`Hot article at ${int(throttle.viewers)} viewers: update frames sent without -> with --viewer-updates-per-s 1`, "measure the saving",
     po && pn ? saving("update_frames_sent") : "n/a (phase probes missing)", "recorded", runNames([off, on])]);
   issue12.push([`Hot article at ${int(throttle.viewers)} viewers: server CPU s without -> with --viewer-updates-per-s 1`, "measure the saving",
@@ -609,7 +609,8 @@ if (throttle) {
     const { off, on } = throttle, d0 = (off ?? on).data;
     out(`Scenario 1's load at ${int(throttle.viewers)} viewers (one article, ${int(d0.clap_rate)} claps/s from ${int(d0.clappers)} publishers, --tick-ms 25), ` +
       "run twice side by side: clapsd with `--viewer-updates-per-s 0` (every change goes out in the next tick) and with `--viewer-updates-per-s 1` " +
-      "(a change that only moves the viewer count goes out at most once a second per article). While viewers join and leave, the count moves every tick. " +
+      "(a change that only moves the viewer count goes out at most once a second per article). " +
+      `Viewers join evenly over ${fmt(d0.ramp_s, 0)} s (\`--ramp\`) and, after the drain, leave evenly over ${fmt(d0.leave_s, 0)} s (\`--leave\`), so the count moves every tick in both waves. ` +
       "run.sh reads the server's CPU time (all threads, `/proc/<pid>/task/*/schedstat`) and `/metrics` before the load generator starts, when its measure window opens and closes (its window hook), " +
       "and once `/metrics` shows no open connection after it exits: the *join wave* is connect plus settle, the *leave wave* the drain plus the server closing every connection. " +
       "*Frames sent* is `claps_update_frames_sent_total` over the phase.");

@@ -86,17 +86,17 @@ manifest="$out/runs.jsonl"
 : > "$manifest"
 
 # Scenario 1: s1_pairs interleaved (clapsd, sendfloor) pairs per step and
-# tick; s1_hot_viewers for the throttle pair.
+# tick; s1_hot_viewers join and leave over s1_hot_ramp seconds in the throttle pair.
 if [ $quick = 1 ]; then
   s1_viewers="500 2000"; s1_naive_max=2000; duration=3; drain=3
-  s1_pairs=3; s1_ticks="25 10"; s1_hot_viewers=2000
+  s1_pairs=3; s1_ticks="25 10"; s1_hot_viewers=2000; s1_hot_ramp=2
   s2_viewers=1000; s2_clappers=50; s2_rate=800
   s3_clappers=200; s4_viewers=2000; settle=1; floor_s=2
   s6_viewers="500"
   s7_idle=1; s7_rounds=1; s7_rates="1000 4000"; s7_step_s=2
 else
   s1_viewers="2000 10000 19900"; s1_naive_max=2000; duration=8; drain=4
-  s1_pairs=3; s1_ticks="25 10"; s1_hot_viewers=19900
+  s1_pairs=3; s1_ticks="25 10"; s1_hot_viewers=19900; s1_hot_ramp=8
   s2_viewers=5000; s2_clappers=250; s2_rate=4000
   s3_clappers=1000; s4_viewers=19900; settle=2; floor_s=5
   s6_viewers="2000 10000"
@@ -442,11 +442,12 @@ if want 1; then
     log "scenario 1 at --tick-ms $tick: $((SECONDS - s1_started)) s so far"
   done
   # Hot-article throttle: the same load at s1_hot_viewers, clapsd with
-  # --viewer-updates-per-s 0 (off) then 1, side by side. The join and leave
-  # waves move the viewer count every tick; phase probes split the server's
-  # CPU and frames into join, measure window and leave.
+  # --viewer-updates-per-s 0 (off) then 1, side by side. Viewers join over
+  # s1_hot_ramp seconds and, after the drain, leave over as long (the same
+  # waves in both runs), moving the viewer count every tick; phase probes
+  # split the server's CPU and frames into join, measure window and leave.
   if "$clapsd" --help 2>&1 | grep -q -- '--viewer-updates-per-s'; then
-    common="--viewers $s1_hot_viewers --articles 1 --distribution hot --clappers 40 --clap-rate 100 --duration $duration --tick-ms 25"
+    common="--viewers $s1_hot_viewers --articles 1 --distribution hot --clappers 40 --clap-rate 100 --duration $duration --tick-ms 25 --ramp $s1_hot_ramp --leave $s1_hot_ramp"
     phase_probes=1
     for n in 0 1; do
       run_load 1 clapsd-vu$n "$s1_hot_viewers" --viewer-updates-per-s $n -- $common
