@@ -185,10 +185,15 @@ record() {
     "$1" "$2" "$3" "${pair:-1}" "$4" "${5//\"/\\\"}" "${6//\"/\\\"}" >> "$manifest"
 }
 
-# The CPU time of all of PID's threads (ns, as the load generator reads it) and the wall clock.
-cpu_stamp() {
-  echo "$(awk '{ns += $1} END {printf "%d", ns}' /proc/"$1"/task/*/schedstat 2>/dev/null) $(date +%s.%N)"
-}
+# $out/cpu-stamp.sh PID prints the CPU time of all of PID's threads (ns,
+# summed from schedstat as the load generator reads it) and the wall clock;
+# run.sh and the phase probes' window hook both run it.
+cpu_stamp="$out/cpu-stamp.sh"
+cat > "$cpu_stamp" <<'EOF'
+#!/bin/sh
+echo "$(awk '{ns += $1} END {printf "%d", ns}' /proc/"$1"/task/*/schedstat 2>/dev/null) $(date +%s.%N)"
+EOF
+chmod +x "$cpu_stamp"
 # Waits (bounded) until clapsd's /metrics shows no open connections: the load
 # generator has exited, and the server has processed every close.
 wait_all_closed() {
@@ -230,7 +235,7 @@ run_load() {
       echo '#!/bin/sh'
       echo '# Run by claps-loadgen as "hook start" and "hook end" when its measure window opens and closes.'
       echo "curl -s http://127.0.0.1:$server_port/metrics > $out/$name.metrics-\$1.txt &"
-      echo "echo \"\$(awk '{ns += \$1} END {printf \"%d\", ns}' /proc/$server_pid/task/*/schedstat) \$(date +%s.%N)\" > $out/$name.cpu-\$1.txt"
+      echo "$cpu_stamp $server_pid > $out/$name.cpu-\$1.txt"
       echo wait
     } > "$hook"
     chmod +x "$hook"
@@ -238,10 +243,10 @@ run_load() {
   fi
   local client_cmd="$(pin $loadgen_cpu) $loadgen --url ws://127.0.0.1:$server_port$path --protocol $protocol --server-pid $server_pid --source-ips $source_ips --settle $settle --drain $drain --connect-timeout 45 $hook_flag --json $out/$name.json --label $name ${client_flags[*]}"
   case $target in clapsd*) curl -s "http://127.0.0.1:$server_port/metrics" > "$out/$name.metrics-before.txt" || true ;; esac
-  [ $probes = 1 ] && cpu_stamp "$server_pid" > "$out/$name.cpu-before.txt"
+  [ $probes = 1 ] && "$cpu_stamp" "$server_pid" > "$out/$name.cpu-before.txt"
   $client_cmd > "$out/$name.loadgen.log" 2>&1 || log "loadgen failed; see $out/$name.loadgen.log"
   [ $probes = 1 ] && wait_all_closed "$server_port"
-  [ $probes = 1 ] && cpu_stamp "$server_pid" > "$out/$name.cpu-after.txt"
+  [ $probes = 1 ] && "$cpu_stamp" "$server_pid" > "$out/$name.cpu-after.txt"
   case $target in clapsd*) curl -s "http://127.0.0.1:$server_port/metrics" > "$out/$name.metrics-after.txt" || true ;; esac
   stop_server
   sed -n '/^connections/,$p' "$out/$name.loadgen.log" | sed 's/^/    /' >&2
