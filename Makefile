@@ -99,10 +99,11 @@ demo-cluster: build
 	@scripts/deps.sh test
 	scripts/demo-cluster.sh $(BUILD)
 
-# The benchmark suite (about 14 minutes: two of them the two-node scenario 6,
-# two the cluster write path of scenario 7)
-# in its own Release build; rewrites docs/benchmarks.md. On a shared machine:
-# make bench BENCH_ARGS="--nice -10".
+# The benchmark suite in its own Release build; rewrites docs/benchmarks.md.
+# About 18 minutes on otherwise idle cores: 11 of them scenario 1 (three
+# clapsd/sendfloor pairs per step at --tick-ms 25 and 10, the Socket.IO peers,
+# the hot-article throttle pair), 4 the two-node scenarios 6 and 7. On a
+# shared machine: make bench BENCH_ARGS="--nice -10".
 BENCH_BUILD ?= build-bench
 BENCH_ARGS ?=
 bench:

@@ -8,6 +8,11 @@
 #   --quick      small steps and 3 s runs: a smoke test of the whole pipeline;
 #                its report goes to the result folder, not to docs/
 #   --only LIST  comma list of parts: engine,1,2,3,4,5,6,7 (default: all)
+#                scenario 1 (issue 12) is, per step (2k, 10k, 19.9k viewers):
+#                three interleaved pairs (clapsd, sendfloor) at --tick-ms 25,
+#                the Socket.IO peers once, then three pairs at --tick-ms 10;
+#                then the hot-article throttle: 19.9k viewers with and without
+#                clapsd --viewer-updates-per-s 1 (skipped when clapsd lacks it)
 #   --no-report  keep the results, do not touch docs/
 #   --nice N     run servers, sendfloor and the load generator at this nice
 #                level (e.g. -10 on a machine other jobs share; needs root)
@@ -27,6 +32,7 @@
 # checkout (for example a `git archive` snapshot).
 set -euo pipefail
 
+args="$*"
 quick=0
 only="engine,1,2,3,4,5,6,7"
 redis_appendonly=everysec
@@ -79,14 +85,18 @@ mkdir -p "$out"
 manifest="$out/runs.jsonl"
 : > "$manifest"
 
+# Scenario 1: s1_pairs interleaved (clapsd, sendfloor) pairs per step and
+# tick; s1_hot_viewers join and leave over s1_hot_ramp seconds in the throttle pair.
 if [ $quick = 1 ]; then
   s1_viewers="500 2000"; s1_naive_max=2000; duration=3; drain=3
+  s1_pairs=3; s1_ticks="25 10"; s1_hot_viewers=2000; s1_hot_ramp=2
   s2_viewers=1000; s2_clappers=50; s2_rate=800
   s3_clappers=200; s4_viewers=2000; settle=1; floor_s=2
   s6_viewers="500"
   s7_idle=1; s7_rounds=1; s7_rates="1000 4000"; s7_step_s=2
 else
-  s1_viewers="2000 5000 10000 19900"; s1_naive_max=5000; duration=8; drain=4
+  s1_viewers="2000 10000 19900"; s1_naive_max=2000; duration=8; drain=4
+  s1_pairs=3; s1_ticks="25 10"; s1_hot_viewers=19900; s1_hot_ramp=8
   s2_viewers=5000; s2_clappers=250; s2_rate=4000
   s3_clappers=1000; s4_viewers=19900; settle=2; floor_s=5
   s6_viewers="2000 10000"
@@ -117,14 +127,15 @@ wait_listening() {
 
 # start_server NAME TARGET [flags]: TARGET is clapsd, clapsd-memory, clapsd-noping
 # (a diagnostic: lws's per-connection ping timers pushed past the run), sio-naive
-# or sio-coalesced.
+# or sio-coalesced; any other clapsd-* (clapsd-tick10, clapsd-vu1, ...) is
+# clapsd with LMDB, its flags given by the caller.
 server_cmd=""
 start_server() {
   local name=$1 target=$2
   shift 2
   local logfile="$out/$name.server.log"
   case $target in
-    clapsd|clapsd-memory|clapsd-noping)
+    clapsd|clapsd-*)
       local data="$out/data-$name"
       mkdir -p "$data"
       local store=lmdb extra=""
@@ -166,13 +177,41 @@ stop_cluster() {
 }
 trap 'stop_server; stop_cluster' EXIT
 
-# record SCENARIO TARGET STEP FILE SERVER_CMD CLIENT_CMD
+# record SCENARIO TARGET STEP FILE SERVER_CMD CLIENT_CMD; $pair (when set)
+# numbers the repeats of one step (scenario 1's interleaved pairs).
+pair=""
 record() {
-  printf '{"scenario":"%s","target":"%s","step":%s,"file":"%s","server_cmd":"%s","client_cmd":"%s"}\n' \
-    "$1" "$2" "$3" "$4" "${5//\"/\\\"}" "${6//\"/\\\"}" >> "$manifest"
+  printf '{"scenario":"%s","target":"%s","step":%s,"pair":%s,"file":"%s","server_cmd":"%s","client_cmd":"%s"}\n' \
+    "$1" "$2" "$3" "${pair:-1}" "$4" "${5//\"/\\\"}" "${6//\"/\\\"}" >> "$manifest"
+}
+
+# $out/cpu-stamp.sh PID prints the CPU time of all of PID's threads (ns,
+# summed from schedstat as the load generator reads it) and the wall clock;
+# run.sh and the phase probes' window hook both run it.
+cpu_stamp="$out/cpu-stamp.sh"
+cat > "$cpu_stamp" <<'EOF'
+#!/bin/sh
+echo "$(awk '{ns += $1} END {printf "%d", ns}' /proc/"$1"/task/*/schedstat 2>/dev/null) $(date +%s.%N)"
+EOF
+chmod +x "$cpu_stamp"
+# Waits (bounded) until clapsd's /metrics shows no open connections: the load
+# generator has exited, and the server has processed every close.
+wait_all_closed() {
+  local port=$1 deadline=$((SECONDS + 30)) open
+  while [ $SECONDS -lt $deadline ]; do
+    open=$(curl -s "http://127.0.0.1:$port/metrics" | awk '$1 == "claps_connections" {print $2}')
+    [ "$open" = 0 ] && return 0
+    sleep 0.1
+  done
+  log "connections still open 30 s after the load generator left"
 }
 
 # run_load SCENARIO TARGET STEP [server flags] -- [loadgen flags]
+# With phase_probes=1 (clapsd only) it also saves the server's /metrics and CPU
+# time when the load generator's measure window opens and closes (its window
+# hook), and after every connection has closed: the join wave (connect and
+# settle), the measure window and the leave wave, each on its own.
+phase_probes=0
 run_load() {
   local scenario=$1 target=$2 step=$3
   shift 3
@@ -180,17 +219,34 @@ run_load() {
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do server_flags+=("$1"); shift; done
   [ $# -gt 0 ] && shift
   client_flags=("$@")
-  local name="s$scenario-$target-$step"
+  local name="s$scenario-$target-$step${pair:+-p$pair}"
   local protocol=claps path=/ws
   case $target in sio-*) protocol=socketio; path=/socket.io/ ;; esac
-  log "scenario $scenario, $target, step $step"
+  log "scenario $scenario, $target, step $step${pair:+, pair $pair}"
   if ! start_server "$name" "$target" "${server_flags[@]}"; then
     stop_server
     return 0
   fi
-  local client_cmd="$(pin $loadgen_cpu) $loadgen --url ws://127.0.0.1:$server_port$path --protocol $protocol --server-pid $server_pid --source-ips $source_ips --settle $settle --drain $drain --connect-timeout 45 --json $out/$name.json --label $name ${client_flags[*]}"
+  local probes=0 hook_flag=""
+  case $target in clapsd*) probes=$phase_probes ;; esac
+  if [ $probes = 1 ]; then
+    local hook="$out/$name.hook.sh"
+    {
+      echo '#!/bin/sh'
+      echo '# Run by claps-loadgen as "hook start" and "hook end" when its measure window opens and closes.'
+      echo "curl -s http://127.0.0.1:$server_port/metrics > $out/$name.metrics-\$1.txt &"
+      echo "$cpu_stamp $server_pid > $out/$name.cpu-\$1.txt"
+      echo wait
+    } > "$hook"
+    chmod +x "$hook"
+    hook_flag="--window-hook $hook"
+  fi
+  local client_cmd="$(pin $loadgen_cpu) $loadgen --url ws://127.0.0.1:$server_port$path --protocol $protocol --server-pid $server_pid --source-ips $source_ips --settle $settle --drain $drain --connect-timeout 45 $hook_flag --json $out/$name.json --label $name ${client_flags[*]}"
   case $target in clapsd*) curl -s "http://127.0.0.1:$server_port/metrics" > "$out/$name.metrics-before.txt" || true ;; esac
+  [ $probes = 1 ] && "$cpu_stamp" "$server_pid" > "$out/$name.cpu-before.txt"
   $client_cmd > "$out/$name.loadgen.log" 2>&1 || log "loadgen failed; see $out/$name.loadgen.log"
+  [ $probes = 1 ] && wait_all_closed "$server_port"
+  [ $probes = 1 ] && "$cpu_stamp" "$server_pid" > "$out/$name.cpu-after.txt"
   case $target in clapsd*) curl -s "http://127.0.0.1:$server_port/metrics" > "$out/$name.metrics-after.txt" || true ;; esac
   stop_server
   sed -n '/^connections/,$p' "$out/$name.loadgen.log" | sed 's/^/    /' >&2
@@ -198,15 +254,18 @@ run_load() {
   return 0
 }
 
+# run_floor SCENARIO CONNECTIONS [TICK_MS]: target floor (25 ms) or floor-tick<T>.
 run_floor() {
-  local scenario=$1 connections=$2
-  local name="s$scenario-floor-$connections"
-  # One round per 25 ms tick (back to back once a round takes longer), as clapsd writes.
-  local cmd="$([ "$nice_level" != 0 ] && echo "nice -n $nice_level ")$sendfloor --connections $connections --duration $floor_s --tick-ms 25 --sender-cpu $server_cpu --receiver-cpu $loadgen_cpu --source-ips $source_ips --json $out/$name.json"
-  log "scenario $scenario, send floor, $connections connections"
+  local scenario=$1 connections=$2 tick=${3:-25}
+  local target=floor
+  [ "$tick" != 25 ] && target=floor-tick$tick
+  local name="s$scenario-$target-$connections${pair:+-p$pair}"
+  # One round per tick (back to back once a round takes longer), as clapsd writes.
+  local cmd="$([ "$nice_level" != 0 ] && echo "nice -n $nice_level ")$sendfloor --connections $connections --duration $floor_s --tick-ms $tick --sender-cpu $server_cpu --receiver-cpu $loadgen_cpu --source-ips $source_ips --json $out/$name.json"
+  log "scenario $scenario, send floor, $connections connections, tick $tick ms${pair:+, pair $pair}"
   $cmd > "$out/$name.log" 2>&1 || log "sendfloor failed; see $out/$name.log"
   sed 's/^/    /' "$out/$name.log" >&2
-  [ -f "$out/$name.json" ] && record "$scenario" floor "$connections" "$name.json" "" "${cmd//$out/\$OUT}"
+  [ -f "$out/$name.json" ] && record "$scenario" "$target" "$connections" "$name.json" "" "${cmd//$out/\$OUT}"
   return 0
 }
 
@@ -344,6 +403,9 @@ run_cluster() {
   echo "commit=${CLAPS_COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
   echo "build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null)"
   echo "only=$only"
+  # The command line, for the report; make exports MAKELEVEL to what it runs.
+  echo "args=$args"
+  echo "via_make=$([ -n "${MAKELEVEL:-}" ] && echo 1 || echo 0)"
   echo "redis=$(redis-server --version 2>/dev/null | sed -n 's/.*v=\([0-9.]*\).*/\1/p')"
   echo "redis_appendonly=$redis_appendonly"
 } > "$out/machine.txt"
@@ -360,14 +422,48 @@ if want engine; then
 fi
 
 if want 1; then
-  # Hot article: 100 claps/s from 10 clappers (10/s each, users rotate before the cap).
-  for v in $s1_viewers; do
-    common="--viewers $v --articles 1 --distribution hot --clappers 10 --clap-rate 100 --duration $duration"
-    run_load 1 clapsd "$v" -- $common
-    run_load 1 sio-coalesced "$v" -- $common
-    [ "$v" -le $s1_naive_max ] && run_load 1 sio-naive "$v" -- $common
-    run_floor 1 "$v"
+  # Issue 12's setup: one hot article, 100 claps/s from 40 publishers (2.5/s
+  # each), at --tick-ms 25 (40 frames/s per viewer demanded) and again at 10.
+  # Each step runs s1_pairs (clapsd, sendfloor) pairs back to back, clapsd
+  # first: other jobs on the shared cores drift over minutes, so the report
+  # takes the median over pairs measured seconds apart. The Socket.IO peers,
+  # a comparison only, run once per step (at the 25 ms tick).
+  s1_started=$SECONDS
+  for tick in $s1_ticks; do
+    target=clapsd
+    [ "$tick" != 25 ] && target=clapsd-tick$tick
+    for v in $s1_viewers; do
+      common="--viewers $v --articles 1 --distribution hot --clappers 40 --clap-rate 100 --duration $duration --tick-ms $tick"
+      for pair in $(seq 1 $s1_pairs); do
+        run_load 1 $target "$v" --tick-ms "$tick" -- $common
+        run_floor 1 "$v" "$tick"
+      done
+      pair=""
+      if [ "$tick" = 25 ]; then
+        run_load 1 sio-coalesced "$v" -- $common
+        [ "$v" -le $s1_naive_max ] && run_load 1 sio-naive "$v" -- $common
+      fi
+    done
+    log "scenario 1 at --tick-ms $tick: $((SECONDS - s1_started)) s so far"
   done
+  # Hot-article throttle: the same load at s1_hot_viewers, clapsd with
+  # --viewer-updates-per-s 0 (off) then 1, side by side. Viewers join over
+  # s1_hot_ramp seconds and, after the drain, leave over as long (the same
+  # waves in both runs), moving the viewer count every tick; phase probes
+  # split the server's CPU and frames into join, measure window and leave.
+  if "$clapsd" --help 2>&1 | grep -q -- '--viewer-updates-per-s'; then
+    common="--viewers $s1_hot_viewers --articles 1 --distribution hot --clappers 40 --clap-rate 100 --duration $duration --tick-ms 25 --ramp $s1_hot_ramp --leave $s1_hot_ramp"
+    phase_probes=1
+    for n in 0 1; do
+      run_load 1 clapsd-vu$n "$s1_hot_viewers" --viewer-updates-per-s $n -- $common
+    done
+    phase_probes=0
+  else
+    log "scenario 1, hot-article throttle skipped: clapsd --help does not list --viewer-updates-per-s"
+    echo '{"skipped": "flag missing: clapsd --help does not list --viewer-updates-per-s"}' > "$out/s1-throttle-skipped-$s1_hot_viewers.json"
+    record 1 throttle-skipped "$s1_hot_viewers" "s1-throttle-skipped-$s1_hot_viewers.json" "" "${clapsd//$out/\$OUT} --help"
+  fi
+  log "scenario 1 took $((SECONDS - s1_started)) s"
 fi
 
 if want 2; then

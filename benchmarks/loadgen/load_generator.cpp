@@ -539,7 +539,7 @@ bool load_generator::all_settled() const {
 
 void load_generator::print_progress(phase current, double elapsed_s) {
   if (!options_.progress) return;
-  static constexpr const char* names[] = {"connect", "settle", "idle", "measure", "drain", "done"};
+  static constexpr const char* names[] = {"connect", "settle", "idle", "measure", "drain", "leave", "done"};
   const double frames_per_s = (frames_total_ - progress_frames_) / std::max(elapsed_s - progress_at_s_, 1e-3);
   progress_frames_ = frames_total_;
   progress_at_s_ = elapsed_s;
@@ -677,6 +677,7 @@ bool load_generator::run(run_results& results) {
   std::uint32_t idle_start_us = 0;
   double own_cpu_at_start = 0;
   std::uint32_t next_to_open = 0;
+  std::uint32_t next_to_close = 0, leave_start_us = 0;
   std::uint32_t phase_end_us = 0;
   const auto total = results.connections_wanted;
   const auto connect_deadline_us = static_cast<std::uint32_t>((options_.ramp_s + options_.connect_timeout_s) * 1e6);
@@ -794,8 +795,21 @@ bool load_generator::run(run_results& results) {
       }
       break;
     case phase::drain:
-      if (all_settled() || now >= phase_end_us) phase_ = phase::done;
+      if (all_settled() || now >= phase_end_us) {
+        phase_ = options_.leave_s > 0 && options_.viewers > 0 ? phase::leave : phase::done;
+        leave_start_us = now;
+      }
       break;
+    case phase::leave: {
+      timeout_ms = 1;
+      const double elapsed_s = (now - leave_start_us) / 1e6;
+      const auto due = static_cast<std::uint32_t>(
+          std::min<double>(options_.viewers, std::ceil(options_.viewers * elapsed_s / options_.leave_s)));
+      // A plain close, as a browser tab going away; not an error.
+      for (; next_to_close < due; ++next_to_close) close_connection(next_to_close, "");
+      if (next_to_close == options_.viewers) phase_ = phase::done;
+      break;
+    }
     case phase::done: break;
     }
     if (phase_ == phase::done) break;

@@ -10,7 +10,10 @@
 //   measure  `duration` seconds: clappers clap, server CPU/syscalls are sampled
 //            at both ends, frames and updates are counted;
 //   drain    clapping stops; wait (bounded) for outstanding acks and for every
-//            viewer to see every acknowledged clap.
+//            viewer to see every acknowledged clap;
+//   leave    (optional, `leave_s` > 0) viewers close evenly over `leave_s`
+//            seconds, so the server sees a leave wave rather than one burst
+//            at exit.
 #pragma once
 
 #include "latency.hpp"
@@ -56,6 +59,7 @@ struct run_options {
   double ramp_s = 0;
   double settle_s = 1;
   double drain_s = 5;
+  double leave_s = 0;              // after the drain, close the viewers over this long; 0: all at exit
   double connect_timeout_s = 60;   // after the ramp, give up on handshakes still unfinished
   std::uint32_t connect_concurrency = 256;
   double tick_ms = 25;             // for the frames-per-tick check
@@ -174,7 +178,7 @@ private:
     std::uint32_t article;
     std::uint32_t conn;
   };
-  enum class phase : std::uint8_t { connect, settle, idle, measure, drain, done };
+  enum class phase : std::uint8_t { connect, settle, idle, measure, drain, leave, done };
 
   std::uint32_t now_us() const;
   std::uint32_t pick_article();

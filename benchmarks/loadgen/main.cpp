@@ -92,7 +92,8 @@ bool write_json(const std::string& path, const run_options& o, const std::string
                o.subscriptions_per_conn, o.clap_rate, o.duration_s, r.window_s);
   std::fprintf(f, "  \"connections\": %u,\n  \"connections_wanted\": %u,\n  \"connect_failures\": %llu,\n",
                r.connections, r.connections_wanted, static_cast<unsigned long long>(r.connect_failures));
-  std::fprintf(f, "  \"connect_s\": %.3f,\n  \"connect_rate\": %.1f,\n", r.connect_s, r.connect_rate);
+  std::fprintf(f, "  \"connect_s\": %.3f,\n  \"connect_rate\": %.1f,\n  \"ramp_s\": %.3f,\n  \"leave_s\": %.3f,\n", r.connect_s,
+               r.connect_rate, o.ramp_s, o.leave_s);
   std::fprintf(f, "  \"claps_sent\": %llu,\n  \"claps_acked\": %llu,\n  \"claps_accepted\": %llu,\n",
                static_cast<unsigned long long>(r.claps_sent), static_cast<unsigned long long>(r.claps_acked),
                static_cast<unsigned long long>(r.claps_accepted));
@@ -229,6 +230,8 @@ int main(int argc, char** argv) {
     ("ramp", "seconds over which viewers connect (0 = as fast as possible)", cxxopts::value<double>()->default_value("0"))
     ("settle", "seconds between connecting and measuring", cxxopts::value<double>()->default_value("1"))
     ("drain", "most seconds to wait for acks and updates after the run", cxxopts::value<double>()->default_value("5"))
+    ("leave", "after the drain, close the viewers evenly over this many seconds (0: all at once when the run ends)",
+     cxxopts::value<double>()->default_value("0"))
     ("connect-timeout", "seconds after the ramp to give up on unfinished handshakes", cxxopts::value<double>()->default_value("60"))
     ("connect-concurrency", "handshakes in flight at most", cxxopts::value<std::uint32_t>()->default_value("256"))
     ("tick-ms", "server tick, for the frames-per-tick check", cxxopts::value<double>()->default_value("25"))
@@ -303,6 +306,7 @@ int main(int argc, char** argv) {
   o.ramp_s = args["ramp"].as<double>();
   o.settle_s = args["settle"].as<double>();
   o.drain_s = args["drain"].as<double>();
+  o.leave_s = std::max(0.0, args["leave"].as<double>());
   o.connect_timeout_s = args["connect-timeout"].as<double>();
   o.connect_concurrency = std::max<std::uint32_t>(1, args["connect-concurrency"].as<std::uint32_t>());
   o.tick_ms = args["tick-ms"].as<double>();
