@@ -57,6 +57,7 @@ struct server_options {
   std::size_t max_op_ids_per_user = 1000;
   // Fan-out slicing and the hot-room viewer-count throttle (engine_options).
   std::size_t deliveries_per_slice = 256;
+  bool direct_writes = true;  // ws_session frames and sends text frames itself
   double viewer_updates_per_s = 4;
   std::size_t viewer_throttle_room = 100;
   // In auth mode SSE streams need a token too, unless readers may be anonymous.
