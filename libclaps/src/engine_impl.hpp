@@ -205,6 +205,8 @@ struct engine::impl final : store_listener {
   std::vector<std::uint32_t> delivery_queue;
   std::size_t delivery_pos = 0;
   std::vector<const article_update*> delivery_batch;
+  std::vector<delivery> slice;                 // deliver_slice: this slice's deliveries
+  std::vector<std::uint32_t> slice_ends;       // end of each delivery's updates in delivery_batch
 
   // Op ids stored by an earlier process may be live until one window after
   // this engine started; ids evicted from memory for size, until they expire.

@@ -287,7 +287,7 @@ void engine::impl::emit() {
   }
   stats.updates += updates.size();
   if (cb.tick_updates) cb.tick_updates(updates);
-  if (!cb.deliver) return;
+  if (!cb.deliver && !cb.deliver_slice) return;
   for (std::uint32_t slot : update_slots)
     for (const room_entry& r : articles[slot]->room) queue_delivery(r.sub, r.sub_pos);
   // The first slice goes now, also outside advance() (a commit that
@@ -298,21 +298,40 @@ void engine::impl::emit() {
 std::size_t engine::impl::deliver_queued(std::size_t max) {
   std::size_t delivered = 0;
   callback_scope scope(*this);
+  const bool sliced = static_cast<bool>(cb.deliver_slice);
+  delivery_batch.clear();
+  slice.clear();
+  slice_ends.clear();
   while (delivery_pos < delivery_queue.size() && (max == 0 || delivered < max)) {
     subscriber_state& s = subs[delivery_queue[delivery_pos++]];
     if (!s.queued) continue;  // left, or was delivered through a newer entry
     s.queued = false;
-    delivery_batch.clear();
+    const std::size_t first = delivery_batch.size();
     for (watch_entry& w : s.watching) {
       if (!w.pending) continue;
       w.pending = false;
       delivery_batch.push_back(&articles[w.article]->current);
-      if (delivery_batch.size() == s.pending) break;
+      if (delivery_batch.size() - first == s.pending) break;
     }
     s.pending = 0;
-    if (delivery_batch.empty()) continue;
-    cb.deliver(s.id, delivery_batch);
+    if (delivery_batch.size() == first) continue;
     ++delivered;
+    if (sliced) {
+      slice.push_back({s.id, {}});
+      slice_ends.push_back(static_cast<std::uint32_t>(delivery_batch.size()));
+    } else {
+      cb.deliver(s.id, std::span<const article_update* const>(delivery_batch).subspan(first));
+      delivery_batch.clear();
+    }
+  }
+  if (sliced && !slice.empty()) {
+    // Spans are made once the batch stops growing.
+    std::uint32_t begin = 0;
+    for (std::size_t i = 0; i < slice.size(); ++i) {
+      slice[i].updates = std::span<const article_update* const>(delivery_batch).subspan(begin, slice_ends[i] - begin);
+      begin = slice_ends[i];
+    }
+    cb.deliver_slice(slice);
   }
   if (delivery_pos == delivery_queue.size()) {
     delivery_queue.clear();

@@ -33,6 +33,7 @@ ws_session::ws_session(lws* wsi, std::string user, ip_address address, const ses
       last_heard_ms_(now_ms), last_ping_ms_(now_ms),
       batch_replies_(batch_replies) {
   fd_ = static_cast<int>(lws_get_socket_fd(wsi));
+  hot_peer = wsi;
 }
 
 void ws_session::ping(std::uint64_t now_ms) {

@@ -22,8 +22,8 @@ struct fixture {
   claps::timestamp now = t0();
   claps::engine eng;
 
-  explicit fixture(claps::engine_options o = {})
-      : eng(st, o, rec.callbacks(), t0()) {}
+  explicit fixture(claps::engine_options o = {}, bool by_slices = false)
+      : rec(by_slices), eng(st, o, rec.callbacks(), t0()) {}
 
   void tick() {
     now = eng.next_deadline();
@@ -987,9 +987,11 @@ TEST_CASE("a store short of space gets an empty batch on every tick that has not
 }
 
 TEST_CASE("sliced deliveries: subscribers reached after a newer commit get the newer total, once per emission") {
+  for (const bool by_slices : {false, true}) {
+  CAPTURE(by_slices);
   claps::engine_options o;
   o.deliveries_per_slice = 2;
-  fixture f(o);
+  fixture f(o, by_slices);
   for (claps::subscriber_id s = 1; s <= 5; ++s) f.sub(s, "a1");
   f.eng.flush(f.now);  // the viewer-count round, delivered whole
   CHECK_FALSE(f.eng.delivering());
@@ -1019,6 +1021,11 @@ TEST_CASE("sliced deliveries: subscribers reached after a newer commit get the n
     if (got.front()[0].total == 1) ++saw_one;
   CHECK(saw_one == 2);
   CHECK(f.rec.results.size() == 2);
+  if (by_slices) {
+    CHECK(!f.rec.slice_sizes.empty());
+    for (std::size_t n : f.rec.slice_sizes) CHECK(n <= 2);
+  }
+  }
 }
 
 TEST_CASE("sliced deliveries: a subscriber that leaves while queued is skipped, and its slot's new owner is served once") {

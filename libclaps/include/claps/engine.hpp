@@ -159,6 +159,12 @@ struct undo_request {
   std::uint64_t cookie = 0;
 };
 
+/// One subscriber's part of a delivery slice (engine_callbacks::deliver_slice).
+struct delivery {
+  subscriber_id subscriber = 0;
+  std::span<const article_update* const> updates;
+};
+
 struct engine_callbacks {
   /// Encodes one changed article, once per tick; the result is shared by all
   /// its subscribers through article_update::encoded. Optional.
@@ -168,6 +174,11 @@ struct engine_callbacks {
   /// their newest values when the delivery runs (see
   /// engine_options::deliveries_per_slice). Optional.
   std::function<void(subscriber_id, std::span<const article_update* const>)> deliver;
+  /// The same deliveries, a slice at a time: one call per slice instead of
+  /// one per subscriber, so a fan-out to 20k connections makes a few dozen
+  /// calls, and the caller sees the next subscribers coming (to prefetch
+  /// their state). Used instead of `deliver` when set. Optional.
+  std::function<void(std::span<const delivery>)> deliver_slice;
   /// Once per emission with every changed article, before its deliveries. Optional.
   std::function<void(std::span<const article_update>)> tick_updates;
   /// Exactly once per clap()/undo() that returned no error (op_result::error
