@@ -21,6 +21,7 @@ std::error_code validate(const engine_options& o) noexcept {
   if (o.op_id_window < millis(0)) return make_error_code(errc::bad_request);
   if (o.max_pending_ops < 1) return make_error_code(errc::bad_request);
   if (o.op_id_wait < millis(0)) return make_error_code(errc::bad_request);
+  if (o.viewer_update_interval < millis(0)) return make_error_code(errc::bad_request);
   return {};
 }
 
@@ -148,9 +149,12 @@ void engine::advance(timestamp now) {
   e.assert_not_in_callback();
   if (now < e.next_tick) {
     e.now = std::max(e.now, now);
+    if (e.delivering()) e.deliver_queued(e.opt.deliveries_per_slice);
     return;
   }
-  flush(now);
+  e.in_tick = true;
+  e.tick(now);
+  e.in_tick = false;
 }
 
 void engine::flush(timestamp now) {
@@ -159,6 +163,7 @@ void engine::flush(timestamp now) {
   e.in_tick = true;
   e.tick(now);
   e.in_tick = false;
+  e.deliver_queued(0);
 }
 
 void engine::set_remote(std::string_view article, std::int64_t remote_total,
@@ -178,7 +183,11 @@ void engine::impl::set_remote(std::string_view article, std::int64_t remote_tota
   mark_changed(slot);
 }
 
-timestamp engine::next_deadline() const noexcept { return impl_->next_tick; }
+timestamp engine::next_deadline() const noexcept {
+  return impl_->delivering() ? std::min(impl_->now, impl_->next_tick) : impl_->next_tick;
+}
+
+bool engine::delivering() const noexcept { return impl_->delivering(); }
 
 std::error_code engine::read(std::string_view user, std::string_view article, snapshot& out) {
   impl& e = *impl_;
@@ -208,6 +217,7 @@ engine_stats engine::stats() const noexcept {
   s.subscribers = impl_->sub_index.size();
   s.subscriptions = impl_->subscriptions;
   s.articles_cached = impl_->live_articles;
+  s.deliveries_queued = impl_->delivery_queue.size() - impl_->delivery_pos;
   return s;
 }
 

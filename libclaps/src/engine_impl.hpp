@@ -42,6 +42,7 @@ struct watch_entry {
   std::uint32_t article;  // article slot
   std::uint32_t room_pos; // index in that article's `room`
   bool reading;
+  bool pending = false;   // the article changed since this subscriber's last delivery
 };
 
 struct tally_state {
@@ -71,6 +72,11 @@ struct article_state {
   std::int64_t remote_total = 0;    // other nodes' part (cluster stores)
   std::uint32_t remote_viewers = 0;
   std::uint32_t result_refs = 0;  // pending results naming this article
+  timestamp last_emit{};          // when an update last went out (viewer-count throttle)
+  // The newest emitted update; deliveries read it when they run, so a
+  // subscriber reached late in a round gets the freshest values.
+  article_update current;
+  std::string encoded;            // current.encoded views this
   std::vector<room_entry> room;
   // Dirty or in-flight tallies imply dirty or in_flight here.
   std::vector<tally_entry> tallies;
@@ -95,7 +101,8 @@ struct op_state {
 struct subscriber_state {
   subscriber_id id = 0;
   std::vector<watch_entry> watching;
-  std::vector<const article_update*> batch;  // reused every tick
+  std::uint32_t pending = 0;  // watching entries with `pending` set
+  bool queued = false;        // in the delivery queue
 };
 
 struct pending_result {
@@ -189,8 +196,17 @@ struct engine::impl final : store_listener {
   // Emission scratch, reused every tick.
   std::vector<article_update> updates;
   std::vector<std::uint32_t> update_slots;
-  std::vector<std::string> encoded;
-  std::vector<std::uint32_t> touched_subs;
+  std::vector<std::uint32_t> held_articles;  // viewer-count-only changes held back
+
+  // The delivery queue: subscribers with changed articles, in the order
+  // their first change was emitted. Drained deliveries_per_slice at a time;
+  // each delivery reads the articles' newest values. Entries of subscribers
+  // that left (or were delivered) since are skipped.
+  std::vector<std::uint32_t> delivery_queue;
+  std::size_t delivery_pos = 0;
+  std::vector<const article_update*> delivery_batch;
+  std::vector<delivery> slice;                 // deliver_slice: this slice's deliveries
+  std::vector<std::uint32_t> slice_ends;       // end of each delivery's updates in delivery_batch
 
   // Op ids stored by an earlier process may be live until one window after
   // this engine started; ids evicted from memory for size, until they expire.
@@ -358,6 +374,25 @@ struct engine::impl final : store_listener {
   bool emitted_since_tick = false;
 
   void emit();
+  // Viewer-count-only change of a big room within the throttle interval.
+  bool hold_viewer_change(const article_state& a) const {
+    return opt.viewer_update_interval > millis(0) && a.room.size() >= opt.viewer_throttle_min_room &&
+           now < a.last_emit + opt.viewer_update_interval;
+  }
+  void queue_delivery(std::uint32_t sub_slot, std::uint32_t sub_pos) {
+    subscriber_state& s = subs[sub_slot];
+    watch_entry& w = s.watching[sub_pos];
+    if (w.pending) return;
+    w.pending = true;
+    ++s.pending;
+    if (!s.queued) {
+      s.queued = true;
+      delivery_queue.push_back(sub_slot);
+    }
+  }
+  // Delivers to up to `max` queued subscribers (0: all). Returns how many.
+  std::size_t deliver_queued(std::size_t max);
+  bool delivering() const noexcept { return delivery_pos < delivery_queue.size(); }
 
   // ---- rooms ----
 

@@ -35,6 +35,7 @@ void engine::impl::add_watch(std::uint32_t sub_slot, std::uint32_t article_slot,
 void engine::impl::remove_watch(std::uint32_t sub_slot, std::uint32_t pos) {
   subscriber_state& s = subs[sub_slot];
   watch_entry w = s.watching[pos];
+  if (w.pending) --s.pending;
   article_state& a = *articles[w.article];
   // Room side: move the last entry into the hole and fix its back-pointer.
   if (w.room_pos + 1 != a.room.size()) {
@@ -62,7 +63,8 @@ void engine::impl::drop_subscriber_if_empty(std::uint32_t slot) {
   subscriber_state& s = subs[slot];
   if (!s.watching.empty()) return;
   sub_index.erase(s.id);
-  s.batch.clear();
+  s.pending = 0;
+  s.queued = false;  // its queue entry, if any, is skipped
   free_subs.push_back(slot);
 }
 

@@ -247,47 +247,101 @@ void engine::impl::emit() {
   if (changed_articles.empty()) return;
   updates.clear();
   update_slots.clear();
+  held_articles.clear();
   for (std::uint32_t slot : changed_articles) {
     article_state& a = *articles[slot];
-    a.changed = false;
     const std::int64_t total = a.committed + a.remote_total;
     const std::uint32_t viewers = a.viewers + a.remote_viewers;
-    if (total == a.emitted_total && viewers == a.emitted_viewers) continue;
+    if (total == a.emitted_total && viewers == a.emitted_viewers) {
+      a.changed = false;
+      continue;
+    }
+    if (!a.room.empty() && total == a.emitted_total && hold_viewer_change(a)) {
+      // Stays on the changed list: looked at again each emission until its
+      // interval has passed or its total moves.
+      held_articles.push_back(slot);
+      ++stats.viewer_changes_held;
+      continue;
+    }
+    a.changed = false;
     a.emitted_total = total;
     a.emitted_viewers = viewers;
     if (a.room.empty()) continue;  // nobody to tell
-    updates.push_back({a.id, total, viewers, {}, a.viewers});
+    a.last_emit = now;
+    a.current = {a.id, total, viewers, {}, a.viewers};
+    updates.push_back(a.current);
     update_slots.push_back(slot);
   }
-  changed_articles.clear();
+  changed_articles.swap(held_articles);
   if (updates.empty()) return;
   emitted_since_tick = true;
   callback_scope scope(*this);
-  if (cb.encode) {
-    if (encoded.size() < updates.size()) encoded.resize(updates.size());
-    for (std::size_t i = 0; i < updates.size(); ++i) {
-      encoded[i].clear();
-      cb.encode(updates[i], encoded[i]);
-      updates[i].encoded = encoded[i];
+  for (std::size_t i = 0; i < updates.size(); ++i) {
+    article_state& a = *articles[update_slots[i]];
+    if (cb.encode) {
+      a.encoded.clear();
+      cb.encode(a.current, a.encoded);
+      a.current.encoded = a.encoded;
+      updates[i].encoded = a.encoded;
     }
   }
   stats.updates += updates.size();
   if (cb.tick_updates) cb.tick_updates(updates);
-  if (!cb.deliver) return;
-  for (std::size_t i = 0; i < updates.size(); ++i) {
-    for (const room_entry& r : articles[update_slots[i]]->room) {
-      subscriber_state& s = subs[r.sub];
-      if (s.batch.empty()) touched_subs.push_back(r.sub);
-      s.batch.push_back(&updates[i]);
+  if (!cb.deliver && !cb.deliver_slice) return;
+  for (std::uint32_t slot : update_slots)
+    for (const room_entry& r : articles[slot]->room) queue_delivery(r.sub, r.sub_pos);
+  // The first slice goes now, also outside advance() (a commit that
+  // completed later); the caller's next advance() calls continue.
+  deliver_queued(opt.deliveries_per_slice);
+}
+
+std::size_t engine::impl::deliver_queued(std::size_t max) {
+  std::size_t delivered = 0;
+  callback_scope scope(*this);
+  const bool sliced = static_cast<bool>(cb.deliver_slice);
+  delivery_batch.clear();
+  slice.clear();
+  slice_ends.clear();
+  while (delivery_pos < delivery_queue.size() && (max == 0 || delivered < max)) {
+    subscriber_state& s = subs[delivery_queue[delivery_pos++]];
+    if (!s.queued) continue;  // left, or was delivered through a newer entry
+    s.queued = false;
+    const std::size_t first = delivery_batch.size();
+    for (watch_entry& w : s.watching) {
+      if (!w.pending) continue;
+      w.pending = false;
+      delivery_batch.push_back(&articles[w.article]->current);
+      if (delivery_batch.size() - first == s.pending) break;
+    }
+    s.pending = 0;
+    if (delivery_batch.size() == first) continue;
+    ++delivered;
+    if (sliced) {
+      slice.push_back({s.id, {}});
+      slice_ends.push_back(static_cast<std::uint32_t>(delivery_batch.size()));
+    } else {
+      cb.deliver(s.id, std::span<const article_update* const>(delivery_batch).subspan(first));
+      delivery_batch.clear();
     }
   }
-  for (std::uint32_t slot : touched_subs) {
-    subscriber_state& s = subs[slot];
-    cb.deliver(s.id, s.batch);
-    s.batch.clear();
+  if (sliced && !slice.empty()) {
+    // Spans are made once the batch stops growing.
+    std::uint32_t begin = 0;
+    for (std::size_t i = 0; i < slice.size(); ++i) {
+      slice[i].updates = std::span<const article_update* const>(delivery_batch).subspan(begin, slice_ends[i] - begin);
+      begin = slice_ends[i];
+    }
+    cb.deliver_slice(slice);
   }
-  stats.deliveries += touched_subs.size();
-  touched_subs.clear();
+  if (delivery_pos == delivery_queue.size()) {
+    delivery_queue.clear();
+    delivery_pos = 0;
+  } else if (delivery_pos > 4096 && delivery_pos * 2 > delivery_queue.size()) {
+    delivery_queue.erase(delivery_queue.begin(), delivery_queue.begin() + static_cast<std::ptrdiff_t>(delivery_pos));
+    delivery_pos = 0;
+  }
+  stats.deliveries += delivered;
+  return delivered;
 }
 
 } // namespace claps

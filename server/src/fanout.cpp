@@ -7,9 +7,20 @@ namespace claps::server {
 engine_callbacks fanout::callbacks() {
   engine_callbacks cb;
   cb.encode = [](const article_update& update, std::string& out) { encode_update_frame(update, out); };
-  cb.deliver = [this](subscriber_id sub, std::span<const article_update* const> updates) {
+  cb.deliver_slice = [this](std::span<const delivery> slice) {
     depth_guard guard(depth_);
-    endpoint_registry::subscriber(sub).on_update(updates, scratch_);
+    // A slice names the next connections: their endpoint (and, a step
+    // closer, lws's connection object) are fetched ahead, so the writes do
+    // not each wait for cache misses at 20k connections.
+    constexpr std::size_t ahead = 4;
+    for (std::size_t i = 0; i < slice.size() && i < 2 * ahead; ++i)
+      __builtin_prefetch(reinterpret_cast<const void*>(slice[i].subscriber));
+    for (std::size_t i = 0; i < slice.size(); ++i) {
+      if (i + 2 * ahead < slice.size()) __builtin_prefetch(reinterpret_cast<const void*>(slice[i + 2 * ahead].subscriber));
+      if (i + ahead < slice.size())
+        if (const void* peer = endpoint_registry::subscriber(slice[i + ahead].subscriber).hot_peer) __builtin_prefetch(peer);
+      endpoint_registry::subscriber(slice[i].subscriber).on_update(slice[i].updates, scratch_);
+    }
   };
   cb.result = [this](const op_result& result) {
     depth_guard guard(depth_);

@@ -86,6 +86,17 @@ cxxopts::Options make_spec() {
     ("max-op-ids-per-user", "Most live op ids (each a stored record for 15 minutes) one user may hold; "
      "past it, claps with new op ids get rate_limited (0: no cap)",
      cxxopts::value<std::size_t>()->default_value("1000"))
+    ("deliveries-per-slice", "Connections written per slice of a fan-out round; between slices the loop "
+     "takes in commits and claps, and connections not yet reached get the newest totals (0: whole rounds)",
+     cxxopts::value<std::size_t>()->default_value("256"))
+    ("direct-writes", "Frame WebSocket text frames here and send() them when lws holds no unsent output "
+     "(false: every frame through lws_write; for comparisons)",
+     cxxopts::value<bool>()->default_value("true"))
+    ("viewer-updates-per-s", "In rooms of at least --viewer-throttle-room viewers, changes of the viewer "
+     "count alone go out at most this often per article (0: every tick); total changes go out at once",
+     cxxopts::value<double>()->default_value("4"))
+    ("viewer-throttle-room", "Local viewers from which an article's viewer-count-only changes are throttled",
+     cxxopts::value<std::size_t>()->default_value("100"))
     ("anonymous-sse", "In auth mode, let SSE streams open without a token (read-only counts)",
      cxxopts::value<bool>()->default_value("false"))
     ("rate-limit", "Per-user requests per second, shared by all of a user's WebSocket connections and "
@@ -279,6 +290,12 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
     }
     o.max_op_ids_per_user = result["max-op-ids-per-user"].as<std::size_t>();
     o.anonymous_sse = result["anonymous-sse"].as<bool>();
+    o.deliveries_per_slice = result["deliveries-per-slice"].as<std::size_t>();
+    o.direct_writes = result["direct-writes"].as<bool>();
+    o.viewer_updates_per_s = result["viewer-updates-per-s"].as<double>();
+    if (!(o.viewer_updates_per_s >= 0) || o.viewer_updates_per_s > 1000)
+      error = "--viewer-updates-per-s must be 0..1000";
+    o.viewer_throttle_room = result["viewer-throttle-room"].as<std::size_t>();
     if (o.max_connections < 1) error = "--max-connections must be at least 1";
     o.rate_limit = result["rate-limit"].as<double>();
     o.rate_burst = result["rate-burst"].as<double>();

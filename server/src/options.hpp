@@ -55,6 +55,11 @@ struct server_options {
   std::vector<ip_range> trusted_proxies;
   // Live op ids per user (engine_options::max_op_ids_per_user).
   std::size_t max_op_ids_per_user = 1000;
+  // Fan-out slicing and the hot-room viewer-count throttle (engine_options).
+  std::size_t deliveries_per_slice = 256;
+  bool direct_writes = true;  // ws_session frames and sends text frames itself
+  double viewer_updates_per_s = 4;
+  std::size_t viewer_throttle_room = 100;
   // In auth mode SSE streams need a token too, unless readers may be anonymous.
   bool anonymous_sse = false;
   double rate_limit = 20;        // per-user requests per second (WebSocket + REST)

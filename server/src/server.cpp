@@ -215,6 +215,10 @@ bool clapsd::start() {
   eo.max_subscriptions = options_.max_subscriptions;
   eo.max_op_ids_per_user = options_.max_op_ids_per_user;
   eo.op_id_window = millis(std::int64_t{options_.op_id_window_s} * 1000);
+  eo.deliveries_per_slice = options_.deliveries_per_slice;
+  if (options_.viewer_updates_per_s > 0)
+    eo.viewer_update_interval = millis(static_cast<std::int64_t>(1000 / options_.viewer_updates_per_s));
+  eo.viewer_throttle_min_room = options_.viewer_throttle_room;
   // Ids come from the network: a random seed keeps anyone from choosing ids
   // that all land in one hash bucket.
   std::random_device seed;

@@ -37,6 +37,9 @@ public:
   /// Unique per registration, so a result never reaches a newer endpoint
   /// that happens to live at a freed one's address.
   std::uint64_t serial = 0;
+  /// Memory on_update() touches beyond the endpoint itself (a WebSocket's
+  /// lws connection), prefetched a few deliveries ahead. May be null.
+  const void* hot_peer = nullptr;
 };
 
 class endpoint_registry {

@@ -16,6 +16,7 @@ ws_service::ws_service(service_deps deps)
     : deps_(deps), origins_(deps.options.allowed_origins) {
   limits_.max_message_bytes = deps.options.max_message_bytes;
   limits_.slow_client_bytes = deps.options.slow_client_bytes;
+  limits_.direct_writes = deps.options.direct_writes;
   flushes_.arm = [this] { arm_reply_flush(); };
 }
 

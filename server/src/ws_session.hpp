@@ -32,6 +32,10 @@ namespace claps::server {
 struct session_limits {
   std::size_t max_message_bytes = 4096;
   std::size_t slow_client_bytes = 256 * 1024;
+  /// Text frames are framed here and sent with one send() when lws holds no
+  /// unsent output (lws takes over only what the kernel did not accept);
+  /// false sends every frame through lws_write(). See write_frame().
+  bool direct_writes = true;
 };
 
 /// Sessions holding replies made in the current loop pass. The owner
@@ -109,6 +113,7 @@ public:
 private:
   bool can_write_directly() const noexcept;
   bool write_frame(char* frame, std::size_t size);  // frame includes headroom
+  bool write_frame_direct(char* frame, std::size_t size);
   bool write_replies();
   std::size_t max_single_send_payload() const noexcept;
   void request_writeable();
@@ -127,6 +132,7 @@ private:
   };
 
   lws* wsi_;
+  int fd_ = -1;  // the socket, for direct writes
   std::uint64_t id_ = 0;
   std::string user_;
   ip_address address_;

@@ -22,8 +22,8 @@ struct fixture {
   claps::timestamp now = t0();
   claps::engine eng;
 
-  explicit fixture(claps::engine_options o = {})
-      : eng(st, o, rec.callbacks(), t0()) {}
+  explicit fixture(claps::engine_options o = {}, bool by_slices = false)
+      : rec(by_slices), eng(st, o, rec.callbacks(), t0()) {}
 
   void tick() {
     now = eng.next_deadline();
@@ -984,4 +984,112 @@ TEST_CASE("a store short of space gets an empty batch on every tick that has not
   f.st.space_now.accepts_new_keys = true;
   f.tick();
   CHECK(f.st.commits_attempted == attempted + 4);
+}
+
+TEST_CASE("sliced deliveries: subscribers reached after a newer commit get the newer total, once per emission") {
+  for (const bool by_slices : {false, true}) {
+  CAPTURE(by_slices);
+  claps::engine_options o;
+  o.deliveries_per_slice = 2;
+  fixture f(o, by_slices);
+  for (claps::subscriber_id s = 1; s <= 5; ++s) f.sub(s, "a1");
+  f.eng.flush(f.now);  // the viewer-count round, delivered whole
+  CHECK_FALSE(f.eng.delivering());
+  f.rec.clear();
+
+  REQUIRE_FALSE(f.clap("u1", "a1", 1, 1));
+  f.tick();  // commits total 1; the first slice reaches two subscribers
+  CHECK(f.rec.batches.size() == 2);
+  CHECK(f.eng.delivering());
+  CHECK(f.eng.next_deadline() == f.now);  // the caller comes back at once
+
+  REQUIRE_FALSE(f.clap("u2", "a1", 1, 2));
+  f.now += o.tick;
+  f.eng.advance(f.now);  // the next tick commits total 2: the round goes on with it
+  while (f.eng.delivering()) f.tick();
+
+  for (claps::subscriber_id s = 1; s <= 5; ++s) {
+    const auto& got = f.rec.batches[s];
+    REQUIRE(!got.empty());
+    CHECK(got.back()[0].total == 2);  // everyone ends on the newest total
+    for (const auto& batch : got) CHECK(batch.size() == 1);
+    CHECK(got.size() <= 2);           // at most once per emission
+  }
+  // Those the first slice did not reach never saw the older total.
+  int saw_one = 0;
+  for (auto& [sub, got] : f.rec.batches)
+    if (got.front()[0].total == 1) ++saw_one;
+  CHECK(saw_one == 2);
+  CHECK(f.rec.results.size() == 2);
+  if (by_slices) {
+    CHECK(!f.rec.slice_sizes.empty());
+    for (std::size_t n : f.rec.slice_sizes) CHECK(n <= 2);
+  }
+  }
+}
+
+TEST_CASE("sliced deliveries: a subscriber that leaves while queued is skipped, and its slot's new owner is served once") {
+  claps::engine_options o;
+  o.deliveries_per_slice = 1;
+  fixture f(o);
+  f.sub(1, "a1");
+  f.sub(2, "a1");
+  f.sub(3, "a1");
+  f.eng.flush(f.now);
+  f.rec.clear();
+  REQUIRE_FALSE(f.clap("u1", "a1", 3, 1));
+  f.tick();
+  REQUIRE(f.rec.batches.size() == 1);
+  f.eng.unsubscribe_all(2);
+  f.sub(4, "a1");  // may take subscriber 2's slot
+  f.now += o.tick;
+  REQUIRE_FALSE(f.clap("u2", "a1", 1, 2));
+  f.eng.advance(f.now);
+  while (f.eng.delivering()) f.tick();
+  CHECK(f.rec.batches.count(2) == 0);
+  REQUIRE(f.rec.batches.count(4) == 1);
+  CHECK(f.rec.batches[4].size() == 1);
+  CHECK(f.rec.batches[4].back()[0].total == 4);
+  CHECK(f.rec.batches[3].back()[0].total == 4);
+  CHECK(f.eng.stats().deliveries_queued == 0);
+}
+
+TEST_CASE("hot rooms: viewer-count-only changes go out at most once per interval; total changes at once") {
+  claps::engine_options o;
+  o.viewer_update_interval = claps::millis(1000);
+  o.viewer_throttle_min_room = 3;
+  fixture f(o);
+  f.sub(1, "hot");
+  f.sub(2, "hot");
+  f.sub(5, "hot");
+  f.sub(9, "small");
+  f.tick();
+  REQUIRE(f.rec.batches[1].size() == 1);
+  CHECK(f.rec.batches[1][0][0].viewers == 3);
+  REQUIRE(f.rec.batches[9].size() == 1);
+
+  f.rec.clear();
+  f.sub(3, "hot");  // only the viewer count moves: held
+  f.sub(10, "small");  // a small room is not throttled
+  f.tick();
+  CHECK(f.rec.batches.count(1) == 0);
+  CHECK(f.rec.batches.count(3) == 0);
+  CHECK(f.rec.batches[9].back()[0].viewers == 2);
+  CHECK(f.eng.stats().viewer_changes_held >= 1);
+
+  REQUIRE_FALSE(f.clap("u1", "hot", 1, 1));  // the total moves: out at once, with the viewers
+  f.tick();
+  REQUIRE(f.rec.batches[3].size() == 1);
+  CHECK(f.rec.batches[3][0][0].total == 1);
+  CHECK(f.rec.batches[3][0][0].viewers == 4);
+
+  f.rec.clear();
+  f.sub(4, "hot");
+  const claps::timestamp joined = f.now;
+  while (f.rec.batches.count(1) == 0) {
+    f.tick();
+    REQUIRE(f.now <= joined + claps::millis(1100));
+  }
+  CHECK(f.now >= joined + claps::millis(975));  // one interval after the last update went out
+  CHECK(f.rec.batches[1].back()[0].viewers == 5);
 }

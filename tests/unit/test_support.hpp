@@ -175,11 +175,14 @@ struct recorded_item {
 
 // Records everything an engine emits.
 struct recorder {
+  explicit recorder(bool slices = false) : by_slices(slices) {}
   std::vector<recorded_result> results;
   std::map<claps::subscriber_id, std::vector<std::vector<recorded_item>>> batches;
   std::vector<std::vector<recorded_item>> ticks;  // tick_updates per emission
   int encodes = 0;
   std::vector<std::error_code> statuses;
+  bool by_slices = false;             // record through deliver_slice instead of deliver
+  std::vector<std::size_t> slice_sizes;  // deliver_slice calls
 
   claps::engine_callbacks callbacks() {
     claps::engine_callbacks cb;
@@ -193,6 +196,14 @@ struct recorder {
         items.push_back({std::string(u->article), u->total, u->viewers, std::string(u->encoded)});
       batches[sub].push_back(std::move(items));
     };
+    if (by_slices) {
+      auto one = std::move(cb.deliver);
+      cb.deliver = nullptr;
+      cb.deliver_slice = [this, one](std::span<const claps::delivery> ds) {
+        slice_sizes.push_back(ds.size());
+        for (const auto& d : ds) one(d.subscriber, d.updates);
+      };
+    }
     cb.tick_updates = [this](std::span<const claps::article_update> us) {
       std::vector<recorded_item> items;
       for (auto& u : us) items.push_back({std::string(u.article), u.total, u.viewers, std::string(u.encoded)});
@@ -209,6 +220,7 @@ struct recorder {
     results.clear();
     batches.clear();
     ticks.clear();
+    slice_sizes.clear();
     encodes = 0;
   }
 

@@ -92,3 +92,71 @@ TEST_CASE("uv_driver ticks an engine on a real loop until its results arrive") {
   CHECK(s.updates >= 1);
   std::filesystem::remove_all(tmpl);  // the store, which outlives the engine, closes its files after
 }
+
+TEST_CASE("uv_driver runs the delivery slices of a commit that completed outside the tick before the next tick") {
+  claps::memory_store backing;
+  claps_test::faulty_store st(backing);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  int delivered_with_total = 0;
+  std::uint64_t ticks_at_release = 0;
+  std::uint64_t ticks_at_last = 0;
+  claps::engine* eng_ptr = nullptr;
+  claps::engine_callbacks cb;
+  cb.deliver = [&](claps::subscriber_id, std::span<const claps::article_update* const> us) {
+    if (us[0]->total != 1) return;
+    if (++delivered_with_total == 50) {
+      ticks_at_last = eng_ptr->stats().ticks;
+      uv_stop(&loop);
+    }
+  };
+  claps::engine_options eo;
+  eo.tick = claps::millis(1000);  // far apart: the slices must not wait for the next one
+  eo.deliveries_per_slice = 4;
+  claps::engine engine(st, eo, cb, claps::uv_driver::now());
+  eng_ptr = &engine;
+  {
+    claps::uv_driver driver(&loop, engine);
+    for (claps::subscriber_id s = 1; s <= 50; ++s) {
+      claps::snapshot snap;
+      REQUIRE_FALSE(engine.subscribe(s, {}, "a", true, snap));
+    }
+    engine.flush(claps::uv_driver::now());
+    st.defer = true;
+    claps::clap_request r;
+    r.user = "u";
+    r.article = "a";
+    REQUIRE_FALSE(engine.clap(r));
+    driver.flush();  // the commit is now held by the store
+    REQUIRE(st.holding());
+    // Released from a loop callback, as a networked store's reply arrives.
+    uv_timer_t release;
+    uv_timer_init(&loop, &release);
+    struct ctx_t {
+      claps_test::faulty_store* st;
+      claps::engine* eng;
+      std::uint64_t* ticks;
+    } ctx{&st, &engine, &ticks_at_release};
+    release.data = &ctx;
+    uv_timer_start(
+        &release,
+        [](uv_timer_t* h) {
+          auto* c = static_cast<ctx_t*>(h->data);
+          *c->ticks = c->eng->stats().ticks;
+          c->st->release();
+        },
+        0, 0);
+    uv_timer_t deadline;
+    uv_timer_init(&loop, &deadline);
+    deadline.data = &loop;
+    uv_timer_start(&deadline, [](uv_timer_t* t) { uv_stop(static_cast<uv_loop_t*>(t->data)); }, 10'000, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(delivered_with_total == 50);
+    INFO("ticks at release " << ticks_at_release << ", at the last delivery " << ticks_at_last);
+    CHECK(ticks_at_last == ticks_at_release);  // every slice ran before the next tick
+    uv_close(reinterpret_cast<uv_handle_t*>(&release), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&deadline), nullptr);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+}

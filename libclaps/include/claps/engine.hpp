@@ -77,6 +77,24 @@ struct engine_options {
   /// is applying right now is asked about again (each tick) before its
   /// result is errc::unavailable (the caller retries with the same op id).
   millis op_id_wait{3000};
+  /// Subscribers delivered to per slice; 0 delivers every queued subscriber
+  /// in the call that emits. With a limit, advance() delivers one slice per
+  /// call and next_deadline() stays "now" while subscribers wait, so the
+  /// caller's loop handles its I/O (a commit that completed, new claps)
+  /// between slices, and a subscriber reached later in a round gets the
+  /// newest values: a round of 20k connections no longer holds back the
+  /// commit of the next tick. One delivery per subscriber per emission
+  /// still holds: a queued subscriber keeps its place when its articles
+  /// change again.
+  std::size_t deliveries_per_slice = 0;
+  /// Hot rooms: an article whose only change is its viewer count goes out
+  /// at most once per this interval (0 = every tick) when its room holds at
+  /// least viewer_throttle_min_room local subscribers. A change of the total
+  /// goes out at once and carries the viewer count with it. Nobody reads a
+  /// count of 20,000 viewers changing 40 times a second; at 20k viewers
+  /// each such change costs 20k frames.
+  millis viewer_update_interval{0};
+  std::size_t viewer_throttle_min_room = 100;
   /// Seed of the engine's hash tables. Servers that accept ids from the
   /// network should pass a random value, so that nobody can choose ids that
   /// all land in one bucket.
@@ -141,14 +159,27 @@ struct undo_request {
   std::uint64_t cookie = 0;
 };
 
+/// One subscriber's part of a delivery slice (engine_callbacks::deliver_slice).
+struct delivery {
+  subscriber_id subscriber = 0;
+  std::span<const article_update* const> updates;
+};
+
 struct engine_callbacks {
   /// Encodes one changed article, once per tick; the result is shared by all
   /// its subscribers through article_update::encoded. Optional.
   std::function<void(const article_update&, std::string& out)> encode;
-  /// Once per tick per subscriber that watches at least one changed article:
-  /// all of that subscriber's changed articles together. Optional.
+  /// Once per emission per subscriber that watches at least one changed
+  /// article: all of that subscriber's changed articles together, with
+  /// their newest values when the delivery runs (see
+  /// engine_options::deliveries_per_slice). Optional.
   std::function<void(subscriber_id, std::span<const article_update* const>)> deliver;
-  /// Once per tick with every changed article, before any deliver(). Optional.
+  /// The same deliveries, a slice at a time: one call per slice instead of
+  /// one per subscriber, so a fan-out to 20k connections makes a few dozen
+  /// calls, and the caller sees the next subscribers coming (to prefetch
+  /// their state). Used instead of `deliver` when set. Optional.
+  std::function<void(std::span<const delivery>)> deliver_slice;
+  /// Once per emission with every changed article, before its deliveries. Optional.
   std::function<void(std::span<const article_update>)> tick_updates;
   /// Exactly once per clap()/undo() that returned no error (op_result::error
   /// tells the rare op that could not be decided). Optional.
@@ -173,12 +204,14 @@ struct engine_stats {
   std::uint64_t refused_store_full = 0;  // claps refused because the store is short of space
   std::uint64_t updates = 0;           // changed articles emitted
   std::uint64_t deliveries = 0;        // deliver() calls
+  std::uint64_t viewer_changes_held = 0;  // viewer-count-only emissions held back (throttle)
   std::uint64_t ops_purged = 0;        // expired op ids dropped from memory
   // Gauges.
   std::size_t pending_ops = 0;         // claps/undos not yet durable
   std::size_t subscribers = 0;
   std::size_t subscriptions = 0;
   std::size_t articles_cached = 0;
+  std::size_t deliveries_queued = 0;   // subscribers waiting for their delivery
 };
 
 class engine {
@@ -261,16 +294,25 @@ public:
 
   // ---- time ----
 
-  /// Runs the tick if now >= next_deadline(): commits the pending batch (when
-  /// no commit is in flight), then emits updates and results for what became
-  /// durable. Calls the callbacks. While the store accepts no new keys, a
+  /// Runs the tick if now is at or past the tick's deadline: commits the
+  /// pending batch (when no commit is in flight), then emits updates and
+  /// results for what became durable. Otherwise delivers the next slice of
+  /// queued subscribers, if any (engine_options::deliveries_per_slice).
+  /// Calls the callbacks. While the store accepts no new keys, a
   /// tick with nothing to commit commits an empty batch, so that the store
   /// may purge expired op records and recover by itself.
   void advance(timestamp now);
-  /// Runs a tick now, whatever the deadline (used to drain on shutdown).
+  /// Runs a tick now, whatever the deadline, and delivers to every queued
+  /// subscriber (used to drain on shutdown).
   void flush(timestamp now);
-  /// When advance() next has work to do.
+  /// When advance() next has work to do: the tick's deadline, or the last
+  /// time the engine was told while subscribers wait for a delivery slice.
+  /// A store that completes a commit later queues deliveries outside
+  /// advance(), so a driver asks again after each of its loop's passes
+  /// (claps::uv_driver does).
   timestamp next_deadline() const noexcept;
+  /// True while subscribers wait for a delivery slice.
+  bool delivering() const noexcept;
 
   // ---- queries (const, callable from callbacks) ----
 
