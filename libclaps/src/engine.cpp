@@ -208,6 +208,7 @@ engine_stats engine::stats() const noexcept {
   s.subscribers = impl_->sub_index.size();
   s.subscriptions = impl_->subscriptions;
   s.articles_cached = impl_->live_articles;
+  s.tallies_cached = impl_->tally_count;
   return s;
 }
 

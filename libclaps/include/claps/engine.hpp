@@ -71,8 +71,14 @@ struct engine_options {
   std::size_t max_subscriptions = 256;
   /// Idle articles (no viewers, nothing pending) kept cached in memory.
   std::size_t article_cache = 100'000;
-  /// (user, article) tallies kept cached in memory while clean.
-  std::size_t tally_cache = 1'000'000;
+  /// (user, article) tallies kept in memory while clean: the cap check of
+  /// a user's next clap needs no store read. Only claps and undos cache a
+  /// tally (a subscribe or read() reads the store and keeps nothing), so
+  /// readers who never clap leave no per-user state behind. Past this many,
+  /// all clean tallies are dropped at once between ticks (about 100 bytes
+  /// each, plus the user id when longer than 15 bytes); a dropped tally is
+  /// read from the store again by the user's next clap.
+  std::size_t tally_cache = 65'536;
   /// With a store that arbitrates: how long an op whose op id another node
   /// is applying right now is asked about again (each tick) before its
   /// result is errc::unavailable (the caller retries with the same op id).
@@ -179,6 +185,7 @@ struct engine_stats {
   std::size_t subscribers = 0;
   std::size_t subscriptions = 0;
   std::size_t articles_cached = 0;
+  std::size_t tallies_cached = 0;      // (user, article) tallies in memory (engine_options::tally_cache)
 };
 
 class engine {
