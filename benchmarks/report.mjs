@@ -215,7 +215,7 @@ const s8Growth = (r) => r.data.growth_settled_mb;
   if (c) {
     const d = c.data;
     targets.push([`churn: ${int(d.users / 1000)}k distinct users, RSS within 10 MB of the warmed-up baseline`,
-      `${fmt(s8Growth(c), 2)} MB after ${int(d.users - d.baseline_users)} users past the baseline of ${int(d.baseline_users)} ` +
+      `${fmt(s8Growth(c), 2)} MiB after ${int(d.users - d.baseline_users)} users past the baseline of ${int(d.baseline_users)} ` +
       `(${fmt(d.bytes_per_user, 1)} B per user), ${int(d.failed)} failed`,
       status(d.failed === 0 && s8Growth(c) <= 10)]);
   }
@@ -231,7 +231,7 @@ const s8Section = () => {
     "after the first users (the warmed-up baseline), at the end, and after a settle. Growth is settled RSS minus the baseline. " +
     "With claps, each clap's op id stays in memory for the op-id window (15 minutes) by design.");
   out();
-  table(["Who claps", "Users", "Baseline after", "Users/s", "RSS baseline MiB", "RSS end MiB", "RSS settled MiB", "Growth MB", "B per user", "Tallies cached (settled)", "Failed"],
+  table(["Who claps", "Users", "Baseline after", "Users/s", "RSS baseline MiB", "RSS end MiB", "RSS settled MiB", "Growth MiB", "B per user", "Tallies cached (settled)", "Failed"],
     rows.map((r) => {
       const d = r.data;
       return [d.clap_every ? `every ${int(d.clap_every)}th user, once` : "nobody", int(d.users), int(d.baseline_users), int(d.users_per_s),
