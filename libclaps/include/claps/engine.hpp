@@ -202,9 +202,11 @@ public:
   /// (viewers counting this subscriber when reading). `user`, the reader
   /// whose claps out.mine counts, may be empty; then out.mine is 0. Subscribing again to a watched article changes
   /// nothing and returns the snapshot. `out.article` stays valid until the
-  /// next call into the engine.
+  /// next call into the engine. The user's claps are read from the store
+  /// unless their tally is cached (see engine_options::tally_cache); nothing
+  /// about the user is kept.
   /// Errors: invalid_article, invalid_user, too_many_subscriptions, or a
-  /// store error when the article's total could not be read.
+  /// store error when the article's total or the user's claps could not be read.
   std::error_code subscribe(subscriber_id sub, std::string_view user, std::string_view article, bool reading,
                             snapshot& out);
 
