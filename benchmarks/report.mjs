@@ -114,7 +114,7 @@ for (const run of runs) {
 }
 
 // ---- a partial run keeps the older scenarios of DOCS_DIR/bench-results.json ----
-const allParts = ["engine", "1", "2", "3", "4", "5", "6", "7"];
+const allParts = ["engine", "1", "2", "3", "4", "5", "6", "7", "8"];
 const parts = (machine.only ?? allParts.join(",")).split(",");
 const previousFile = path.join(docsDir, "bench-results.json");
 if (!allParts.every((p) => parts.includes(p)) && fs.existsSync(previousFile)) {
@@ -324,6 +324,38 @@ if (throttle?.skipped) {
   issue12.push([`Hot article at ${int(throttle.viewers)} viewers: server CPU s without -> with --viewer-updates-per-s 1`, "measure the saving",
     po && pn ? saving("cpu_s") : "n/a (phase probes missing)", "recorded", runNames([off, on])]);
 }
+// ---- scenario 8: churn of distinct users (issue 12) ----
+// Step 0: nobody claps (the target); step 10: every 10th user claps once.
+const s8Growth = (r) => r.data.growth_settled_mb;
+{
+  const c = find(8, "clapsd", 0);
+  if (c) {
+    const d = c.data;
+    issue12.push([`churn: ${int(d.users / 1000)}k distinct users connecting and leaving: RSS growth over the warmed-up baseline`, "<= 10 MB",
+      `${fmt(s8Growth(c), 2)} MiB after ${int(d.users - d.baseline_users)} users past the baseline of ${int(d.baseline_users)} ` +
+      `(${fmt(d.bytes_per_user, 1)} B per user), ${int(d.failed)} failed`,
+      status(d.failed === 0 && s8Growth(c) <= 10), runName(c)]);
+  }
+}
+const s8Section = () => {
+  const rows = all(8, "clapsd");
+  if (!rows.length) return;
+  out("## Scenario 8: churn of distinct users");
+  out();
+  fromRun(rows);
+  out("Distinct users (`churn-<pid>-<n>`) each connect, subscribe to 2 of 1k articles and leave, at most " +
+    `${int(rows[0].data.concurrency)} connected at once (\`benchmarks/churn.mjs\`). clapsd's RSS is sampled with nobody connected: ` +
+    "after the first users (the warmed-up baseline), at the end, and after a settle. Growth is settled RSS minus the baseline. " +
+    "With claps, each clap's op id stays in memory for the op-id window (15 minutes) by design.");
+  out();
+  table(["Who claps", "Users", "Baseline after", "Users/s", "RSS baseline MiB", "RSS end MiB", "RSS settled MiB", "Growth MiB", "B per user", "Tallies cached (settled)", "Failed"],
+    rows.map((r) => {
+      const d = r.data;
+      return [d.clap_every ? `every ${int(d.clap_every)}th user, once` : "nobody", int(d.users), int(d.baseline_users), int(d.users_per_s),
+        fmt(d.rss_baseline_kb / 1024, 1), fmt(d.rss_end_kb / 1024, 1), fmt(d.rss_settled_kb / 1024, 1), fmt(s8Growth(r), 2),
+        fmt(d.bytes_per_user, 1), d.gauges_settled?.claps_tallies_cached ?? "n/a", int(d.failed)];
+    }));
+};
 
 // ---- scenario 7: the cluster write path (issue 10) ----
 const tickMs = 25;
@@ -958,6 +990,8 @@ if (s7) {
 }
 
 // Errors worth a look
+s8Section();
+
 const errorRows = runs.filter((r) => r.data.errors).map((r) => [r.file.replace(/\.json$/, ""),
   Object.entries(r.data.errors_by_kind).map(([k, v]) => `${k}: ${v}`).join(", ")]);
 if (errorRows.length) {

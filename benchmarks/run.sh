@@ -7,7 +7,7 @@
 #
 #   --quick      small steps and 3 s runs: a smoke test of the whole pipeline;
 #                its report goes to the result folder, not to docs/
-#   --only LIST  comma list of parts: engine,1,2,3,4,5,6,7 (default: all)
+#   --only LIST  comma list of parts: engine,1,2,3,4,5,6,7,8 (default: all)
 #                scenario 1 (issue 12) is, per step (2k, 10k, 19.9k viewers):
 #                three interleaved pairs (clapsd, sendfloor) at --tick-ms 25,
 #                the Socket.IO peers once, then three pairs at --tick-ms 10;
@@ -34,7 +34,7 @@ set -euo pipefail
 
 args="$*"
 quick=0
-only="engine,1,2,3,4,5,6,7"
+only="engine,1,2,3,4,5,6,7,8"
 redis_appendonly=everysec
 report=1
 nice_level=0
@@ -554,6 +554,27 @@ if want 7; then
   cluster_scenario=6
   cluster_node_flags=""
   log "scenario 7 took $((SECONDS - s7_started)) s"
+fi
+
+if want 8; then
+  # Churn (issue 12): distinct users each connect, subscribe to 2 of 1k articles
+  # and leave, at most 1,000 connected at once (benchmarks/churn.mjs). clapsd's
+  # RSS is sampled with nobody connected: after the first users (the warmed-up
+  # baseline), at the end, and after a settle. Step 0: nobody claps (the
+  # target); step 10: every 10th user claps once with an op id before leaving,
+  # whose records the engine keeps for the op-id window (15 min) by design.
+  if [ $quick = 1 ]; then s8_users=20000; s8_baseline=5000; else s8_users=200000; s8_baseline=20000; fi
+  for clap_every in 0 10; do
+    name="s8-clapsd-$clap_every"
+    log "scenario 8, churn of $s8_users users, every ${clap_every}th clapping (0: none)"
+    if start_server "$name" clapsd; then
+      client_cmd="$(pin $loadgen_cpu) node $root/benchmarks/churn.mjs --url ws://127.0.0.1:$server_port/ws --server-pid $server_pid --metrics http://127.0.0.1:$server_port/metrics --users $s8_users --baseline-users $s8_baseline --concurrency 1000 --subscriptions 2 --articles 1000 --clap-every $clap_every --source-ips $source_ips --settle-s 3 --max-s 900 --json $out/$name.json --label $name"
+      $client_cmd > "$out/$name.churn.log" 2>&1 || log "churn failed; see $out/$name.churn.log"
+      sed 's/^/    /' "$out/$name.churn.log" >&2
+      [ -f "$out/$name.json" ] && record 8 clapsd "$clap_every" "$name.json" "${server_cmd//$out/\$OUT}" "${client_cmd//$out/\$OUT}"
+    fi
+    stop_server
+  done
 fi
 
 log "all runs took $((SECONDS - started)) s; results in $out"

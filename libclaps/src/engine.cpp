@@ -218,6 +218,7 @@ engine_stats engine::stats() const noexcept {
   s.subscriptions = impl_->subscriptions;
   s.articles_cached = impl_->live_articles;
   s.deliveries_queued = impl_->delivery_queue.size() - impl_->delivery_pos;
+  s.tallies_cached = impl_->tally_count;
   return s;
 }
 

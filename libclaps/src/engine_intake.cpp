@@ -72,14 +72,16 @@ std::error_code engine::impl::find_or_load_tally(std::string_view user, std::uin
 }
 
 // Runs between ticks. Only when no tally is dirty or in flight (the usual
-// case right after a commit) may indices be dropped, so then all go at once.
+// case right after a commit) may indices be dropped, so then all go at once,
+// with their memory (clear() would keep each article's capacity).
 void engine::impl::evict_clean_tallies() {
   if (tally_count <= opt.tally_cache) return;
   if (!dirty_tallies.empty() || !flight_tallies.empty() || !intents.empty() || !deciding.empty()) return;
   for (auto& a_ptr : articles) {
     article_state& a = *a_ptr;
-    a.tallies.clear();
-    a.tally_index.clear();
+    if (a.tallies.empty()) continue;
+    a.tallies = {};
+    a.tally_index = detail::id_index(opt.hash_seed);
   }
   tally_count = 0;
 }
@@ -308,13 +310,20 @@ std::error_code engine::impl::replay(const op_map::value_type& op, std::uint64_t
   return {};
 }
 
+// A reader's snapshot reads the store but caches nothing: only claps and
+// undos make tallies, so a user who only watches leaves no state behind.
+// A tally not cached is neither dirty nor in flight, so the store's value
+// is the committed one.
 std::error_code engine::impl::committed_mine(std::string_view user, std::uint32_t slot, std::int32_t& mine) {
   mine = 0;
   if (user.empty()) return {};
-  std::uint32_t tally = 0;
-  if (auto ec = find_or_load_tally(user, slot, tally)) return ec;
   const article_state& a = *articles[slot];
-  mine = a.tallies[tally].state.committed + st.remote_tally(user, a.id);
+  std::int32_t committed = 0;
+  const std::uint32_t cached =
+      a.tally_index.find(user, a.tally_index.hash(user), [&a](std::uint32_t i) { return std::string_view(a.tallies[i].user); });
+  if (cached != no_slot) committed = a.tallies[cached].state.committed;
+  else if (auto ec = st.read_tally(user, a.id, committed)) return ec;
+  mine = committed + st.remote_tally(user, a.id);
   return {};
 }
 

@@ -56,6 +56,12 @@ void client_limits::release(std::string_view user, const ip_address& address) {
       --it->second.connections;
 }
 
+const std::string& client_limits::admitted_user(std::string_view user) const noexcept {
+  static const std::string none;
+  const auto it = users_.find(user);
+  return it == users_.end() ? none : it->first;
+}
+
 bool client_limits::take(std::string_view user, std::uint64_t now_ms) {
   return user_entry(user, now_ms).bucket.take(s_.rate, s_.burst, now_ms);
 }

@@ -37,6 +37,11 @@ public:
   admission admit(std::string_view user, const ip_address& address, std::uint64_t now_ms);
   void release(std::string_view user, const ip_address& address);
 
+  /// The user id as this table stores it, for a user admitted and not yet
+  /// released: it stays put until then, so each of the user's connections
+  /// can view it instead of holding a copy. An empty string for no user.
+  const std::string& admitted_user(std::string_view user) const noexcept;
+
   /// Takes one token from the user's bucket.
   bool take(std::string_view user, std::uint64_t now_ms);
   /// For requests without a user: one token from the address's bucket where

@@ -78,6 +78,8 @@ std::string render_prometheus(const server_metrics& m, const engine_stats& s, bo
   gauge(out, "claps_subscriptions", "Article subscriptions", static_cast<double>(s.subscriptions));
   gauge(out, "claps_articles_cached", "Articles cached by the engine",
         static_cast<double>(s.articles_cached));
+  gauge(out, "claps_tallies_cached", "(user, article) tallies cached by the engine (only clappers')",
+        static_cast<double>(s.tallies_cached));
   counter(out, "claps_claps_requested_total", "Claps asked for (sum of counts)",
           static_cast<double>(s.claps_requested));
   counter(out, "claps_claps_accepted_total", "Claps accepted and committed (sum of counts)",

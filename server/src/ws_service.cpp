@@ -44,8 +44,10 @@ void ws_service::flush_replies() {
   // A session may close or reply again while others are written.
   auto ids = std::move(flushes_.ids);
   flushes_.ids.clear();
+  // A session that closed meanwhile is no longer registered; an endpoint now
+  // at its address may be another kind, or a new session (flushing it is harmless).
   for (auto id : ids)
-    if (auto it = sessions_.find(id); it != sessions_.end()) it->second->flush_replies();
+    if (auto* s = dynamic_cast<ws_session*>(deps_.registry.find(id))) s->flush_replies();
   if (flushes_.ids.empty()) {
     ids.clear();
     flushes_.ids = std::move(ids);  // keep the capacity
@@ -112,7 +114,7 @@ int ws_service::established(lws* wsi, void* user) {
   auto it = upgrading_.find(wsi);
   (void)user;
   if (it == upgrading_.end()) return -1;
-  auto session = std::make_unique<ws_session>(wsi, std::move(it->second.user), it->second.address, limits_,
+  auto session = std::make_unique<ws_session>(wsi, deps_.limits.admitted_user(it->second.user), it->second.address, limits_,
                                               deps_.metrics, flushes_, deps_.now_ms(), it->second.batch);
   upgrading_.erase(it);
   --deps_.admission.reserved;
@@ -120,9 +122,10 @@ int ws_service::established(lws* wsi, void* user) {
   ++deps_.metrics.ws_connections;
   ++deps_.metrics.ws_connections_total;
   ws_session& s = *session;
-  s.set_id(deps_.registry.add(s));
+  deps_.registry.add(s);
   lws_set_wsi_user(wsi, &s);
-  sessions_.emplace(s.id(), std::move(session));
+  s.set_slot(static_cast<std::uint32_t>(sessions_.size()));
+  sessions_.push_back(std::move(session));
   std::string hello;
   encode_hello(hello, s.user(), deps_.options.tick_ms, deps_.options.clap_cap, deps_.options.node_id);
   s.send_reply(std::move(hello));
@@ -165,7 +168,7 @@ void ws_service::sweep() {
   const auto now = deps_.now_ms();
   const auto ping_ms = static_cast<std::uint64_t>(deps_.options.ping_interval_s) * 1000;
   const auto idle_ms = static_cast<std::uint64_t>(deps_.options.idle_timeout_s) * 1000;
-  for (auto& [id, s] : sessions_) {
+  for (auto& s : sessions_) {
     const auto silent = now - std::min(now, s->last_heard_ms());
     if (silent >= idle_ms) {
       s->drop();
@@ -185,9 +188,13 @@ void ws_service::closed(lws* wsi, void* user) {
   lws_set_wsi_user(wsi, nullptr);
   const auto id = s->id();
   deps_.registry.remove(id);
-  auto it = sessions_.find(id);
-  auto owned = std::move(it->second);
-  sessions_.erase(it);
+  const std::uint32_t slot = s->slot();
+  auto owned = std::move(sessions_[slot]);
+  if (slot + 1 != sessions_.size()) {
+    sessions_[slot] = std::move(sessions_.back());
+    sessions_[slot]->set_slot(slot);
+  }
+  sessions_.pop_back();
   deps_.limits.release(owned->user(), owned->address());
   deps_.release(id, std::move(owned));
   --deps_.metrics.ws_connections;
@@ -195,7 +202,7 @@ void ws_service::closed(lws* wsi, void* user) {
 }
 
 void ws_service::close_all_when_flushed() {
-  for (auto& [id, s] : sessions_) s->close_when_flushed();
+  for (auto& s : sessions_) s->close_when_flushed();
 }
 
 void ws_service::send_error(ws_session& s, std::string_view code, std::string_view message,
@@ -261,12 +268,12 @@ void ws_service::subscribe(ws_session& s) {
   p->articles.assign(message_.articles.begin(), message_.articles.end());
   p->reading = message_.reading;
   p->id.assign(message_.id);
-  s.pending_subscribes().push_back(p);
+  s.add_pending_subscribe(p);
   deps_.cluster->before_read(s.user(), message_.articles, [this, p, sid = s.id(), serial = s.serial] {
     auto* e = deps_.registry.find(sid);
     if (e == nullptr || e->serial != serial) return;  // the client left meanwhile
     auto& session = static_cast<ws_session&>(*e);
-    std::erase(session.pending_subscribes(), p);
+    session.remove_pending_subscribe(p);
     const std::vector<std::string_view> views(p->articles.begin(), p->articles.end());
     finish_subscribe(session, views, p->reading, p->id);
   });

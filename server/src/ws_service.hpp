@@ -82,7 +82,9 @@ private:
   // The idle handle of the armed flush: made per pass and closed after it,
   // so no handle outlives the loop's last pass (clapsd closes the loop).
   uv_idle_t* flush_handle_ = nullptr;
-  std::unordered_map<std::uint64_t, std::unique_ptr<ws_session>> sessions_;
+  // Every open session; each knows its index (ws_session::slot) for an O(1)
+  // swap-remove. A vector, not a map by id: 8 bytes per connection, not ~40.
+  std::vector<std::unique_ptr<ws_session>> sessions_;
   client_message message_;                 // reused
   std::vector<snapshot> snapshots_;        // reused
   std::string frame_;                      // reused for replies built then copied

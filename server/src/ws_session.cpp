@@ -14,9 +14,6 @@ namespace claps::server {
 namespace {
 // An estimate of one collapsed item's encoded size beyond its article id.
 constexpr std::size_t item_overhead = 48;
-// Reassembly buffers larger than this are released after use, so one big
-// message does not pin memory on an idle connection.
-constexpr std::size_t keep_rx_capacity = 1024;
 // How long a slow consumer past its byte bound has to take its 1008 close.
 constexpr int slow_close_grace_s = 5;
 // How long a client has to answer our close frame.
@@ -26,10 +23,10 @@ constexpr int close_ack_timeout_s = 3;
 constexpr auto lws_write_close = static_cast<lws_write_protocol>(4);
 } // namespace
 
-ws_session::ws_session(lws* wsi, std::string user, ip_address address, const session_limits& limits,
+ws_session::ws_session(lws* wsi, const std::string& user, ip_address address, const session_limits& limits,
                        server_metrics& metrics, reply_flush_list& flushes, std::uint64_t now_ms,
                        bool batch_replies)
-    : wsi_(wsi), user_(std::move(user)), address_(address), limits_(limits), metrics_(metrics), flushes_(flushes),
+    : wsi_(wsi), user_(&user), address_(address), limits_(limits), metrics_(metrics), flushes_(flushes),
       last_heard_ms_(now_ms), last_ping_ms_(now_ms),
       batch_replies_(batch_replies) {
   fd_ = static_cast<int>(lws_get_socket_fd(wsi));
@@ -65,20 +62,37 @@ void ws_session::kill_soon(int secs) {
 
 ws_session::rx_status ws_session::receive(const char* data, std::size_t len, bool message_complete,
                                           std::string_view& message) {
-  if (rx_.size() + len > limits_.max_message_bytes) return rx_status::too_large;
-  if (rx_.empty() && message_complete) {
+  const std::size_t held = rx_ ? rx_->size() : 0;
+  if (held + len > limits_.max_message_bytes) return rx_status::too_large;
+  if (held == 0 && message_complete) {
     message = std::string_view(data, len);
     return rx_status::complete;
   }
-  rx_.append(data, len);
+  if (!rx_) rx_ = std::make_unique<std::string>();
+  rx_->append(data, len);
   if (!message_complete) return rx_status::partial;
-  message = rx_;
+  message = *rx_;
   return rx_status::complete;
 }
 
-void ws_session::release_message() {
-  rx_.clear();
-  if (rx_.capacity() > keep_rx_capacity) rx_.shrink_to_fit();
+// A message larger than one lws read is rare: its buffer goes with it, so it
+// does not stay on an idle connection.
+void ws_session::release_message() { rx_.reset(); }
+
+std::span<const std::shared_ptr<pending_subscribe>> ws_session::pending_subscribes() const noexcept {
+  if (!pending_subscribes_) return {};
+  return *pending_subscribes_;
+}
+
+void ws_session::add_pending_subscribe(std::shared_ptr<pending_subscribe> p) {
+  if (!pending_subscribes_) pending_subscribes_ = std::make_unique<std::vector<std::shared_ptr<pending_subscribe>>>();
+  pending_subscribes_->push_back(std::move(p));
+}
+
+void ws_session::remove_pending_subscribe(const std::shared_ptr<pending_subscribe>& p) {
+  if (!pending_subscribes_) return;
+  std::erase(*pending_subscribes_, p);
+  if (pending_subscribes_->empty()) pending_subscribes_.reset();
 }
 
 bool ws_session::can_write_directly() const noexcept {
@@ -173,7 +187,7 @@ void ws_session::send_reply(std::string frame) {
     // Held to the end of this loop pass, so the acks of one commit (which
     // the engine completes one by one) leave together.
     flush_listed_ = true;
-    flushes_.ids.push_back(id_);
+    flushes_.ids.push_back(id());
     if (flushes_.ids.size() == 1 && flushes_.arm) flushes_.arm();
   }
   enforce_output_bound();
@@ -233,6 +247,7 @@ bool ws_session::write_replies() {
       first = last;
     }
     replies_.erase(replies_.begin(), replies_.begin() + static_cast<std::ptrdiff_t>(first));
+    drop_spent_replies();
     if (ok && !replies_.empty()) request_writeable();
     return ok;
   }
@@ -244,8 +259,15 @@ bool ws_session::write_replies() {
     ok = write_frame(frame.data(), frame.size());
   }
   replies_.erase(replies_.begin(), replies_.begin() + static_cast<std::ptrdiff_t>(sent));
+  drop_spent_replies();
   if (ok && !replies_.empty()) request_writeable();
   return ok;
+}
+
+// Most connections reply rarely (a hello, a snapshot): an empty queue keeps
+// no capacity, at the cost of one allocation for the next reply.
+void ws_session::drop_spent_replies() {
+  if (replies_.empty()) std::vector<std::string>().swap(replies_);
 }
 
 void ws_session::on_update(std::span<const article_update* const> updates, tick_scratch& scratch) {

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,16 +59,27 @@ struct pending_subscribe {
 
 class ws_session final : public endpoint {
 public:
-  ws_session(lws* wsi, std::string user, ip_address address, const session_limits& limits,
+  /// `user` must outlive the session: clapsd passes client_limits'
+  /// copy (admitted_user()), which lives while the connection is counted.
+  ws_session(lws* wsi, const std::string& user, ip_address address, const session_limits& limits,
              server_metrics& metrics, reply_flush_list& flushes, std::uint64_t now_ms, bool batch_replies);
 
   lws* wsi() const noexcept { return wsi_; }
-  std::uint64_t id() const noexcept { return id_; }
-  void set_id(std::uint64_t id) noexcept { id_ = id; }
-  const std::string& user() const noexcept { return user_; }
+  /// The subscriber id endpoint_registry::add() gives a session: its
+  /// address, so the session need not store it.
+  std::uint64_t id() const noexcept {
+    return reinterpret_cast<std::uintptr_t>(static_cast<const endpoint*>(this));
+  }
+  /// Its index in ws_service's list of sessions (swap-removed on close).
+  std::uint32_t slot() const noexcept { return slot_; }
+  void set_slot(std::uint32_t slot) noexcept { slot_ = slot; }
+  const std::string& user() const noexcept { return *user_; }
   /// The client's address (through --trusted-proxy), counted in client_limits.
   const ip_address& address() const noexcept { return address_; }
-  std::vector<std::shared_ptr<pending_subscribe>>& pending_subscribes() noexcept { return pending_subscribes_; }
+  /// Subscribes waiting for the other nodes' parts (several nodes only).
+  std::span<const std::shared_ptr<pending_subscribe>> pending_subscribes() const noexcept;
+  void add_pending_subscribe(std::shared_ptr<pending_subscribe> p);
+  void remove_pending_subscribe(const std::shared_ptr<pending_subscribe>& p);
   bool closing() const noexcept { return closing_; }
 
   // ---- input ----
@@ -115,6 +127,7 @@ private:
   bool write_frame(char* frame, std::size_t size);  // frame includes headroom
   bool write_frame_direct(char* frame, std::size_t size);
   bool write_replies();
+  void drop_spent_replies();
   std::size_t max_single_send_payload() const noexcept;
   void request_writeable();
   void keep_latest(const article_update& update);
@@ -131,17 +144,18 @@ private:
     std::uint32_t viewers;
   };
 
+  // An idle connection is mostly this object (issue 12): what only some
+  // connections need, briefly, lives behind a pointer made when needed.
   lws* wsi_;
   int fd_ = -1;  // the socket, for direct writes
-  std::uint64_t id_ = 0;
-  std::string user_;
+  const std::string* user_;            // client_limits' copy, shared by the user's connections
   ip_address address_;
-  std::vector<std::shared_ptr<pending_subscribe>> pending_subscribes_;
+  std::unique_ptr<std::vector<std::shared_ptr<pending_subscribe>>> pending_subscribes_;
   const session_limits& limits_;
   server_metrics& metrics_;
   reply_flush_list& flushes_;
-  std::string rx_;                     // fragments of a message larger than one read
-  std::vector<std::string> replies_;   // queued replies, in order
+  std::unique_ptr<std::string> rx_;    // fragments of a message larger than one read
+  std::vector<std::string> replies_;   // queued replies, in order; no capacity while empty
   std::vector<pending_count> pending_; // collapsed tick updates
   std::size_t reply_bytes_ = 0;
   std::size_t pending_bytes_ = 0;
@@ -155,6 +169,7 @@ private:
   bool batch_replies_ = false;  // ?batch=1: several replies go as one frame
   bool flush_listed_ = false;   // in flushes_ for this pass
   std::uint16_t close_code_ = LWS_CLOSE_STATUS_NORMAL;
+  std::uint32_t slot_ = 0;
   const char* close_reason_ = "";
 };
 

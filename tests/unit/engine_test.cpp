@@ -1093,3 +1093,67 @@ TEST_CASE("hot rooms: viewer-count-only changes go out at most once per interval
   CHECK(f.now >= joined + claps::millis(975));  // one interval after the last update went out
   CHECK(f.rec.batches[1].back()[0].viewers == 5);
 }
+
+TEST_CASE("readers who never clap leave no per-user state behind (issue 12)") {
+  fixture f;
+  REQUIRE_FALSE(f.clap("clapper", "a1", 5, 1));
+  f.tick();
+  const std::size_t tallies = f.eng.stats().tallies_cached;
+  CHECK(tallies == 1);
+  for (int i = 0; i < 1000; ++i) {
+    const std::string user = "reader-" + std::to_string(i);
+    const std::string_view list[] = {"a1", "a2"};
+    std::vector<claps::snapshot> snaps;
+    REQUIRE_FALSE(f.eng.subscribe(static_cast<claps::subscriber_id>(i + 1), user, list, true, snaps));
+    REQUIRE(snaps.size() == 2);
+    CHECK(snaps[0].mine == 0);
+    f.eng.unsubscribe_all(static_cast<claps::subscriber_id>(i + 1));
+    claps::snapshot read;
+    REQUIRE_FALSE(f.eng.read(user, "a2", read));
+  }
+  f.tick();
+  const claps::engine_stats s = f.eng.stats();
+  CHECK(s.tallies_cached == tallies);
+  CHECK(s.subscribers == 0);
+  CHECK(s.subscriptions == 0);
+  // The clapper's snapshot still counts their claps, cached or not.
+  CHECK(f.sub(5000, "a1", true, "clapper").mine == 5);
+}
+
+TEST_CASE("a snapshot's mine comes from the store once the tally was evicted, and caches nothing") {
+  claps::engine_options o;
+  o.tally_cache = 3;
+  fixture f(o);
+  REQUIRE_FALSE(f.clap("u1", "a1", 7, 1));
+  f.tick();
+  for (int i = 0; i < 4; ++i) REQUIRE_FALSE(f.clap("other" + std::to_string(i), "a1", 1, 10 + i));
+  f.tick();
+  f.tick();
+  CHECK(f.eng.stats().tallies_cached == 0);  // past tally_cache: all clean tallies dropped
+  CHECK(f.sub(1, "a1", true, "u1").mine == 7);
+  CHECK(f.eng.stats().tallies_cached == 0);
+  // The cap still holds through the store: 43 more, not 50.
+  REQUIRE_FALSE(f.clap("u1", "a1", 50, 2));
+  f.tick();
+  CHECK(f.rec.result(2)->accepted == 43);
+  CHECK(f.rec.result(2)->mine == 50);
+}
+
+TEST_CASE("the tally cache stays within tally_cache however many users clap") {
+  claps::engine_options o;
+  o.tally_cache = 100;
+  fixture f(o);
+  std::size_t most = 0;
+  for (int round = 0; round < 50; ++round) {
+    for (int i = 0; i < 40; ++i) {
+      const int n = round * 40 + i;
+      REQUIRE_FALSE(f.clap("user-" + std::to_string(n), "a" + std::to_string(n % 3), 1, static_cast<std::uint64_t>(n + 1)));
+    }
+    f.tick();
+    most = std::max(most, f.eng.stats().tallies_cached);
+  }
+  // Between ticks it never holds more than the bound (plus one tick's new tallies).
+  CHECK(most <= o.tally_cache + 40);
+  CHECK(f.eng.stats().tallies_cached <= o.tally_cache);
+  CHECK(f.eng.stats().claps_accepted == 2000);
+}

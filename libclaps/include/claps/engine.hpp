@@ -71,8 +71,14 @@ struct engine_options {
   std::size_t max_subscriptions = 256;
   /// Idle articles (no viewers, nothing pending) kept cached in memory.
   std::size_t article_cache = 100'000;
-  /// (user, article) tallies kept cached in memory while clean.
-  std::size_t tally_cache = 1'000'000;
+  /// (user, article) tallies kept in memory while clean: the cap check of
+  /// a user's next clap needs no store read. Only claps and undos cache a
+  /// tally (a subscribe or read() reads the store and keeps nothing), so
+  /// readers who never clap leave no per-user state behind. Past this many,
+  /// all clean tallies are dropped at once between ticks (about 100 bytes
+  /// each, plus the user id when longer than 15 bytes); a dropped tally is
+  /// read from the store again by the user's next clap.
+  std::size_t tally_cache = 65'536;
   /// With a store that arbitrates: how long an op whose op id another node
   /// is applying right now is asked about again (each tick) before its
   /// result is errc::unavailable (the caller retries with the same op id).
@@ -212,6 +218,7 @@ struct engine_stats {
   std::size_t subscriptions = 0;
   std::size_t articles_cached = 0;
   std::size_t deliveries_queued = 0;   // subscribers waiting for their delivery
+  std::size_t tallies_cached = 0;      // (user, article) tallies in memory (engine_options::tally_cache)
 };
 
 class engine {
@@ -228,9 +235,11 @@ public:
   /// (viewers counting this subscriber when reading). `user`, the reader
   /// whose claps out.mine counts, may be empty; then out.mine is 0. Subscribing again to a watched article changes
   /// nothing and returns the snapshot. `out.article` stays valid until the
-  /// next call into the engine.
+  /// next call into the engine. The user's claps are read from the store
+  /// unless their tally is cached (see engine_options::tally_cache); nothing
+  /// about the user is kept.
   /// Errors: invalid_article, invalid_user, too_many_subscriptions, or a
-  /// store error when the article's total could not be read.
+  /// store error when the article's total or the user's claps could not be read.
   std::error_code subscribe(subscriber_id sub, std::string_view user, std::string_view article, bool reading,
                             snapshot& out);
 

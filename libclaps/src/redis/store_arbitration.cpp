@@ -187,7 +187,7 @@ void redis_store::impl::settle_group(const detail::group_owned& g, const redis_r
   }
   for (std::size_t u = 0; u < g.users.size(); ++u) {
     const std::string tkey = detail::tally_key(g.users[u], g.article);
-    remote_tallies[tkey] = static_cast<std::int32_t>(detail::reply_int(others[u]));
+    set_remote_tally(tkey, static_cast<std::int32_t>(detail::reply_int(others[u])));
     if (stale == 0) open.tallies.insert(tkey);
     else remember_dirty_tally(tkey);
   }

@@ -258,6 +258,10 @@ struct redis_store::impl {
   void remember_dirty_tally(const std::string& tkey) { remember_dirty(dirty_tallies, tkey); }
   void remember_dirty_op(owned_op op);
   void note_remote_tally(const std::string& tkey, std::int32_t mine, std::int32_t others);
+  // Other nodes' claps of a user on an article. Zero is not stored (remote_tally()
+  // answers 0 for a missing key), so a reader who never clapped anywhere leaves
+  // nothing here; the rest is bounded by max_remembered_keys.
+  void set_remote_tally(const std::string& tkey, std::int32_t others);
   void remember_recent_article(const std::string& article);
   void remember_recent_tally(const std::string& tkey);
   void remember_recent_op(const owned_op& op);

@@ -120,12 +120,20 @@ void redis_store::impl::prune_recent(std::uint64_t now) {
   }
 }
 
+void redis_store::impl::set_remote_tally(const std::string& tkey, std::int32_t others) {
+  if (others == 0) {
+    remote_tallies.erase(tkey);
+    return;
+  }
+  if (remote_tallies.size() >= options.max_remembered_keys) remote_tallies.clear();
+  remote_tallies[tkey] = others;
+}
+
 // A re-assertion's reply says how many claps of the user other nodes hold:
 // kept for the step-1 rule, and counted when the user is over the cap in sum
 // (two nodes accepted during an outage).
 void redis_store::impl::note_remote_tally(const std::string& tkey, std::int32_t mine, std::int32_t others) {
-  if (remote_tallies.size() >= options.max_remembered_keys) remote_tallies.clear();
-  remote_tallies[tkey] = others;
+  set_remote_tally(tkey, others);
   // `others` comes from Redis: summed in 64 bits, so a corrupt value cannot overflow.
   const std::int64_t over64 = std::int64_t{mine} + others - options.clap_cap;
   const std::int32_t over = static_cast<std::int32_t>(std::min<std::int64_t>(over64, INT32_MAX));

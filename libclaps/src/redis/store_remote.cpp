@@ -191,7 +191,7 @@ std::error_code redis_store::load(std::string_view user, std::span<const std::st
             ec = make_error_code(errc::store_io);
           if (!ec) {
             self->merge_parts(article, r.elements[0], &r.elements[1]);
-            if (!tkey.empty()) self->remote_tallies[tkey] = static_cast<std::int32_t>(detail::reply_int(r.elements[2]));
+            if (!tkey.empty()) self->set_remote_tally(tkey, static_cast<std::int32_t>(detail::reply_int(r.elements[2])));
           }
           finish(ec);
         });
