@@ -51,7 +51,8 @@
 // the tick before, takes new claps). The writer calls on_commit_ready when a
 // commit is durable (or failed); the owner then calls run_completions() on
 // its own thread, which calls the commit's `done` there. `done` never runs on
-// the writer thread, and never inside commit(). <claps/uv.hpp>'s
+// the writer thread, nor inside commit() (unless the batch cannot be copied
+// for want of memory: then with store_io, as store.hpp allows). <claps/uv.hpp>'s
 // uv_store_pump wires this to a libuv loop. Without on_commit_ready there is
 // no thread: commit() runs the transaction and calls `done` before it
 // returns (examples, tests, benchmarks without a loop).
