@@ -57,6 +57,7 @@ private:
   bool open_listener(const std::string& iface);
   void begin_shutdown(int signum);
   void close_clients_when_committed();
+  void wait_for_local_commits();
   void on_second();
   void finish();
   bool ready() const { return !admission_.draining && engine_ && !engine_->store_error(); }
@@ -67,6 +68,10 @@ private:
   bool loop_initialised_ = false;
   data_dir_lock lock_;
   std::unique_ptr<store> base_store_;
+  // The LMDB store when there is one (base_store_), and the pump that runs its
+  // completions on the loop: its commits run on its own writer thread.
+  lmdb_store* lmdb_ = nullptr;
+  std::unique_ptr<uv_store_pump> store_pump_;
   std::unique_ptr<cluster_node> cluster_;  // only with --redis / --sentinel
   server_metrics metrics_;
   std::unique_ptr<timed_store> store_;
@@ -116,6 +121,7 @@ clapsd::~clapsd() {
   listener_.reset();
   admin_listener_.reset();
   driver_.reset();
+  store_pump_.reset();  // its handle closes on the loop; wakes after it do nothing
   if (cluster_) cluster_->shutdown();
   // After a failed lws_create_context() the loop may hold handles whose close
   // callbacks live in lws's unloaded libuv plugin; the process is exiting, so
@@ -143,12 +149,19 @@ bool clapsd::open_store() {
   lo.map_size = options_.lmdb_map_size;
   lo.max_map_size = options_.lmdb_max_size;
   lo.sync = options_.lmdb_sync;
+  // Commits (and their fsync) run on the store's writer thread, while this
+  // loop fans out the tick before; their completions come back through the pump.
+  store_pump_ = std::make_unique<uv_store_pump>(&loop_, [this] {
+    if (lmdb_) lmdb_->run_completions();
+  });
+  lo.on_commit_ready = store_pump_->waker();
   std::error_code ec;
   auto lmdb = lmdb_store::open(lo, ec);
   if (!lmdb) {
     log_.error("cannot open LMDB store in '" + options_.data_dir + "': " + ec.message());
     return false;
   }
+  lmdb_ = lmdb.get();
   base_store_ = std::move(lmdb);
   log_.info("store: lmdb in '" + options_.data_dir + "'" + (options_.lmdb_sync ? "" : " (no fsync)"));
   return true;
@@ -191,13 +204,13 @@ bool clapsd::start() {
     }
     log_.info("article allow-list: " + std::to_string(allowlist_.size()) + " ids");
   }
-  if (!open_store()) return false;
-
+  // Before the store: an LMDB store wakes the loop when a commit completes.
   if (uv_loop_init(&loop_) != 0) {
     log_.error("cannot initialise the event loop");
     return false;
   }
   loop_initialised_ = true;
+  if (!open_store()) return false;
 
   metrics_ = server_metrics{};
   if (options_.clustered()) {
@@ -498,7 +511,21 @@ void clapsd::begin_shutdown(int signum) {
   if (listener_) listener_->close();
   // Commit what is pending now, so every ack is written before the close frames.
   driver_->flush();
+  wait_for_local_commits();
   close_clients_when_committed();
+}
+
+// LMDB commits on its writer thread and completes through the loop: wait for
+// it here (an fsync or two, the loop blocked meanwhile), so that the acks of
+// everything pending are queued before the connections close. A commit that
+// failed is left to the engine's retry on later ticks.
+void clapsd::wait_for_local_commits() {
+  if (lmdb_ == nullptr) return;
+  for (int round = 0; round < 8; ++round) {
+    if (lmdb_->wait_for_commit() == 0 && round > 0) return;  // nothing was in flight
+    if (engine_->idle() || engine_->store_error()) return;
+    engine_->flush(uv_driver::now());
+  }
 }
 
 void clapsd::close_clients_when_committed() {
@@ -523,6 +550,7 @@ void clapsd::close_clients_when_committed() {
 void clapsd::finish() {
   if (finishing_) return;
   if (!engine_->idle()) engine_->flush(uv_driver::now());
+  wait_for_local_commits();
   // With Redis a commit completes asynchronously (at the latest after the
   // request deadline, as locally durable): wait for it, bounded.
   if (cluster_ && !engine_->idle() && !engine_->store_error() &&
@@ -557,6 +585,9 @@ void clapsd::finish() {
     uv_close(reinterpret_cast<uv_handle_t*>(&after_io_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_timer_), nullptr);
   }
+  // Its handle keeps the loop running. A commit started after this (none is
+  // expected: the engine is idle) completes in the store's destructor.
+  store_pump_.reset();
   log_.info("shut down cleanly");
 }
 

@@ -1,4 +1,8 @@
 // lmdb_store on real LMDB files in a fresh temporary directory per test.
+//
+// ctest runs this file twice: unit.lmdb_store commits inline (no
+// on_commit_ready), unit.lmdb_store.writer (CLAPS_LMDB_TEST_WRITER=1) on the
+// store's writer thread, every commit waited for with wait_for_commit().
 #include <claps/engine.hpp>
 #include <claps/error.hpp>
 #include <claps/lmdb.hpp>
@@ -12,16 +16,22 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -54,7 +64,14 @@ private:
 
 const timestamp t0{claps::millis{1'790'000'000'000}};
 
+bool writer_thread_mode() {
+  const char* v = std::getenv("CLAPS_LMDB_TEST_WRITER");
+  return v != nullptr && std::string_view(v) == "1";
+}
+
 std::unique_ptr<claps::lmdb_store> open_store(claps::lmdb_options options) {
+  // wait_for_commit() waits on the store's own condition: the hook has nothing to do.
+  if (writer_thread_mode() && !options.on_commit_ready) options.on_commit_ready = [] {};
   std::error_code ec;
   auto store = claps::lmdb_store::open(options, ec);
   INFO("open: " << ec.message());
@@ -71,8 +88,9 @@ std::unique_ptr<claps::lmdb_store> open_store(const std::string& path) {
 }
 
 // Commits and returns what the completion handler got, checking it ran
-// exactly once before commit() returned.
-std::error_code commit(claps::store& store, const claps::commit_batch& batch) {
+// exactly once: before commit() returned, or with the writer thread, not
+// before but from wait_for_commit().
+std::error_code commit(claps::lmdb_store& store, const claps::commit_batch& batch) {
   int calls = 0;
   std::error_code result;
   store.commit(batch, [&](std::error_code ec, claps::durability level) {
@@ -80,6 +98,11 @@ std::error_code commit(claps::store& store, const claps::commit_batch& batch) {
     result = ec;
     CHECK(level == claps::durability::local);
   });
+  if (writer_thread_mode()) {
+    CHECK(calls == 0);
+    CHECK(store.wait_for_commit() == 1);
+  }
+  CHECK(store.wait_for_commit() == 0);
   CHECK(calls == 1);
   return result;
 }
@@ -1247,10 +1270,11 @@ struct recorded_result {
 struct engine_rig {
   std::vector<recorded_result> results;
   std::vector<std::error_code> store_statuses;
+  claps::lmdb_store& store;
   std::unique_ptr<claps::engine> engine;
   timestamp now;
 
-  engine_rig(claps::store& store, timestamp start) : now(start) {
+  engine_rig(claps::lmdb_store& store, timestamp start) : store(store), now(start) {
     claps::engine_callbacks callbacks;
     callbacks.result = [this](const claps::op_result& r) {
       results.push_back({r.cookie, std::string(r.article), r.accepted, r.total, r.mine,
@@ -1265,6 +1289,7 @@ struct engine_rig {
     for (int ticks = 0; ticks < 100 && results.size() < count; ++ticks) {
       now = std::max(now + claps::millis{1}, engine->next_deadline());
       engine->advance(now);
+      store.wait_for_commit(); // the writer thread's commit completes here
     }
     REQUIRE(results.size() == count);
   }
@@ -1351,4 +1376,243 @@ TEST_CASE("engine on lmdb_store: an op id past its window is not replayed after 
   CHECK(rig.results[0].accepted == 10);
   CHECK(rig.results[0].mine == 13);
   CHECK(rig.results[0].total == 13);
+}
+
+// ---- the writer thread (lmdb_options::on_commit_ready) ----
+
+namespace {
+
+// Records the writer thread's wake-ups; a test waits for them with a
+// deadline, never a sleep. Declared before the store: the store may call the
+// hook while it is destroyed.
+struct wake_recorder {
+  std::mutex mutex;
+  std::condition_variable cv;
+  int wakes = 0;
+  std::thread::id thread;
+  std::string thread_name;
+
+  std::function<void()> hook() {
+    return [this] {
+      char name[16] = {};
+      pthread_getname_np(pthread_self(), name, sizeof name);
+      std::lock_guard lock(mutex);
+      ++wakes;
+      thread = std::this_thread::get_id();
+      thread_name = name;
+      cv.notify_all();
+    };
+  }
+  bool wait_for(int count) {
+    std::unique_lock lock(mutex);
+    return cv.wait_for(lock, 60s, [&] { return wakes >= count; });
+  }
+  int count() {
+    std::lock_guard lock(mutex);
+    return wakes;
+  }
+};
+
+claps::lmdb_options threaded(const temp_dir& dir, wake_recorder& wakes) {
+  claps::lmdb_options options;
+  options.path = dir.env();
+  options.map_size = std::size_t{64} << 20;
+  options.on_commit_ready = wakes.hook();
+  return options;
+}
+
+} // namespace
+
+TEST_CASE("writer thread: commit() returns at once; done runs on the owner's thread, from run_completions()") {
+  temp_dir dir;
+  wake_recorder wakes;
+  auto store = open_store(threaded(dir, wakes));
+  int calls = 0;
+  std::error_code result;
+  std::thread::id done_on;
+  {
+    batch_builder b;
+    b.total("a1", 5);
+    b.tally("alice", "a1", 5);
+    b.op("alice", "op-1", "a1", 5, 5, t0 + 15min);
+    store->commit(b.batch(t0), [&](std::error_code ec, claps::durability level) {
+      ++calls;
+      result = ec;
+      done_on = std::this_thread::get_id();
+      CHECK(level == claps::durability::local);
+    });
+    CHECK(calls == 0);
+  } // the batch's strings are gone: the store copied them
+  REQUIRE(wakes.wait_for(1));
+  CHECK(wakes.thread != std::this_thread::get_id());
+  CHECK(wakes.thread_name == "claps-lmdb");
+  CHECK(calls == 0); // only the owner runs completions
+  CHECK(store->run_completions() == 1);
+  CHECK(calls == 1);
+  CHECK(done_on == std::this_thread::get_id());
+  CHECK_FALSE(result);
+  CHECK(store->run_completions() == 0);
+  CHECK(store->wait_for_commit() == 0);
+  CHECK(total_of(*store, "a1") == 5);
+  CHECK(tally_of(*store, "alice", "a1") == 5);
+  CHECK(op_of(*store, "alice", "op-1"));
+
+  // A done that commits again (as a store wrapping this one may).
+  bool second_done = false;
+  batch_builder next;
+  next.total("a1", 6);
+  store->commit(next.batch(t0 + 1s), [&](std::error_code ec, claps::durability) {
+    CHECK_FALSE(ec);
+    store->commit(next.batch(t0 + 2s), [&](std::error_code ec2, claps::durability) {
+      CHECK_FALSE(ec2);
+      second_done = true;
+    });
+  });
+  CHECK(store->wait_for_commit() == 1);
+  CHECK(store->wait_for_commit() == 1);
+  CHECK(second_done);
+  CHECK(total_of(*store, "a1") == 6);
+}
+
+TEST_CASE("writer thread: reads during a commit in flight see the last committed state") {
+  temp_dir dir;
+  wake_recorder wakes;
+  auto store = open_store(threaded(dir, wakes));
+  batch_builder seed;
+  seed.total("seen", 1);
+  seed.tally("alice", "seen", 1);
+  store->commit(seed.batch(t0), nullptr);
+  REQUIRE(store->wait_for_commit() == 1);
+
+  // Large enough that its transaction takes a while.
+  batch_builder big;
+  big.total("seen", 2);
+  for (int i = 0; i < 15'000; ++i) {
+    const std::string user = "user-" + std::to_string(i);
+    big.tally(user, "big-" + std::to_string(i % 97), 1);
+    big.op(user, "op-" + std::to_string(i), "big-" + std::to_string(i % 97), 1, 1, t0 + 15min);
+  }
+  bool done = false;
+  store->commit(big.batch(t0 + 1s), [&](std::error_code ec, claps::durability) {
+    CHECK_FALSE(ec);
+    done = true;
+  });
+  int reads = 0, old_reads = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (wakes.count() < 2 && std::chrono::steady_clock::now() < deadline) {
+    // Before the commit: 1; committed but not yet completed: 2. Never an error.
+    const std::int64_t total = total_of(*store, "seen");
+    CHECK((total == 1 || total == 2));
+    if (total == 1) ++old_reads;
+    CHECK(tally_of(*store, "alice", "seen") == 1);
+    ++reads;
+  }
+  REQUIRE(wakes.wait_for(2));
+  CHECK(old_reads > 0); // the reads did not wait for the writer's transaction
+  MESSAGE(reads << " reads while the commit was in flight");
+  CHECK_FALSE(done);
+  CHECK(store->run_completions() == 1);
+  CHECK(done);
+  CHECK(total_of(*store, "seen") == 2);
+  CHECK(tally_of(*store, "user-14999", "big-" + std::to_string(14'999 % 97)) == 1);
+  CHECK(store->op_count() == 15'000);
+}
+
+TEST_CASE("writer thread: the map grows from 1 MiB while the owner reads between and during commits") {
+  temp_dir dir;
+  wake_recorder wakes;
+  auto options = threaded(dir, wakes);
+  options.map_size = std::size_t{1} << 20;
+  options.max_map_size = std::size_t{256} << 20;
+  options.sync = false; // many commits; durability is not what this tests
+  auto store = open_store(options);
+  constexpr int rounds = 80, per_round = 250;
+  auto user_of = [](int i) { return "grow-user-" + std::to_string(i); };
+  auto article_of = [](int i) { return "grow-article-" + std::to_string(i % 61); };
+  auto claps_of = [](int i) { return i % 7 + 1; };
+  int serial = 0, in_flight_reads = 0;
+  std::uint32_t pick = 12345;
+  for (int round = 0; round < rounds; ++round) {
+    batch_builder b;
+    for (int i = 0; i < per_round; ++i, ++serial) {
+      b.tally(user_of(serial), article_of(serial), claps_of(serial));
+      b.op(user_of(serial), "op-" + std::to_string(serial), article_of(serial), claps_of(serial),
+           claps_of(serial), t0 + 15min);
+    }
+    b.total("grow-count", serial);
+    std::error_code result = errc::store_io;
+    store->commit(b.batch(t0), [&](std::error_code ec, claps::durability) { result = ec; });
+    const int committed_before = serial - per_round;
+    // Reads of rows committed earlier, while this commit (and maybe a growth) runs.
+    while (wakes.count() < round + 1 && committed_before > 0) {
+      pick = pick * 1'103'515'245u + 12'345u;
+      const int i = static_cast<int>(pick % static_cast<std::uint32_t>(committed_before));
+      REQUIRE(tally_of(*store, user_of(i), article_of(i)) == claps_of(i));
+      const std::int64_t count = total_of(*store, "grow-count");
+      CHECK((count == committed_before || count == serial));
+      ++in_flight_reads;
+    }
+    REQUIRE(store->wait_for_commit() == 1);
+    REQUIRE_FALSE(result);
+  }
+  MESSAGE(in_flight_reads << " reads during commits, " << store->growths() << " growths");
+  CHECK(store->growths() >= 2);
+  CHECK(store->space().size_bytes > (std::size_t{1} << 20));
+  CHECK(store->op_count() == static_cast<std::size_t>(rounds * per_round));
+  for (int i = 0; i < serial; i += 37) CHECK(tally_of(*store, user_of(i), article_of(i)) == claps_of(i));
+  store.reset();
+  store = open_store(dir.env());
+  CHECK(total_of(*store, "grow-count") == serial);
+  CHECK(store->op_count() == static_cast<std::size_t>(rounds * per_round));
+}
+
+TEST_CASE("writer thread: destroying the store with a commit in flight finishes the commit, without calling done") {
+  temp_dir dir;
+  int calls = 0;
+  {
+    wake_recorder wakes;
+    auto store = open_store(threaded(dir, wakes));
+    batch_builder b;
+    b.total("last", 42);
+    for (int i = 0; i < 5'000; ++i)
+      b.op("user-" + std::to_string(i), "op", "last", 1, 1, t0 + 15min);
+    store->commit(b.batch(t0), [&](std::error_code, claps::durability) { ++calls; });
+    store.reset(); // at once: the commit is most likely still in flight
+  }
+  CHECK(calls == 0);
+  auto store = open_store(dir.env());
+  CHECK(total_of(*store, "last") == 42);
+  CHECK(store->op_count() == 5'000);
+}
+
+TEST_CASE("writer thread: the engine's results arrive with the completion; reads of other articles go on meanwhile") {
+  temp_dir dir;
+  wake_recorder wakes;
+  auto store = open_store(threaded(dir, wakes));
+  {
+    batch_builder seed;
+    seed.total("post-2", 7);
+    store->commit(seed.batch(t0), nullptr);
+    REQUIRE(store->wait_for_commit() == 1);
+  }
+  std::vector<claps::op_result> results;
+  claps::engine_callbacks callbacks;
+  callbacks.result = [&](const claps::op_result& r) { results.push_back(r); };
+  claps::engine engine(*store, claps::engine_options{}, callbacks, t0);
+  REQUIRE_FALSE(engine.clap({"alice", "post-1", 3, "op-1", 1}));
+  engine.advance(engine.next_deadline());
+  CHECK(results.empty());
+  // While the commit may be in flight: an article the engine has not met is read from the store.
+  claps::snapshot snap;
+  REQUIRE_FALSE(engine.read("bob", "post-2", snap));
+  CHECK(snap.total == 7);
+  REQUIRE(wakes.wait_for(2));
+  CHECK(results.empty());
+  CHECK_FALSE(engine.idle());
+  CHECK(store->run_completions() == 1);
+  REQUIRE(results.size() == 1);
+  CHECK(results[0].accepted == 3);
+  CHECK(results[0].total == 3);
+  CHECK(engine.idle());
+  CHECK(total_of(*store, "post-1") == 3);
 }

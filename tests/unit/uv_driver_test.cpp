@@ -7,6 +7,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
+#include <thread>
 
 TEST_CASE("uv_driver ticks an engine on a real loop until its results arrive") {
   char tmpl[] = "/tmp/claps-uv-XXXXXX";
@@ -159,4 +161,90 @@ TEST_CASE("uv_driver runs the delivery slices of a commit that completed outside
   }
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST_CASE("uv_store_pump runs an LMDB writer thread's completions on the loop") {
+  char tmpl[] = "/tmp/claps-uv-XXXXXX";
+  REQUIRE(mkdtemp(tmpl));
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  std::unique_ptr<claps::lmdb_store> store;
+  int wakes_run = 0;
+  auto pump = std::make_unique<claps::uv_store_pump>(&loop, [&] {
+    ++wakes_run;
+    store->run_completions();
+  });
+  claps::lmdb_options options;
+  options.path = tmpl;
+  options.on_commit_ready = pump->waker();
+  std::error_code ec;
+  store = claps::lmdb_store::open(options, ec);
+  REQUIRE(store);
+
+  struct state {
+    int results = 0;
+    long long total = 0;
+    bool on_loop_thread = true;
+    bool timed_out = false;
+  } s;
+  const auto loop_thread = std::this_thread::get_id();
+  claps::engine_callbacks cb;
+  cb.result = [&](const claps::op_result& r) {
+    ++s.results;
+    s.total = r.total;
+    s.on_loop_thread = s.on_loop_thread && std::this_thread::get_id() == loop_thread;
+  };
+  claps::engine_options eo;
+  eo.tick = claps::millis(5);
+  claps::engine engine(*store, eo, cb, claps::uv_driver::now());
+  {
+    claps::uv_driver driver(&loop, engine);
+    for (int i = 0; i < 10; ++i) {
+      std::string user = "u" + std::to_string(i);
+      claps::clap_request r;
+      r.user = user;
+      r.article = "uv-pumped";
+      r.cookie = static_cast<std::uint64_t>(i);
+      REQUIRE_FALSE(engine.clap(r));
+    }
+    // Until all ten results arrived; then the pump and driver close, and the
+    // loop ends by itself. A deadline stops it otherwise.
+    struct ctx_t {
+      state* s;
+      claps::uv_driver* d;
+      std::unique_ptr<claps::uv_store_pump>* pump;
+    } ctx{&s, &driver, &pump};
+    uv_timer_t poll;
+    uv_timer_init(&loop, &poll);
+    poll.data = &ctx;
+    uv_timer_start(&poll, [](uv_timer_t* t) {
+      auto* c = static_cast<ctx_t*>(t->data);
+      if (c->s->results < 10) return;
+      c->d->stop();
+      c->pump->reset();
+      uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
+    }, 1, 1);
+    uv_timer_t deadline;
+    uv_timer_init(&loop, &deadline);
+    deadline.data = &ctx;
+    uv_timer_start(&deadline, [](uv_timer_t* t) {
+      static_cast<ctx_t*>(t->data)->s->timed_out = true;
+      uv_stop(t->loop);
+    }, 10'000, 0);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&deadline));
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_close(reinterpret_cast<uv_handle_t*>(&deadline), nullptr);
+    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll)))
+      uv_close(reinterpret_cast<uv_handle_t*>(&poll), nullptr);
+  }
+  pump.reset();  // a waker called after this does nothing
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+  CHECK_FALSE(s.timed_out);
+  CHECK(s.results == 10);
+  CHECK(s.total == 10);
+  CHECK(s.on_loop_thread);
+  CHECK(wakes_run >= 1);
+  CHECK(engine.idle());
+  std::filesystem::remove_all(tmpl);
 }

@@ -44,17 +44,44 @@
 // and reopens the environment before its next operation (counted by
 // reopens()).
 //
-// Thread rule: one thread, like the engine. Opening one environment twice in
-// one process (two lmdb_store objects on one path) is a programming error:
-// LMDB forbids it. clapsd takes a lock file so that two processes do not share
-// a data directory either. The map is grown only by the process that owns
-// the environment, between its own transactions.
+// Threads. With lmdb_options::on_commit_ready set, the store owns one writer
+// thread (named "claps-lmdb"), started by open() and joined by the
+// destructor: commit() hands the batch to it and returns at once, so the
+// transaction and its fsync run while the caller's thread goes on (fans out
+// the tick before, takes new claps). The writer calls on_commit_ready when a
+// commit is durable (or failed); the owner then calls run_completions() on
+// its own thread, which calls the commit's `done` there. `done` never runs on
+// the writer thread, nor inside commit() (unless the batch cannot be copied
+// for want of memory: then with store_io, as store.hpp allows). <claps/uv.hpp>'s
+// uv_store_pump wires this to a libuv loop. Without on_commit_ready there is
+// no thread: commit() runs the transaction and calls `done` before it
+// returns (examples, tests, benchmarks without a loop).
+//
+// Thread rule: every function is called on one thread, the owner's (the
+// engine's); only on_commit_ready runs on the writer thread. Reads (read_*,
+// read_journal, op_count) run on the owner's thread while the writer's
+// transaction is open: LMDB's MVCC gives them the last committed state
+// (environment opened with MDB_NOTLS, so a read transaction is not tied to a
+// thread). space(), reopens() and growths() may be called from any thread.
+// Growing the map, and reopening the environment after a fatal error, need no
+// transaction open anywhere in the process: the writer waits for the owner's
+// read in progress to end (reads are short and never wait for the writer),
+// and a read waits while the map grows. reserve_versions(), and a read that
+// finds the environment in need of a reopen, wait for the commit in flight
+// to end (LMDB has one writer at a time).
+//
+// Opening one environment twice in one process (two lmdb_store objects on
+// one path) is a programming error: LMDB forbids it. clapsd takes a lock
+// file so that two processes do not share a data directory either. The map
+// is grown only by the process that owns the environment, between its own
+// transactions.
 #pragma once
 
 #include <claps/store.hpp>
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -87,6 +114,15 @@ struct lmdb_options {
   /// Expired op records deleted per commit at most, so purging never makes
   /// one tick's transaction large.
   std::size_t max_purge_per_commit = 2048;
+  /// Set: commits run on the store's writer thread (see the top of this
+  /// file), and this is called on that thread, once per commit() after its
+  /// transaction ended (durable, or failed), to have the owner call
+  /// run_completions() on its own thread. It must be thread-safe, return
+  /// quickly and not throw, and must not call into the store: e.g.
+  /// uv_async_send (claps::uv_store_pump::waker()). It may be called once
+  /// more while the store is destroyed. Empty (the default): no thread;
+  /// commit() completes before it returns.
+  std::function<void()> on_commit_ready;
 };
 
 /// The format version this build writes and reads.
@@ -109,10 +145,15 @@ constexpr std::size_t default_headroom(std::size_t max_map_size) noexcept {
 
 class lmdb_store final : public store {
 public:
-  /// Opens (creating if needed) the environment. On failure returns null and
-  /// sets `ec` (store_io with the system message, store_incompatible,
-  /// bad_request when map_size > max_map_size or headroom >= max_map_size).
+  /// Opens (creating if needed) the environment, and starts the writer thread
+  /// when options.on_commit_ready is set. On failure returns null and sets
+  /// `ec` (store_io with the system message, or when the thread cannot be
+  /// started; store_incompatible; bad_request when map_size > max_map_size
+  /// or headroom >= max_map_size).
   static std::unique_ptr<lmdb_store> open(const lmdb_options& options, std::error_code& ec);
+  /// Joins the writer thread. A commit in flight is finished first (durable,
+  /// or failed as it would have), but its `done` is not called: the owner is
+  /// going away. To hear of it, call wait_for_commit() first.
   ~lmdb_store() override;
   lmdb_store(const lmdb_store&) = delete;
   lmdb_store& operator=(const lmdb_store&) = delete;
@@ -122,15 +163,23 @@ public:
                              std::int32_t& claps) override;
   std::error_code read_op(std::string_view user, std::string_view article, std::string_view op_id,
                           stored_op& out, bool& found) override;
-  /// Runs the write transaction before returning; calls `done` before returning.
-  /// Also purges up to max_purge_per_commit op records with expires_at <=
-  /// batch.now: in the batch's transaction, or first in one of their own
-  /// while space() does not accept new keys, and then also when the batch
-  /// failed with store_full (the batch is then tried once more). Grows the
-  /// map as needed. An empty batch while short of space runs only the purge.
+  /// Writes the batch in one write transaction. Without on_commit_ready it
+  /// runs before returning and calls `done` before returning. With it, the
+  /// batch is copied (its views need not outlive this call) and handed to
+  /// the writer thread; `done` runs later, on the owner's thread, from
+  /// run_completions() or wait_for_commit(). One commit at a time: calling
+  /// commit() while one is in flight (its `done` not yet called) is a
+  /// programming error (asserted). Also purges up to max_purge_per_commit op
+  /// records with expires_at <= batch.now: in the batch's transaction, or
+  /// first in one of their own while space() does not accept new keys, and
+  /// then also when the batch failed with store_full (the batch is then
+  /// tried once more). Grows the map as needed. An empty batch while short
+  /// of space runs only the purge.
   void commit(const commit_batch& batch, commit_handler done) override;
 
-  /// As of the last write transaction (or open): accepts_new_keys turns
+  /// As of the last write transaction (or open; with the writer thread, as of
+  /// the last one that ended, so it may run ahead of the completions not yet
+  /// run): accepts_new_keys turns
   /// false once used_bytes > max_map_size - headroom, and true again once
   /// used_bytes <= max_map_size - 5/4 headroom (so that it does not flap),
   /// and it is false while the last write found the disk full. used_bytes
@@ -160,6 +209,19 @@ public:
   /// above otherwise. `after` may view `next`.
   std::error_code read_journal(journal_table table, std::string_view after, std::size_t max,
                                std::vector<journal_row>& out, std::string& next) override;
+
+  /// With on_commit_ready: calls the `done` of the commit that the writer
+  /// finished, if any, on this (the owner's) thread, and returns how many it
+  /// called (0 or 1). `done` may call commit() again. Cheap when there is
+  /// nothing to complete, so a spurious wake-up costs nothing. Without
+  /// on_commit_ready: returns 0.
+  std::size_t run_completions();
+  /// Waits (blocking this thread) until the commit in flight, if any, has
+  /// ended, then runs its completion as run_completions() does. Returns
+  /// how many completions it called (0 when no commit was in flight). For a
+  /// drain at shutdown: clapsd calls it so that a tick's acks are queued
+  /// before it closes the connections.
+  std::size_t wait_for_commit();
 
   /// Number of op records stored (expired ones included until purged).
   std::size_t op_count();

@@ -1,15 +1,28 @@
 // The LMDB store: one environment, five named databases, one write
 // transaction per engine tick. The on-disk layout is in format.hpp.
 //
-// Environment flags: MDB_NOTLS because the store keeps one read transaction
-// and resets/renews it around every read, so its reader slot must belong to
-// the transaction, not to whichever thread opened it. MDB_NORDAHEAD is not set:
+// Environment flags: MDB_NOTLS because the store keeps read transactions
+// and resets/renews them around every read, so a reader slot must belong to
+// the transaction, not to whichever thread opened it; and the owner's thread
+// reads while the writer thread's transaction is open. MDB_NORDAHEAD is not set:
 // the working set (totals, tallies, recent ops) is expected to fit in RAM, and
 // turning off readahead only helps random reads on a database larger than RAM.
 //
 // LMDB forbids opening the same environment twice in one process (its locks
 // are per process), so two lmdb_store objects on one path in one process is a
 // programming error with undefined results; the caller must not do it.
+//
+// Locks (see the thread rule in lmdb.hpp), always taken in this order:
+// - write_mutex: held by whoever writes (the writer thread's commit, or
+//   reserve_versions() on the owner's thread) and by a reopen. It guards
+//   the write side's state: map_size, high_bytes, disk_full, `measurer`.
+// - pause: shared around each read on the owner's thread; exclusive around
+//   mdb_env_set_mapsize and a reopen, which LMDB allows only while no
+//   transaction is open in the process. `env`, `tables` and `reader` change
+//   only under both locks. A read never waits for the writer while it holds
+//   `pause`, so the writer's wait for it always ends.
+// - job_mutex: the hand-over of one batch to the writer thread and of its
+//   result back.
 
 #include "format.hpp"
 
@@ -21,14 +34,23 @@
 #include <sys/resource.h>
 #include <sys/statvfs.h>
 
+#include <pthread.h>
+
 #include <array>
+#include <atomic>
+#include <cassert>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <mutex>
 #include <new>
+#include <shared_mutex>
+#include <thread>
 #include <utility>
+#include <vector>
 
 namespace claps {
 namespace {
@@ -78,6 +100,42 @@ bool split_record_key(std::string_view key, bool with_op_id, journal_row& row) {
   return true;
 }
 
+// A commit_batch copied, for the writer thread: the engine may be destroyed
+// (and its batch with it) while a commit is in flight. Reused from batch to
+// batch, so a steady load allocates nothing.
+class owned_batch {
+public:
+  void assign(const commit_batch& b) {
+    std::size_t size = 0;
+    for (const auto& t : b.totals) size += t.article.size();
+    for (const auto& t : b.tallies) size += t.user.size() + t.article.size();
+    for (const auto& o : b.ops) size += o.user.size() + o.article.size() + o.op_id.size();
+    bytes_.clear();
+    bytes_.reserve(size); // no reallocation below: the views stay put
+    totals_.clear();
+    tallies_.clear();
+    ops_.clear();
+    for (const auto& t : b.totals) totals_.push_back({keep(t.article), t.total});
+    for (const auto& t : b.tallies) tallies_.push_back({keep(t.user), keep(t.article), t.claps});
+    for (const auto& o : b.ops)
+      ops_.push_back({keep(o.user), keep(o.article), keep(o.op_id), o.accepted, o.mine, o.expires_at});
+    now_ = b.now;
+  }
+  commit_batch view() const { return {totals_, tallies_, ops_, now_}; }
+
+private:
+  std::string_view keep(std::string_view s) {
+    const std::size_t at = bytes_.size();
+    bytes_.append(s);
+    return std::string_view(bytes_).substr(at, s.size());
+  }
+  std::string bytes_;
+  std::vector<article_total> totals_;
+  std::vector<user_tally> tallies_;
+  std::vector<op_record> ops_;
+  timestamp now_{};
+};
+
 } // namespace
 
 // Decodes one journal row; false when the key or value is malformed.
@@ -103,45 +161,78 @@ bool detail::lmdb::decode_row(journal_table table, std::string_view key, std::st
 }
 
 struct lmdb_store::impl {
-  lmdb_options options;
+  const lmdb_options options;
+  std::mutex write_mutex;
+  std::shared_mutex pause;
   MDB_env* env = nullptr;
   // Kept between reads in the reset state so a read renews it instead of
-  // allocating a transaction; a reset transaction pins no pages.
+  // allocating a transaction; a reset transaction pins no pages. `reader` is
+  // the owner's; `measurer` the write side's, for measure().
   MDB_txn* reader = nullptr;
+  MDB_txn* measurer = nullptr;
   table_handles tables;
   // Set when LMDB may have marked the environment fatal (MDB_PANIC, corruption,
   // a failed commit): LMDB 0.9 refuses every transaction until it is reopened.
-  bool needs_reopen = false;
-  std::size_t reopen_count = 0;
+  std::atomic<bool> needs_reopen{false};
+  std::atomic<std::size_t> reopen_count{0};
   // The map now; it grows between transactions up to options.max_map_size.
   std::size_t map_size = 0;
-  std::size_t headroom = 0;
-  std::size_t growth_count = 0;
+  const std::size_t headroom;
+  std::atomic<std::size_t> growth_count{0};
   // The last write failed for want of disk; cleared by a batch that commits.
   bool disk_full = false;
   std::uint64_t high_bytes = 0;  // up to the last page in use, free or not
+  // Read by the engine before every clap, written after every commit.
+  mutable std::mutex space_mutex;
   store_space space_now;
   // The last LMDB/system message, for a debugger or a core dump: the caller
   // only gets the error_code.
+  std::mutex error_mutex;
   std::array<char, 192> last_error{};
+
+  // The writer thread (only with options.on_commit_ready) and its one job.
+  enum class job_state : std::uint8_t { none, queued, ended };
+  std::mutex job_mutex;
+  std::condition_variable job_cv;
+  job_state job = job_state::none;
+  bool stopping = false;
+  owned_batch job_batch;  // the writer's alone while job == queued
+  commit_handler job_done;
+  std::error_code job_result;
+  std::thread writer;
 
   explicit impl(lmdb_options o)
       : options(std::move(o)), map_size(options.map_size),
         headroom(options.headroom != 0 ? options.headroom : default_headroom(options.max_map_size)) {}
-  ~impl() { close_env(); }
+  ~impl() {
+    stop_writer();
+    close_env();
+  }
   impl(const impl&) = delete;
   impl& operator=(const impl&) = delete;
 
+  template <typename... Args>
+  void note(const char* format, Args... args) noexcept {
+    std::lock_guard lock(error_mutex);
+    std::snprintf(last_error.data(), last_error.size(), format, args...);
+  }
+
   std::error_code fail(int rc, const char* where) noexcept {
-    std::snprintf(last_error.data(), last_error.size(), "%s: %s", where,
-                  rc == malformed_record ? "malformed record" : mdb_strerror(rc));
+    note("%s: %s", where, rc == malformed_record ? "malformed record" : mdb_strerror(rc));
     if (is_corruption(rc)) needs_reopen = true;
     return map_error(rc);
   }
 
+  store_space space() const {
+    std::lock_guard lock(space_mutex);
+    return space_now;
+  }
+
   void close_env() noexcept {
-    if (reader != nullptr) mdb_txn_abort(reader);
-    reader = nullptr;
+    for (MDB_txn** txn : {&reader, &measurer}) {
+      if (*txn != nullptr) mdb_txn_abort(*txn);
+      *txn = nullptr;
+    }
     if (env != nullptr) {
       // Without MDB_NOSYNC every commit was already fsync'd; with it, a clean
       // shutdown still makes everything durable.
@@ -160,8 +251,7 @@ struct lmdb_store::impl {
       std::filesystem::permissions(options.path, std::filesystem::perms::owner_all,
                                    std::filesystem::perm_options::replace, fs_ec);
     if (fs_ec) {
-      std::snprintf(last_error.data(), last_error.size(), "mkdir %s: %s", options.path.c_str(),
-                    fs_ec.message().c_str());
+      note("mkdir %s: %s", options.path.c_str(), fs_ec.message().c_str());
       return errc::store_io;
     }
     int rc = mdb_env_create(&env);
@@ -202,7 +292,7 @@ struct lmdb_store::impl {
       auto incompatible = [&](const char* why) {
         mdb_txn_abort(txn);
         close_env();
-        std::snprintf(last_error.data(), last_error.size(), "%s", why);
+        note("%s", why);
         return std::error_code{errc::store_incompatible};
       };
 
@@ -246,7 +336,7 @@ struct lmdb_store::impl {
       if (migrate && (rc = migrate_from_format_1(txn, tables)) != 0) {
         if (rc == MDB_MAP_FULL && map_size < options.max_map_size) {
           mdb_txn_abort(txn);
-          if (grow()) continue;
+          if (grow_paused()) continue;
           return give_up(rc, "migrating format 1");
         }
         return abort_and_give_up(rc, "migrating format 1");
@@ -260,7 +350,7 @@ struct lmdb_store::impl {
           return abort_and_give_up(rc, "mdb_put(meta)");
       }
       rc = mdb_txn_commit(txn);
-      if (rc == MDB_MAP_FULL && grow()) continue;
+      if (rc == MDB_MAP_FULL && grow_paused()) continue;
       if (rc != 0) return give_up(rc, "mdb_txn_commit(open)");
       break;
     }
@@ -268,11 +358,13 @@ struct lmdb_store::impl {
     if (migrate && !options.sync && (rc = mdb_env_sync(env, 1)) != 0)
       return give_up(rc, "mdb_env_sync(migration)");
 
-    if ((rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &reader)) != 0) {
-      reader = nullptr;
-      return give_up(rc, "mdb_txn_begin(read)");
+    for (MDB_txn** kept : {&reader, &measurer}) {
+      if ((rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, kept)) != 0) {
+        *kept = nullptr;
+        return give_up(rc, "mdb_txn_begin(read)");
+      }
+      mdb_txn_reset(*kept);
     }
-    mdb_txn_reset(reader);
     if (auto ec = measure()) {
       close_env();
       return ec;
@@ -285,7 +377,8 @@ struct lmdb_store::impl {
   // on its free list that the next transaction may reuse (the free DB, dbi
   // 0, maps a transaction id to the list of pages it freed, the count
   // first), since LMDB reuses free pages before it extends the file: the
-  // file size never shrinks and says nothing.
+  // file size never shrinks and says nothing. The write side's: under
+  // write_mutex, or `pause` held exclusively by open_env().
   std::error_code measure() {
     MDB_envinfo info{};
     MDB_stat stat{};
@@ -295,9 +388,9 @@ struct lmdb_store::impl {
     const std::uint64_t page = stat.ms_psize;
     std::uint64_t free_pages = 0;
     // The kept reader, without ready(): open_env() measures too.
-    if ((rc = mdb_txn_renew(reader)) != 0) return fail(rc, "mdb_txn_renew");
+    if ((rc = mdb_txn_renew(measurer)) != 0) return fail(rc, "mdb_txn_renew");
     MDB_cursor* cursor = nullptr;
-    rc = mdb_cursor_open(reader, 0, &cursor);
+    rc = mdb_cursor_open(measurer, 0, &cursor);
     if (rc == 0) {
       MDB_val key{}, value{};
       while ((rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) == 0) {
@@ -312,20 +405,22 @@ struct lmdb_store::impl {
       }
       mdb_cursor_close(cursor);
     }
-    mdb_txn_reset(reader);
+    mdb_txn_reset(measurer);
     if (rc != 0 && rc != MDB_NOTFOUND) return fail(rc, "free list");
     map_size = info.me_mapsize;
     high_bytes = (std::uint64_t{info.me_last_pgno} + 1) * page;
-    const std::uint64_t max = std::max<std::uint64_t>(options.max_map_size, map_size);
-    space_now.used_bytes = high_bytes - std::min(high_bytes, free_pages * page);
-    space_now.size_bytes = map_size;
-    space_now.max_bytes = max;
+    store_space now;
+    now.used_bytes = high_bytes - std::min(high_bytes, free_pages * page);
+    now.size_bytes = map_size;
+    now.max_bytes = std::max<std::uint64_t>(options.max_map_size, map_size);
     // Refusing starts past max - headroom and ends a quarter of the headroom
     // lower: each commit lets the pages the one before it freed be reused,
     // which swings "used" by up to a batch's copied pages, and new claps
     // should not be let in and refused again every other tick.
+    std::lock_guard lock(space_mutex);
     const std::uint64_t limit = space_now.accepts_new_keys ? headroom : headroom + headroom / 4;
-    space_now.accepts_new_keys = !disk_full && space_now.used_bytes + limit <= options.max_map_size;
+    now.accepts_new_keys = !disk_full && now.used_bytes + limit <= options.max_map_size;
+    space_now = now;
     return {};
   }
 
@@ -342,9 +437,18 @@ struct lmdb_store::impl {
            size + (1u << 20) > limit.rlim_cur;
   }
 
-  // Doubles the map, up to the maximum. Legal between transactions only: the
-  // kept reader is reset then, and holds no pointer into the old mapping.
+  // Doubles the map, up to the maximum. Legal while no transaction is open
+  // in the process: the write side calls it between its transactions, and
+  // `pause` keeps the owner's reads out (the kept readers are reset then, and
+  // hold no pointer into the old mapping).
   bool grow() {
+    if (map_size >= options.max_map_size) return false;
+    std::unique_lock paused(pause);
+    return grow_paused();
+  }
+
+  // grow() with `pause` held exclusively.
+  bool grow_paused() {
     if (map_size >= options.max_map_size) return false;
     const std::size_t next = map_size > options.max_map_size / 2 ? options.max_map_size : map_size * 2;
     if (const int rc = mdb_env_set_mapsize(env, next); rc != 0) {
@@ -357,9 +461,11 @@ struct lmdb_store::impl {
     return true;
   }
 
-  // Reopens the environment if an earlier failure left it unusable.
+  // Reopens the environment if an earlier failure left it unusable. The
+  // write side's: under write_mutex.
   std::error_code ready() {
     if (!needs_reopen && env != nullptr) return {};
+    std::unique_lock paused(pause);
     close_env();
     if (auto ec = open_env()) return ec;
     needs_reopen = false;
@@ -369,9 +475,20 @@ struct lmdb_store::impl {
 
   // Runs `body` (returning 0 or an LMDB code) in the kept read transaction,
   // renewed for it and reset after, also when `body` throws.
+  // On the owner's thread, concurrently with the writer's transaction.
   template <typename Body>
   std::error_code in_reader(const char* where, Body&& body) {
-    if (auto ec = ready()) return ec;
+    std::shared_lock reading(pause);
+    while (needs_reopen || env == nullptr) {
+      // A reopen waits for the commit in flight (write_mutex), and must not
+      // hold `pause` meanwhile: the writer may be waiting to grow the map.
+      reading.unlock();
+      {
+        std::lock_guard writing(write_mutex);
+        if (auto ec = ready()) return ec;
+      }
+      reading.lock();
+    }
     if (const int rc = mdb_txn_renew(reader); rc != 0) return fail(rc, "mdb_txn_renew");
     struct reset_on_exit {
       MDB_txn* txn;
@@ -451,7 +568,7 @@ struct lmdb_store::impl {
   // it, so that nothing is written, when `body` fails, or returns
   // nothing_written (then reports success). A transaction that does not fit
   // the map is run again in a grown map while it may grow; `body` must be
-  // safe to run again.
+  // safe to run again. The caller holds write_mutex.
   template <typename Body>
   std::error_code in_writer(Body&& body) {
     if (auto ec = ready()) return ec;
@@ -641,7 +758,7 @@ struct lmdb_store::impl {
   std::error_code write(const commit_batch& batch) {
     if (auto ec = ready()) return ec;
     // Short of space: purge first, on its own.
-    const bool short_of_space = !space_now.accepts_new_keys;
+    const bool short_of_space = !space().accepts_new_keys;
     if (short_of_space) purge_alone(batch.now);
     const bool empty = batch.totals.empty() && batch.tallies.empty() && batch.ops.empty();
     std::error_code ec;
@@ -659,6 +776,7 @@ struct lmdb_store::impl {
   }
 
   std::error_code reserve(std::uint64_t count, std::uint64_t& first) {
+    std::lock_guard writing(write_mutex); // waits for the commit in flight
     std::uint64_t reserved = 0;
     auto ec = in_writer([&](MDB_txn* txn, const char*& where) {
       where = "mdb_get(next_version)";
@@ -692,6 +810,89 @@ struct lmdb_store::impl {
     return {};
   }
 
+  // Writes a batch on the calling thread (the writer, or the owner without one).
+  std::error_code write_now(const commit_batch& batch) noexcept {
+    try {
+      std::lock_guard writing(write_mutex);
+      return write(batch);
+    } catch (...) {
+      // Nothing in the write path allocates by itself; this guards open_env()
+      // during a reopen. The transaction, if any, was never committed.
+      return errc::store_io;
+    }
+  }
+
+  void start_writer() {
+    writer = std::thread([this] {
+      pthread_setname_np(pthread_self(), "claps-lmdb");
+      run_writer();
+    });
+  }
+
+  void run_writer() {
+    std::unique_lock lock(job_mutex);
+    for (;;) {
+      job_cv.wait(lock, [&] { return job == job_state::queued || stopping; });
+      if (job != job_state::queued) return; // stopping, nothing in flight
+      lock.unlock();
+      const std::error_code ec = write_now(job_batch.view());
+      lock.lock();
+      job_result = ec;
+      job = job_state::ended;
+      job_cv.notify_all(); // wait_for_commit()
+      lock.unlock();
+      options.on_commit_ready();
+      lock.lock();
+    }
+  }
+
+  // Finishes the job in flight (the writer takes it before it sees `stopping`).
+  void stop_writer() noexcept {
+    if (!writer.joinable()) return;
+    {
+      std::lock_guard lock(job_mutex);
+      stopping = true;
+    }
+    job_cv.notify_all();
+    writer.join();
+  }
+
+  // Leaves `done` alone when copying the batch throws.
+  void hand_over(const commit_batch& batch, commit_handler& done) {
+    {
+      std::lock_guard lock(job_mutex);
+      assert(job == job_state::none && "one commit at a time");
+      job_batch.assign(batch);
+      job_done = std::move(done);
+      job = job_state::queued;
+    }
+    job_cv.notify_one();
+  }
+
+  std::size_t complete() {
+    commit_handler done;
+    std::error_code ec;
+    {
+      std::lock_guard lock(job_mutex);
+      if (job != job_state::ended) return 0;
+      job = job_state::none;
+      done = std::move(job_done);
+      job_done = nullptr;
+      ec = job_result;
+    }
+    if (done) done(ec, durability::local);
+    return 1;
+  }
+
+  std::size_t wait_and_complete() {
+    {
+      std::unique_lock lock(job_mutex);
+      if (job == job_state::none) return 0;
+      job_cv.wait(lock, [&] { return job != job_state::queued; });
+    }
+    return complete();
+  }
+
   std::size_t count_ops() {
     std::size_t count = 0;
     const auto ec = in_reader("mdb_stat(ops)", [&](MDB_txn* txn) {
@@ -711,10 +912,18 @@ std::unique_ptr<lmdb_store> lmdb_store::open(const lmdb_options& options, std::e
   }
   try {
     auto state = std::make_unique<impl>(options);
-    ec = state->open_env();
+    {
+      std::lock_guard writing(state->write_mutex);
+      std::unique_lock paused(state->pause);
+      ec = state->open_env();
+    }
     if (ec) return nullptr;
+    if (state->options.on_commit_ready) state->start_writer();
     return std::unique_ptr<lmdb_store>(new lmdb_store(std::move(state)));
   } catch (const std::bad_alloc&) {
+    ec = errc::store_io;
+    return nullptr;
+  } catch (const std::system_error&) { // the writer thread could not start
     ec = errc::store_io;
     return nullptr;
   }
@@ -779,16 +988,22 @@ std::error_code lmdb_store::read_op(std::string_view user, std::string_view arti
 }
 
 void lmdb_store::commit(const commit_batch& batch, commit_handler done) {
-  std::error_code ec;
-  try {
-    ec = impl_->write(batch);
-  } catch (const std::bad_alloc&) {
-    // Nothing in the write path allocates by itself; this guards open_env()
-    // during a reopen. The transaction, if any, was never committed.
-    ec = errc::store_io;
+  if (impl_->writer.joinable()) {
+    try {
+      impl_->hand_over(batch, done);
+      return;
+    } catch (const std::bad_alloc&) { // copying the batch; the store.hpp contract allows done here
+      if (done) done(errc::store_io, durability::local);
+      return;
+    }
   }
+  const std::error_code ec = impl_->write_now(batch);
   if (done) done(ec, durability::local);
 }
+
+std::size_t lmdb_store::run_completions() { return impl_->complete(); }
+
+std::size_t lmdb_store::wait_for_commit() { return impl_->wait_and_complete(); }
 
 std::error_code lmdb_store::reserve_versions(std::uint64_t count, std::uint64_t& first) {
   try {
@@ -821,6 +1036,6 @@ std::size_t lmdb_store::reopens() const noexcept { return impl_->reopen_count; }
 
 std::size_t lmdb_store::growths() const noexcept { return impl_->growth_count; }
 
-store_space lmdb_store::space() const { return impl_->space_now; }
+store_space lmdb_store::space() const { return impl_->space(); }
 
 } // namespace claps
