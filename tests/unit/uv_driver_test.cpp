@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <memory>
 #include <thread>
 
@@ -104,9 +105,14 @@ TEST_CASE("uv_driver runs the delivery slices of a commit that completed outside
   std::uint64_t ticks_at_release = 0;
   std::uint64_t ticks_at_last = 0;
   claps::engine* eng_ptr = nullptr;
+  // Loop passes, counted after each poll: slices must leave the loop between
+  // them, so that it takes in I/O (new claps, a commit that completed).
+  std::uint64_t passes = 0;
+  std::set<std::uint64_t> passes_with_deliveries;
   claps::engine_callbacks cb;
   cb.deliver = [&](claps::subscriber_id, std::span<const claps::article_update* const> us) {
     if (us[0]->total != 1) return;
+    passes_with_deliveries.insert(passes);
     if (++delivered_with_total == 50) {
       ticks_at_last = eng_ptr->stats().ticks;
       uv_stop(&loop);
@@ -152,8 +158,14 @@ TEST_CASE("uv_driver runs the delivery slices of a commit that completed outside
     uv_timer_init(&loop, &deadline);
     deadline.data = &loop;
     uv_timer_start(&deadline, [](uv_timer_t* t) { uv_stop(static_cast<uv_loop_t*>(t->data)); }, 10'000, 0);
+    uv_check_t counter;
+    uv_check_init(&loop, &counter);
+    counter.data = &passes;
+    uv_check_start(&counter, [](uv_check_t* h) { ++*static_cast<std::uint64_t*>(h->data); });
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK(delivered_with_total == 50);
+    CHECK(passes_with_deliveries.size() >= 50 / 4);  // one slice per loop pass
+    uv_close(reinterpret_cast<uv_handle_t*>(&counter), nullptr);
     INFO("ticks at release " << ticks_at_release << ", at the last delivery " << ticks_at_last);
     CHECK(ticks_at_last == ticks_at_release);  // every slice ran before the next tick
     uv_close(reinterpret_cast<uv_handle_t*>(&release), nullptr);

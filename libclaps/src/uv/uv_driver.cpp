@@ -5,29 +5,50 @@
 
 namespace claps {
 
+// While subscribers wait for delivery slices, an idle handle runs one
+// advance() per loop pass (a slice, or the tick when it is due) and keeps the
+// poll from blocking, so the loop takes in I/O between slices. A timer of 0 ms
+// would not: libuv before 1.45 runs a timer that re-arms itself at 0 again in
+// the same pass, so every slice of a round would run back to back. Otherwise
+// the timer waits for the next tick.
 struct uv_driver::state {
   uv_timer_t timer;
+  uv_idle_t idle;
   // Before each poll: deliveries queued outside advance() (a commit that a
-  // store completed later) get their next slice without waiting for the tick.
+  // store completed later) get their slices without waiting for the tick.
   uv_prepare_t prepare;
   engine* eng;
   bool stopped = false;
-  int open_handles = 2;
+  int open_handles = 3;
 };
 
 namespace {
 
-void arm(uv_timer_t* timer, engine& eng) {
-  auto wait = eng.next_deadline() - uv_driver::now();
+void rearm(uv_driver::state& s);
+
+void on_timer(uv_timer_t* t) {
+  auto* s = static_cast<uv_driver::state*>(t->data);
+  s->eng->advance(uv_driver::now());
+  rearm(*s);
+}
+
+void on_idle(uv_idle_t* i) {
+  auto* s = static_cast<uv_driver::state*>(i->data);
+  s->eng->advance(uv_driver::now());
+  rearm(*s);
+}
+
+void rearm(uv_driver::state& s) {
+  if (s.stopped) return;
+  if (s.eng->delivering()) {
+    uv_timer_stop(&s.timer);
+    if (!uv_is_active(reinterpret_cast<uv_handle_t*>(&s.idle))) uv_idle_start(&s.idle, on_idle);
+    return;
+  }
+  uv_idle_stop(&s.idle);
+  auto wait = s.eng->next_deadline() - uv_driver::now();
   auto ms = std::max<std::int64_t>(0, wait.count());
-  uv_timer_start(
-      timer,
-      [](uv_timer_t* t) {
-        auto* s = static_cast<uv_driver::state*>(t->data);
-        s->eng->advance(uv_driver::now());
-        if (!s->stopped) arm(t, *s->eng);
-      },
-      static_cast<std::uint64_t>(ms), 0);
+  uv_timer_start(&s.timer, on_timer, static_cast<std::uint64_t>(ms), 0);
 }
 
 } // namespace
@@ -36,15 +57,17 @@ uv_driver::uv_driver(uv_loop_t* loop, engine& eng) : state_(new state) {
   state_->eng = &eng;
   uv_timer_init(loop, &state_->timer);
   state_->timer.data = state_;
+  uv_idle_init(loop, &state_->idle);
+  state_->idle.data = state_;
   uv_prepare_init(loop, &state_->prepare);
   state_->prepare.data = state_;
   uv_prepare_start(&state_->prepare, [](uv_prepare_t* p) {
     auto* s = static_cast<uv_driver::state*>(p->data);
-    if (!s->stopped && s->eng->delivering() && uv_timer_get_due_in(&s->timer) > 0) arm(&s->timer, *s->eng);
+    if (!s->stopped && s->eng->delivering() && !uv_is_active(reinterpret_cast<uv_handle_t*>(&s->idle))) rearm(*s);
   });
   // The prepare handle alone must not keep the loop running.
   uv_unref(reinterpret_cast<uv_handle_t*>(&state_->prepare));
-  arm(&state_->timer, eng);
+  rearm(*state_);
 }
 
 uv_driver::~uv_driver() {
@@ -54,17 +77,19 @@ uv_driver::~uv_driver() {
     if (--s->open_handles == 0) delete s;
   };
   uv_close(reinterpret_cast<uv_handle_t*>(&state_->timer), closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&state_->idle), closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&state_->prepare), closed);
 }
 
 void uv_driver::flush() {
   state_->eng->flush(now());
-  if (!state_->stopped) arm(&state_->timer, *state_->eng);
+  rearm(*state_);
 }
 
 void uv_driver::stop() {
   state_->stopped = true;
   uv_timer_stop(&state_->timer);
+  uv_idle_stop(&state_->idle);
   uv_prepare_stop(&state_->prepare);
 }
 
