@@ -148,8 +148,10 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
       ++stats.pending_ops;
       return {};
     }
-    // Counted over the op ids in memory (an expired one until it is purged).
-    if (opt.max_op_ids_per_user != 0 && ops.ops_of(ops.find_user(user)) >= opt.max_op_ids_per_user) {
+    // Counted over the op ids in memory (an expired one until it is purged,
+    // unless this op replaces it).
+    if (opt.max_op_ids_per_user != 0 &&
+        ops.ops_of(key.user) - (expired != op_table::npos ? 1 : 0) >= opt.max_op_ids_per_user) {
       ++stats.refused_op_ids;
       return make_error_code(errc::too_many_op_ids);
     }
