@@ -12,11 +12,15 @@
 //            hot: all on one article; timeline: 50 articles each), with both
 //            stores; a delivery appends the shared encodings to the
 //            subscriber's buffer, as a server would build its frame;
-//   commit   lmdb_store (fsync on) committing a 1k-article tick: median, p99.
+//   commit   lmdb_store (fsync on) committing a 1k-article tick: median, p99;
+//   op memory  heap bytes per live op id: the engine's, and memory_store's
+//            apart, over 1M op ids (200k with --quick) made after the
+//            (user, article) tallies they land on were already cached.
 // Run it pinned to one core (taskset -c 0) for the "one core" figures.
 #include <claps/claps.hpp>
 #include <claps/lmdb.hpp>
 
+#include <malloc.h>
 #include <time.h>
 
 #include <algorithm>
@@ -27,6 +31,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -123,6 +128,83 @@ intake_result run_intake(const store_maker& maker, std::size_t claps, bool with_
     ++r.ticks;
   }
   r.accepted = accepted;
+  return r;
+}
+
+// Bytes the heap holds for the program (glibc: small chunks in the arenas
+// plus large mmapped blocks).
+std::size_t heap_bytes() {
+  const struct mallinfo2 m = mallinfo2();
+  return m.uordblks + m.hblkhd;
+}
+
+// memory_store, with the heap growth of its commits counted apart.
+class measured_store final : public claps::store {
+public:
+  std::ptrdiff_t commit_bytes = 0;
+
+  std::error_code read_total(std::string_view article, std::int64_t& total) override {
+    return inner_.read_total(article, total);
+  }
+  std::error_code read_tally(std::string_view user, std::string_view article, std::int32_t& claps) override {
+    return inner_.read_tally(user, article, claps);
+  }
+  std::error_code read_op(std::string_view user, std::string_view article, std::string_view op_id,
+                          claps::stored_op& out, bool& found) override {
+    return inner_.read_op(user, article, op_id, out, found);
+  }
+  bool op_records_expire_by(claps::timestamp& out) override { return inner_.op_records_expire_by(out); }
+  void commit(const claps::commit_batch& batch, claps::commit_handler done) override {
+    const std::size_t before = heap_bytes();
+    inner_.commit(batch, [&](std::error_code, claps::durability) {});
+    commit_bytes += static_cast<std::ptrdiff_t>(heap_bytes()) - static_cast<std::ptrdiff_t>(before);
+    if (done) done({}, claps::durability::local);
+  }
+
+private:
+  claps::memory_store inner_;
+};
+
+struct op_memory_result {
+  std::size_t live_op_ids = 0;
+  double engine_bytes_per_op = 0;
+  double store_bytes_per_op = 0;
+};
+
+// Heap growth per live op id: the tallies are loaded first, then `count` op
+// ids are made and committed (none expires); what the store's commits added
+// is the store's share, the rest the engine's.
+op_memory_result run_op_memory(std::size_t count, const std::vector<std::string>& users,
+                               const std::vector<std::string>& articles, const std::vector<std::string>& op_ids) {
+  op_memory_result r;
+  measured_store store;
+  claps::timestamp now{claps::millis(1'700'000'000'000)};
+  claps::engine_options options;
+  options.max_op_ids_per_user = 0;
+  claps::engine engine(store, options, {}, now);
+  claps::clap_request request;
+  auto clap_range = [&](std::size_t begin, std::size_t end, bool with_op_ids) {
+    for (std::size_t i = begin; i < end; ++i) {
+      const std::size_t pair = i % (intake_users * intake_articles);
+      request.user = users[pair % intake_users];
+      request.article = articles[pair / intake_users];
+      request.op_id = with_op_ids ? std::string_view(op_ids[i]) : std::string_view();
+      engine.clap(request);
+      if ((i + 1) % claps_per_tick == 0 || i + 1 == end) {
+        now += claps::millis(25);
+        engine.advance(now);
+      }
+    }
+  };
+  clap_range(0, intake_users * intake_articles, false);  // every tally cached
+  malloc_trim(0);
+  const std::size_t before = heap_bytes();
+  store.commit_bytes = 0;
+  clap_range(0, count, true);
+  const auto total = static_cast<double>(heap_bytes()) - static_cast<double>(before);
+  r.live_op_ids = count;
+  r.store_bytes_per_op = static_cast<double>(store.commit_bytes) / static_cast<double>(count);
+  r.engine_bytes_per_op = (total - static_cast<double>(store.commit_bytes)) / static_cast<double>(count);
   return r;
 }
 
@@ -276,7 +358,7 @@ int main(int argc, char** argv) {
   std::string json_path;
   std::string data_root = std::filesystem::temp_directory_path().string();
   bool quick = false;
-  std::string only = "intake,fanout,commit";
+  std::string only = "intake,fanout,commit,op_memory";
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "--json" && i + 1 < argc) json_path = argv[++i];
@@ -284,7 +366,8 @@ int main(int argc, char** argv) {
     else if (arg == "--data-dir" && i + 1 < argc) data_root = argv[++i];
     else if (arg == "--quick") quick = true;
     else {
-      std::fprintf(stderr, "usage: engine_bench [--json FILE] [--data-dir DIR] [--quick] [--only intake,fanout,commit]\n");
+      std::fprintf(stderr,
+                   "usage: engine_bench [--json FILE] [--data-dir DIR] [--quick] [--only intake,fanout,commit,op_memory]\n");
       return 2;
     }
   }
@@ -315,7 +398,8 @@ int main(int argc, char** argv) {
   const auto users = numbered("u", intake_users);
   const auto intake_article_ids = numbered("a", intake_articles);
   const auto articles = numbered("a", 1000);
-  const auto op_ids = numbered("o", intake_op_claps);
+  const std::size_t op_memory_ids = quick ? 200'000 : 1'000'000;
+  const auto op_ids = numbered("o", std::max(intake_op_claps, op_memory_ids));
 
   const auto wanted = [&](std::string_view part) { return only.find(part) != std::string::npos; };
   std::vector<intake_result> intakes;
@@ -325,6 +409,9 @@ int main(int argc, char** argv) {
       intakes.push_back(run_intake(*maker, intake_op_claps, true, users, intake_article_ids, op_ids));
     }
   }
+  // First, while the heap holds little else.
+  std::optional<op_memory_result> op_memory;
+  if (wanted("op_memory")) op_memory = run_op_memory(op_memory_ids, users, intake_article_ids, op_ids);
   std::vector<fanout_result> fanouts;
   if (wanted("fanout")) {
     for (const auto* maker : {&memory, &lmdb})
@@ -348,6 +435,9 @@ int main(int argc, char** argv) {
   for (const auto& r : intakes)
     std::printf("  %-7s %-8s %10zu %14.0f %16.0f %10zu\n", r.store.c_str(), r.op_ids ? "yes" : "no", r.claps,
                 r.claps / r.clap_seconds, r.claps / (r.clap_seconds + r.tick_seconds), r.errors);
+  if (op_memory)
+    std::printf("op memory (%zu live op ids): engine %.1f bytes per live op id, memory_store %.1f\n",
+                op_memory->live_op_ids, op_memory->engine_bytes_per_op, op_memory->store_bytes_per_op);
   std::printf("fan-out (10k subscribers, 1k articles; one tick = advance() incl. commit)\n");
   std::printf("  %-7s %-9s %16s %14s %12s %12s %14s\n", "store", "layout", "deliveries/s", "updates/s", "CPU p50 ms",
               "CPU p99 ms", "wall p50 ms");
@@ -366,7 +456,16 @@ int main(int argc, char** argv) {
       std::perror("engine_bench: json");
       return 1;
     }
-    std::fprintf(f, "{\n  \"quick\": %s,\n  \"intake\": [\n", quick ? "true" : "false");
+    std::fprintf(f, "{\n  \"quick\": %s,\n", quick ? "true" : "false");
+    // Heap bytes per live op id: the engine's, and the memory store's apart.
+    if (op_memory)
+      std::fprintf(f,
+                   "  \"bytes_per_live_op_id\": %.1f,\n  \"store_bytes_per_live_op_id\": %.1f,\n"
+                   "  \"live_op_ids_measured\": %zu,\n",
+                   op_memory->engine_bytes_per_op, op_memory->store_bytes_per_op, op_memory->live_op_ids);
+    else
+      std::fprintf(f, "  \"bytes_per_live_op_id\": null,\n  \"store_bytes_per_live_op_id\": null,\n");
+    std::fprintf(f, "  \"intake\": [\n");
     for (std::size_t i = 0; i < intakes.size(); ++i) {
       const auto& r = intakes[i];
       std::fprintf(f,

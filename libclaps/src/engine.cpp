@@ -20,6 +20,7 @@ std::error_code validate(const engine_options& o) noexcept {
   if (o.clap_cap < 1) return make_error_code(errc::bad_request);
   if (o.op_id_window < millis(0)) return make_error_code(errc::bad_request);
   if (o.max_pending_ops < 1) return make_error_code(errc::bad_request);
+  if (o.op_id_cache < 1) return make_error_code(errc::bad_request);
   if (o.op_id_wait < millis(0)) return make_error_code(errc::bad_request);
   if (o.viewer_update_interval < millis(0)) return make_error_code(errc::bad_request);
   return {};

@@ -9,6 +9,7 @@
 #include <claps/ids.hpp>
 
 #include "id_index.hpp"
+#include "op_table.hpp"
 #include "string_map.hpp"
 
 #include <algorithm>
@@ -23,15 +24,6 @@ namespace detail {
 
 
 constexpr std::uint32_t no_slot = std::numeric_limits<std::uint32_t>::max();
-// In-memory op records beyond this are evicted oldest first once committed;
-// the store still answers for them until they expire.
-constexpr std::size_t op_cache_limit = 1'000'000;
-
-// deciding: queued for, or in, an arbitration by a shared store; no result
-// exists yet, so a retry of the same op id waits for the decision.
-enum class stage : std::uint8_t { deciding, accumulating, in_flight, committed };
-
-struct intent_state;
 
 struct room_entry {
   std::uint32_t sub;      // subscriber slot
@@ -88,14 +80,13 @@ struct article_state {
 };
 
 
-struct op_state {
-  std::string article;
-  std::int32_t accepted = 0;
-  std::int32_t mine = 0;
-  timestamp expires_at{};
-  std::uint32_t user_len = 0;  // key is user + '/' + article + '/' + op_id
-  stage at = stage::accumulating;
-  intent_state* intent = nullptr;  // while deciding
+// An op id that is dirty or in flight: its op_table entry and, since the
+// table keeps no strings, "user/article/op_id" in the engine's key buffer
+// for the commit batch.
+struct pending_op {
+  op_table::handle op;
+  std::uint32_t key_at;  // offset in dirty_op_keys or flight_op_keys
+  std::uint8_t user_len, article_len, op_id_len;  // ids are at most 128 bytes
 };
 
 struct subscriber_state {
@@ -114,8 +105,6 @@ struct pending_result {
   bool unavailable = false;  // could not be decided (op_result::error)
 };
 
-using op_map = detail::string_map<op_state>;
-
 // A clap or undo waiting for a shared store's decision (store::arbitrate).
 // Its article is pinned (result_refs) and its tally index kept valid (tally
 // eviction waits while any intent exists).
@@ -126,7 +115,7 @@ struct intent_state {
   std::int32_t count = 0;
   bool undo = false;
   std::uint64_t cookie = 0;
-  op_map::value_type* op = nullptr;     // its op record, stage deciding (with an op id)
+  op_table::handle op = op_table::npos; // its op record, stage deciding (with an op id)
   std::vector<std::uint64_t> followers; // cookies of the same op id sent again meanwhile
   timestamp give_up{};                  // op id held by another node: refuse after this
 };
@@ -161,22 +150,21 @@ struct engine::impl final : store_listener {
   std::unordered_map<subscriber_id, std::uint32_t> sub_index;
   std::size_t subscriptions = 0;
 
-  op_map ops;
-  // Live op ids per user (the users of `ops`' keys), for max_op_ids_per_user.
-  detail::string_map<std::uint32_t> ops_per_user;
-  std::deque<std::pair<timestamp, const std::string*>> op_fifo;  // insertion order = expiry order
+  op_table ops;
 
   // What the next batch will carry.
   std::vector<std::uint32_t> dirty_articles;
   std::vector<tally_ref> dirty_tallies;
-  std::vector<op_map::value_type*> dirty_ops;
+  std::vector<pending_op> dirty_ops;
+  std::string dirty_op_keys;
   std::vector<pending_result> accumulating_results;
 
   // The commit in flight and what it carries.
   bool committing = false;
   std::vector<std::uint32_t> flight_articles;
   std::vector<tally_ref> flight_tallies;
-  std::vector<op_map::value_type*> flight_ops;
+  std::vector<pending_op> flight_ops;
+  std::string flight_op_keys;  // what batch_ops views
   std::vector<pending_result> flight_results;
   std::vector<article_total> batch_totals;
   std::vector<user_tally> batch_tallies;
@@ -209,7 +197,8 @@ struct engine::impl final : store_listener {
   std::vector<std::uint32_t> slice_ends;       // end of each delivery's updates in delivery_batch
 
   // Op ids stored by an earlier process may be live until one window after
-  // this engine started; ids evicted from memory for size, until they expire.
+  // this engine started (or until the store says its records expire); ids
+  // evicted from memory for size, until they expire.
   timestamp ops_complete_from;
   timestamp early_evictions_expire{};
 
@@ -221,9 +210,9 @@ struct engine::impl final : store_listener {
   impl(store& s, engine_options o, engine_callbacks c, timestamp t)
       : st(s), opt(o), cb(std::move(c)), now(t), next_tick(t + o.tick),
         article_index(o.hash_seed),
-        ops(detail::make_string_map<op_state>(o.hash_seed)),
-        ops_per_user(detail::make_string_map<std::uint32_t>(o.hash_seed)),
-        ops_complete_from(t + o.op_id_window) {}
+        ops(o.hash_seed), ops_complete_from(t + o.op_id_window) {
+    if (timestamp stored; st.op_records_expire_by(stored)) ops_complete_from = std::min(ops_complete_from, stored);
+  }
 
   void remote_changed(std::string_view article, std::int64_t remote_total,
                       std::uint32_t remote_viewers) override {
@@ -243,14 +232,19 @@ struct engine::impl final : store_listener {
   }
   [[noreturn]] static void reentered();
 
-  // The op map's key: user '/' article '/' op_id (op ids are scoped to the
-  // pair; '/' is outside the id alphabet).
-  const std::string& op_key(std::string_view user, std::string_view article, std::string_view op_id) {
+  // An op id as the op table knows it: its user's slot (npos while the
+  // user holds none) and the fingerprint of user '/' article '/' op_id (op
+  // ids are scoped to the pair; '/' is outside the id alphabet).
+  struct op_key {
+    std::uint32_t user;
+    op_fingerprint fingerprint;
+  };
+  op_key make_op_key(std::string_view user, std::string_view article, std::string_view op_id) {
     key_buf.clear();
     key_buf.append(user).push_back('/');
     key_buf.append(article).push_back('/');
     key_buf.append(op_id);
-    return key_buf;
+    return {ops.find_user(user), ops.fingerprint(key_buf)};
   }
 
   // ---- articles ----
@@ -303,21 +297,22 @@ struct engine::impl final : store_listener {
 
   // ---- op ids ----
 
-  // Finds a live op record, in memory or in the store. Null when unused.
+  // Finds a live op record, in memory or in the store: its handle, npos
+  // when unused. `in_memory` is set to a record under the key that is no
+  // longer live (expired), to be replaced.
   std::error_code find_op(std::string_view user, std::string_view article, std::string_view op_id,
-                          op_map::value_type*& out);
+                          const op_key& key, op_table::handle& out, op_table::handle& in_memory);
 
+  // Pops expired records (and, past engine_options::op_id_cache, the oldest
+  // committed ones) from the front of the op table.
   void forget_old_ops();
-  // The op record under (user, article, op_id), made if missing (and then
-  // counted against the user's op ids).
-  op_map::value_type* op_node(std::string_view user, std::string_view article, std::string_view op_id);
-  void forget_op(op_map::iterator it);
 
   // ---- results ----
 
   std::vector<pending_result>& results_for(stage s) {
     switch (s) {
     case stage::deciding:  // not reached: such an op gets its intent's answer
+    case stage::gone:      // not reached: never found
     case stage::accumulating: return accumulating_results;
     case stage::in_flight: return flight_results;
     case stage::committed: break;
@@ -333,22 +328,27 @@ struct engine::impl final : store_listener {
                         std::int32_t count, bool is_undo, std::string_view op_id,
                         std::uint64_t cookie);
 
-  std::error_code replay(const op_map::value_type& op, std::uint64_t cookie);
+  std::error_code replay(const op_entry& op, std::string_view article, std::uint64_t cookie);
   // The store is short of space (store::space()): counted, then refused.
   std::error_code refuse_store_full();
 
-  // Counts a decided op: its claps, its op record (`op`, null without an op
-  // id) and its result. The article must already be pinned (result_refs).
+  // Counts a decided op: its claps, its op record (`op`, npos without an op
+  // id, then `op_id` is empty) and its result. The article must already be
+  // pinned (result_refs).
   void record(std::uint32_t slot, std::uint32_t tally, std::int32_t count, bool is_undo,
-              std::int32_t accepted, std::int32_t mine, op_map::value_type* op, std::uint64_t cookie);
+              std::int32_t accepted, std::int32_t mine, op_table::handle op, std::string_view op_id,
+              std::uint64_t cookie);
   // Decides an op here, by the step-1 rule (the cap minus this node's claps
   // and the other nodes' last known part), and records it. Returns its
   // {accepted, mine}.
   std::pair<std::int32_t, std::int32_t> record_locally(std::uint32_t slot, std::uint32_t tally, std::int32_t count,
-                                                       bool is_undo, op_map::value_type* op, std::uint64_t cookie);
+                                                       bool is_undo, op_table::handle op, std::string_view op_id,
+                                                       std::uint64_t cookie);
   // Keeps a settled op id in memory only (its result lives elsewhere, or it
   // was never applied) until `expires_at`.
-  void keep_in_memory(op_map::value_type& op, std::int32_t accepted, std::int32_t mine, timestamp expires_at);
+  void keep_in_memory(op_table::handle op, std::int32_t accepted, std::int32_t mine, timestamp expires_at);
+  // Queues an op record for the next commit, with the strings the batch needs.
+  void queue_op(op_table::handle op, std::string_view user, std::string_view article, std::string_view op_id);
 
   // ---- arbitration (stores shared by several nodes) ----
 

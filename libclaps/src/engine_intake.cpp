@@ -86,13 +86,13 @@ void engine::impl::evict_clean_tallies() {
   tally_count = 0;
 }
 
-// Finds a live op record, in memory or in the store. Null when unused.
+// Finds a live op record, in memory or in the store.
 std::error_code engine::impl::find_op(std::string_view user, std::string_view article, std::string_view op_id,
-                        op_map::value_type*& out) {
-  out = nullptr;
-  const std::string& key = op_key(user, article, op_id);
-  if (auto it = ops.find(std::string_view(key)); it != ops.end()) {
-    if (it->second.expires_at > now || it->second.at != stage::committed) out = &*it;
+                                      const op_key& key, op_table::handle& out, op_table::handle& in_memory) {
+  out = in_memory = ops.find(key.user, key.fingerprint);
+  if (out != op_table::npos) {
+    const op_entry& e = ops.at(out);
+    if (e.expires_at() <= now && e.at() == stage::committed) out = op_table::npos;
     return {};
   }
   // Once every live op id was made by this engine and none was evicted
@@ -102,54 +102,22 @@ std::error_code engine::impl::find_op(std::string_view user, std::string_view ar
   bool found = false;
   if (auto ec = st.read_op(user, article, op_id, rec, found)) return ec;
   if (!found || rec.expires_at <= now) return {};
-  op_state o;
-  o.article.assign(article);
-  o.accepted = rec.accepted;
-  o.mine = rec.mine;
-  o.expires_at = rec.expires_at;
-  o.user_len = static_cast<std::uint32_t>(user.size());
-  o.at = stage::committed;
-  auto* node = op_node(user, article, op_id);
-  node->second = std::move(o);
-  op_fifo.emplace_back(node->second.expires_at, &node->first);
-  out = node;
+  out = ops.insert(user, key.fingerprint, stage::committed, rec.expires_at);
+  ops.at(out).result = {rec.accepted, rec.mine};
   return {};
 }
 
-op_map::value_type* engine::impl::op_node(std::string_view user, std::string_view article,
-                                          std::string_view op_id) {
-  auto [it, inserted] = ops.try_emplace(op_key(user, article, op_id));
-  if (inserted && opt.max_op_ids_per_user != 0) {  // counted only when capped
-    auto held = ops_per_user.find(user);
-    if (held == ops_per_user.end()) held = ops_per_user.emplace(std::string(user), 0).first;
-    ++held->second;
-  }
-  return &*it;
-}
-
-void engine::impl::forget_op(op_map::iterator it) {
-  const std::string_view user = std::string_view(it->first).substr(0, it->second.user_len);
-  if (auto held = ops_per_user.find(user); held != ops_per_user.end() && --held->second == 0)
-    ops_per_user.erase(held);
-  ops.erase(it);
-}
-
 void engine::impl::forget_old_ops() {
-  while (!op_fifo.empty()) {
-    auto [expires, key] = op_fifo.front();
-    auto it = ops.find(std::string_view(*key));
-    assert(it != ops.end());
-    if (it->second.expires_at != expires) {  // superseded by a reuse of the key
-      op_fifo.pop_front();
-      continue;
+  while (!ops.empty()) {
+    const op_entry& e = ops.at(ops.front());
+    if (e.at() != stage::gone) {
+      const bool expired = e.expires_at() <= now;
+      const bool over = ops.size() > opt.op_id_cache;
+      if ((!expired && !over) || e.at() != stage::committed) break;
+      if (!expired) early_evictions_expire = std::max(early_evictions_expire, e.expires_at());
+      ++stats.ops_purged;
     }
-    bool expired = expires <= now;
-    bool over = ops.size() > op_cache_limit;
-    if ((!expired && !over) || it->second.at != stage::committed) break;
-    if (!expired) early_evictions_expire = std::max(early_evictions_expire, expires);
-    forget_op(it);
-    op_fifo.pop_front();
-    ++stats.ops_purged;
+    ops.pop_front();
   }
 }
 
@@ -165,21 +133,25 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
     ++stats.refused_unavailable;
     return make_error_code(errc::unavailable);
   }
-  op_map::value_type* op = nullptr;
+  op_table::handle op = op_table::npos;
+  op_table::handle expired = op_table::npos;
+  op_key key{};
   if (!op_id.empty()) {
-    if (auto ec = find_op(user, article, op_id, op)) return ec;
-    if (op != nullptr && op->second.at == stage::deciding) {
+    key = make_op_key(user, article, op_id);
+    if (auto ec = find_op(user, article, op_id, key, op, expired)) return ec;
+    if (op != op_table::npos) {
+      const op_entry& e = ops.at(op);
+      if (e.at() != stage::deciding) return replay(e, article, cookie);
       // Sent again before the first was decided: it gets the same answer.
-      ++articles[op->second.intent->article]->result_refs;
-      op->second.intent->followers.push_back(cookie);
+      ++articles[e.intent->article]->result_refs;
+      e.intent->followers.push_back(cookie);
       ++stats.pending_ops;
       return {};
     }
-    if (op) return replay(*op, cookie);
-  }
-  if (!op_id.empty() && opt.max_op_ids_per_user != 0) {
-    const auto held = ops_per_user.find(user);
-    if (held != ops_per_user.end() && held->second >= opt.max_op_ids_per_user) {
+    // Counted over the op ids in memory (an expired one until it is purged,
+    // unless this op replaces it).
+    if (opt.max_op_ids_per_user != 0 &&
+        ops.ops_of(key.user) - (expired != op_table::npos ? 1 : 0) >= opt.max_op_ids_per_user) {
       ++stats.refused_op_ids;
       return make_error_code(errc::too_many_op_ids);
     }
@@ -201,13 +173,10 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
     if (is_undo && !has_claps) op_id = {};
   }
   if (!op_id.empty()) {
-    // An expired record may still sit under this key: reuse its node.
-    op = op_node(user, article, op_id);
-    op_state& o = op->second;
-    o.article.assign(article);
-    o.user_len = static_cast<std::uint32_t>(user.size());
-    o.accepted = o.mine = 0;
-    o.expires_at = now + opt.op_id_window;
+    // An expired record may still sit under this key: the new one replaces
+    // it at the back of the table, in expiry order.
+    if (expired != op_table::npos) ops.remove(expired);
+    op = ops.insert(user, key.fingerprint, stage::accumulating, now + opt.op_id_window);
   }
   ++articles[slot]->result_refs;
   ++stats.pending_ops;
@@ -222,14 +191,15 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
     in->cookie = cookie;
     in->op = op;
     in->give_up = now + opt.op_id_wait;
-    if (op) {
-      op->second.at = stage::deciding;
-      op->second.intent = in.get();
+    if (op != op_table::npos) {
+      op_entry& e = ops.at(op);
+      e.set_stage(stage::deciding);
+      e.intent = in.get();
     }
     intents.push_back(std::move(in));
     return {};
   }
-  record_locally(slot, tally, count, is_undo, op, cookie);
+  record_locally(slot, tally, count, is_undo, op, op_id, cookie);
   return {};
 }
 
@@ -240,7 +210,8 @@ std::error_code engine::impl::refuse_store_full() {
 
 std::pair<std::int32_t, std::int32_t> engine::impl::record_locally(std::uint32_t slot, std::uint32_t tally,
                                                                    std::int32_t count, bool is_undo,
-                                                                   op_map::value_type* op, std::uint64_t cookie) {
+                                                                   op_table::handle op, std::string_view op_id,
+                                                                   std::uint64_t cookie) {
   const article_state& a = *articles[slot];
   const tally_entry& e = a.tallies[tally];
   // Claps this user made through other nodes count against the cap too.
@@ -251,24 +222,30 @@ std::pair<std::int32_t, std::int32_t> engine::impl::record_locally(std::uint32_t
   const std::int32_t accepted =
       is_undo ? -(e.state.value + remote) : std::min(count, std::max(0, opt.clap_cap - e.state.value - remote));
   const std::int32_t mine = e.state.value + accepted + remote;
-  record(slot, tally, count, is_undo, accepted, mine, op, cookie);
+  record(slot, tally, count, is_undo, accepted, mine, op, op_id, cookie);
   return {accepted, mine};
 }
 
-void engine::impl::keep_in_memory(op_map::value_type& op, std::int32_t accepted, std::int32_t mine,
+void engine::impl::keep_in_memory(op_table::handle op, std::int32_t accepted, std::int32_t mine,
                                   timestamp expires_at) {
-  op_state& o = op.second;
-  o.accepted = accepted;
-  o.mine = mine;
-  o.expires_at = expires_at;
-  o.at = stage::committed;
-  o.intent = nullptr;
-  op_fifo.emplace_back(o.expires_at, &op.first);
+  // Stays where it was made in the table: its new expiry is at most an
+  // arbitration later (or now), so expiry order holds closely enough.
+  op_entry& e = ops.at(op);
+  e.set_stage(stage::committed);
+  e.set_expires_at(expires_at);
+  e.result = {accepted, mine};
+}
+
+void engine::impl::queue_op(op_table::handle op, std::string_view user, std::string_view article,
+                            std::string_view op_id) {
+  dirty_ops.push_back({op, static_cast<std::uint32_t>(dirty_op_keys.size()), static_cast<std::uint8_t>(user.size()),
+                       static_cast<std::uint8_t>(article.size()), static_cast<std::uint8_t>(op_id.size())});
+  dirty_op_keys.append(user).append(article).append(op_id);
 }
 
 void engine::impl::record(std::uint32_t slot, std::uint32_t tally, std::int32_t count, bool is_undo,
-                          std::int32_t accepted, std::int32_t mine, op_map::value_type* op,
-                          std::uint64_t cookie) {
+                          std::int32_t accepted, std::int32_t mine, op_table::handle op,
+                          std::string_view op_id, std::uint64_t cookie) {
   article_state& a = *articles[slot];
   tally_state& t = a.tallies[tally].state;
   if (is_undo) {
@@ -287,25 +264,22 @@ void engine::impl::record(std::uint32_t slot, std::uint32_t tally, std::int32_t 
       dirty_tallies.push_back({slot, tally});
     }
   }
-  if (op != nullptr) {
-    op_state& o = op->second;
-    o.accepted = accepted;
-    o.mine = mine;
-    o.expires_at = now + opt.op_id_window;
-    o.at = stage::accumulating;
-    o.intent = nullptr;
-    op_fifo.emplace_back(o.expires_at, &op->first);
-    dirty_ops.push_back(op);
+  if (op != op_table::npos) {
+    op_entry& e = ops.at(op);
+    e.result = {accepted, mine};
+    e.set_expires_at(now + opt.op_id_window);
+    e.set_stage(stage::accumulating);
+    queue_op(op, a.tallies[tally].user, a.id, op_id);
   }
   accumulating_results.push_back({cookie, slot, accepted, mine, false});
 }
 
-std::error_code engine::impl::replay(const op_map::value_type& op, std::uint64_t cookie) {
+std::error_code engine::impl::replay(const op_entry& op, std::string_view article, std::uint64_t cookie) {
   std::uint32_t slot = 0;
-  if (auto ec = find_or_load_article(op.second.article, slot)) return ec;
+  if (auto ec = find_or_load_article(article, slot)) return ec;
   ++stats.replays;
   ++articles[slot]->result_refs;
-  results_for(op.second.at).push_back({cookie, slot, op.second.accepted, op.second.mine, true});
+  results_for(op.at()).push_back({cookie, slot, op.result.accepted, op.result.mine, true});
   ++stats.pending_ops;
   return {};
 }

@@ -85,18 +85,19 @@ bool engine::impl::settle_intent(intent_state& in, const op_decision& d) {
   };
   switch (d.what) {
   case op_decision::kind::applied:
-    record(in.article, in.tally, in.count, in.undo, d.accepted, d.mine, in.op, in.cookie);
+    record(in.article, in.tally, in.count, in.undo, d.accepted, d.mine, in.op, in.op_id, in.cookie);
     answer_followers(d.accepted, d.mine, false);
     break;
   case op_decision::kind::local: {
-    const auto [accepted, mine] = record_locally(in.article, in.tally, in.count, in.undo, in.op, in.cookie);
+    const auto [accepted, mine] =
+        record_locally(in.article, in.tally, in.count, in.undo, in.op, in.op_id, in.cookie);
     answer_followers(accepted, mine, false);
     break;
   }
   case op_decision::kind::replay:
     // Another node applied this op id: answer its result and count nothing.
     // The record stays in memory only: it is that node's journal that holds it.
-    keep_in_memory(*in.op, d.accepted, d.mine, now + opt.op_id_window);
+    if (in.op != op_table::npos) keep_in_memory(in.op, d.accepted, d.mine, now + opt.op_id_window);
     ++stats.replays;
     accumulating_results.push_back({in.cookie, in.article, d.accepted, d.mine, true});
     answer_followers(d.accepted, d.mine, false);
@@ -104,7 +105,7 @@ bool engine::impl::settle_intent(intent_state& in, const op_decision& d) {
   case op_decision::kind::retry:
     if (now < in.give_up) return false;  // kept: asked again next tick
     // Forgotten: expired at once, purged with the other expired records.
-    if (in.op != nullptr) keep_in_memory(*in.op, 0, 0, now);
+    if (in.op != op_table::npos) keep_in_memory(in.op, 0, 0, now);
     ++stats.refused_unavailable;
     accumulating_results.push_back({in.cookie, in.article, 0, 0, false, true});
     answer_followers(0, 0, true);
@@ -154,12 +155,17 @@ void engine::impl::start_commit() {
                              e.state.value});
     offset += e.user.size();
   }
-  for (auto* node : dirty_ops) {
-    op_state& o = node->second;
-    o.at = stage::in_flight;
-    std::string_view key = node->first;
-    batch_ops.push_back({key.substr(0, o.user_len), o.article, key.substr(o.user_len + 2 + o.article.size()),
-                         o.accepted, o.mine, o.expires_at});
+  // The batch views the op keys in flight_op_keys, which nothing appends to
+  // until the commit is done.
+  flight_op_keys.swap(dirty_op_keys);
+  dirty_op_keys.clear();
+  for (const pending_op& p : dirty_ops) {
+    op_entry& e = ops.at(p.op);
+    e.set_stage(stage::in_flight);
+    const std::string_view key = std::string_view(flight_op_keys).substr(p.key_at);
+    batch_ops.push_back({key.substr(0, p.user_len), key.substr(p.user_len, p.article_len),
+                         key.substr(p.user_len + p.article_len, p.op_id_len), e.result.accepted, e.result.mine,
+                         e.expires_at()});
   }
   flight_articles.swap(dirty_articles);
   flight_tallies.swap(dirty_tallies);
@@ -191,10 +197,13 @@ void engine::impl::finish_commit(std::error_code ec, durability level) {
         dirty_tallies.push_back(ref);
       }
     }
-    for (auto* node : flight_ops) {
-      node->second.at = stage::accumulating;
-      dirty_ops.push_back(node);
+    for (const pending_op& p : flight_ops) {
+      ops.at(p.op).set_stage(stage::accumulating);
+      const std::string_view key = std::string_view(flight_op_keys).substr(p.key_at);
+      queue_op(p.op, key.substr(0, p.user_len), key.substr(p.user_len, p.article_len),
+               key.substr(p.user_len + p.article_len, p.op_id_len));
     }
+    flight_op_keys.clear();
     flight_results.insert(flight_results.end(), accumulating_results.begin(),
                           accumulating_results.end());
     accumulating_results.swap(flight_results);
@@ -223,7 +232,8 @@ void engine::impl::finish_commit(std::error_code ec, durability level) {
     t.in_flight = false;
     t.committed = t.in_flight_value;
   }
-  for (auto* node : flight_ops) node->second.at = stage::committed;
+  for (const pending_op& p : flight_ops) ops.at(p.op).set_stage(stage::committed);
+  flight_op_keys.clear();
   flight_articles.clear();
   flight_tallies.clear();
   flight_ops.clear();

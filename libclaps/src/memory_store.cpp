@@ -66,6 +66,13 @@ std::error_code memory_store::read_op(std::string_view user, std::string_view ar
   return {};
 }
 
+// op_expiry may still hold entries of records rewritten since: the latest
+// of them is never earlier than the latest record's.
+bool memory_store::op_records_expire_by(timestamp& out) {
+  out = impl_->op_expiry.empty() ? timestamp::min() : impl_->op_expiry.rbegin()->first;
+  return true;
+}
+
 void memory_store::commit(const commit_batch& batch, commit_handler done) {
   for (const auto& t : batch.totals) impl_->totals[std::string(t.article)] = t.total;
   for (const auto& t : batch.tallies) {

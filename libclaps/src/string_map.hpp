@@ -48,6 +48,38 @@ inline std::uint64_t hash_bytes(std::string_view s, std::uint64_t seed) noexcept
   return mix(h ^ v, 0x94d049bb133111ebull);
 }
 
+// Two lanes of the same mix under independent keys, for fingerprints that
+// stand in for a string no longer kept (the engine's op ids): a collision
+// must then happen in both lanes at once.
+inline uint128 hash_bytes128(std::string_view s, std::uint64_t seed) noexcept {
+  const char* p = s.data();
+  std::size_t n = s.size();
+  std::uint64_t a = seed ^ (0x9E3779B97F4A7C15ull * (n + 1));
+  std::uint64_t b = mix(seed ^ 0xD6E8FEB86659FD93ull, 0xA0761D6478BD642Full) ^ (0xE7037ED1A0B428DBull * (n + 1));
+  while (n >= 8) {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    a = mix(a ^ v, 0xbf58476d1ce4e5b9ull);
+    b = mix(b ^ v, 0x8EBC6AF09C88C6E3ull);
+    p += 8;
+    n -= 8;
+  }
+  std::uint64_t v = 0;
+  if (n >= 4) {
+    std::uint32_t lo, hi;
+    std::memcpy(&lo, p, 4);
+    std::memcpy(&hi, p + n - 4, 4);
+    v = (static_cast<std::uint64_t>(hi) << 32) | lo;
+  } else if (n > 0) {
+    v = (static_cast<std::uint64_t>(static_cast<unsigned char>(p[0])) << 16) |
+        (static_cast<std::uint64_t>(static_cast<unsigned char>(p[n / 2])) << 8) |
+        static_cast<unsigned char>(p[n - 1]);
+  }
+  a = mix(a ^ v, 0x94d049bb133111ebull);
+  b = mix(b ^ v, 0x589965CC75374CC3ull);
+  return (static_cast<uint128>(b) << 64) | a;
+}
+
 struct string_hash {
   using is_transparent = void;
   std::uint64_t seed = 0x2545F4914F6CDD1Dull;

@@ -1094,6 +1094,263 @@ TEST_CASE("hot rooms: viewer-count-only changes go out at most once per interval
   CHECK(f.rec.batches[1].back()[0].viewers == 5);
 }
 
+// ---- op ids in memory: the op table ----
+
+TEST_CASE("op ids: ids that differ only in where user, article and op id split are different ops") {
+  fixture f;
+  // '/' is outside the id alphabet, so "ab"+"c"+"d" and "a"+"bc"+"d" never share a key.
+  REQUIRE_FALSE(f.clap("ab", "c", 1, 1, "d"));
+  REQUIRE_FALSE(f.clap("a", "bc", 1, 2, "d"));
+  REQUIRE_FALSE(f.clap("a", "b", 1, 3, "cd"));
+  REQUIRE_FALSE(f.clap("a", "bcd", 1, 4, "x"));
+  REQUIRE_FALSE(f.clap("a", "b", 1, 5, "c.d"));
+  REQUIRE_FALSE(f.clap("a.b", "c", 1, 6, "d"));
+  // The same op id for another user or article is another op too.
+  REQUIRE_FALSE(f.clap("b", "c", 1, 7, "d"));
+  REQUIRE_FALSE(f.clap("ab", "c2", 1, 8, "d"));
+  f.tick();
+  REQUIRE(f.rec.results.size() == 8);
+  for (const auto& r : f.rec.results) {
+    CHECK_FALSE(r.replayed);
+    CHECK(r.accepted == 1);
+  }
+  CHECK(f.backing.op_count() == 8);
+  // Each one, sent again, replays only itself.
+  REQUIRE_FALSE(f.clap("a", "bc", 1, 12, "d"));
+  REQUIRE_FALSE(f.clap("a", "b", 1, 13, "cd"));
+  f.tick();
+  CHECK(f.rec.result(12)->replayed);
+  CHECK(f.rec.result(12)->article == "bc");
+  CHECK(f.rec.result(13)->replayed);
+  CHECK(f.rec.result(13)->mine == 1);  // as when it was made (before "c.d")
+  CHECK(f.eng.stats().replays == 2);
+}
+
+TEST_CASE("op ids: many made, replayed and expired over many ticks answer like a model") {
+  claps::engine_options o;
+  o.op_id_window = claps::millis(400);
+  o.max_op_ids_per_user = 0;
+  fixture f(o);
+  struct made {
+    std::string user, article;
+    std::int32_t accepted, mine;
+    claps::timestamp at;
+  };
+  std::map<std::string, made> model;  // "user/article/op" -> first result
+  std::map<std::string, std::int32_t> tallies;
+  std::map<std::uint64_t, std::pair<std::string, bool>> sent;  // cookie -> key, expected replay
+  std::mt19937 rng(7);
+  std::uint64_t cookie = 0;
+  std::vector<std::string> keys;
+  for (int tick = 0; tick < 60; ++tick) {
+    for (int i = 0; i < 40; ++i) {
+      std::string user = "u" + std::to_string(rng() % 5), article = "a" + std::to_string(rng() % 4);
+      std::string op = "op" + std::to_string(rng() % 200);
+      // Sometimes send a recent key again, sometimes one that may have expired.
+      if (!keys.empty() && rng() % 3 == 0) {
+        const std::string& k = keys[rng() % keys.size()];
+        const auto s1 = k.find('/'), s2 = k.find('/', s1 + 1);
+        user = k.substr(0, s1);
+        article = k.substr(s1 + 1, s2 - s1 - 1);
+        op = k.substr(s2 + 1);
+      }
+      const std::string key = user + "/" + article + "/" + op;
+      auto it = model.find(key);
+      const bool live = it != model.end() && it->second.at + o.op_id_window > f.now;
+      ++cookie;
+      REQUIRE_FALSE(f.clap(user, article, 1, cookie, op));
+      sent[cookie] = {key, live};
+      if (!live) {
+        std::int32_t& t = tallies[user + "/" + article];
+        const std::int32_t accepted = std::min(1, 50 - t);
+        t += accepted;
+        model[key] = {user, article, accepted, t, f.now};
+        keys.push_back(key);
+      }
+    }
+    f.tick();
+  }
+  f.tick();
+  REQUIRE(f.rec.results.size() == sent.size());
+  std::size_t replays = 0;
+  for (const auto& r : f.rec.results) {
+    const auto& [key, replay] = sent.at(r.cookie);
+    CHECK(r.replayed == replay);
+    replays += replay;
+    if (!replay) continue;
+    // A replay repeats the result the op id had when it was made.
+    bool matched = false;
+    for (const auto& first : f.rec.results)
+      if (!first.replayed && sent.at(first.cookie).first == key && first.cookie < r.cookie &&
+          first.accepted == r.accepted && first.mine == r.mine)
+        matched = true;
+    CHECK(matched);
+  }
+  CHECK(replays > 100);
+  CHECK(f.eng.stats().replays == replays);
+  CHECK(f.eng.stats().ops_purged > 100);
+  CHECK(f.st.op_reads == 0);  // a fresh store: nothing to ask
+}
+
+TEST_CASE("op ids: reusing an expired op id makes a new op, and the user's count follows") {
+  claps::engine_options o;
+  o.op_id_window = claps::millis(1000);
+  o.max_op_ids_per_user = 2;
+  fixture f(o);
+  REQUIRE_FALSE(f.clap("alice", "a1", 1, 1, "op-1"));
+  REQUIRE_FALSE(f.clap("alice", "a1", 1, 2, "op-2"));
+  CHECK(f.clap("alice", "a1", 1, 3, "op-3") == errc::too_many_op_ids);
+  f.tick();
+  // A commit held in flight keeps the purge from running.
+  f.st.defer = true;
+  REQUIRE_FALSE(f.clap("bob", "a1", 1, 20));
+  f.tick();
+  REQUIRE(f.st.holding());
+  f.now += claps::millis(1500);
+  f.eng.advance(f.now);
+  // Past the window, before any purge: op-1 again is new and replaces the
+  // expired record (the user still holds two op ids, not three).
+  REQUIRE_FALSE(f.clap("alice", "a1", 1, 4, "op-1"));
+  CHECK(f.clap("alice", "a1", 1, 5, "op-3") == errc::too_many_op_ids);
+  f.st.defer = false;
+  f.st.release();
+  f.tick();
+  CHECK_FALSE(f.rec.result(4)->replayed);
+  CHECK(f.rec.result(4)->mine == 3);
+  // The purge removed op-2 and the hole op-1 left: room for one more.
+  REQUIRE_FALSE(f.clap("alice", "a1", 1, 6, "op-3"));
+  REQUIRE_FALSE(f.clap("alice", "a1", 1, 7, "op-1"));  // still live: a replay
+  f.tick();
+  CHECK(f.rec.result(6)->mine == 4);
+  CHECK(f.rec.result(7)->replayed);
+  CHECK(f.rec.result(7)->mine == 3);
+  CHECK(f.clap("alice", "a1", 1, 8, "op-4") == errc::too_many_op_ids);
+}
+
+TEST_CASE("op ids dropped from memory past op_id_cache are answered by the store until they expire") {
+  claps::engine_options o;
+  o.op_id_cache = 3;
+  o.op_id_window = claps::millis(5000);
+  fixture f(o);
+  for (int i = 0; i < 6; ++i) REQUIRE_FALSE(f.clap("u" + std::to_string(i), "a1", 2, 1 + i, "op"));
+  f.tick();  // committed, then the three oldest dropped
+  CHECK(f.eng.stats().ops_purged == 3);
+  CHECK(f.st.op_reads == 0);
+  REQUIRE_FALSE(f.clap("u0", "a1", 2, 10, "op"));  // dropped: the store answers
+  REQUIRE_FALSE(f.clap("u5", "a1", 2, 11, "op"));  // still in memory
+  REQUIRE_FALSE(f.clap("u9", "a1", 2, 12, "op"));  // new: asked too, while dropped ids may be live
+  f.tick();
+  CHECK(f.st.op_reads == 2);
+  CHECK(f.rec.result(10)->replayed);
+  CHECK(f.rec.result(10)->accepted == 2);
+  CHECK(f.rec.result(11)->replayed);
+  CHECK_FALSE(f.rec.result(12)->replayed);
+  // Once the dropped ones have expired, a miss in memory is a miss.
+  f.now += claps::millis(6000);
+  f.eng.advance(f.now);
+  const int reads = f.st.op_reads;
+  REQUIRE_FALSE(f.clap("u7", "a1", 1, 13, "op"));
+  f.tick();
+  CHECK(f.st.op_reads == reads);
+  CHECK_FALSE(f.rec.result(13)->replayed);
+}
+
+namespace {
+
+// A store that cannot say when its op records expire (store's default).
+class opaque_store final : public claps::store {
+public:
+  explicit opaque_store(claps::store& inner) : inner_(inner) {}
+  int op_reads = 0;
+  std::error_code read_total(std::string_view a, std::int64_t& t) override { return inner_.read_total(a, t); }
+  std::error_code read_tally(std::string_view u, std::string_view a, std::int32_t& c) override {
+    return inner_.read_tally(u, a, c);
+  }
+  std::error_code read_op(std::string_view u, std::string_view a, std::string_view o, claps::stored_op& out,
+                          bool& found) override {
+    ++op_reads;
+    return inner_.read_op(u, a, o, out, found);
+  }
+  void commit(const claps::commit_batch& batch, claps::commit_handler done) override { inner_.commit(batch, done); }
+
+private:
+  claps::store& inner_;
+};
+
+} // namespace
+
+TEST_CASE("store lookups of new op ids: skipped with a fresh store, made while its records may be live") {
+  SUBCASE("a fresh store holds no op records: never asked") {
+    fixture f;
+    for (int i = 0; i < 10; ++i) REQUIRE_FALSE(f.clap("alice", "a1", 1, 1 + i, "op" + std::to_string(i)));
+    f.tick();
+    CHECK(f.st.op_reads == 0);
+    CHECK(f.rec.results.size() == 10);
+  }
+  SUBCASE("a store holding records is asked until the latest of them expires") {
+    claps::memory_store backing;
+    std::vector<claps::op_record> ops{{"alice", "a1", "old", 3, 3, t0() + claps::millis(500)},
+                                      {"bob", "a1", "old", 1, 1, t0() + claps::millis(200)}};
+    backing.commit({{}, {}, ops, t0()}, [](std::error_code, claps::durability) {});
+    faulty_store st(backing);
+    recorder rec;
+    claps::engine eng(st, {}, rec.callbacks(), t0());  // a window of 15 minutes: the store's word is shorter
+    REQUIRE_FALSE(eng.clap({"alice", "a1", 1, "old", 1}));
+    REQUIRE_FALSE(eng.clap({"alice", "a1", 1, "new", 2}));
+    eng.advance(t0() + claps::millis(100));
+    CHECK(st.op_reads == 2);
+    CHECK(rec.result(1)->replayed);
+    CHECK(rec.result(1)->accepted == 3);
+    CHECK_FALSE(rec.result(2)->replayed);
+    eng.advance(t0() + claps::millis(600));
+    REQUIRE_FALSE(eng.clap({"alice", "a1", 1, "newer", 3}));
+    eng.flush(t0() + claps::millis(700));
+    CHECK(st.op_reads == 2);
+    CHECK_FALSE(rec.result(3)->replayed);
+  }
+  SUBCASE("a store that cannot tell is asked for one window") {
+    claps::memory_store backing;
+    opaque_store st(backing);
+    recorder rec;
+    claps::engine_options o;
+    o.op_id_window = claps::millis(1000);
+    claps::engine eng(st, o, rec.callbacks(), t0());
+    REQUIRE_FALSE(eng.clap({"alice", "a1", 1, "op-1", 1}));
+    eng.advance(t0() + claps::millis(100));
+    CHECK(st.op_reads == 1);
+    eng.advance(t0() + claps::millis(1100));
+    REQUIRE_FALSE(eng.clap({"alice", "a1", 1, "op-2", 2}));
+    eng.flush(t0() + claps::millis(1200));
+    CHECK(st.op_reads == 1);
+  }
+}
+
+TEST_CASE("op records of a failed commit are committed later with their own user, article and op id") {
+  fixture f;
+  f.st.fail_next = 1;
+  REQUIRE_FALSE(f.clap("alice", "a1", 2, 1, "op-a"));
+  REQUIRE_FALSE(f.clap("bob", "article-2", 3, 2, "op-b"));
+  f.tick();  // fails: everything is queued again
+  CHECK(f.rec.results.empty());
+  REQUIRE_FALSE(f.clap("carol", "a1", 1, 3, "op-c"));
+  REQUIRE_FALSE(f.clap("alice", "a1", 1, 4, "op-a"));  // a retry meanwhile: the same answer
+  f.tick();
+  REQUIRE(f.rec.results.size() == 4);
+  CHECK(f.rec.result(4)->replayed);
+  CHECK(f.rec.result(4)->accepted == 2);
+  claps::stored_op rec;
+  bool found = false;
+  REQUIRE_FALSE(f.backing.read_op("alice", "a1", "op-a", rec, found));
+  CHECK(found);
+  CHECK(rec.accepted == 2);
+  REQUIRE_FALSE(f.backing.read_op("bob", "article-2", "op-b", rec, found));
+  CHECK(found);
+  CHECK(rec.mine == 3);
+  REQUIRE_FALSE(f.backing.read_op("carol", "a1", "op-c", rec, found));
+  CHECK(found);
+  CHECK(f.backing.op_count() == 3);
+}
+
 TEST_CASE("readers who never clap leave no per-user state behind (issue 12)") {
   fixture f;
   REQUIRE_FALSE(f.clap("clapper", "a1", 5, 1));

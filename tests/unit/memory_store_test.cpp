@@ -38,3 +38,19 @@ TEST_CASE("memory_store applies a batch and reads it back") {
   CHECK(st.op_count() == 0);
   CHECK(st.commits() == 2);
 }
+
+TEST_CASE("memory_store tells when the op records it holds expire") {
+  claps::memory_store st;
+  claps::timestamp by;
+  REQUIRE(st.op_records_expire_by(by));
+  CHECK(by == claps::timestamp::min());
+  claps::timestamp now(claps::millis(1000));
+  std::vector<claps::op_record> ops{{"alice", "a1", "op1", 1, 1, now + claps::millis(30)},
+                                    {"bob", "a1", "op1", 1, 1, now + claps::millis(10)}};
+  st.commit({{}, {}, ops, now}, [](std::error_code, claps::durability) {});
+  REQUIRE(st.op_records_expire_by(by));
+  CHECK(by == now + claps::millis(30));
+  st.commit({{}, {}, {}, now + claps::millis(40)}, [](std::error_code, claps::durability) {});
+  REQUIRE(st.op_records_expire_by(by));
+  CHECK(by == claps::timestamp::min());
+}

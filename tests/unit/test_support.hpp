@@ -46,6 +46,7 @@ public:
     ++op_reads;
     return inner_.read_op(u, a, o, out, found);
   }
+  bool op_records_expire_by(claps::timestamp& out) override { return inner_.op_records_expire_by(out); }
   void commit(const claps::commit_batch& batch, claps::commit_handler done) override {
     ++commits_attempted;
     if (batch.totals.empty() && batch.tallies.empty() && batch.ops.empty()) ++empty_commits;

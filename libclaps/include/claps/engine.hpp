@@ -64,6 +64,11 @@ struct engine_options {
   /// memory. 0 means unlimited. A reader clapping by hand stays far below
   /// the default; a script that makes up a new id per request does not.
   std::size_t max_op_ids_per_user = 1000;
+  /// Op ids kept in memory (about 50 bytes each). Past it, the oldest ones
+  /// already committed are dropped from memory early; until they expire the
+  /// engine then asks the store (store::read_op()) about every op id it does
+  /// not hold, so replays of them are still answered. >= 1.
+  std::size_t op_id_cache = 4'000'000;
   /// Uncommitted claps/undos held while the store fails. Past it, clap() and
   /// undo() return errc::unavailable instead of growing memory.
   std::size_t max_pending_ops = 100'000;

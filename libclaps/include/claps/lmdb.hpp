@@ -163,6 +163,10 @@ public:
                              std::int32_t& claps) override;
   std::error_code read_op(std::string_view user, std::string_view article, std::string_view op_id,
                           stored_op& out, bool& found) override;
+  /// The latest expires_at in the op records' expiry table (one read; false
+  /// on a read error), so an engine opened on a fresh or idle environment
+  /// never asks read_op() about new op ids.
+  bool op_records_expire_by(timestamp& out) override;
   /// Writes the batch in one write transaction. Without on_commit_ready it
   /// runs before returning and calls `done` before returning. With it, the
   /// batch is copied (its views need not outlive this call) and handed to

@@ -24,6 +24,8 @@ public:
                              std::int32_t& claps) override;
   std::error_code read_op(std::string_view user, std::string_view article, std::string_view op_id,
                           stored_op& out, bool& found) override;
+  /// The latest expires_at among the op records held.
+  bool op_records_expire_by(timestamp& out) override;
   void commit(const commit_batch& batch, commit_handler done) override;
   /// Walks what the store holds, as lmdb_store does (keys in byte order).
   std::error_code read_journal(journal_table table, std::string_view after, std::size_t max,

@@ -190,6 +190,20 @@ public:
   virtual std::error_code read_op(std::string_view user, std::string_view article,
                                   std::string_view op_id, stored_op& out, bool& found) = 0;
 
+  /// When every op record this store holds now has expired: the latest
+  /// expires_at among them (expired records not yet purged may count), or a
+  /// time in the past, such as timestamp::min(), when it holds none. The
+  /// engine asks once, from its constructor: until that time, an op id new to
+  /// it may have a record here from an earlier process, so it asks read_op()
+  /// about each; afterwards it asks only about op ids it dropped from memory
+  /// early. False when the store cannot tell (the default): the engine then
+  /// asks about every op id new to it for one op_id_window after it started.
+  /// A store that wraps another forwards it. On a read error, false.
+  virtual bool op_records_expire_by(timestamp& out) {
+    (void)out;
+    return false;
+  }
+
   /// Commits a batch atomically: all of it or none of it. `done` may run
   /// before commit() returns (embedded stores) or later from the caller's
   /// event loop (networked stores), but never twice.

@@ -1039,3 +1039,36 @@ std::size_t lmdb_store::growths() const noexcept { return impl_->growth_count; }
 store_space lmdb_store::space() const { return impl_->space(); }
 
 } // namespace claps
+
+namespace claps {
+
+// The last op_expiry entry holds the latest expiry: one cursor step,
+// however many records there are.
+bool lmdb_store::op_records_expire_by(timestamp& out) {
+  bool known = false;
+  try {
+    const auto ec = impl_->in_reader("op_records_expire_by", [&](MDB_txn* txn) {
+      MDB_cursor* cursor = nullptr;
+      int rc = mdb_cursor_open(txn, impl_->tables.op_expiry, &cursor);
+      if (rc != 0) return rc;
+      MDB_val key{}, value{};
+      rc = mdb_cursor_get(cursor, &key, &value, MDB_LAST);
+      mdb_cursor_close(cursor);
+      if (rc == MDB_NOTFOUND) {
+        out = timestamp::min();
+        known = true;
+        return 0;
+      }
+      if (rc != 0) return rc;
+      if (key.mv_size <= time_prefix_size) return malformed_record;
+      out = from_ms(get_time_be(static_cast<const char*>(key.mv_data)));
+      known = true;
+      return 0;
+    });
+    return !ec && known;
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+}
+
+} // namespace claps
