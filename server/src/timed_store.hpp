@@ -51,6 +51,7 @@ public:
   }
   void attach(store_listener* listener) override { inner_.attach(listener); }
   store_space space() const override { return inner_.space(); }
+  bool op_records_expire_by(timestamp& out) override { return inner_.op_records_expire_by(out); }
 
 private:
   store& inner_;
