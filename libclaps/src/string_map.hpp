@@ -22,18 +22,8 @@ inline std::uint64_t mix(std::uint64_t a, std::uint64_t b) noexcept {
   return static_cast<std::uint64_t>(r) ^ static_cast<std::uint64_t>(r >> 64);
 }
 
-inline std::uint64_t hash_bytes(std::string_view s, std::uint64_t seed) noexcept {
-  const char* p = s.data();
-  std::size_t n = s.size();
-  std::uint64_t h = seed ^ (0x9E3779B97F4A7C15ull * (n + 1));
-  while (n >= 8) {
-    std::uint64_t v;
-    std::memcpy(&v, p, 8);
-    h = mix(h ^ v, 0xbf58476d1ce4e5b9ull);
-    p += 8;
-    n -= 8;
-  }
-  // The tail, without a variable-length memcpy call.
+// The last n < 8 bytes as one word, without a variable-length memcpy call.
+inline std::uint64_t load_tail(const char* p, std::size_t n) noexcept {
   std::uint64_t v = 0;
   if (n >= 4) {
     std::uint32_t lo, hi;
@@ -45,7 +35,21 @@ inline std::uint64_t hash_bytes(std::string_view s, std::uint64_t seed) noexcept
         (static_cast<std::uint64_t>(static_cast<unsigned char>(p[n / 2])) << 8) |
         static_cast<unsigned char>(p[n - 1]);
   }
-  return mix(h ^ v, 0x94d049bb133111ebull);
+  return v;
+}
+
+inline std::uint64_t hash_bytes(std::string_view s, std::uint64_t seed) noexcept {
+  const char* p = s.data();
+  std::size_t n = s.size();
+  std::uint64_t h = seed ^ (0x9E3779B97F4A7C15ull * (n + 1));
+  while (n >= 8) {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    h = mix(h ^ v, 0xbf58476d1ce4e5b9ull);
+    p += 8;
+    n -= 8;
+  }
+  return mix(h ^ load_tail(p, n), 0x94d049bb133111ebull);
 }
 
 // Two lanes of the same mix under independent keys, for fingerprints that
@@ -64,17 +68,7 @@ inline uint128 hash_bytes128(std::string_view s, std::uint64_t seed) noexcept {
     p += 8;
     n -= 8;
   }
-  std::uint64_t v = 0;
-  if (n >= 4) {
-    std::uint32_t lo, hi;
-    std::memcpy(&lo, p, 4);
-    std::memcpy(&hi, p + n - 4, 4);
-    v = (static_cast<std::uint64_t>(hi) << 32) | lo;
-  } else if (n > 0) {
-    v = (static_cast<std::uint64_t>(static_cast<unsigned char>(p[0])) << 16) |
-        (static_cast<std::uint64_t>(static_cast<unsigned char>(p[n / 2])) << 8) |
-        static_cast<unsigned char>(p[n - 1]);
-  }
+  const std::uint64_t v = load_tail(p, n);
   a = mix(a ^ v, 0x94d049bb133111ebull);
   b = mix(b ^ v, 0x589965CC75374CC3ull);
   return (static_cast<uint128>(b) << 64) | a;

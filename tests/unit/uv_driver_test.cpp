@@ -11,6 +11,20 @@
 #include <memory>
 #include <thread>
 
+namespace {
+// Ten claps by users u0..u9 on one article, cookies 0..9.
+void clap_ten(claps::engine& engine, std::string_view article) {
+  for (int i = 0; i < 10; ++i) {
+    std::string user = "u" + std::to_string(i);
+    claps::clap_request r;
+    r.user = user;
+    r.article = article;
+    r.cookie = static_cast<std::uint64_t>(i);
+    REQUIRE_FALSE(engine.clap(r));
+  }
+}
+} // namespace
+
 TEST_CASE("uv_driver ticks an engine on a real loop until its results arrive") {
   char tmpl[] = "/tmp/claps-uv-XXXXXX";
   REQUIRE(mkdtemp(tmpl));
@@ -46,14 +60,7 @@ TEST_CASE("uv_driver ticks an engine on a real loop until its results arrive") {
     claps::uv_driver driver(&loop, engine);
     claps::snapshot snap;
     REQUIRE_FALSE(engine.subscribe(1, {}, "uv-a", true, snap));
-    for (int i = 0; i < 10; ++i) {
-      std::string user = "u" + std::to_string(i);
-      claps::clap_request r;
-      r.user = user;
-      r.article = "uv-a";
-      r.cookie = static_cast<std::uint64_t>(i);
-      REQUIRE_FALSE(engine.clap(r));
-    }
+    clap_ten(engine, "uv-a");
     // Run the loop until all ten results arrived, with a generous deadline.
     struct guard_ctx {
       state* s;
@@ -211,14 +218,7 @@ TEST_CASE("uv_store_pump runs an LMDB writer thread's completions on the loop") 
   claps::engine engine(*store, eo, cb, claps::uv_driver::now());
   {
     claps::uv_driver driver(&loop, engine);
-    for (int i = 0; i < 10; ++i) {
-      std::string user = "u" + std::to_string(i);
-      claps::clap_request r;
-      r.user = user;
-      r.article = "uv-pumped";
-      r.cookie = static_cast<std::uint64_t>(i);
-      REQUIRE_FALSE(engine.clap(r));
-    }
+    clap_ten(engine, "uv-pumped");
     // Until all ten results arrived; then the pump and driver close, and the
     // loop ends by itself. A deadline stops it otherwise.
     struct ctx_t {
