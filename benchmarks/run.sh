@@ -191,7 +191,7 @@ record() {
 cpu_stamp="$out/cpu-stamp.sh"
 cat > "$cpu_stamp" <<'EOF'
 #!/bin/sh
-echo "$(awk '{ns += $1} END {printf "%d", ns}' /proc/"$1"/task/*/schedstat 2>/dev/null) $(date +%s.%N)"
+echo "$(awk '{ns += $1} END {printf "%.0f", ns}' /proc/"$1"/task/*/schedstat 2>/dev/null) $(date +%s.%N)"
 EOF
 chmod +x "$cpu_stamp"
 # Waits (bounded) until clapsd's /metrics shows no open connections: the load
