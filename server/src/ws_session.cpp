@@ -100,16 +100,40 @@ bool ws_session::can_write_directly() const noexcept {
 }
 
 bool ws_session::write_frame(char* frame, std::size_t size) {
+  auto* payload = reinterpret_cast<unsigned char*>(frame) + frame_headroom;
   const std::size_t len = size - frame_headroom;
-  if (limits_.direct_writes && fd_ >= 0 && !lws_partial_buffered(wsi_)) return write_frame_direct(frame, size);
-  const int n = lws_write(wsi_, reinterpret_cast<unsigned char*>(frame) + frame_headroom, len,
-                          LWS_WRITE_TEXT);
-  if (n < 0) {
-    // The socket failed; lws closes it and CLOSED cleans up.
-    closing_ = true;
-    kill_soon(LWS_TO_KILL_ASYNC);
-    return false;
+  if (!limits_.direct_writes || fd_ < 0 || lws_partial_buffered(wsi_))
+    return write_through_lws(payload, len, LWS_WRITE_TEXT);
+  // RFC 6455 section 5.2, server to client: FIN + text opcode, no mask, and
+  // the payload length in 7, 7+16 or 7+64 bits. The header goes into the
+  // headroom in front of the payload, where lws_write() would put the same
+  // bytes, so a frame shared by many viewers gets the same header each time.
+  // lws_write() costs a role dispatch and lws_issue_raw()'s bookkeeping per
+  // frame; here a frame costs one send() (13% less CPU per frame, measured:
+  // benchmarks/findings.md). What the kernel does not take goes to lws as
+  // raw bytes, so its buffer, its writeable callbacks and
+  // lws_partial_buffered() work as before.
+  std::size_t header_len = 2;
+  if (len >= 126) header_len = len <= 0xffff ? 4 : 10;
+  unsigned char* start = payload - header_len;
+  start[0] = 0x81;
+  if (header_len == 2) {
+    start[1] = static_cast<unsigned char>(len);
+  } else {
+    start[1] = header_len == 4 ? 126 : 127;
+    for (std::size_t i = 2; i < header_len; ++i)
+      start[i] = static_cast<unsigned char>(std::uint64_t{len} >> (8 * (header_len - 1 - i)));
   }
+  const std::size_t total = header_len + len;
+  const ssize_t sent = ::send(fd_, start, total, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (sent == static_cast<ssize_t>(total)) return true;
+  if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return socket_failed();
+  const std::size_t done = sent < 0 ? 0 : static_cast<std::size_t>(sent);
+  return write_through_lws(start + done, total - done, LWS_WRITE_RAW);
+}
+
+bool ws_session::write_through_lws(unsigned char* bytes, std::size_t len, lws_write_protocol kind) {
+  if (lws_write(wsi_, bytes, len, kind) < 0) return socket_failed();
   if (lws_partial_buffered(wsi_)) {
     inflight_bytes_ = len;
     request_writeable();
@@ -117,57 +141,11 @@ bool ws_session::write_frame(char* frame, std::size_t size) {
   return true;
 }
 
-// RFC 6455 section 5.2, server to client: FIN + text opcode, no mask, and
-// the payload length in 7, 7+16 or 7+64 bits. The header goes into the
-// headroom in front of the payload, where lws_write() would put the same
-// bytes, so a frame shared by many viewers gets the same header each time.
-// lws_write() costs a role dispatch and lws_issue_raw()'s bookkeeping per
-// frame; here a frame costs one send(). What the kernel does not take is
-// handed to lws as raw bytes (LWS_WRITE_RAW), so its buffer, its writeable
-// callbacks and lws_partial_buffered() work as before.
-bool ws_session::write_frame_direct(char* frame, std::size_t size) {
-  const std::size_t len = size - frame_headroom;
-  unsigned char header[10];
-  std::size_t header_len;
-  header[0] = 0x81;
-  if (len < 126) {
-    header[1] = static_cast<unsigned char>(len);
-    header_len = 2;
-  } else if (len <= 0xffff) {
-    header[1] = 126;
-    header[2] = static_cast<unsigned char>(len >> 8);
-    header[3] = static_cast<unsigned char>(len);
-    header_len = 4;
-  } else {
-    header[1] = 127;
-    for (int i = 0; i < 8; ++i) header[2 + i] = static_cast<unsigned char>(std::uint64_t{len} >> (56 - 8 * i));
-    header_len = 10;
-  }
-  char* start = frame + frame_headroom - header_len;
-  std::memcpy(start, header, header_len);
-  const std::size_t total = header_len + len;
-  ssize_t sent = ::send(fd_, start, total, MSG_NOSIGNAL | MSG_DONTWAIT);
-  if (sent == static_cast<ssize_t>(total)) return true;
-  if (sent < 0) {
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-      // The socket failed; lws notices it too, and CLOSED cleans up.
-      closing_ = true;
-      kill_soon(LWS_TO_KILL_ASYNC);
-      return false;
-    }
-    sent = 0;
-  }
-  const std::size_t rest = total - static_cast<std::size_t>(sent);
-  if (lws_write(wsi_, reinterpret_cast<unsigned char*>(start) + sent, rest, LWS_WRITE_RAW) < 0) {
-    closing_ = true;
-    kill_soon(LWS_TO_KILL_ASYNC);
-    return false;
-  }
-  if (lws_partial_buffered(wsi_)) {
-    inflight_bytes_ = rest;
-    request_writeable();
-  }
-  return true;
+bool ws_session::socket_failed() {
+  // lws notices it too; CLOSED cleans up.
+  closing_ = true;
+  kill_soon(LWS_TO_KILL_ASYNC);
+  return false;
 }
 
 void ws_session::request_writeable() {

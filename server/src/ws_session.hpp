@@ -125,7 +125,9 @@ public:
 private:
   bool can_write_directly() const noexcept;
   bool write_frame(char* frame, std::size_t size);  // frame includes headroom
-  bool write_frame_direct(char* frame, std::size_t size);
+  // lws_write() of `len` bytes; false (and closing) when the socket failed.
+  bool write_through_lws(unsigned char* bytes, std::size_t len, lws_write_protocol kind);
+  bool socket_failed();
   bool write_replies();
   void drop_spent_replies();
   std::size_t max_single_send_payload() const noexcept;
