@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <memory>
 #include <thread>
@@ -22,6 +23,33 @@ void clap_ten(claps::engine& engine, std::string_view article) {
     r.cookie = static_cast<std::uint64_t>(i);
     REQUIRE_FALSE(engine.clap(r));
   }
+}
+// Runs `loop` until `finished` (asked every millisecond; it stops what it
+// must itself) says true, or 10 s pass. True when it finished in time.
+bool run_until(uv_loop_t* loop, std::function<bool()> finished) {
+  struct ctx_t {
+    std::function<bool()> finished;
+    bool timed_out = false;
+  } ctx{std::move(finished)};
+  uv_timer_t poll;
+  uv_timer_init(loop, &poll);
+  poll.data = &ctx;
+  uv_timer_start(&poll, [](uv_timer_t* t) {
+    if (static_cast<ctx_t*>(t->data)->finished()) uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
+  }, 1, 1);
+  uv_timer_t deadline;
+  uv_timer_init(loop, &deadline);
+  deadline.data = &ctx;
+  uv_timer_start(&deadline, [](uv_timer_t* t) {
+    static_cast<ctx_t*>(t->data)->timed_out = true;
+    uv_stop(t->loop);
+  }, 10'000, 0);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&deadline));  // does not keep the loop alive
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_close(reinterpret_cast<uv_handle_t*>(&deadline), nullptr);
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll))) uv_close(reinterpret_cast<uv_handle_t*>(&poll), nullptr);
+  uv_run(loop, UV_RUN_NOWAIT);  // the two handles' close callbacks
+  return !ctx.timed_out;
 }
 } // namespace
 
@@ -62,34 +90,11 @@ TEST_CASE("uv_driver ticks an engine on a real loop until its results arrive") {
     REQUIRE_FALSE(engine.subscribe(1, {}, "uv-a", true, snap));
     clap_ten(engine, "uv-a");
     // Run the loop until all ten results arrived, with a generous deadline.
-    struct guard_ctx {
-      state* s;
-      claps::uv_driver* d;
-    } ctx{&s, &driver};
-    uv_timer_t poll;
-    uv_timer_init(&loop, &poll);
-    poll.data = &ctx;
-    uv_timer_start(&poll, [](uv_timer_t* t) {
-      auto* c = static_cast<guard_ctx*>(t->data);
-      bool done = c->s->results == 10 && c->s->updates > 0;
-      if (done) {
-        c->d->stop();
-        uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
-      }
-    }, 1, 1);
-    uv_timer_t deadline;
-    uv_timer_init(&loop, &deadline);
-    deadline.data = &ctx;
-    uv_timer_start(&deadline, [](uv_timer_t* t) {
-      auto* c = static_cast<guard_ctx*>(t->data);
-      c->s->timed_out = true;
-      uv_stop(t->loop);
-    }, 10'000, 0);
-    uv_unref(reinterpret_cast<uv_handle_t*>(&deadline));  // does not keep the loop alive
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_close(reinterpret_cast<uv_handle_t*>(&deadline), nullptr);
-    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll)))
-      uv_close(reinterpret_cast<uv_handle_t*>(&poll), nullptr);
+    s.timed_out = !run_until(&loop, [&] {
+      if (s.results < 10 || s.updates == 0) return false;
+      driver.stop();
+      return true;
+    });
     // The driver ticks at the engine's deadline, not before: claps made at
     // once are acknowledged one tick after the engine was created, at the earliest.
     CHECK(s.first_result >= created + eo.tick);
@@ -221,33 +226,12 @@ TEST_CASE("uv_store_pump runs an LMDB writer thread's completions on the loop") 
     clap_ten(engine, "uv-pumped");
     // Until all ten results arrived; then the pump and driver close, and the
     // loop ends by itself. A deadline stops it otherwise.
-    struct ctx_t {
-      state* s;
-      claps::uv_driver* d;
-      std::unique_ptr<claps::uv_store_pump>* pump;
-    } ctx{&s, &driver, &pump};
-    uv_timer_t poll;
-    uv_timer_init(&loop, &poll);
-    poll.data = &ctx;
-    uv_timer_start(&poll, [](uv_timer_t* t) {
-      auto* c = static_cast<ctx_t*>(t->data);
-      if (c->s->results < 10) return;
-      c->d->stop();
-      c->pump->reset();
-      uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
-    }, 1, 1);
-    uv_timer_t deadline;
-    uv_timer_init(&loop, &deadline);
-    deadline.data = &ctx;
-    uv_timer_start(&deadline, [](uv_timer_t* t) {
-      static_cast<ctx_t*>(t->data)->s->timed_out = true;
-      uv_stop(t->loop);
-    }, 10'000, 0);
-    uv_unref(reinterpret_cast<uv_handle_t*>(&deadline));
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_close(reinterpret_cast<uv_handle_t*>(&deadline), nullptr);
-    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll)))
-      uv_close(reinterpret_cast<uv_handle_t*>(&poll), nullptr);
+    s.timed_out = !run_until(&loop, [&] {
+      if (s.results < 10) return false;
+      driver.stop();
+      pump.reset();
+      return true;
+    });
   }
   pump.reset();  // a waker called after this does nothing
   uv_run(&loop, UV_RUN_DEFAULT);
