@@ -1057,7 +1057,7 @@ TEST_CASE("1000 articles clapped in one tick: one arbitration, max_articles_per_
     CHECK(after.arbitration_scripts == before.arbitration_scripts + (articles + per_call - 1) / per_call);
     CHECK(after.arbitration_failures == 0);
     CHECK(after.commits == before.commits + 1);
-    // Not an assertion on speed: a figure for docs/design.md (LMDB without fsync here).
+    // Not an assertion on speed: a figure for benchmarks/findings.md (LMDB without fsync here).
     MESSAGE("round " << round << ": " << articles << " claps on " << articles
                      << " articles with op ids decided in Redis and committed (LMDB + Redis) in " << took.count()
                      << " us");

@@ -102,7 +102,7 @@ struct lmdb_options {
   /// The most the map may grow to: the bound on the data file. map_size
   /// above it fails open() with errc::bad_request. 4 GiB: about 10 million
   /// (user, article) tallies plus the op records of 15 minutes at several
-  /// thousand ops per second (docs/design.md, Storage).
+  /// thousand ops per second (docs/architecture.md, "Storage per node and in Redis").
   std::size_t max_map_size = std::size_t{4} << 30;
   /// Room kept in reserve below max_map_size (see the top of this file).
   /// 0 picks default_headroom(max_map_size). At least max_map_size fails
