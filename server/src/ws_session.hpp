@@ -81,6 +81,8 @@ public:
   void add_pending_subscribe(std::shared_ptr<pending_subscribe> p);
   void remove_pending_subscribe(const std::shared_ptr<pending_subscribe>& p);
   bool closing() const noexcept { return closing_; }
+  /// Closing, or told to close once its queued output is out (shutdown).
+  bool leaving() const noexcept { return closing_ || close_when_flushed_; }
 
   // ---- input ----
   enum class rx_status { partial, complete, too_large };

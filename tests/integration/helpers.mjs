@@ -34,10 +34,13 @@ export function deadline(promise, ms, what) {
  * Starts clapsd with `args` (plus --listen 127.0.0.1:0 and a temp --data-dir
  * unless given) and waits for its "listening" line. `launcher` runs it
  * through another command, e.g. ['prlimit', '--nofile=64', '--'].
+ * SIGTERM drains without the balancer grace and closes every client at once
+ * (--drain-grace-s 0 --drain-spread-s 0), so stops stay quick; a test that
+ * passes either flag itself wins (the last value of a flag counts).
  */
 export async function startServer({ args = [], env = {}, dataDir, listen = '127.0.0.1:0', launcher = [] } = {}) {
   const dir = dataDir ?? tempDir();
-  const fullArgs = ['--listen', listen, ...args];
+  const fullArgs = ['--listen', listen, '--drain-grace-s', '0', '--drain-spread-s', '0', ...args];
   if (!args.includes('--data-dir') && !args.includes('--store=memory')) fullArgs.push('--data-dir', dir);
   const [command, ...commandArgs] = [...launcher, CLAPSD, ...fullArgs];
   const child = spawn(command, commandArgs, {
