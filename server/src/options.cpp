@@ -117,14 +117,16 @@ cxxopts::Options make_spec() {
     ("handshake-timeout-s", "Seconds a new connection has to finish its HTTP/WebSocket handshake",
      cxxopts::value<int>()->default_value("5"))
     ("drain-grace-s", "Seconds after SIGTERM that /readyz answers 503 while the listener still accepts and "
-     "serves, so a load balancer's health checks take the node out before connects are refused (default 5: "
-     "HAProxy 'inter 2s fall 2' needs up to 4 s). Not used with --reuse-port: the listener closes at once "
-     "and the kernel sends new connects to the other processes", cxxopts::value<int>()->default_value("5"))
+     "serves, so a load balancer's health checks take the node out before connects are refused (5 s covers "
+     "HAProxy's 'inter 2s fall 2', out after up to 4 s). Not used with --reuse-port: the listener closes at "
+     "once and the kernel sends new connects to the other processes", cxxopts::value<int>()->default_value("5"))
     ("drain-spread-s", "Seconds over which SIGTERM closes clients (1001), in even batches every 250 ms, "
-     "so their reconnects reach the other nodes at a steady rate instead of as one storm; 0 closes all at once",
+     "each after the pending claps are committed, so their reconnects (the JS client's first retry waits 0-250 "
+     "ms) reach the other nodes at a steady rate instead of as one storm; 0 closes all at once",
      cxxopts::value<int>()->default_value("5"))
     ("shutdown-timeout-s", "Seconds from SIGTERM to exit at the latest: the drain grace, the spread closes "
-     "and the clients' close handshakes; must be at least --drain-grace-s + --drain-spread-s",
+     "and the clients' close handshakes; must be at least --drain-grace-s + --drain-spread-s (only the spread "
+     "with --reuse-port)",
      cxxopts::value<int>()->default_value("15"))
     ("request-timeout-s", "Seconds a REST clap/undo waits for its commit before answering 503 "
      "(retry with the same op id)", cxxopts::value<int>()->default_value("10"))

@@ -5,7 +5,9 @@
 // closes at once instead, so the kernel sends new connects to the siblings.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { client, deadline, eventually, rawConnect, request, runClapsd, startServer, tempDir } from './helpers.mjs';
+import {
+  client, deadline, eventually, rawConnect, request, runClapsd, sseStream, startServer, tempDir,
+} from './helpers.mjs';
 
 const GRACE_MS = 2000;
 const SPREAD_MS = 2000;
@@ -55,6 +57,10 @@ test('SIGTERM without --reuse-port: 503 first, the listener serves through the g
     await clients[0].subscribe(['drain-a']);
     assert.equal((await clients[0].clap('drain-a', 1, 'before')).type, 'ack');
     acked.push({ article: 'drain-a', count: 1 });
+    // An SSE reader is a client too: it ends in one of the batches.
+    const reader = sseStream(`${server.http}/api/articles/drain-a/events`);
+    assert.equal((await reader.response).statusCode, 200);
+    const readerEnded = reader.closed.then(() => performance.now() - clock.t0);
 
     clock.t0 = performance.now();
     server.child.kill('SIGTERM');
@@ -108,6 +114,8 @@ test('SIGTERM without --reuse-port: 503 first, the listener serves through the g
     assert.ok(closes.every((c) => c.code === 1001), JSON.stringify(closes.map((c) => c.code)));
     const spread = batchesOf(closes.map((c) => c.at));
     t.diagnostic(`closes after SIGTERM: ${JSON.stringify(spread)}`);
+    const readerAt = await deadline(readerEnded, 5000, 'the SSE stream to end');
+    assert.ok(readerAt >= GRACE_MS - 50, `the SSE stream ended ${readerAt} ms after SIGTERM, inside the grace`);
     assert.ok(spread.first >= GRACE_MS - 50, `the first close came ${spread.first} ms after SIGTERM, inside the grace`);
     assert.ok(spread.batches >= 3, `closes came in ${spread.batches} batches: ${JSON.stringify(spread)}`);
     assert.ok(spread.last - spread.first >= SPREAD_MS / 2,
@@ -116,7 +124,9 @@ test('SIGTERM without --reuse-port: 503 first, the listener serves through the g
     const { code } = await deadline(server.exited, 10000, 'exit');
     assert.equal(code, 0, server.stderr);
     assert.ok(since() < GRACE_MS + SPREAD_MS + 3000, `exit took ${since()} ms`);
-    for (const phase of [/draining: readyz 503; listener serving 2 s more/, /drain: listener closed; closing 41 clients in 8 batches, one every 250 ms/,
+    // A log line per phase (41 WebSockets and the SSE stream).
+    for (const phase of [/received SIGTERM: draining: readyz 503; listener serving 2 s more/,
+      /drain: listener closed; closing 42 clients in 8 batches, one every 250 ms/,
       /drain: every client told to close/, /shut down cleanly/])
       assert.match(server.stderr, phase);
   } finally {
