@@ -121,8 +121,8 @@ cxxopts::Options make_spec() {
      "HAProxy's 'inter 2s fall 2', out after up to 4 s). Not used with --reuse-port: the listener closes at "
      "once and the kernel sends new connects to the other processes", cxxopts::value<int>()->default_value("5"))
     ("drain-spread-s", "Seconds over which SIGTERM closes clients (1001), in even batches every 250 ms, "
-     "each after the pending claps are committed, so their reconnects (the JS client's first retry waits 0-250 "
-     "ms) reach the other nodes at a steady rate instead of as one storm; 0 closes all at once",
+     "each client once its claps are committed and acknowledged, so their reconnects (the JS client's first "
+     "retry waits 0-250 ms) reach the other nodes at a steady rate instead of as one storm; 0 closes all at once",
      cxxopts::value<int>()->default_value("5"))
     ("shutdown-timeout-s", "Seconds from SIGTERM to exit at the latest: the drain grace, the spread closes "
      "and the clients' close handshakes; must be at least --drain-grace-s + --drain-spread-s (only the spread "

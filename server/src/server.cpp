@@ -113,7 +113,6 @@ private:
   close_schedule closes_;
   std::size_t close_batch_ = 0;  // the next batch to close
   std::uint64_t spread_ms_ = 0;
-  int batch_commit_waits_ = 0;
   bool handles_open_ = false;
   bool lws_failed_ = false;
   int listen_port_ = 0;
@@ -557,28 +556,19 @@ void clapsd::end_grace() {
   close_next_batch();
 }
 
-// Each batch first commits what is pending, so the acks of claps made on its
-// connections are queued ahead of their close frames (an ack is only ever
-// sent for a committed clap; this is about sending it before the close).
+// A batch's sessions refuse new claps from here on, and close once their
+// queued frames are out and their earlier claps are answered (ws_session
+// counts them): the tick run now commits those claps at once, so no ack is cut
+// off by a close, whether the store is LMDB or Redis.
 void clapsd::close_next_batch() {
   if (finishing_) return;
-  driver_->flush();
-  wait_for_local_commits();
-  // With Redis a commit completes asynchronously (at the latest after the
-  // request deadline, as locally durable): wait for it, within one interval
-  // so the schedule holds, and up to the request deadline for the last batch.
   const bool last = close_batch_ + 1 >= closes_.batches;
-  const int most_waits = last ? options_.redis_timeout_ms / 10 + 100 : static_cast<int>(closes_.interval_ms / 10);
-  if (cluster_ && !engine_->idle() && !engine_->store_error() && batch_commit_waits_++ < most_waits) {
-    uv_timer_start(&drain_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->close_next_batch(); }, 10, 0);
-    return;
-  }
-  batch_commit_waits_ = 0;
   // The last batch takes whoever is left, whatever the count said.
   std::size_t quota = last ? std::numeric_limits<std::size_t>::max() : closes_.size_of(close_batch_);
   const std::size_t told = ws_->close_when_flushed(quota);
   quota -= told;
   const std::size_t ended = http_->close_streams(quota);
+  driver_->flush();
   log_.debug("drain: batch " + std::to_string(close_batch_ + 1) + "/" + std::to_string(closes_.batches) + ": " +
              std::to_string(told) + " WebSockets, " + std::to_string(ended) + " SSE streams");
   ++close_batch_;

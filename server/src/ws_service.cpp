@@ -316,7 +316,7 @@ void ws_service::unsubscribe(ws_session& s) {
 void ws_service::clap_or_undo(ws_session& s) {
   if (!take_token(s)) return;
   // While the drain closes clients in batches, those not yet told to go clap
-  // as usual: each batch commits what is pending before its close frames.
+  // as usual; one told to go closes once its earlier ops are answered.
   if (s.leaving()) {
     deps_.metrics.reject(clap_rejection::unavailable);
     send_error(s, "unavailable", "server is shutting down: retry on another connection", message_.id);
@@ -334,6 +334,7 @@ void ws_service::clap_or_undo(ws_session& s) {
   request.op_id = message_.id;
   request.count = message_.count;
   request.cookie = deps_.registry.track_op(s.id(), message_.id);
+  s.op_submitted();
   submit_op(deps_, request);
 }
 
