@@ -149,6 +149,31 @@ export class client {
   }
 
   ack(id, ms) { return this.next((f) => (f.type === 'ack' || f.type === 'error') && f.id === id, { ms, what: `ack ${id}` }); }
+
+  /**
+   * The ack or error answering op `id`, or null when the connection closes
+   * first (a server closing it, say). No deadline of its own: bound it by the
+   * caller's, since a close is an answer too.
+   */
+  answerOrClose(id) {
+    const seen = this.frames.find((f) => (f.type === 'ack' || f.type === 'error') && f.id === id);
+    if (seen) return Promise.resolve(seen);
+    if (this.ws.readyState !== WebSocket.OPEN) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const check = (f) => {
+        if ((f.type !== 'ack' && f.type !== 'error') || f.id !== id) return;
+        finish(f);
+      };
+      const onClose = () => finish(null);
+      const finish = (value) => {
+        this.waiters.splice(this.waiters.indexOf(check), 1);
+        this.ws.off('close', onClose);
+        resolve(value);
+      };
+      this.waiters.push(check);
+      this.ws.on('close', onClose);
+    });
+  }
   error(pred = () => true, ms) { return this.next((f) => f.type === 'error' && pred(f), { ms, what: 'an error frame' }); }
   snapshot(id) { return this.next((f) => f.type === 'counts' && f.id === id, { what: `snapshot ${id}` }); }
 
