@@ -178,6 +178,44 @@ test('SIGTERM with --reuse-port: the listener closes at once, clients still get 
   }
 });
 
+test('SIGINT drains without grace or spread; a second SIGTERM during the grace exits at once', async () => {
+  const args = ['--drain-grace-s', String(GRACE_MS / 1000), '--drain-spread-s', String(SPREAD_MS / 1000),
+    '--shutdown-timeout-s', '10'];
+  const dir = tempDir();
+  let server = await startServer({ dataDir: dir, args });
+  const clock = { t0: 0 };
+  const clients = await openClients(server, 10, 'ctrl-c', clock);
+  assert.equal((await clients[0].clap('drain-int', 2, 'int-1')).type, 'ack');
+  clock.t0 = performance.now();
+  server.child.kill('SIGINT');
+  const closes = await deadline(Promise.all(clients.map((c) => c.closedAt)), 5000, 'every close');
+  assert.ok(closes.every((c) => c.code === 1001), JSON.stringify(closes.map((c) => c.code)));
+  const spread = batchesOf(closes.map((c) => c.at));
+  assert.equal(spread.batches, 1, `SIGINT closed in ${spread.batches} batches: ${JSON.stringify(spread)}`);
+  assert.ok(spread.last < GRACE_MS / 2, `SIGINT closed clients ${spread.last} ms after the signal`);
+  assert.equal((await deadline(server.exited, 5000, 'exit')).code, 0, server.stderr);
+  assert.match(server.stderr, /received SIGINT: draining: readyz 503; no grace \(SIGINT\)/);
+
+  // A second signal in the grace: out at once, the claps still committed.
+  server = await startServer({ dataDir: dir, args });
+  const held = await client.open(`${server.ws}?user=twice`);
+  assert.equal((await held.clap('drain-int', 3, 'int-2')).type, 'ack');
+  const t0 = performance.now();
+  server.child.kill('SIGTERM');
+  await eventually(async () => (await request(`${server.http}/readyz`)).status === 503,
+    { ms: 1000, every: 10, what: '/readyz 503' });
+  server.child.kill('SIGTERM');
+  assert.equal((await deadline(server.exited, 5000, 'exit')).code, 0, server.stderr);
+  assert.ok(performance.now() - t0 < GRACE_MS, `a second SIGTERM took ${performance.now() - t0} ms to exit`);
+  assert.match(server.stderr, /second signal: exiting without waiting for clients/);
+  const again = await startServer({ dataDir: dir });
+  try {
+    assert.equal((await request(`${again.http}/api/articles/drain-int`)).json.total, 5);
+  } finally {
+    await again.stop();
+  }
+});
+
 test('a drain that does not fit in --shutdown-timeout-s is refused at start', async () => {
   const r = await runClapsd(['--store', 'memory', '--listen', '127.0.0.1:0', '--drain-grace-s', '5',
     '--drain-spread-s', '5', '--shutdown-timeout-s', '8']);
