@@ -141,7 +141,7 @@ start_server() {
       local store=lmdb extra=""
       [ $target = clapsd-memory ] && store=memory
       [ $target = clapsd-noping ] && extra="--ping-interval-s 600 --idle-timeout-s 700"
-      server_cmd="$(pin $server_cpu) $clapsd --listen 127.0.0.1:0 --data-dir $data --store $store --max-connections 19950 --log-level warn $extra $*"
+      server_cmd="$(pin $server_cpu) $clapsd --listen 127.0.0.1:0 --data-dir $data --store $store --max-connections 19950 --log-level warn --drain-grace-s 0 --drain-spread-s 0 $extra $*"
       ;;
     sio-naive|sio-coalesced)
       server_cmd="$(pin $server_cpu) node $peer --mode ${target#sio-} --port 0"
@@ -316,7 +316,7 @@ start_node() {
   shift
   local logfile="$out/$name.server.log" data="$out/data-$name"
   mkdir -p "$data"
-  node_cmd="$(pin $server_cpu) $clapsd --listen 127.0.0.1:0 --data-dir $data --store lmdb --max-connections 19950 --log-level warn $*"
+  node_cmd="$(pin $server_cpu) $clapsd --listen 127.0.0.1:0 --data-dir $data --store lmdb --max-connections 19950 --log-level warn --drain-grace-s 0 --drain-spread-s 0 $*"
   $node_cmd > "$logfile" 2>&1 &
   node_pid=$!
   cluster_pids+=("$node_pid")

@@ -33,7 +33,8 @@ stop() {
   trap - INT TERM EXIT
   echo
   echo "demo-cluster: stopping"
-  # Nodes first (SIGTERM: they flush and close clients with 1001), then Redis.
+  # Nodes first (SIGTERM: they flush and close clients with 1001; no balancer
+  # here, so no drain grace and no spread), then Redis.
   for pid in "${node_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${node_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -86,7 +87,7 @@ sentinels=${sentinels%,}
 start_node() {  # start_node ID PORT
   local out="$dir/clapsd-$1.out"
   "$clapsd" --listen "127.0.0.1:$2" --data-dir "$dir/data-$1" --sentinel "$sentinels" \
-    --sentinel-master claps --node-id "$1" >"$out" 2> >(sed "s/^/[node $1] /" >&2) &
+    --sentinel-master claps --node-id "$1" --drain-grace-s 0 --drain-spread-s 0 >"$out" 2> >(sed "s/^/[node $1] /" >&2) &
   node_pids+=($!)
   wait_for "clapsd node $1 on :$2" 10 grep -q "clapsd listening on" "$out"
 }

@@ -89,6 +89,7 @@ public:
       : wsi_(wsi), metrics_(metrics), address_(address), progress_ms_(now_ms) {}
 
   const ip_address& address() const noexcept { return address_; }
+  bool closing() const noexcept { return closing_; }
   /// True when bytes wait in the kernel for this peer and it has acknowledged
   /// none of them for `limit_ms`. A reader that is slow but reading moves
   /// tcpi_bytes_acked; one that stopped does not, once its window is shut.
@@ -281,8 +282,9 @@ int http_api::readiness(lws* wsi) {
     if (store_full && store_full()) return respond_json(wsi, 200, R"({"status":"degraded","reason":"store_full"})");
     return respond_json(wsi, 200, degraded && degraded() ? R"({"status":"degraded"})" : R"({"status":"ready"})");
   }
-  return respond_error(wsi, 503, "unavailable",
-                       deps_.admission.draining ? "server is shutting down" : "store is not committing");
+  if (draining && draining())
+    return respond_json(wsi, 503, rest_error_body("unavailable", "server is draining: shutting down", "draining"));
+  return respond_error(wsi, 503, "unavailable", "store is not committing");
 }
 
 int http_api::metrics_page(lws* wsi) {
@@ -569,8 +571,16 @@ void http_api::heartbeat() {
     if (auto* stream = dynamic_cast<sse_stream*>(exchange.get())) stream->heartbeat();
 }
 
-void http_api::close_streams() {
-  for (auto& [wsi, exchange] : exchanges_) exchange->close_now();
+std::size_t http_api::close_streams(std::size_t at_most) {
+  std::size_t ended = 0;
+  for (auto& [wsi, exchange] : exchanges_) {
+    if (ended == at_most) break;
+    auto* stream = dynamic_cast<sse_stream*>(exchange.get());
+    if (stream == nullptr || stream->closing()) continue;
+    stream->close_now();
+    ++ended;
+  }
+  return ended;
 }
 
 } // namespace claps::server

@@ -49,11 +49,13 @@ public:
   /// bytes for --idle-timeout-s while output waits (a reader that stopped
   /// reading; it never sends anything, so silence proves nothing).
   void sweep();
-  /// Shutdown: ends every SSE stream.
-  void close_streams();
+  /// Shutdown: ends up to `at_most` SSE streams not yet ending; returns how many.
+  std::size_t close_streams(std::size_t at_most);
 
   /// Readiness (store commits, not draining) and the metrics page.
   std::function<bool()> ready;
+  /// True from the shutdown signal on: /readyz then says "draining".
+  std::function<bool()> draining;
   std::function<std::string()> metrics_text;
   /// True while this node's claps are only locally durable (several nodes, Redis down).
   std::function<bool()> degraded;

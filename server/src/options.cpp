@@ -116,8 +116,18 @@ cxxopts::Options make_spec() {
      cxxopts::value<int>()->default_value("35"))
     ("handshake-timeout-s", "Seconds a new connection has to finish its HTTP/WebSocket handshake",
      cxxopts::value<int>()->default_value("5"))
-    ("shutdown-timeout-s", "Seconds SIGTERM waits for clients to take their close frames",
+    ("drain-grace-s", "Seconds after SIGTERM that /readyz answers 503 while the listener still accepts and "
+     "serves, so a load balancer's health checks take the node out before connects are refused (5 s covers "
+     "HAProxy's 'inter 2s fall 2', out after up to 4 s). Not used with --reuse-port: the listener closes at "
+     "once and the kernel sends new connects to the other processes", cxxopts::value<int>()->default_value("5"))
+    ("drain-spread-s", "Seconds over which SIGTERM closes clients (1001), in even batches every 250 ms, "
+     "each client once its claps are committed and acknowledged, so their reconnects (the JS client's first "
+     "retry waits 0-250 ms) reach the other nodes at a steady rate instead of as one storm; 0 closes all at once",
      cxxopts::value<int>()->default_value("5"))
+    ("shutdown-timeout-s", "Seconds from SIGTERM to exit at the latest: the drain grace, the spread closes "
+     "and the clients' close handshakes; must be at least --drain-grace-s + --drain-spread-s (only the spread "
+     "with --reuse-port)",
+     cxxopts::value<int>()->default_value("15"))
     ("request-timeout-s", "Seconds a REST clap/undo waits for its commit before answering 503 "
      "(retry with the same op id)", cxxopts::value<int>()->default_value("10"))
     ("rx-buffer-bytes", "lws receive buffer per connection (memory per connection vs. reads per "
@@ -317,6 +327,15 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
       error = "--ping-interval-s must be >= 1 and below --idle-timeout-s (<= 65535)";
     if (o.handshake_timeout_s < 1 || o.shutdown_timeout_s < 0)
       error = "--handshake-timeout-s must be >= 1 and --shutdown-timeout-s >= 0";
+    o.drain_grace_s = result["drain-grace-s"].as<int>();
+    o.drain_spread_s = result["drain-spread-s"].as<int>();
+    if (o.drain_grace_s < 0 || o.drain_spread_s < 0 || o.drain_grace_s > 3600 || o.drain_spread_s > 3600)
+      error = "--drain-grace-s and --drain-spread-s must be 0..3600";
+    else if (static_cast<int>(o.drain_grace_ms() / 1000) + o.drain_spread_s > o.shutdown_timeout_s)
+      error = "--drain-grace-s " + std::to_string(o.drain_grace_ms() / 1000) + " + --drain-spread-s " +
+              std::to_string(o.drain_spread_s) + " do not fit in --shutdown-timeout-s " +
+              std::to_string(o.shutdown_timeout_s) + ": raise --shutdown-timeout-s (leave a few seconds for the "
+              "last close handshakes) or shorten the drain";
     o.rx_buffer_bytes = result["rx-buffer-bytes"].as<std::size_t>();
     if (o.rx_buffer_bytes < 128 || o.rx_buffer_bytes > 1024 * 1024)
       error = "--rx-buffer-bytes must be 128..1048576";

@@ -79,7 +79,16 @@ struct server_options {
   int ping_interval_s = 25;
   int idle_timeout_s = 35;
   int handshake_timeout_s = 5;
-  int shutdown_timeout_s = 5;
+  int shutdown_timeout_s = 15;  // SIGTERM to exit at the latest; holds grace + spread
+  // The drain (see drain_schedule.hpp): readiness 503 while still accepting,
+  // then closes spread over a window.
+  int drain_grace_s = 5;
+  int drain_spread_s = 5;
+  /// The grace actually waited: none with --reuse-port, whose siblings take
+  /// new connects the moment this listener closes.
+  std::uint64_t drain_grace_ms() const noexcept {
+    return reuse_port ? 0 : static_cast<std::uint64_t>(drain_grace_s) * 1000;
+  }
   int request_timeout_s = 10;
   // lws allocates this much receive buffer per connection.
   std::size_t rx_buffer_bytes = 256;

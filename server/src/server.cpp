@@ -4,6 +4,7 @@
 #include "auth.hpp"
 #include "cluster.hpp"
 #include "data_dir_lock.hpp"
+#include "drain_schedule.hpp"
 #include "fanout.hpp"
 #include "frames.hpp"
 #include "http_io.hpp"
@@ -28,6 +29,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <random>
@@ -56,11 +58,14 @@ private:
   bool create_context();
   bool open_listener(const std::string& iface);
   void begin_shutdown(int signum);
-  void close_clients_when_committed();
+  void end_grace();
+  void close_next_batch();
   void wait_for_local_commits();
   void on_second();
   void finish();
-  bool ready() const { return !admission_.draining && engine_ && !engine_->store_error(); }
+  void finish_soon();
+  std::string drain_metrics_text() const;
+  bool ready() const { return drain_ == drain_phase::serving && engine_ && !engine_->store_error(); }
 
   const server_options& options_;
   logger log_;
@@ -101,8 +106,13 @@ private:
   uv_signal_t sigterm_{};
   uv_signal_t sigint_{};
   uv_check_t after_io_{};
-  uv_timer_t shutdown_timer_{};
+  uv_timer_t shutdown_timer_{};  // finish(): now, on a retry, or at --shutdown-timeout-s
+  uv_timer_t drain_timer_{};     // the end of the grace, then each batch of closes
   uv_timer_t heartbeat_timer_{};
+  drain_phase drain_ = drain_phase::serving;
+  close_schedule closes_;
+  std::size_t close_batch_ = 0;  // the next batch to close
+  std::uint64_t spread_ms_ = 0;
   bool handles_open_ = false;
   bool lws_failed_ = false;
   int listen_port_ = 0;
@@ -253,8 +263,10 @@ bool clapsd::start() {
   ws_ = std::make_unique<ws_service>(deps);
   http_ = std::make_unique<http_api>(deps, static_files(options_.web_root, options_.client_root));
   http_->ready = [this] { return ready(); };
+  http_->draining = [this] { return drain_ != drain_phase::serving; };
   http_->metrics_text = [this] {
     std::string text = render_prometheus(metrics_, engine_->stats(), ready());
+    text += drain_metrics_text();
     text += render_limiter(limits_->users(), limits_->addresses());
     text += render_store_space(store_->space());
     if (cluster_) text += cluster_->metrics_text();
@@ -276,8 +288,10 @@ bool clapsd::start() {
   uv_signal_init(&loop_, &sigint_);
   uv_check_init(&loop_, &after_io_);
   uv_timer_init(&loop_, &shutdown_timer_);
+  uv_timer_init(&loop_, &drain_timer_);
   uv_timer_init(&loop_, &heartbeat_timer_);
-  sigterm_.data = sigint_.data = after_io_.data = shutdown_timer_.data = heartbeat_timer_.data = this;
+  sigterm_.data = sigint_.data = after_io_.data = shutdown_timer_.data = drain_timer_.data = heartbeat_timer_.data =
+      this;
   handles_open_ = true;
   auto on_signal = [](uv_signal_t* h, int signum) { static_cast<clapsd*>(h->data)->begin_shutdown(signum); };
   uv_signal_start(&sigterm_, on_signal, SIGTERM);
@@ -291,9 +305,8 @@ bool clapsd::start() {
   // One timer for liveness: WebSocket pings/idle drops and SSE heartbeats.
   uv_timer_start(&heartbeat_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->on_second(); },
                  1000, 1000);
-  admission_.on_drained = [this] {
-    uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); }, 0, 0);
-  };
+  // Every client gone while closing: nothing more to wait for.
+  admission_.on_drained = [this] { finish_soon(); };
   // IPv6 hosts in brackets, so that the line is a URL.
   auto url_host = [](const std::string& host) { return host.find(':') == std::string::npos ? host : "[" + host + "]"; };
   if (admin_listener_)
@@ -497,22 +510,75 @@ void clapsd::on_second() {
   if (++seconds_ % static_cast<std::uint64_t>(options_.ping_interval_s) == 0) http_->heartbeat();
 }
 
+// The drain, in phases a load balancer can follow: /readyz turns 503 at once;
+// the listener keeps serving for --drain-grace-s, so health checks take the
+// node out before connects are refused; then clients are closed with 1001 in
+// batches over --drain-spread-s, so their reconnects do not land as one storm.
+// --shutdown-timeout-s bounds it all. SIGINT (a terminal's Ctrl-C) skips the
+// grace and the spread; a second signal exits at once.
 void clapsd::begin_shutdown(int signum) {
-  if (admission_.draining) {
+  if (drain_ != drain_phase::serving) {
     log_.warn("second signal: exiting without waiting for clients");
     finish();
     return;
   }
-  log_.info(std::string("received ") + (signum == SIGTERM ? "SIGTERM" : "SIGINT") +
-            ": draining (readyz 503, committing pending claps, closing clients with 1001)");
+  const bool terminal = signum == SIGINT;
+  drain_ = drain_phase::grace;
+  spread_ms_ = terminal ? 0 : static_cast<std::uint64_t>(options_.drain_spread_s) * 1000;
+  uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); },
+                 static_cast<std::uint64_t>(options_.shutdown_timeout_s) * 1000, 0);
+  const std::uint64_t grace_ms = terminal ? 0 : options_.drain_grace_ms();
+  std::string listener = "listener serving " + std::to_string(grace_ms / 1000) + " s more (--drain-grace-s)";
+  if (grace_ms == 0)
+    listener = terminal             ? "no grace (SIGINT)"
+               : options_.reuse_port ? "no grace (--reuse-port: the sibling processes take new connects)"
+                                     : "no grace (--drain-grace-s 0)";
+  log_.info(std::string("received ") + (terminal ? "SIGINT" : "SIGTERM") + ": draining: readyz 503; " + listener +
+            "; then clients closed with 1001 over " + std::to_string(spread_ms_ / 1000) + " s");
+  if (grace_ms == 0) {
+    end_grace();
+    return;
+  }
+  uv_timer_start(&drain_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->end_grace(); }, grace_ms, 0);
+}
+
+void clapsd::end_grace() {
+  drain_ = drain_phase::closing;
   admission_.draining = true;
-  // Closing our socket now makes the kernel send new connects to the other
-  // processes on the port (lws's own listener instead refuses them by filter).
+  // Closing our socket makes the kernel send new connects to the other
+  // processes on the port, or refuse them when there are none.
   if (listener_) listener_->close();
-  // Commit what is pending now, so every ack is written before the close frames.
+  closes_ = plan_closes(admission_.open, spread_ms_);
+  close_batch_ = 0;
+  log_.info("drain: listener closed; closing " + std::to_string(closes_.clients) + " clients in " +
+            std::to_string(closes_.batches) + " batch" + (closes_.batches == 1 ? "" : "es") +
+            (closes_.batches > 1 ? ", one every " + std::to_string(closes_.interval_ms) + " ms" : ""));
+  close_next_batch();
+}
+
+// A batch's sessions refuse new claps from here on, and close once their
+// queued frames are out and their earlier claps are answered (ws_session
+// counts them): the tick run now commits those claps at once, so no ack is cut
+// off by a close, whether the store is LMDB or Redis.
+void clapsd::close_next_batch() {
+  if (finishing_) return;
+  const bool last = close_batch_ + 1 >= closes_.batches;
+  // The last batch takes whoever is left, whatever the count said.
+  std::size_t quota = last ? std::numeric_limits<std::size_t>::max() : closes_.size_of(close_batch_);
+  const std::size_t told = ws_->close_when_flushed(quota);
+  quota -= told;
+  const std::size_t ended = http_->close_streams(quota);
   driver_->flush();
-  wait_for_local_commits();
-  close_clients_when_committed();
+  log_.debug("drain: batch " + std::to_string(close_batch_ + 1) + "/" + std::to_string(closes_.batches) + ": " +
+             std::to_string(told) + " WebSockets, " + std::to_string(ended) + " SSE streams");
+  ++close_batch_;
+  if (!last) {
+    uv_timer_start(&drain_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->close_next_batch(); },
+                   closes_.interval_ms, 0);
+    return;
+  }
+  log_.info("drain: every client told to close; waiting for their close handshakes");
+  if (admission_.open == 0) finish_soon();
 }
 
 // LMDB commits on its writer thread and completes through the loop: wait for
@@ -528,23 +594,17 @@ void clapsd::wait_for_local_commits() {
   }
 }
 
-void clapsd::close_clients_when_committed() {
-  // With Redis a commit completes asynchronously (at the latest after the
-  // request deadline, as locally durable): its acks go out before the closes.
-  if (cluster_ && !engine_->idle() && !engine_->store_error() &&
-      cluster_flush_waits_++ < options_.redis_timeout_ms / 10 + 100) {
-    uv_timer_start(&shutdown_timer_,
-                   [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->close_clients_when_committed(); }, 10, 0);
-    return;
-  }
-  ws_->close_all_when_flushed();
-  http_->close_streams();
-  if (admission_.open == 0) {
-    uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); }, 0, 0);
-  } else {
-    uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); },
-                   static_cast<std::uint64_t>(options_.shutdown_timeout_s) * 1000, 0);
-  }
+void clapsd::finish_soon() {
+  uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); }, 0, 0);
+}
+
+std::string clapsd::drain_metrics_text() const {
+  std::string text = "# HELP claps_drain_phase 1 for the shutdown drain's current phase: serving; grace (readyz 503, "
+                     "still accepting); closing (listener closed, clients closed in batches)\n"
+                     "# TYPE claps_drain_phase gauge\n";
+  for (auto phase : {drain_phase::serving, drain_phase::grace, drain_phase::closing})
+    text += std::string("claps_drain_phase{phase=\"") + phase_name(phase) + "\"} " + (phase == drain_ ? "1\n" : "0\n");
+  return text;
 }
 
 void clapsd::finish() {
@@ -578,12 +638,14 @@ void clapsd::finish() {
     uv_signal_stop(&sigint_);
     uv_check_stop(&after_io_);
     uv_timer_stop(&shutdown_timer_);
+    uv_timer_stop(&drain_timer_);
     uv_timer_stop(&heartbeat_timer_);
     uv_close(reinterpret_cast<uv_handle_t*>(&heartbeat_timer_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigterm_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&after_io_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&shutdown_timer_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&drain_timer_), nullptr);
   }
   // Its handle keeps the loop running. A commit started after this (none is
   // expected: the engine is idle) completes in the store's destructor.

@@ -129,6 +129,8 @@ int ws_service::established(lws* wsi, void* user) {
   std::string hello;
   encode_hello(hello, s.user(), deps_.options.tick_ms, deps_.options.clap_cap, deps_.options.node_id);
   s.send_reply(std::move(hello));
+  // Confirmed during the drain's grace, established once its batches began.
+  if (deps_.admission.draining) s.close_when_flushed();
   return 0;
 }
 
@@ -201,8 +203,15 @@ void ws_service::closed(lws* wsi, void* user) {
   deps_.admission.closed_one();
 }
 
-void ws_service::close_all_when_flushed() {
-  for (auto& s : sessions_) s->close_when_flushed();
+std::size_t ws_service::close_when_flushed(std::size_t at_most) {
+  std::size_t told = 0;
+  for (auto& s : sessions_) {
+    if (told == at_most) break;
+    if (s->leaving()) continue;
+    s->close_when_flushed();
+    ++told;
+  }
+  return told;
 }
 
 void ws_service::send_error(ws_session& s, std::string_view code, std::string_view message,
@@ -306,7 +315,9 @@ void ws_service::unsubscribe(ws_session& s) {
 
 void ws_service::clap_or_undo(ws_session& s) {
   if (!take_token(s)) return;
-  if (deps_.admission.draining) {
+  // While the drain closes clients in batches, those not yet told to go clap
+  // as usual; one told to go closes once its earlier ops are answered.
+  if (s.leaving()) {
     deps_.metrics.reject(clap_rejection::unavailable);
     send_error(s, "unavailable", "server is shutting down: retry on another connection", message_.id);
     return;
@@ -323,6 +334,7 @@ void ws_service::clap_or_undo(ws_session& s) {
   request.op_id = message_.id;
   request.count = message_.count;
   request.cookie = deps_.registry.track_op(s.id(), message_.id);
+  s.op_submitted();
   submit_op(deps_, request);
 }
 

@@ -44,8 +44,9 @@ public:
   /// LWS_CALLBACK_WSI_DESTROY: forget an upgrade that never completed.
   void destroyed(lws* wsi);
 
-  /// Shutdown: every session closes with 1001 once its queued output is out.
-  void close_all_when_flushed();
+  /// Shutdown: up to `at_most` sessions not yet leaving close with 1001 once
+  /// their queued output is out; returns how many were told to.
+  std::size_t close_when_flushed(std::size_t at_most);
   std::size_t sessions() const noexcept { return sessions_.size(); }
 
 private:

@@ -299,12 +299,20 @@ void ws_session::on_result(const op_result& result, std::string_view op_id) {
   encode_ack(frame, result, op_id);
   ++metrics_.acks_sent;
   send_reply(std::move(frame));
+  op_answered();
 }
 
 void ws_session::on_refused(std::error_code ec, std::string_view op_id) {
   std::string frame;
   encode_error(frame, wire_name(ec), ec.message(), op_id, wire_reason(ec));
   send_reply(std::move(frame));
+  op_answered();
+}
+
+void ws_session::op_answered() {
+  if (ops_unanswered_ > 0) --ops_unanswered_;
+  // The last answer a closing session waited for: its close can follow it.
+  if (ops_unanswered_ == 0 && close_when_flushed_ && !closing_) request_writeable();
 }
 
 std::size_t ws_session::unsent_bytes() const noexcept {
@@ -388,7 +396,8 @@ int ws_session::on_writeable() {
     request_writeable();
     return 0;
   }
-  if (close_when_flushed_) {
+  // Waiting for answers to its ops: op_answered() asks for writeable again.
+  if (close_when_flushed_ && ops_unanswered_ == 0) {
     closing_ = true;
     send_close_frame();
   }

@@ -81,6 +81,8 @@ public:
   void add_pending_subscribe(std::shared_ptr<pending_subscribe> p);
   void remove_pending_subscribe(const std::shared_ptr<pending_subscribe>& p);
   bool closing() const noexcept { return closing_; }
+  /// Closing, or told to close once its queued output is out (shutdown).
+  bool leaving() const noexcept { return closing_ || close_when_flushed_; }
 
   // ---- input ----
   enum class rx_status { partial, complete, too_large };
@@ -104,8 +106,14 @@ public:
 
   /// Closes from anywhere (also outside lws callbacks) with a close code.
   void close_now(lws_close_status code, std::string_view reason);
-  /// Closes with 1001 once queued output is written.
+  /// Closes with 1001 once queued output is written and every clap or undo
+  /// it submitted is answered, so no ack is cut off by the close.
   void close_when_flushed();
+  /// A clap or undo of this session went to the engine; on_result() or
+  /// on_refused() answers it.
+  void op_submitted() noexcept {
+    if (ops_unanswered_ < UINT16_MAX) ++ops_unanswered_;
+  }
   /// lws is closing the connection itself (the peer sent a close, or lws
   /// failed the connection and sends its own): replies already held are
   /// written, then nothing more, since no data frame may follow a close
@@ -134,6 +142,7 @@ private:
   void request_writeable();
   void keep_latest(const article_update& update);
   void enforce_output_bound();
+  void op_answered();
   void release_output();
   void send_close_frame();
   void kill_soon(int secs);
@@ -171,6 +180,7 @@ private:
   bool batch_replies_ = false;  // ?batch=1: several replies go as one frame
   bool flush_listed_ = false;   // in flushes_ for this pass
   std::uint16_t close_code_ = LWS_CLOSE_STATUS_NORMAL;
+  std::uint16_t ops_unanswered_ = 0;  // fits the padding before slot_; the rate limit keeps it small
   std::uint32_t slot_ = 0;
   const char* close_reason_ = "";
 };

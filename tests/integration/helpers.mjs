@@ -34,10 +34,13 @@ export function deadline(promise, ms, what) {
  * Starts clapsd with `args` (plus --listen 127.0.0.1:0 and a temp --data-dir
  * unless given) and waits for its "listening" line. `launcher` runs it
  * through another command, e.g. ['prlimit', '--nofile=64', '--'].
+ * SIGTERM drains without the balancer grace and closes every client at once
+ * (--drain-grace-s 0 --drain-spread-s 0), so stops stay quick; a test that
+ * passes either flag itself wins (the last value of a flag counts).
  */
 export async function startServer({ args = [], env = {}, dataDir, listen = '127.0.0.1:0', launcher = [] } = {}) {
   const dir = dataDir ?? tempDir();
-  const fullArgs = ['--listen', listen, ...args];
+  const fullArgs = ['--listen', listen, '--drain-grace-s', '0', '--drain-spread-s', '0', ...args];
   if (!args.includes('--data-dir') && !args.includes('--store=memory')) fullArgs.push('--data-dir', dir);
   const [command, ...commandArgs] = [...launcher, CLAPSD, ...fullArgs];
   const child = spawn(command, commandArgs, {
@@ -146,6 +149,31 @@ export class client {
   }
 
   ack(id, ms) { return this.next((f) => (f.type === 'ack' || f.type === 'error') && f.id === id, { ms, what: `ack ${id}` }); }
+
+  /**
+   * The ack or error answering op `id`, or null when the connection closes
+   * first (a server closing it, say). No deadline of its own: bound it by the
+   * caller's, since a close is an answer too.
+   */
+  answerOrClose(id) {
+    const seen = this.frames.find((f) => (f.type === 'ack' || f.type === 'error') && f.id === id);
+    if (seen) return Promise.resolve(seen);
+    if (this.ws.readyState !== WebSocket.OPEN) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const check = (f) => {
+        if ((f.type !== 'ack' && f.type !== 'error') || f.id !== id) return;
+        finish(f);
+      };
+      const onClose = () => finish(null);
+      const finish = (value) => {
+        this.waiters.splice(this.waiters.indexOf(check), 1);
+        this.ws.off('close', onClose);
+        resolve(value);
+      };
+      this.waiters.push(check);
+      this.ws.on('close', onClose);
+    });
+  }
   error(pred = () => true, ms) { return this.next((f) => f.type === 'error' && pred(f), { ms, what: 'an error frame' }); }
   snapshot(id) { return this.next((f) => f.type === 'counts' && f.id === id, { what: `snapshot ${id}` }); }
 

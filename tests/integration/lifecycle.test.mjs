@@ -104,6 +104,8 @@ test('bad flags exit 2 with a message; --help documents every flag', async () =>
     [[], { CLAPS_LOG_LEVEL: 'loud' }, /log-level/],
     [['--lmdb-map-size', String(8 << 20), '--lmdb-max-size', String(4 << 20)], {}, /--lmdb-max-size/],
     [['--op-id-window-s', '0'], {}, /--op-id-window-s/],
+    [['--drain-grace-s', '-1'], {}, /--drain-grace-s/],
+    [['--drain-spread-s', '20'], {}, /do not fit in --shutdown-timeout-s 15/],
   ]) {
     const r = await runClapsd(args, env);
     assert.equal(r.code, 2, `${args} ${JSON.stringify(env)}: ${r.stderr}`);
@@ -114,7 +116,7 @@ test('bad flags exit 2 with a message; --help documents every flag', async () =>
   for (const flag of ['listen', 'data-dir', 'store', 'tick-ms', 'clap-cap', 'auth-secret-file', 'allowed-origin',
     'max-connections', 'rate-limit', 'rate-burst', 'max-message-bytes', 'max-subscriptions', 'slow-client-bytes',
     'lmdb-map-size', 'lmdb-max-size', 'op-id-window-s', 'articles-file', 'log-level', 'web-root', 'client-root', 'ping-interval-s',
-    'idle-timeout-s', 'handshake-timeout-s', 'shutdown-timeout-s', 'request-timeout-s', 'rx-buffer-bytes']) {
+    'idle-timeout-s', 'handshake-timeout-s', 'shutdown-timeout-s', 'drain-grace-s', 'drain-spread-s', 'request-timeout-s', 'rx-buffer-bytes']) {
     assert.match(help.stdout, new RegExp(`--${flag}\\b`), flag);
   }
   assert.match(help.stdout, /CLAPS_DATA_DIR/);
