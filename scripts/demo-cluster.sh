@@ -53,6 +53,9 @@ lb_pid=""
 
 stop() {
   trap - INT TERM EXIT
+  # Clean up even when the terminal or a pipe reading our output is gone.
+  set +e
+  trap '' PIPE
   echo
   echo "demo-cluster: stopping"
   # The balancer first, then the nodes (SIGTERM: they flush and close clients
@@ -171,7 +174,8 @@ Open an article through the balancer in a few tabs (leastconn spreads them
 over A and B), and the same article on node A's and node B's own URL to watch
 claps cross between nodes. Kill a node, and its readers reconnect through the
 balancer to the other one, with their counts going on:
-  kill -9 ${node_pids[0]}      # node A; HAProxy marks it DOWN within ~4 s
+  kill -9 ${node_pids[0]}      # node A: its readers show "live · node B" within a second
+                          # (HAProxy retries their reconnects on B) and A is DOWN within 4 s
 Try a Redis failover:
 $failover_hint
 Metrics: http://127.0.0.1:$port_a/metrics (claps_cluster_*, claps_redis_*). Ctrl-C stops everything.
