@@ -41,7 +41,8 @@ for tool in redis-server redis-cli; do
 done
 [ -x "$haproxy" ] || { echo "demo-cluster: haproxy missing (run scripts/deps.sh test)" >&2; exit 1; }
 [ -x "$clapsd" ] || { echo "demo-cluster: $clapsd missing (build first: make build)" >&2; exit 1; }
-if [ "$redis_mode" = cluster ] && ! "$clapsd" --help | grep -q -- '--redis-cluster'; then
+clapsd_help=$("$clapsd" --help)  # (not piped into grep -q: with pipefail, an early exit fails the pipe)
+if [ "$redis_mode" = cluster ] && ! grep -q -- '--redis-cluster' <<<"$clapsd_help"; then
   echo "demo-cluster: $clapsd has no --redis-cluster (REDIS=cluster needs a clapsd with Redis Cluster support)" >&2
   exit 1
 fi
@@ -58,10 +59,10 @@ stop() {
   trap '' PIPE
   echo
   echo "demo-cluster: stopping"
-  # The balancer first, then the nodes (SIGTERM: they flush and close clients
-  # with 1001), then Redis.
+  # The balancer first, then the nodes (SIGINT: they commit, close clients
+  # with 1001 and skip the grace a balancer would need), then Redis.
   if [ -n "$lb_pid" ]; then kill -TERM "$lb_pid" 2>/dev/null || true; wait "$lb_pid" 2>/dev/null || true; fi
-  for pid in "${node_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${node_pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
   for pid in "${node_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -160,6 +161,14 @@ both_up() {  # both nodes UP on the stats page's CSV (node is in `scripts/deps.s
 }
 wait_for "HAProxy on :$lb_port to mark both nodes UP" 15 both_up
 
+drain_hint=""
+if grep -q -- '--drain-grace-s' <<<"$clapsd_help"; then
+  drain_hint="Or instead drain node A as a deploy would (/readyz 503, HAProxy takes it out
+while it still accepts, then its readers are closed in batches and move to B):
+  kill ${node_pids[0]}
+"
+fi
+
 cat <<INFO
 
 claps cluster demo: two clapsd nodes behind HAProxy, sharing Redis
@@ -176,7 +185,7 @@ claps cross between nodes. Kill a node, and its readers reconnect through the
 balancer to the other one, with their counts going on:
   kill -9 ${node_pids[0]}      # node A: its readers show "live · node B" within a second
                           # (HAProxy retries their reconnects on B) and A is DOWN within 4 s
-Try a Redis failover:
+${drain_hint}Try a Redis failover:
 $failover_hint
 Metrics: http://127.0.0.1:$port_a/metrics (claps_cluster_*, claps_redis_*). Ctrl-C stops everything.
 INFO
