@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ClapsClient } from '../../bindings/js/claps-client.js';
-import { WebSocket, deadline, eventually, metric, request, tempDir } from '../integration/helpers.mjs';
+import { WebSocket, client, deadline, eventually, metric, request, tempDir } from '../integration/helpers.mjs';
 import { freePorts, redis_setup } from './redis_harness.mjs';
 import { connectedToRedis, readArticle, startRedisNode } from './node_helpers.mjs';
 
@@ -81,8 +81,9 @@ async function serverStatus(lb) {
  * the test made, per article.
  */
 class reader {
-  constructor(url, user) {
+  constructor(url, user, source) {
     this.user = user;
+    this.source = source;  // its own loopback address: the nodes allow one connection per address
     this.presses = Object.fromEntries(ARTICLES.map((a) => [a, 0]));
     this.hellos = [];  // node of each connection, in order
     this.refused = [];  // errors the client will not retry: presses lost
@@ -96,7 +97,7 @@ class reader {
     this.onClapSent = null;  // called right after a clap message goes out
     class noting_socket extends WebSocket {
       constructor(target) {
-        super(target);
+        super(target, { localAddress: source });
         this.on('message', (data) => self.#note(JSON.parse(data.toString())));
       }
 
@@ -170,7 +171,10 @@ describe('JS clients through HAProxy: one node SIGKILLed mid-clapping', () => {
 
   const startNode = (id, { dataDir = tempDir(), listen } = {}) => startRedisNode({
     port: redis.masterPort, id, dataDir, listen,
-    args: ['--clap-cap', '100000', '--trusted-proxy', '127.0.0.1/32', '--shutdown-timeout-s', '3'],
+    // One connection per client address: a node that counted the balancer's
+    // address instead of X-Forwarded-For would refuse all readers but one.
+    args: ['--clap-cap', '100000', '--trusted-proxy', '127.0.0.1/32', '--max-connections-per-ip', '1',
+      '--shutdown-timeout-s', '3'],
   });
 
   before(async () => {
@@ -188,8 +192,40 @@ describe('JS clients through HAProxy: one node SIGKILLed mid-clapping', () => {
     await redis?.stop();
   });
 
+  test('the nodes count connections per reader address, from X-Forwarded-For, not per balancer', async () => {
+    const open = async (source, user) => {
+      const c = new client(`${lb.ws}?user=${user}`, { localAddress: source });
+      try {
+        await deadline(c.opened, 5000, `WebSocket from ${source}`);
+        return { c, node: (await c.next((f) => f.type === 'hello')).node };
+      } catch (err) {
+        c.terminate();
+        return { status: err.status, body: err.body };
+      }
+    };
+    // leastconn sends the second connection to the other node, where that
+    // address has none yet; the third finds both nodes holding one.
+    const first = await open('127.0.0.2', 'xff-1');
+    const second = await open('127.0.0.2', 'xff-2');
+    assert.deepEqual([first.node, second.node].sort(), ['A', 'B']);
+    const third = await open('127.0.0.2', 'xff-3');
+    assert.equal(third.status, 429, `a third connection from 127.0.0.2: ${JSON.stringify(third)}`);
+    assert.match(third.body, /rate_limited/);
+    // Another address is another client, though HAProxy's own address is the same.
+    const other = await open('127.0.0.3', 'xff-4');
+    assert.ok(other.node, `a connection from 127.0.0.3: ${JSON.stringify(other)}`);
+    // A forged X-Forwarded-For is replaced by the balancer: it cannot take another's place.
+    const forged = new client(`${lb.ws}?user=xff-5`, { localAddress: '127.0.0.2', headers: { 'X-Forwarded-For': '127.0.0.77' } });
+    await assert.rejects(deadline(forged.opened, 5000, 'the forged connection'), (err) => err.status === 429);
+    forged.terminate();
+    await Promise.all([first, second, other].map(({ c }) => c.close()));
+    for (const n of Object.values(nodes))
+      await eventually(async () => (await metric(n, 'claps_connections')) === 0,
+        { ms: 5000, what: `node :${n.port} to see its test connections closed` });
+  });
+
   test('readers move to the survivor and every press counts exactly once', async (t) => {
-    for (const user of USERS) readers.push(new reader(lb.ws, user));
+    USERS.forEach((user, i) => readers.push(new reader(lb.ws, user, `127.0.0.${10 + i}`)));
     await Promise.all(readers.map((r) => r.untilHello((h) => h.length === 1, 10000, 'first hello through the balancer')));
     const on = (id) => readers.filter((r) => r.node === id);
     // leastconn spreads the connections: both nodes hold some.
