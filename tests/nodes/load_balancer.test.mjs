@@ -173,8 +173,7 @@ describe('JS clients through HAProxy: one node SIGKILLed mid-clapping', () => {
     port: redis.masterPort, id, dataDir, listen,
     // One connection per client address: a node that counted the balancer's
     // address instead of X-Forwarded-For would refuse all readers but one.
-    args: ['--clap-cap', '100000', '--trusted-proxy', '127.0.0.1/32', '--max-connections-per-ip', '1',
-      '--shutdown-timeout-s', '3'],
+    args: ['--clap-cap', '100000', '--trusted-proxy', '127.0.0.1/32', '--max-connections-per-ip', '1'],
   });
 
   before(async () => {
