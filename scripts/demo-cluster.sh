@@ -18,7 +18,8 @@
 # Usage: scripts/demo-cluster.sh [BUILD_DIR]   (default: build)
 # Env:   REDIS (sentinel|cluster), LB_PORT (balancer, default 8080), STATS_PORT
 #        (HAProxy's stats page, 8404), PORT_A, PORT_B (clapsd, 8081/8082),
-#        REDIS_BASE (26380: Redis takes REDIS_BASE..REDIS_BASE+5)
+#        REDIS_BASE (26380: Redis takes REDIS_BASE..REDIS_BASE+5, and Redis
+#        Cluster also their cluster bus ports, 10000 higher)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
