@@ -106,11 +106,15 @@ demo: build
 	  exec $(BUILD)/examples/lmdb_claps data-example; \
 	fi
 
-# Two clapsd nodes (:8081, :8082) sharing Redis with a replica and three
-# sentinels; open one article on each node and clap across them.
+# Two clapsd nodes (:8081, :8082) sharing Redis, behind HAProxy on
+# http://127.0.0.1:$(PORT) (deploy/haproxy/haproxy.cfg): readers use the
+# balancer, each node's own URL shows claps crossing between nodes. Redis is a
+# master, a replica and three sentinels; REDIS=cluster runs Redis Cluster
+# (3 masters + 3 replicas) instead. Ctrl-C stops everything.
+REDIS ?= sentinel
 demo-cluster: build
 	@scripts/deps.sh test
-	scripts/demo-cluster.sh $(BUILD)
+	REDIS=$(REDIS) LB_PORT=$(PORT) scripts/demo-cluster.sh $(BUILD)
 
 # The benchmark suite in its own Release build; rewrites docs/benchmarks.md.
 # About 18 minutes on otherwise idle cores: 11 of them scenario 1 (three

@@ -10,7 +10,10 @@ build_pkgs=(cmake g++ make pkg-config libuv1-dev libwebsockets-dev liblmdb-dev l
             doctest-dev libsimdjson-dev libjwt-dev libhiredis-dev)
 # clang-14 and its runtime (libFuzzer) build the fuzz targets (make fuzz, make test).
 fuzz_pkgs=(clang-14 libclang-rt-14-dev)
-test_pkgs=(redis-server redis-sentinel chromium faketime python3 "${fuzz_pkgs[@]}")
+# haproxy: the load balancer of `make demo-cluster` and tests/nodes/load_balancer,
+# always run by them in the foreground with a generated config (haproxy -db -f);
+# the system service Debian installs is never used.
+test_pkgs=(redis-server redis-sentinel chromium faketime python3 haproxy "${fuzz_pkgs[@]}")
 bench_pkgs=(gnuplot-nox curl linux-perf)
 
 pkgs=("${build_pkgs[@]}")
@@ -35,6 +38,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+if [[ " ${pkgs[*]} " == *" haproxy "* ]] && ! haproxy -vv >/dev/null 2>&1; then
+  echo "deps: haproxy is installed but 'haproxy -vv' fails" >&2
+  exit 1
+fi
 
 if [ "$what" = test ] || [ "$what" = bench ]; then
   if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 18 ]; then
@@ -42,7 +49,12 @@ if [ "$what" = test ] || [ "$what" = bench ]; then
     exit 1
   fi
   # npm ci when node_modules is missing or older than the lock file.
-  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  # A node_modules that is a symlink (a git worktree sharing another checkout's)
+  # is left alone: npm ci would empty the shared tree under every other user.
+  if [ -L node_modules ]; then
+    [ -f node_modules/.package-lock.json ] ||
+      { echo "deps: node_modules is a symlink to a tree without packages: run npm ci where it points" >&2; exit 1; }
+  elif [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     echo "deps: installing npm packages"
     npm ci --no-audit --no-fund --loglevel=error
   fi

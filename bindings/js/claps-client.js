@@ -82,6 +82,8 @@ export class ClapsClient {
   cap = 50;
   tickMs = 25;
   protocol = null;
+  /** The clapsd node this connection is on (hello's `node`, with --node-id), for display only. */
+  node = null;
 
   /** Counters, for tools such as the simulator. */
   stats = {
@@ -421,6 +423,7 @@ export class ClapsClient {
 
   #on_hello(frame) {
     this.protocol = frame.protocol ?? null;
+    this.node = typeof frame.node === 'string' ? frame.node : null;
     if (typeof frame.user === 'string') this.user = frame.user;
     if (Number.isInteger(frame.cap) && frame.cap > 0) this.cap = frame.cap;
     if (!this.#tick_override && Number.isInteger(frame.tick_ms) && frame.tick_ms > 0) this.tickMs = frame.tick_ms;

@@ -168,10 +168,11 @@ export async function untilReads(expectations, { ms = 10000, what = 'reads to ma
   }
 }
 
-// A clapsd node `id` on the standalone Redis at `port`, keeping its journal in `dataDir`.
-export function startRedisNode({ port, id, dataDir, env = {}, args = [] }) {
+// A clapsd node `id` on the standalone Redis at `port`, keeping its journal in
+// `dataDir`; on `listen` when given (a restart on the same port), else a free port.
+export function startRedisNode({ port, id, dataDir, env = {}, args = [], listen }) {
   return startServer({
-    dataDir, env,
+    dataDir, env, ...(listen ? { listen } : {}),
     args: ['--redis', `redis://127.0.0.1:${port}`, '--node-id', id, '--redis-timeout-ms', '1000',
       '--log-level', 'warn', ...args],
   });

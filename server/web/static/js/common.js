@@ -47,12 +47,19 @@ export async function load_articles() {
 
 const STATUS_TEXT = { connecting: 'connecting', live: 'live', reconnecting: 'reconnecting', offline: 'offline' };
 
-/** Mirrors the client's status on a badge element. */
+/**
+ * Mirrors the client's status on a badge element, and while live the node it
+ * is on (data-node, shown by CSS) when the server names one: behind a load
+ * balancer, a killed node's readers show the move to another.
+ */
 export function bind_status_badge(client, badge) {
   const render = (status) => {
     badge.textContent = STATUS_TEXT[status] ?? status;
     badge.dataset.status = status;
-    badge.title = status === 'live' ? 'Connected: counts update in real time'
+    const node = status === 'live' ? client.node : null;
+    if (node) badge.dataset.node = node;
+    else delete badge.dataset.node;
+    badge.title = status === 'live' ? `Connected${node ? ` to node ${node}` : ''}: counts update in real time`
       : status === 'offline' ? 'Offline: still trying to reconnect'
       : 'Connecting to the server…';
   };
