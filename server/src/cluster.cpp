@@ -151,6 +151,9 @@ std::string cluster_node::metrics_text() const {
          "Claps answered as replays of an op id another node had applied", d(s.cross_node_replays));
   metric(out, "claps_cluster_op_id_retries_total", "counter",
          "Ops whose op id another node was still applying (asked again next tick)", d(s.op_retries));
+  metric(out, "claps_cluster_op_id_takeovers_total", "counter",
+         "Ops applied after another node's pending decision passed its deadline uncommitted (its count undone)",
+         d(s.op_takeovers));
   metric(out, "claps_cluster_arbitrations_total", "counter", "Ticks whose ops were decided in Redis",
          d(s.arbitrations));
   metric(out, "claps_cluster_arbitration_scripts_total", "counter",

@@ -2,6 +2,7 @@
 // sentinels on loopback (plus a standalone server for the tests that stop
 // or flush it). Every wait is on an event or condition, with a deadline.
 #include "redis_cluster.hpp"
+#include "../unit/test_support.hpp"  // faulty_store: holds a node's journal commits
 
 #include "../../libclaps/src/redis/scripts.hpp"  // white-box: replay a stale write
 
@@ -156,6 +157,10 @@ struct node_config {
   std::chrono::milliseconds viewer_ttl = 20s;
   std::chrono::milliseconds op_id_wait = 3000ms;
   std::chrono::milliseconds reassert_window = 5min;
+  std::chrono::milliseconds pending_ttl = 30s;
+  // The journal's commits are held (never completed): the node "dies" between
+  // deciding ops in Redis and committing them; abandon() it at the end.
+  bool hold_commits = false;
 };
 
 // One clapsd node as the server wires it: an engine on a redis_store on an
@@ -165,6 +170,7 @@ struct node {
   std::unique_ptr<temp_dir> scratch;
   std::filesystem::path path;
   std::unique_ptr<claps::lmdb_store> lmdb;
+  std::unique_ptr<claps_test::faulty_store> faulty;  // with hold_commits: between lmdb and the redis_store
   std::unique_ptr<claps::redis_client> client;
   std::unique_ptr<claps::redis_bus> bus;
   std::unique_ptr<claps::redis_store> store;
@@ -174,6 +180,7 @@ struct node {
   std::vector<seen_update> updates;
   std::string taken_by;  // from node_id_taken
   std::uint64_t next_cookie = 1;
+  bool abandoned = false;
 
   node(loop_runner& l, const node_config& config) : loop(l) {
     if (config.dir.empty()) {
@@ -197,9 +204,16 @@ struct node {
     so.refresh_interval = 1000ms;
     so.viewer_ttl = config.viewer_ttl;
     so.reassert_window = config.reassert_window;
+    so.pending_ttl = config.pending_ttl;
     claps::redis_store_callbacks sc;
     sc.node_id_taken = [this](std::string_view holder) { taken_by = holder; };
-    store = std::make_unique<claps::redis_store>(loop.get(), *lmdb, *client, *bus, so, sc);
+    claps::store* journal = lmdb.get();
+    if (config.hold_commits) {
+      faulty = std::make_unique<claps_test::faulty_store>(*lmdb);
+      faulty->defer = true;
+      journal = faulty.get();
+    }
+    store = std::make_unique<claps::redis_store>(loop.get(), *journal, *client, *bus, so, sc);
     claps::engine_options eo;
     eo.op_id_wait = config.op_id_wait;
     eo.max_op_ids_per_user = 0;  // the load cases give one user thousands of op ids
@@ -217,8 +231,10 @@ struct node {
   // Drains the engine (a networked commit may be in flight), then destroys
   // in reverse order of construction, as redis.hpp asks.
   ~node() {
-    driver->flush();
-    CHECK(loop.run_until([&] { return engine->idle(); }, 10s));
+    if (!abandoned) {
+      driver->flush();
+      CHECK(loop.run_until([&] { return engine->idle(); }, 10s));
+    }
     driver.reset();
     engine.reset();
     store.reset();
@@ -791,6 +807,75 @@ TEST_CASE("an op id pending at another node is retried, then unavailable; once i
   CHECK(applied.level == claps::durability::cluster);
   CHECK(n.own_total("p1") == 5);
   REQUIRE(loop.run_until([&] { return redis_cluster::query(port, {"GET", key}) == "pa|C|5|5"; }, 5s));
+}
+
+TEST_CASE("an op decided by a node that died before its journal had it is taken over: counted once") {
+  loop_runner loop;
+  const std::uint16_t port = cluster().standalone_port();
+  node_config dying{"ka", standalone_options()};
+  dying.hold_commits = true;
+  dying.pending_ttl = 400ms;
+  node a(loop, dying);
+  node b(loop, {"kb", standalone_options()});
+  REQUIRE(loop.run_until([&] { return a.ready() && b.ready(); }, 10s));
+  const std::string record = "claps:o:{k1}:kim:op-k";
+
+  // A decides op-k in Redis; its journal never gets it and its client never
+  // gets the ack: A is dead from here on, as after a kill -9 at that point.
+  const auto lost = a.clap("kim", "k1", 5, "op-k");
+  a.driver->flush();
+  REQUIRE(loop.run_until([&] { return a.faulty->holding(); }, 10s));
+  CHECK(a.result(lost) == nullptr);
+  CHECK(field_value(part(port, "claps:t:{k1}", "ka")) == "5");
+  CHECK(field_value(part(port, "claps:u:{k1}:kim", "ka")) == "5");
+  const std::string pending = redis_cluster::query(port, {"GET", record});
+  CHECK(pending.find("/ka|P|5|5") != std::string::npos);
+
+  // The client sends the op again, to B: retried until A's deadline passes,
+  // then taken over. It counts once, though A never comes back.
+  const auto resent = b.wait_result(b.clap("kim", "k1", 5, "op-k"));
+  CHECK(!resent.error);
+  CHECK_FALSE(resent.replayed);
+  CHECK(resent.accepted == 5);
+  CHECK(resent.mine == 5);
+  CHECK(resent.level == claps::durability::cluster);
+  CHECK(b.store->stats().op_takeovers == 1);
+  CHECK(sum_of_parts(port, "claps:t:{k1}") == 5);
+  CHECK(sum_of_parts(port, "claps:u:{k1}:kim") == 5);
+  CHECK(field_value(part(port, "claps:t:{k1}", "ka")) == "0");
+  CHECK(field_value(part(port, "claps:t:{k1}", "kb")) == "5");
+  REQUIRE(loop.run_until([&] { return redis_cluster::query(port, {"GET", record}) == "kb|C|5|5"; }, 5s));
+  // The cap counts the op once too: 45 more, not 50.
+  const auto more = b.wait_result(b.clap("kim", "k1", 50));
+  CHECK(more.accepted == 45);
+  CHECK(more.mine == 50);
+  CHECK(sum_of_parts(port, "claps:u:{k1}:kim") == 50);
+  // Sent once more, the op is a replay of B's result.
+  const auto again = b.wait_result(b.clap("kim", "k1", 5, "op-k"));
+  CHECK(again.replayed);
+  CHECK(again.accepted == 5);
+  CHECK(sum_of_parts(port, "claps:t:{k1}") == 50);
+  a.abandoned = true;
+}
+
+TEST_CASE("a pending op whose node wrote its fields again is taken over without touching them") {
+  loop_runner loop;
+  const std::uint16_t port = cluster().standalone_port();
+  node b(loop, {"mb", standalone_options()});
+  REQUIRE(loop.run_until([&] { return b.ready(); }, 10s));
+  // Node "ma" decided op-m at version 7 and later wrote its fields again from
+  // its journal (version 9: the journal lacked op-m), then vanished.
+  REQUIRE(redis_cluster::query(port, {"HSET", "claps:t:{m1}", "ma", "9:2"}) == "1");
+  REQUIRE(redis_cluster::query(port, {"HSET", "claps:u:{m1}:max", "ma", "9:2"}) == "1");
+  REQUIRE(redis_cluster::query(port, {"SET", "claps:o:{m1}:max:op-m", "7:1/ma|P|3|5", "PX", "60000"}) == "OK");
+  const auto r = b.wait_result(b.clap("max", "m1", 3, "op-m"));
+  CHECK(!r.error);
+  CHECK(r.accepted == 3);
+  CHECK(r.mine == 5);  // ma's 2 and these 3
+  CHECK(b.store->stats().op_takeovers == 1);
+  CHECK(part(port, "claps:t:{m1}", "ma") == "9:2");
+  CHECK(part(port, "claps:u:{m1}:max", "ma") == "9:2");
+  CHECK(sum_of_parts(port, "claps:t:{m1}") == 5);
 }
 
 TEST_CASE("versions never go backwards: stale writes are ignored, versions survive a restart and move past Redis") {

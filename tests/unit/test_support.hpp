@@ -47,6 +47,13 @@ public:
     return inner_.read_op(u, a, o, out, found);
   }
   bool op_records_expire_by(claps::timestamp& out) override { return inner_.op_records_expire_by(out); }
+  std::error_code reserve_versions(std::uint64_t count, std::uint64_t& first) override {
+    return inner_.reserve_versions(count, first);
+  }
+  std::error_code read_journal(claps::journal_table table, std::string_view after, std::size_t max,
+                               std::vector<claps::journal_row>& out, std::string& next) override {
+    return inner_.read_journal(table, after, max, out, next);
+  }
   void commit(const claps::commit_batch& batch, claps::commit_handler done) override {
     ++commits_attempted;
     if (batch.totals.empty() && batch.tallies.empty() && batch.ops.empty()) ++empty_commits;

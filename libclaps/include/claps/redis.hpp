@@ -254,7 +254,14 @@ struct redis_store_options {
   /// How long an op id's record stays pending (written by arbitrate(), not
   /// yet confirmed after the local commit). A node that dies in between
   /// holds the op id that long; other nodes answer errc::unavailable
-  /// meanwhile and then apply it afresh.
+  /// meanwhile. Past it, the next node asked for that op id takes it over:
+  /// it subtracts the op from the dead node's values in Redis (while they
+  /// still carry the version the decision wrote) and applies it afresh, so
+  /// the resent op counts once even if the dead node never returns. A node
+  /// that returns later with the op in its journal (it committed, then died
+  /// before the client saw the ack, and stayed away longer than this) counts
+  /// it a second time: keep this well above a commit's worst latency and a
+  /// restart's duration.
   millis pending_ttl{30000};
   /// Most articles one arbitration script call decides; a tick with more
   /// takes several calls. 0: no limit. One master (also behind Sentinel)
@@ -290,6 +297,8 @@ struct redis_store_stats {
   std::uint64_t arbitration_scripts = 0; // script calls they took (one per article)
   std::uint64_t arbitration_failures = 0;// script calls that failed: their ops were decided locally
   std::uint64_t op_retries = 0;          // ops whose op id another node was still applying
+  std::uint64_t op_takeovers = 0;        // ops applied after another node's pending record passed its
+                                         // deadline (that node never committed them; its count was undone)
   std::uint64_t stale_writes = 0;        // writes Redis ignored: an equal or newer version was there
   std::uint64_t reasserts = 0;           // keys re-written after a reconnect or from the journal
   std::uint64_t journal_walks = 0;       // full re-assertions of the journal completed
@@ -346,7 +355,7 @@ struct redis_store_stats {
 ///   t:{A}        hash  node -> "version:total"   this node's part of article A
 ///   u:{A}:U      hash  node -> "version:claps"   user U's claps on A via node
 ///   v:{A}        hash  node -> "viewers:expires_ms" (Redis TIME based)
-///   o:{A}:U:OP   string "node|P|accepted|mine" (pending) or "node|C|..."
+///   o:{A}:U:OP   string "version:deadline/node|P|accepted|mine" (pending) or "node|C|..."
 ///                (confirmed), op id OP of user U on A
 ///   node:{N}     string owner of node id N (redis_store_options::owner)
 ///   mark:{N}     string this node's marker: Redis holds its whole journal

@@ -2,8 +2,12 @@
 // tag only ({article} or {node}), so each runs unchanged on Redis Cluster.
 //
 // Values: t:{A} and u:{A}:U fields are "version:value" per node; op records
-// o:{A}:U:OP are "node|P|accepted|mine" while pending (decided, not yet in the
-// deciding node's journal) and "node|C|accepted|mine" once confirmed.
+// o:{A}:U:OP are "version:deadline/node|P|accepted|mine" while pending
+// (decided, not yet in the deciding node's journal: `version` is the one the
+// decision wrote the node's fields with, `deadline` Redis TIME in ms) and
+// "node|C|accepted|mine" once confirmed. A pending record without the
+// "version:deadline/" prefix (written before takeovers existed) is honoured
+// until it expires, as then.
 #pragma once
 
 #include <string_view>
@@ -15,7 +19,8 @@ namespace claps::detail::scripts {
 // hash slot; on one master, every article of the tick (a script's fixed cost
 // then is paid once per tick, not once per article).
 // ARGV[1] node, ARGV[2] version, ARGV[3] cap, ARGV[4] pending ttl ms,
-// ARGV[5] number of articles; then per article: the KEYS index of its t:{A},
+// ARGV[5] number of articles, ARGV[6] op record ttl ms (the op id window);
+// then per article: the KEYS index of its t:{A},
 // this node's total of A before the ops (its journal's, with decided ops), nu,
 // this node's claps of each of its nu users before the ops, the number of
 // ops, and per op three values: user index (1..nu), KEYS index of its
@@ -26,23 +31,54 @@ namespace claps::detail::scripts {
 // For each op, in order: a new op id is claimed with its pending record and
 // SET NX GET (one command); an op id this node recorded earlier is ours again
 // (the journal lacks it); another node's confirmed record is replayed; another
-// node's pending record asks the caller to retry. The cap counts every other
+// node's pending record asks the caller to retry until its deadline, and past
+// it is taken over: the holder never committed the op (it crashed, or its
+// journal failed), yet its fields in Redis still count the op while they
+// carry the version the decision wrote them with. The takeover subtracts the
+// op from those fields (the holder's later writes, from its journal, would
+// have replaced them) and decides the op afresh, so a client that resends an
+// unacknowledged op to another node gets it counted once even when the node
+// that decided it first never comes back. The cap counts every other
 // node's claps of the user; an undo removes them too (this node goes below
 // zero by their sum).
 // Returns {maxver, {stale, {others_1, ...}, {t:{A} HGETALL}, {kind, accepted,
 // mine, ...}}, ...} with one element per article: stale counts writes skipped
 // because Redis held a version >= ours; maxver is the highest version of this
 // node's fields seen (the caller moves its versions past it); kind 1 applied,
-// 2 replay, 3 retry.
+// 2 replay, 3 retry, 4 applied after taking over another node's pending op.
 inline constexpr std::string_view arbitrate = R"lua(
 local call = redis.call
 local node, ver = ARGV[1], ARGV[2]
 local nver = tonumber(ver)
-local cap, pttl = tonumber(ARGV[3]), ARGV[4]
+local cap, pttl, rttl = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[6]
 local maxver = 0
 local function version_of(v) return tonumber(string.match(v, '^(%d+):')) or 0 end
+local clock
+local function now()
+  if not clock then
+    local t = call('TIME')
+    clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return clock
+end
+local function pending(accepted, mine)
+  return ver .. ':' .. string.format('%d', now() + pttl) .. '/' .. node .. '|P|' .. accepted .. '|' .. mine
+end
+-- holder, state, accepted, mine[, version, deadline] of an op record
+local function parse(rec)
+  local pv, dl, rest = string.match(rec, '^(%d+):(%d+)/(.*)$')
+  local pn, st, pa, pm = string.match(rest or rec, '^(.*)|(%a)|(-?%d+)|(-?%d+)$')
+  return pn, st, pa, pm, pv, dl
+end
+-- Subtracts n from field `holder` of hash k if it still has version pv.
+local function unwind(k, holder, pv, n)
+  local v, value = string.match(call('HGET', k, holder) or '', '^(%d+):(-?%d+)$')
+  if v ~= pv then return false end
+  call('HSET', k, holder, v .. ':' .. (tonumber(value) - n))
+  return true
+end
 local result = {0}
-local a = 6
+local a = 7
 for art = 1, tonumber(ARGV[5]) do
   local tk = tonumber(ARGV[a])
   local total = tonumber(ARGV[a + 1])
@@ -71,21 +107,26 @@ for art = 1, tonumber(ARGV[5]) do
   for k = 1, nops do
     local u, ok, want = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
     a = a + 3
-    local accepted
-    if want == 0 then
-      accepted = -(own[u] + others[u])
-    else
-      accepted = math.max(0, math.min(want, cap - own[u] - others[u]))
+    local function decide()
+      if want == 0 then return -(own[u] + others[u]) end
+      return math.max(0, math.min(want, cap - own[u] - others[u]))
     end
+    local accepted = decide()
     local mine = own[u] + accepted + others[u]
     local kind = 1
     if ok > 0 then
-      local rec = node .. '|P|' .. accepted .. '|' .. mine
-      local prev = call('SET', KEYS[ok], rec, 'NX', 'GET', 'PX', pttl)
+      local prev = call('SET', KEYS[ok], pending(accepted, mine), 'NX', 'GET', 'PX', rttl)
       if prev then
-        local pn, st, pa, pm = string.match(prev, '^(.*)|(%a)|(-?%d+)|(-?%d+)$')
+        local pn, st, pa, pm, pv, dl = parse(prev)
         if pn == nil or pn == node then
-          call('SET', KEYS[ok], rec, 'PX', pttl)
+          call('SET', KEYS[ok], pending(accepted, mine), 'PX', rttl)
+        elseif st == 'P' and dl and tonumber(dl) <= now() then
+          unwind(KEYS[tk], pn, pv, tonumber(pa))
+          if unwind(KEYS[tk + u], pn, pv, tonumber(pa)) then others[u] = others[u] - tonumber(pa) end
+          accepted = decide()
+          mine = own[u] + accepted + others[u]
+          call('SET', KEYS[ok], pending(accepted, mine), 'PX', rttl)
+          kind = 4
         elseif st == 'P' then
           kind, accepted, mine = 3, 0, 0
         else
@@ -93,7 +134,7 @@ for art = 1, tonumber(ARGV[5]) do
         end
       end
     end
-    if kind == 1 and accepted ~= 0 then
+    if (kind == 1 or kind == 4) and accepted ~= 0 then
       own[u] = own[u] + accepted
       total = total + accepted
       changed[u] = true
@@ -183,7 +224,8 @@ return out
 // another node holds it.
 inline constexpr std::string_view record_op = R"lua(
 local cur = redis.call('GET', KEYS[1])
-if (not cur) or string.sub(cur, 1, #ARGV[3] + 1) == ARGV[3] .. '|' then
+local holder = cur and (string.match(cur, '^%d+:%d+/(.*)$') or cur)
+if (not cur) or string.sub(holder, 1, #ARGV[3] + 1) == ARGV[3] .. '|' then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return 1
 end

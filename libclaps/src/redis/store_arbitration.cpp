@@ -100,7 +100,8 @@ std::error_code redis_store::impl::send_arbitration(std::span<const op_intent> i
   auto owned = std::make_shared<std::vector<group_owned>>();
   std::vector<std::string> keys;
   std::vector<std::string> argv{options.node_id, std::to_string(version), std::to_string(options.clap_cap),
-                                std::to_string(options.pending_ttl.count()), std::to_string(groups.size())};
+                                std::to_string(options.pending_ttl.count()), std::to_string(groups.size()),
+                                std::to_string(options.op_id_window.count())};
   for (const auto& group : groups) {
     const op_intent& first = intents[group.front()];
     group_owned g;
@@ -178,6 +179,7 @@ void redis_store::impl::settle_group(const detail::group_owned& g, const redis_r
     d = detail::read_decision(r, k);
     if (d.what == op_decision::kind::applied) {
       any_applied = true;
+      if (detail::reply_int(r.elements[3].elements[3 * k]) == 4) ++stats.op_takeovers;
       if (!g.op_keys[k].empty()) open.ops.insert(g.op_keys[k]);
     } else if (d.what == op_decision::kind::replay) {
       ++stats.cross_node_replays;

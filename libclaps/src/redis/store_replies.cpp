@@ -103,7 +103,9 @@ op_decision read_decision(const redis_reply& group, std::size_t k) {
   const auto kind = reply_int(out[3 * k]);
   d.accepted = static_cast<std::int32_t>(reply_int(out[3 * k + 1]));
   d.mine = static_cast<std::int32_t>(reply_int(out[3 * k + 2]));
-  d.what = kind == 1 ? op_decision::kind::applied : kind == 2 ? op_decision::kind::replay : op_decision::kind::retry;
+  d.what = kind == 1 || kind == 4 ? op_decision::kind::applied
+           : kind == 2            ? op_decision::kind::replay
+                                  : op_decision::kind::retry;
   return d;
 }
 
