@@ -70,6 +70,8 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store
   so.owner = data_dir_lock::owner_id(options.data_dir, error);
   if (so.owner.empty()) return nullptr;
   so.clap_cap = options.clap_cap;
+  so.op_id_window = std::chrono::seconds(options.op_id_window_s);
+  so.pending_ttl = std::chrono::seconds(options.op_pending_s);
   redis_store_callbacks sc;
   sc.node_id_taken = [p, id = options.node_id, dir = options.data_dir, owner = so.owner](std::string_view holder) {
     p->log.error("cluster: node id '" + id + "' belongs to another data directory (owner " + std::string(holder) +

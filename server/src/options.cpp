@@ -143,6 +143,11 @@ cxxopts::Options make_spec() {
      "required with --redis or --sentinel", cxxopts::value<std::string>()->default_value(""))
     ("redis-timeout-ms", "Deadline of every Redis request and connect; a miss degrades to local acks",
      cxxopts::value<int>()->default_value("2000"))
+    ("op-pending-s", "Seconds an op decided in Redis may wait for its node's journal before another node takes "
+     "it over: a node killed between the two holds the op id that long, then a client's resend through another "
+     "node counts once though the dead node never returns. Keep it above a commit's worst latency and a "
+     "restart's length: a node that returns later with the op in its journal counts it again",
+     cxxopts::value<int>()->default_value("30"))
     ("redis-password-file", "File holding the Redis password (AUTH; a trailing newline is ignored), "
      "instead of one in the --redis URL", cxxopts::value<std::string>()->default_value(""))
     ("sentinel-password-file", "File holding the sentinels' password (their requirepass)",
@@ -344,6 +349,8 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
     o.sentinel_master = result["sentinel-master"].as<std::string>();
     o.node_id = result["node-id"].as<std::string>();
     o.redis_timeout_ms = result["redis-timeout-ms"].as<int>();
+    o.op_pending_s = result["op-pending-s"].as<int>();
+    if (o.op_pending_s < 1 || o.op_pending_s > 3600) error = "--op-pending-s must be 1..3600";
     o.redis_password_file = result["redis-password-file"].as<std::string>();
     o.sentinel_password_file = result["sentinel-password-file"].as<std::string>();
     if (!o.clustered() && (!o.redis_password_file.empty() || !o.sentinel_password_file.empty()))

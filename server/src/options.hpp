@@ -100,6 +100,7 @@ struct server_options {
   std::string redis_password_file;     // AUTH password for Redis, kept out of ps and the URL
   std::string sentinel_password_file;  // AUTH password for the sentinels
   int redis_timeout_ms = 2000;  // connect and request deadline
+  int op_pending_s = 30;         // redis_store_options::pending_ttl
   bool clustered() const noexcept { return !redis_url.empty() || !sentinels.empty(); }
 };
 
