@@ -2,18 +2,21 @@
 //
 // Three pieces, all on a caller-supplied uv_loop_t, none starting a thread:
 //   redis_client  one command connection to the Redis master, found directly
-//                 (redis://) or through Sentinel; every request carries a
+//                 (redis://) or through Sentinel, or on Redis Cluster one per
+//                 master, routed by key slot; every request carries a
 //                 deadline, so a stopped or partitioned master fails requests
 //                 with errc::store_timeout instead of hanging them.
 //   redis_bus     pub/sub between nodes on its own connection: one channel
-//                 per article, subscribed only while local viewers watch it.
+//                 per article, subscribed only while local viewers watch it;
+//                 sharded pub/sub (SSUBSCRIBE) on Redis Cluster.
 //   redis_store   a claps::store that wraps the node's local store (LMDB),
 //                 its journal: it decides each tick's claps across nodes in
 //                 Redis (the exact cap and op ids), and writes this node's
 //                 absolute, versioned values there.
 //
-// hiredis 0.14 has no async timeouts and no Sentinel client; both are done
-// here. hiredis types never appear in this header.
+// hiredis 0.14 has no async timeouts, no Sentinel client, no cluster support
+// and no sharded pub/sub; all are done here. hiredis types never appear in
+// this header.
 //
 // Handle rule (libuv's): destroying a client, bus or store closes its uv
 // handles; the loop must run once more before uv_loop_close() so the close
@@ -241,7 +244,15 @@ struct redis_bus_stats {
 /// Fan-out between nodes over Redis pub/sub. Subscriptions live on a
 /// dedicated connection (a subscribed connection may send nothing else);
 /// publishing goes through the command client, whose master the
-/// subscription connection follows. Channel of an article:
+/// subscription connection follows. On Redis Cluster (the client's
+/// options().cluster) it is sharded pub/sub: SPUBLISH through the client,
+/// routed by the channel's slot, and SSUBSCRIBE on one subscriber connection
+/// per master, each channel on the master owning its slot; when a slot moves
+/// (Redis drops its channels with an unsolicited sunsubscribe, or a master
+/// fails over) the bus re-reads the slot map, subscribes where the slot is
+/// now and calls `resubscribed`. healthy() is then: the slot map is complete
+/// and every master's subscriber connection is ready. The `subscribes` and
+/// `unsubscribes` stats count SSUBSCRIBE/SUNSUBSCRIBE commands there. Channel of an article:
 /// `<prefix>{<article>}`, "claps:ch:{<article>}" by default: the hash tag
 /// puts it in the article's slot (see Redis Cluster below). Delivery is at
 /// most once: after a reconnect `resubscribed` tells the caller to resync.
@@ -321,8 +332,9 @@ struct redis_store_options {
   /// Most articles one arbitration script call decides; a tick with more
   /// takes several calls. 0: no limit. One master (also behind Sentinel)
   /// takes any keys in one call, so a call's fixed cost is paid once per
-  /// tick; on Redis Cluster every key of a call must share one hash slot,
-  /// which 1 (one article per call) guarantees.
+  /// tick. On Redis Cluster every key of a call must share one hash slot:
+  /// the store sorts the tick's articles by slot and also ends a call where
+  /// the slot changes, so any value works there.
   std::size_t max_articles_per_script = 128;
   /// Journal rows read per step of a full re-assertion; each step's writes
   /// are paced with the other background requests.
@@ -398,7 +410,8 @@ struct redis_store_stats {
 /// The journal re-asserts itself: at start, a full walk of the local store
 /// writes every total, tally and op record this node holds (paced with the
 /// other background requests); then a marker key says that this master holds
-/// everything. After every reconnect the keys written within
+/// everything (on Redis Cluster one marker per master, each in a slot that
+/// master owns, since each holds only its slots of the journal). After every reconnect the keys written within
 /// options.reassert_window are written again (an asynchronous failover may
 /// have dropped them), and when the marker is missing (Redis came back empty,
 /// or a replica that never had it was promoted) the journal is walked in full
@@ -412,6 +425,8 @@ struct redis_store_stats {
 ///                (confirmed), op id OP of user U on A
 ///   node:{N}     string owner of node id N (redis_store_options::owner)
 ///   mark:{N}     string this node's marker: Redis holds its whole journal
+///   mark:{N#k}   the same on Redis Cluster, one per master: k is the smallest
+///                number whose slot that master owns
 ///   ch:{A}       pub/sub channel (the bus's), payload "node version total viewers"
 ///
 /// Commits complete later, from the loop: before destroying the engine, flush
