@@ -402,11 +402,11 @@ void cluster_router::apply_map(const std::vector<slot_range>& ranges) {
   candidates_ = std::move(candidates);
   for (const redis_endpoint& m : masters_) link_to(m);
   std::vector<std::string> stale;
-  for (const auto& [key, l] : links_) {
-    const bool master = std::any_of(masters_.begin(), masters_.end(), [&](const redis_endpoint& m) {
-      return m.host == l.endpoint.host && m.port == l.endpoint.port;
-    });
-    if (!master) stale.push_back(key);
+  for (const auto& entry : links_) {
+    const redis_endpoint& e = entry.second.endpoint;
+    const bool master = std::any_of(masters_.begin(), masters_.end(),
+                                    [&](const redis_endpoint& m) { return m.host == e.host && m.port == e.port; });
+    if (!master) stale.push_back(entry.first);
   }
   for (const std::string& key : stale) close_link(key);
   update_ready(make_error_code(errc::store_disconnected));
