@@ -149,7 +149,9 @@ TEST_CASE("cluster: ASK during a slot migration, then MOVED once it is done; a b
   REQUIRE(target != 0);
   REQUIRE(loop.run_until([&] { return shard_numsub(source, channel) == 1; }, 10s));
   const int resubscribed = seen.resubscribed;
+  const std::string key2 = "claps:test:{migrating}:2";
   REQUIRE(ask(loop, client, {"SET", key, "moving"})->str == "OK");
+  REQUIRE(ask(loop, client, {"SET", key2, "two"})->str == "OK");
   const std::string source_id = redis_cluster_shards::node_id(source);
   const std::string target_id = redis_cluster_shards::node_id(target);
   const std::string s = std::to_string(slot);
@@ -173,6 +175,25 @@ TEST_CASE("cluster: ASK during a slot migration, then MOVED once it is done; a b
                        }));
   REQUIRE(loop.run_until([&] { return set_by_script.has_value(); }, 10s));
   CHECK(set_by_script->str == "OK");  // a new key of a migrating slot is created at the target
+
+  // A script over two keys of the slot, one moved and one not: TRYAGAIN,
+  // retried until the second has moved too, then answered by the target.
+  const std::string both[] = {key, key2};
+  std::optional<claps::redis_reply> pair;
+  std::error_code pair_error;
+  REQUIRE(!client.eval("return redis.call('MGET', KEYS[1], KEYS[2])", 2, both,
+                       [&](std::error_code ec, const claps::redis_reply& r) {
+                         pair_error = ec;
+                         pair = r;
+                       }));
+  REQUIRE(loop.run_until([&] { return client.stats().tryagain > before.tryagain || pair.has_value(); }, 5s));
+  CHECK(!pair.has_value());
+  REQUIRE(redis_cluster::query(source, {"MIGRATE", "127.0.0.1", std::to_string(target), key2, "0", "5000"}) == "OK");
+  REQUIRE(loop.run_until([&] { return pair.has_value(); }, 5s));
+  CHECK(!pair_error);
+  REQUIRE(pair->elements.size() == 2);
+  CHECK(pair->elements[0].str == "moving");
+  CHECK(pair->elements[1].str == "two");
 
   // Done: every node learns the slot's new owner; the client gets MOVED.
   for (std::uint16_t port : shards().ports())
