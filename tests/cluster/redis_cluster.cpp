@@ -305,7 +305,8 @@ void redis_cluster::resume(std::uint16_t port) {
 
 // ---- Redis Cluster ----
 
-redis_cluster_shards::redis_cluster_shards(int masters, int replicas) {
+redis_cluster_shards::redis_cluster_shards(int masters, int replicas, std::string password)
+    : password_(std::move(password)) {
   using namespace std::chrono_literals;
   char tmpl[] = "/tmp/claps-rcluster-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
@@ -318,21 +319,22 @@ redis_cluster_shards::redis_cluster_shards(int masters, int replicas) {
   try {
     for (std::size_t i = 0; i < nodes; ++i) {
       const std::string p = std::to_string(ports[i]);
-      processes_.push_back({"node", ports[i],
-                            spawn_redis({"redis-server", "--port", p, "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                                         "--cluster-port", std::to_string(all_ports[nodes + i]),
-                                         "--cluster-node-timeout", "1500",
-                                         "--cluster-config-file", (dir_ / ("nodes-" + p + ".conf")).string(),
-                                         "--dir", dir_.string(), "--save", "", "--appendonly", "no",
-                                         "--logfile", (dir_ / ("node-" + p + ".log")).string()}),
-                            false});
+      std::vector<std::string> args{"redis-server", "--port", p, "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                                    "--cluster-port", std::to_string(all_ports[nodes + i]),
+                                    "--cluster-node-timeout", "1500",
+                                    "--cluster-config-file", (dir_ / ("nodes-" + p + ".conf")).string(),
+                                    "--dir", dir_.string(), "--save", "", "--appendonly", "no",
+                                    "--logfile", (dir_ / ("node-" + p + ".log")).string()};
+      if (!password_.empty()) args.insert(args.end(), {"--requirepass", password_, "--masterauth", password_});
+      processes_.push_back({"node", ports[i], spawn_redis(args), false});
     }
     for (const auto& p : processes_)
-      if (!poll_until([&] { return redis_cluster::query(p.port, {"PING"}) == "PONG"; }, 10s))
+      if (!poll_until([&] { return query(p.port, {"PING"}) == "PONG"; }, 10s))
         throw std::runtime_error("cluster node on port " + std::to_string(p.port) + " did not start");
     std::vector<std::string> create{"redis-cli", "--cluster", "create"};
     for (std::uint16_t port : ports) create.push_back("127.0.0.1:" + std::to_string(port));
     create.insert(create.end(), {"--cluster-replicas", std::to_string(replicas), "--cluster-yes"});
+    if (!password_.empty()) create.insert(create.end(), {"-a", password_, "--no-auth-warning"});
     const pid_t cli = spawn_redis(create, true);
     int status = 0;
     // redis-cli waits for the cluster to join by itself; bounded by the test's own timeout.
@@ -343,7 +345,7 @@ redis_cluster_shards::redis_cluster_shards(int masters, int replicas) {
     if (!poll_until([&] {
           std::size_t synced = 0;
           for (const auto& p : processes_)
-            if (redis_cluster::query(p.port, {"INFO", "replication"}).find("master_link_status:up") != std::string::npos)
+            if (query(p.port, {"INFO", "replication"}).find("master_link_status:up") != std::string::npos)
               ++synced;
           return synced == static_cast<std::size_t>(masters * replicas);
         }, 30s))
@@ -380,7 +382,7 @@ std::vector<std::uint16_t> redis_cluster_shards::ports() const {
 std::string redis_cluster_shards::nodes_text() const {
   for (const auto& p : processes_) {
     if (p.pid <= 0) continue;
-    const std::string text = redis_cluster::query(p.port, {"CLUSTER", "NODES"});
+    const std::string text = query(p.port, {"CLUSTER", "NODES"});
     if (!text.empty() && text.rfind("ERR", 0) != 0) return text;
   }
   return {};
@@ -439,9 +441,9 @@ bool redis_cluster_shards::wait_ok(std::chrono::milliseconds deadline, std::uint
   return poll_until([&] {
     for (const auto& p : processes_) {
       if (p.pid <= 0) continue;
-      if (redis_cluster::query(p.port, {"CLUSTER", "INFO"}).find("cluster_state:ok") == std::string::npos) return false;
+      if (query(p.port, {"CLUSTER", "INFO"}).find("cluster_state:ok") == std::string::npos) return false;
       if (not_port != 0) {
-        for (const auto& [port, ranges] : live_masters(redis_cluster::query(p.port, {"CLUSTER", "NODES"})))
+        for (const auto& [port, ranges] : live_masters(query(p.port, {"CLUSTER", "NODES"})))
           for (const auto& [first, last] : ranges)
             if (slot >= first && slot <= last && port == not_port) return false;
       }
@@ -450,9 +452,7 @@ bool redis_cluster_shards::wait_ok(std::chrono::milliseconds deadline, std::uint
   }, deadline);
 }
 
-std::string redis_cluster_shards::node_id(std::uint16_t port) {
-  return redis_cluster::query(port, {"CLUSTER", "MYID"});
-}
+std::string redis_cluster_shards::node_id(std::uint16_t port) const { return query(port, {"CLUSTER", "MYID"}); }
 
 void redis_cluster_shards::kill9(std::uint16_t port) {
   for (auto& p : processes_) {

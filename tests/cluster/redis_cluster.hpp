@@ -75,9 +75,10 @@ private:
 /// (redis-server --cluster-enabled yes, then redis-cli --cluster create),
 /// cluster-node-timeout 1500 ms so that a failover fits a test's deadline.
 /// Waits until every node says cluster_state:ok. Kills only its own pids.
+/// With `password` every node requires it (requirepass, masterauth).
 class redis_cluster_shards {
 public:
-  explicit redis_cluster_shards(int masters = 3, int replicas = 1);
+  explicit redis_cluster_shards(int masters = 3, int replicas = 1, std::string password = {});
   ~redis_cluster_shards();
   redis_cluster_shards(const redis_cluster_shards&) = delete;
   redis_cluster_shards& operator=(const redis_cluster_shards&) = delete;
@@ -93,13 +94,17 @@ public:
   /// `slot`'s master is not `not_port`. False at the deadline.
   bool wait_ok(std::chrono::milliseconds deadline, std::uint16_t slot = 0, std::uint16_t not_port = 0) const;
   /// The node's id (CLUSTER MYID).
-  static std::string node_id(std::uint16_t port);
+  std::string node_id(std::uint16_t port) const;
   void kill9(std::uint16_t port);
   const std::filesystem::path& dir() const { return dir_; }
 
 private:
   std::string nodes_text() const;
+  std::string query(std::uint16_t port, const std::vector<std::string>& args) const {
+    return redis_cluster::query(port, args, password_);
+  }
   void cleanup();
+  std::string password_;
   std::filesystem::path dir_;
   std::vector<redis_process> processes_;
 };

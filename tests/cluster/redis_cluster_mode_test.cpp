@@ -152,8 +152,8 @@ TEST_CASE("cluster: ASK during a slot migration, then MOVED once it is done; a b
   const std::string key2 = "claps:test:{migrating}:2";
   REQUIRE(ask(loop, client, {"SET", key, "moving"})->str == "OK");
   REQUIRE(ask(loop, client, {"SET", key2, "two"})->str == "OK");
-  const std::string source_id = redis_cluster_shards::node_id(source);
-  const std::string target_id = redis_cluster_shards::node_id(target);
+  const std::string source_id = shards().node_id(source);
+  const std::string target_id = shards().node_id(target);
   const std::string s = std::to_string(slot);
   REQUIRE(redis_cluster::query(target, {"CLUSTER", "SETSLOT", s, "IMPORTING", source_id}) == "OK");
   REQUIRE(redis_cluster::query(source, {"CLUSTER", "SETSLOT", s, "MIGRATING", target_id}) == "OK");
@@ -326,6 +326,41 @@ TEST_CASE("cluster: two redis_stores keep the exact cap and op ids across nodes"
     }
     CHECK(markers == 3);
   }
+}
+
+TEST_CASE("cluster: a cluster behind a password: the command links and the sharded subscribers AUTH") {
+  redis_cluster_shards secured(3, 0, "s3cret-pw");
+  loop_runner loop;
+  claps::redis_options o;
+  REQUIRE(!claps::parse_redis_cluster(secured.seeds(), o));
+  o.password = "s3cret-pw";
+  claps::redis_client client(loop.get(), o);
+  bus_events seen;
+  claps::redis_bus bus(loop.get(), client, seen.callbacks());
+  REQUIRE(loop.run_until([&] { return client.ready() && bus.healthy(); }, 15s));
+  std::vector<std::string> articles;
+  std::set<std::uint16_t> owners;
+  for (int i = 0; owners.size() < 3; ++i) {
+    articles.push_back("pw" + std::to_string(i));
+    owners.insert(secured.master_of_slot(claps::redis_key_slot("claps:ch:{" + articles.back() + "}")));
+  }
+  for (const auto& a : articles) {
+    bus.watch(a);
+    CHECK(ask(loop, client, {"SET", "claps:test:{" + a + "}", a})->str == "OK");
+  }
+  REQUIRE(loop.run_until([&] { return bus.stats().subscribes >= articles.size() && bus.healthy(); }, 10s));
+  for (const auto& a : articles) REQUIRE(!bus.publish(a, "secret " + a));
+  REQUIRE(loop.run_until([&] {
+    return std::all_of(articles.begin(), articles.end(), [&](const std::string& a) { return seen.got(a, "secret " + a); });
+  }, 10s));
+
+  // A wrong password: never ready, and nothing routed.
+  o.password = "wrong";
+  claps::redis_client refused(loop.get(), o);
+  claps::redis_bus refused_bus(loop.get(), refused);
+  CHECK(!loop.run_until([&] { return refused.ready() || refused_bus.healthy(); }, 2s));
+  CHECK(refused.command({"GET", "claps:test:{pw0}"}, [](std::error_code, const claps::redis_reply&) {}) ==
+        claps::errc::store_disconnected);
 }
 
 TEST_CASE("cluster: kill -9 of a master: not ready, then ready on the promoted replica; the bus resubscribes") {
