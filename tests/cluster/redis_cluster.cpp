@@ -454,6 +454,21 @@ bool redis_cluster_shards::wait_ok(std::chrono::milliseconds deadline, std::uint
 
 std::string redis_cluster_shards::node_id(std::uint16_t port) const { return query(port, {"CLUSTER", "MYID"}); }
 
+pid_t redis_cluster_shards::start_reshard(std::uint16_t from, std::uint16_t to, int slots) const {
+  std::vector<std::string> args{"redis-cli", "--cluster", "reshard", "127.0.0.1:" + std::to_string(from),
+                                "--cluster-from", node_id(from), "--cluster-to", node_id(to),
+                                "--cluster-slots", std::to_string(slots), "--cluster-yes"};
+  if (!password_.empty()) args.insert(args.end(), {"-a", password_, "--no-auth-warning"});
+  return spawn_redis(args, true);
+}
+
+bool redis_cluster_shards::reshard_done(pid_t pid, bool& ok) {
+  int status = 0;
+  if (::waitpid(pid, &status, WNOHANG) != pid) return false;
+  ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  return true;
+}
+
 void redis_cluster_shards::kill9(std::uint16_t port) {
   for (auto& p : processes_) {
     if (p.port != port || p.pid <= 0) continue;

@@ -96,6 +96,11 @@ public:
   /// The node's id (CLUSTER MYID).
   std::string node_id(std::uint16_t port) const;
   void kill9(std::uint16_t port);
+  /// Starts `redis-cli --cluster reshard` moving `slots` slots from one
+  /// master to another; returns its pid (reaped by reshard_done()).
+  pid_t start_reshard(std::uint16_t from, std::uint16_t to, int slots) const;
+  /// Non-blocking: true once `pid` exited (reaped), `ok` when it exited 0.
+  static bool reshard_done(pid_t pid, bool& ok);
   const std::filesystem::path& dir() const { return dir_; }
 
 private:
