@@ -369,6 +369,7 @@ TEST_CASE("cluster: resharding 300 slots under clap load: every clap decided in 
   }, 2, 2);
   REQUIRE(loop.run_until([&] { return a.results.size() + b.results.size() >= 200; }, 10s));
   const auto moved_before = a.client->stats().moved + b.client->stats().moved + a.client->stats().ask + b.client->stats().ask;
+  const auto maps_before = a.client->stats().slot_map_refreshes;
   const pid_t reshard = shards().start_reshard(from, to, 300);
   bool ok = false;
   REQUIRE(loop.run_until([&] { return redis_cluster_shards::reshard_done(reshard, ok); }, 60s));
@@ -384,7 +385,10 @@ TEST_CASE("cluster: resharding 300 slots under clap load: every clap decided in 
   const auto redirects = a.client->stats().moved + b.client->stats().moved + a.client->stats().ask + b.client->stats().ask;
   MESSAGE(plan.sent << " claps during a 300-slot reshard; redirects followed: " << redirects - moved_before
           << ", TRYAGAIN retried: " << a.client->stats().tryagain + b.client->stats().tryagain);
-  CHECK(redirects > moved_before);
+  // The clients learn each moved slot from a MOVED or ASK, or first from
+  // the bus: Redis drops the slot's channels (sunsubscribe) and the bus has
+  // the map read again, often before any command hits the old owner.
+  CHECK(a.client->stats().slot_map_refreshes > maps_before);
   CHECK(plan.refused == 0);
   // No script failed: every clap was decided in Redis and acknowledged as cluster-durable.
   CHECK(a.store->stats().arbitration_failures == 0);
