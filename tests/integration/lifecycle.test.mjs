@@ -105,7 +105,12 @@ test('bad flags exit 2 with a message; --help documents every flag', async () =>
     [['--lmdb-map-size', String(8 << 20), '--lmdb-max-size', String(4 << 20)], {}, /--lmdb-max-size/],
     [['--op-id-window-s', '0'], {}, /--op-id-window-s/],
     [['--drain-grace-s', '-1'], {}, /--drain-grace-s/],
+    [['--op-pending-s', '0'], {}, /--op-pending-s must be 1..3600/],
     [['--drain-spread-s', '20'], {}, /do not fit in --shutdown-timeout-s 15/],
+    [['--redis-cluster', '127.0.0.1:7000', '--redis', 'redis://127.0.0.1', '--node-id', 'a'], {}, /one of --redis/],
+    [['--redis-cluster', '127.0.0.1:7000,', '--node-id', 'a'], {}, /--redis-cluster: expected/],
+    [['--redis-cluster', '127.0.0.1:7000'], {}, /need --node-id/],
+    [['--node-id', 'a'], { CLAPS_REDIS_CLUSTER: 'h:0' }, /--redis-cluster: expected/],
   ]) {
     const r = await runClapsd(args, env);
     assert.equal(r.code, 2, `${args} ${JSON.stringify(env)}: ${r.stderr}`);
@@ -116,7 +121,8 @@ test('bad flags exit 2 with a message; --help documents every flag', async () =>
   for (const flag of ['listen', 'data-dir', 'store', 'tick-ms', 'clap-cap', 'auth-secret-file', 'allowed-origin',
     'max-connections', 'rate-limit', 'rate-burst', 'max-message-bytes', 'max-subscriptions', 'slow-client-bytes',
     'lmdb-map-size', 'lmdb-max-size', 'op-id-window-s', 'articles-file', 'log-level', 'web-root', 'client-root', 'ping-interval-s',
-    'idle-timeout-s', 'handshake-timeout-s', 'shutdown-timeout-s', 'drain-grace-s', 'drain-spread-s', 'request-timeout-s', 'rx-buffer-bytes']) {
+    'idle-timeout-s', 'handshake-timeout-s', 'shutdown-timeout-s', 'drain-grace-s', 'drain-spread-s', 'request-timeout-s',
+    'rx-buffer-bytes', 'redis-cluster', 'op-pending-s']) {
     assert.match(help.stdout, new RegExp(`--${flag}\\b`), flag);
   }
   assert.match(help.stdout, /CLAPS_DATA_DIR/);
