@@ -2,10 +2,12 @@
 // bytes, parsed by hiredis's own reader (as on a connection), and every reply
 // goes through each of our decoders, whatever command it would answer:
 // convert(), the subscriber connection's read_pubsub(), the bus's
-// channel_article(), redis_store's read_part_message(), the sentinel answer
+// channel_article() (prefix{article}), redis_store's read_part_message(), the sentinel answer
 // (read_master_address()), the parts of read_article and HGETALL replies
 // (fold_parts(), sum_parts()) and the arbitrate script's reply
-// (arbitration_reply_fits(), read_decision()).
+// (arbitration_reply_fits(), read_decision()), and for Redis Cluster the
+// sharded subscriber's read_sharded(), the router's read_cluster_slots()
+// (CLUSTER SLOTS) and read_redirect() (MOVED/ASK/TRYAGAIN errors).
 //
 // Properties:
 // - convert() copies the reply exactly (types, strings, integers, arrays);
@@ -17,6 +19,12 @@
 // - folding parts never stores this node's own part, never moves a part's
 //   version backwards, and folding the same reply twice changes nothing;
 //   their sum is exact, or saturated at +-(2^53 - 1) for absurd parts;
+// - a sharded message or (un)subscribe confirmation is a 3-element array
+//   whose channel (and payload) are its strings; an error is an error reply;
+// - a slot map read from CLUSTER SLOTS has ranges within 0-16383, first <=
+//   last, masters with a host and a port 1-65535; a refused one leaves the
+//   map as it was;
+// - a MOVED/ASK redirect names a slot 0-16383 and a host:port of the error text;
 // - an arbitrate reply shaped for its groups yields a decision per op (never
 //   "local"), and the same reply does not fit a call with one op more or one
 //   user fewer.
@@ -25,7 +33,9 @@
 // before the elements arrive: inputs announcing arrays over 4096 elements are
 // skipped, so the fuzzer does not spend its time in calloc.
 #include "check.hpp"
+#include "cluster_router.hpp"
 #include "connection.hpp"
+#include "shard_subscriber.hpp"
 #include "store_impl.hpp"
 
 #include <hiredis/hiredis.h>
@@ -46,7 +56,7 @@ using claps::redis_reply;
 namespace detail = claps::detail;
 
 constexpr std::string_view own_node = "node-a";
-constexpr std::string_view bus_prefix = "claps:{";
+constexpr std::string_view bus_prefix = "claps:ch:";
 
 bool announces_huge_array(std::string_view bytes) {
   for (std::size_t at = bytes.find('*'); at != std::string_view::npos; at = bytes.find('*', at + 1)) {
@@ -93,11 +103,60 @@ void check_pubsub(const redisReply& r) {
   CLAPS_FUZZ_CHECK(payload == std::string_view(r.element[2]->str, static_cast<std::size_t>(r.element[2]->len)));
   std::string_view article;
   if (detail::channel_article(bus_prefix, channel, article)) {
-    CLAPS_FUZZ_CHECK(std::string(bus_prefix) + std::string(article) == channel);
+    CLAPS_FUZZ_CHECK(std::string(bus_prefix) + "{" + std::string(article) + "}" == channel && !article.empty());
   } else {
-    CLAPS_FUZZ_CHECK(!channel.starts_with(bus_prefix));
+    CLAPS_FUZZ_CHECK(!channel.starts_with(std::string(bus_prefix) + "{") || !channel.ends_with("}") ||
+                     channel.size() < bus_prefix.size() + 3);
   }
   check_part_message(payload);
+}
+
+std::string_view str_of(const redisReply* r) { return std::string_view(r->str, static_cast<std::size_t>(r->len)); }
+
+void check_sharded(const redisReply& r) {
+  std::string_view channel, payload;
+  const detail::sharded_reply what = detail::read_sharded(r, channel, payload);
+  switch (what) {
+  case detail::sharded_reply::message:
+    CLAPS_FUZZ_CHECK(r.type == REDIS_REPLY_ARRAY && r.elements == 3);
+    CLAPS_FUZZ_CHECK(channel == str_of(r.element[1]) && payload == str_of(r.element[2]));
+    check_part_message(payload);
+    break;
+  case detail::sharded_reply::subscribed:
+  case detail::sharded_reply::unsubscribed:
+    CLAPS_FUZZ_CHECK(r.type == REDIS_REPLY_ARRAY && r.elements == 3 && r.element[2]->type == REDIS_REPLY_INTEGER);
+    CLAPS_FUZZ_CHECK(channel == str_of(r.element[1]));
+    break;
+  case detail::sharded_reply::error: CLAPS_FUZZ_CHECK(r.type == REDIS_REPLY_ERROR); break;
+  case detail::sharded_reply::malformed: CLAPS_FUZZ_CHECK(r.type == REDIS_REPLY_ARRAY); break;
+  default: break;
+  }
+}
+
+void check_cluster_slots(const redis_reply& c) {
+  std::vector<detail::slot_range> ranges(1);
+  ranges[0].master = {"kept", 1};
+  if (!detail::read_cluster_slots(c, {"asked", 7000}, ranges)) {
+    CLAPS_FUZZ_CHECK(ranges.size() == 1 && ranges[0].master.host == "kept");
+    return;
+  }
+  CLAPS_FUZZ_CHECK(ranges.size() == c.elements.size());
+  for (const detail::slot_range& r : ranges) {
+    CLAPS_FUZZ_CHECK(r.first <= r.last && r.last < detail::cluster_slot_count);
+    CLAPS_FUZZ_CHECK(!r.master.host.empty() && r.master.port >= 1);
+    for (const auto& replica : r.replicas) CLAPS_FUZZ_CHECK(!replica.host.empty() && replica.port >= 1);
+  }
+}
+
+void check_redirect(const redis_reply& c) {
+  if (!c.is_error()) return;
+  std::uint16_t slot = 0;
+  claps::redis_endpoint to;
+  const detail::redirect what = detail::read_redirect(c.str, slot, to);
+  if (what != detail::redirect::moved && what != detail::redirect::ask) return;
+  CLAPS_FUZZ_CHECK(c.str.starts_with(what == detail::redirect::moved ? "MOVED " : "ASK "));
+  CLAPS_FUZZ_CHECK(slot < detail::cluster_slot_count && to.port >= 1 && !to.host.empty());
+  CLAPS_FUZZ_CHECK(c.str.find(" " + to.host + ":") != std::string::npos);
 }
 
 void check_master(const redisReply& r) {
@@ -208,7 +267,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const redis_reply c = detail::convert(r);
     check_convert(r, c);
     check_pubsub(r);
+    check_sharded(r);
     check_master(r);
+    check_cluster_slots(c);
+    check_redirect(c);
     if (c.type == redis_reply::kind::array && c.elements.size() == 3) fold(ra, c.elements[0], &c.elements[1]);
     fold(ra, c, nullptr);
     check_arbitration(c);

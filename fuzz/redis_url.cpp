@@ -1,7 +1,8 @@
-// Fuzzes --redis URLs (parse_redis_url) and --sentinel lists with a master
-// name (parse_redis_sentinels).
+// Fuzzes --redis URLs (parse_redis_url), --sentinel lists with a master
+// name (parse_redis_sentinels) and --redis-cluster seed lists
+// (parse_redis_cluster, fed the sentinel list line).
 //
-// Input: lines separated by '\n': URL / sentinel list / master name.
+// Input: lines separated by '\n': URL / sentinel or seed list / master name.
 //
 // Properties:
 // - an error changes nothing in the options; success changes only the fields
@@ -30,6 +31,7 @@ redis_options marked() {
   redis_options o;
   o.address = {"marked-host", 1234};
   o.sentinels = {{"marked-sentinel", 4321}};
+  o.cluster = {{"marked-seed", 5555}};
   o.master_name = "marked-master";
   o.sentinel_username = "marked-sentinel-user";
   o.sentinel_password = "marked-sentinel-password";
@@ -97,6 +99,33 @@ void check_url(std::string_view url) {
   CLAPS_FUZZ_CHECK(same_url_fields(reparsed, o));
 }
 
+bool same_seeds(const redis_options& a, const redis_options& b) {
+  if (a.cluster.size() != b.cluster.size()) return false;
+  for (std::size_t i = 0; i < a.cluster.size(); ++i)
+    if (!same(a.cluster[i], b.cluster[i])) return false;
+  return true;
+}
+
+void check_cluster(std::string_view list) {
+  const redis_options before = marked();
+  redis_options o = before;
+  if (claps::parse_redis_cluster(list, o)) {
+    CLAPS_FUZZ_CHECK(same_seeds(o, before));
+    return;
+  }
+  CLAPS_FUZZ_CHECK(same_url_fields(o, before) && same_sentinels(o, before) && same_rest(o, before) &&
+                   !o.cluster.empty());
+  std::string again;
+  for (const redis_endpoint& e : o.cluster) {
+    check_endpoint(e);
+    if (!again.empty()) again += ",";
+    again += render(e);
+  }
+  redis_options reparsed = marked();
+  CLAPS_FUZZ_CHECK(!claps::parse_redis_cluster(again, reparsed));
+  CLAPS_FUZZ_CHECK(same_seeds(reparsed, o));
+}
+
 void check_sentinels(std::string_view list, std::string_view master) {
   const redis_options before = marked();
   redis_options o = before;
@@ -130,5 +159,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   check_url(lines[0]);
   check_sentinels(lines[1], lines[2]);
+  check_cluster(lines[1]);
   return 0;
 }

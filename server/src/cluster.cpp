@@ -37,6 +37,11 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store
       error = "--redis: expected redis://[[user]:password@]HOST:PORT[/db]";
       return nullptr;
     }
+  } else if (!options.redis_cluster.empty()) {
+    if (parse_redis_cluster(options.redis_cluster, ro)) {
+      error = "--redis-cluster: expected HOST:PORT,HOST:PORT";
+      return nullptr;
+    }
   } else if (parse_redis_sentinels(options.sentinels, options.sentinel_master, ro)) {
     error = "--sentinel: expected HOST:PORT,HOST:PORT and a --sentinel-master name";
     return nullptr;
@@ -85,6 +90,9 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store
   if (!options.redis_url.empty())
     log.info("cluster: node '" + options.node_id + "' on Redis " + ro.address.host + ":" +
              std::to_string(ro.address.port));
+  else if (!ro.cluster.empty())
+    log.info("cluster: node '" + options.node_id + "' on Redis Cluster via " + std::to_string(ro.cluster.size()) +
+             " seed node(s)");
   else
     log.info("cluster: node '" + options.node_id + "' on Redis master '" + options.sentinel_master +
              "' via " + std::to_string(ro.sentinels.size()) + " sentinel(s)");
@@ -171,7 +179,7 @@ std::string cluster_node::metrics_text() const {
   metric(out, "claps_cluster_published_total", "counter", "Messages published to other nodes", d(s.published));
   metric(out, "claps_cluster_remote_messages_total", "counter", "Messages received from other nodes",
          d(s.remote_messages));
-  metric(out, "claps_redis_connected", "gauge", "1 while the command connection to the master is ready",
+  metric(out, "claps_redis_connected", "gauge", "1 while the command connection to the master is ready (Redis Cluster: to every master)",
          p.client->ready() ? 1 : 0);
   metric(out, "claps_redis_reconnects_total", "counter", "Times the client became ready", d(c.connects));
   metric(out, "claps_redis_disconnects_total", "counter", "Ready connections lost", d(c.disconnects));
@@ -180,6 +188,14 @@ std::string cluster_node::metrics_text() const {
   metric(out, "claps_redis_failed_requests_total", "counter", "Redis requests failed", d(c.failed_requests));
   metric(out, "claps_redis_not_master_total", "counter", "Servers found not (or no longer) a writable master",
          d(c.not_master));
+  metric(out, "claps_redis_masters", "gauge", "Redis masters in use (Redis Cluster: masters of the slot map)",
+         d(p.client->masters().size()));
+  metric(out, "claps_redis_moved_total", "counter", "Redis Cluster MOVED redirects followed", d(c.moved));
+  metric(out, "claps_redis_ask_total", "counter", "Redis Cluster ASK redirects followed", d(c.ask));
+  metric(out, "claps_redis_tryagain_total", "counter", "Redis Cluster TRYAGAIN/CLUSTERDOWN replies retried",
+         d(c.tryagain));
+  metric(out, "claps_redis_slot_map_refreshes_total", "counter", "Redis Cluster slot maps read (CLUSTER SLOTS)",
+         d(c.slot_map_refreshes));
   metric(out, "claps_bus_channels", "gauge", "Article channels subscribed", d(b.channels));
   metric(out, "claps_bus_healthy", "gauge", "1 while the subscription connection is subscribed",
          p.bus->healthy() ? 1 : 0);

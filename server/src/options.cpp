@@ -1,6 +1,9 @@
 #include "options.hpp"
 
 #include <claps/ids.hpp>
+#ifdef CLAPS_HAVE_REDIS
+#include <claps/redis.hpp>
+#endif
 #include <claps/version.hpp>
 
 #include <cxxopts.hpp>
@@ -129,12 +132,16 @@ cxxopts::Options make_spec() {
      cxxopts::value<std::string>()->default_value(""))
     ("sentinel-master", "Master name the sentinels monitor (with --sentinel)",
      cxxopts::value<std::string>()->default_value(""))
+    ("redis-cluster", "Share state through this Redis Cluster (7.0+): seed nodes HOST:PORT,HOST:PORT; "
+     "keys are routed by slot to every master, pub/sub is sharded (instead of --redis/--sentinel)",
+     cxxopts::value<std::string>()->default_value(""))
     ("node-id", "This node's id, unique and stable across restarts (1-128 of A-Z a-z 0-9 . _ : -); "
-     "required with --redis or --sentinel", cxxopts::value<std::string>()->default_value(""))
+     "required with --redis, --sentinel or --redis-cluster", cxxopts::value<std::string>()->default_value(""))
     ("redis-timeout-ms", "Deadline of every Redis request and connect; a miss degrades to local acks",
      cxxopts::value<int>()->default_value("2000"))
     ("redis-password-file", "File holding the Redis password (AUTH; a trailing newline is ignored), "
-     "instead of one in the --redis URL", cxxopts::value<std::string>()->default_value(""))
+     "instead of one in the --redis URL (also for --sentinel's master and --redis-cluster's nodes)",
+     cxxopts::value<std::string>()->default_value(""))
     ("sentinel-password-file", "File holding the sentinels' password (their requirepass)",
      cxxopts::value<std::string>()->default_value(""));
   spec.add_options("Info")
@@ -323,20 +330,28 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
     o.redis_url = result["redis"].as<std::string>();
     o.sentinels = result["sentinel"].as<std::string>();
     o.sentinel_master = result["sentinel-master"].as<std::string>();
+    o.redis_cluster = result["redis-cluster"].as<std::string>();
     o.node_id = result["node-id"].as<std::string>();
     o.redis_timeout_ms = result["redis-timeout-ms"].as<int>();
     o.redis_password_file = result["redis-password-file"].as<std::string>();
     o.sentinel_password_file = result["sentinel-password-file"].as<std::string>();
     if (!o.clustered() && (!o.redis_password_file.empty() || !o.sentinel_password_file.empty()))
-      error = "--redis-password-file and --sentinel-password-file only apply with --redis or --sentinel";
+      error = "--redis-password-file and --sentinel-password-file only apply with --redis, --sentinel or "
+              "--redis-cluster";
     if (o.auth_secret_file.empty() && !o.allow_anonymous && !loopback_host(o.listen_host))
       error = "--listen " + o.listen_host + " is reachable from other machines, and without --auth-secret-file "
               "anyone could act as any user: give --auth-secret-file, or --allow-anonymous for a demo";
-    if (!o.redis_url.empty() && !o.sentinels.empty()) error = "give --redis or --sentinel, not both";
+    if (int{!o.redis_url.empty()} + int{!o.sentinels.empty()} + int{!o.redis_cluster.empty()} > 1)
+      error = "give one of --redis, --sentinel and --redis-cluster";
     else if (!o.sentinels.empty() && o.sentinel_master.empty()) error = "--sentinel needs --sentinel-master NAME";
+#ifdef CLAPS_HAVE_REDIS
+    else if (claps::redis_options ro; !o.redis_cluster.empty() && claps::parse_redis_cluster(o.redis_cluster, ro))
+      error = "--redis-cluster: expected HOST:PORT,HOST:PORT (seed nodes of the cluster)";
+#endif
     else if (o.clustered() && !valid_id(o.node_id, max_user_id_bytes))
-      error = "--redis/--sentinel need --node-id: 1-128 characters of A-Z a-z 0-9 . _ : -";
-    else if (!o.clustered() && !o.node_id.empty()) error = "--node-id only applies with --redis or --sentinel";
+      error = "--redis/--sentinel/--redis-cluster need --node-id: 1-128 characters of A-Z a-z 0-9 . _ : -";
+    else if (!o.clustered() && !o.node_id.empty())
+      error = "--node-id only applies with --redis, --sentinel or --redis-cluster";
     if (o.redis_timeout_ms < 50 || o.redis_timeout_ms > 60000) error = "--redis-timeout-ms must be 50..60000";
     if (!error.empty()) {
       outcome.message = error;

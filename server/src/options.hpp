@@ -87,11 +87,12 @@ struct server_options {
   std::string redis_url;        // redis://[[user]:password@]HOST:PORT[/db]
   std::string sentinels;        // HOST:PORT,HOST:PORT (with sentinel_master)
   std::string sentinel_master;
+  std::string redis_cluster;    // HOST:PORT,HOST:PORT: seed nodes of a Redis Cluster
   std::string node_id;          // required with either; stable per data dir
   std::string redis_password_file;     // AUTH password for Redis, kept out of ps and the URL
   std::string sentinel_password_file;  // AUTH password for the sentinels
   int redis_timeout_ms = 2000;  // connect and request deadline
-  bool clustered() const noexcept { return !redis_url.empty() || !sentinels.empty(); }
+  bool clustered() const noexcept { return !redis_url.empty() || !sentinels.empty() || !redis_cluster.empty(); }
 };
 
 /// The outcome of parsing: options, or a message and exit code (0 for --help

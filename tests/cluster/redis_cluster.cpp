@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -157,7 +158,10 @@ redis_cluster::redis_cluster(int replicas, int sentinels, bool standalone,
   }
 }
 
-pid_t redis_cluster::spawn(const std::filesystem::path& conf, bool sentinel) {
+namespace {
+
+// `quiet`: stdout to /dev/null (redis-cli --cluster create reports at length).
+pid_t spawn_redis(const std::vector<std::string>& args, bool quiet = false) {
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
@@ -165,14 +169,34 @@ pid_t redis_cluster::spawn(const std::filesystem::path& conf, bool sentinel) {
     // Die with the test process, whatever kills it.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(1);
-    const std::string path = conf.string();
-    if (sentinel)
-      ::execlp("redis-server", "redis-server", path.c_str(), "--sentinel", static_cast<char*>(nullptr));
-    else
-      ::execlp("redis-server", "redis-server", path.c_str(), static_cast<char*>(nullptr));
+    if (quiet) {
+      const int null = ::open("/dev/null", O_WRONLY);
+      if (null >= 0) ::dup2(null, STDOUT_FILENO);
+    }
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
     ::_exit(127);
   }
   return pid;
+}
+
+void stop_all(std::vector<redis_process>& processes) {
+  for (auto& p : processes) {
+    if (p.pid <= 0) continue;
+    ::kill(p.pid, SIGCONT);
+    ::kill(p.pid, SIGKILL);
+    ::waitpid(p.pid, nullptr, 0);
+    p.pid = -1;
+  }
+}
+
+} // namespace
+
+pid_t redis_cluster::spawn(const std::filesystem::path& conf, bool sentinel) {
+  if (sentinel) return spawn_redis({"redis-server", conf.string(), "--sentinel"});
+  return spawn_redis({"redis-server", conf.string()});
 }
 
 void redis_cluster::wait_ready() {
@@ -209,13 +233,7 @@ void redis_cluster::wait_ready() {
 redis_cluster::~redis_cluster() { cleanup(); }
 
 void redis_cluster::cleanup() {
-  for (auto& p : processes_) {
-    if (p.pid <= 0) continue;
-    ::kill(p.pid, SIGCONT);
-    ::kill(p.pid, SIGKILL);
-    ::waitpid(p.pid, nullptr, 0);
-    p.pid = -1;
-  }
+  stop_all(processes_);
   std::error_code ec;
   if (!dir_.empty() && std::getenv("CLAPS_KEEP_REDIS_DIR") == nullptr)
     std::filesystem::remove_all(dir_, ec);
@@ -282,6 +300,166 @@ void redis_cluster::resume(std::uint16_t port) {
   if (redis_process* p = find(port); p != nullptr && p->pid > 0) {
     ::kill(p->pid, SIGCONT);
     p->stopped = false;
+  }
+}
+
+// ---- Redis Cluster ----
+
+redis_cluster_shards::redis_cluster_shards(int masters, int replicas) {
+  using namespace std::chrono_literals;
+  char tmpl[] = "/tmp/claps-rcluster-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+  dir_ = tmpl;
+  const std::size_t nodes = static_cast<std::size_t>(masters * (1 + replicas));
+  // Each node's cluster bus gets a free port of its own too (cluster-port):
+  // port + 10000, the default, may be taken or past 65535.
+  const auto all_ports = free_ports(2 * nodes);
+  const std::vector<std::uint16_t> ports(all_ports.begin(), all_ports.begin() + static_cast<long>(nodes));
+  try {
+    for (std::size_t i = 0; i < nodes; ++i) {
+      const std::string p = std::to_string(ports[i]);
+      processes_.push_back({"node", ports[i],
+                            spawn_redis({"redis-server", "--port", p, "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                                         "--cluster-port", std::to_string(all_ports[nodes + i]),
+                                         "--cluster-node-timeout", "1500",
+                                         "--cluster-config-file", (dir_ / ("nodes-" + p + ".conf")).string(),
+                                         "--dir", dir_.string(), "--save", "", "--appendonly", "no",
+                                         "--logfile", (dir_ / ("node-" + p + ".log")).string()}),
+                            false});
+    }
+    for (const auto& p : processes_)
+      if (!poll_until([&] { return redis_cluster::query(p.port, {"PING"}) == "PONG"; }, 10s))
+        throw std::runtime_error("cluster node on port " + std::to_string(p.port) + " did not start");
+    std::vector<std::string> create{"redis-cli", "--cluster", "create"};
+    for (std::uint16_t port : ports) create.push_back("127.0.0.1:" + std::to_string(port));
+    create.insert(create.end(), {"--cluster-replicas", std::to_string(replicas), "--cluster-yes"});
+    const pid_t cli = spawn_redis(create, true);
+    int status = 0;
+    // redis-cli waits for the cluster to join by itself; bounded by the test's own timeout.
+    ::waitpid(cli, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("redis-cli --cluster create failed");
+    if (!wait_ok(30s)) throw std::runtime_error("cluster did not reach cluster_state:ok");
+    // Every replica attached and in sync, so that a failover has a candidate.
+    if (!poll_until([&] {
+          std::size_t synced = 0;
+          for (const auto& p : processes_)
+            if (redis_cluster::query(p.port, {"INFO", "replication"}).find("master_link_status:up") != std::string::npos)
+              ++synced;
+          return synced == static_cast<std::size_t>(masters * replicas);
+        }, 30s))
+      throw std::runtime_error("cluster replicas did not sync");
+  } catch (...) {
+    cleanup();
+    throw;
+  }
+}
+
+redis_cluster_shards::~redis_cluster_shards() { cleanup(); }
+
+void redis_cluster_shards::cleanup() {
+  stop_all(processes_);
+  std::error_code ec;
+  if (!dir_.empty() && std::getenv("CLAPS_KEEP_REDIS_DIR") == nullptr) std::filesystem::remove_all(dir_, ec);
+}
+
+std::string redis_cluster_shards::seeds() const {
+  std::string out;
+  for (const auto& p : processes_) {
+    if (!out.empty()) out.push_back(',');
+    out += "127.0.0.1:" + std::to_string(p.port);
+  }
+  return out;
+}
+
+std::vector<std::uint16_t> redis_cluster_shards::ports() const {
+  std::vector<std::uint16_t> out;
+  for (const auto& p : processes_) out.push_back(p.port);
+  return out;
+}
+
+std::string redis_cluster_shards::nodes_text() const {
+  for (const auto& p : processes_) {
+    if (p.pid <= 0) continue;
+    const std::string text = redis_cluster::query(p.port, {"CLUSTER", "NODES"});
+    if (!text.empty() && text.rfind("ERR", 0) != 0) return text;
+  }
+  return {};
+}
+
+namespace {
+
+// CLUSTER NODES lines of live masters: port and slot ranges.
+std::vector<std::pair<std::uint16_t, std::vector<std::pair<int, int>>>> live_masters(const std::string& text) {
+  std::vector<std::pair<std::uint16_t, std::vector<std::pair<int, int>>>> out;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    std::vector<std::string> f;
+    std::size_t pos = at;
+    while (pos < end) {
+      std::size_t space = text.find(' ', pos);
+      if (space == std::string::npos || space > end) space = end;
+      f.push_back(text.substr(pos, space - pos));
+      pos = space + 1;
+    }
+    at = end + 1;
+    if (f.size() < 8 || f[2].find("master") == std::string::npos || f[2].find("fail") != std::string::npos) continue;
+    const auto colon = f[1].find(':');
+    const auto port = static_cast<std::uint16_t>(std::atoi(f[1].c_str() + colon + 1));
+    std::vector<std::pair<int, int>> ranges;
+    for (std::size_t i = 8; i < f.size(); ++i) {
+      if (f[i].empty() || f[i][0] == '[') continue;
+      const auto dash = f[i].find('-');
+      const int first = std::atoi(f[i].c_str());
+      ranges.emplace_back(first, dash == std::string::npos ? first : std::atoi(f[i].c_str() + dash + 1));
+    }
+    out.emplace_back(port, std::move(ranges));
+  }
+  return out;
+}
+
+} // namespace
+
+std::vector<std::uint16_t> redis_cluster_shards::master_ports() const {
+  std::vector<std::uint16_t> out;
+  for (const auto& [port, ranges] : live_masters(nodes_text()))
+    if (!ranges.empty()) out.push_back(port);
+  return out;
+}
+
+std::uint16_t redis_cluster_shards::master_of_slot(std::uint16_t slot) const {
+  for (const auto& [port, ranges] : live_masters(nodes_text()))
+    for (const auto& [first, last] : ranges)
+      if (slot >= first && slot <= last) return port;
+  return 0;
+}
+
+bool redis_cluster_shards::wait_ok(std::chrono::milliseconds deadline, std::uint16_t slot, std::uint16_t not_port) const {
+  return poll_until([&] {
+    for (const auto& p : processes_) {
+      if (p.pid <= 0) continue;
+      if (redis_cluster::query(p.port, {"CLUSTER", "INFO"}).find("cluster_state:ok") == std::string::npos) return false;
+      if (not_port != 0) {
+        for (const auto& [port, ranges] : live_masters(redis_cluster::query(p.port, {"CLUSTER", "NODES"})))
+          for (const auto& [first, last] : ranges)
+            if (slot >= first && slot <= last && port == not_port) return false;
+      }
+    }
+    return true;
+  }, deadline);
+}
+
+std::string redis_cluster_shards::node_id(std::uint16_t port) {
+  return redis_cluster::query(port, {"CLUSTER", "MYID"});
+}
+
+void redis_cluster_shards::kill9(std::uint16_t port) {
+  for (auto& p : processes_) {
+    if (p.port != port || p.pid <= 0) continue;
+    ::kill(p.pid, SIGKILL);
+    ::waitpid(p.pid, nullptr, 0);
+    p.pid = -1;
   }
 }
 

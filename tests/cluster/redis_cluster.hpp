@@ -71,4 +71,37 @@ private:
   std::vector<redis_process> processes_;
 };
 
+/// A Redis Cluster: `masters` masters with `replicas` replicas each
+/// (redis-server --cluster-enabled yes, then redis-cli --cluster create),
+/// cluster-node-timeout 1500 ms so that a failover fits a test's deadline.
+/// Waits until every node says cluster_state:ok. Kills only its own pids.
+class redis_cluster_shards {
+public:
+  explicit redis_cluster_shards(int masters = 3, int replicas = 1);
+  ~redis_cluster_shards();
+  redis_cluster_shards(const redis_cluster_shards&) = delete;
+  redis_cluster_shards& operator=(const redis_cluster_shards&) = delete;
+
+  /// "127.0.0.1:P,..." of every node (a --redis-cluster seed list).
+  std::string seeds() const;
+  std::vector<std::uint16_t> ports() const;
+  /// Masters as the first answering live node's CLUSTER NODES says (not failed).
+  std::vector<std::uint16_t> master_ports() const;
+  /// The master owning `slot` by CLUSTER NODES (0 if none).
+  std::uint16_t master_of_slot(std::uint16_t slot) const;
+  /// Waits until every live node says cluster_state:ok and agrees that
+  /// `slot`'s master is not `not_port`. False at the deadline.
+  bool wait_ok(std::chrono::milliseconds deadline, std::uint16_t slot = 0, std::uint16_t not_port = 0) const;
+  /// The node's id (CLUSTER MYID).
+  static std::string node_id(std::uint16_t port);
+  void kill9(std::uint16_t port);
+  const std::filesystem::path& dir() const { return dir_; }
+
+private:
+  std::string nodes_text() const;
+  void cleanup();
+  std::filesystem::path dir_;
+  std::vector<redis_process> processes_;
+};
+
 } // namespace claps::test

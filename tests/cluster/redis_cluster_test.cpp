@@ -2,6 +2,8 @@
 // sentinels on loopback (plus a standalone server for the tests that stop
 // or flush it). Every wait is on an event or condition, with a deadline.
 #include "redis_cluster.hpp"
+#include "test_loop.hpp"
+#include "test_node.hpp"
 
 #include "../../libclaps/src/redis/scripts.hpp"  // white-box: replay a stale write
 
@@ -25,7 +27,13 @@
 #include <vector>
 
 using namespace std::chrono_literals;
+using claps::test::loop_runner;
+using claps::test::node;
+using claps::test::outcome;
+using claps::test::node_config;
+using claps::test::wall_now;
 using claps::test::redis_cluster;
+using claps::test::temp_dir;
 using steady = std::chrono::steady_clock;
 
 namespace {
@@ -34,37 +42,6 @@ redis_cluster& cluster() {
   static redis_cluster instance;  // killed (only its own pids) at exit
   return instance;
 }
-
-// A uv loop that tests step until a condition holds or a deadline passes.
-// The wake timer only bounds how long one uv_run(ONCE) may block, so the
-// deadline is checked; the conditions themselves are events on the loop.
-class loop_runner {
-public:
-  loop_runner() {
-    uv_loop_init(&loop_);
-    uv_timer_init(&loop_, &wake_);
-    uv_timer_start(&wake_, [](uv_timer_t*) {}, 20, 20);
-  }
-  ~loop_runner() {
-    uv_close(reinterpret_cast<uv_handle_t*>(&wake_), nullptr);
-    uv_run(&loop_, UV_RUN_DEFAULT);  // lets closed handles finish
-    CHECK(uv_loop_close(&loop_) == 0);
-  }
-  uv_loop_t* get() { return &loop_; }
-
-  bool run_until(const std::function<bool()>& done, std::chrono::milliseconds deadline) {
-    const auto end = steady::now() + deadline;
-    while (!done()) {
-      if (steady::now() >= end) return false;
-      uv_run(&loop_, UV_RUN_ONCE);
-    }
-    return true;
-  }
-
-private:
-  uv_loop_t loop_{};
-  uv_timer_t wake_{};
-};
 
 claps::redis_options sentinel_options() {
   claps::redis_options o;
@@ -83,19 +60,6 @@ claps::redis_options standalone_options() {
   o.connect_timeout = 1000ms;
   return o;
 }
-
-struct temp_dir {
-  std::filesystem::path path;
-  temp_dir() {
-    char tmpl[] = "/tmp/claps-redis-lmdb-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
 
 // A synchronous command on the loop (test side).
 std::optional<claps::redis_reply> ask(loop_runner& loop, claps::redis_client& client,
@@ -124,160 +88,6 @@ std::uint64_t field_version(const std::string& stored) {
   return std::stoull(stored.substr(0, stored.find(':')));
 }
 
-
-claps::timestamp wall_now() { return claps::uv_driver::now(); }
-
-// An op_result with its own copy of the article.
-struct outcome {
-  std::uint64_t cookie = 0;
-  std::error_code error;
-  std::string article;
-  std::int32_t accepted = 0;
-  std::int64_t total = 0;
-  std::int32_t mine = 0;
-  bool replayed = false;
-  claps::durability level = claps::durability::local;
-};
-
-// An article_update as the engine emitted it.
-struct seen_update {
-  std::string article;
-  std::int64_t total = 0;
-  std::uint32_t viewers = 0;
-};
-
-struct node_config {
-  node_config(std::string node_id, claps::redis_options options)
-      : id(std::move(node_id)), redis(std::move(options)) {}
-  std::string id;
-  claps::redis_options redis;
-  std::filesystem::path dir;  // the LMDB directory; empty: a fresh temporary one
-  std::string owner;
-  std::chrono::milliseconds viewer_ttl = 20s;
-  std::chrono::milliseconds op_id_wait = 3000ms;
-  std::chrono::milliseconds reassert_window = 5min;
-};
-
-// One clapsd node as the server wires it: an engine on a redis_store on an
-// lmdb_store, ticked by a uv_driver, with the results and updates it emitted.
-struct node {
-  loop_runner& loop;
-  std::unique_ptr<temp_dir> scratch;
-  std::filesystem::path path;
-  std::unique_ptr<claps::lmdb_store> lmdb;
-  std::unique_ptr<claps::redis_client> client;
-  std::unique_ptr<claps::redis_bus> bus;
-  std::unique_ptr<claps::redis_store> store;
-  std::unique_ptr<claps::engine> engine;
-  std::unique_ptr<claps::uv_driver> driver;
-  std::vector<outcome> results;
-  std::vector<seen_update> updates;
-  std::string taken_by;  // from node_id_taken
-  std::uint64_t next_cookie = 1;
-
-  node(loop_runner& l, const node_config& config) : loop(l) {
-    if (config.dir.empty()) {
-      scratch = std::make_unique<temp_dir>();
-      path = scratch->path;
-    } else {
-      path = config.dir;
-    }
-    std::error_code ec;
-    claps::lmdb_options lo;
-    lo.path = path.string();
-    lo.sync = false;
-    lmdb = claps::lmdb_store::open(lo, ec);
-    REQUIRE(lmdb);
-    client = std::make_unique<claps::redis_client>(loop.get(), config.redis);
-    bus = std::make_unique<claps::redis_bus>(loop.get(), *client);
-    claps::redis_store_options so;
-    so.node_id = config.id;
-    so.owner = config.owner;
-    so.heartbeat_interval = 1000ms;
-    so.refresh_interval = 1000ms;
-    so.viewer_ttl = config.viewer_ttl;
-    so.reassert_window = config.reassert_window;
-    claps::redis_store_callbacks sc;
-    sc.node_id_taken = [this](std::string_view holder) { taken_by = holder; };
-    store = std::make_unique<claps::redis_store>(loop.get(), *lmdb, *client, *bus, so, sc);
-    claps::engine_options eo;
-    eo.op_id_wait = config.op_id_wait;
-    eo.max_op_ids_per_user = 0;  // the load cases give one user thousands of op ids
-    claps::engine_callbacks callbacks;
-    callbacks.result = [this](const claps::op_result& r) {
-      results.push_back({r.cookie, r.error, std::string(r.article), r.accepted, r.total, r.mine, r.replayed,
-                         r.level});
-    };
-    callbacks.tick_updates = [this](std::span<const claps::article_update> list) {
-      for (const auto& u : list) updates.push_back({std::string(u.article), u.total, u.viewers});
-    };
-    engine = std::make_unique<claps::engine>(*store, eo, callbacks, wall_now());
-    driver = std::make_unique<claps::uv_driver>(loop.get(), *engine);
-  }
-  // Drains the engine (a networked commit may be in flight), then destroys
-  // in reverse order of construction, as redis.hpp asks.
-  ~node() {
-    driver->flush();
-    CHECK(loop.run_until([&] { return engine->idle(); }, 10s));
-    driver.reset();
-    engine.reset();
-    store.reset();
-    bus.reset();
-    client.reset();
-    lmdb.reset();
-  }
-
-  // Connected, subscribed, and Redis holds everything this node has (the
-  // journal walk at start is done).
-  bool ready() const { return client->ready() && bus->healthy() && !store->degraded(); }
-
-  std::uint64_t clap(const std::string& user, const std::string& article, std::int32_t count,
-                     const std::string& op_id = {}) {
-    const std::uint64_t cookie = next_cookie++;
-    REQUIRE(!engine->clap({user, article, count, op_id, cookie}));
-    return cookie;
-  }
-  std::uint64_t undo(const std::string& user, const std::string& article, const std::string& op_id = {}) {
-    const std::uint64_t cookie = next_cookie++;
-    REQUIRE(!engine->undo({user, article, op_id, cookie}));
-    return cookie;
-  }
-  const outcome* result(std::uint64_t cookie) const {
-    for (const auto& r : results)
-      if (r.cookie == cookie) return &r;
-    return nullptr;
-  }
-  outcome wait_result(std::uint64_t cookie, std::chrono::milliseconds deadline = 10s) {
-    REQUIRE(loop.run_until([&] { return result(cookie) != nullptr; }, deadline));
-    return *result(cookie);
-  }
-  // The engine's snapshot (its article view is not kept).
-  claps::snapshot read(const std::string& user, const std::string& article) {
-    claps::snapshot snap;
-    REQUIRE(!engine->read(user, article, snap));
-    snap.article = {};
-    return snap;
-  }
-  // Reads the other nodes' parts (and user's claps through them) once.
-  std::error_code load(const std::string& article, const std::string& user) {
-    const std::string_view list[] = {article};
-    std::optional<std::error_code> done;
-    if (auto ec = store->load(user, list, [&](std::error_code e) { done = e; })) return ec;
-    REQUIRE(loop.run_until([&] { return done.has_value(); }, 10s));
-    return *done;
-  }
-  // The last update the engine emitted for `article`.
-  std::optional<seen_update> latest(const std::string& article) const {
-    for (auto it = updates.rbegin(); it != updates.rend(); ++it)
-      if (it->article == article) return *it;
-    return std::nullopt;
-  }
-  std::int64_t own_total(const std::string& article) {
-    std::int64_t total = 0;
-    CHECK(!lmdb->read_total(article, total));
-    return total;
-  }
-};
 
 // Redis's reply, field by field (test side): HGET of this node's part.
 std::string part(std::uint16_t port, const std::string& key, const std::string& node_id) {
@@ -374,8 +184,8 @@ TEST_CASE("pub/sub reaches a subscriber on another connection, only for watched 
   receiver.watch("a1");
   receiver.watch("a1");  // again: still one subscription
   CHECK(receiver.watching("a1"));
-  REQUIRE(loop.run_until([&] { return numsub(master, "claps:ch:a1") == 1; }, 5s));
-  CHECK(numsub(master, "claps:ch:a2") == 0);
+  REQUIRE(loop.run_until([&] { return numsub(master, "claps:ch:{a1}") == 1; }, 5s));
+  CHECK(numsub(master, "claps:ch:{a2}") == 0);
 
   CHECK(!sender.publish("a2", "not for you"));
   CHECK(!sender.publish("a1", "hello"));
@@ -400,7 +210,7 @@ TEST_CASE("pub/sub reaches a subscriber on another connection, only for watched 
 
   receiver.unwatch("a1");
   CHECK_FALSE(receiver.watching("a1"));
-  REQUIRE(loop.run_until([&] { return numsub(master, "claps:ch:a1") == 0; }, 5s));
+  REQUIRE(loop.run_until([&] { return numsub(master, "claps:ch:{a1}") == 0; }, 5s));
   CHECK(receiver.stats().channels == 0);
 }
 
@@ -625,7 +435,7 @@ TEST_CASE("two engines on one Redis: totals and viewers cross nodes; load() make
   // viewers reach the other engine through the bus and its listener.
   REQUIRE(!b.engine->subscribe(1, "", "g1", true, snap));
   CHECK(b.bus->watching("g1"));
-  REQUIRE(loop.run_until([&] { return numsub(port, "claps:ch:g1") == 2; }, 5s));
+  REQUIRE(loop.run_until([&] { return numsub(port, "claps:ch:{g1}") == 2; }, 5s));
   REQUIRE(loop.run_until([&] {
     const auto ua = a.latest("g1"), ub = b.latest("g1");
     return ua && ub && ua->viewers == 2 && ub->viewers == 2 && ua->total == 7 && ub->total == 7;
@@ -648,7 +458,7 @@ TEST_CASE("two engines on one Redis: totals and viewers cross nodes; load() make
   CHECK_FALSE(a.bus->watching("g1"));
   REQUIRE(loop.run_until([&] {
     const auto ub = b.latest("g1");
-    return ub && ub->viewers == 1 && numsub(port, "claps:ch:g1") == 1;
+    return ub && ub->viewers == 1 && numsub(port, "claps:ch:{g1}") == 1;
   }, 5s));
 
   // With Redis stopped, B no longer knows the other parts: not global.
@@ -1170,7 +980,7 @@ TEST_CASE("SIGKILL the master under clap load: failover, no acknowledged clap lo
   claps::snapshot snap;
   REQUIRE(!a.engine->subscribe(1, "", "f1", true, snap));
   REQUIRE(!b.engine->subscribe(1, "", "f1", true, snap));
-  REQUIRE(loop.run_until([&] { return numsub(old_master, "claps:ch:f1") == 2; }, 5s));
+  REQUIRE(loop.run_until([&] { return numsub(old_master, "claps:ch:{f1}") == 2; }, 5s));
 
   // Load: both nodes clap on f1 every 2 ms, before, during and after the
   // failover, with a fresh user and op id per clap.
@@ -1216,7 +1026,7 @@ TEST_CASE("SIGKILL the master under clap load: failover, no acknowledged clap lo
   CHECK(b.client->master().port == new_master);
   CHECK(redis_cluster::query(new_master, {"ROLE"}).rfind("master", 0) == 0);
   // Resubscribed on the new master; keep clapping until acks are cluster-durable again.
-  REQUIRE(loop.run_until([&] { return numsub(new_master, "claps:ch:f1") == 2; }, 10s));
+  REQUIRE(loop.run_until([&] { return numsub(new_master, "claps:ch:{f1}") == 2; }, 10s));
   const auto cluster_before = cluster_acks();
   REQUIRE(loop.run_until([&] { return cluster_acks() >= cluster_before + 100; }, 15s));
   uv_timer_stop(&load);

@@ -2,18 +2,21 @@
 //
 // Three pieces, all on a caller-supplied uv_loop_t, none starting a thread:
 //   redis_client  one command connection to the Redis master, found directly
-//                 (redis://) or through Sentinel; every request carries a
+//                 (redis://) or through Sentinel, or on Redis Cluster one per
+//                 master, routed by key slot; every request carries a
 //                 deadline, so a stopped or partitioned master fails requests
 //                 with errc::store_timeout instead of hanging them.
 //   redis_bus     pub/sub between nodes on its own connection: one channel
-//                 per article, subscribed only while local viewers watch it.
+//                 per article, subscribed only while local viewers watch it;
+//                 sharded pub/sub (SSUBSCRIBE) on Redis Cluster.
 //   redis_store   a claps::store that wraps the node's local store (LMDB),
 //                 its journal: it decides each tick's claps across nodes in
 //                 Redis (the exact cap and op ids), and writes this node's
 //                 absolute, versioned values there.
 //
-// hiredis 0.14 has no async timeouts and no Sentinel client; both are done
-// here. hiredis types never appear in this header.
+// hiredis 0.14 has no async timeouts, no Sentinel client, no cluster support
+// and no sharded pub/sub; all are done here. hiredis types never appear in
+// this header.
 //
 // Handle rule (libuv's): destroying a client, bus or store closes its uv
 // handles; the loop must run once more before uv_loop_close() so the close
@@ -53,6 +56,10 @@ struct redis_options {
   redis_endpoint address{"127.0.0.1", 6379};
   /// Sentinel mode when not empty: each is asked in turn for `master_name`.
   std::vector<redis_endpoint> sentinels;
+  /// Redis Cluster mode when not empty (then `address`, `sentinels` and
+  /// `database` are not used): the seed nodes, any of which (master or
+  /// replica) is asked for the slot map. See redis_client for the rules.
+  std::vector<redis_endpoint> cluster;
   std::string master_name;
   /// AUTH [username] password sent to sentinels (their requirepass or ACL
   /// user), when sentinel_password is not empty.
@@ -82,6 +89,18 @@ std::error_code parse_redis_url(std::string_view url, redis_options& out);
 /// Errors: std::errc::invalid_argument (empty list, bad port, empty name).
 std::error_code parse_redis_sentinels(std::string_view list, std::string_view master_name,
                                       redis_options& out);
+
+/// Parses `HOST:PORT,HOST:PORT,...` (port 6379 when left out) into
+/// out.cluster, the seed nodes of a Redis Cluster.
+/// Errors: std::errc::invalid_argument (empty list or item, bad port), with
+/// nothing changed.
+std::error_code parse_redis_cluster(std::string_view list, redis_options& out);
+
+/// The Redis Cluster hash slot of `key` (0-16383): CRC16/XMODEM of the key
+/// mod 16384, where a key holding "{...}" with at least one character between
+/// its first '{' and the next '}' hashes only that part (the hash tag), so
+/// that "t:{A}" and "u:{A}:U" share article A's slot.
+std::uint16_t redis_key_slot(std::string_view key) noexcept;
 
 /// A Redis reply, copied out of hiredis.
 struct redis_reply {
@@ -114,13 +133,53 @@ struct redis_client_stats {
   std::uint64_t switch_announcements = 0;  // Sentinel +switch-master for our master
   std::uint64_t not_master = 0;    // servers found not (or no longer) a writable master:
                                    // ROLE not master, or READONLY/MASTERDOWN/LOADING replies
+  // Redis Cluster only:
+  std::uint64_t moved = 0;         // MOVED replies followed
+  std::uint64_t ask = 0;           // ASK replies followed (ASKING, then the command)
+  std::uint64_t tryagain = 0;      // TRYAGAIN and CLUSTERDOWN replies retried after a short delay
+  std::uint64_t slot_map_refreshes = 0;  // CLUSTER SLOTS answers read
 };
+
+class redis_client;
+namespace detail {
+class cluster_router;
+/// The client's router in cluster mode, else null (for the bus and store).
+cluster_router* cluster_router_of(const redis_client& client) noexcept;
+}
 
 /// One command connection to the Redis master. Reconnects by itself, with
 /// backoff; in Sentinel mode it rediscovers the master before every connect
 /// and also listens to +switch-master on every sentinel, so it moves as soon
 /// as a failover is announced. A READONLY, MASTERDOWN or LOADING reply (the
 /// server was demoted or is not ready) drops the link and rediscovers too.
+///
+/// Redis Cluster mode (options.cluster not empty): one command connection
+/// per master, found with CLUSTER SLOTS asked of a ready master or else of
+/// a seed or any node of an earlier map (in turn, each given connect_timeout).
+///   - Routing: command() goes to the master owning the slot of args[1]
+///     (redis_key_slot): every command must name its key there, as GET, SET,
+///     HGETALL, SPUBLISH do. eval() goes to the master of keys_and_args[0]
+///     and needs key_count >= 1; all its keys must share that slot (Redis
+///     refuses with CROSSSLOT otherwise). Keyless commands (a single
+///     argument, or eval() with no key) fail at once with errc::bad_request.
+///   - MOVED is followed at once (the slot is remembered, the whole map is
+///     asked again), ASK sends ASKING and the command pipelined on the
+///     named master's link without changing the map, TRYAGAIN and
+///     CLUSTERDOWN are retried every 50 ms; all of it within the request's
+///     request_timeout (then errc::store_timeout), at most 8 redirects.
+///     A link still connecting to the new owner is waited for the same way.
+///   - EVALSHA's NOSCRIPT fallback works per master: a promoted replica or a
+///     new master answers NOSCRIPT once and gets the source with EVAL.
+///   - The slot map is asked again after a redirect, at once when a master's
+///     link is lost (a failover promotes a replica at another address: the
+///     old link stops answering), every 250 ms while not ready and every 5 s
+///     while ready (masters added later).
+///   - Ready (`connected`) when the map covers all 16384 slots and every
+///     master's link is ready (AUTH done, ROLE master); `disconnected` as
+///     soon as one of them is lost. The state is the whole cluster's: a
+///     caller cannot use the healthy masters while one slot's master is
+///     failing over (no per-slot degradation).
+///   - `connected` names master(): the owner of slot 0.
 class redis_client {
 public:
   /// Starts connecting at once. `loop` must outlive the client.
@@ -148,12 +207,17 @@ public:
 
   /// True between `connected` and `disconnected`.
   bool ready() const noexcept;
-  /// The master currently connected to (empty host when none).
+  /// The master currently connected to (empty host when none); in cluster
+  /// mode the owner of slot 0 in the current slot map.
   const redis_endpoint& master() const noexcept;
+  /// Every master of the current slot map (cluster mode; otherwise master()
+  /// alone while connected, or nothing).
+  std::vector<redis_endpoint> masters() const;
   redis_client_stats stats() const noexcept;
   const redis_options& options() const noexcept;
 
 private:
+  friend detail::cluster_router* detail::cluster_router_of(const redis_client& client) noexcept;
   struct impl;
   std::unique_ptr<impl> impl_;
 };
@@ -180,9 +244,18 @@ struct redis_bus_stats {
 /// Fan-out between nodes over Redis pub/sub. Subscriptions live on a
 /// dedicated connection (a subscribed connection may send nothing else);
 /// publishing goes through the command client, whose master the
-/// subscription connection follows. Channel of an article:
-/// `<prefix><article>`, "claps:ch:<article>" by default. Delivery is at most
-/// once: after a reconnect `resubscribed` tells the caller to resync.
+/// subscription connection follows. On Redis Cluster (the client's
+/// options().cluster) it is sharded pub/sub: SPUBLISH through the client,
+/// routed by the channel's slot, and SSUBSCRIBE on one subscriber connection
+/// per master, each channel on the master owning its slot; when a slot moves
+/// (Redis drops its channels with an unsolicited sunsubscribe, or a master
+/// fails over) the bus re-reads the slot map, subscribes where the slot is
+/// now and calls `resubscribed`. healthy() is then: the slot map is complete
+/// and every master's subscriber connection is ready. The `subscribes` and
+/// `unsubscribes` stats count SSUBSCRIBE/SUNSUBSCRIBE commands there. Channel of an article:
+/// `<prefix>{<article>}`, "claps:ch:{<article>}" by default: the hash tag
+/// puts it in the article's slot (see Redis Cluster below). Delivery is at
+/// most once: after a reconnect `resubscribed` tells the caller to resync.
 class redis_bus {
 public:
   /// `publisher` must outlive the bus. The subscription connection uses
@@ -259,8 +332,9 @@ struct redis_store_options {
   /// Most articles one arbitration script call decides; a tick with more
   /// takes several calls. 0: no limit. One master (also behind Sentinel)
   /// takes any keys in one call, so a call's fixed cost is paid once per
-  /// tick; on Redis Cluster every key of a call must share one hash slot,
-  /// which 1 (one article per call) guarantees.
+  /// tick. On Redis Cluster every key of a call must share one hash slot:
+  /// the store sorts the tick's articles by slot and also ends a call where
+  /// the slot changes, so any value works there.
   std::size_t max_articles_per_script = 128;
   /// Journal rows read per step of a full re-assertion; each step's writes
   /// are paced with the other background requests.
@@ -336,7 +410,8 @@ struct redis_store_stats {
 /// The journal re-asserts itself: at start, a full walk of the local store
 /// writes every total, tally and op record this node holds (paced with the
 /// other background requests); then a marker key says that this master holds
-/// everything. After every reconnect the keys written within
+/// everything (on Redis Cluster one marker per master, each in a slot that
+/// master owns, since each holds only its slots of the journal). After every reconnect the keys written within
 /// options.reassert_window are written again (an asynchronous failover may
 /// have dropped them), and when the marker is missing (Redis came back empty,
 /// or a replica that never had it was promoted) the journal is walked in full
@@ -350,7 +425,9 @@ struct redis_store_stats {
 ///                (confirmed), op id OP of user U on A
 ///   node:{N}     string owner of node id N (redis_store_options::owner)
 ///   mark:{N}     string this node's marker: Redis holds its whole journal
-///   ch:A         pub/sub channel, payload "node version total viewers"
+///   mark:{N#k}   the same on Redis Cluster, one per master: k is the smallest
+///                number whose slot that master owns
+///   ch:{A}       pub/sub channel (the bus's), payload "node version total viewers"
 ///
 /// Commits complete later, from the loop: before destroying the engine, flush
 /// it and run the loop until engine::idle().

@@ -1,4 +1,6 @@
-// redis_client: the command connection, plus EVALSHA with EVAL fallback.
+// redis_client: the command connection (or, on Redis Cluster, the router
+// and its connection per master), plus EVALSHA with EVAL fallback.
+#include "cluster_router.hpp"
 #include "connection.hpp"
 #include "listeners.hpp"
 
@@ -16,7 +18,10 @@
 namespace claps {
 
 struct redis_client::impl {
-  detail::connection* conn = nullptr;  // deletes itself after close()
+  detail::connection* conn = nullptr;  // deletes itself after close(); null in cluster mode
+  std::shared_ptr<detail::cluster_router> router;  // cluster mode only
+  redis_options options;
+  redis_endpoint no_master;
   // Sentinel mode: one subscriber per sentinel on +switch-master, so a
   // failover that leaves the old master alive (it is demoted, not killed)
   // moves us at once instead of at our next write's READONLY.
@@ -25,14 +30,46 @@ struct redis_client::impl {
   detail::listener_list<redis_client_callbacks> listeners;
   std::unordered_map<std::string, std::string> shas;  // script source -> SHA1 from SCRIPT LOAD
   std::unordered_set<std::string> loading;            // SCRIPT LOAD sent, no answer yet
+
+  // `slot` is the cluster slot to route to (ignored with one master).
+  std::error_code send(std::uint16_t slot, std::span<const std::string_view> args, redis_reply_handler done) {
+    auto wrap = [done = std::move(done)](std::error_code ec, redisReply* r) {
+      done(ec, r != nullptr ? detail::convert(*r) : redis_reply{});
+    };
+    if (router) return router->send(slot, args, std::move(wrap));
+    return conn->send(args, std::move(wrap));
+  }
+  bool ready() const { return router ? router->ready() : conn->ready(); }
 };
+
+namespace detail {
+cluster_router* cluster_router_of(const redis_client& client) noexcept { return client.impl_->router.get(); }
+} // namespace detail
 
 redis_client::redis_client(uv_loop_t* loop, redis_options options,
                            redis_client_callbacks callbacks)
     : impl_(std::make_unique<impl>()) {
   impl* self = impl_.get();
+  self->options = options;
   if (callbacks.connected || callbacks.disconnected)
     self->listeners.add(std::move(callbacks));
+  if (!options.cluster.empty()) {
+    self->router = detail::cluster_router::create(loop, std::move(options));
+    detail::cluster_router::events e;
+    e.ready = [self] {
+      const redis_endpoint master = *self->router->master_of(0);
+      self->listeners.notify([&](const redis_client_callbacks& cb) {
+        if (cb.connected) cb.connected(master);
+      });
+    };
+    e.lost = [self](std::error_code ec) {
+      self->listeners.notify([&](const redis_client_callbacks& cb) {
+        if (cb.disconnected) cb.disconnected(ec);
+      });
+    };
+    self->router->add_listener(std::move(e));
+    return;
+  }
   detail::connection_events events;
   events.ready = [self] {
     const redis_endpoint master = self->conn->master();
@@ -77,7 +114,8 @@ redis_client::redis_client(uv_loop_t* loop, redis_options options,
 
 redis_client::~redis_client() {
   for (detail::connection* w : impl_->watchers) w->close();
-  impl_->conn->close();
+  if (impl_->router) impl_->router->close();
+  if (impl_->conn != nullptr) impl_->conn->close();
 }
 
 std::uint64_t redis_client::add_listener(redis_client_callbacks callbacks) {
@@ -88,9 +126,9 @@ void redis_client::remove_listener(std::uint64_t id) { impl_->listeners.remove(i
 
 std::error_code redis_client::command(std::span<const std::string_view> args,
                                       redis_reply_handler done) {
-  return impl_->conn->send(args, [done = std::move(done)](std::error_code ec, redisReply* r) {
-    done(ec, r != nullptr ? detail::convert(*r) : redis_reply{});
-  });
+  if (impl_->router && args.size() < 2) return make_error_code(errc::bad_request);
+  const std::uint16_t slot = impl_->router ? redis_key_slot(args[1]) : 0;
+  return impl_->send(slot, args, std::move(done));
 }
 
 std::error_code redis_client::command(std::initializer_list<std::string_view> args,
@@ -113,8 +151,10 @@ std::vector<std::string_view> script_args(std::string_view verb, std::string_vie
 std::error_code redis_client::eval(std::string_view script, std::size_t key_count,
                                    std::span<const std::string> keys_and_args,
                                    redis_reply_handler done) {
-  if (!impl_->conn->ready()) return make_error_code(errc::store_disconnected);
   impl* self = impl_.get();
+  if (self->router && (key_count == 0 || keys_and_args.empty())) return make_error_code(errc::bad_request);
+  if (!self->ready()) return make_error_code(errc::store_disconnected);
+  const std::uint16_t slot = self->router ? redis_key_slot(keys_and_args[0]) : 0;
   const std::string count = std::to_string(key_count);
   const auto known = self->shas.find(std::string(script));
   if (known == self->shas.end()) {
@@ -123,15 +163,16 @@ std::error_code redis_client::eval(std::string_view script, std::size_t key_coun
     std::string source(script);
     if (self->loading.insert(source).second) {
       const std::string_view load[] = {"SCRIPT", "LOAD", source};
-      const std::error_code sent = self->conn->send(load, [self, source](std::error_code ec,
-                                                                         redisReply* r) {
+      // To the master that runs this call: others learn it from NOSCRIPT.
+      const std::error_code sent = self->send(slot, load, [self, source](std::error_code ec,
+                                                                         const redis_reply& r) {
         self->loading.erase(source);
-        if (!ec && r->type == REDIS_REPLY_STRING) self->shas[source] = std::string(r->str, r->len);
+        if (!ec && r.type == redis_reply::kind::string) self->shas[source] = r.str;
       });
       if (sent) self->loading.erase(source);
     }
     const auto args = script_args("EVAL", script, count, keys_and_args);
-    return command(args, std::move(done));
+    return self->send(slot, args, std::move(done));
   }
   auto fallback = std::make_shared<std::vector<std::string>>();
   fallback->reserve(keys_and_args.size() + 2);
@@ -139,8 +180,8 @@ std::error_code redis_client::eval(std::string_view script, std::size_t key_coun
   fallback->emplace_back(count);
   fallback->insert(fallback->end(), keys_and_args.begin(), keys_and_args.end());
   const auto args = script_args("EVALSHA", known->second, count, keys_and_args);
-  return command(args, [this, self, fallback, done = std::move(done)](std::error_code ec,
-                                                                      const redis_reply& r) {
+  return self->send(slot, args, [self, slot, fallback, done = std::move(done)](std::error_code ec,
+                                                                               const redis_reply& r) {
     if (ec || !r.is_error() || r.str.rfind("NOSCRIPT", 0) != 0) {
       done(ec, r);
       return;
@@ -148,18 +189,28 @@ std::error_code redis_client::eval(std::string_view script, std::size_t key_coun
     self->shas.erase((*fallback)[0]);
     std::vector<std::string_view> args{"EVAL"};
     for (const std::string& s : *fallback) args.push_back(s);
-    const std::error_code sent = command(args, done);
+    const std::error_code sent = self->send(slot, args, done);
     if (sent) done(sent, redis_reply{});
   });
 }
 
-bool redis_client::ready() const noexcept { return impl_->conn->ready(); }
-const redis_endpoint& redis_client::master() const noexcept { return impl_->conn->master(); }
+bool redis_client::ready() const noexcept { return impl_->ready(); }
+const redis_endpoint& redis_client::master() const noexcept {
+  if (!impl_->router) return impl_->conn->master();
+  const redis_endpoint* m = impl_->router->master_of(0);
+  return m != nullptr ? *m : impl_->no_master;
+}
+std::vector<redis_endpoint> redis_client::masters() const {
+  if (impl_->router) return impl_->router->masters();
+  if (!impl_->conn->ready()) return {};
+  return {impl_->conn->master()};
+}
 redis_client_stats redis_client::stats() const noexcept {
+  if (impl_->router) return impl_->router->stats();
   redis_client_stats s = impl_->conn->stats;
   s.switch_announcements = impl_->switch_announcements;
   return s;
 }
-const redis_options& redis_client::options() const noexcept { return impl_->conn->options(); }
+const redis_options& redis_client::options() const noexcept { return impl_->options; }
 
 } // namespace claps

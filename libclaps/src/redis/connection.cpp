@@ -78,8 +78,10 @@ bool read_master_address(const redisReply& r, redis_endpoint& master) {
 }
 
 bool channel_article(std::string_view prefix, std::string_view channel, std::string_view& article) noexcept {
-  if (channel.substr(0, prefix.size()) != prefix) return false;
-  article = channel.substr(prefix.size());
+  if (channel.size() < prefix.size() + 3 || channel.substr(0, prefix.size()) != prefix ||
+      channel[prefix.size()] != '{' || channel.back() != '}')
+    return false;
+  article = channel.substr(prefix.size() + 1, channel.size() - prefix.size() - 2);
   return true;
 }
 
@@ -324,7 +326,8 @@ void connection::handshake() {
   const std::string_view role[] = {"ROLE"};
   send_internal(role, [this](std::error_code ec, redisReply* r) {
     if (ec || ac_ == nullptr) return;  // an earlier step failed the attempt
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && reply_is(r->element[0], role_.c_str())) {
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+        (role_.empty() || reply_is(r->element[0], role_.c_str()))) {
       become_ready();
       return;
     }

@@ -42,7 +42,8 @@ pubsub_reply read_pubsub(const redisReply& reply, std::string_view& channel, std
 /// an empty host or a port that is not a number 1-65535, or anything else.
 bool read_master_address(const redisReply& reply, redis_endpoint& master);
 
-/// The article a bus channel names (`prefix` + article), or false.
+/// The article a bus channel names (`prefix` + "{" + article + "}", never
+/// an empty article), or false.
 bool channel_article(std::string_view prefix, std::string_view channel, std::string_view& article) noexcept;
 
 struct connection_events {
@@ -62,7 +63,8 @@ public:
   /// `keepalive_channel` non-empty makes this a subscriber connection: it
   /// stays subscribed to that channel and re-SUBSCRIBEs it as its keepalive.
   /// `role` is what ROLE must answer ("master"; "sentinel" for a watcher of
-  /// a sentinel's +switch-master channel).
+  /// a sentinel's +switch-master channel; empty: any role, for a cluster
+  /// seed asked for the slot map).
   connection(uv_loop_t* loop, redis_options options, connection_events events,
              std::string keepalive_channel = {}, std::string role = "master");
   connection(const connection&) = delete;

@@ -106,6 +106,7 @@ redis_store::redis_store(uv_loop_t* loop, store& local, redis_client& client, re
     : impl_(std::make_unique<impl>(loop, local, client, bus, std::move(options), std::move(callbacks))) {
   assert(valid_id(impl_->options.node_id, max_user_id_bytes));
   impl* self = impl_.get();
+  self->clustered = !client.options().cluster.empty();
   redis_client_callbacks on_client;
   on_client.connected = [self](const redis_endpoint&) { self->claim_then_catch_up(); };
   on_client.disconnected = [self](std::error_code) {

@@ -4,6 +4,7 @@
 // published. One round trip per tick on the way to the ack.
 #include "store_impl.hpp"
 
+#include <algorithm>
 #include <cassert>
 
 namespace claps {
@@ -72,12 +73,37 @@ std::error_code redis_store::impl::arbitrate(std::span<const op_intent> intents,
   ++stats.arbitrations;
 
   const std::size_t per_call = options.max_articles_per_script == 0 ? groups.size() : options.max_articles_per_script;
-  for (std::size_t from = 0; from < groups.size(); from += per_call) {
-    const std::size_t to = std::min(groups.size(), from + per_call);
+  // On Redis Cluster every key of a call must share one slot: articles of
+  // one slot go together, and a call ends where the slot changes.
+  std::vector<std::uint16_t> slots;
+  if (clustered) {
+    std::vector<std::pair<std::uint16_t, std::size_t>> order;
+    order.reserve(groups.size());
+    for (std::size_t g = 0; g < groups.size(); ++g)
+      order.emplace_back(redis_key_slot(key("t", intents[groups[g].front()].article)), g);
+    std::stable_sort(order.begin(), order.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<std::vector<std::size_t>> sorted;
+    sorted.reserve(groups.size());
+    for (const auto& [slot, g] : order) {
+      sorted.push_back(std::move(groups[g]));
+      slots.push_back(slot);
+    }
+    groups = std::move(sorted);
+  }
+  for (std::size_t from = 0; from < groups.size();) {
+    std::size_t to = std::min(groups.size(), from + per_call);
+    if (clustered)
+      for (std::size_t g = from + 1; g < to; ++g)
+        if (slots[g] != slots[from]) {
+          to = g;
+          break;
+        }
     if (send_arbitration(intents, std::span(groups).subspan(from, to - from), version, call, settle_call)) {
       ++stats.arbitration_failures;
       --call->outstanding;  // its ops stay kind::local
     }
+    from = to;
   }
   if (call->outstanding == 1) {
     // No script was sent: the caller decides every op itself, and, as a

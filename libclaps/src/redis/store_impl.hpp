@@ -161,6 +161,7 @@ struct redis_store::impl {
   std::uint64_t client_listener = 0;
   std::uint64_t bus_listener = 0;
   redis_store_stats stats;
+  bool clustered = false;  // Redis Cluster: one slot per script call, one marker per master
 
   impl(uv_loop_t* l, store& lo, redis_client& c, redis_bus& b, redis_store_options o, redis_store_callbacks cb);
   std::weak_ptr<bool> token() const { return alive; }
@@ -274,6 +275,8 @@ struct redis_store::impl {
                     const std::vector<std::pair<std::string_view, std::int32_t>>& tallies, std::uint64_t version,
                     const std::shared_ptr<write_state>& state);
   void send_op(const owned_op& op, timestamp now, const std::shared_ptr<write_state>& state);
+  // One marker key per master (one key on a single master); see check_marker().
+  std::vector<std::string> marker_keys() const;
   void check_marker();
   void walk_journal();
   void walk_step(journal_table table, std::string after, std::uint64_t generation,

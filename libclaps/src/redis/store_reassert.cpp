@@ -2,6 +2,7 @@
 // may lack (dirty after a failed write, recent ones after a reconnect), and
 // the full walk of the local store that a missing marker, or a start, calls
 // for. Everything here is background work, paced by pump().
+#include "cluster_router.hpp"
 #include "store_impl.hpp"
 
 #include <algorithm>
@@ -308,19 +309,55 @@ void redis_store::impl::reassert_article(const std::string& article, const std::
 // marker is written once a full walk has completed on it; a master that
 // lacks it (came back empty, or a replica promoted before it got there) is
 // walked in full.
+//
+// On Redis Cluster each master holds only its slots of the journal and can
+// lose them alone (a replica promoted before it got the marker's write), so
+// every master gets a marker of its own: mark:{<node>#<k>}, with the
+// smallest k whose slot that master owns now ('#' is outside the id
+// alphabet). A reshard that moves a marker's slot only costs a walk.
+std::vector<std::string> redis_store::impl::marker_keys() const {
+  if (!clustered) return {key("mark", options.node_id)};
+  const detail::cluster_router* router = detail::cluster_router_of(client);
+  std::vector<std::string> keys;
+  for (const redis_endpoint& m : client.masters()) {
+    // A master owning one slot of 16384 needs 16384 tries on average.
+    for (std::uint32_t k = 0; k < (1u << 20); ++k) {
+      std::string candidate = key("mark", options.node_id + "#" + std::to_string(k));
+      const redis_endpoint* owner = router->master_of(redis_key_slot(candidate));
+      if (owner != nullptr && owner->host == m.host && owner->port == m.port) {
+        keys.push_back(std::move(candidate));
+        break;
+      }
+    }
+  }
+  return keys;
+}
+
 void redis_store::impl::check_marker() {
   if (walk_pending) {
     walk_journal();
     return;
   }
-  const std::string k = key("mark", options.node_id);
-  const std::string_view args[] = {"GET", k};
-  (void)client.command(args, [this, alive = token()](std::error_code ec, const redis_reply& r) {
-    if (alive.expired() || ec) return;  // a failed request reconnects, and checks again
-    if (r.type == redis_reply::kind::string && r.str == options.owner + "|" + options.node_id) return;
-    walk_pending = true;
-    walk_journal();
-  });
+  struct check {
+    std::size_t outstanding = 0;
+    bool missing = false;
+    bool failed = false;
+  };
+  auto state = std::make_shared<check>();
+  const std::string expected = options.owner + "|" + options.node_id;
+  for (const std::string& k : marker_keys()) {
+    const std::string_view args[] = {"GET", k};
+    const std::error_code sent =
+        client.command(args, [this, alive = token(), state, expected](std::error_code ec, const redis_reply& r) {
+          if (alive.expired()) return;
+          if (ec) state->failed = true;  // a failed request reconnects, and checks again
+          else if (r.type != redis_reply::kind::string || r.str != expected) state->missing = true;
+          if (--state->outstanding != 0 || state->failed || !state->missing) return;
+          walk_pending = true;
+          walk_journal();
+        });
+    if (!sent) ++state->outstanding;
+  }
 }
 
 // Writes every total, tally and op record of the journal, a page at a time.
@@ -338,10 +375,11 @@ void redis_store::impl::walk_journal() {
       update_degraded();
       return;
     }
-    const std::string k = key("mark", options.node_id);
     const std::string v = options.owner + "|" + options.node_id;
-    const std::string_view args[] = {"SET", k, v};
-    (void)client.command(args, [](std::error_code, const redis_reply&) {});
+    for (const std::string& k : marker_keys()) {
+      const std::string_view args[] = {"SET", k, v};
+      (void)client.command(args, [](std::error_code, const redis_reply&) {});
+    }
     ++stats.journal_walks;
     update_degraded();
   };

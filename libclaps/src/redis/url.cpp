@@ -1,4 +1,4 @@
-// Parsing of redis:// URLs and sentinel lists.
+// Parsing of redis:// URLs, sentinel and cluster seed lists; the cluster key slot.
 #include <claps/redis.hpp>
 
 #include <charconv>
@@ -95,6 +95,37 @@ std::error_code parse_redis_sentinels(std::string_view list, std::string_view ma
   out.sentinels = std::move(sentinels);
   out.master_name = std::string(master_name);
   return {};
+}
+
+std::error_code parse_redis_cluster(std::string_view list, redis_options& out) {
+  std::vector<redis_endpoint> seeds;
+  while (true) {
+    const auto comma = list.find(',');
+    redis_endpoint e;
+    e.port = 6379;
+    if (!parse_host_port(list.substr(0, comma), e)) return invalid();
+    seeds.push_back(std::move(e));
+    if (comma == std::string_view::npos) break;
+    list = list.substr(comma + 1);
+  }
+  out.cluster = std::move(seeds);
+  return {};
+}
+
+// CRC16/XMODEM (polynomial 0x1021, initial 0), as the cluster specification
+// gives it; keys are short, so bit by bit is fast enough.
+std::uint16_t redis_key_slot(std::string_view key) noexcept {
+  if (const auto open = key.find('{'); open != std::string_view::npos) {
+    const auto close = key.find('}', open + 1);
+    if (close != std::string_view::npos && close > open + 1) key = key.substr(open + 1, close - open - 1);
+  }
+  std::uint16_t crc = 0;
+  for (const char c : key) {
+    crc ^= static_cast<std::uint16_t>(static_cast<unsigned char>(c) << 8);
+    for (int bit = 0; bit < 8; ++bit)
+      crc = (crc & 0x8000) != 0 ? static_cast<std::uint16_t>((crc << 1) ^ 0x1021) : static_cast<std::uint16_t>(crc << 1);
+  }
+  return static_cast<std::uint16_t>(crc & 16383);
 }
 
 } // namespace claps
