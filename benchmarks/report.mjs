@@ -498,6 +498,7 @@ const s7Spread = (() => {
   if (!one?.data.spread && !cluster?.data.spread) return null;
   return { one, cluster, oneS: one?.data.spread ?? null, clusterS: cluster?.data.spread ?? null };
 })();
+const evalshaPerClap = (sp) => (sp.claps ? sp.masters.reduce((sum, m) => sum + (m.commands_by_name?.evalsha ?? 0), 0) / sp.claps : null);
 const spreadVerdict = (sp) => (sp ? sp.keys_within && sp.commands_within : null);
 if (s7Spread?.clusterS) {
   const c = s7Spread.clusterS, o = s7Spread.oneS;
@@ -1041,8 +1042,10 @@ if (s7Spread) {
     out(`Spread over the three masters: keys at most ${fmt(Math.abs(k.keys_vs_mean) * 100, 1)}% from the mean (${k.label}), ` +
       `commands at most ${fmt(Math.abs(c.commands_vs_mean) * 100, 1)}% (${c.label}): ${status(spreadVerdict(clusterS))} (±${fmt(clusterS.tolerance * 100, 0)}%). ` +
       (oneS ? `Redis CPU per clap: ${fmt(oneS.us_per_clap, 1)} us on one master; ${fmt(clusterS.us_per_clap, 1)} us summed over three ` +
-        `(${clusterS.masters.map((m) => `${m.label} ${fmt(m.us_per_clap, 1)}`).join(", ")} us), so each master carries ${ratio(Math.max(...clusterS.masters.map((m) => m.us_per_clap)), oneS.us_per_clap)} of the one master's cost per clap; ` +
-        `commands per clap ${fmt(oneS.commands_per_clap, 2)} against ${fmt(clusterS.commands_per_clap, 2)}.` : ""));
+        `(${clusterS.masters.map((m) => `${m.label} ${fmt(m.us_per_clap, 1)}`).join(", ")} us), so the busiest master carries ${ratio(Math.max(...clusterS.masters.map((m) => m.us_per_clap)), oneS.us_per_clap)} of the one master's cost per clap; ` +
+        `commands per clap ${fmt(oneS.commands_per_clap, 2)} against ${fmt(clusterS.commands_per_clap, 2)}, ` +
+        `script calls (\`EVALSHA\`) per clap ${fmt(evalshaPerClap(oneS), 2)} against ${fmt(evalshaPerClap(clusterS), 2)} ` +
+        "(on Redis Cluster one script call holds one article's keys, where one master takes a tick's articles in one call)." : ""));
     out();
   }
 }
