@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { deadline, eventually, metric, request, runClapsd, startServer, tempDir } from '../integration/helpers.mjs';
+import { deadline, eventually, metric, request, startServer } from '../integration/helpers.mjs';
 import { cli } from './redis_harness.mjs';
 import { hashSlot, redis_cluster } from './redis_cluster_harness.mjs';
 import { clapLoad, connectedToRedis, latestTotal, redisTotal, retrying_clapper, untilReads, watcher }
@@ -91,20 +91,6 @@ describe('two clapsd nodes on a Redis Cluster of 3 masters and 3 replicas', () =
     for (const c of clients) c.terminate();
     await Promise.all(Object.values(nodes).map((n) => n.stop().catch(() => n.child.kill('SIGKILL'))));
     await rc?.stop();
-  });
-
-  test('flags: --redis-cluster excludes --redis and --sentinel, needs --node-id, and --help lists it', async () => {
-    const seed = rc.seeds.split(',')[0];
-    let r = await runClapsd(['--redis-cluster', seed, '--data-dir', tempDir()]);
-    assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stdout + r.stderr, /--node-id/);
-    for (const other of [['--redis', `redis://${seed}`], ['--sentinel', seed, '--sentinel-master', 'claps']]) {
-      r = await runClapsd(['--redis-cluster', seed, ...other, '--node-id', 'X', '--data-dir', tempDir()]);
-      assert.equal(r.code, 2, `${other[0]}: ${r.stderr}`);
-      assert.match(r.stdout + r.stderr, /--redis-cluster/);
-    }
-    r = await runClapsd(['--help']);
-    assert.match(r.stdout, /--redis-cluster/);
   });
 
   test('a viewer on one node sees claps sent to the other, on articles of every master', async () => {
