@@ -92,6 +92,9 @@ for (const run of runs) {
     if (redisStart && redisEnd) window.redis = redisDelta(parseRedisInfo(redisStart), parseRedisInfo(redisEnd));
     if (Object.keys(window).length) run.data[key] = window;
   }
+  // Scenario 7's one master against three: per-master figures from benchmarks/redis_spread.mjs.
+  const spread = readIfExists(path.join(resultsDir, `${name}.spread.json`));
+  if (spread) run.data.spread = JSON.parse(spread);
   // run.sh's phase probes (scenario 1's throttle pair): the server's CPU time and
   // /metrics before the load generator starts, when its measure window opens and
   // closes, and once every connection has closed. Stored with the run.
@@ -486,6 +489,24 @@ if (s7) {
   }
   if (f.steps.length)
     targets.push([`S7: claps/s two nodes on one Redis sustain with ack p99 <= ${ackP99LimitMs} ms (new figure, no target yet)`, s7Sustained(), "recorded"]);
+}
+
+// Scenario 7, one Redis master against a Redis Cluster of three (issue 13):
+// the same load on both; every master's keys and commands within ±20% of the mean.
+const s7Spread = (() => {
+  const one = all(7, "spread-one").at(-1), cluster = all(7, "spread-cluster").at(-1);
+  if (!one?.data.spread && !cluster?.data.spread) return null;
+  return { one, cluster, oneS: one?.data.spread ?? null, clusterS: cluster?.data.spread ?? null };
+})();
+const evalshaPerClap = (sp) => (sp.claps ? sp.masters.reduce((sum, m) => sum + (m.commands_by_name?.evalsha ?? 0), 0) / sp.claps : null);
+const spreadVerdict = (sp) => (sp ? sp.keys_within && sp.commands_within : null);
+if (s7Spread?.clusterS) {
+  const c = s7Spread.clusterS, o = s7Spread.oneS;
+  const dev = (key) => fmt(Math.max(...c.masters.map((m) => Math.abs(m[key]) * 100)), 1);
+  targets.push([`S7: 3 Redis masters, every master's keys and commands within ±${fmt(c.tolerance * 100, 0)}% of the mean (${int(c.articles)} articles)`,
+    `keys at most ${dev("keys_vs_mean")}% off, commands at most ${dev("commands_vs_mean")}% off; Redis CPU per clap ${c.masters.map((m) => fmt(m.us_per_clap, 1)).join(" / ")} us per master` +
+    (o ? ` against ${fmt(o.us_per_clap, 1)} us on one master` : ""),
+    status(spreadVerdict(c))]);
 }
 
 // ---- document ----
@@ -987,6 +1008,46 @@ if (s7) {
   }
   out("```");
   out();
+}
+
+// Scenario 7, one master against three
+if (s7Spread) {
+  const { one, cluster, oneS, clusterS } = s7Spread;
+  const d0 = (cluster ?? one).data;
+  out("## Scenario 7: one Redis master against a Redis Cluster of three");
+  out();
+  fromRun([one, cluster]);
+  out(`The same load on two clapsd nodes: ${int(d0.clappers)} clappers send ${int(d0.clap_rate)} claps/s spread uniformly over ${int(d0.articles)} articles, ` +
+    `each clap with a new op id, ${int(d0.viewers)} viewers each watching ${int(d0.subscriptions_per_conn ?? 0) || "some"} of them; viewers and clappers alternate between the nodes. ` +
+    "*one*: a single Redis master (`--redis`); *cluster*: a Redis Cluster of three masters and no replicas (`--redis-cluster`, keys and sharded pub/sub channels hash-tagged by article). " +
+    "Every master runs on core 0 with the nodes, so on this 2-core machine the cluster cannot raise throughput; what shows the scaling is each master's share of the work. " +
+    "Per master over the measure window: CPU (utime + stime from `/proc/PID/stat`) divided by the claps acknowledged as accepted, " +
+    "keys (`DBSIZE` at the window's end: tallies, per-user keys and the op ids' keys, which live 15 minutes) and commands " +
+    "(the sum of `calls` in `INFO commandstats`, a script's inner commands included, without the measurement's own `INFO` and `DBSIZE`). " +
+    `The target: every master's keys and commands within ±${fmt((clusterS ?? oneS).tolerance * 100, 0)}% of the mean over the masters.`);
+  out();
+  const rows = [];
+  for (const [label, run, sp] of [["one", one, oneS], ["cluster", cluster, clusterS]]) {
+    if (!sp) continue;
+    for (const m of sp.masters)
+      rows.push([label, `${m.label} (:${m.port})`, fmt(m.cpu_s, 2), fmt(m.us_per_clap, 1), int(m.keys), fmt(m.key_share * 100, 1),
+        int(m.commands), fmt(m.command_share * 100, 1), fmt(m.commands / Math.max(1, sp.claps), 2)]);
+    if (sp.masters_count > 1) rows.push([`**${label}, all**`, `${sp.masters_count} master${sp.masters_count > 1 ? "s" : ""}, ${int(sp.claps)} claps in ${fmt(sp.window_s, 1)} s (${int(run.data.accepted_per_s)}/s)`,
+      fmt(sp.cpu_s, 2), `**${fmt(sp.us_per_clap, 1)}**`, int(sp.keys), "100.0", int(sp.commands), "100.0", fmt(sp.commands_per_clap, 2)]);
+  }
+  table(["Layout", "Master", "CPU s", "us per clap", "Keys", "Key share %", "Commands", "Command share %", "Commands per clap"], rows);
+  if (clusterS) {
+    const worst = (key) => clusterS.masters.reduce((w, m) => (Math.abs(m[key]) > Math.abs(w[key]) ? m : w));
+    const k = worst("keys_vs_mean"), c = worst("commands_vs_mean");
+    out(`Spread over the three masters: keys at most ${fmt(Math.abs(k.keys_vs_mean) * 100, 1)}% from the mean (${k.label}), ` +
+      `commands at most ${fmt(Math.abs(c.commands_vs_mean) * 100, 1)}% (${c.label}): ${status(spreadVerdict(clusterS))} (±${fmt(clusterS.tolerance * 100, 0)}%). ` +
+      (oneS ? `Redis CPU per clap: ${fmt(oneS.us_per_clap, 1)} us on one master; ${fmt(clusterS.us_per_clap, 1)} us summed over three ` +
+        `(${clusterS.masters.map((m) => `${m.label} ${fmt(m.us_per_clap, 1)}`).join(", ")} us), so the busiest master carries ${ratio(Math.max(...clusterS.masters.map((m) => m.us_per_clap)), oneS.us_per_clap)} of the one master's cost per clap; ` +
+        `commands per clap ${fmt(oneS.commands_per_clap, 2)} against ${fmt(clusterS.commands_per_clap, 2)}, ` +
+        `script calls (\`EVALSHA\`) per clap ${fmt(evalshaPerClap(oneS), 2)} against ${fmt(evalshaPerClap(clusterS), 2)} ` +
+        "(on Redis Cluster one script call holds one article's keys, where one master takes a tick's articles in one call)." : ""));
+    out();
+  }
 }
 
 // Errors worth a look

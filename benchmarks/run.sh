@@ -276,20 +276,22 @@ free_port() {
   node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
 }
 
-# start_redis NAME: a fresh Redis for one step, pinned with the servers; sets
-# redis_pid, redis_port and redis_cmd. Persistence follows --redis-appendonly
-# (no RDB snapshots in either case: nothing here outlives the step).
+# start_redis NAME [redis-server flags]: a fresh Redis for one step, pinned
+# with the servers; sets redis_pid, redis_port and redis_cmd. Persistence
+# follows --redis-appendonly (no RDB snapshots in either case: nothing here
+# outlives the step).
 redis_pid=""
 redis_port=""
 redis_cmd=""
 start_redis() {
   local name=$1 logfile="$out/$1.redis.log" dir="$out/redis-$1" attempt
+  shift
   mkdir -p "$dir"
   for attempt in 1 2 3; do
     redis_port=$(free_port)
     local aof=(--appendonly no)
     [ "$redis_appendonly" = everysec ] && aof=(--appendonly yes --appendfsync everysec)
-    local cmd=(redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$dir" --save "" "${aof[@]}")
+    local cmd=(redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$dir" --save "" "${aof[@]}" "$@")
     $(pin $server_cpu) "${cmd[@]}" > "$logfile" 2>&1 &
     redis_pid=$!
     cluster_pids+=("$redis_pid")
@@ -383,6 +385,85 @@ run_cluster() {
   stop_cluster
   sed -n '/^connections/,$p' "$out/$name.loadgen.log" | sed 's/^/    /' >&2
   [ -f "$out/$name.json" ] && record "$scenario" "$target" "$step" "$name.json" "${cmds//$out/\$OUT}" "${client_cmd//$out/\$OUT}"
+  return 0
+}
+
+# run_spread TARGET STEP [loadgen flags] (scenario 7): two clapsd nodes taking
+# viewers and clappers alternately (the split layout) on
+#   spread-one      one Redis master (--redis), or
+#   spread-cluster  a Redis Cluster of three masters and no replicas
+#                   (--redis-cluster; redis-cli --cluster create).
+# Every master runs pinned with the nodes. The window hook saves, per master,
+# /proc/PID/stat (utime and stime), INFO all and DBSIZE when the measure window
+# opens and closes; benchmarks/redis_spread.mjs turns them and the load
+# generator's count of accepted claps into $name.spread.json: CPU per clap,
+# keys and commands on every master, and their share of the whole.
+run_spread() {
+  local target=$1 step=$2
+  shift 2
+  local name="s7-$target-$step" masters=() pids=() cmds="" bus i
+  log "scenario 7, $target, step $step"
+  if [ "$target" = spread-one ]; then
+    start_redis "$name" || { stop_cluster; return 0; }
+    masters=("$redis_port"); pids=("$redis_pid"); cmds=$redis_cmd
+    bus="--redis redis://127.0.0.1:$redis_port"
+  else
+    for i in 1 2 3; do
+      # The cluster bus gets its own free port: the default, port + 10000, may pass 65535.
+      start_redis "$name-m$i" --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+        --cluster-port "$(free_port)" || { stop_cluster; return 0; }
+      masters+=("$redis_port"); pids+=("$redis_pid"); cmds="$cmds${cmds:+ & }$redis_cmd"
+    done
+    local seeds
+    seeds=$(printf '127.0.0.1:%s ' "${masters[@]}")
+    if ! redis-cli --cluster create $seeds --cluster-replicas 0 --cluster-yes > "$out/$name.create.log" 2>&1; then
+      log "redis-cli --cluster create failed; see $out/$name.create.log"
+      stop_cluster
+      return 0
+    fi
+    cmds="$cmds & redis-cli --cluster create $seeds--cluster-replicas 0 --cluster-yes"
+    local deadline=$((SECONDS + 30)) ok=0
+    while [ $ok = 0 ] && [ $SECONDS -lt $deadline ]; do
+      ok=1
+      for i in "${masters[@]}"; do
+        redis-cli -p "$i" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || ok=0
+      done
+      [ $ok = 1 ] || sleep 0.1
+    done
+    [ $ok = 1 ] || { log "the Redis Cluster did not reach cluster_state:ok within 30 s"; stop_cluster; return 0; }
+    bus="--redis-cluster $(echo "${seeds% }" | tr ' ' ',')"
+  fi
+  start_node "$name-A" $bus --node-id A || { stop_cluster; return 0; }
+  local port_a=$node_port pid_a=$node_pid
+  cmds="$cmds & $node_cmd"
+  start_node "$name-B" $bus --node-id B || { stop_cluster; return 0; }
+  local port_b=$node_port pid_b=$node_pid
+  cmds="$cmds & $node_cmd"
+  local hook="$out/$name.hook.sh" probes="--server-pid A=$pid_a --server-pid B=$pid_b"
+  : > "$out/$name.masters.txt"
+  {
+    echo '#!/bin/sh'
+    echo '# Run by claps-loadgen as "hook start" and "hook end" when its measure window opens and closes.'
+    echo "curl -s http://127.0.0.1:$port_a/metrics > $out/$name.A.metrics-\$1.txt &"
+    echo "curl -s http://127.0.0.1:$port_b/metrics > $out/$name.B.metrics-\$1.txt &"
+    for i in "${!masters[@]}"; do
+      echo "cat /proc/${pids[i]}/stat > $out/$name.m$((i + 1)).stat-\$1.txt"
+      echo "redis-cli -p ${masters[i]} info all > $out/$name.m$((i + 1)).info-\$1.txt"
+      echo "redis-cli -p ${masters[i]} dbsize > $out/$name.m$((i + 1)).dbsize-\$1.txt"
+      echo "m$((i + 1)) ${masters[i]} ${pids[i]}" >> "$out/$name.masters.txt"
+      probes="$probes --server-pid m$((i + 1))=${pids[i]}"
+    done
+    echo wait
+  } > "$hook"
+  chmod +x "$hook"
+  local client_cmd="$(pin $loadgen_cpu) $loadgen --url ws://127.0.0.1:$port_a/ws --url ws://127.0.0.1:$port_b/ws --protocol claps $probes --window-hook $hook --source-ips $source_ips --settle $settle --drain $drain --connect-timeout 45 --no-syscalls --json $out/$name.json --label $name $*"
+  $client_cmd > "$out/$name.loadgen.log" 2>&1 || log "loadgen failed; see $out/$name.loadgen.log"
+  stop_cluster
+  sed -n '/^connections/,$p' "$out/$name.loadgen.log" | sed 's/^/    /' >&2
+  if [ -f "$out/$name.json" ]; then
+    node "$root/benchmarks/redis_spread.mjs" "$out" "$name" "$(getconf CLK_TCK)" 2>&1 | sed 's/^/    /' >&2 || log "redis_spread.mjs failed"
+    record 7 "$target" "$step" "$name.json" "${cmds//$out/\$OUT}" "${client_cmd//$out/\$OUT}"
+  fi
   return 0
 }
 
@@ -553,6 +634,18 @@ if want 7; then
   settle=$settle_saved drain=$drain_saved
   cluster_scenario=6
   cluster_node_flags=""
+  # One Redis master against a Redis Cluster of three (issue 13): the same
+  # load, 1k claps/s over 1k articles with an op id on every clap, on two nodes
+  # (viewers and clappers alternating between them). On 2 cores the masters
+  # share core 0 with the nodes, so what scales is shown by each master's CPU
+  # per clap and its share of the keys and commands, not by throughput.
+  if "$clapsd" --help 2>&1 | grep -q -- '--redis-cluster'; then
+    s7_spread_load="--viewers 10 --articles 1000 --distribution uniform --subscriptions-per-conn 100 --clappers 60 --clap-rate 1000 --duration $duration"
+    run_spread spread-one 1 $s7_spread_load
+    run_spread spread-cluster 3 $s7_spread_load
+  else
+    log "scenario 7, one master against three skipped: clapsd --help does not list --redis-cluster"
+  fi
   log "scenario 7 took $((SECONDS - s7_started)) s"
 fi
 
