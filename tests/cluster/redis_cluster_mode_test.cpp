@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -76,6 +77,52 @@ struct bus_events {
   bool got(const std::string& article, const std::string& payload) const {
     return std::find(messages.begin(), messages.end(), std::pair{article, payload}) != messages.end();
   }
+};
+
+// Subscribes both nodes to every article (so each hears the other's claps).
+void watch_all(node& a, node& b, const std::vector<std::string>& articles) {
+  claps::snapshot snap;
+  for (const auto& art : articles) {
+    REQUIRE(!a.engine->subscribe(1, "", art, true, snap));
+    REQUIRE(!b.engine->subscribe(1, "", art, true, snap));
+  }
+}
+
+// Clap load for as long as it lives: every 2 ms each node claps once, with a
+// fresh user and op id, on the article `pick(k)` names for the k-th clap.
+class clap_load {
+public:
+  using picker = std::function<const std::string&(std::uint64_t k)>;
+  clap_load(loop_runner& loop, node& a, node& b, picker pick)
+      : timer_(new uv_timer_t{}), nodes_{&a, &b}, pick_(std::move(pick)) {
+    uv_timer_init(loop.get(), timer_);
+    timer_->data = this;
+    uv_timer_start(timer_, [](uv_timer_t* t) { static_cast<clap_load*>(t->data)->clap_once(); }, 2, 2);
+  }
+  ~clap_load() { stop(); }
+  clap_load(const clap_load&) = delete;
+  clap_load& operator=(const clap_load&) = delete;
+
+  /// Stops clapping; the timer is freed once the loop runs its close callback.
+  void stop() {
+    if (timer_ == nullptr) return;
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    timer_ = nullptr;
+  }
+  std::uint64_t sent = 0;
+  std::uint64_t refused = 0;  // clap() calls the engine refused outright
+
+private:
+  void clap_once() {
+    for (node* n : nodes_) {
+      const std::uint64_t k = sent++;
+      const std::string id = std::to_string(k);
+      if (n->engine->clap({"u-" + id, pick_(k), 1, "op-" + id, n->next_cookie++})) ++refused;
+    }
+  }
+  uv_timer_t* timer_;
+  node* nodes_[2];
+  picker pick_;
 };
 
 } // namespace
@@ -283,11 +330,7 @@ TEST_CASE("cluster: two redis_stores keep the exact cap and op ids across nodes"
     articles.push_back("cap" + std::to_string(i));
     owners.insert(shards().master_of_slot(claps::redis_key_slot("claps:t:{" + articles.back() + "}")));
   }
-  claps::snapshot snap;
-  for (const auto& art : articles) {
-    REQUIRE(!a.engine->subscribe(1, "", art, true, snap));
-    REQUIRE(!b.engine->subscribe(1, "", art, true, snap));
-  }
+  watch_all(a, b, articles);
   std::vector<std::pair<std::uint64_t, std::uint64_t>> cookies;
   for (const auto& art : articles)
     cookies.emplace_back(a.clap("rita", art, 30, "a-" + art), b.clap("rita", art, 30, "b-" + art));
@@ -345,28 +388,8 @@ TEST_CASE("cluster: resharding 300 slots under clap load: every clap decided in 
     if (claps::redis_key_slot(art) < 300 && shards().master_of_slot(claps::redis_key_slot(art)) == from)
       articles.push_back(art);
   }
-  claps::snapshot snap;
-  for (const auto& art : articles) {
-    REQUIRE(!a.engine->subscribe(1, "", art, true, snap));
-    REQUIRE(!b.engine->subscribe(1, "", art, true, snap));
-  }
-  struct load_plan {
-    node* nodes[2];
-    const std::vector<std::string>* articles;
-    std::uint64_t sent = 0;
-    std::uint64_t refused = 0;
-  } plan{{&a, &b}, &articles};
-  uv_timer_t load{};
-  uv_timer_init(loop.get(), &load);
-  load.data = &plan;
-  uv_timer_start(&load, [](uv_timer_t* t) {
-    auto* s = static_cast<load_plan*>(t->data);
-    for (node* n : s->nodes) {
-      const std::string id = std::to_string(s->sent);
-      const std::string& art = (*s->articles)[s->sent++ % s->articles->size()];
-      if (n->engine->clap({"u-" + id, art, 1, "op-" + id, n->next_cookie++})) ++s->refused;
-    }
-  }, 2, 2);
+  watch_all(a, b, articles);
+  clap_load plan(loop, a, b, [&](std::uint64_t k) -> const std::string& { return articles[k % articles.size()]; });
   REQUIRE(loop.run_until([&] { return a.results.size() + b.results.size() >= 200; }, 10s));
   const auto moved_before = a.client->stats().moved + b.client->stats().moved + a.client->stats().ask + b.client->stats().ask;
   const auto maps_before = a.client->stats().slot_map_refreshes;
@@ -376,8 +399,7 @@ TEST_CASE("cluster: resharding 300 slots under clap load: every clap decided in 
   CHECK(ok);
   const std::uint64_t sent_at_end = plan.sent;
   REQUIRE(loop.run_until([&] { return plan.sent >= sent_at_end + 200; }, 10s));
-  uv_timer_stop(&load);
-  uv_close(reinterpret_cast<uv_handle_t*>(&load), nullptr);
+  plan.stop();
   REQUIRE(loop.run_until([&] {
     return a.engine->idle() && b.engine->idle() && a.results.size() + b.results.size() == plan.sent;
   }, 20s));
@@ -508,32 +530,13 @@ TEST_CASE("cluster: kill -9 of the master of a hot article under clap load: no a
       std::swap(articles.front(), articles.back());  // articles[0] is the hot one
     }
   }
-  claps::snapshot snap;
-  for (const auto& art : articles) {
-    REQUIRE(!a.engine->subscribe(1, "", art, true, snap));
-    REQUIRE(!b.engine->subscribe(1, "", art, true, snap));
-  }
+  watch_all(a, b, articles);
 
   // Every 2 ms A claps the hot article and B one of the articles in turn,
   // before, during and after the failover: fresh users and op ids.
-  struct load_plan {
-    node* nodes[2];
-    const std::vector<std::string>* articles;
-    std::uint64_t sent = 0;
-    std::uint64_t refused = 0;
-  } plan{{&a, &b}, &articles};
-  uv_timer_t load{};
-  uv_timer_init(loop.get(), &load);
-  load.data = &plan;
-  uv_timer_start(&load, [](uv_timer_t* t) {
-    auto* s = static_cast<load_plan*>(t->data);
-    for (node* n : s->nodes) {
-      const std::uint64_t k = s->sent;
-      const std::string id = std::to_string(s->sent++);
-      const std::string& art = k % 2 == 0 ? (*s->articles)[0] : (*s->articles)[k / 2 % s->articles->size()];
-      if (n->engine->clap({"u-" + id, art, 1, "op-" + id, n->next_cookie++})) ++s->refused;
-    }
-  }, 2, 2);
+  clap_load plan(loop, a, b, [&](std::uint64_t k) -> const std::string& {
+    return k % 2 == 0 ? articles[0] : articles[k / 2 % articles.size()];
+  });
   auto count = [](const node& n, claps::durability level) {
     return std::count_if(n.results.begin(), n.results.end(), [&](const claps::test::outcome& r) { return r.level == level; });
   };
@@ -554,8 +557,7 @@ TEST_CASE("cluster: kill -9 of the master of a hot article under clap load: no a
   MESSAGE("both nodes ready (connected, subscribed, journal re-asserted) " << took.count() << " ms after kill -9");
   const auto cluster_before = cluster_acks();
   REQUIRE(loop.run_until([&] { return cluster_acks() >= cluster_before + 100; }, 15s));
-  uv_timer_stop(&load);
-  uv_close(reinterpret_cast<uv_handle_t*>(&load), nullptr);
+  plan.stop();
 
   REQUIRE(loop.run_until([&] {
     return a.engine->idle() && b.engine->idle() && a.results.size() + b.results.size() == plan.sent &&
