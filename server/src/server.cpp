@@ -40,7 +40,7 @@ namespace {
 
 class clapsd {
 public:
-  explicit clapsd(const server_options& options) : options_(options), log_(options.level) {}
+  explicit clapsd(const server_options& options) : options_(options), log_(options.level, options.log_output, options.node_id) {}
   ~clapsd();
   clapsd(const clapsd&) = delete;
   clapsd& operator=(const clapsd&) = delete;
@@ -179,7 +179,7 @@ bool clapsd::open_store() {
 
 bool clapsd::start() {
   std::signal(SIGPIPE, SIG_IGN);
-  lws_set_log_level(log_.lws_mask(), nullptr);
+  lws_set_log_level(log_.lws_mask(), log_.lws_emitter());
 
   std::string error;
   if (!options_.admin_token_file.empty()) {
