@@ -265,7 +265,9 @@ bool clapsd::start() {
   http_->ready = [this] { return ready(); };
   http_->draining = [this] { return drain_ != drain_phase::serving; };
   http_->metrics_text = [this] {
-    std::string text = render_prometheus(metrics_, engine_->stats(), ready());
+    // claps_ready says what /readyz says: a duplicate node id is drained too.
+    const bool ready_now = ready() && !(cluster_ && cluster_->node_id_taken());
+    std::string text = render_prometheus(metrics_, engine_->stats(), ready_now);
     text += drain_metrics_text();
     text += render_limiter(limits_->users(), limits_->addresses());
     text += render_store_space(store_->space());
