@@ -47,9 +47,9 @@ std::string json_log_line(std::chrono::system_clock::time_point ts, std::string_
   const std::time_t seconds = static_cast<std::time_t>(ms / 1000);
   std::tm utc{};
   gmtime_r(&seconds, &utc);
-  char stamp[40];
-  std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900, utc.tm_mon + 1,
-                utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<int>(ms % 1000));
+  char stamp[32];
+  const std::size_t date = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
+  std::snprintf(stamp + date, sizeof stamp - date, ".%03dZ", static_cast<int>(ms % 1000));
   std::string out = R"({"ts":")";
   out += stamp;
   out += R"(","level":)";
