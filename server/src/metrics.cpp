@@ -58,7 +58,7 @@ void latency_histogram::render(std::string& out, const char* name, const char* h
 std::string render_prometheus(const server_metrics& m, const engine_stats& s, bool ready) {
   std::string out;
   out.reserve(8192);
-  gauge(out, "claps_ready", "1 while the store commits and the server is not draining", ready ? 1 : 0);
+  gauge(out, "claps_ready", "1 while /readyz answers 200: the store commits, the server is not draining and its --node-id is its own", ready ? 1 : 0);
   gauge(out, "claps_connections", "Open WebSocket connections", static_cast<double>(m.ws_connections));
   counter(out, "claps_connections_total", "WebSocket connections accepted",
           static_cast<double>(m.ws_connections_total));
@@ -96,10 +96,11 @@ std::string render_prometheus(const server_metrics& m, const engine_stats& s, bo
   }
   line(out, "claps_claps_rejected_total", "counter", nullptr, static_cast<double>(s.refused_op_ids),
        "reason=\"op_ids\"");
-  counter(out, "claps_reads_rate_limited_total", "Subscribes, REST reads and SSE opens refused by the rate limit",
-          static_cast<double>(m.rate_limited_reads));
   line(out, "claps_claps_rejected_total", "counter", nullptr, static_cast<double>(s.refused_store_full),
        "reason=\"store_full\"");
+  // After the last claps_claps_rejected_total line: a family's samples stay together.
+  counter(out, "claps_reads_rate_limited_total", "Subscribes, REST reads and SSE opens refused by the rate limit",
+          static_cast<double>(m.rate_limited_reads));
   counter(out, "claps_undos_total", "Undos applied", static_cast<double>(s.undos));
   counter(out, "claps_replays_total", "Operations answered from an earlier op id",
           static_cast<double>(s.replays));

@@ -61,7 +61,10 @@ cxxopts::Options make_spec() {
     ("client-root", "Directory holding claps-client.js, served at /client/",
      cxxopts::value<std::string>()->default_value(default_client_root))
     ("log-level", "trace, debug, info, warn or error (logs go to stderr)",
-     cxxopts::value<std::string>()->default_value("info"));
+     cxxopts::value<std::string>()->default_value("info"))
+    ("log-format", "text (clapsd LEVEL: message) or json: one object per line with \"ts\" (RFC 3339, "
+     "UTC, ms), \"level\", \"msg\" and, with --node-id, \"node\"",
+     cxxopts::value<std::string>()->default_value("text"));
   spec.add_options("Security and limits")
     ("auth-secret-file", "File holding the HS256 secret (at least 32 bytes). When set, identity comes "
      "only from JWTs (Authorization: Bearer, or ?token=); a trailing newline is ignored",
@@ -289,6 +292,10 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
     else if (level == "warn") o.level = log_level::warn;
     else if (level == "error") o.level = log_level::error;
     else error = "--log-level must be trace, debug, info, warn or error";
+    const auto format = result["log-format"].as<std::string>();
+    if (format == "text") o.log_output = log_format::text;
+    else if (format == "json") o.log_output = log_format::json;
+    else error = "--log-format must be text or json, not '" + format + "'";
     o.auth_secret_file = result["auth-secret-file"].as<std::string>();
     o.allow_anonymous = result["allow-anonymous"].as<bool>();
     o.jwt_audience = result["jwt-audience"].as<std::string>();

@@ -14,6 +14,9 @@ namespace claps::server {
 
 enum class store_kind { lmdb, memory };
 enum class log_level { trace, debug, info, warn, error };
+/// What a log line on stderr looks like: `clapsd info: message`, or one JSON
+/// object per line ({"ts","level","msg"}, "node" with --node-id).
+enum class log_format { text, json };
 
 struct server_options {
   std::string listen_host = "127.0.0.1";
@@ -73,6 +76,7 @@ struct server_options {
   bool lmdb_sync = true;
   std::string articles_file;
   log_level level = log_level::info;
+  log_format log_output = log_format::text;
   std::string web_root;
   std::string client_root;
   // Protocol timers; flags so tests can shrink them.

@@ -40,7 +40,7 @@ namespace {
 
 class clapsd {
 public:
-  explicit clapsd(const server_options& options) : options_(options), log_(options.level) {}
+  explicit clapsd(const server_options& options) : options_(options), log_(options.level, options.log_output, options.node_id) {}
   ~clapsd();
   clapsd(const clapsd&) = delete;
   clapsd& operator=(const clapsd&) = delete;
@@ -179,7 +179,7 @@ bool clapsd::open_store() {
 
 bool clapsd::start() {
   std::signal(SIGPIPE, SIG_IGN);
-  lws_set_log_level(log_.lws_mask(), nullptr);
+  lws_set_log_level(log_.lws_mask(), log_.lws_emitter());
 
   std::string error;
   if (!options_.admin_token_file.empty()) {
@@ -265,7 +265,9 @@ bool clapsd::start() {
   http_->ready = [this] { return ready(); };
   http_->draining = [this] { return drain_ != drain_phase::serving; };
   http_->metrics_text = [this] {
-    std::string text = render_prometheus(metrics_, engine_->stats(), ready());
+    // claps_ready says what /readyz says: a duplicate node id is drained too.
+    const bool ready_now = ready() && !(cluster_ && cluster_->node_id_taken());
+    std::string text = render_prometheus(metrics_, engine_->stats(), ready_now);
     text += drain_metrics_text();
     text += render_limiter(limits_->users(), limits_->addresses());
     text += render_store_space(store_->space());

@@ -70,6 +70,8 @@ describe('one --node-id per data directory', () => {
     const ready = await request(`${second.http}/readyz`);
     assert.equal(ready.status, 503);
     assert.match(ready.json.message, /belongs to another data directory/);
+    assert.equal(await metric(second, 'claps_ready'), 0, 'claps_ready says what /readyz says');
+    assert.equal(await metric(first, 'claps_ready'), 1);
     // It still serves, and keeps what it acknowledges, but only locally.
     const bob = await open(second, 'bob');
     const local = await bob.clap('dup1', 2);
