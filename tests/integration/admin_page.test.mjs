@@ -131,3 +131,14 @@ test('with a token file the admin page and socket need the token, on loopback to
     await server.stop();
   }
 });
+
+test('--trusted-proxy with an admin listener but no token file is warned about', async () => {
+  const server = await startServer({
+    args: ['--store', 'memory', '--admin-listen', '127.0.0.1:0', '--trusted-proxy', '127.0.0.1/32'],
+  });
+  try {
+    assert.match(server.stderr, /--admin-listen without --admin-token-file while --trusted-proxy is set/);
+  } finally {
+    await server.stop();
+  }
+});
