@@ -8,7 +8,7 @@
 namespace claps::server {
 
 article_watch::entry& article_watch::find_or_add(std::string_view article, std::uint64_t now_ms) {
-  auto it = entries_.find(std::string(article));
+  auto it = entries_.find(article);
   if (it == entries_.end()) {
     if (entries_.size() >= max_articles_) {
       // Full: the article idle longest makes room.
@@ -36,7 +36,7 @@ void article_watch::observe(std::span<const article_update> updates, std::uint64
 void article_watch::room_changed(std::string_view article, bool watched, std::uint32_t local_viewers,
                                  std::uint64_t now_ms) {
   if (!watched) local_viewers = 0;
-  if (local_viewers == 0 && entries_.find(std::string(article)) == entries_.end()) return;
+  if (local_viewers == 0 && entries_.find(article) == entries_.end()) return;
   entry& e = find_or_add(article, now_ms);
   const std::uint32_t remote = e.shown.viewers >= e.shown.local_viewers ? e.shown.viewers - e.shown.local_viewers : 0;
   e.shown.local_viewers = local_viewers;

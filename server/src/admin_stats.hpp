@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -64,7 +65,12 @@ private:
   std::size_t max_articles_;
   std::uint64_t idle_ms_;
   std::uint64_t last_sample_ms_ = 0;
-  std::unordered_map<std::string, entry> entries_;
+  // Looked up by string_view: a tick's updates allocate nothing for known articles.
+  struct id_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view id) const noexcept { return std::hash<std::string_view>{}(id); }
+  };
+  std::unordered_map<std::string, entry, id_hash, std::equal_to<>> entries_;
 };
 
 /// Percentiles of a latency_histogram's observations over a window, as the
