@@ -209,6 +209,21 @@ std::string cluster_node::metrics_text() const {
   return out;
 }
 
+cluster_node::status cluster_node::current_status() const {
+  status out;
+  const impl& p = *impl_;
+  if (!p.store || !p.client || !p.bus) return out;
+  const auto s = p.store->stats();
+  out.connected = p.client->ready();
+  out.bus_healthy = p.bus->healthy();
+  out.degraded = s.degraded;
+  out.node_id_taken = s.node_id_taken;
+  out.walking_journal = s.walking_journal;
+  out.masters = p.client->masters().size();
+  out.dirty_keys = s.dirty_keys;
+  return out;
+}
+
 void cluster_node::shutdown() {
   impl& p = *impl_;
   p.alive.reset();
@@ -240,6 +255,7 @@ void cluster_node::before_read(std::string_view, std::span<const std::string_vie
 bool cluster_node::degraded() const noexcept { return false; }
 bool cluster_node::node_id_taken() const noexcept { return false; }
 std::string cluster_node::metrics_text() const { return {}; }
+cluster_node::status cluster_node::current_status() const { return {}; }
 void cluster_node::shutdown() {}
 cluster_node::~cluster_node() = default;
 

@@ -18,6 +18,8 @@
 
 #include <uv.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <span>
@@ -52,6 +54,17 @@ public:
   /// True while another data directory holds this node's --node-id in Redis
   /// (nothing is written there; /readyz answers 503).
   bool node_id_taken() const noexcept;
+  /// The Redis side at a glance, for the admin page.
+  struct status {
+    bool connected = false;        // the command connection (every master on Redis Cluster)
+    bool bus_healthy = false;      // the subscription connection
+    bool degraded = false;
+    bool node_id_taken = false;
+    bool walking_journal = false;  // a full re-assertion of the journal is due or running
+    std::size_t masters = 0;
+    std::uint64_t dirty_keys = 0;  // waiting to be written to Redis
+  };
+  status current_status() const;
   /// Prometheus text of the Redis client, bus and store (claps_cluster_*, claps_redis_*).
   std::string metrics_text() const;
 

@@ -30,7 +30,11 @@ engine_callbacks fanout::callbacks() {
       registry_.refuse_op(result.cookie, result.error);
       return;
     }
+    if (on_result) on_result(result);
     registry_.complete_op(result);
+  };
+  cb.tick_updates = [this](std::span<const article_update> updates) {
+    if (on_tick) on_tick(updates);
   };
   cb.store_status = [this](std::error_code ec) {
     if (ec) log_.error("store commit failed: " + ec.message() + " (readyz now 503; retrying each tick)");

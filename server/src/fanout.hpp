@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <memory>
+#include <span>
 #include <vector>
 
 namespace claps::server {
@@ -35,6 +36,10 @@ public:
   /// Called when the store's health changes (empty: healthy again).
   /// An op came back undecided (op_result::error), for the metrics.
   std::function<void()> on_refused;
+  /// Every changed article of an emission, and every decided op: what the
+  /// admin page's article_watch follows. Optional.
+  std::function<void(std::span<const article_update>)> on_tick;
+  std::function<void(const op_result&)> on_result;
 
 private:
   struct depth_guard {

@@ -9,6 +9,8 @@
 #include <claps/error.hpp>
 #include <claps/ids.hpp>
 
+#include <strings.h>
+
 namespace claps::server {
 namespace {
 
@@ -250,20 +252,148 @@ int http_api::on_request(lws* wsi, const char* raw_path) {
 int http_api::on_admin_request(lws* wsi, const char* raw_path) {
   ++deps_.metrics.http_requests;
   const std::string_view path = raw_path ? std::string_view(raw_path) : std::string_view{};
+  if (path == "/admin" || path.starts_with("/admin/")) return admin_page(wsi, path);
   if (!loopback_host(deps_.options.admin_host) && !has_admin_token(wsi))
     return respond_error(wsi, 401, "unauthorized", "send the admin token: Authorization: Bearer TOKEN");
   switch (parse_route(path).kind) {
   case route_kind::healthz: return respond_json(wsi, 200, R"({"status":"ok"})");
   case route_kind::readyz: return readiness(wsi);
   case route_kind::metrics: return metrics_page(wsi);
-  default: return respond_error(wsi, 404, "not_found", "the admin listener serves /healthz, /readyz and /metrics");
+  default:
+    return respond_error(wsi, 404, "not_found", "the admin listener serves /healthz, /readyz, /metrics and /admin");
   }
+}
+
+namespace {
+
+constexpr std::string_view admin_cookie = "claps_admin";
+
+// The token goes into its cookie as hex: a token file may hold bytes a
+// cookie value cannot.
+std::string hex_of(std::string_view text) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : text) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+std::string unhex(std::string_view hex) {
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string out;
+  if (hex.size() % 2) return {};
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    const int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
+    if (hi < 0 || lo < 0) return {};
+    out += static_cast<char>(hi << 4 | lo);
+  }
+  return out;
+}
+
+// The claps_admin value in a Cookie header, or empty.
+std::string_view cookie_value(std::string_view header, std::string_view name) {
+  while (!header.empty()) {
+    const auto end = header.find(';');
+    std::string_view pair = header.substr(0, end);
+    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+    if (pair.size() > name.size() && pair.starts_with(name) && pair[name.size()] == '=')
+      return pair.substr(name.size() + 1);
+    if (end == std::string_view::npos) break;
+    header.remove_prefix(end + 1);
+  }
+  return {};
+}
+
+// 303 to /admin, setting the admin cookie: the token leaves the URL (and
+// the browser's history) after one use.
+int redirect_with_cookie(lws* wsi, const std::string& token) {
+  unsigned char headers[LWS_PRE + 1024];
+  unsigned char* start = headers + LWS_PRE;
+  unsigned char* p = start;
+  unsigned char* end = headers + sizeof headers - 1;
+  const std::string cookie = std::string(admin_cookie) + "=" + hex_of(token) +
+                             "; Path=/admin; HttpOnly; SameSite=Strict";
+  static constexpr char location[] = "/admin";
+  static constexpr char no_store[] = "no-store";
+  if (lws_add_http_common_headers(wsi, 303, "text/plain", 0, &p, end) ||
+      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_LOCATION, reinterpret_cast<const unsigned char*>(location),
+                                   sizeof location - 1, &p, end) ||
+      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_SET_COOKIE,
+                                   reinterpret_cast<const unsigned char*>(cookie.data()),
+                                   static_cast<int>(cookie.size()), &p, end) ||
+      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                   reinterpret_cast<const unsigned char*>(no_store), sizeof no_store - 1, &p, end) ||
+      lws_finalize_write_http_header(wsi, start, &p, end))
+    return -1;
+  return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+} // namespace
+
+bool http_api::admin_allowed(lws* wsi) const {
+  if (admin_token.empty()) return true;  // only possible on loopback (options.cpp)
+  if (has_admin_token(wsi)) return true;
+  const std::string cookies = header_value(wsi, WSI_TOKEN_HTTP_COOKIE);
+  const std::string_view value = cookie_value(cookies, admin_cookie);
+  return !value.empty() && token_matches(unhex(value));
+}
+
+int http_api::admin_page(lws* wsi, std::string_view path) {
+  std::string given;
+  if (!admin_token.empty() && query_arg(wsi, "token", given)) {
+    if (!token_matches(given)) return respond_error(wsi, 401, "unauthorized", "wrong admin token");
+    return redirect_with_cookie(wsi, admin_token);
+  }
+  if (!admin_allowed(wsi))
+    return respond_error(wsi, 401, "unauthorized",
+                         "open /admin?token=TOKEN once (it sets a cookie), or send Authorization: Bearer TOKEN");
+  std::string file;
+  if (path == "/admin" || path == "/admin/") file = deps_.options.web_root + "/admin.html";
+  else if (path == "/admin/admin.js") file = deps_.options.web_root + "/static/js/admin.js";
+  else if (path == "/admin/ws") return respond_error(wsi, 426, "bad_request", "/admin/ws takes a WebSocket upgrade");
+  else return respond_error(wsi, 404, "not_found", "the admin page is /admin");
+  const std::string type(content_type_for(file));
+  const int n = lws_serve_http_file(wsi, file.c_str(), type.c_str(), nullptr, 0);
+  if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi))) return -1;
+  return 0;
+}
+
+int http_api::confirm_admin_upgrade(lws* wsi, const char* upgrade) {
+  const std::string path = header_value(wsi, WSI_TOKEN_GET_URI);
+  auto refuse = [wsi](unsigned status, std::string_view code, std::string_view message) {
+    // lws completes the transaction when CONFIRM_UPGRADE returns > 0.
+    return write_response(wsi, status, "application/json", rest_error_body(code, message)) < 0 ? -1 : 1;
+  };
+  if (upgrade == nullptr || strcasecmp(upgrade, "websocket") != 0)
+    return refuse(400, "bad_request", "only WebSocket upgrades are supported");
+  if (path != "/admin/ws") return refuse(404, "not_found", "the admin listener takes WebSockets on /admin/ws only");
+  if (!admin_allowed(wsi))
+    return refuse(401, "unauthorized", "send the admin token (Authorization: Bearer, or the cookie /admin?token= sets)");
+  // A page elsewhere (the public port included: cookies do not mind ports)
+  // must not drive an admin socket with the operator's cookie.
+  const std::string origin = header_value(wsi, WSI_TOKEN_ORIGIN);
+  if (!origin.empty()) {
+    const std::string host = header_value(wsi, WSI_TOKEN_HOST);
+    if (origin != "http://" + host && origin != "https://" + host)
+      return refuse(403, "forbidden", "the admin socket takes only the admin page's own origin");
+  }
+  return 0;
 }
 
 bool http_api::has_admin_token(lws* wsi) const {
   if (admin_token.empty()) return false;
   const std::string header = header_value(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-  const std::string_view given = bearer_token(header);
+  return token_matches(bearer_token(header));
+}
+
+bool http_api::token_matches(std::string_view given) const {
+  if (admin_token.empty()) return false;
   // Constant time in the token's content: a timing probe learns nothing.
   unsigned char diff = given.size() == admin_token.size() ? 0 : 1;
   for (std::size_t i = 0; i < admin_token.size(); ++i)

@@ -33,9 +33,15 @@ public:
   http_api(service_deps deps, static_files files);
 
   int on_request(lws* wsi, const char* path);                 // LWS_CALLBACK_HTTP
-  /// LWS_CALLBACK_HTTP on --admin-listen: /healthz, /readyz and /metrics
-  /// only, behind the admin token unless that listener is on loopback.
+  /// LWS_CALLBACK_HTTP on --admin-listen: /healthz, /readyz and /metrics,
+  /// behind the admin token unless that listener is on loopback; and the
+  /// admin page (/admin, /admin/admin.js), behind the token whenever there
+  /// is one (see admin_allowed).
   int on_admin_request(lws* wsi, const char* path);
+  /// LWS_CALLBACK_HTTP_CONFIRM_UPGRADE on --admin-listen (`upgrade` is the
+  /// Upgrade header's token): 0 to accept a WebSocket on /admin/ws; otherwise the refusal has been written and the
+  /// callback returns the value given back.
+  int confirm_admin_upgrade(lws* wsi, const char* upgrade);
   int on_body(lws* wsi, const char* in, std::size_t len);     // LWS_CALLBACK_HTTP_BODY
   int on_body_complete(lws* wsi);                             // ..._BODY_COMPLETION
   int on_writeable(lws* wsi);                                 // LWS_CALLBACK_HTTP_WRITEABLE
@@ -51,6 +57,9 @@ public:
   void sweep();
   /// Shutdown: ends up to `at_most` SSE streams not yet ending; returns how many.
   std::size_t close_streams(std::size_t at_most);
+
+  /// HTTP transactions in progress: SSE streams and requests awaiting an answer.
+  std::size_t exchanges() const noexcept { return exchanges_.size(); }
 
   /// Readiness (store commits, not draining) and the metrics page.
   std::function<bool()> ready;
@@ -68,6 +77,14 @@ private:
   int readiness(lws* wsi);
   int metrics_page(lws* wsi);
   bool has_admin_token(lws* wsi) const;
+  bool token_matches(std::string_view given) const;
+  /// The admin page and its socket: open when no token is configured (the
+  /// admin listener is then on loopback), else for the token in an
+  /// Authorization header or the claps_admin cookie. Unlike /metrics, the
+  /// token is required on loopback too when one is configured: behind a
+  /// proxy on the same host every client comes from loopback.
+  bool admin_allowed(lws* wsi) const;
+  int admin_page(lws* wsi, std::string_view path);
   int article_route(lws* wsi, int method, std::string_view article, article_resource resource);
   int read_article(lws* wsi, std::string_view article);
   std::pair<unsigned, std::string> article_body(std::string_view article, const std::string& user);

@@ -18,6 +18,10 @@ public:
                                                  1.0,    2.5};
   void observe(double seconds) noexcept;
   void render(std::string& out, const char* name, const char* help) const;
+  /// Observations per bucket (not cumulative); those past the last bound are count() minus their sum.
+  const std::array<std::uint64_t, bounds.size()>& buckets() const noexcept { return buckets_; }
+  std::uint64_t count() const noexcept { return count_; }
+  double sum() const noexcept { return sum_; }
 
 private:
   std::array<std::uint64_t, bounds.size()> buckets_{};  // non-cumulative

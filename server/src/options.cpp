@@ -29,11 +29,13 @@ cxxopts::Options make_spec() {
   spec.add_options("Server")
     ("listen", "HOST:PORT to listen on; port 0 picks a free port (reported on stdout)",
      cxxopts::value<std::string>()->default_value("127.0.0.1:8080"))
-    ("admin-listen", "HOST:PORT of this process's own operations listener: /metrics, /readyz, /healthz "
-     "(they then leave --listen, except /readyz and /healthz for load balancers). Off a loopback "
+    ("admin-listen", "HOST:PORT of this process's own operations listener: /metrics, /readyz, /healthz and the "
+     "live admin page /admin (they then leave --listen, except /readyz and /healthz for load "
+     "balancers). Off a loopback "
      "address it needs --admin-token-file", cxxopts::value<std::string>()->default_value(""))
     ("admin-token-file", "File holding the admin token (at least 16 bytes): requests to the admin "
-     "endpoints send Authorization: Bearer TOKEN; a trailing newline is ignored",
+     "endpoints send Authorization: Bearer TOKEN (/admin: also on loopback, or once as "
+     "/admin?token=TOKEN, which sets a cookie); a trailing newline is ignored",
      cxxopts::value<std::string>()->default_value(""))
     ("reuse-port", "Share the --listen port with other clapsd processes (SO_REUSEPORT; one process per "
      "core, each with its own --node-id and --data-dir on one --redis): the kernel spreads new "

@@ -1,5 +1,7 @@
 #include "server.hpp"
 
+#include "admin_channel.hpp"
+#include "admin_stats.hpp"
 #include "article_allowlist.hpp"
 #include "auth.hpp"
 #include "cluster.hpp"
@@ -65,6 +67,8 @@ private:
   void finish();
   void finish_soon();
   std::string drain_metrics_text() const;
+  void sample_admin_stats();
+  std::string admin_frame() const;
   bool ready() const { return drain_ == drain_phase::serving && engine_ && !engine_->store_error(); }
 
   const server_options& options_;
@@ -102,6 +106,17 @@ private:
   std::unique_ptr<listen_socket> admin_listener_;
   char admin_mark_ = 0;
   bool is_admin(lws* wsi) const { return lws_get_opaque_user_data(wsi) == &admin_mark_; }
+  // The admin page's data (/admin/ws): sampled once a second.
+  admin_channel admin_ws_{4096};
+  article_watch articles_;
+  latency_window commit_window_;
+  engine_stats last_engine_{};
+  std::uint64_t claps_since_sample_ = 0;
+  std::uint64_t last_sample_ms_ = 0;
+  std::uint64_t started_ms_ = 0;
+  double ticks_per_s_ = 0;
+  double commits_per_s_ = 0;
+  double claps_per_s_ = 0;
   std::unique_ptr<uv_driver> driver_;
   uv_signal_t sigterm_{};
   uv_signal_t sigint_{};
@@ -194,6 +209,11 @@ bool clapsd::start() {
     }
     admin_token_ = std::move(token);
   }
+  // Behind a proxy on this host every client comes from loopback: the admin
+  // page would be open to whoever reaches the proxy.
+  if (options_.admin_listen && admin_token_.empty() && !options_.trusted_proxies.empty())
+    log_.warn("--admin-listen without --admin-token-file while --trusted-proxy is set: if the proxy forwards to "
+              "the admin listener, anyone reaching it gets /admin and /metrics; give --admin-token-file");
   if (!options_.auth_secret_file.empty()) {
     std::string secret;
     if (!read_secret_file(options_.auth_secret_file, secret, error)) {
@@ -252,6 +272,14 @@ bool clapsd::start() {
   }
   engine_ = std::make_unique<engine>(*store_, eo, fanout_.callbacks(), uv_driver::now());
   fanout_.on_refused = [this] { metrics_.reject(clap_rejection::unavailable); };
+  store_->on_room_changed = [this](std::string_view article, bool watched, std::uint32_t viewers) {
+    articles_.room_changed(article, watched, viewers, uv_now(&loop_));
+  };
+  fanout_.on_tick = [this](std::span<const article_update> updates) { articles_.observe(updates, uv_now(&loop_)); };
+  fanout_.on_result = [this](const op_result& r) {
+    if (r.accepted > 0) claps_since_sample_ += static_cast<std::uint64_t>(r.accepted);
+    articles_.accepted(r.article, r.accepted, r.total, uv_now(&loop_));
+  };
 
   admission_.max = options_.max_connections;
   parser_.emplace(options_.max_message_bytes);
@@ -295,6 +323,8 @@ bool clapsd::start() {
   sigterm_.data = sigint_.data = after_io_.data = shutdown_timer_.data = drain_timer_.data = heartbeat_timer_.data =
       this;
   handles_open_ = true;
+  started_ms_ = uv_now(&loop_);
+  sample_admin_stats();  // the baseline: the first second's claps and commits count
   auto on_signal = [](uv_signal_t* h, int signum) { static_cast<clapsd*>(h->data)->begin_shutdown(signum); };
   uv_signal_start(&sigterm_, on_signal, SIGTERM);
   uv_signal_start(&sigint_, on_signal, SIGINT);
@@ -451,26 +481,31 @@ int clapsd::dispatch(lws* wsi, lws_callback_reasons reason, void* user, void* in
     // Draining: accept nothing new.
     return admission_.draining ? 1 : 0;
   case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-    if (is_admin(wsi))  // lws completes the transaction when this returns > 0
-      return write_response(wsi, 404, "application/json",
-                            rest_error_body("not_found", "the admin listener takes no WebSocket upgrades")) < 0
-                 ? -1
-                 : 1;
+    // The admin listener: /admin/ws only, under the admin page's token rule.
+    if (is_admin(wsi)) return http_->confirm_admin_upgrade(wsi, static_cast<const char*>(in));
     return ws_->confirm_upgrade(wsi, static_cast<const char*>(in));
   case LWS_CALLBACK_ESTABLISHED:
+    if (is_admin(wsi)) return admin_ws_.established(wsi);
     return ws_->established(wsi, user);
   case LWS_CALLBACK_RECEIVE:
+    if (is_admin(wsi))
+      return admin_ws_.receive(wsi, static_cast<const char*>(in), len, [this] { return admin_frame(); });
     return ws_->receive(wsi, user, static_cast<const char*>(in), len);
   case LWS_CALLBACK_SERVER_WRITEABLE:
+    if (is_admin(wsi)) return admin_ws_.writeable(wsi);
     return ws_->writeable(user);
   case LWS_CALLBACK_RECEIVE_PONG:
-    ws_->pong(user);
+    if (!is_admin(wsi)) ws_->pong(user);
     return 0;
   case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
   case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
-    ws_->closing(user);
+    if (!is_admin(wsi)) ws_->closing(user);
     break;
   case LWS_CALLBACK_CLOSED:
+    if (is_admin(wsi)) {
+      admin_ws_.closed(wsi);
+      return 0;
+    }
     ws_->closed(wsi, user);
     return 0;
   case LWS_CALLBACK_HTTP:
@@ -509,6 +544,7 @@ void clapsd::on_second() {
   }
   ws_->sweep();
   http_->sweep();
+  sample_admin_stats();
   if (++seconds_ % static_cast<std::uint64_t>(options_.ping_interval_s) == 0) http_->heartbeat();
 }
 
@@ -598,6 +634,54 @@ void clapsd::wait_for_local_commits() {
 
 void clapsd::finish_soon() {
   uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); }, 0, 0);
+}
+
+void clapsd::sample_admin_stats() {
+  const std::uint64_t now = uv_now(&loop_);
+  const engine_stats e = engine_->stats();
+  if (last_sample_ms_ != 0 && now > last_sample_ms_) {
+    const double seconds = static_cast<double>(now - last_sample_ms_) / 1000.0;
+    ticks_per_s_ = static_cast<double>(e.ticks - last_engine_.ticks) / seconds;
+    commits_per_s_ = static_cast<double>(e.commits - last_engine_.commits) / seconds;
+    claps_per_s_ = static_cast<double>(claps_since_sample_) / seconds;
+  }
+  claps_since_sample_ = 0;
+  last_engine_ = e;
+  last_sample_ms_ = now;
+  articles_.sample(now);
+  commit_window_.sample(metrics_.commit_latency);
+  if (admin_ws_.subscribers() > 0) admin_ws_.broadcast(admin_frame());
+}
+
+std::string clapsd::admin_frame() const {
+  admin_snapshot s;
+  s.node_id = options_.node_id;
+  s.uptime_s = (uv_now(&loop_) - started_ms_) / 1000;
+  s.ready = ready();
+  s.draining = drain_ != drain_phase::serving;
+  s.store_full = !store_->space().accepts_new_keys;
+  s.ws = metrics_.ws_connections;
+  s.sse = metrics_.sse_streams;
+  const std::size_t exchanges = http_->exchanges();
+  s.rest_in_flight = exchanges > metrics_.sse_streams ? exchanges - metrics_.sse_streams : 0;
+  s.admin = admin_ws_.sockets();
+  s.max_connections = options_.max_connections;
+  s.ws_total = metrics_.ws_connections_total;
+  s.metrics = metrics_;
+  s.engine = engine_->stats();
+  s.ticks_per_s = ticks_per_s_;
+  s.commits_per_s = commits_per_s_;
+  s.claps_per_s = claps_per_s_;
+  s.commit_latency = commit_window_.summary();
+  s.latency_window_s = commit_window_.seconds();
+  s.by_viewers = articles_.top_by_viewers(10);
+  s.by_claps = articles_.top_by_claps(10);
+  if (cluster_) {
+    const auto c = cluster_->current_status();
+    s.redis = redis_state{c.connected, c.bus_healthy, c.degraded, c.node_id_taken, c.walking_journal, c.masters,
+                          c.dirty_keys};
+  }
+  return render_admin_frame(s);
 }
 
 std::string clapsd::drain_metrics_text() const {

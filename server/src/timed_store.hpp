@@ -1,12 +1,16 @@
 // timed_store.hpp - a store decorator that measures commit latency.
 //
 // The engine reads no clocks, so the server wraps the real store and times
-// each commit from the call to its completion with a monotonic clock.
+// each commit from the call to its completion with a monotonic clock. It
+// also hands the engine's room changes to an observer (the admin page's
+// article_watch): the engine emits no update for a room that just emptied.
 #pragma once
 
 #include "metrics.hpp"
 
 #include <claps/store.hpp>
+
+#include <functional>
 
 namespace claps::server {
 
@@ -47,8 +51,11 @@ public:
     return inner_.arbitrate(intents, std::move(done));
   }
   void room_changed(std::string_view article, bool watched, std::uint32_t viewers) override {
+    if (on_room_changed) on_room_changed(article, watched, viewers);
     inner_.room_changed(article, watched, viewers);
   }
+  /// Sees every room change (store::room_changed) before the inner store. Optional.
+  std::function<void(std::string_view article, bool watched, std::uint32_t local_viewers)> on_room_changed;
   void attach(store_listener* listener) override { inner_.attach(listener); }
   store_space space() const override { return inner_.space(); }
   bool op_records_expire_by(timestamp& out) override { return inner_.op_records_expire_by(out); }

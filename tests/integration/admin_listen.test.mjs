@@ -21,7 +21,7 @@ test('a loopback admin listener serves metrics and readiness, and nothing else',
     assert.equal(api.json.code, 'not_found');
     const upgrade = new client(`${server.admin.replace('http', 'ws')}/ws?user=a`);
     const refused = await upgrade.opened.then(() => null, (e) => e);
-    assert.equal(refused?.status, 404, 'no WebSockets on the admin listener');
+    assert.equal(refused?.status, 404, 'no /ws on the admin listener (its socket is /admin/ws)');
     // The public port: readiness for load balancers, no metrics.
     const pub = await request(`${server.http}/metrics`);
     assert.equal(pub.status, 404);
