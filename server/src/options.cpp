@@ -58,7 +58,7 @@ cxxopts::Options make_spec() {
     ("articles-file", "Optional allow-list of article ids: a JSON array of objects with \"id\" "
      "(the demo's articles.json) or one id per line ('#' starts a comment)",
      cxxopts::value<std::string>()->default_value(""))
-    ("web-root", "Directory of the demo web app (index.html, article.html, static/)",
+    ("web-root", "Directory of the demo web app (index.html, article.html, static/) and of api/openapi.json",
      cxxopts::value<std::string>()->default_value(default_web_root))
     ("client-root", "Directory holding claps-client.js, served at /client/",
      cxxopts::value<std::string>()->default_value(default_client_root))

@@ -57,6 +57,8 @@ bool static_files::resolve_under(const std::string& root, std::string_view relat
 
 bool static_files::resolve(std::string_view url, static_file& out) const {
   if (url == "/" || url == "/index.html") return resolve_under(web_root_, "index.html", out);
+  // The OpenAPI document of the REST and SSE API ships with the web app.
+  if (url == "/api/openapi.json") return resolve_under(web_root_, "api/openapi.json", out);
   constexpr std::string_view articles = "/articles/";
   if (url.starts_with(articles)) {
     auto id = url.substr(articles.size());

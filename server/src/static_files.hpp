@@ -4,6 +4,7 @@
 //   /articles/{id}           -> WEB_ROOT/article.html
 //   /static/<path>           -> WEB_ROOT/static/<path>
 //   /client/<path>           -> CLIENT_ROOT/<path> (the JS client)
+//   /api/openapi.json        -> WEB_ROOT/api/openapi.json (the REST and SSE API)
 #pragma once
 
 #include <string>
