@@ -53,7 +53,7 @@ ldd "$r/usr/bin/clapsd" | grep -q libclaps && fail "clapsd links a libclaps shar
 # 3. The extracted clapsd finds <root>/usr/share/claps beside itself. A marker
 # in the extracted index.html proves the page comes from there.
 echo "<!-- served from the extracted package -->" >>"$r/usr/share/claps/web/index.html"
-"$r/usr/bin/clapsd" --help | grep -qF "$r/usr/share/claps/web" ||
+"$r/usr/bin/clapsd" --help | tr -d ' \n' | grep -qF "(default:$r/usr/share/claps/web)" ||
   fail "clapsd --help does not show the extracted web root as the default"
 node "$source/tests/packaging/serve_check.mjs" "$r/usr/bin/clapsd" "$r/usr/share/claps/web" \
   "$r/usr/share/claps/client" "$work/run"

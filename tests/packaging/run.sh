@@ -30,9 +30,10 @@ case "$mode" in
     web=$work/prefix/share/claps/web client=$work/prefix/share/claps/client
     # A marker only the installed copy has: the page must come from the prefix.
     echo "<!-- installed copy -->" >>"$web/index.html"
-    "$work/prefix/bin/clapsd" --help | grep -qF -- "$web" ||
+    # --help wraps long paths: compare without blanks and line breaks.
+    "$work/prefix/bin/clapsd" --help | tr -d ' \n' | grep -qF -- "(default:$web)" ||
       { echo "installed clapsd --help does not default to $web" >&2; exit 1; }
-    "$build/server/clapsd" --help | grep -qF -- "$source/server/web" ||
+    "$build/server/clapsd" --help | tr -d ' \n' | grep -qF -- "(default:$source/server/web)" ||
       { echo "build-tree clapsd --help does not default to $source/server/web" >&2; exit 1; }
     node "$source/tests/packaging/serve_check.mjs" "$work/prefix/bin/clapsd" "$web" "$client" "$work/run"
     exit 0
