@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 PORT ?= 8080
 CMAKE_FLAGS ?=
 
-.PHONY: all build test test-unit test-integration test-asan test-tsan test-asan-server fuzz-build test-fuzz fuzz soak demo demo-cluster bench clean deps
+.PHONY: all build package test test-unit test-integration test-asan test-tsan test-asan-server fuzz-build test-fuzz fuzz soak demo demo-cluster bench clean deps
 
 all: build
 
@@ -17,6 +17,13 @@ deps:
 build: deps
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j$(JOBS)
+
+# The Debian packages libclaps-dev and clapsd (cmake/packaging.cmake) from a
+# Release build in $(PACKAGE_BUILD): the .deb files land there.
+PACKAGE_BUILD ?= build-package
+package:
+	@scripts/deps.sh package
+	JOBS=$(JOBS) scripts/package.sh $(PACKAGE_BUILD)
 
 # The whole suite through ctest, then the unit tests once more under
 # AddressSanitizer + UBSan so every run proves the core clean, the store and
@@ -130,4 +137,4 @@ bench:
 	benchmarks/run.sh $(BENCH_ARGS) $(BENCH_BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-asan-server $(BENCH_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) build-asan-server $(BENCH_BUILD) $(FUZZ_BUILD) $(PACKAGE_BUILD)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make` needs and is missing: Debian packages (apt-get, with sudo
 # when not root) and the npm packages of package.json (tests and benchmark peers).
-# Usage: scripts/deps.sh build|fuzz|test|bench
+# Usage: scripts/deps.sh build|fuzz|package|test|bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,16 +13,20 @@ fuzz_pkgs=(clang-14 libclang-rt-14-dev)
 # haproxy: the load balancer of `make demo-cluster` and tests/nodes/load_balancer,
 # always run by them in the foreground with a generated config (haproxy -db -f);
 # the system service Debian installs is never used.
-test_pkgs=(redis-server redis-sentinel chromium faketime python3 haproxy "${fuzz_pkgs[@]}")
+# dpkg-dev (dpkg-shlibdeps: the clapsd package's Depends) and systemd
+# (systemd-analyze verify of the unit): the packaging.deb test and make package.
+package_pkgs=(dpkg-dev systemd)
+test_pkgs=(redis-server redis-sentinel chromium faketime python3 haproxy "${fuzz_pkgs[@]}" "${package_pkgs[@]}")
 bench_pkgs=(gnuplot-nox curl linux-perf)
 
 pkgs=("${build_pkgs[@]}")
 case "$what" in
   build) ;;
   fuzz) pkgs+=("${fuzz_pkgs[@]}") ;;
+  package) pkgs+=("${package_pkgs[@]}") ;;
   test) pkgs+=("${test_pkgs[@]}") ;;
   bench) pkgs+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
-  *) echo "usage: $0 build|fuzz|test|bench" >&2; exit 2 ;;
+  *) echo "usage: $0 build|fuzz|package|test|bench" >&2; exit 2 ;;
 esac
 
 missing=()

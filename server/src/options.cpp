@@ -1,5 +1,7 @@
 #include "options.hpp"
 
+#include "web_roots.hpp"
+
 #include <claps/ids.hpp>
 #ifdef CLAPS_HAVE_REDIS
 #include <claps/redis.hpp>
@@ -16,10 +18,8 @@
 namespace claps::server {
 namespace {
 
-constexpr const char* default_web_root = CLAPS_WEB_ROOT;
-constexpr const char* default_client_root = CLAPS_CLIENT_ROOT;
-
 cxxopts::Options make_spec() {
+  const web_roots roots = default_web_roots();
   cxxopts::Options spec("clapsd", "clapsd - the realtime claps server (WebSocket, REST, SSE, metrics).\n"
                         "Every flag may also be set as an environment variable: upper case, '-' -> '_',\n"
                         "prefixed CLAPS_ (e.g. CLAPS_DATA_DIR). A flag on the command line wins.\n"
@@ -58,10 +58,12 @@ cxxopts::Options make_spec() {
     ("articles-file", "Optional allow-list of article ids: a JSON array of objects with \"id\" "
      "(the demo's articles.json) or one id per line ('#' starts a comment)",
      cxxopts::value<std::string>()->default_value(""))
-    ("web-root", "Directory of the demo web app (index.html, article.html, static/) and of api/openapi.json",
-     cxxopts::value<std::string>()->default_value(default_web_root))
-    ("client-root", "Directory holding claps-client.js, served at /client/",
-     cxxopts::value<std::string>()->default_value(default_client_root))
+    ("web-root", "Directory of the demo web app (index.html, article.html, static/) and of api/openapi.json. "
+     "Default: <clapsd's directory>/../share/claps/web when installed there, else the source tree's server/web",
+     cxxopts::value<std::string>()->default_value(roots.web))
+    ("client-root", "Directory holding claps-client.js, served at /client/. Default: <clapsd's "
+     "directory>/../share/claps/client when installed there, else the source tree's bindings/js",
+     cxxopts::value<std::string>()->default_value(roots.client))
     ("log-level", "trace, debug, info, warn or error (logs go to stderr)",
      cxxopts::value<std::string>()->default_value("info"))
     ("log-format", "text (clapsd LEVEL: message) or json: one object per line with \"ts\" (RFC 3339, "
