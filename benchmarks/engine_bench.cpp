@@ -101,7 +101,9 @@ intake_result run_intake(const store_maker& maker, std::size_t claps, bool with_
   auto store = maker.make();
   claps::engine_callbacks callbacks;
   std::uint64_t accepted = 0;
-  callbacks.result = [&](const claps::op_result& result) { accepted += static_cast<std::uint64_t>(result.accepted); };
+  callbacks.result = [&](const claps::op_result& result) {
+    accepted += static_cast<std::uint64_t>(result.accepted);
+  };
   claps::timestamp now{claps::millis(1'700'000'000'000)};
   claps::engine_options options;
   // Thousands of op ids per bench user: counted (the cost is measured), not capped.
@@ -175,7 +177,8 @@ struct op_memory_result {
 // ids are made and committed (none expires); what the store's commits added
 // is the store's share, the rest the engine's.
 op_memory_result run_op_memory(std::size_t count, const std::vector<std::string>& users,
-                               const std::vector<std::string>& articles, const std::vector<std::string>& op_ids) {
+                               const std::vector<std::string>& articles,
+                               const std::vector<std::string>& op_ids) {
   op_memory_result r;
   measured_store store;
   claps::timestamp now{claps::millis(1'700'000'000'000)};
@@ -263,7 +266,8 @@ fanout_result run_fanout(const store_maker& maker, layout shape, std::size_t tic
     } else if (shape == layout::hot) {
       engine.subscribe(s, {}, articles[0], true, snap);
     } else {
-      for (std::size_t k = 0; k < 50; ++k) engine.subscribe(s, {}, articles[(s * 37 + k * 20) % articles.size()], true, snap);
+      for (std::size_t k = 0; k < 50; ++k)
+        engine.subscribe(s, {}, articles[(s * 37 + k * 20) % articles.size()], true, snap);
     }
   }
   // The subscriptions themselves changed viewer counts: flush that tick first.
@@ -310,8 +314,8 @@ struct commit_result {
 commit_result run_lmdb_commits(const std::string& dir, std::size_t commits, bool tallies_too, bool ops_too,
                                bool sync) {
   commit_result r;
-  r.variant = std::string("1k totals") + (tallies_too ? " + 1k tallies" : "") + (ops_too ? " + 1k op records" : "") +
-              (sync ? ", fsync" : ", no fsync");
+  r.variant = std::string("1k totals") + (tallies_too ? " + 1k tallies" : "") +
+              (ops_too ? " + 1k op records" : "") + (sync ? ", fsync" : ", no fsync");
   std::error_code ec;
   claps::lmdb_options options;
   options.path = dir;
@@ -339,8 +343,9 @@ commit_result run_lmdb_commits(const std::string& dir, std::size_t commits, bool
       tallies[a] = {users[a], articles[a], 1};
       records[a] = {users[a], articles[a], ops[a], 1, 1, now + claps::millis(15 * 60 * 1000)};
     }
-    claps::commit_batch batch{totals, std::span<const claps::user_tally>(tallies.data(), tallies_too ? tallies.size() : 0),
-                              std::span<const claps::op_record>(records.data(), ops_too ? records.size() : 0), now};
+    claps::commit_batch batch{
+        totals, std::span<const claps::user_tally>(tallies.data(), tallies_too ? tallies.size() : 0),
+        std::span<const claps::op_record>(records.data(), ops_too ? records.size() : 0), now};
     const auto start = clock_type::now();
     bool ok = false;
     store->commit(batch, [&](std::error_code e, claps::durability) { ok = !e; });
@@ -352,7 +357,7 @@ commit_result run_lmdb_commits(const std::string& dir, std::size_t commits, bool
   return r;
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   std::string json_path;
@@ -366,8 +371,9 @@ int main(int argc, char** argv) {
     else if (arg == "--data-dir" && i + 1 < argc) data_root = argv[++i];
     else if (arg == "--quick") quick = true;
     else {
-      std::fprintf(stderr,
-                   "usage: engine_bench [--json FILE] [--data-dir DIR] [--quick] [--only intake,fanout,commit,op_memory]\n");
+      std::fprintf(
+          stderr,
+          "usage: engine_bench [--json FILE] [--data-dir DIR] [--quick] [--only intake,fanout,commit,op_memory]\n");
       return 2;
     }
   }
@@ -380,16 +386,16 @@ int main(int argc, char** argv) {
   std::size_t lmdb_dirs = 0;
   const store_maker memory{"memory", [] { return std::make_unique<claps::memory_store>(); }};
   const store_maker lmdb{"lmdb", [&]() -> std::unique_ptr<claps::store> {
-    std::error_code ec;
-    claps::lmdb_options options;
-    options.path = root + "/env" + std::to_string(lmdb_dirs++);
-    auto store = claps::lmdb_store::open(options, ec);
-    if (!store) {
-      std::fprintf(stderr, "engine_bench: lmdb open: %s\n", ec.message().c_str());
-      std::exit(1);
-    }
-    return store;
-  }};
+                           std::error_code ec;
+                           claps::lmdb_options options;
+                           options.path = root + "/env" + std::to_string(lmdb_dirs++);
+                           auto store = claps::lmdb_store::open(options, ec);
+                           if (!store) {
+                             std::fprintf(stderr, "engine_bench: lmdb open: %s\n", ec.message().c_str());
+                             std::exit(1);
+                           }
+                           return store;
+                         }};
 
   const std::size_t intake_claps = quick ? 500'000 : 4'000'000;
   const std::size_t intake_op_claps = quick ? 250'000 : 2'000'000;
@@ -431,7 +437,8 @@ int main(int argc, char** argv) {
   std::filesystem::remove_all(root, ignored);
 
   std::printf("intake (clap() calls; ticks every %zu claps timed apart)\n", claps_per_tick);
-  std::printf("  %-7s %-8s %10s %14s %16s %10s\n", "store", "op ids", "claps", "claps/s", "incl. ticks/s", "errors");
+  std::printf("  %-7s %-8s %10s %14s %16s %10s\n", "store", "op ids", "claps", "claps/s", "incl. ticks/s",
+              "errors");
   for (const auto& r : intakes)
     std::printf("  %-7s %-8s %10zu %14.0f %16.0f %10zu\n", r.store.c_str(), r.op_ids ? "yes" : "no", r.claps,
                 r.claps / r.clap_seconds, r.claps / (r.clap_seconds + r.tick_seconds), r.errors);
@@ -439,16 +446,16 @@ int main(int argc, char** argv) {
     std::printf("op memory (%zu live op ids): engine %.1f bytes per live op id, memory_store %.1f\n",
                 op_memory->live_op_ids, op_memory->engine_bytes_per_op, op_memory->store_bytes_per_op);
   std::printf("fan-out (10k subscribers, 1k articles; one tick = advance() incl. commit)\n");
-  std::printf("  %-7s %-9s %16s %14s %12s %12s %14s\n", "store", "layout", "deliveries/s", "updates/s", "CPU p50 ms",
-              "CPU p99 ms", "wall p50 ms");
+  std::printf("  %-7s %-9s %16s %14s %12s %12s %14s\n", "store", "layout", "deliveries/s", "updates/s",
+              "CPU p50 ms", "CPU p99 ms", "wall p50 ms");
   for (const auto& r : fanouts)
     std::printf("  %-7s %-9s %16.0f %14.0f %12.3f %12.3f %14.3f\n", r.store.c_str(), r.layout.c_str(),
                 r.deliveries / r.seconds, r.updates / r.seconds, percentile(r.tick_ms, 0.5),
                 percentile(r.tick_ms, 0.99), percentile(r.wall_tick_ms, 0.5));
   std::printf("lmdb_store commit of a 1k-article tick (wall time)\n");
   for (const auto& c : commit_runs)
-    std::printf("  %-48s median %8.3f ms  p99 %8.3f ms  (%zu commits)\n", c.variant.c_str(), percentile(c.ms, 0.5),
-                percentile(c.ms, 0.99), c.commits);
+    std::printf("  %-48s median %8.3f ms  p99 %8.3f ms  (%zu commits)\n", c.variant.c_str(),
+                percentile(c.ms, 0.5), percentile(c.ms, 0.99), c.commits);
 
   if (!json_path.empty()) {
     std::FILE* f = std::fopen(json_path.c_str(), "w");
@@ -463,36 +470,40 @@ int main(int argc, char** argv) {
                    "  \"bytes_per_live_op_id\": %.1f,\n  \"store_bytes_per_live_op_id\": %.1f,\n"
                    "  \"live_op_ids_measured\": %zu,\n",
                    op_memory->engine_bytes_per_op, op_memory->store_bytes_per_op, op_memory->live_op_ids);
-    else
-      std::fprintf(f, "  \"bytes_per_live_op_id\": null,\n  \"store_bytes_per_live_op_id\": null,\n");
+    else std::fprintf(f, "  \"bytes_per_live_op_id\": null,\n  \"store_bytes_per_live_op_id\": null,\n");
     std::fprintf(f, "  \"intake\": [\n");
     for (std::size_t i = 0; i < intakes.size(); ++i) {
       const auto& r = intakes[i];
-      std::fprintf(f,
-                   "    {\"store\": \"%s\", \"op_ids\": %s, \"claps\": %zu, \"claps_per_s\": %.0f, "
-                   "\"claps_per_s_including_ticks\": %.0f, \"ticks\": %zu, \"accepted\": %llu, \"errors\": %zu}%s\n",
-                   r.store.c_str(), r.op_ids ? "true" : "false", r.claps, r.claps / r.clap_seconds,
-                   r.claps / (r.clap_seconds + r.tick_seconds), r.ticks, static_cast<unsigned long long>(r.accepted),
-                   r.errors, i + 1 < intakes.size() ? "," : "");
+      std::fprintf(
+          f,
+          "    {\"store\": \"%s\", \"op_ids\": %s, \"claps\": %zu, \"claps_per_s\": %.0f, "
+          "\"claps_per_s_including_ticks\": %.0f, \"ticks\": %zu, \"accepted\": %llu, \"errors\": %zu}%s\n",
+          r.store.c_str(), r.op_ids ? "true" : "false", r.claps, r.claps / r.clap_seconds,
+          r.claps / (r.clap_seconds + r.tick_seconds), r.ticks, static_cast<unsigned long long>(r.accepted),
+          r.errors, i + 1 < intakes.size() ? "," : "");
     }
     std::fprintf(f, "  ],\n  \"fanout\": [\n");
     for (std::size_t i = 0; i < fanouts.size(); ++i) {
       const auto& r = fanouts[i];
-      std::fprintf(f,
-                   "    {\"store\": \"%s\", \"layout\": \"%s\", \"subscribers\": %zu, \"ticks\": %zu, "
-                   "\"deliveries\": %llu, \"deliveries_per_s\": %.0f, \"updates_per_s\": %.0f, "
-                   "\"tick_ms_p50\": %.4f, \"tick_ms_p99\": %.4f, \"wall_tick_ms_p50\": %.4f, \"wall_tick_ms_p99\": %.4f}%s\n",
-                   r.store.c_str(), r.layout.c_str(), r.subscribers, r.ticks,
-                   static_cast<unsigned long long>(r.deliveries), r.deliveries / r.seconds, r.updates / r.seconds,
-                   percentile(r.tick_ms, 0.5), percentile(r.tick_ms, 0.99), percentile(r.wall_tick_ms, 0.5),
-                   percentile(r.wall_tick_ms, 0.99), i + 1 < fanouts.size() ? "," : "");
+      std::fprintf(
+          f,
+          "    {\"store\": \"%s\", \"layout\": \"%s\", \"subscribers\": %zu, \"ticks\": %zu, "
+          "\"deliveries\": %llu, \"deliveries_per_s\": %.0f, \"updates_per_s\": %.0f, "
+          "\"tick_ms_p50\": %.4f, \"tick_ms_p99\": %.4f, \"wall_tick_ms_p50\": %.4f, \"wall_tick_ms_p99\": %.4f}%s\n",
+          r.store.c_str(), r.layout.c_str(), r.subscribers, r.ticks,
+          static_cast<unsigned long long>(r.deliveries), r.deliveries / r.seconds, r.updates / r.seconds,
+          percentile(r.tick_ms, 0.5), percentile(r.tick_ms, 0.99), percentile(r.wall_tick_ms, 0.5),
+          percentile(r.wall_tick_ms, 0.99), i + 1 < fanouts.size() ? "," : "");
     }
-    std::fprintf(f, "  ],\n  \"lmdb_commit_1k\": {\"variant\": \"%s\", \"commits\": %zu, \"median_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f},\n",
-                 commit.variant.c_str(), commit.commits, percentile(commit.ms, 0.5), percentile(commit.ms, 0.99),
-                 commit.ms.empty() ? 0.0 : *std::max_element(commit.ms.begin(), commit.ms.end()));
+    std::fprintf(
+        f,
+        "  ],\n  \"lmdb_commit_1k\": {\"variant\": \"%s\", \"commits\": %zu, \"median_ms\": %.4f, \"p99_ms\": %.4f, \"max_ms\": %.4f},\n",
+        commit.variant.c_str(), commit.commits, percentile(commit.ms, 0.5), percentile(commit.ms, 0.99),
+        commit.ms.empty() ? 0.0 : *std::max_element(commit.ms.begin(), commit.ms.end()));
     std::fprintf(f, "  \"lmdb_commit_variants\": [\n");
     for (std::size_t i = 0; i < commit_runs.size(); ++i)
-      std::fprintf(f, "    {\"variant\": \"%s\", \"commits\": %zu, \"median_ms\": %.4f, \"p99_ms\": %.4f}%s\n",
+      std::fprintf(f,
+                   "    {\"variant\": \"%s\", \"commits\": %zu, \"median_ms\": %.4f, \"p99_ms\": %.4f}%s\n",
                    commit_runs[i].variant.c_str(), commit_runs[i].commits, percentile(commit_runs[i].ms, 0.5),
                    percentile(commit_runs[i].ms, 0.99), i + 1 < commit_runs.size() ? "," : "");
     std::fprintf(f, "  ]\n}\n");

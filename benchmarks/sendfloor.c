@@ -59,13 +59,13 @@ static void pin(int cpu) {
   if (sched_setaffinity(0, sizeof set, &set) != 0) perror("sendfloor: sched_setaffinity");
 }
 
-static void die(const char *what) {
+static void die(const char* what) {
   perror(what);
   exit(1);
 }
 
-static int write_all(int fd, const void *buf, size_t len) {
-  const char *p = buf;
+static int write_all(int fd, const void* buf, size_t len) {
+  const char* p = buf;
   while (len) {
     ssize_t n = write(fd, p, len);
     if (n < 0 && errno == EINTR) continue;
@@ -76,8 +76,8 @@ static int write_all(int fd, const void *buf, size_t len) {
   return 0;
 }
 
-static int read_all(int fd, void *buf, size_t len) {
-  char *p = buf;
+static int read_all(int fd, void* buf, size_t len) {
+  char* p = buf;
   while (len) {
     ssize_t n = read(fd, p, len);
     if (n < 0 && errno == EINTR) continue;
@@ -95,7 +95,7 @@ struct receiver_report {
 
 /* The viewers: connect N sockets, say ready, drain until every one is closed. */
 static void run_receiver(int n, int port, uint32_t ip_first, uint32_t ip_last, int ready_fd, int report_fd) {
-  int *fds = calloc((size_t)n, sizeof *fds);
+  int* fds = calloc((size_t)n, sizeof *fds);
   int ep = epoll_create1(0);
   if (!fds || ep < 0) die("sendfloor receiver");
   struct sockaddr_in server = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -108,9 +108,9 @@ static void run_receiver(int n, int port, uint32_t ip_first, uint32_t ip_last, i
       setsockopt(fds[i], IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
       struct sockaddr_in src = {.sin_family = AF_INET};
       src.sin_addr.s_addr = htonl(ip_first + (uint32_t)i % (ip_last - ip_first + 1));
-      if (bind(fds[i], (struct sockaddr *)&src, sizeof src) != 0) die("sendfloor: bind");
+      if (bind(fds[i], (struct sockaddr*)&src, sizeof src) != 0) die("sendfloor: bind");
     }
-    if (connect(fds[i], (struct sockaddr *)&server, sizeof server) != 0) die("sendfloor: connect");
+    if (connect(fds[i], (struct sockaddr*)&server, sizeof server) != 0) die("sendfloor: connect");
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
     if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev) != 0) die("sendfloor: epoll_ctl");
   }
@@ -140,21 +140,21 @@ static void run_receiver(int n, int port, uint32_t ip_first, uint32_t ip_last, i
   exit(0);
 }
 
-static int parse_ip(const char *s, uint32_t *out) {
+static int parse_ip(const char* s, uint32_t* out) {
   struct in_addr a;
   if (inet_pton(AF_INET, s, &a) != 1) return -1;
   *out = ntohl(a.s_addr);
   return 0;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   int n = 1000, sender_cpu = -1, receiver_cpu = -1;
   double duration = 5, tick_ms = 0;
-  const char *json = NULL;
+  const char* json = NULL;
   uint32_t ip_first = 0, ip_last = 0;
   for (int i = 1; i < argc; ++i) {
-    const char *a = argv[i];
-    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    const char* a = argv[i];
+    const char* v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--connections") && v) n = atoi(argv[++i]);
     else if (!strcmp(a, "--duration") && v) duration = atof(argv[++i]);
     else if (!strcmp(a, "--tick-ms") && v) tick_ms = atof(argv[++i]);
@@ -164,9 +164,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--source-ips") && v) {
       char range[64];
       snprintf(range, sizeof range, "%s", argv[++i]);
-      char *dash = strchr(range, '-');
+      char* dash = strchr(range, '-');
       if (dash) *dash = 0;
-      if (parse_ip(range, &ip_first) != 0 || parse_ip(dash ? dash + 1 : range, &ip_last) != 0 || ip_last < ip_first) {
+      if (parse_ip(range, &ip_first) != 0 || parse_ip(dash ? dash + 1 : range, &ip_last) != 0 ||
+          ip_last < ip_first) {
         fprintf(stderr, "sendfloor: --source-ips takes A.B.C.D-A.B.C.E\n");
         return 2;
       }
@@ -194,10 +195,11 @@ int main(int argc, char **argv) {
   int listener = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in addr = {.sin_family = AF_INET};
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (listener < 0 || bind(listener, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(listener, 4096) != 0)
+  if (listener < 0 || bind(listener, (struct sockaddr*)&addr, sizeof addr) != 0 ||
+      listen(listener, 4096) != 0)
     die("sendfloor: listen");
   socklen_t addr_len = sizeof addr;
-  getsockname(listener, (struct sockaddr *)&addr, &addr_len);
+  getsockname(listener, (struct sockaddr*)&addr, &addr_len);
 
   int ready_pipe[2], report_pipe[2];
   if (pipe(ready_pipe) != 0 || pipe(report_pipe) != 0) die("sendfloor: pipe");
@@ -209,7 +211,7 @@ int main(int argc, char **argv) {
     run_receiver(n, ntohs(addr.sin_port), ip_first, ip_last, ready_pipe[1], report_pipe[1]);
   }
   pin(sender_cpu);
-  int *fds = calloc((size_t)n, sizeof *fds);
+  int* fds = calloc((size_t)n, sizeof *fds);
   if (!fds) die("sendfloor: calloc");
   for (int i = 0; i < n; ++i) {
     fds[i] = accept(listener, NULL, NULL);
@@ -227,7 +229,8 @@ int main(int argc, char **argv) {
     if (tick_ms > 0) {
       /* Sleep to the next tick; a late round starts at once and resets the schedule. */
       if (next_round > t) {
-        struct timespec ts = {(time_t)(next_round - t), (long)((next_round - t - (double)(time_t)(next_round - t)) * 1e9)};
+        struct timespec ts = {(time_t)(next_round - t),
+                              (long)((next_round - t - (double)(time_t)(next_round - t)) * 1e9)};
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
         next_round += tick_ms / 1000.0;
       } else {
@@ -248,25 +251,28 @@ int main(int argc, char **argv) {
   double elapsed = t - t0;
   for (int i = 0; i < n; ++i) close(fds[i]);
   struct receiver_report report = {0, 0};
-  if (read_all(report_pipe[0], &report, sizeof report) != 0) fprintf(stderr, "sendfloor: no receiver report\n");
+  if (read_all(report_pipe[0], &report, sizeof report) != 0)
+    fprintf(stderr, "sendfloor: no receiver report\n");
   waitpid(child, NULL, 0);
 
   double fps = frames / elapsed;
   double us_per_frame = frames ? cpu * 1e6 / (double)frames : 0;
-  printf("sendfloor: %d connections, %zu-byte frames, tick %.0f ms, %.1f s: %.0f frames/s, %.2f us CPU per frame "
-         "(%.0f%% of a core), %llu rounds, %llu EAGAIN, receiver got %llu frames\n",
-         n, frame_len, tick_ms, elapsed, fps, us_per_frame, cpu / elapsed * 100, (unsigned long long)rounds,
-         (unsigned long long)eagain, (unsigned long long)(report.bytes / frame_len));
+  printf(
+      "sendfloor: %d connections, %zu-byte frames, tick %.0f ms, %.1f s: %.0f frames/s, %.2f us CPU per frame "
+      "(%.0f%% of a core), %llu rounds, %llu EAGAIN, receiver got %llu frames\n",
+      n, frame_len, tick_ms, elapsed, fps, us_per_frame, cpu / elapsed * 100, (unsigned long long)rounds,
+      (unsigned long long)eagain, (unsigned long long)(report.bytes / frame_len));
   if (json) {
-    FILE *f = fopen(json, "w");
+    FILE* f = fopen(json, "w");
     if (!f) die("sendfloor: json");
-    fprintf(f,
-            "{\n  \"connections\": %d,\n  \"frame_bytes\": %zu,\n  \"tick_ms\": %.1f,\n  \"duration_s\": %.3f,\n  \"frames\": %llu,\n"
-            "  \"frames_per_s\": %.1f,\n  \"cpu_s\": %.3f,\n  \"cpu_pct\": %.1f,\n  \"cpu_us_per_frame\": %.3f,\n"
-            "  \"rounds\": %llu,\n  \"eagain\": %llu,\n  \"frames_received\": %llu,\n  \"receiver_cpu_s\": %.3f\n}\n",
-            n, frame_len, tick_ms, elapsed, (unsigned long long)frames, fps, cpu, cpu / elapsed * 100, us_per_frame,
-            (unsigned long long)rounds, (unsigned long long)eagain, (unsigned long long)(report.bytes / frame_len),
-            report.cpu_s);
+    fprintf(
+        f,
+        "{\n  \"connections\": %d,\n  \"frame_bytes\": %zu,\n  \"tick_ms\": %.1f,\n  \"duration_s\": %.3f,\n  \"frames\": %llu,\n"
+        "  \"frames_per_s\": %.1f,\n  \"cpu_s\": %.3f,\n  \"cpu_pct\": %.1f,\n  \"cpu_us_per_frame\": %.3f,\n"
+        "  \"rounds\": %llu,\n  \"eagain\": %llu,\n  \"frames_received\": %llu,\n  \"receiver_cpu_s\": %.3f\n}\n",
+        n, frame_len, tick_ms, elapsed, (unsigned long long)frames, fps, cpu, cpu / elapsed * 100,
+        us_per_frame, (unsigned long long)rounds, (unsigned long long)eagain,
+        (unsigned long long)(report.bytes / frame_len), report.cpu_s);
     fclose(f);
   }
   return 0;

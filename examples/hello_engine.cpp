@@ -10,14 +10,13 @@ int main() {
   claps::engine_callbacks cb;
   cb.deliver = [](claps::subscriber_id viewer, std::span<const claps::article_update* const> updates) {
     for (const claps::article_update* u : updates)
-      std::printf("viewer %llu sees %.*s: %lld claps, %u reading\n",
-                  static_cast<unsigned long long>(viewer), static_cast<int>(u->article.size()),
-                  u->article.data(), static_cast<long long>(u->total), u->viewers);
+      std::printf("viewer %llu sees %.*s: %lld claps, %u reading\n", static_cast<unsigned long long>(viewer),
+                  static_cast<int>(u->article.size()), u->article.data(), static_cast<long long>(u->total),
+                  u->viewers);
   };
   cb.result = [](const claps::op_result& r) {
-    std::printf("ack %llu: accepted %d, total %lld, mine %d\n",
-                static_cast<unsigned long long>(r.cookie), r.accepted,
-                static_cast<long long>(r.total), r.mine);
+    std::printf("ack %llu: accepted %d, total %lld, mine %d\n", static_cast<unsigned long long>(r.cookie),
+                r.accepted, static_cast<long long>(r.total), r.mine);
   };
 
   // The engine never reads a clock: we tell it the time.

@@ -14,7 +14,7 @@ claps::timestamp wall_clock() {
   return std::chrono::time_point_cast<claps::millis>(std::chrono::system_clock::now());
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   claps::lmdb_options options;

@@ -69,11 +69,13 @@ struct node {
 };
 
 // Runs the loop until `done` holds, for at most `ms` (a deadline, not a wait).
-template <class Done> bool run_until(uv_loop_t* loop, Done done, std::uint64_t ms) {
+template <class Done>
+bool run_until(uv_loop_t* loop, Done done, std::uint64_t ms) {
   const std::uint64_t end = uv_now(loop) + ms;
   uv_timer_t wake;  // bounds each uv_run(ONCE) so the deadline is seen
   uv_timer_init(loop, &wake);
-  uv_timer_start(&wake, [](uv_timer_t*) {}, 10, 10);
+  uv_timer_start(
+      &wake, [](uv_timer_t*) {}, 10, 10);
   bool ok = true;
   while (!done()) {
     uv_update_time(loop);
@@ -88,7 +90,7 @@ template <class Done> bool run_until(uv_loop_t* loop, Done done, std::uint64_t m
   return ok;
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   claps::redis_options redis;
@@ -101,15 +103,17 @@ int main(int argc, char** argv) {
   node a, b;
   if (!a.open(&loop, redis, "a") || !b.open(&loop, redis, "b")) return 1;
   // Each store re-asserts its journal on its first connect; then writes are whole.
-  if (!run_until(&loop, [&] { return !a.store->degraded() && !b.store->degraded(); }, 5000)) {
-    std::fprintf(stderr, "two_nodes: Redis at %s:%u did not become usable within 5 s\n", redis.address.host.c_str(),
-                 static_cast<unsigned>(redis.address.port));
+  if (!run_until(
+          &loop, [&] { return !a.store->degraded() && !b.store->degraded(); }, 5000)) {
+    std::fprintf(stderr, "two_nodes: Redis at %s:%u did not become usable within 5 s\n",
+                 redis.address.host.c_str(), static_cast<unsigned>(redis.address.port));
     return 1;
   }
 
   // A reader on node B watches the article; one user claps 30 on each node at
   // once. The cap (50) holds over both: the store decides in Redis.
-  const std::string article = "two-nodes-" + std::to_string(claps::uv_driver::now().time_since_epoch().count());
+  const std::string article =
+      "two-nodes-" + std::to_string(claps::uv_driver::now().time_since_epoch().count());
   claps::snapshot snap;
   b.engine->subscribe(1, {}, article, true, snap);
   a.engine->clap({"ada", article, 30, "ada-1", 1});
@@ -117,7 +121,8 @@ int main(int argc, char** argv) {
   // One op id sent to both nodes at once is applied once.
   a.engine->clap({"bob", article, 5, "bob-1", 3});
   b.engine->clap({"bob", article, 5, "bob-1", 4});
-  if (!run_until(&loop, [&] { return a.results.size() == 2 && b.results.size() == 2; }, 5000)) {
+  if (!run_until(
+          &loop, [&] { return a.results.size() == 2 && b.results.size() == 2; }, 5000)) {
     std::fprintf(stderr, "two_nodes: results did not arrive\n");
     return 1;
   }
@@ -125,19 +130,23 @@ int main(int argc, char** argv) {
   for (const node* n : {&a, &b})
     for (const auto& r : n->results) {
       std::printf("node %s: cookie %llu accepted %d mine %d total %lld %s%s\n", n == &a ? "a" : "b",
-                  static_cast<unsigned long long>(r.cookie), r.accepted, r.mine, static_cast<long long>(r.total),
+                  static_cast<unsigned long long>(r.cookie), r.accepted, r.mine,
+                  static_cast<long long>(r.total),
                   r.level == claps::durability::cluster ? "cluster" : "local", r.replayed ? " replayed" : "");
       if (r.cookie <= 2) ada += r.accepted;
       else (r.replayed ? bob_replayed : bob_applied) += 1;
     }
   // The reader on B sees the global total: 50 + 5.
-  run_until(&loop, [&] { return b.last_update_total == 55; }, 3000);
+  run_until(
+      &loop, [&] { return b.last_update_total == 55; }, 3000);
   std::printf("reader on node b sees total %lld\n", static_cast<long long>(b.last_update_total));
 
   // A first snapshot on A, which watches nothing: load() makes it global.
   const std::string_view articles[] = {article};
   bool loaded = false;
-  if (!a.store->load("ada", articles, [&](std::error_code) { loaded = true; })) run_until(&loop, [&] { return loaded; }, 3000);
+  if (!a.store->load("ada", articles, [&](std::error_code) { loaded = true; }))
+    run_until(
+        &loop, [&] { return loaded; }, 3000);
   a.engine->subscribe(2, "ada", article, true, snap);
   std::printf("first snapshot on node a: total %lld mine %d global %s\n", static_cast<long long>(snap.total),
               snap.mine, snap.global ? "yes" : "no");

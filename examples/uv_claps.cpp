@@ -43,19 +43,22 @@ int main(int argc, char** argv) {
     uv_timer_t timer;
     uv_timer_init(&loop, &timer);
     timer.data = &state;
-    uv_timer_start(&timer, [](uv_timer_t* t) {
-      auto* s = static_cast<clapper*>(t->data);
-      std::string user = "uv-user-" + std::to_string(s->sent);
-      claps::clap_request r;
-      r.user = user;
-      r.article = "uv-article";
-      s->engine->clap(r);
-      if (++s->sent == 100) {
-        uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
-        s->driver->flush();  // commit what is pending now, then stop ticking
-        s->driver->stop();
-      }
-    }, 10, 10);
+    uv_timer_start(
+        &timer,
+        [](uv_timer_t* t) {
+          auto* s = static_cast<clapper*>(t->data);
+          std::string user = "uv-user-" + std::to_string(s->sent);
+          claps::clap_request r;
+          r.user = user;
+          r.article = "uv-article";
+          s->engine->clap(r);
+          if (++s->sent == 100) {
+            uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
+            s->driver->flush();  // commit what is pending now, then stop ticking
+            s->driver->stop();
+          }
+        },
+        10, 10);
     uv_run(&loop, UV_RUN_DEFAULT);  // returns once nothing is active
   }
   uv_run(&loop, UV_RUN_DEFAULT);  // lets the driver's timer close

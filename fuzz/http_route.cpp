@@ -60,8 +60,9 @@ struct roots {
     base = made;
     fs::create_directories(base / "web/static/css");
     fs::create_directories(base / "client");
-    for (const char* file : {"web/index.html", "web/article.html", "web/static/app.js", "web/static/css/site.css",
-                             "web/static/.hidden", "client/claps-client.js", "secret.txt"})
+    for (const char* file :
+         {"web/index.html", "web/article.html", "web/static/app.js", "web/static/css/site.css",
+          "web/static/.hidden", "client/claps-client.js", "secret.txt"})
       std::ofstream(base / file) << "x";
     fs::create_symlink(base / "secret.txt", base / "web/static/escape.js");
     fs::create_symlink("../../../secret.txt", base / "web/static/css/up.css");
@@ -86,7 +87,8 @@ std::vector<std::string_view> split_lines(std::string_view text) {
 }
 
 bool inside(std::string_view part, std::string_view whole) {
-  return part.empty() || (part.data() >= whole.data() && part.data() + part.size() <= whole.data() + whole.size());
+  return part.empty() ||
+         (part.data() >= whole.data() && part.data() + part.size() <= whole.data() + whole.size());
 }
 
 void check_route(std::string_view path) {
@@ -112,13 +114,16 @@ void check_route(std::string_view path) {
 }
 
 // query_arg()'s loop over lws's fragments: the first "name=" wins.
-bool query_arg(const std::vector<std::string_view>& fragments, std::string_view name, std::string_view& value) {
+bool query_arg(const std::vector<std::string_view>& fragments, std::string_view name,
+               std::string_view& value) {
   for (std::string_view fragment : fragments) {
     std::string_view v;
-    const bool named = fragment.size() > name.size() && fragment.starts_with(name) && fragment[name.size()] == '=';
+    const bool named =
+        fragment.size() > name.size() && fragment.starts_with(name) && fragment[name.size()] == '=';
     CLAPS_FUZZ_CHECK(query_fragment_value(fragment, name, v) == named);
     if (!named) continue;
-    CLAPS_FUZZ_CHECK(v.data() == fragment.data() + name.size() + 1 && v.size() == fragment.size() - name.size() - 1);
+    CLAPS_FUZZ_CHECK(v.data() == fragment.data() + name.size() + 1 &&
+                     v.size() == fragment.size() - name.size() - 1);
     value = v;
     return true;
   }
@@ -158,8 +163,8 @@ void check_origin(std::string_view origin, std::string_view host) {
 }
 
 void check_forwarded(std::string_view header) {
-  static const std::vector<ip_range> proxies = {*parse_ip_range("127.0.0.1/32"), *parse_ip_range("10.0.0.0/8"),
-                                                *parse_ip_range("fd00::/8")};
+  static const std::vector<ip_range> proxies = {*parse_ip_range("127.0.0.1/32"),
+                                                *parse_ip_range("10.0.0.0/8"), *parse_ip_range("fd00::/8")};
   const ip_address peer = *parse_ip("127.0.0.1");
   std::vector<ip_address> entries;
   bool untrusted_entry = false;
@@ -203,7 +208,7 @@ void check_static(const roots& where, std::string_view path) {
   CLAPS_FUZZ_CHECK(!file.content_type.empty());
 }
 
-} // namespace
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const roots where;
@@ -211,7 +216,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::vector<std::string_view> lines = split_lines(text);
   auto line = [&](std::size_t i) { return i < lines.size() ? lines[i] : std::string_view{}; };
   const std::string_view path = line(0), authorization = line(1), origin = line(2), host = line(3);
-  const std::vector<std::string_view> fragments(lines.begin() + std::min<std::size_t>(4, lines.size()), lines.end());
+  const std::vector<std::string_view> fragments(lines.begin() + std::min<std::size_t>(4, lines.size()),
+                                                lines.end());
 
   check_route(path);
   check_static(where, path);

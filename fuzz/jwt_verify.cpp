@@ -92,11 +92,12 @@ void check(const jwt_verifier& verifier, std::string_view token) {
   CLAPS_FUZZ_CHECK(signed_with_secret(token));
 }
 
-} // namespace
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const jwt_verifier plain{std::string(secret), jwt_rules{}};
-  static const jwt_verifier strict{std::string(secret), jwt_rules{"claps-web", "https://issuer.example", 3600}};
+  static const jwt_verifier strict{std::string(secret),
+                                   jwt_rules{"claps-web", "https://issuer.example", 3600}};
   const std::string_view token(reinterpret_cast<const char*>(data), size);
   check(plain, token);
   check(strict, token);

@@ -50,7 +50,9 @@ std::string time_be(std::int64_t ms) {
   return {b, sizeof b};
 }
 
-std::size_t slashes(std::string_view s) { return static_cast<std::size_t>(std::count(s.begin(), s.end(), '/')); }
+std::size_t slashes(std::string_view s) {
+  return static_cast<std::size_t>(std::count(s.begin(), s.end(), '/'));
+}
 
 // decode_row on arbitrary bytes: accepted exactly when well formed, and then
 // encoded back to the same key and value.
@@ -81,7 +83,8 @@ void check_decode(journal_table table, std::string_view key, std::string_view va
     if (k.op(row.article, row.user, row.op_id)) {
       CLAPS_FUZZ_CHECK(as_view(k.val()) == key);
       const std::string_view expiry = as_view(k.expiry_val(ms));
-      CLAPS_FUZZ_CHECK(expiry.substr(0, time_prefix_size) == time_be(ms) && expiry.substr(time_prefix_size) == key);
+      CLAPS_FUZZ_CHECK(expiry.substr(0, time_prefix_size) == time_be(ms) &&
+                       expiry.substr(time_prefix_size) == key);
     }
     return;
   }
@@ -104,10 +107,12 @@ void check_encode(std::string_view key, std::string_view value) {
   const auto first = key.find('/');
   const auto second = first == std::string_view::npos ? first : key.find('/', first + 1);
   const std::string article = id_from(key.substr(0, first), claps::max_article_id_bytes);
-  const std::string user =
-      first == std::string_view::npos ? std::string() : id_from(key.substr(first + 1, second - first - 1), claps::max_user_id_bytes);
-  const std::string op_id =
-      second == std::string_view::npos ? std::string() : id_from(key.substr(second + 1), claps::max_op_id_bytes);
+  const std::string user = first == std::string_view::npos
+                               ? std::string()
+                               : id_from(key.substr(first + 1, second - first - 1), claps::max_user_id_bytes);
+  const std::string op_id = second == std::string_view::npos
+                                ? std::string()
+                                : id_from(key.substr(second + 1), claps::max_op_id_bytes);
 
   journal_row row;
   CLAPS_FUZZ_CHECK(decode_row(journal_table::totals, article, le64(n64), row));
@@ -123,7 +128,8 @@ void check_encode(std::string_view key, std::string_view value) {
   row = {};
   CLAPS_FUZZ_CHECK(decode_row(journal_table::ops, as_view(k.val()), op_value(n64, a32, b32), row));
   CLAPS_FUZZ_CHECK(row.article == article && row.user == user && row.op_id == op_id);
-  CLAPS_FUZZ_CHECK(row.expires_at.time_since_epoch().count() == n64 && row.accepted == a32 && row.mine == b32);
+  CLAPS_FUZZ_CHECK(row.expires_at.time_since_epoch().count() == n64 && row.accepted == a32 &&
+                   row.mine == b32);
 
   // op_expiry: LMDB's bytewise key order must be time order.
   const std::int64_t other = get_i64_le(padded.data() + 8);
@@ -143,7 +149,8 @@ void check_migrate_tally(std::string_view key, std::string_view value) {
   if (slashes(article) != 0) return;  // an id with '/': refill() refuses the collision
   journal_row row;
   CLAPS_FUZZ_CHECK(decode_row(journal_table::tallies, new_key, value, row));
-  CLAPS_FUZZ_CHECK(row.article == article && row.user == user && le32(static_cast<std::int32_t>(row.value)) == value);
+  CLAPS_FUZZ_CHECK(row.article == article && row.user == user &&
+                   le32(static_cast<std::int32_t>(row.value)) == value);
 }
 
 void check_migrate_op(std::string_view key, std::string_view value) {
@@ -164,7 +171,7 @@ void check_migrate_op(std::string_view key, std::string_view value) {
   CLAPS_FUZZ_CHECK(op_value(row.expires_at.time_since_epoch().count(), row.accepted, row.mine) == new_value);
 }
 
-} // namespace
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 2) return 0;

@@ -78,7 +78,8 @@ void check_convert(const redisReply& r, const redis_reply& c) {
   default: CLAPS_FUZZ_CHECK(c.type == redis_reply::kind::nil); break;
   }
   CLAPS_FUZZ_CHECK(c.integer == r.integer);
-  CLAPS_FUZZ_CHECK(c.str == (r.str != nullptr ? std::string_view(r.str, static_cast<std::size_t>(r.len)) : ""));
+  CLAPS_FUZZ_CHECK(c.str ==
+                   (r.str != nullptr ? std::string_view(r.str, static_cast<std::size_t>(r.len)) : ""));
   CLAPS_FUZZ_CHECK(c.elements.size() == (r.type == REDIS_REPLY_ARRAY ? r.elements : 0));
   for (std::size_t i = 0; i < c.elements.size(); ++i) check_convert(*r.element[i], c.elements[i]);
 }
@@ -90,20 +91,25 @@ void check_part_message(std::string_view payload) {
   const std::string again = detail::part_message_payload(m.node, m.version, m.total, m.viewers);
   detail::part_message n;
   CLAPS_FUZZ_CHECK(detail::read_part_message(again, n));
-  CLAPS_FUZZ_CHECK(n.node == m.node && n.version == m.version && n.total == m.total && n.viewers == m.viewers);
+  CLAPS_FUZZ_CHECK(n.node == m.node && n.version == m.version && n.total == m.total &&
+                   n.viewers == m.viewers);
 }
 
 void check_pubsub(const redisReply& r) {
   std::string_view channel, payload;
   const detail::pubsub_reply what = detail::read_pubsub(r, channel, payload);
-  const bool shaped = r.type == REDIS_REPLY_ARRAY && r.elements >= 3 && r.element[0]->type == REDIS_REPLY_STRING;
+  const bool shaped =
+      r.type == REDIS_REPLY_ARRAY && r.elements >= 3 && r.element[0]->type == REDIS_REPLY_STRING;
   CLAPS_FUZZ_CHECK((what == detail::pubsub_reply::malformed) == !shaped);
   if (what != detail::pubsub_reply::message) return;
-  CLAPS_FUZZ_CHECK(channel == std::string_view(r.element[1]->str, static_cast<std::size_t>(r.element[1]->len)));
-  CLAPS_FUZZ_CHECK(payload == std::string_view(r.element[2]->str, static_cast<std::size_t>(r.element[2]->len)));
+  CLAPS_FUZZ_CHECK(channel ==
+                   std::string_view(r.element[1]->str, static_cast<std::size_t>(r.element[1]->len)));
+  CLAPS_FUZZ_CHECK(payload ==
+                   std::string_view(r.element[2]->str, static_cast<std::size_t>(r.element[2]->len)));
   std::string_view article;
   if (detail::channel_article(bus_prefix, channel, article)) {
-    CLAPS_FUZZ_CHECK(std::string(bus_prefix) + "{" + std::string(article) + "}" == channel && !article.empty());
+    CLAPS_FUZZ_CHECK(std::string(bus_prefix) + "{" + std::string(article) + "}" == channel &&
+                     !article.empty());
   } else {
     CLAPS_FUZZ_CHECK(!channel.starts_with(std::string(bus_prefix) + "{") || !channel.ends_with("}") ||
                      channel.size() < bus_prefix.size() + 3);
@@ -111,7 +117,9 @@ void check_pubsub(const redisReply& r) {
   check_part_message(payload);
 }
 
-std::string_view str_of(const redisReply* r) { return std::string_view(r->str, static_cast<std::size_t>(r->len)); }
+std::string_view str_of(const redisReply* r) {
+  return std::string_view(r->str, static_cast<std::size_t>(r->len));
+}
 
 void check_sharded(const redisReply& r) {
   std::string_view channel, payload;
@@ -124,7 +132,8 @@ void check_sharded(const redisReply& r) {
     break;
   case detail::sharded_reply::subscribed:
   case detail::sharded_reply::unsubscribed:
-    CLAPS_FUZZ_CHECK(r.type == REDIS_REPLY_ARRAY && r.elements == 3 && r.element[2]->type == REDIS_REPLY_INTEGER);
+    CLAPS_FUZZ_CHECK(r.type == REDIS_REPLY_ARRAY && r.elements == 3 &&
+                     r.element[2]->type == REDIS_REPLY_INTEGER);
     CLAPS_FUZZ_CHECK(channel == str_of(r.element[1]));
     break;
   case detail::sharded_reply::error: CLAPS_FUZZ_CHECK(r.type == REDIS_REPLY_ERROR); break;
@@ -162,7 +171,8 @@ void check_redirect(const redis_reply& c) {
 void check_master(const redisReply& r) {
   claps::redis_endpoint master;
   if (!detail::read_master_address(r, master)) return;
-  CLAPS_FUZZ_CHECK(master.host == std::string_view(r.element[0]->str, r.element[0]->len) && !master.host.empty());
+  CLAPS_FUZZ_CHECK(master.host == std::string_view(r.element[0]->str, r.element[0]->len) &&
+                   !master.host.empty());
   const std::string_view port(r.element[1]->str, r.element[1]->len);
   std::uint64_t value = 0;
   for (char c : port) {
@@ -225,7 +235,8 @@ void check_arbitration(const redis_reply& r) {
     const std::size_t users = e.size() > 1 ? e[1].elements.size() : 0;
     const std::size_t ops = e.size() > 3 ? e[3].elements.size() / 3 : 0;
     groups[n].article = "a" + std::to_string(n);
-    for (std::size_t u = 0; u < std::max<std::size_t>(users, 1); ++u) groups[n].users.push_back("u" + std::to_string(u));
+    for (std::size_t u = 0; u < std::max<std::size_t>(users, 1); ++u)
+      groups[n].users.push_back("u" + std::to_string(u));
     for (std::size_t k = 0; k < std::max<std::size_t>(ops, 1); ++k) {
       groups[n].ops.push_back(k);
       groups[n].op_keys.emplace_back();
@@ -236,7 +247,8 @@ void check_arbitration(const redis_reply& r) {
   for (std::size_t n = 0; n < groups.size(); ++n) {
     const redis_reply& g = r.elements[n + 1];
     (void)detail::reply_int(g.elements[0]);
-    for (std::size_t u = 0; u < groups[n].users.size(); ++u) (void)detail::reply_int(g.elements[1].elements[u]);
+    for (std::size_t u = 0; u < groups[n].users.size(); ++u)
+      (void)detail::reply_int(g.elements[1].elements[u]);
     for (std::size_t k = 0; k < groups[n].ops.size(); ++k)
       CLAPS_FUZZ_CHECK(detail::read_decision(g, k).what != op_decision::kind::local);
     fold(ra, g.elements[2], nullptr);
@@ -250,7 +262,7 @@ void check_arbitration(const redis_reply& r) {
   CLAPS_FUZZ_CHECK(!detail::arbitration_reply_fits(r, fewer));
 }
 
-} // namespace
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);

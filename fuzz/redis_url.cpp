@@ -61,10 +61,9 @@ bool same_url_fields(const redis_options& a, const redis_options& b) {
 
 // Everything neither parser sets.
 bool same_rest(const redis_options& a, const redis_options& b) {
-  return a.sentinel_username == b.sentinel_username &&
-         a.sentinel_password == b.sentinel_password && a.connect_timeout == b.connect_timeout &&
-         a.request_timeout == b.request_timeout && a.reconnect_min == b.reconnect_min &&
-         a.reconnect_max == b.reconnect_max;
+  return a.sentinel_username == b.sentinel_username && a.sentinel_password == b.sentinel_password &&
+         a.connect_timeout == b.connect_timeout && a.request_timeout == b.request_timeout &&
+         a.reconnect_min == b.reconnect_min && a.reconnect_max == b.reconnect_max;
 }
 
 void check_endpoint(const redis_endpoint& e) {
@@ -147,7 +146,7 @@ void check_sentinels(std::string_view list, std::string_view master) {
   CLAPS_FUZZ_CHECK(same_sentinels(reparsed, o));
 }
 
-} // namespace
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);

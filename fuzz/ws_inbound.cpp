@@ -101,7 +101,7 @@ outcome parse(inbound_parser& parser, std::string_view text, client_message& m) 
   return o;
 }
 
-} // namespace
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static inbound_parser parser(64 * 1024);
@@ -123,8 +123,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         // simdjson hands out only valid UTF-8, which the cut must keep valid.
         CLAPS_FUZZ_CHECK(valid_utf8(article));
         check_utf8_prefix(article, 128);
-        check_error("invalid_article", "invalid or unknown article id: " + std::string(utf8_prefix(article, 128)),
-                    m.id);
+        check_error("invalid_article",
+                    "invalid or unknown article id: " + std::string(utf8_prefix(article, 128)), m.id);
       }
       break;
     case message_kind::clap:
@@ -153,7 +153,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   // Any text at all, quoted in an error, still makes a valid frame.
   check_error("bad_request", text, {});
-  for (std::size_t max : {std::size_t{0}, std::size_t{1}, size / 2, size > 0 ? size - 1 : 0, std::size_t{128}})
+  for (std::size_t max :
+       {std::size_t{0}, std::size_t{1}, size / 2, size > 0 ? size - 1 : 0, std::size_t{128}})
     check_utf8_prefix(text, max);
   return 0;
 }

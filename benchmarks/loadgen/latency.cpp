@@ -10,7 +10,7 @@ namespace {
 constexpr std::size_t linear_buckets = 128;
 constexpr std::size_t sub_buckets = 64;
 constexpr std::size_t max_shift = 40;
-} // namespace
+}  // namespace
 
 latency_histogram::latency_histogram() : buckets_(linear_buckets + max_shift * sub_buckets, 0) {}
 
@@ -119,4 +119,4 @@ void latency_tracker::on_ack(std::uint32_t article, std::int64_t ack_total, std:
   state.claps.insert(pos, waiting_clap{ack_total, sent_us});
 }
 
-} // namespace claps::loadgen
+}  // namespace claps::loadgen

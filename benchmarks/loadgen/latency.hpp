@@ -97,4 +97,4 @@ private:
   std::uint64_t ring_overflows_ = 0;
 };
 
-} // namespace claps::loadgen
+}  // namespace claps::loadgen

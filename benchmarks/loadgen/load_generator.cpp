@@ -63,10 +63,14 @@ void sum_processes(run_results& results) {
   std::uint64_t rss = 0, rss_before = 0, syscalls = 0;
   bool cpu_known = true, rss_known = true, rss_before_known = true, syscalls_known = true;
   for (const process_results& p : results.processes) {
-    if (p.cpu_s) cpu += *p.cpu_s; else cpu_known = false;
-    if (p.rss_kb) rss += *p.rss_kb; else rss_known = false;
-    if (p.rss_kb_before) rss_before += *p.rss_kb_before; else rss_before_known = false;
-    if (p.syscalls) syscalls += *p.syscalls; else syscalls_known = false;
+    if (p.cpu_s) cpu += *p.cpu_s;
+    else cpu_known = false;
+    if (p.rss_kb) rss += *p.rss_kb;
+    else rss_known = false;
+    if (p.rss_kb_before) rss_before += *p.rss_kb_before;
+    else rss_before_known = false;
+    if (p.syscalls) syscalls += *p.syscalls;
+    else syscalls_known = false;
     if (results.syscalls_note.empty() && !p.syscalls_note.empty()) results.syscalls_note = p.syscalls_note;
   }
   if (cpu_known) results.server_cpu_s = cpu;
@@ -76,14 +80,16 @@ void sum_processes(run_results& results) {
 }
 
 const char* state_name(auto state) {
-  static constexpr const char* names[] = {"idle", "connect", "handshake", "open", "subscribe", "ready", "closed"};
+  static constexpr const char* names[] = {"idle",      "connect", "handshake", "open",
+                                          "subscribe", "ready",   "closed"};
   return names[static_cast<int>(state)];
 }  // well inside clapsd's default burst of 40
 
-} // namespace
+}  // namespace
 
 load_generator::load_generator(run_options options)
-    : options_(std::move(options)), tracker_(std::max<std::uint32_t>(options_.articles, 1)),
+    : options_(std::move(options)),
+      tracker_(std::max<std::uint32_t>(options_.articles, 1)),
       rng_(options_.seed) {}
 
 load_generator::~load_generator() {
@@ -167,8 +173,7 @@ void load_generator::close_connection(std::uint32_t id, std::string_view error_k
     conn.fd = -1;
   }
   const bool was_ready = conn.state == conn_state::ready;
-  if (conn.state != conn_state::ready && conn.state != conn_state::closed &&
-      conn.state != conn_state::idle) {
+  if (conn.state != conn_state::ready && conn.state != conn_state::closed && conn.state != conn_state::idle) {
     --handshakes_in_flight_;
     ++results_->connect_failures;
   }
@@ -215,8 +220,8 @@ void load_generator::on_connected(std::uint32_t id) {
     std::snprintf(query, sizeof query, "user=lg-%u-v%u", static_cast<unsigned>(getpid()), conn.index);
   else
     // batch=1: clapsd may send a tick's acks as one frame (docs/protocol.md).
-    std::snprintf(query, sizeof query, "user=lg-%u-%u-%u&batch=1", static_cast<unsigned>(getpid()), conn.index,
-                  conn.generation);
+    std::snprintf(query, sizeof query, "user=lg-%u-%u-%u&batch=1", static_cast<unsigned>(getpid()),
+                  conn.index, conn.generation);
   conn.out = upgrade_request(endpoints_[conn.endpoint].url, query);
   flush(id);
 }
@@ -329,13 +334,12 @@ bool load_generator::on_frames(std::uint32_t id) {
         on_message(id, message);
       }
       break;
-    case ws_opcode::ping:
-      send_message(id, frame.payload, ws_opcode::pong);
-      break;
+    case ws_opcode::ping: send_message(id, frame.payload, ws_opcode::pong); break;
     case ws_opcode::close: {
       unsigned code = 1005;
       if (frame.payload.size() >= 2)
-        code = (static_cast<std::uint8_t>(frame.payload[0]) << 8) | static_cast<std::uint8_t>(frame.payload[1]);
+        code =
+            (static_cast<std::uint8_t>(frame.payload[0]) << 8) | static_cast<std::uint8_t>(frame.payload[1]);
       close_connection(id, "closed_" + std::to_string(code));
       return false;
     }
@@ -391,12 +395,8 @@ void load_generator::on_decoded(std::uint32_t id) {
   endpoint_results& at = results_->endpoints[conn.endpoint];
   const std::uint32_t now = now_us();
   switch (message_.kind) {
-  case message_kind::engineio_open:
-    send_message(id, socketio_connect);
-    break;
-  case message_kind::engineio_ping:
-    send_message(id, engineio_pong);
-    break;
+  case message_kind::engineio_open: send_message(id, socketio_connect); break;
+  case message_kind::engineio_ping: send_message(id, engineio_pong); break;
   case message_kind::hello:
     if (conn.state == conn_state::opening) on_open(id);
     break;
@@ -438,9 +438,11 @@ void load_generator::on_decoded(std::uint32_t id) {
     ++results_->claps_acked;
     if (counting_) ++at.acks;
     results_->claps_accepted += static_cast<std::uint64_t>(std::max<std::int64_t>(message_.accepted, 0));
-    if (counting_) accepted_in_window_ += static_cast<std::uint64_t>(std::max<std::int64_t>(message_.accepted, 0));
+    if (counting_)
+      accepted_in_window_ += static_cast<std::uint64_t>(std::max<std::int64_t>(message_.accepted, 0));
     if (message_.accepted <= 0) ++results_->claps_refused_by_cap;
-    ++results_->acks_by_durability[message_.durability.empty() ? std::string("none") : std::string(message_.durability)];
+    ++results_->acks_by_durability[message_.durability.empty() ? std::string("none")
+                                                               : std::string(message_.durability)];
     results_->ack_latency.record(now - clap.sent_us);
     if (message_.accepted > 0) tracker_.on_ack(clap.article, message_.total, clap.sent_us);
     if (clapping_ && options_.clap_rate <= 0) fill_closed_loop(id);
@@ -453,12 +455,9 @@ void load_generator::on_decoded(std::uint32_t id) {
       if (clapping_ && options_.clap_rate <= 0) fill_closed_loop(id);
     }
     break;
-  case message_kind::malformed:
-    count_error("malformed_message");
-    break;
+  case message_kind::malformed: count_error("malformed_message"); break;
   case message_kind::other:
-  case message_kind::batch:
-    break;
+  case message_kind::batch: break;
   }
 }
 
@@ -469,8 +468,9 @@ bool load_generator::try_clap(std::uint32_t id) {
   std::uint32_t& claps = conn.user_claps[article];
   // First users get staggered budgets, so clappers do not all rotate at once.
   const std::uint32_t budget =
-      conn.generation == 0 ? options_.user_claps - (conn.index * options_.user_claps / (options_.clappers + 1)) / 2
-                           : options_.user_claps;
+      conn.generation == 0
+          ? options_.user_claps - (conn.index * options_.user_claps / (options_.clappers + 1)) / 2
+          : options_.user_claps;
   if (claps >= budget) {
     // This user is near the cap on that article: finish its claps, then come back as a new user.
     conn.rotating = true;
@@ -519,7 +519,8 @@ void load_generator::clap_open_loop() {
       const std::uint32_t id = options_.viewers + (next_clapper_++ % clappers);
       connection& conn = conns_[id];
       if (conn.state != conn_state::ready || conn.rotating) continue;
-      conn.tokens = std::min(token_burst, conn.tokens + (now - conn.tokens_at_us) / 1e6 * options_.per_conn_rate);
+      conn.tokens =
+          std::min(token_burst, conn.tokens + (now - conn.tokens_at_us) / 1e6 * options_.per_conn_rate);
       conn.tokens_at_us = now;
       if (conn.tokens < 1) continue;
       if (try_clap(id)) {
@@ -546,12 +547,10 @@ void load_generator::print_progress(phase current, double elapsed_s) {
   std::fprintf(stderr,
                "\r[%-7s %6.1fs] viewers %u/%u clappers %u/%u claps %llu/%llu frames/s %8.0f "
                "p99 %7.1f ms errors %llu   ",
-               names[static_cast<int>(current)], elapsed_s, viewers_ready_, options_.viewers,
-               clappers_ready_, options_.clappers,
-               static_cast<unsigned long long>(results_->claps_sent),
+               names[static_cast<int>(current)], elapsed_s, viewers_ready_, options_.viewers, clappers_ready_,
+               options_.clappers, static_cast<unsigned long long>(results_->claps_sent),
                static_cast<unsigned long long>(results_->claps_acked), frames_per_s,
-               tracker_.histogram().percentile_ms(0.99),
-               static_cast<unsigned long long>(results_->errors));
+               tracker_.histogram().percentile_ms(0.99), static_cast<unsigned long long>(results_->errors));
   std::fflush(stderr);
 }
 
@@ -680,7 +679,8 @@ bool load_generator::run(run_results& results) {
   std::uint32_t next_to_close = 0, leave_start_us = 0;
   std::uint32_t phase_end_us = 0;
   const auto total = results.connections_wanted;
-  const auto connect_deadline_us = static_cast<std::uint32_t>((options_.ramp_s + options_.connect_timeout_s) * 1e6);
+  const auto connect_deadline_us =
+      static_cast<std::uint32_t>((options_.ramp_s + options_.connect_timeout_s) * 1e6);
   std::vector<epoll_event> events(4096);
   std::uint32_t next_progress_us = 1'000'000;
   phase_ = phase::connect;
@@ -692,7 +692,8 @@ bool load_generator::run(run_results& results) {
     case phase::connect: {
       const std::uint32_t allowed =
           options_.ramp_s > 0
-              ? static_cast<std::uint32_t>(std::min<double>(options_.viewers, std::ceil(options_.viewers * (now / 1e6) / options_.ramp_s)))
+              ? static_cast<std::uint32_t>(std::min<double>(
+                    options_.viewers, std::ceil(options_.viewers * (now / 1e6) / options_.ramp_s)))
               : options_.viewers;
       // Clappers first (they are few), so a server slow to take viewers still gets its claps.
       while (next_to_open < total && handshakes_in_flight_ < options_.connect_concurrency) {
@@ -726,7 +727,8 @@ bool load_generator::run(run_results& results) {
     case phase::settle:
       if (now >= phase_end_us && options_.idle_window_s > 0 && idle_start_us == 0) {
         // Everyone connected, nobody claps: what the processes cost without claps.
-        if (!options_.window_hook.empty()) hook_at_idle_start = spawn_hook(options_.window_hook, "idle-start");
+        if (!options_.window_hook.empty())
+          hook_at_idle_start = spawn_hook(options_.window_hook, "idle-start");
         for (std::size_t i = 0; i < options_.servers.size(); ++i)
           cpu_at_idle[i] = process_cpu_seconds(options_.servers[i].pid);
         idle_start_us = std::max<std::uint32_t>(now_us(), 1);
@@ -784,7 +786,8 @@ bool load_generator::run(run_results& results) {
         results.loadgen_cpu_s = own_cpu_seconds() - own_cpu_at_start;
         for (std::uint32_t id = 0; id < total; ++id) {
           if (conns_[id].state == conn_state::ready) ++results.connections;
-          results.max_update_frames_per_conn = std::max(results.max_update_frames_per_conn, conns_[id].window_updates);
+          results.max_update_frames_per_conn =
+              std::max(results.max_update_frames_per_conn, conns_[id].window_updates);
         }
         if (options_.progress) {
           print_progress(phase_, now / 1e6);
@@ -843,4 +846,4 @@ bool load_generator::run(run_results& results) {
   return true;
 }
 
-} // namespace claps::loadgen
+}  // namespace claps::loadgen

@@ -51,18 +51,18 @@ struct run_options {
   distribution spread = distribution::hot;
   std::uint32_t subscriptions_per_conn = 1;
   std::uint32_t clappers = 0;
-  double clap_rate = 0;            // claps/s in total; 0 = as fast as acks return
-  std::uint32_t inflight = 32;     // per clapper when clap_rate == 0
-  double per_conn_rate = 19;       // cap per clapper connection when clap_rate > 0
-  std::uint32_t user_claps = 45;   // claps per user per article before rotating the user
+  double clap_rate = 0;           // claps/s in total; 0 = as fast as acks return
+  std::uint32_t inflight = 32;    // per clapper when clap_rate == 0
+  double per_conn_rate = 19;      // cap per clapper connection when clap_rate > 0
+  std::uint32_t user_claps = 45;  // claps per user per article before rotating the user
   double duration_s = 10;
   double ramp_s = 0;
   double settle_s = 1;
   double drain_s = 5;
-  double leave_s = 0;              // after the drain, close the viewers over this long; 0: all at exit
-  double connect_timeout_s = 60;   // after the ramp, give up on handshakes still unfinished
+  double leave_s = 0;             // after the drain, close the viewers over this long; 0: all at exit
+  double connect_timeout_s = 60;  // after the ramp, give up on handshakes still unfinished
   std::uint32_t connect_concurrency = 256;
-  double tick_ms = 25;             // for the frames-per-tick check
+  double tick_ms = 25;  // for the frames-per-tick check
   std::vector<in_addr> source_ips;
   std::vector<probe_target> servers;
   // Run as `hook start` when the measure window opens and `hook end` when it
@@ -80,8 +80,8 @@ struct endpoint_results {
   std::string url;
   std::uint32_t viewers = 0;
   std::uint32_t clappers = 0;
-  std::uint64_t frames_received = 0;   // every WebSocket message on its connections
-  std::uint64_t update_frames = 0;     // counts frames to its viewers
+  std::uint64_t frames_received = 0;  // every WebSocket message on its connections
+  std::uint64_t update_frames = 0;    // counts frames to its viewers
   std::uint64_t updates_received = 0;
   std::uint64_t acks = 0;
 };
@@ -92,34 +92,34 @@ struct process_results {
   pid_t pid = 0;
   std::optional<std::uint64_t> rss_kb_before, rss_kb;
   std::optional<double> cpu_s;
-  std::optional<double> idle_cpu_s;   // over the idle phase, when there is one
+  std::optional<double> idle_cpu_s;  // over the idle phase, when there is one
   std::optional<std::uint64_t> syscalls;
   std::string syscalls_note;
 };
 
 struct run_results {
-  std::uint32_t connections = 0;          // open at the end of the measure phase
+  std::uint32_t connections = 0;  // open at the end of the measure phase
   std::uint32_t connections_wanted = 0;
   std::uint64_t connect_failures = 0;
-  double connect_s = 0;                   // first connect to last viewer subscribed
-  double connect_rate = 0;                // viewers subscribed per second
+  double connect_s = 0;     // first connect to last viewer subscribed
+  double connect_rate = 0;  // viewers subscribed per second
   std::uint64_t claps_sent = 0;
   std::uint64_t claps_acked = 0;
-  std::uint64_t claps_accepted = 0;       // sum of accepted counts
+  std::uint64_t claps_accepted = 0;  // sum of accepted counts
   // Acks by their "durability" field over the whole run ("local", "cluster",
   // or "none" when absent): a node that lost Redis acks "local".
   std::map<std::string, std::uint64_t> acks_by_durability;
-  std::uint64_t claps_unsent = 0;         // open-loop slots with no clapper free
-  std::uint64_t claps_unacked = 0;        // still without ack or error after the drain
-  std::uint64_t claps_refused_by_cap = 0; // acks with accepted <= 0 (should stay 0)
+  std::uint64_t claps_unsent = 0;          // open-loop slots with no clapper free
+  std::uint64_t claps_unacked = 0;         // still without ack or error after the drain
+  std::uint64_t claps_refused_by_cap = 0;  // acks with accepted <= 0 (should stay 0)
   std::uint64_t user_rotations = 0;
   double accepted_per_s = 0;
-  std::uint64_t frames_received = 0;      // every WebSocket message, measure window
-  std::uint64_t update_frames = 0;        // counts frames, measure window
-  std::uint64_t updates_received = 0;     // count items, measure window
+  std::uint64_t frames_received = 0;   // every WebSocket message, measure window
+  std::uint64_t update_frames = 0;     // counts frames, measure window
+  std::uint64_t updates_received = 0;  // count items, measure window
   double frames_per_s = 0;
   double updates_per_s = 0;
-  std::uint64_t sub_tick_pairs = 0;       // two updates on one connection < tick/2 apart
+  std::uint64_t sub_tick_pairs = 0;              // two updates on one connection < tick/2 apart
   std::uint32_t max_update_frames_per_conn = 0;  // in the window; <= ticks in it when coalesced
   std::uint64_t errors = 0;
   std::map<std::string, std::uint64_t> errors_by_kind;
@@ -127,7 +127,7 @@ struct run_results {
   std::uint64_t latency_pairs_expected = 0;
   std::uint64_t latency_ring_overflows = 0;
   double window_s = 0;
-  double idle_window_s = 0;               // measured length of the idle phase (0: none)
+  double idle_window_s = 0;  // measured length of the idle phase (0: none)
   // Sums over every sampled process (one server: exactly its figures).
   std::optional<std::uint64_t> server_rss_kb_before, server_rss_kb;
   std::optional<double> server_cpu_s;
@@ -156,9 +156,9 @@ private:
     int fd = -1;
     conn_state state = conn_state::idle;
     conn_role role = conn_role::viewer;
-    bool dirty = false;     // has bytes in `out` queued this iteration
-    bool want_out = false;  // registered for EPOLLOUT
-    bool rotating = false;  // clapper waits for its acks, then reconnects as a new user
+    bool dirty = false;            // has bytes in `out` queued this iteration
+    bool want_out = false;         // registered for EPOLLOUT
+    bool rotating = false;         // clapper waits for its acks, then reconnects as a new user
     std::uint32_t index = 0;       // viewer or clapper number
     std::uint32_t endpoint = 0;    // index into endpoints_
     std::uint32_t generation = 0;  // user rotation count
@@ -171,7 +171,7 @@ private:
     std::string out;
     std::string fragments;
     std::vector<std::pair<std::uint32_t, latency_tracker::sub_id>> subs;  // (article, sub)
-    std::unordered_map<std::uint32_t, std::uint32_t> user_claps;  // article -> claps of this user
+    std::unordered_map<std::uint32_t, std::uint32_t> user_claps;          // article -> claps of this user
   };
   struct outstanding_clap {
     std::uint32_t sent_us;
@@ -191,7 +191,7 @@ private:
   bool on_frames(std::uint32_t conn);
   void on_message(std::uint32_t conn, std::string_view payload);
   void on_decoded(std::uint32_t conn);
-  void on_open(std::uint32_t conn);   // WebSocket (and Socket.IO namespace) is up
+  void on_open(std::uint32_t conn);  // WebSocket (and Socket.IO namespace) is up
   void send_message(std::uint32_t conn, std::string_view payload, ws_opcode opcode = ws_opcode::text);
   void flush(std::uint32_t conn);
   void flush_dirty();
@@ -230,7 +230,7 @@ private:
   std::uint32_t handshakes_in_flight_ = 0;
   std::uint32_t next_clapper_ = 0;
   phase phase_ = phase::connect;
-  bool counting_ = false;   // inside the measure window
+  bool counting_ = false;  // inside the measure window
   bool clapping_ = false;
   std::uint32_t first_connect_us_ = 0;
   std::uint32_t last_viewer_ready_us_ = 0;
@@ -243,4 +243,4 @@ private:
   std::string clap_payload_;
 };
 
-} // namespace claps::loadgen
+}  // namespace claps::loadgen

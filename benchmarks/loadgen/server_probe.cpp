@@ -43,7 +43,7 @@ std::optional<double> schedstat_seconds(pid_t pid) {
   return static_cast<double>(ns) / 1e9;
 }
 
-} // namespace
+}  // namespace
 
 std::optional<double> process_cpu_seconds(pid_t pid) {
   if (auto precise = schedstat_seconds(pid)) return precise;
@@ -87,12 +87,19 @@ syscall_counter::~syscall_counter() {
 bool syscall_counter::start(pid_t pid) {
   char path[] = "/tmp/claps-loadgen-perf-XXXXXX";
   const int fd = mkstemp(path);
-  if (fd < 0) { why_ = "cannot create a temporary file"; return false; }
+  if (fd < 0) {
+    why_ = "cannot create a temporary file";
+    return false;
+  }
   close(fd);
   output_path_ = path;
   const std::string pid_text = std::to_string(pid);
-  const char* argv[] = {"perf", "stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-p",
-                        pid_text.c_str(), "-o", output_path_.c_str(), nullptr};
+  const char* argv[] = {"perf", "stat",
+                        "-x",   ",",
+                        "-e",   "raw_syscalls:sys_enter",
+                        "-p",   pid_text.c_str(),
+                        "-o",   output_path_.c_str(),
+                        nullptr};
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
@@ -158,4 +165,4 @@ bool reap_hook(pid_t pid, double timeout_s) {
   }
 }
 
-} // namespace claps::loadgen
+}  // namespace claps::loadgen

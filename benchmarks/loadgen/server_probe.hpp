@@ -53,4 +53,4 @@ pid_t spawn_hook(const std::string& path, const char* argument);
 /// Waits (bounded) for a hook; true when it exited with status 0.
 bool reap_hook(pid_t pid, double timeout_s);
 
-} // namespace claps::loadgen
+}  // namespace claps::loadgen

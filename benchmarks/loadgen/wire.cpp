@@ -21,8 +21,7 @@ bool parse_ws_url(std::string_view url, ws_url& out) {
     const auto port_text = authority.substr(colon + 1);
     unsigned port = 0;
     auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    if (ec != std::errc{} || end != port_text.data() + port_text.size() || port == 0 ||
-        port > 65535)
+    if (ec != std::errc{} || end != port_text.data() + port_text.size() || port == 0 || port > 65535)
       return false;
     out.port = static_cast<std::uint16_t>(port);
   }
@@ -93,14 +92,11 @@ long parse_server_frame(std::string_view data, ws_frame& out) {
   return static_cast<long>(header + len);
 }
 
-void encode_subscribe(wire_protocol protocol, std::span<const std::string> articles,
-                      std::string& out) {
+void encode_subscribe(wire_protocol protocol, std::span<const std::string> articles, std::string& out) {
   // Ids come from this tool ("a<k>") and need no escaping.
   out.clear();
-  if (protocol == wire_protocol::claps)
-    out += R"({"type":"subscribe","reading":true,"id":"s","articles":[)";
-  else
-    out += R"(42["subscribe",{"reading":true,"articles":[)";
+  if (protocol == wire_protocol::claps) out += R"({"type":"subscribe","reading":true,"id":"s","articles":[)";
+  else out += R"(42["subscribe",{"reading":true,"articles":[)";
   for (std::size_t i = 0; i < articles.size(); ++i) {
     if (i) out += ',';
     out += '"';
@@ -110,8 +106,7 @@ void encode_subscribe(wire_protocol protocol, std::span<const std::string> artic
   out += protocol == wire_protocol::claps ? "]}" : "]}]";
 }
 
-void encode_clap(wire_protocol protocol, std::string_view article, std::uint64_t op_seq,
-                 std::string& out) {
+void encode_clap(wire_protocol protocol, std::string_view article, std::uint64_t op_seq, std::string& out) {
   out.clear();
   out += protocol == wire_protocol::claps ? R"({"type":"clap","count":1,"article":")"
                                           : R"(42["clap",{"count":1,"article":")";
@@ -132,8 +127,7 @@ std::uint64_t op_seq_from_id(std::string_view id) noexcept {
   return seq;
 }
 
-void message_decoder::decode(wire_protocol protocol, std::string_view payload,
-                             decoded_message& out) {
+void message_decoder::decode(wire_protocol protocol, std::string_view payload, decoded_message& out) {
   out.kind = message_kind::other;
   out.counts.clear();
   out.op_seq = 0;
@@ -145,16 +139,29 @@ void message_decoder::decode(wire_protocol protocol, std::string_view payload,
   std::string_view json = payload;
   if (protocol == wire_protocol::socketio) {
     // Engine.IO v4 packet type, then (for "4" message) Socket.IO v5 packet type.
-    if (payload.empty()) { out.kind = message_kind::malformed; return; }
+    if (payload.empty()) {
+      out.kind = message_kind::malformed;
+      return;
+    }
     switch (payload[0]) {
     case '0': out.kind = message_kind::engineio_open; return;
     case '2': out.kind = message_kind::engineio_ping; return;
     case '4': break;
     default: return;
     }
-    if (payload.size() < 2) { out.kind = message_kind::malformed; return; }
-    if (payload[1] == '0') { out.kind = message_kind::hello; return; }  // namespace connected
-    if (payload[1] == '4') { out.kind = message_kind::error; out.error_code = "connect_error"; return; }
+    if (payload.size() < 2) {
+      out.kind = message_kind::malformed;
+      return;
+    }
+    if (payload[1] == '0') {
+      out.kind = message_kind::hello;
+      return;
+    }  // namespace connected
+    if (payload[1] == '4') {
+      out.kind = message_kind::error;
+      out.error_code = "connect_error";
+      return;
+    }
     if (payload[1] != '2') return;
     json = payload.substr(2);
   }
@@ -163,7 +170,10 @@ void message_decoder::decode(wire_protocol protocol, std::string_view payload,
   padded_.assign(json);
   simdjson::padded_string_view view(padded_.data(), padded_.size(), padded_.capacity());
   simdjson::ondemand::document doc;
-  if (parser_.iterate(view).get(doc)) { out.kind = message_kind::malformed; return; }
+  if (parser_.iterate(view).get(doc)) {
+    out.kind = message_kind::malformed;
+    return;
+  }
 
   if (protocol == wire_protocol::claps) {
     simdjson::ondemand::object object;
@@ -177,11 +187,20 @@ void message_decoder::decode(wire_protocol protocol, std::string_view payload,
   }
   // Socket.IO event: ["name", {...}]
   simdjson::ondemand::array array;
-  if (doc.get_array().get(array)) { out.kind = message_kind::malformed; return; }
+  if (doc.get_array().get(array)) {
+    out.kind = message_kind::malformed;
+    return;
+  }
   auto it = array.begin();
-  if (it == array.end()) { out.kind = message_kind::malformed; return; }
+  if (it == array.end()) {
+    out.kind = message_kind::malformed;
+    return;
+  }
   std::string_view name;
-  if ((*it).get_string().get(name)) { out.kind = message_kind::malformed; return; }
+  if ((*it).get_string().get(name)) {
+    out.kind = message_kind::malformed;
+    return;
+  }
   ++it;
   simdjson::ondemand::object object;
   if (it == array.end() || (*it).get_object().get(object)) {
@@ -195,7 +214,10 @@ void message_decoder::decode_json(simdjson::ondemand::object object, std::string
                                   decoded_message& out) {
   if (type == "counts") {
     simdjson::ondemand::array items;
-    if (object["counts"].get_array().get(items)) { out.kind = message_kind::malformed; return; }
+    if (object["counts"].get_array().get(items)) {
+      out.kind = message_kind::malformed;
+      return;
+    }
     for (auto element : items) {
       simdjson::ondemand::object item;
       count_item c;
@@ -210,8 +232,7 @@ void message_decoder::decode_json(simdjson::ondemand::object object, std::string
   } else if (type == "ack") {
     std::string_view id;
     if (object["id"].get_string().get(id) || object["article"].get_string().get(out.article) ||
-        object["accepted"].get_int64().get(out.accepted) ||
-        object["total"].get_int64().get(out.total)) {
+        object["accepted"].get_int64().get(out.accepted) || object["total"].get_int64().get(out.total)) {
       out.kind = message_kind::malformed;
       return;
     }
@@ -225,12 +246,18 @@ void message_decoder::decode_json(simdjson::ondemand::object object, std::string
     out.kind = message_kind::error;
   } else if (type == "batch") {
     simdjson::ondemand::array items;
-    if (object["messages"].get_array().get(items)) { out.kind = message_kind::malformed; return; }
+    if (object["messages"].get_array().get(items)) {
+      out.kind = message_kind::malformed;
+      return;
+    }
     out.batch.clear();
     for (auto element : items) {
       simdjson::ondemand::object item;
       std::string_view raw;
-      if (element.get_object().get(item) || item.raw_json().get(raw)) { out.kind = message_kind::malformed; return; }
+      if (element.get_object().get(item) || item.raw_json().get(raw)) {
+        out.kind = message_kind::malformed;
+        return;
+      }
       out.batch.emplace_back(raw);
     }
     out.kind = message_kind::batch;
@@ -239,4 +266,4 @@ void message_decoder::decode_json(simdjson::ondemand::object object, std::string
   }
 }
 
-} // namespace claps::loadgen
+}  // namespace claps::loadgen

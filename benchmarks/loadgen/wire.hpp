@@ -31,7 +31,12 @@ bool parse_ws_url(std::string_view url, ws_url& out);
 std::string upgrade_request(const ws_url& url, std::string_view query);
 
 enum class ws_opcode : std::uint8_t {
-  continuation = 0, text = 1, binary = 2, close = 8, ping = 9, pong = 10,
+  continuation = 0,
+  text = 1,
+  binary = 2,
+  close = 8,
+  ping = 9,
+  pong = 10,
 };
 
 /// Appends one masked (all-zero key) client frame.
@@ -49,10 +54,8 @@ struct ws_frame {
 long parse_server_frame(std::string_view data, ws_frame& out);
 
 /// Outbound message payloads (without WebSocket framing).
-void encode_subscribe(wire_protocol protocol, std::span<const std::string> articles,
-                      std::string& out);
-void encode_clap(wire_protocol protocol, std::string_view article, std::uint64_t op_seq,
-                 std::string& out);
+void encode_subscribe(wire_protocol protocol, std::span<const std::string> articles, std::string& out);
+void encode_clap(wire_protocol protocol, std::string_view article, std::uint64_t op_seq, std::string& out);
 /// Socket.IO's namespace connect ("40") and Engine.IO's pong ("3").
 inline constexpr std::string_view socketio_connect = "40";
 inline constexpr std::string_view engineio_pong = "3";
@@ -65,7 +68,7 @@ enum class message_kind : std::uint8_t {
   counts,         // a counts frame (snapshot or tick update)
   ack,
   error,
-  batch,          // clapsd ?batch=1: several messages in one frame (raw JSON each in `batch`)
+  batch,  // clapsd ?batch=1: several messages in one frame (raw JSON each in `batch`)
   malformed,
 };
 
@@ -77,14 +80,14 @@ struct count_item {
 /// One decoded message. Views stay valid until the next decode().
 struct decoded_message {
   message_kind kind = message_kind::other;
-  std::vector<count_item> counts;      // kind == counts
-  std::uint64_t op_seq = 0;            // ack/error: our op id "c<seq>", 0 when absent
-  std::string_view article;            // ack
-  std::int64_t accepted = 0;           // ack
-  std::int64_t total = 0;              // ack
-  std::string_view durability;         // ack: "local", "cluster"; empty when absent
-  std::string_view error_code;         // error
-  std::vector<std::string> batch;      // kind == batch: each message's JSON
+  std::vector<count_item> counts;  // kind == counts
+  std::uint64_t op_seq = 0;        // ack/error: our op id "c<seq>", 0 when absent
+  std::string_view article;        // ack
+  std::int64_t accepted = 0;       // ack
+  std::int64_t total = 0;          // ack
+  std::string_view durability;     // ack: "local", "cluster"; empty when absent
+  std::string_view error_code;     // error
+  std::vector<std::string> batch;  // kind == batch: each message's JSON
 };
 
 class message_decoder {
@@ -92,8 +95,7 @@ public:
   void decode(wire_protocol protocol, std::string_view payload, decoded_message& out);
 
 private:
-  void decode_json(simdjson::ondemand::object object, std::string_view type,
-                   decoded_message& out);
+  void decode_json(simdjson::ondemand::object object, std::string_view type, decoded_message& out);
   simdjson::ondemand::parser parser_;
   std::string padded_;  // the payload copied with simdjson's padding
 };
@@ -101,4 +103,4 @@ private:
 /// Op ids are "c<seq>"; returns 0 for anything else.
 std::uint64_t op_seq_from_id(std::string_view id) noexcept;
 
-} // namespace claps::loadgen
+}  // namespace claps::loadgen

@@ -10,8 +10,10 @@
 namespace claps {
 
 void engine::impl::reentered() {
-  std::fputs("claps::engine: mutating call from inside an engine callback (only the const queries "
-             "and set_remote() may be called there)\n", stderr);
+  std::fputs(
+      "claps::engine: mutating call from inside an engine callback (only the const queries "
+      "and set_remote() may be called there)\n",
+      stderr);
   std::abort();
 }
 
@@ -25,8 +27,6 @@ std::error_code validate(const engine_options& o) noexcept {
   if (o.viewer_update_interval < millis(0)) return make_error_code(errc::bad_request);
   return {};
 }
-
-
 
 engine::engine(store& s, engine_options options, engine_callbacks callbacks, timestamp now)
     : impl_(std::make_unique<impl>(s, options, std::move(callbacks), now)) {
@@ -45,7 +45,8 @@ std::error_code engine::subscribe(subscriber_id sub, std::string_view user, std:
   if (auto it = e.sub_index.find(sub); e.opt.max_subscriptions && it != e.sub_index.end() &&
                                        e.subs[it->second].watching.size() >= e.opt.max_subscriptions) {
     const std::uint32_t known = e.find_article(article);
-    if (known == no_slot || !e.watches(it->second, known)) return make_error_code(errc::too_many_subscriptions);
+    if (known == no_slot || !e.watches(it->second, known))
+      return make_error_code(errc::too_many_subscriptions);
   }
   std::uint32_t slot = 0;
   std::int32_t mine = 0;
@@ -167,8 +168,7 @@ void engine::flush(timestamp now) {
   e.deliver_queued(0);
 }
 
-void engine::set_remote(std::string_view article, std::int64_t remote_total,
-                        std::uint32_t remote_viewers) {
+void engine::set_remote(std::string_view article, std::int64_t remote_total, std::uint32_t remote_viewers) {
   impl_->set_remote(article, remote_total, remote_viewers);
 }
 
@@ -225,4 +225,4 @@ engine_stats engine::stats() const noexcept {
 
 const engine_options& engine::options() const noexcept { return impl_->opt; }
 
-} // namespace claps
+}  // namespace claps

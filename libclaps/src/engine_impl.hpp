@@ -22,7 +22,6 @@
 namespace claps {
 namespace detail {
 
-
 constexpr std::uint32_t no_slot = std::numeric_limits<std::uint32_t>::max();
 
 struct room_entry {
@@ -31,10 +30,10 @@ struct room_entry {
 };
 
 struct watch_entry {
-  std::uint32_t article;  // article slot
-  std::uint32_t room_pos; // index in that article's `room`
+  std::uint32_t article;   // article slot
+  std::uint32_t room_pos;  // index in that article's `room`
   bool reading;
-  bool pending = false;   // the article changed since this subscriber's last delivery
+  bool pending = false;  // the article changed since this subscriber's last delivery
 };
 
 struct tally_state {
@@ -55,20 +54,20 @@ struct tally_entry {
 
 struct article_state {
   std::string id;
-  std::int64_t total = 0;       // including what is not yet durable
-  std::int64_t committed = 0;   // durable
+  std::int64_t total = 0;      // including what is not yet durable
+  std::int64_t committed = 0;  // durable
   std::int64_t in_flight_total = 0;
   std::int64_t emitted_total = 0;
   std::uint32_t viewers = 0;
   std::uint32_t emitted_viewers = 0;
-  std::int64_t remote_total = 0;    // other nodes' part (cluster stores)
+  std::int64_t remote_total = 0;  // other nodes' part (cluster stores)
   std::uint32_t remote_viewers = 0;
   std::uint32_t result_refs = 0;  // pending results naming this article
   timestamp last_emit{};          // when an update last went out (viewer-count throttle)
   // The newest emitted update; deliveries read it when they run, so a
   // subscriber reached late in a round gets the freshest values.
   article_update current;
-  std::string encoded;            // current.encoded views this
+  std::string encoded;  // current.encoded views this
   std::vector<room_entry> room;
   // Dirty or in-flight tallies imply dirty or in_flight here.
   std::vector<tally_entry> tallies;
@@ -79,13 +78,12 @@ struct article_state {
   bool changed = false;    // on the changed list for the next emission
 };
 
-
 // An op id that is dirty or in flight: its op_table entry and, since the
 // table keeps no strings, "user/article/op_id" in the engine's key buffer
 // for the commit batch.
 struct pending_op {
   op_table::handle op;
-  std::uint32_t key_at;  // offset in dirty_op_keys or flight_op_keys
+  std::uint32_t key_at;                           // offset in dirty_op_keys or flight_op_keys
   std::uint8_t user_len, article_len, op_id_len;  // ids are at most 128 bytes
 };
 
@@ -115,9 +113,9 @@ struct intent_state {
   std::int32_t count = 0;
   bool undo = false;
   std::uint64_t cookie = 0;
-  op_table::handle op = op_table::npos; // its op record, stage deciding (with an op id)
-  std::vector<std::uint64_t> followers; // cookies of the same op id sent again meanwhile
-  timestamp give_up{};                  // op id held by another node: refuse after this
+  op_table::handle op = op_table::npos;  // its op record, stage deciding (with an op id)
+  std::vector<std::uint64_t> followers;  // cookies of the same op id sent again meanwhile
+  timestamp give_up{};                   // op id held by another node: refuse after this
 };
 
 struct tally_ref {
@@ -125,8 +123,7 @@ struct tally_ref {
   std::uint32_t index;  // in that article's `tallies`
 };
 
-
-} // namespace detail
+}  // namespace detail
 
 using namespace detail;
 
@@ -193,8 +190,8 @@ struct engine::impl final : store_listener {
   std::vector<std::uint32_t> delivery_queue;
   std::size_t delivery_pos = 0;
   std::vector<const article_update*> delivery_batch;
-  std::vector<delivery> slice;                 // deliver_slice: this slice's deliveries
-  std::vector<std::uint32_t> slice_ends;       // end of each delivery's updates in delivery_batch
+  std::vector<delivery> slice;            // deliver_slice: this slice's deliveries
+  std::vector<std::uint32_t> slice_ends;  // end of each delivery's updates in delivery_batch
 
   // Op ids stored by an earlier process may be live until one window after
   // this engine started (or until the store says its records expire); ids
@@ -208,10 +205,16 @@ struct engine::impl final : store_listener {
   std::string key_buf;
 
   impl(store& s, engine_options o, engine_callbacks c, timestamp t)
-      : st(s), opt(o), cb(std::move(c)), now(t), next_tick(t + o.tick),
+      : st(s),
+        opt(o),
+        cb(std::move(c)),
+        now(t),
+        next_tick(t + o.tick),
         article_index(o.hash_seed),
-        ops(o.hash_seed), ops_complete_from(t + o.op_id_window) {
-    if (timestamp stored; st.op_records_expire_by(stored)) ops_complete_from = std::min(ops_complete_from, stored);
+        ops(o.hash_seed),
+        ops_complete_from(t + o.op_id_window) {
+    if (timestamp stored; st.op_records_expire_by(stored))
+      ops_complete_from = std::min(ops_complete_from, stored);
   }
 
   void remote_changed(std::string_view article, std::int64_t remote_total,
@@ -228,7 +231,8 @@ struct engine::impl final : store_listener {
   // Checked in every build, not only with assertions on: a mutation from a
   // callback would corrupt the batch being emitted, silently, in production.
   void assert_not_in_callback() const {
-    if (callback_depth != 0) [[unlikely]] reentered();
+    if (callback_depth != 0) [[unlikely]]
+      reentered();
   }
   [[noreturn]] static void reentered();
 
@@ -278,8 +282,7 @@ struct engine::impl final : store_listener {
   }
 
   bool evictable(const article_state& a) const {
-    return a.live && a.room.empty() && !a.dirty && !a.in_flight && !a.changed &&
-           a.result_refs == 0;
+    return a.live && a.room.empty() && !a.dirty && !a.in_flight && !a.changed && a.result_refs == 0;
   }
 
   void evict_idle_articles();
@@ -288,8 +291,7 @@ struct engine::impl final : store_listener {
 
   // The index of `user`'s tally in the article's `tallies`, loading it from
   // the store when it is not cached. Indices stay valid until eviction.
-  std::error_code find_or_load_tally(std::string_view user, std::uint32_t slot,
-                                     std::uint32_t& out);
+  std::error_code find_or_load_tally(std::string_view user, std::uint32_t slot, std::uint32_t& out);
 
   // Runs between ticks. Only when no tally is dirty or in flight (the usual
   // case right after a commit) may indices be dropped, so then all go at once.
@@ -324,9 +326,8 @@ struct engine::impl final : store_listener {
 
   // ---- intake ----
 
-  std::error_code apply(std::string_view user, std::string_view article,
-                        std::int32_t count, bool is_undo, std::string_view op_id,
-                        std::uint64_t cookie);
+  std::error_code apply(std::string_view user, std::string_view article, std::int32_t count, bool is_undo,
+                        std::string_view op_id, std::uint64_t cookie);
 
   std::error_code replay(const op_entry& op, std::string_view article, std::uint64_t cookie);
   // The store is short of space (store::space()): counted, then refused.
@@ -341,9 +342,9 @@ struct engine::impl final : store_listener {
   // Decides an op here, by the step-1 rule (the cap minus this node's claps
   // and the other nodes' last known part), and records it. Returns its
   // {accepted, mine}.
-  std::pair<std::int32_t, std::int32_t> record_locally(std::uint32_t slot, std::uint32_t tally, std::int32_t count,
-                                                       bool is_undo, op_table::handle op, std::string_view op_id,
-                                                       std::uint64_t cookie);
+  std::pair<std::int32_t, std::int32_t> record_locally(std::uint32_t slot, std::uint32_t tally,
+                                                       std::int32_t count, bool is_undo, op_table::handle op,
+                                                       std::string_view op_id, std::uint64_t cookie);
   // Keeps a settled op id in memory only (its result lives elsewhere, or it
   // was never applied) until `expires_at`.
   void keep_in_memory(op_table::handle op, std::int32_t accepted, std::int32_t mine, timestamp expires_at);
@@ -414,8 +415,8 @@ struct engine::impl final : store_listener {
   std::error_code committed_mine(std::string_view user, std::uint32_t slot, std::int32_t& mine);
 
   // Validates an article and optional user and loads what a snapshot needs.
-  std::error_code load_for_snapshot(std::string_view article, std::string_view user,
-                                    std::uint32_t& slot, std::int32_t& mine, bool& global);
+  std::error_code load_for_snapshot(std::string_view article, std::string_view user, std::uint32_t& slot,
+                                    std::int32_t& mine, bool& global);
 
   // Asks the store for the other nodes' part of an article; false when it
   // does not know it.
@@ -433,4 +434,4 @@ struct engine::impl final : store_listener {
   void room_changed(const article_state& a) { st.room_changed(a.id, !a.room.empty(), a.viewers); }
 };
 
-} // namespace claps
+}  // namespace claps

@@ -52,7 +52,7 @@ void engine::impl::evict_idle_articles() {
 // The index of `user`'s tally in the article's `tallies`, loading it from
 // the store when it is not cached. Indices stay valid until eviction.
 std::error_code engine::impl::find_or_load_tally(std::string_view user, std::uint32_t slot,
-                                   std::uint32_t& out) {
+                                                 std::uint32_t& out) {
   article_state& a = *articles[slot];
   const std::uint64_t h = a.tally_index.hash(user);
   auto user_of = [&a](std::uint32_t i) { return std::string_view(a.tallies[i].user); };
@@ -121,9 +121,8 @@ void engine::impl::forget_old_ops() {
   }
 }
 
-std::error_code engine::impl::apply(std::string_view user, std::string_view article,
-                      std::int32_t count, bool is_undo, std::string_view op_id,
-                      std::uint64_t cookie) {
+std::error_code engine::impl::apply(std::string_view user, std::string_view article, std::int32_t count,
+                                    bool is_undo, std::string_view op_id, std::uint64_t cookie) {
   if (auto ec = check_user_id(user)) return ec;
   if (auto ec = check_article_id(article)) return ec;
   if (!op_id.empty())
@@ -210,7 +209,8 @@ std::error_code engine::impl::refuse_store_full() {
 
 std::pair<std::int32_t, std::int32_t> engine::impl::record_locally(std::uint32_t slot, std::uint32_t tally,
                                                                    std::int32_t count, bool is_undo,
-                                                                   op_table::handle op, std::string_view op_id,
+                                                                   op_table::handle op,
+                                                                   std::string_view op_id,
                                                                    std::uint64_t cookie) {
   const article_state& a = *articles[slot];
   const tally_entry& e = a.tallies[tally];
@@ -219,8 +219,8 @@ std::pair<std::int32_t, std::int32_t> engine::impl::record_locally(std::uint32_t
   // register goes below zero by the other nodes' part, so the user's claps
   // summed over nodes are 0 (a PN-counter; no node rewrites another's part).
   const std::int32_t remote = st.remote_tally(e.user, a.id);
-  const std::int32_t accepted =
-      is_undo ? -(e.state.value + remote) : std::min(count, std::max(0, opt.clap_cap - e.state.value - remote));
+  const std::int32_t accepted = is_undo ? -(e.state.value + remote)
+                                        : std::min(count, std::max(0, opt.clap_cap - e.state.value - remote));
   const std::int32_t mine = e.state.value + accepted + remote;
   record(slot, tally, count, is_undo, accepted, mine, op, op_id, cookie);
   return {accepted, mine};
@@ -238,8 +238,9 @@ void engine::impl::keep_in_memory(op_table::handle op, std::int32_t accepted, st
 
 void engine::impl::queue_op(op_table::handle op, std::string_view user, std::string_view article,
                             std::string_view op_id) {
-  dirty_ops.push_back({op, static_cast<std::uint32_t>(dirty_op_keys.size()), static_cast<std::uint8_t>(user.size()),
-                       static_cast<std::uint8_t>(article.size()), static_cast<std::uint8_t>(op_id.size())});
+  dirty_ops.push_back({op, static_cast<std::uint32_t>(dirty_op_keys.size()),
+                       static_cast<std::uint8_t>(user.size()), static_cast<std::uint8_t>(article.size()),
+                       static_cast<std::uint8_t>(op_id.size())});
   dirty_op_keys.append(user).append(article).append(op_id);
 }
 
@@ -293,8 +294,8 @@ std::error_code engine::impl::committed_mine(std::string_view user, std::uint32_
   if (user.empty()) return {};
   const article_state& a = *articles[slot];
   std::int32_t committed = 0;
-  const std::uint32_t cached =
-      a.tally_index.find(user, a.tally_index.hash(user), [&a](std::uint32_t i) { return std::string_view(a.tallies[i].user); });
+  const std::uint32_t cached = a.tally_index.find(
+      user, a.tally_index.hash(user), [&a](std::uint32_t i) { return std::string_view(a.tallies[i].user); });
   if (cached != no_slot) committed = a.tallies[cached].state.committed;
   else if (auto ec = st.read_tally(user, a.id, committed)) return ec;
   mine = committed + st.remote_tally(user, a.id);
@@ -318,7 +319,7 @@ bool engine::impl::refresh_remote(std::uint32_t slot) {
 
 // Validates an article and optional user and loads what a snapshot needs.
 std::error_code engine::impl::load_for_snapshot(std::string_view article, std::string_view user,
-                                  std::uint32_t& slot, std::int32_t& mine, bool& global) {
+                                                std::uint32_t& slot, std::int32_t& mine, bool& global) {
   if (auto ec = check_article_id(article)) return ec;
   if (!user.empty())
     if (auto ec = check_user_id(user)) return ec;
@@ -327,4 +328,4 @@ std::error_code engine::impl::load_for_snapshot(std::string_view article, std::s
   return committed_mine(user, slot, mine);
 }
 
-} // namespace claps
+}  // namespace claps

@@ -68,4 +68,4 @@ void engine::impl::drop_subscriber_if_empty(std::uint32_t slot) {
   free_subs.push_back(slot);
 }
 
-} // namespace claps
+}  // namespace claps

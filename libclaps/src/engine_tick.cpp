@@ -53,8 +53,8 @@ void engine::impl::start_arbitration() {
   intent_views.reserve(deciding.size());
   for (const auto& in : deciding) {
     const article_state& a = *articles[in->article];
-    intent_views.push_back({in->user, a.id, in->op_id, in->count, in->undo,
-                            a.tallies[in->tally].state.value, a.total});
+    intent_views.push_back(
+        {in->user, a.id, in->op_id, in->count, in->undo, a.tallies[in->tally].state.value, a.total});
   }
   arbitrating = true;
   if (st.arbitrate(intent_views, [this](std::span<const op_decision> d) { finish_arbitration(d); })) {
@@ -151,8 +151,8 @@ void engine::impl::start_commit() {
     e.state.dirty = false;
     e.state.in_flight = true;
     e.state.in_flight_value = e.state.value;
-    batch_tallies.push_back({std::string_view(batch_users).substr(offset, e.user.size()), a.id,
-                             e.state.value});
+    batch_tallies.push_back(
+        {std::string_view(batch_users).substr(offset, e.user.size()), a.id, e.state.value});
     offset += e.user.size();
   }
   // The batch views the op keys in flight_op_keys, which nothing appends to
@@ -164,8 +164,8 @@ void engine::impl::start_commit() {
     e.set_stage(stage::in_flight);
     const std::string_view key = std::string_view(flight_op_keys).substr(p.key_at);
     batch_ops.push_back({key.substr(0, p.user_len), key.substr(p.user_len, p.article_len),
-                         key.substr(p.user_len + p.article_len, p.op_id_len), e.result.accepted, e.result.mine,
-                         e.expires_at()});
+                         key.substr(p.user_len + p.article_len, p.op_id_len), e.result.accepted,
+                         e.result.mine, e.expires_at()});
   }
   flight_articles.swap(dirty_articles);
   flight_tallies.swap(dirty_tallies);
@@ -204,8 +204,7 @@ void engine::impl::finish_commit(std::error_code ec, durability level) {
                key.substr(p.user_len + p.article_len, p.op_id_len));
     }
     flight_op_keys.clear();
-    flight_results.insert(flight_results.end(), accumulating_results.begin(),
-                          accumulating_results.end());
+    flight_results.insert(flight_results.end(), accumulating_results.begin(), accumulating_results.end());
     accumulating_results.swap(flight_results);
     flight_results.clear();
     flight_articles.clear();
@@ -338,7 +337,8 @@ std::size_t engine::impl::deliver_queued(std::size_t max) {
     // Spans are made once the batch stops growing.
     std::uint32_t begin = 0;
     for (std::size_t i = 0; i < slice.size(); ++i) {
-      slice[i].updates = std::span<const article_update* const>(delivery_batch).subspan(begin, slice_ends[i] - begin);
+      slice[i].updates =
+          std::span<const article_update* const>(delivery_batch).subspan(begin, slice_ends[i] - begin);
       begin = slice_ends[i];
     }
     cb.deliver_slice(slice);
@@ -347,11 +347,12 @@ std::size_t engine::impl::deliver_queued(std::size_t max) {
     delivery_queue.clear();
     delivery_pos = 0;
   } else if (delivery_pos > 4096 && delivery_pos * 2 > delivery_queue.size()) {
-    delivery_queue.erase(delivery_queue.begin(), delivery_queue.begin() + static_cast<std::ptrdiff_t>(delivery_pos));
+    delivery_queue.erase(delivery_queue.begin(),
+                         delivery_queue.begin() + static_cast<std::ptrdiff_t>(delivery_pos));
     delivery_pos = 0;
   }
   stats.deliveries += delivered;
   return delivered;
 }
 
-} // namespace claps
+}  // namespace claps

@@ -12,13 +12,11 @@ public:
   std::string message(int value) const override {
     switch (static_cast<errc>(value)) {
     case errc::bad_request: return "malformed or unknown request";
-    case errc::invalid_article:
-      return "invalid article id: use 1-128 characters of A-Z a-z 0-9 . _ : -";
+    case errc::invalid_article: return "invalid article id: use 1-128 characters of A-Z a-z 0-9 . _ : -";
     case errc::invalid_user: return "invalid user id: use 1-128 characters of A-Z a-z 0-9 . _ : -";
     case errc::invalid_op_id: return "invalid op id: use 1-64 characters of A-Z a-z 0-9 . _ : -";
     case errc::invalid_count: return "invalid clap count: use a whole number from 1 to the cap";
-    case errc::too_many_subscriptions:
-      return "too many subscriptions: unsubscribe from some articles first";
+    case errc::too_many_subscriptions: return "too many subscriptions: unsubscribe from some articles first";
     case errc::rate_limited: return "too many claps: slow down and retry shortly";
     case errc::unauthorized: return "missing, expired or invalid credentials";
     case errc::forbidden: return "not allowed";
@@ -42,13 +40,11 @@ public:
 
 const claps_error_category category_instance{};
 
-} // namespace
+}  // namespace
 
 const std::error_category& error_category() noexcept { return category_instance; }
 
-std::error_code make_error_code(errc e) noexcept {
-  return {static_cast<int>(e), category_instance};
-}
+std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), category_instance}; }
 
 std::string_view wire_name(std::error_code ec) noexcept {
   if (ec.category() != category_instance) return "unavailable";
@@ -72,4 +68,4 @@ std::string_view wire_reason(std::error_code ec) noexcept {
   return ec == errc::store_full ? "store_full" : "";
 }
 
-} // namespace claps
+}  // namespace claps

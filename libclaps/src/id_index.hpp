@@ -101,4 +101,4 @@ private:
   std::uint64_t seed_;
 };
 
-} // namespace claps::detail
+}  // namespace claps::detail

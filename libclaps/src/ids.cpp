@@ -17,7 +17,7 @@ constexpr std::array<bool, 256> make_alphabet() {
 
 constexpr std::array<bool, 256> id_alphabet = make_alphabet();
 
-} // namespace
+}  // namespace
 
 bool valid_id(std::string_view s, std::size_t max_bytes) noexcept {
   if (s.empty() || s.size() > max_bytes) return false;
@@ -37,4 +37,4 @@ std::error_code check_op_id(std::string_view op_id) noexcept {
   return valid_id(op_id, max_op_id_bytes) ? std::error_code{} : make_error_code(errc::invalid_op_id);
 }
 
-} // namespace claps
+}  // namespace claps

@@ -76,10 +76,8 @@ bool memory_store::op_records_expire_by(timestamp& out) {
 void memory_store::commit(const commit_batch& batch, commit_handler done) {
   for (const auto& t : batch.totals) impl_->totals[std::string(t.article)] = t.total;
   for (const auto& t : batch.tallies) {
-    if (t.claps == 0)
-      impl_->tallies.erase(impl::key(t.article, t.user));
-    else
-      impl_->tallies[impl::key(t.article, t.user)] = t.claps;
+    if (t.claps == 0) impl_->tallies.erase(impl::key(t.article, t.user));
+    else impl_->tallies[impl::key(t.article, t.user)] = t.claps;
   }
   for (const auto& op : batch.ops) {
     auto k = impl::key(op.article, op.user, op.op_id);
@@ -111,24 +109,27 @@ std::error_code memory_store::read_journal(journal_table table, std::string_view
   if (max == 0) return make_error_code(errc::bad_request);
   switch (table) {
   case journal_table::totals:
-    impl::walk(impl_->totals, after, max, out, next, [](const std::string& k, std::int64_t v, journal_row& row) {
-      row.article = k;
-      row.value = v;
-    });
+    impl::walk(impl_->totals, after, max, out, next,
+               [](const std::string& k, std::int64_t v, journal_row& row) {
+                 row.article = k;
+                 row.value = v;
+               });
     break;
   case journal_table::tallies:
-    impl::walk(impl_->tallies, after, max, out, next, [&](const std::string& k, std::int32_t v, journal_row& row) {
-      split(k, row);
-      row.value = v;
-    });
+    impl::walk(impl_->tallies, after, max, out, next,
+               [&](const std::string& k, std::int32_t v, journal_row& row) {
+                 split(k, row);
+                 row.value = v;
+               });
     break;
   case journal_table::ops:
-    impl::walk(impl_->ops, after, max, out, next, [&](const std::string& k, const stored_op& v, journal_row& row) {
-      split(k, row);
-      row.accepted = v.accepted;
-      row.mine = v.mine;
-      row.expires_at = v.expires_at;
-    });
+    impl::walk(impl_->ops, after, max, out, next,
+               [&](const std::string& k, const stored_op& v, journal_row& row) {
+                 split(k, row);
+                 row.accepted = v.accepted;
+                 row.mine = v.mine;
+                 row.expires_at = v.expires_at;
+               });
     break;
   }
   return {};
@@ -137,4 +138,4 @@ std::error_code memory_store::read_journal(journal_table table, std::string_view
 std::size_t memory_store::commits() const noexcept { return impl_->commits; }
 std::size_t memory_store::op_count() const noexcept { return impl_->ops.size(); }
 
-} // namespace claps
+}  // namespace claps

@@ -53,7 +53,9 @@ struct op_entry {
   void set_expires_at(timestamp t) {
     expiry_and_stage = (t.time_since_epoch().count() * 8) | (expiry_and_stage & 7);
   }
-  void set_stage(stage s) { expiry_and_stage = (expiry_and_stage & ~std::int64_t{7}) | static_cast<std::int64_t>(s); }
+  void set_stage(stage s) {
+    expiry_and_stage = (expiry_and_stage & ~std::int64_t{7}) | static_cast<std::int64_t>(s);
+  }
 
   // The result while accumulating, in flight or committed; the op's intent
   // while deciding (a decision is what makes the result).
@@ -171,7 +173,9 @@ private:
 
   // The low 31 bits of the fingerprint pick the home cell (tables stay
   // below 2^31 cells); the top bit makes a tag never 0.
-  static std::uint32_t tag_of(std::uint64_t lo) noexcept { return static_cast<std::uint32_t>(lo) | 0x8000'0000u; }
+  static std::uint32_t tag_of(std::uint64_t lo) noexcept {
+    return static_cast<std::uint32_t>(lo) | 0x8000'0000u;
+  }
 
   std::uint32_t intern(std::string_view user) {
     std::uint32_t slot;
@@ -243,4 +247,4 @@ private:
   id_index user_index_;
 };
 
-} // namespace claps::detail
+}  // namespace claps::detail

@@ -15,4 +15,4 @@ std::error_code store::arbitrate(std::span<const op_intent>, arbitrate_handler) 
   return make_error_code(errc::store_disconnected);
 }
 
-} // namespace claps
+}  // namespace claps

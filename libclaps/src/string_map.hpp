@@ -59,7 +59,8 @@ inline uint128 hash_bytes128(std::string_view s, std::uint64_t seed) noexcept {
   const char* p = s.data();
   std::size_t n = s.size();
   std::uint64_t a = seed ^ (0x9E3779B97F4A7C15ull * (n + 1));
-  std::uint64_t b = mix(seed ^ 0xD6E8FEB86659FD93ull, 0xA0761D6478BD642Full) ^ (0xE7037ED1A0B428DBull * (n + 1));
+  std::uint64_t b =
+      mix(seed ^ 0xD6E8FEB86659FD93ull, 0xA0761D6478BD642Full) ^ (0xE7037ED1A0B428DBull * (n + 1));
   while (n >= 8) {
     std::uint64_t v;
     std::memcpy(&v, p, 8);
@@ -89,4 +90,4 @@ string_map<Value> make_string_map(std::uint64_t seed) {
   return string_map<Value>(16, string_hash{seed});
 }
 
-} // namespace claps::detail
+}  // namespace claps::detail

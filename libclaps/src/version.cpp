@@ -2,4 +2,4 @@
 
 namespace claps {
 const char* version() noexcept { return CLAPS_VERSION_STRING; }
-} // namespace claps
+}  // namespace claps

@@ -31,7 +31,7 @@ std::string error_frame(std::string_view code, std::string_view message) {
   out += '}';
   return out;
 }
-} // namespace
+}  // namespace
 
 std::string admin_channel::on_message(client& c, std::string_view in, lws* wsi) {
   if (c.partial.size() + in.size() > max_message_bytes_) {
@@ -73,7 +73,8 @@ int admin_channel::writeable(lws* wsi) {
     return 0;
   }
   const std::size_t len = c->pending.size() - LWS_PRE;
-  const int n = lws_write(wsi, reinterpret_cast<unsigned char*>(c->pending.data()) + LWS_PRE, len, LWS_WRITE_TEXT);
+  const int n =
+      lws_write(wsi, reinterpret_cast<unsigned char*>(c->pending.data()) + LWS_PRE, len, LWS_WRITE_TEXT);
   c->pending.clear();
   return n < 0 ? -1 : 0;
 }
@@ -85,4 +86,4 @@ void admin_channel::broadcast(const std::string& frame) {
     if (c.subscribed) queue(wsi, c, frame);
 }
 
-} // namespace claps::server
+}  // namespace claps::server

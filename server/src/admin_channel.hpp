@@ -51,4 +51,4 @@ private:
   std::unordered_map<lws*, client> clients_;
 };
 
-} // namespace claps::server
+}  // namespace claps::server

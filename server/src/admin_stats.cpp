@@ -38,7 +38,8 @@ void article_watch::room_changed(std::string_view article, bool watched, std::ui
   if (!watched) local_viewers = 0;
   if (local_viewers == 0 && entries_.find(article) == entries_.end()) return;
   entry& e = find_or_add(article, now_ms);
-  const std::uint32_t remote = e.shown.viewers >= e.shown.local_viewers ? e.shown.viewers - e.shown.local_viewers : 0;
+  const std::uint32_t remote =
+      e.shown.viewers >= e.shown.local_viewers ? e.shown.viewers - e.shown.local_viewers : 0;
   e.shown.local_viewers = local_viewers;
   e.shown.viewers = remote + local_viewers;
 }
@@ -52,13 +53,15 @@ void article_watch::accepted(std::string_view article, std::int32_t claps, std::
 }
 
 void article_watch::sample(std::uint64_t now_ms) {
-  const std::uint64_t elapsed = last_sample_ms_ == 0 || now_ms <= last_sample_ms_ ? 1000 : now_ms - last_sample_ms_;
+  const std::uint64_t elapsed =
+      last_sample_ms_ == 0 || now_ms <= last_sample_ms_ ? 1000 : now_ms - last_sample_ms_;
   last_sample_ms_ = now_ms;
   for (auto it = entries_.begin(); it != entries_.end();) {
     entry& e = it->second;
     e.shown.claps_per_s = static_cast<double>(e.claps_since_sample) * 1000.0 / static_cast<double>(elapsed);
     e.claps_since_sample = 0;
-    const bool idle = e.shown.viewers == 0 && e.shown.claps_per_s == 0 && now_ms - e.last_active_ms >= idle_ms_;
+    const bool idle =
+        e.shown.viewers == 0 && e.shown.claps_per_s == 0 && now_ms - e.last_active_ms >= idle_ms_;
     it = idle ? entries_.erase(it) : std::next(it);
   }
 }
@@ -74,24 +77,26 @@ std::vector<article_activity> top(const auto& entries, std::size_t n, auto has, 
   out.resize(keep);
   return out;
 }
-} // namespace
+}  // namespace
 
 std::vector<article_activity> article_watch::top_by_viewers(std::size_t n) const {
-  return top(entries_, n, [](const article_activity& a) { return a.viewers > 0; },
-             [](const article_activity& a, const article_activity& b) {
-               if (a.viewers != b.viewers) return a.viewers > b.viewers;
-               if (a.total != b.total) return a.total > b.total;
-               return a.article < b.article;
-             });
+  return top(
+      entries_, n, [](const article_activity& a) { return a.viewers > 0; },
+      [](const article_activity& a, const article_activity& b) {
+        if (a.viewers != b.viewers) return a.viewers > b.viewers;
+        if (a.total != b.total) return a.total > b.total;
+        return a.article < b.article;
+      });
 }
 
 std::vector<article_activity> article_watch::top_by_claps(std::size_t n) const {
-  return top(entries_, n, [](const article_activity& a) { return a.claps_per_s > 0; },
-             [](const article_activity& a, const article_activity& b) {
-               if (a.claps_per_s != b.claps_per_s) return a.claps_per_s > b.claps_per_s;
-               if (a.viewers != b.viewers) return a.viewers > b.viewers;
-               return a.article < b.article;
-             });
+  return top(
+      entries_, n, [](const article_activity& a) { return a.claps_per_s > 0; },
+      [](const article_activity& a, const article_activity& b) {
+        if (a.claps_per_s != b.claps_per_s) return a.claps_per_s > b.claps_per_s;
+        if (a.viewers != b.viewers) return a.viewers > b.viewers;
+        return a.article < b.article;
+      });
 }
 
 latency_summary summarize(std::span<const std::uint64_t> buckets, double sum_seconds) {
@@ -190,7 +195,7 @@ void articles(std::string& out, std::string_view key, const std::vector<article_
   out += ']';
 }
 
-} // namespace
+}  // namespace
 
 std::string render_admin_frame(const admin_snapshot& s) {
   const server_metrics& m = s.metrics;
@@ -321,4 +326,4 @@ std::string render_admin_frame(const admin_snapshot& s) {
   return out;
 }
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -43,7 +43,8 @@ public:
   void observe(std::span<const article_update> updates, std::uint64_t now_ms);
   /// This node's room of `article` changed (store::room_changed): its local
   /// readers now; other nodes' part stays as last reported.
-  void room_changed(std::string_view article, bool watched, std::uint32_t local_viewers, std::uint64_t now_ms);
+  void room_changed(std::string_view article, bool watched, std::uint32_t local_viewers,
+                    std::uint64_t now_ms);
   /// A clap or undo decided on this node, with the article's total after it
   /// (negative counts, undos, add no claps).
   void accepted(std::string_view article, std::int32_t claps, std::int64_t total, std::uint64_t now_ms);
@@ -129,7 +130,7 @@ struct admin_snapshot {
   std::uint64_t admin = 0;
   std::uint64_t max_connections = 0;
   std::uint64_t ws_total = 0;  // accepted since start
-  server_metrics metrics;  // refusals, rejections and drops
+  server_metrics metrics;      // refusals, rejections and drops
   engine_stats engine;
   double ticks_per_s = 0;
   double commits_per_s = 0;
@@ -144,4 +145,4 @@ struct admin_snapshot {
 /// The `admin` frame (JSON text; docs/protocol.md).
 std::string render_admin_frame(const admin_snapshot& s);
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -67,4 +67,4 @@ bool article_allowlist::allows(std::string_view article) const {
   return !active_ || ids_.find(article) != ids_.end();
 }
 
-} // namespace claps::server
+}  // namespace claps::server

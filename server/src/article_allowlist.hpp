@@ -31,4 +31,4 @@ private:
   bool active_ = false;
 };
 
-} // namespace claps::server
+}  // namespace claps::server

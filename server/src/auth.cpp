@@ -39,12 +39,11 @@ bool audience_matches(jwt_t* jwt, const std::string& audience) {
 }
 
 std::int64_t wall_seconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
-} // namespace
+}  // namespace
 
 std::error_code jwt_verifier::verify(std::string_view token, std::int64_t now_s, std::string& user,
                                      std::string& why) const {
@@ -117,7 +116,8 @@ std::error_code jwt_verifier::verify(std::string_view token, std::int64_t now_s,
   return {};
 }
 
-bool read_secret_line(const std::string& path, std::string_view flag, std::string& secret, std::string& error) {
+bool read_secret_line(const std::string& path, std::string_view flag, std::string& secret,
+                      std::string& error) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     error = "cannot read --" + std::string(flag) + " '" + path + "'";
@@ -150,8 +150,8 @@ authenticator::authenticator() : verifier_(std::string{}), rng_(std::random_devi
 authenticator::authenticator(std::string secret, jwt_rules rules)
     : auth_mode_(true), verifier_(std::move(secret), std::move(rules)), rng_(std::random_device{}()) {}
 
-std::error_code authenticator::identify(const credentials& c, bool allow_anonymous,
-                                        std::string& user, std::string& why) {
+std::error_code authenticator::identify(const credentials& c, bool allow_anonymous, std::string& user,
+                                        std::string& why) {
   if (auth_mode_) {
     if (!c.has_token) {
       why = "no token (use ?token= or Authorization: Bearer)";
@@ -195,4 +195,4 @@ std::string_view bearer_token(std::string_view authorization) noexcept {
   return token;
 }
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -48,7 +48,8 @@ private:
 bool read_secret_file(const std::string& path, std::string& secret, std::string& error);
 /// Reads a one-line secret (a password) given as --`flag`: a trailing newline
 /// is not part of it. False with `error` set when unreadable or empty.
-bool read_secret_line(const std::string& path, std::string_view flag, std::string& secret, std::string& error);
+bool read_secret_line(const std::string& path, std::string_view flag, std::string& secret,
+                      std::string& error);
 
 /// The credentials a request carried.
 struct credentials {
@@ -71,8 +72,7 @@ public:
   /// anon-<random> when `allow_anonymous`, else errc::bad_request. Errors:
   /// unauthorized (auth mode, bad or missing token), invalid_user,
   /// bad_request.
-  std::error_code identify(const credentials& c, bool allow_anonymous, std::string& user,
-                           std::string& why);
+  std::error_code identify(const credentials& c, bool allow_anonymous, std::string& user, std::string& why);
 
 private:
   bool auth_mode_ = false;
@@ -83,4 +83,4 @@ private:
 /// Extracts the token from an Authorization header value ("Bearer X").
 std::string_view bearer_token(std::string_view authorization) noexcept;
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -16,13 +16,14 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-} // namespace
+}  // namespace
 
 bool ip_address::is_v4() const noexcept { return std::memcmp(bytes.data(), v4_prefix.data(), 12) == 0; }
 
 bool ip_address::loopback() const noexcept {
   if (is_v4()) return bytes[12] == 127;
-  static constexpr std::array<std::uint8_t, 16> v6_loopback = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  static constexpr std::array<std::uint8_t, 16> v6_loopback = {0, 0, 0, 0, 0, 0, 0, 0,
+                                                               0, 0, 0, 0, 0, 0, 0, 1};
   return bytes == v6_loopback;
 }
 
@@ -83,7 +84,8 @@ std::optional<ip_range> parse_ip_range(std::string_view text) {
   return r;
 }
 
-ip_address client_ip(const ip_address& peer, std::string_view forwarded_for, std::span<const ip_range> trusted) {
+ip_address client_ip(const ip_address& peer, std::string_view forwarded_for,
+                     std::span<const ip_range> trusted) {
   auto is_trusted = [&](const ip_address& a) {
     for (const auto& range : trusted)
       if (range.contains(a)) return true;
@@ -104,4 +106,4 @@ ip_address client_ip(const ip_address& peer, std::string_view forwarded_for, std
   return client;
 }
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -51,4 +51,4 @@ std::optional<ip_range> parse_ip_range(std::string_view text);
 ip_address client_ip(const ip_address& peer, std::string_view forwarded_for,
                      std::span<const ip_range> trusted);
 
-} // namespace claps::server
+}  // namespace claps::server

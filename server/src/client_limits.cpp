@@ -6,9 +6,10 @@ namespace {
 // Past this many entries a table is swept on insert, not only once a second.
 constexpr std::size_t sweep_above = 65536;
 
-} // namespace
+}  // namespace
 
-template <class Map> void client_limits::forget_idle(Map& map, std::uint64_t now_ms) {
+template <class Map>
+void client_limits::forget_idle(Map& map, std::uint64_t now_ms) {
   std::erase_if(map, [&](const auto& kv) {
     return kv.second.connections == 0 && kv.second.bucket.full(s_.rate, s_.burst, now_ms);
   });
@@ -76,4 +77,4 @@ bool client_limits::take_anonymous(const ip_address& address, std::uint64_t now_
   return it->second.bucket.take(s_.rate, s_.burst, now_ms);
 }
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -18,7 +18,7 @@
 namespace claps::server {
 
 struct client_limit_settings {
-  double rate = 20;   // tokens per second per user: claps, undos, subscribes, reads
+  double rate = 20;  // tokens per second per user: claps, undos, subscribes, reads
   double burst = 40;
   std::size_t connections_per_user = 32;
   std::size_t connections_per_address = 256;  // 0: no cap
@@ -64,7 +64,8 @@ private:
   bool address_rules_apply(const ip_address& a) const noexcept {
     return s_.address_rules_on_loopback || !a.loopback();
   }
-  template <class Map> void forget_idle(Map& map, std::uint64_t now_ms);
+  template <class Map>
+  void forget_idle(Map& map, std::uint64_t now_ms);
   entry& user_entry(std::string_view user, std::uint64_t now_ms);
 
   // Looked up by string_view on every message: no key copy.
@@ -78,4 +79,4 @@ private:
   std::unordered_map<ip_address, entry, ip_address_hash> addresses_;
 };
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -53,7 +53,8 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store
       !read_secret_line(options.redis_password_file, "redis-password-file", ro.password, error))
     return nullptr;
   if (!options.sentinel_password_file.empty() &&
-      !read_secret_line(options.sentinel_password_file, "sentinel-password-file", ro.sentinel_password, error))
+      !read_secret_line(options.sentinel_password_file, "sentinel-password-file", ro.sentinel_password,
+                        error))
     return nullptr;
 
   auto self = std::make_unique<impl>(loop, log);
@@ -63,7 +64,8 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store
     p->log.info("redis: connected to master " + master.host + ":" + std::to_string(master.port));
   };
   on_client.disconnected = [p](std::error_code ec) {
-    p->log.warn("redis: disconnected (" + ec.message() + "); claps are acknowledged locally until it is back");
+    p->log.warn("redis: disconnected (" + ec.message() +
+                "); claps are acknowledged locally until it is back");
   };
   p->client.emplace(loop, ro, std::move(on_client));
   p->bus.emplace(loop, *p->client);
@@ -78,9 +80,11 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store
   so.op_id_window = std::chrono::seconds(options.op_id_window_s);
   so.pending_ttl = std::chrono::seconds(options.op_pending_s);
   redis_store_callbacks sc;
-  sc.node_id_taken = [p, id = options.node_id, dir = options.data_dir, owner = so.owner](std::string_view holder) {
-    p->log.error("cluster: node id '" + id + "' belongs to another data directory (owner " + std::string(holder) +
-                 "; " + dir + " is owner " + owner + "): nothing is written to Redis and /readyz answers 503 " +
+  sc.node_id_taken = [p, id = options.node_id, dir = options.data_dir,
+                      owner = so.owner](std::string_view holder) {
+    p->log.error("cluster: node id '" + id + "' belongs to another data directory (owner " +
+                 std::string(holder) + "; " + dir + " is owner " + owner +
+                 "): nothing is written to Redis and /readyz answers 503 " +
                  "until every node has its own --node-id");
   };
   sc.degraded = [p](bool degraded) {
@@ -93,8 +97,8 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t* loop, claps::store
     log.info("cluster: node '" + options.node_id + "' on Redis " + ro.address.host + ":" +
              std::to_string(ro.address.port));
   else if (!ro.cluster.empty())
-    log.info("cluster: node '" + options.node_id + "' on Redis Cluster via " + std::to_string(ro.cluster.size()) +
-             " seed node(s)");
+    log.info("cluster: node '" + options.node_id + "' on Redis Cluster via " +
+             std::to_string(ro.cluster.size()) + " seed node(s)");
   else
     log.info("cluster: node '" + options.node_id + "' on Redis master '" + options.sentinel_master +
              "' via " + std::to_string(ro.sentinels.size()) + " sentinel(s)");
@@ -118,7 +122,9 @@ void cluster_node::before_read(std::string_view user, std::span<const std::strin
 
 bool cluster_node::degraded() const noexcept { return impl_->store && impl_->store->degraded(); }
 
-bool cluster_node::node_id_taken() const noexcept { return impl_->store && impl_->store->stats().node_id_taken; }
+bool cluster_node::node_id_taken() const noexcept {
+  return impl_->store && impl_->store->stats().node_id_taken;
+}
 
 namespace {
 
@@ -129,7 +135,7 @@ void metric(std::string& out, const char* name, const char* type, const char* he
   out += buf;
 }
 
-} // namespace
+}  // namespace
 
 std::string cluster_node::metrics_text() const {
   std::string out;
@@ -139,8 +145,8 @@ std::string cluster_node::metrics_text() const {
   const auto c = p.client->stats();
   const auto b = p.bus->stats();
   auto d = [](auto v) { return static_cast<double>(v); };
-  metric(out, "claps_cluster_degraded", "gauge", "1 while Redis lacks some of this node's claps (acks say local)",
-         s.degraded ? 1 : 0);
+  metric(out, "claps_cluster_degraded", "gauge",
+         "1 while Redis lacks some of this node's claps (acks say local)", s.degraded ? 1 : 0);
   metric(out, "claps_cluster_node_id_taken", "gauge",
          "1 while another data directory holds this node's --node-id (nothing is written to Redis)",
          s.node_id_taken ? 1 : 0);
@@ -161,34 +167,39 @@ std::string cluster_node::metrics_text() const {
          "Claps answered as replays of an op id another node had applied", d(s.cross_node_replays));
   metric(out, "claps_cluster_op_id_retries_total", "counter",
          "Ops whose op id another node was still applying (asked again next tick)", d(s.op_retries));
-  metric(out, "claps_cluster_op_id_takeovers_total", "counter",
-         "Ops applied after another node's pending decision passed its deadline uncommitted (its count undone)",
-         d(s.op_takeovers));
+  metric(
+      out, "claps_cluster_op_id_takeovers_total", "counter",
+      "Ops applied after another node's pending decision passed its deadline uncommitted (its count undone)",
+      d(s.op_takeovers));
   metric(out, "claps_cluster_arbitrations_total", "counter", "Ticks whose ops were decided in Redis",
          d(s.arbitrations));
-  metric(out, "claps_cluster_arbitration_scripts_total", "counter",
-         "Script calls those decisions took (one per tick on one master, up to max_articles_per_script articles each)",
-         d(s.arbitration_scripts));
+  metric(
+      out, "claps_cluster_arbitration_scripts_total", "counter",
+      "Script calls those decisions took (one per tick on one master, up to max_articles_per_script articles each)",
+      d(s.arbitration_scripts));
   metric(out, "claps_cluster_arbitration_failures_total", "counter",
          "Script calls that failed: their ops were decided on this node", d(s.arbitration_failures));
   metric(out, "claps_cluster_journal_walks_total", "counter",
          "Full re-assertions of this node's journal into Redis", d(s.journal_walks));
-  metric(out, "claps_cluster_walking_journal", "gauge", "1 while a full re-assertion of the journal is due or running",
-         s.walking_journal ? 1 : 0);
-  metric(out, "claps_cluster_stale_writes_total", "counter", "Writes Redis ignored as older than what it held",
-         d(s.stale_writes));
+  metric(out, "claps_cluster_walking_journal", "gauge",
+         "1 while a full re-assertion of the journal is due or running", s.walking_journal ? 1 : 0);
+  metric(out, "claps_cluster_stale_writes_total", "counter",
+         "Writes Redis ignored as older than what it held", d(s.stale_writes));
   metric(out, "claps_cluster_reasserts_total", "counter", "Keys re-written to Redis after a reconnect",
          d(s.reasserts));
-  metric(out, "claps_cluster_forgotten_keys_total", "counter", "Dirty keys dropped past the bookkeeping bound",
-         d(s.forgotten_keys));
-  metric(out, "claps_cluster_published_total", "counter", "Messages published to other nodes", d(s.published));
+  metric(out, "claps_cluster_forgotten_keys_total", "counter",
+         "Dirty keys dropped past the bookkeeping bound", d(s.forgotten_keys));
+  metric(out, "claps_cluster_published_total", "counter", "Messages published to other nodes",
+         d(s.published));
   metric(out, "claps_cluster_remote_messages_total", "counter", "Messages received from other nodes",
          d(s.remote_messages));
-  metric(out, "claps_redis_connected", "gauge", "1 while the command connection to the master is ready (Redis Cluster: to every master)",
+  metric(out, "claps_redis_connected", "gauge",
+         "1 while the command connection to the master is ready (Redis Cluster: to every master)",
          p.client->ready() ? 1 : 0);
   metric(out, "claps_redis_reconnects_total", "counter", "Times the client became ready", d(c.connects));
   metric(out, "claps_redis_disconnects_total", "counter", "Ready connections lost", d(c.disconnects));
-  metric(out, "claps_redis_timeouts_total", "counter", "Connections dropped for a missed deadline", d(c.timeouts));
+  metric(out, "claps_redis_timeouts_total", "counter", "Connections dropped for a missed deadline",
+         d(c.timeouts));
   metric(out, "claps_redis_requests_total", "counter", "Redis requests sent", d(c.requests));
   metric(out, "claps_redis_failed_requests_total", "counter", "Redis requests failed", d(c.failed_requests));
   metric(out, "claps_redis_not_master_total", "counter", "Servers found not (or no longer) a writable master",
@@ -199,13 +210,13 @@ std::string cluster_node::metrics_text() const {
   metric(out, "claps_redis_ask_total", "counter", "Redis Cluster ASK redirects followed", d(c.ask));
   metric(out, "claps_redis_tryagain_total", "counter", "Redis Cluster TRYAGAIN/CLUSTERDOWN replies retried",
          d(c.tryagain));
-  metric(out, "claps_redis_slot_map_refreshes_total", "counter", "Redis Cluster slot maps read (CLUSTER SLOTS)",
-         d(c.slot_map_refreshes));
+  metric(out, "claps_redis_slot_map_refreshes_total", "counter",
+         "Redis Cluster slot maps read (CLUSTER SLOTS)", d(c.slot_map_refreshes));
   metric(out, "claps_bus_channels", "gauge", "Article channels subscribed", d(b.channels));
   metric(out, "claps_bus_healthy", "gauge", "1 while the subscription connection is subscribed",
          p.bus->healthy() ? 1 : 0);
-  metric(out, "claps_bus_resubscribes_total", "counter", "Reconnects after which every channel was resubscribed",
-         d(b.resubscribes));
+  metric(out, "claps_bus_resubscribes_total", "counter",
+         "Reconnects after which every channel was resubscribed", d(b.resubscribes));
   return out;
 }
 
@@ -237,7 +248,7 @@ void cluster_node::shutdown() {
 
 cluster_node::~cluster_node() = default;
 
-#else // no claps::redis in this build
+#else  // no claps::redis in this build
 
 struct cluster_node::impl {};
 
@@ -249,7 +260,8 @@ std::unique_ptr<cluster_node> cluster_node::create(uv_loop_t*, claps::store&, co
 // create() never makes a cluster_node in this build, so nothing can call this;
 // should that ever change, stop loudly instead of running undefined code.
 claps::store& cluster_node::store() noexcept { std::abort(); }
-void cluster_node::before_read(std::string_view, std::span<const std::string_view>, std::function<void()> done) {
+void cluster_node::before_read(std::string_view, std::span<const std::string_view>,
+                               std::function<void()> done) {
   done();
 }
 bool cluster_node::degraded() const noexcept { return false; }
@@ -263,4 +275,4 @@ cluster_node::~cluster_node() = default;
 
 cluster_node::cluster_node(std::unique_ptr<impl> impl) : impl_(std::move(impl)) {}
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -47,7 +47,8 @@ public:
   /// calls `done()` from the loop, or at once when nothing is to be loaded
   /// or Redis is unreachable (the answer is then partial: snapshot::global
   /// is false). Never after shutdown().
-  void before_read(std::string_view user, std::span<const std::string_view> articles, std::function<void()> done);
+  void before_read(std::string_view user, std::span<const std::string_view> articles,
+                   std::function<void()> done);
 
   /// True while commits are acknowledged only as locally durable.
   bool degraded() const noexcept;
@@ -56,8 +57,8 @@ public:
   bool node_id_taken() const noexcept;
   /// The Redis side at a glance, for the admin page.
   struct status {
-    bool connected = false;        // the command connection (every master on Redis Cluster)
-    bool bus_healthy = false;      // the subscription connection
+    bool connected = false;    // the command connection (every master on Redis Cluster)
+    bool bus_healthy = false;  // the subscription connection
     bool degraded = false;
     bool node_id_taken = false;
     bool walking_journal = false;  // a full re-assertion of the journal is due or running
@@ -80,4 +81,4 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
-} // namespace claps::server
+}  // namespace claps::server

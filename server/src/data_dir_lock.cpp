@@ -20,7 +20,8 @@ data_dir_lock data_dir_lock::acquire(const std::string& dir, std::string& error)
   const bool existed = std::filesystem::exists(dir, ec);
   std::filesystem::create_directories(dir, ec);
   if (!ec && !existed)
-    std::filesystem::permissions(dir, std::filesystem::perms::owner_all, std::filesystem::perm_options::replace, ec);
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::replace, ec);
   if (ec) {
     error = "cannot create data dir '" + dir + "': " + ec.message();
     return {};
@@ -36,10 +37,9 @@ data_dir_lock data_dir_lock::acquire(const std::string& dir, std::string& error)
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
     ::close(fd);
-    error = err == EWOULDBLOCK
-                ? "data dir '" + dir + "' is in use by another clapsd (lock file " + path +
-                      " is held); stop it or pass another --data-dir"
-                : "cannot lock '" + path + "': " + std::strerror(err);
+    error = err == EWOULDBLOCK ? "data dir '" + dir + "' is in use by another clapsd (lock file " + path +
+                                     " is held); stop it or pass another --data-dir"
+                               : "cannot lock '" + path + "': " + std::strerror(err);
     return {};
   }
   // Record the holder's pid for humans; the lock itself is the flock.
@@ -84,7 +84,8 @@ std::string data_dir_lock::owner_id(const std::string& dir, std::string& error) 
   ::unlink(tmp.c_str());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   const std::string line = id + "\n";
-  const bool written = fd >= 0 && ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+  const bool written = fd >= 0 &&
+                       ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
                        ::fsync(fd) == 0;
   const int err = errno;
   if (fd >= 0) ::close(fd);
@@ -95,4 +96,4 @@ std::string data_dir_lock::owner_id(const std::string& dir, std::string& error) 
   return id;
 }
 
-} // namespace claps::server
+}  // namespace claps::server

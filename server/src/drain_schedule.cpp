@@ -23,4 +23,4 @@ close_schedule plan_closes(std::size_t clients, std::uint64_t window_ms, std::ui
   return plan;
 }
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -41,4 +41,4 @@ struct close_schedule {
 close_schedule plan_closes(std::size_t clients, std::uint64_t window_ms,
                            std::uint64_t min_interval_ms = default_close_interval_ms);
 
-} // namespace claps::server
+}  // namespace claps::server

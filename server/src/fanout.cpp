@@ -16,9 +16,11 @@ engine_callbacks fanout::callbacks() {
     for (std::size_t i = 0; i < slice.size() && i < 2 * ahead; ++i)
       __builtin_prefetch(reinterpret_cast<const void*>(slice[i].subscriber));
     for (std::size_t i = 0; i < slice.size(); ++i) {
-      if (i + 2 * ahead < slice.size()) __builtin_prefetch(reinterpret_cast<const void*>(slice[i + 2 * ahead].subscriber));
+      if (i + 2 * ahead < slice.size())
+        __builtin_prefetch(reinterpret_cast<const void*>(slice[i + 2 * ahead].subscriber));
       if (i + ahead < slice.size())
-        if (const void* peer = endpoint_registry::subscriber(slice[i + ahead].subscriber).hot_peer) __builtin_prefetch(peer);
+        if (const void* peer = endpoint_registry::subscriber(slice[i + ahead].subscriber).hot_peer)
+          __builtin_prefetch(peer);
       endpoint_registry::subscriber(slice[i].subscriber).on_update(slice[i].updates, scratch_);
     }
   };
@@ -60,4 +62,4 @@ void fanout::run_deferred(engine& e) {
   graveyard_.clear();
 }
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -55,4 +55,4 @@ private:
   std::vector<std::unique_ptr<endpoint>> graveyard_;
 };
 
-} // namespace claps::server
+}  // namespace claps::server

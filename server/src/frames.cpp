@@ -33,11 +33,9 @@ void append_reason_field(std::string& out, std::string_view reason) {
   out += reason;
 }
 
-std::string_view durability_name(durability d) {
-  return d == durability::cluster ? "cluster" : "local";
-}
+std::string_view durability_name(durability d) { return d == durability::cluster ? "cluster" : "local"; }
 
-} // namespace
+}  // namespace
 
 void begin_frame(std::string& out) { out.assign(frame_headroom, '\0'); }
 
@@ -117,7 +115,7 @@ void append_result_fields(std::string& out, const op_result& r) {
   out += "\"}";
 }
 
-} // namespace
+}  // namespace
 
 void encode_ack(std::string& out, const op_result& r, std::string_view op_id) {
   begin_frame(out);
@@ -135,8 +133,8 @@ std::string_view utf8_prefix(std::string_view text, std::size_t max_bytes) noexc
   return text.substr(0, end);
 }
 
-void encode_error(std::string& out, std::string_view code, std::string_view message,
-                  std::string_view id, std::string_view reason) {
+void encode_error(std::string& out, std::string_view code, std::string_view message, std::string_view id,
+                  std::string_view reason) {
   begin_frame(out);
   out += R"({"type":"error","code":")";
   out += code;
@@ -195,4 +193,4 @@ void append_json_string(std::string& out, std::string_view text) {
   out += '"';
 }
 
-} // namespace claps::server
+}  // namespace claps::server

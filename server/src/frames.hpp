@@ -32,8 +32,7 @@ void begin_frame(std::string& out);
 inline std::string_view payload(std::string_view frame) { return frame.substr(frame_headroom); }
 
 /// {"article":"a1","total":160,"viewers":4}
-void append_count_item(std::string& out, std::string_view article, std::int64_t total,
-                       std::uint32_t viewers);
+void append_count_item(std::string& out, std::string_view article, std::int64_t total, std::uint32_t viewers);
 
 /// The complete one-article tick frame with headroom:
 /// {"type":"counts","counts":[{"article":"a1","total":160,"viewers":4}]}
@@ -54,8 +53,8 @@ void encode_ack(std::string& out, const op_result& result, std::string_view op_i
 
 /// {"type":"error","code":"bad_request","message":"...","id":"op-1"}, with
 /// "reason" after "code" when `reason` is not empty (claps::wire_reason()).
-void encode_error(std::string& out, std::string_view code, std::string_view message,
-                  std::string_view id, std::string_view reason = {});
+void encode_error(std::string& out, std::string_view code, std::string_view message, std::string_view id,
+                  std::string_view reason = {});
 
 // ---- REST bodies (no headroom) ----
 
@@ -71,4 +70,4 @@ void append_json_string(std::string& out, std::string_view text);
 /// whole, so that quoting client input never splits a UTF-8 sequence.
 std::string_view utf8_prefix(std::string_view text, std::size_t max_bytes) noexcept;
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -47,7 +47,10 @@ private:
 class rest_op final : public deferred_reply {
 public:
   rest_op(lws* wsi, bool undo, std::string user, std::string article, std::size_t max_body)
-      : deferred_reply(wsi), undo_(undo), user_(std::move(user)), article_(std::move(article)),
+      : deferred_reply(wsi),
+        undo_(undo),
+        user_(std::move(user)),
+        article_(std::move(article)),
         max_body_(max_body) {}
 
   bool undo() const noexcept { return undo_; }
@@ -150,7 +153,8 @@ public:
     begin_frame(beat);
     beat += ":\n\n";
     const auto len = beat.size() - frame_headroom;
-    if (lws_write(wsi_, reinterpret_cast<unsigned char*>(beat.data()) + frame_headroom, len, LWS_WRITE_HTTP) < 0)
+    if (lws_write(wsi_, reinterpret_cast<unsigned char*>(beat.data()) + frame_headroom, len, LWS_WRITE_HTTP) <
+        0)
       close_now();
   }
   void close_now() override {
@@ -186,7 +190,7 @@ private:
   bool closing_ = false;
 };
 
-} // namespace
+}  // namespace
 
 http_api::http_api(service_deps deps, static_files files)
     : deps_(deps), files_(std::move(files)), origins_(deps.options.allowed_origins) {}
@@ -260,7 +264,8 @@ int http_api::on_admin_request(lws* wsi, const char* raw_path) {
   case route_kind::readyz: return readiness(wsi);
   case route_kind::metrics: return metrics_page(wsi);
   default:
-    return respond_error(wsi, 404, "not_found", "the admin listener serves /healthz, /readyz, /metrics and /admin");
+    return respond_error(wsi, 404, "not_found",
+                         "the admin listener serves /healthz, /readyz, /metrics and /admin");
   }
 }
 
@@ -317,24 +322,26 @@ int redirect_with_cookie(lws* wsi, const std::string& token) {
   unsigned char* start = headers + LWS_PRE;
   unsigned char* p = start;
   unsigned char* end = headers + sizeof headers - 1;
-  const std::string cookie = std::string(admin_cookie) + "=" + hex_of(token) +
-                             "; Path=/admin; HttpOnly; SameSite=Strict";
+  const std::string cookie =
+      std::string(admin_cookie) + "=" + hex_of(token) + "; Path=/admin; HttpOnly; SameSite=Strict";
   static constexpr char location[] = "/admin";
   static constexpr char no_store[] = "no-store";
   if (lws_add_http_common_headers(wsi, 303, "text/plain", 0, &p, end) ||
-      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_LOCATION, reinterpret_cast<const unsigned char*>(location),
-                                   sizeof location - 1, &p, end) ||
+      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_LOCATION,
+                                   reinterpret_cast<const unsigned char*>(location), sizeof location - 1, &p,
+                                   end) ||
       lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_SET_COOKIE,
                                    reinterpret_cast<const unsigned char*>(cookie.data()),
                                    static_cast<int>(cookie.size()), &p, end) ||
       lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                   reinterpret_cast<const unsigned char*>(no_store), sizeof no_store - 1, &p, end) ||
+                                   reinterpret_cast<const unsigned char*>(no_store), sizeof no_store - 1, &p,
+                                   end) ||
       lws_finalize_write_http_header(wsi, start, &p, end))
     return -1;
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-} // namespace
+}  // namespace
 
 bool http_api::admin_allowed(lws* wsi) const {
   if (admin_token.empty()) return true;  // only possible on loopback (options.cpp)
@@ -351,12 +358,14 @@ int http_api::admin_page(lws* wsi, std::string_view path) {
     return redirect_with_cookie(wsi, admin_token);
   }
   if (!admin_allowed(wsi))
-    return respond_error(wsi, 401, "unauthorized",
-                         "open /admin?token=TOKEN once (it sets a cookie), or send Authorization: Bearer TOKEN");
+    return respond_error(
+        wsi, 401, "unauthorized",
+        "open /admin?token=TOKEN once (it sets a cookie), or send Authorization: Bearer TOKEN");
   std::string file;
   if (path == "/admin" || path == "/admin/") file = deps_.options.web_root + "/admin.html";
   else if (path == "/admin/admin.js") file = deps_.options.web_root + "/static/js/admin.js";
-  else if (path == "/admin/ws") return respond_error(wsi, 426, "bad_request", "/admin/ws takes a WebSocket upgrade");
+  else if (path == "/admin/ws")
+    return respond_error(wsi, 426, "bad_request", "/admin/ws takes a WebSocket upgrade");
   else return respond_error(wsi, 404, "not_found", "the admin page is /admin");
   const std::string type(content_type_for(file));
   const int n = lws_serve_http_file(wsi, file.c_str(), type.c_str(), nullptr, 0);
@@ -372,9 +381,11 @@ int http_api::confirm_admin_upgrade(lws* wsi, const char* upgrade) {
   };
   if (upgrade == nullptr || strcasecmp(upgrade, "websocket") != 0)
     return refuse(400, "bad_request", "only WebSocket upgrades are supported");
-  if (path != "/admin/ws") return refuse(404, "not_found", "the admin listener takes WebSockets on /admin/ws only");
+  if (path != "/admin/ws")
+    return refuse(404, "not_found", "the admin listener takes WebSockets on /admin/ws only");
   if (!admin_allowed(wsi))
-    return refuse(401, "unauthorized", "send the admin token (Authorization: Bearer, or the cookie /admin?token= sets)");
+    return refuse(401, "unauthorized",
+                  "send the admin token (Authorization: Bearer, or the cookie /admin?token= sets)");
   // A page elsewhere (the public port included: cookies do not mind ports)
   // must not drive an admin socket with the operator's cookie.
   const std::string origin = header_value(wsi, WSI_TOKEN_ORIGIN);
@@ -404,16 +415,19 @@ bool http_api::token_matches(std::string_view given) const {
 int http_api::readiness(lws* wsi) {
   // A duplicate node id is this node's own misconfiguration: drain it.
   if (deps_.cluster && deps_.cluster->node_id_taken())
-    return respond_error(wsi, 503, "unavailable", "--node-id " + deps_.options.node_id +
-                                                      " belongs to another data directory");
+    return respond_error(wsi, 503, "unavailable",
+                         "--node-id " + deps_.options.node_id + " belongs to another data directory");
   // Degraded (Redis unreachable) stays 200: draining every node at once would not help.
   // So does a store short of space: reads, undos and existing users still work.
   if (ready && ready()) {
-    if (store_full && store_full()) return respond_json(wsi, 200, R"({"status":"degraded","reason":"store_full"})");
-    return respond_json(wsi, 200, degraded && degraded() ? R"({"status":"degraded"})" : R"({"status":"ready"})");
+    if (store_full && store_full())
+      return respond_json(wsi, 200, R"({"status":"degraded","reason":"store_full"})");
+    return respond_json(wsi, 200,
+                        degraded && degraded() ? R"({"status":"degraded"})" : R"({"status":"ready"})");
   }
   if (draining && draining())
-    return respond_json(wsi, 503, rest_error_body("unavailable", "server is draining: shutting down", "draining"));
+    return respond_json(wsi, 503,
+                        rest_error_body("unavailable", "server is draining: shutting down", "draining"));
   return respond_error(wsi, 503, "unavailable", "store is not committing");
 }
 
@@ -424,9 +438,9 @@ int http_api::metrics_page(lws* wsi) {
 
 int http_api::article_route(lws* wsi, int method, std::string_view article, article_resource resource) {
   if (check_article_id(article))
-    return respond_error(wsi, 400, "invalid_article", "invalid article id: use 1-128 characters of A-Z a-z 0-9 . _ : -");
-  if (!deps_.allowlist.allows(article))
-    return respond_error(wsi, 404, "invalid_article", "unknown article");
+    return respond_error(wsi, 400, "invalid_article",
+                         "invalid article id: use 1-128 characters of A-Z a-z 0-9 . _ : -");
+  if (!deps_.allowlist.allows(article)) return respond_error(wsi, 404, "invalid_article", "unknown article");
   switch (resource) {
   case article_resource::counts:
     if (method != LWSHUMETH_GET) return respond_error(wsi, 405, "bad_request", "use GET");
@@ -491,8 +505,8 @@ int http_api::begin_op(lws* wsi, int method, std::string_view article) {
   if (!identify(wsi, true, user, refused)) return refused;
   if (deps_.admission.draining) return respond_error(wsi, 503, "unavailable", "server is shutting down");
   if (!take_token(wsi, user, true, refused)) return refused;
-  auto op = std::make_unique<rest_op>(wsi, method == LWSHUMETH_DELETE, std::move(user),
-                                      std::string(article), deps_.options.max_message_bytes);
+  auto op = std::make_unique<rest_op>(wsi, method == LWSHUMETH_DELETE, std::move(user), std::string(article),
+                                      deps_.options.max_message_bytes);
   rest_op& ref = *op;
   exchanges_[wsi] = std::move(op);
   // lws only reports a body when there is one; without Content-Length (and
@@ -525,8 +539,7 @@ int http_api::submit_op(lws* wsi) {
     exchanges_.erase(wsi);
     return respond_error(wsi, status, code, message);
   };
-  if (op->too_large())
-    return fail(413, "message_too_large", "body over --max-message-bytes");
+  if (op->too_large()) return fail(413, "message_too_large", "body over --max-message-bytes");
   std::int32_t count = 1;
   std::string_view op_id;
   std::string why;
@@ -604,8 +617,8 @@ int http_api::open_stream(lws* wsi, std::string_view article) {
   static constexpr char no_cache[] = "no-cache";
   if (lws_add_http_common_headers(wsi, 200, "text/event-stream", LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
       lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                   reinterpret_cast<const unsigned char*>(no_cache), sizeof no_cache - 1,
-                                   &p, end) ||
+                                   reinterpret_cast<const unsigned char*>(no_cache), sizeof no_cache - 1, &p,
+                                   end) ||
       lws_finalize_write_http_header(wsi, start, &p, end)) {
     deps_.release(stream->id);
     deps_.registry.remove(stream->id);
@@ -691,8 +704,9 @@ void http_api::sweep() {
     // The store is not committing. The op may still commit later, so the
     // client must retry with the same op id to count it once.
     deps_.registry.remove(op->id);
-    op->answer(503, rest_error_body("unavailable", "not committed in time (store unavailable): "
-                                                   "retry with the same op id"));
+    op->answer(503, rest_error_body("unavailable",
+                                    "not committed in time (store unavailable): "
+                                    "retry with the same op id"));
   }
 }
 
@@ -713,4 +727,4 @@ std::size_t http_api::close_streams(std::size_t at_most) {
   return ended;
 }
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -32,7 +32,7 @@ class http_api {
 public:
   http_api(service_deps deps, static_files files);
 
-  int on_request(lws* wsi, const char* path);                 // LWS_CALLBACK_HTTP
+  int on_request(lws* wsi, const char* path);  // LWS_CALLBACK_HTTP
   /// LWS_CALLBACK_HTTP on --admin-listen: /healthz, /readyz and /metrics,
   /// behind the admin token unless that listener is on loopback; and the
   /// admin page (/admin, /admin/admin.js), behind the token whenever there
@@ -42,10 +42,10 @@ public:
   /// Upgrade header's token): 0 to accept a WebSocket on /admin/ws; otherwise the refusal has been written and the
   /// callback returns the value given back.
   int confirm_admin_upgrade(lws* wsi, const char* upgrade);
-  int on_body(lws* wsi, const char* in, std::size_t len);     // LWS_CALLBACK_HTTP_BODY
-  int on_body_complete(lws* wsi);                             // ..._BODY_COMPLETION
-  int on_writeable(lws* wsi);                                 // LWS_CALLBACK_HTTP_WRITEABLE
-  void on_closed(lws* wsi);                                   // CLOSED_HTTP / WSI_DESTROY
+  int on_body(lws* wsi, const char* in, std::size_t len);  // LWS_CALLBACK_HTTP_BODY
+  int on_body_complete(lws* wsi);                          // ..._BODY_COMPLETION
+  int on_writeable(lws* wsi);                              // LWS_CALLBACK_HTTP_WRITEABLE
+  void on_closed(lws* wsi);                                // CLOSED_HTTP / WSI_DESTROY
 
   /// Writes an SSE comment to every stream (every --ping-interval-s), which
   /// keeps proxies from timing out and detects clients that went away.
@@ -104,4 +104,4 @@ private:
   std::unordered_map<lws*, std::unique_ptr<http_exchange>> exchanges_;
 };
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -29,8 +29,8 @@ bool query_arg(lws* wsi, const char* name, std::string& value) {
   if (total <= 0) return false;
   std::vector<char> buf(static_cast<std::size_t>(total) + 1);
   for (int i = 0;; ++i) {
-    const int n = lws_hdr_copy_fragment(wsi, buf.data(), static_cast<int>(buf.size()),
-                                        WSI_TOKEN_HTTP_URI_ARGS, i);
+    const int n =
+        lws_hdr_copy_fragment(wsi, buf.data(), static_cast<int>(buf.size()), WSI_TOKEN_HTTP_URI_ARGS, i);
     if (n < 0) return false;
     std::string_view arg;
     if (query_fragment_value(std::string_view(buf.data(), static_cast<std::size_t>(n)), name, arg)) {
@@ -50,8 +50,8 @@ int write_response(lws* wsi, unsigned status, std::string_view content_type, std
   if (lws_add_http_common_headers(wsi, status, type.c_str(), body.size(), &p, end)) return -1;
   static constexpr char no_store[] = "no-store";
   if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                   reinterpret_cast<const unsigned char*>(no_store),
-                                   sizeof no_store - 1, &p, end))
+                                   reinterpret_cast<const unsigned char*>(no_store), sizeof no_store - 1, &p,
+                                   end))
     return -1;
   if (lws_finalize_write_http_header(wsi, start, &p, end)) return -1;
   if (body.empty()) return 0;
@@ -62,8 +62,7 @@ int write_response(lws* wsi, unsigned status, std::string_view content_type, std
   return n < 0 ? -1 : 0;
 }
 
-int respond_and_complete(lws* wsi, unsigned status, std::string_view content_type,
-                         std::string_view body) {
+int respond_and_complete(lws* wsi, unsigned status, std::string_view content_type, std::string_view body) {
   if (write_response(wsi, status, content_type, body) < 0) return -1;
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
@@ -123,4 +122,4 @@ void read_credentials(lws* wsi, request_credentials& out) {
   }
 }
 
-} // namespace claps::server
+}  // namespace claps::server

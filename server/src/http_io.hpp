@@ -50,4 +50,4 @@ int respond_error(lws* wsi, unsigned status, std::string_view code, std::string_
 /// The HTTP status for a claps error (400, 401, 403, 404, 413, 429, 503).
 unsigned http_status_for(std::error_code ec) noexcept;
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -20,10 +20,8 @@ std::error_code read_id(simdjson::dom::object& obj, std::string_view& id, std::s
   simdjson::dom::element value;
   if (obj["id"].get(value) != simdjson::SUCCESS) return {};
   std::string_view text;
-  if (value.get(text) != simdjson::SUCCESS)
-    return bad(why, "\"id\" must be a string");
-  if (check_op_id(text))
-    return bad(why, "\"id\" must be 1-64 characters of A-Z a-z 0-9 . _ : -");
+  if (value.get(text) != simdjson::SUCCESS) return bad(why, "\"id\" must be a string");
+  if (check_op_id(text)) return bad(why, "\"id\" must be 1-64 characters of A-Z a-z 0-9 . _ : -");
   id = text;
   return {};
 }
@@ -42,14 +40,13 @@ std::error_code read_count(simdjson::dom::object& obj, std::int32_t& count, std:
   return {};
 }
 
-} // namespace
+}  // namespace
 
 inbound_parser::inbound_parser(std::size_t max_bytes) {
   padded_.reserve(max_bytes + simdjson::SIMDJSON_PADDING);
 }
 
-simdjson::dom::element inbound_parser::load(std::string_view text, std::error_code& ec,
-                                            std::string& why) {
+simdjson::dom::element inbound_parser::load(std::string_view text, std::error_code& ec, std::string& why) {
   // Copying into a reused buffer gives simdjson its padding without a
   // per-message allocation.
   padded_.assign(text);
@@ -64,8 +61,7 @@ simdjson::dom::element inbound_parser::load(std::string_view text, std::error_co
   return root;
 }
 
-std::error_code inbound_parser::parse_message(std::string_view text, client_message& out,
-                                              std::string& why) {
+std::error_code inbound_parser::parse_message(std::string_view text, client_message& out, std::string& why) {
   out.articles.clear();
   out.id = {};
   out.article = {};
@@ -87,22 +83,19 @@ std::error_code inbound_parser::parse_message(std::string_view text, client_mess
       return bad(why, "\"articles\" must be an array of article ids");
     for (auto item : list) {
       std::string_view article;
-      if (item.get(article) != simdjson::SUCCESS)
-        return bad(why, "\"articles\" must be an array of strings");
+      if (item.get(article) != simdjson::SUCCESS) return bad(why, "\"articles\" must be an array of strings");
       out.articles.push_back(article);
     }
     if (out.kind == message_kind::subscribe) {
       simdjson::dom::element reading;
-      if (obj["reading"].get(reading) == simdjson::SUCCESS &&
-          reading.get(out.reading) != simdjson::SUCCESS)
+      if (obj["reading"].get(reading) == simdjson::SUCCESS && reading.get(out.reading) != simdjson::SUCCESS)
         return bad(why, "\"reading\" must be true or false");
     }
     return {};
   }
   if (type == "clap" || type == "undo") {
     out.kind = type == "clap" ? message_kind::clap : message_kind::undo;
-    if (obj["article"].get(out.article) != simdjson::SUCCESS)
-      return bad(why, "\"article\" must be a string");
+    if (obj["article"].get(out.article) != simdjson::SUCCESS) return bad(why, "\"article\" must be a string");
     if (out.kind == message_kind::clap) return read_count(obj, out.count, why);
     return {};
   }
@@ -123,4 +116,4 @@ std::error_code inbound_parser::parse_clap_body(std::string_view text, std::int3
   return read_count(obj, count, why);
 }
 
-} // namespace claps::server
+}  // namespace claps::server

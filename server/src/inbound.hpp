@@ -48,4 +48,4 @@ private:
   std::string padded_;  // copy of the input with SIMDJSON_PADDING, reused
 };
 
-} // namespace claps::server
+}  // namespace claps::server

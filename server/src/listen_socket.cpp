@@ -53,10 +53,8 @@ bool pending_connection_failed(int error) {
   case ENONET:
   case EHOSTUNREACH:
   case EOPNOTSUPP:
-  case ENETUNREACH:
-    return true;
-  default:
-    return false;
+  case ENETUNREACH: return true;
+  default: return false;
   }
 }
 
@@ -67,11 +65,11 @@ void append_counter(std::string& out, const char* name, const char* help, std::u
   out += buf;
 }
 
-} // namespace
+}  // namespace
 
-std::unique_ptr<listen_socket> listen_socket::open(uv_loop_t* loop, const std::string& host, std::uint16_t port,
-                                                   bool share_port, const logger& log, std::error_code& ec,
-                                                   std::string& step) {
+std::unique_ptr<listen_socket> listen_socket::open(uv_loop_t* loop, const std::string& host,
+                                                   std::uint16_t port, bool share_port, const logger& log,
+                                                   std::error_code& ec, std::string& step) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -87,7 +85,8 @@ std::unique_ptr<listen_socket> listen_socket::open(uv_loop_t* loop, const std::s
   const std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> addresses(found, &freeaddrinfo);
 
   step = "socket";
-  const int fd = ::socket(found->ai_family, found->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, found->ai_protocol);
+  const int fd =
+      ::socket(found->ai_family, found->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, found->ai_protocol);
   if (fd < 0) {
     ec = last_error();
     return nullptr;
@@ -193,10 +192,13 @@ void listen_socket::pause_after_exhaustion(int error) {
               (exhausted ? "; raise the nofile limit or lower --max-connections" : ""));
   }
   uv_poll_stop(&handles_->poll);
-  uv_timer_start(&handles_->resume, [](uv_timer_t* t) {
-    auto* h = static_cast<handles*>(t->data);
-    if (h->owner) h->watch();
-  }, exhausted_pause_ms, 0);
+  uv_timer_start(
+      &handles_->resume,
+      [](uv_timer_t* t) {
+        auto* h = static_cast<handles*>(t->data);
+        if (h->owner) h->watch();
+      },
+      exhausted_pause_ms, 0);
 }
 
 std::string listen_socket::metrics_text() const {
@@ -211,4 +213,4 @@ std::string listen_socket::metrics_text() const {
   return out;
 }
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -79,4 +79,4 @@ private:
   counters counters_;
 };
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -34,14 +34,17 @@ void write_line(std::string_view line) {
 void emit_lws_json(int level, const char* line) {
   std::string_view text(line ? line : "");
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
-  const char* name = (level & LLL_ERR) ? "error" : (level & LLL_WARN) ? "warn" : (level & LLL_NOTICE) ? "info" : "debug";
+  const char* name = (level & LLL_ERR)      ? "error"
+                     : (level & LLL_WARN)   ? "warn"
+                     : (level & LLL_NOTICE) ? "info"
+                                            : "debug";
   write_line(json_log_line(std::chrono::system_clock::now(), name, text, {}, "lws"));
 }
 
-} // namespace
+}  // namespace
 
-std::string json_log_line(std::chrono::system_clock::time_point ts, std::string_view level, std::string_view message,
-                          std::string_view node, std::string_view source) {
+std::string json_log_line(std::chrono::system_clock::time_point ts, std::string_view level,
+                          std::string_view message, std::string_view node, std::string_view source) {
   using namespace std::chrono;
   const auto ms = duration_cast<milliseconds>(ts.time_since_epoch()).count();
   const std::time_t seconds = static_cast<std::time_t>(ms / 1000);
@@ -93,4 +96,4 @@ logger::lws_emit logger::lws_emitter() const noexcept {
   return format_ == log_format::json ? &emit_lws_json : nullptr;
 }
 
-} // namespace claps::server
+}  // namespace claps::server

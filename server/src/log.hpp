@@ -44,4 +44,4 @@ private:
   std::string node_;  // --node-id, named on every JSON line
 };
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -6,9 +6,8 @@
 #include <cstdlib>
 
 int main(int argc, char** argv) {
-  auto parsed = claps::server::parse_options(argc, argv, [](const char* name) -> const char* {
-    return std::getenv(name);
-  });
+  auto parsed = claps::server::parse_options(
+      argc, argv, [](const char* name) -> const char* { return std::getenv(name); });
   if (!parsed.options) {
     if (parsed.exit_code == 0) {
       std::fputs(parsed.message.c_str(), stdout);

@@ -25,7 +25,7 @@ void gauge(std::string& out, const char* name, const char* help, double v) {
   line(out, name, "gauge", help, v);
 }
 
-} // namespace
+}  // namespace
 
 void latency_histogram::observe(double seconds) noexcept {
   ++count_;
@@ -58,7 +58,10 @@ void latency_histogram::render(std::string& out, const char* name, const char* h
 std::string render_prometheus(const server_metrics& m, const engine_stats& s, bool ready) {
   std::string out;
   out.reserve(8192);
-  gauge(out, "claps_ready", "1 while /readyz answers 200: the store commits, the server is not draining and its --node-id is its own", ready ? 1 : 0);
+  gauge(
+      out, "claps_ready",
+      "1 while /readyz answers 200: the store commits, the server is not draining and its --node-id is its own",
+      ready ? 1 : 0);
   gauge(out, "claps_connections", "Open WebSocket connections", static_cast<double>(m.ws_connections));
   counter(out, "claps_connections_total", "WebSocket connections accepted",
           static_cast<double>(m.ws_connections_total));
@@ -70,8 +73,8 @@ std::string render_prometheus(const server_metrics& m, const engine_stats& s, bo
     char labels[64];
     std::snprintf(labels, sizeof labels, "reason=\"%s\"", refusal_names[i]);
     line(out, "claps_connections_refused_total", "counter",
-         i == 0 ? "WebSocket/SSE handshakes refused, by reason" : nullptr,
-         static_cast<double>(m.refused[i]), labels);
+         i == 0 ? "WebSocket/SSE handshakes refused, by reason" : nullptr, static_cast<double>(m.refused[i]),
+         labels);
   }
   gauge(out, "claps_subscribers", "Subscribers (connections and SSE streams) known to the engine",
         static_cast<double>(s.subscribers));
@@ -99,7 +102,8 @@ std::string render_prometheus(const server_metrics& m, const engine_stats& s, bo
   line(out, "claps_claps_rejected_total", "counter", nullptr, static_cast<double>(s.refused_store_full),
        "reason=\"store_full\"");
   // After the last claps_claps_rejected_total line: a family's samples stay together.
-  counter(out, "claps_reads_rate_limited_total", "Subscribes, REST reads and SSE opens refused by the rate limit",
+  counter(out, "claps_reads_rate_limited_total",
+          "Subscribes, REST reads and SSE opens refused by the rate limit",
           static_cast<double>(m.rate_limited_reads));
   counter(out, "claps_undos_total", "Undos applied", static_cast<double>(s.undos));
   counter(out, "claps_replays_total", "Operations answered from an earlier op id",
@@ -107,8 +111,7 @@ std::string render_prometheus(const server_metrics& m, const engine_stats& s, bo
   gauge(out, "claps_pending_ops", "Claps/undos not yet durable", static_cast<double>(s.pending_ops));
   counter(out, "claps_ticks_total", "Engine ticks", static_cast<double>(s.ticks));
   counter(out, "claps_commits_total", "Store commits", static_cast<double>(s.commits));
-  counter(out, "claps_commit_failures_total", "Failed store commits",
-          static_cast<double>(s.commit_failures));
+  counter(out, "claps_commit_failures_total", "Failed store commits", static_cast<double>(s.commit_failures));
   m.commit_latency.render(out, "claps_commit_latency_seconds", "Store commit latency");
   counter(out, "claps_updates_total", "Changed-article updates encoded (one per article per tick)",
           static_cast<double>(s.updates));
@@ -136,9 +139,11 @@ std::string render_prometheus(const server_metrics& m, const engine_stats& s, bo
 
 std::string render_limiter(std::size_t users, std::size_t addresses) {
   std::string out;
-  gauge(out, "claps_limiter_users", "Users the rate limiter remembers (a connection, or a bucket still refilling)",
+  gauge(out, "claps_limiter_users",
+        "Users the rate limiter remembers (a connection, or a bucket still refilling)",
         static_cast<double>(users));
-  gauge(out, "claps_limiter_addresses", "Client addresses the rate limiter remembers", static_cast<double>(addresses));
+  gauge(out, "claps_limiter_addresses", "Client addresses the rate limiter remembers",
+        static_cast<double>(addresses));
   return out;
 }
 
@@ -147,7 +152,8 @@ std::string render_store_space(const store_space& space) {
   gauge(out, "claps_store_full", "1 while the store is short of space and new claps are refused (store_full)",
         space.accepts_new_keys ? 0 : 1);
   if (space.max_bytes == 0) return out;
-  gauge(out, "claps_lmdb_map_used_bytes", "LMDB pages in use (last page in use minus free-list pages), in bytes",
+  gauge(out, "claps_lmdb_map_used_bytes",
+        "LMDB pages in use (last page in use minus free-list pages), in bytes",
         static_cast<double>(space.used_bytes));
   gauge(out, "claps_lmdb_map_size_bytes", "LMDB map size now (it grows by itself up to the maximum)",
         static_cast<double>(space.size_bytes));
@@ -156,4 +162,4 @@ std::string render_store_space(const store_space& space) {
   return out;
 }
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -13,9 +13,8 @@ namespace claps::server {
 /// A fixed-bucket histogram in seconds, rendered as a Prometheus histogram.
 class latency_histogram {
 public:
-  static constexpr std::array<double, 14> bounds{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                                 0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
-                                                 1.0,    2.5};
+  static constexpr std::array<double, 14> bounds{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                 0.025,  0.05,    0.1,    0.25,  0.5,    1.0,   2.5};
   void observe(double seconds) noexcept;
   void render(std::string& out, const char* name, const char* help) const;
   /// Observations per bucket (not cumulative); those past the last bound are count() minus their sum.
@@ -30,20 +29,29 @@ private:
 };
 
 /// Why a connection attempt was refused.
-enum class refusal { max_connections, origin, unauthorized, bad_request, draining, per_user, per_address,
-                     rate_limited, count_ };
+enum class refusal {
+  max_connections,
+  origin,
+  unauthorized,
+  bad_request,
+  draining,
+  per_user,
+  per_address,
+  rate_limited,
+  count_
+};
 /// Why a clap or undo was refused before or by the engine.
 enum class clap_rejection { rate_limited, invalid, unavailable, count_ };
 
 struct server_metrics {
-  std::uint64_t ws_connections = 0;      // gauge
+  std::uint64_t ws_connections = 0;  // gauge
   std::uint64_t ws_connections_total = 0;
-  std::uint64_t sse_streams = 0;         // gauge
+  std::uint64_t sse_streams = 0;  // gauge
   std::array<std::uint64_t, static_cast<int>(refusal::count_)> refused{};
   std::array<std::uint64_t, static_cast<int>(clap_rejection::count_)> claps_rejected{};
   std::uint64_t messages_received = 0;
   std::uint64_t bad_messages = 0;
-  std::uint64_t update_frames_sent = 0;  // tick frames written to WebSocket clients
+  std::uint64_t update_frames_sent = 0;      // tick frames written to WebSocket clients
   std::uint64_t update_frames_deferred = 0;  // tick frames that waited for a writable socket
   std::uint64_t sse_events_sent = 0;
   std::uint64_t acks_sent = 0;
@@ -67,4 +75,4 @@ std::string render_store_space(const store_space& space);
 /// The rate limiter's table sizes (client_limits): users and addresses it remembers.
 std::string render_limiter(std::size_t users, std::size_t addresses);
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -18,9 +18,9 @@ struct op_request {
   bool undo = false;
   std::string_view user;
   std::string_view article;
-  std::string_view op_id;   // may be empty
-  std::int32_t count = 1;   // claps only
-  std::uint64_t cookie = 0; // from endpoint_registry::track_op()
+  std::string_view op_id;    // may be empty
+  std::int32_t count = 1;    // claps only
+  std::uint64_t cookie = 0;  // from endpoint_registry::track_op()
 };
 
 /// Submits `request`. Its outcome reaches the endpoint that tracked the
@@ -29,4 +29,4 @@ struct op_request {
 /// only live for this call.
 void submit_op(const service_deps& deps, const op_request& request);
 
-} // namespace claps::server
+}  // namespace claps::server

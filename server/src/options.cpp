@@ -20,7 +20,8 @@ namespace {
 
 cxxopts::Options make_spec() {
   const web_roots roots = default_web_roots();
-  cxxopts::Options spec("clapsd", "clapsd - the realtime claps server (WebSocket, REST, SSE, metrics).\n"
+  cxxopts::Options spec("clapsd",
+                        "clapsd - the realtime claps server (WebSocket, REST, SSE, metrics).\n"
                         "Every flag may also be set as an environment variable: upper case, '-' -> '_',\n"
                         "prefixed CLAPS_ (e.g. CLAPS_DATA_DIR). A flag on the command line wins.\n"
                         "Repeatable flags take a comma-separated list from the environment.\n");
@@ -179,8 +180,8 @@ std::string env_name(std::string_view flag) {
   return name;
 }
 
-bool parse_listen(std::string_view text, std::string_view flag, std::string& host_out, std::uint16_t& port_out,
-                  std::string& error) {
+bool parse_listen(std::string_view text, std::string_view flag, std::string& host_out,
+                  std::uint16_t& port_out, std::string& error) {
   auto colon = text.rfind(':');
   if (colon == std::string_view::npos || colon == 0) {
     error = std::string(flag) + " wants HOST:PORT, e.g. 127.0.0.1:8080";
@@ -200,7 +201,7 @@ bool parse_listen(std::string_view text, std::string_view flag, std::string& hos
   return true;
 }
 
-} // namespace
+}  // namespace
 
 bool loopback_host(std::string_view host) noexcept {
   return host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127.");
@@ -268,7 +269,8 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
     o.admin_listen = !admin.empty();
     o.admin_token_file = result["admin-token-file"].as<std::string>();
     if (o.admin_listen && o.admin_token_file.empty() && !loopback_host(o.admin_host))
-      error = "--admin-listen " + o.admin_host + " is reachable from other machines: give --admin-token-file "
+      error = "--admin-listen " + o.admin_host +
+              " is reachable from other machines: give --admin-token-file "
               "(metrics and readiness name nodes and Redis state)";
     o.reuse_port = result["reuse-port"].as<bool>();
     o.data_dir = result["data-dir"].as<std::string>();
@@ -357,7 +359,8 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
     else if (static_cast<int>(o.drain_grace_ms() / 1000) + o.drain_spread_s > o.shutdown_timeout_s)
       error = "--drain-grace-s " + std::to_string(o.drain_grace_ms() / 1000) + " + --drain-spread-s " +
               std::to_string(o.drain_spread_s) + " do not fit in --shutdown-timeout-s " +
-              std::to_string(o.shutdown_timeout_s) + ": raise --shutdown-timeout-s (leave a few seconds for the "
+              std::to_string(o.shutdown_timeout_s) +
+              ": raise --shutdown-timeout-s (leave a few seconds for the "
               "last close handshakes) or shorten the drain";
     o.rx_buffer_bytes = result["rx-buffer-bytes"].as<std::size_t>();
     if (o.rx_buffer_bytes < 128 || o.rx_buffer_bytes > 1024 * 1024)
@@ -373,16 +376,20 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
     o.redis_password_file = result["redis-password-file"].as<std::string>();
     o.sentinel_password_file = result["sentinel-password-file"].as<std::string>();
     if (!o.clustered() && (!o.redis_password_file.empty() || !o.sentinel_password_file.empty()))
-      error = "--redis-password-file and --sentinel-password-file only apply with --redis, --sentinel or "
-              "--redis-cluster";
+      error =
+          "--redis-password-file and --sentinel-password-file only apply with --redis, --sentinel or "
+          "--redis-cluster";
     if (o.auth_secret_file.empty() && !o.allow_anonymous && !loopback_host(o.listen_host))
-      error = "--listen " + o.listen_host + " is reachable from other machines, and without --auth-secret-file "
+      error = "--listen " + o.listen_host +
+              " is reachable from other machines, and without --auth-secret-file "
               "anyone could act as any user: give --auth-secret-file, or --allow-anonymous for a demo";
     if (int{!o.redis_url.empty()} + int{!o.sentinels.empty()} + int{!o.redis_cluster.empty()} > 1)
       error = "give one of --redis, --sentinel and --redis-cluster";
-    else if (!o.sentinels.empty() && o.sentinel_master.empty()) error = "--sentinel needs --sentinel-master NAME";
+    else if (!o.sentinels.empty() && o.sentinel_master.empty())
+      error = "--sentinel needs --sentinel-master NAME";
 #ifdef CLAPS_HAVE_REDIS
-    else if (claps::redis_options ro; !o.redis_cluster.empty() && claps::parse_redis_cluster(o.redis_cluster, ro))
+    else if (claps::redis_options ro;
+             !o.redis_cluster.empty() && claps::parse_redis_cluster(o.redis_cluster, ro))
       error = "--redis-cluster: expected HOST:PORT,HOST:PORT (seed nodes of the cluster)";
 #endif
     else if (o.clustered() && !valid_id(o.node_id, max_user_id_bytes))
@@ -403,4 +410,4 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
   return outcome;
 }
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -34,9 +34,9 @@ struct server_options {
   store_kind store = store_kind::lmdb;
   int tick_ms = 25;
   int clap_cap = 50;
-  std::string auth_secret_file;  // empty: demo mode
-  std::string jwt_audience;      // required `aud` when set
-  std::string jwt_issuer;        // required `iss` when set
+  std::string auth_secret_file;                     // empty: demo mode
+  std::string jwt_audience;                         // required `aud` when set
+  std::string jwt_issuer;                           // required `iss` when set
   std::int64_t jwt_max_lifetime_s = 7 * 24 * 3600;  // 0: no limit
   // Demo mode on an address other than loopback lets anyone act as any user:
   // refused unless asked for.
@@ -65,14 +65,14 @@ struct server_options {
   std::size_t viewer_throttle_room = 100;
   // In auth mode SSE streams need a token too, unless readers may be anonymous.
   bool anonymous_sse = false;
-  double rate_limit = 20;        // per-user requests per second (WebSocket + REST)
+  double rate_limit = 20;  // per-user requests per second (WebSocket + REST)
   double rate_burst = 40;
   std::size_t max_message_bytes = 4096;
   std::size_t max_subscriptions = 256;
   std::size_t slow_client_bytes = 256 * 1024;
-  std::size_t lmdb_map_size = std::size_t{1} << 30;    // initial (address space); grows by itself
-  std::size_t lmdb_max_size = std::size_t{4} << 30;    // the most it grows to
-  int op_id_window_s = 900;  // how long an op id is remembered for replays
+  std::size_t lmdb_map_size = std::size_t{1} << 30;  // initial (address space); grows by itself
+  std::size_t lmdb_max_size = std::size_t{4} << 30;  // the most it grows to
+  int op_id_window_s = 900;                          // how long an op id is remembered for replays
   bool lmdb_sync = true;
   std::string articles_file;
   log_level level = log_level::info;
@@ -97,16 +97,18 @@ struct server_options {
   // lws allocates this much receive buffer per connection.
   std::size_t rx_buffer_bytes = 256;
   // Several nodes sharing Redis (see cluster.hpp). All empty: one node on LMDB.
-  std::string redis_url;        // redis://[[user]:password@]HOST:PORT[/db]
-  std::string sentinels;        // HOST:PORT,HOST:PORT (with sentinel_master)
+  std::string redis_url;  // redis://[[user]:password@]HOST:PORT[/db]
+  std::string sentinels;  // HOST:PORT,HOST:PORT (with sentinel_master)
   std::string sentinel_master;
-  std::string redis_cluster;    // HOST:PORT,HOST:PORT: seed nodes of a Redis Cluster
-  std::string node_id;          // required with either; stable per data dir
+  std::string redis_cluster;           // HOST:PORT,HOST:PORT: seed nodes of a Redis Cluster
+  std::string node_id;                 // required with either; stable per data dir
   std::string redis_password_file;     // AUTH password for Redis, kept out of ps and the URL
   std::string sentinel_password_file;  // AUTH password for the sentinels
-  int redis_timeout_ms = 2000;  // connect and request deadline
-  int op_pending_s = 30;         // redis_store_options::pending_ttl
-  bool clustered() const noexcept { return !redis_url.empty() || !sentinels.empty() || !redis_cluster.empty(); }
+  int redis_timeout_ms = 2000;         // connect and request deadline
+  int op_pending_s = 30;               // redis_store_options::pending_ttl
+  bool clustered() const noexcept {
+    return !redis_url.empty() || !sentinels.empty() || !redis_cluster.empty();
+  }
 };
 
 /// The outcome of parsing: options, or a message and exit code (0 for --help
@@ -118,12 +120,11 @@ struct parse_outcome {
 };
 
 /// Parses argv with environment fallbacks read through `getenv`.
-parse_outcome parse_options(int argc, const char* const* argv,
-                            const char* (*getenv)(const char*));
+parse_outcome parse_options(int argc, const char* const* argv, const char* (*getenv)(const char*));
 
 std::string_view to_string(log_level level) noexcept;
 
 /// 127.0.0.0/8, ::1 and localhost: reachable from this machine only.
 bool loopback_host(std::string_view host) noexcept;
 
-} // namespace claps::server
+}  // namespace claps::server

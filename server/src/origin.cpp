@@ -25,7 +25,7 @@ std::string host_port(std::string_view authority, std::string_view default_port)
   return a;
 }
 
-} // namespace
+}  // namespace
 
 std::string normalize_origin(std::string_view origin) {
   const auto sep = origin.find("://");
@@ -55,4 +55,4 @@ bool origin_policy::allows(std::string_view origin, std::string_view host) const
   return origin_host == host_port(host, scheme == "https" || scheme == "wss" ? "443" : "80");
 }
 
-} // namespace claps::server
+}  // namespace claps::server

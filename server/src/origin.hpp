@@ -24,4 +24,4 @@ private:
 /// "HTTP://Example.com/" -> "http://example.com:80"; empty when unparsable.
 std::string normalize_origin(std::string_view origin);
 
-} // namespace claps::server
+}  // namespace claps::server

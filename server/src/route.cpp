@@ -21,10 +21,12 @@ route parse_route(std::string_view path) noexcept {
   return r;
 }
 
-bool query_fragment_value(std::string_view fragment, std::string_view name, std::string_view& value) noexcept {
-  if (fragment.size() <= name.size() || fragment[name.size()] != '=' || !fragment.starts_with(name)) return false;
+bool query_fragment_value(std::string_view fragment, std::string_view name,
+                          std::string_view& value) noexcept {
+  if (fragment.size() <= name.size() || fragment[name.size()] != '=' || !fragment.starts_with(name))
+    return false;
   value = fragment.substr(name.size() + 1);
   return true;
 }
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -40,4 +40,4 @@ route parse_route(std::string_view path) noexcept;
 /// points into `fragment`.
 bool query_fragment_value(std::string_view fragment, std::string_view name, std::string_view& value) noexcept;
 
-} // namespace claps::server
+}  // namespace claps::server

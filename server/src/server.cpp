@@ -42,7 +42,8 @@ namespace {
 
 class clapsd {
 public:
-  explicit clapsd(const server_options& options) : options_(options), log_(options.level, options.log_output, options.node_id) {}
+  explicit clapsd(const server_options& options)
+      : options_(options), log_(options.level, options.log_output, options.node_id) {}
   ~clapsd();
   clapsd(const clapsd&) = delete;
   clapsd& operator=(const clapsd&) = delete;
@@ -204,7 +205,8 @@ bool clapsd::start() {
       return false;
     }
     if (token.size() < 16) {
-      log_.error("--admin-token-file: the token must be at least 16 bytes (it is " + std::to_string(token.size()) + ")");
+      log_.error("--admin-token-file: the token must be at least 16 bytes (it is " +
+                 std::to_string(token.size()) + ")");
       return false;
     }
     admin_token_ = std::move(token);
@@ -212,8 +214,9 @@ bool clapsd::start() {
   // Behind a proxy on this host every client comes from loopback: the admin
   // page would be open to whoever reaches the proxy.
   if (options_.admin_listen && admin_token_.empty() && !options_.trusted_proxies.empty())
-    log_.warn("--admin-listen without --admin-token-file while --trusted-proxy is set: if the proxy forwards to "
-              "the admin listener, anyone reaching it gets /admin and /metrics; give --admin-token-file");
+    log_.warn(
+        "--admin-listen without --admin-token-file while --trusted-proxy is set: if the proxy forwards to "
+        "the admin listener, anyone reaching it gets /admin and /metrics; give --admin-token-file");
   if (!options_.auth_secret_file.empty()) {
     std::string secret;
     if (!read_secret_file(options_.auth_secret_file, secret, error)) {
@@ -221,11 +224,13 @@ bool clapsd::start() {
       return false;
     }
     auth_ = std::make_unique<authenticator>(
-        std::move(secret), jwt_rules{options_.jwt_audience, options_.jwt_issuer, options_.jwt_max_lifetime_s});
+        std::move(secret),
+        jwt_rules{options_.jwt_audience, options_.jwt_issuer, options_.jwt_max_lifetime_s});
   } else {
     auth_ = std::make_unique<authenticator>();
-    log_.warn("demo mode: ?user= names the user, so anyone can act as anyone; run with --auth-secret-file "
-              "for real users");
+    log_.warn(
+        "demo mode: ?user= names the user, so anyone can act as anyone; run with --auth-secret-file "
+        "for real users");
   }
   if (!options_.articles_file.empty()) {
     if (!allowlist_.load(options_.articles_file, error)) {
@@ -251,7 +256,8 @@ bool clapsd::start() {
       return false;
     }
   }
-  store_ = std::make_unique<timed_store>(cluster_ ? cluster_->store() : *base_store_, metrics_.commit_latency);
+  store_ =
+      std::make_unique<timed_store>(cluster_ ? cluster_->store() : *base_store_, metrics_.commit_latency);
   engine_options eo;
   eo.tick = millis(options_.tick_ms);
   eo.clap_cap = options_.clap_cap;
@@ -275,7 +281,9 @@ bool clapsd::start() {
   store_->on_room_changed = [this](std::string_view article, bool watched, std::uint32_t viewers) {
     articles_.room_changed(article, watched, viewers, uv_now(&loop_));
   };
-  fanout_.on_tick = [this](std::span<const article_update> updates) { articles_.observe(updates, uv_now(&loop_)); };
+  fanout_.on_tick = [this](std::span<const article_update> updates) {
+    articles_.observe(updates, uv_now(&loop_));
+  };
   fanout_.on_result = [this](const op_result& r) {
     if (r.accepted > 0) claps_since_sample_ += static_cast<std::uint64_t>(r.accepted);
     articles_.accepted(r.article, r.accepted, r.total, uv_now(&loop_));
@@ -286,8 +294,8 @@ bool clapsd::start() {
   limits_.emplace(client_limit_settings{options_.rate_limit, options_.rate_burst,
                                         options_.max_connections_per_user, options_.max_connections_per_ip,
                                         options_.per_ip_on_loopback});
-  service_deps deps{*engine_, registry_, fanout_, metrics_, options_, allowlist_, *auth_,
-                    admission_, *parser_,  *limits_,  log_,   &loop_,   cluster_.get()};
+  service_deps deps{*engine_,   registry_, fanout_,  metrics_, options_, allowlist_,    *auth_,
+                    admission_, *parser_,  *limits_, log_,     &loop_,   cluster_.get()};
   ws_ = std::make_unique<ws_service>(deps);
   http_ = std::make_unique<http_api>(deps, static_files(options_.web_root, options_.client_root));
   http_->ready = [this] { return ready(); };
@@ -303,8 +311,10 @@ bool clapsd::start() {
     if (listener_) text += listener_->metrics_text();
     // Behind one shared port, says which process answered.
     if (!options_.node_id.empty())
-      text += "# HELP claps_node_info This process's --node-id\n# TYPE claps_node_info gauge\n"
-              "claps_node_info{node=\"" + options_.node_id + "\"} 1\n";
+      text +=
+          "# HELP claps_node_info This process's --node-id\n# TYPE claps_node_info gauge\n"
+          "claps_node_info{node=\"" +
+          options_.node_id + "\"} 1\n";
     return text;
   };
   http_->degraded = [this] { return cluster_ && cluster_->degraded(); };
@@ -320,8 +330,8 @@ bool clapsd::start() {
   uv_timer_init(&loop_, &shutdown_timer_);
   uv_timer_init(&loop_, &drain_timer_);
   uv_timer_init(&loop_, &heartbeat_timer_);
-  sigterm_.data = sigint_.data = after_io_.data = shutdown_timer_.data = drain_timer_.data = heartbeat_timer_.data =
-      this;
+  sigterm_.data = sigint_.data = after_io_.data = shutdown_timer_.data = drain_timer_.data =
+      heartbeat_timer_.data = this;
   handles_open_ = true;
   started_ms_ = uv_now(&loop_);
   sample_admin_stats();  // the baseline: the first second's claps and commits count
@@ -335,14 +345,17 @@ bool clapsd::start() {
     self->fanout_.run_deferred(*self->engine_);
   });
   // One timer for liveness: WebSocket pings/idle drops and SSE heartbeats.
-  uv_timer_start(&heartbeat_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->on_second(); },
-                 1000, 1000);
+  uv_timer_start(
+      &heartbeat_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->on_second(); }, 1000, 1000);
   // Every client gone while closing: nothing more to wait for.
   admission_.on_drained = [this] { finish_soon(); };
   // IPv6 hosts in brackets, so that the line is a URL.
-  auto url_host = [](const std::string& host) { return host.find(':') == std::string::npos ? host : "[" + host + "]"; };
+  auto url_host = [](const std::string& host) {
+    return host.find(':') == std::string::npos ? host : "[" + host + "]";
+  };
   if (admin_listener_)
-    std::printf("clapsd admin on http://%s:%d\n", url_host(options_.admin_host).c_str(), admin_listener_->port());
+    std::printf("clapsd admin on http://%s:%d\n", url_host(options_.admin_host).c_str(),
+                admin_listener_->port());
   // Announced last: whoever reads this line may signal us right away.
   std::printf("clapsd listening on http://%s:%d\n", url_host(options_.listen_host).c_str(), listen_port_);
   std::fflush(stdout);
@@ -418,8 +431,8 @@ bool clapsd::open_admin_listener() {
   // Never shared: readiness and metrics are this process's own.
   admin_listener_ = listen_socket::open(&loop_, iface, options_.admin_port, false, log_, ec, step);
   if (!admin_listener_) {
-    log_.error("cannot listen on --admin-listen " + options_.admin_host + ":" + std::to_string(options_.admin_port) +
-               ": " + step + ": " + ec.message());
+    log_.error("cannot listen on --admin-listen " + options_.admin_host + ":" +
+               std::to_string(options_.admin_port) + ": " + step + ": " + ec.message());
     return false;
   }
   lws_vhost* vhost = lws_get_vhost_by_name(context_, "default");
@@ -511,21 +524,15 @@ int clapsd::dispatch(lws* wsi, lws_callback_reasons reason, void* user, void* in
   case LWS_CALLBACK_HTTP:
     if (is_admin(wsi)) return http_->on_admin_request(wsi, static_cast<const char*>(in));
     return http_->on_request(wsi, static_cast<const char*>(in));
-  case LWS_CALLBACK_HTTP_BODY:
-    return http_->on_body(wsi, static_cast<const char*>(in), len);
-  case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-    return http_->on_body_complete(wsi);
-  case LWS_CALLBACK_HTTP_WRITEABLE:
-    return http_->on_writeable(wsi);
-  case LWS_CALLBACK_CLOSED_HTTP:
-    http_->on_closed(wsi);
-    break;
+  case LWS_CALLBACK_HTTP_BODY: return http_->on_body(wsi, static_cast<const char*>(in), len);
+  case LWS_CALLBACK_HTTP_BODY_COMPLETION: return http_->on_body_complete(wsi);
+  case LWS_CALLBACK_HTTP_WRITEABLE: return http_->on_writeable(wsi);
+  case LWS_CALLBACK_CLOSED_HTTP: http_->on_closed(wsi); break;
   case LWS_CALLBACK_WSI_DESTROY:
     ws_->destroyed(wsi);
     http_->on_closed(wsi);
     break;
-  default:
-    break;
+  default: break;
   }
   return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
@@ -536,11 +543,12 @@ void clapsd::on_second() {
   if (space.accepts_new_keys == store_full_) {
     store_full_ = !space.accepts_new_keys;
     if (store_full_)
-      log_.warn("store short of space (" + std::to_string(space.used_bytes >> 20) + " of " +
-                std::to_string(space.max_bytes >> 20) + " MiB in use): refusing new claps (store_full) until "
-                "expired op ids are purged or the disk has room; raise --lmdb-max-size if this is not an attack");
-    else
-      log_.info("store has room again: accepting new claps");
+      log_.warn(
+          "store short of space (" + std::to_string(space.used_bytes >> 20) + " of " +
+          std::to_string(space.max_bytes >> 20) +
+          " MiB in use): refusing new claps (store_full) until "
+          "expired op ids are purged or the disk has room; raise --lmdb-max-size if this is not an attack");
+    else log_.info("store has room again: accepting new claps");
   }
   ws_->sweep();
   http_->sweep();
@@ -563,21 +571,23 @@ void clapsd::begin_shutdown(int signum) {
   const bool terminal = signum == SIGINT;
   drain_ = drain_phase::grace;
   spread_ms_ = terminal ? 0 : static_cast<std::uint64_t>(options_.drain_spread_s) * 1000;
-  uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); },
-                 static_cast<std::uint64_t>(options_.shutdown_timeout_s) * 1000, 0);
+  uv_timer_start(
+      &shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); },
+      static_cast<std::uint64_t>(options_.shutdown_timeout_s) * 1000, 0);
   const std::uint64_t grace_ms = terminal ? 0 : options_.drain_grace_ms();
   std::string listener = "listener serving " + std::to_string(grace_ms / 1000) + " s more (--drain-grace-s)";
   if (grace_ms == 0)
-    listener = terminal             ? "no grace (SIGINT)"
+    listener = terminal              ? "no grace (SIGINT)"
                : options_.reuse_port ? "no grace (--reuse-port: the sibling processes take new connects)"
                                      : "no grace (--drain-grace-s 0)";
-  log_.info(std::string("received ") + (terminal ? "SIGINT" : "SIGTERM") + ": draining: readyz 503; " + listener +
-            "; then clients closed with 1001 over " + std::to_string(spread_ms_ / 1000) + " s");
+  log_.info(std::string("received ") + (terminal ? "SIGINT" : "SIGTERM") + ": draining: readyz 503; " +
+            listener + "; then clients closed with 1001 over " + std::to_string(spread_ms_ / 1000) + " s");
   if (grace_ms == 0) {
     end_grace();
     return;
   }
-  uv_timer_start(&drain_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->end_grace(); }, grace_ms, 0);
+  uv_timer_start(
+      &drain_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->end_grace(); }, grace_ms, 0);
 }
 
 void clapsd::end_grace() {
@@ -607,12 +617,13 @@ void clapsd::close_next_batch() {
   quota -= told;
   const std::size_t ended = http_->close_streams(quota);
   driver_->flush();
-  log_.debug("drain: batch " + std::to_string(close_batch_ + 1) + "/" + std::to_string(closes_.batches) + ": " +
-             std::to_string(told) + " WebSockets, " + std::to_string(ended) + " SSE streams");
+  log_.debug("drain: batch " + std::to_string(close_batch_ + 1) + "/" + std::to_string(closes_.batches) +
+             ": " + std::to_string(told) + " WebSockets, " + std::to_string(ended) + " SSE streams");
   ++close_batch_;
   if (!last) {
-    uv_timer_start(&drain_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->close_next_batch(); },
-                   closes_.interval_ms, 0);
+    uv_timer_start(
+        &drain_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->close_next_batch(); },
+        closes_.interval_ms, 0);
     return;
   }
   log_.info("drain: every client told to close; waiting for their close handshakes");
@@ -633,7 +644,8 @@ void clapsd::wait_for_local_commits() {
 }
 
 void clapsd::finish_soon() {
-  uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); }, 0, 0);
+  uv_timer_start(
+      &shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); }, 0, 0);
 }
 
 void clapsd::sample_admin_stats() {
@@ -678,18 +690,20 @@ std::string clapsd::admin_frame() const {
   s.by_claps = articles_.top_by_claps(10);
   if (cluster_) {
     const auto c = cluster_->current_status();
-    s.redis = redis_state{c.connected, c.bus_healthy, c.degraded, c.node_id_taken, c.walking_journal, c.masters,
-                          c.dirty_keys};
+    s.redis = redis_state{c.connected,       c.bus_healthy, c.degraded,  c.node_id_taken,
+                          c.walking_journal, c.masters,     c.dirty_keys};
   }
   return render_admin_frame(s);
 }
 
 std::string clapsd::drain_metrics_text() const {
-  std::string text = "# HELP claps_drain_phase 1 for the shutdown drain's current phase: serving; grace (readyz 503, "
-                     "still accepting); closing (listener closed, clients closed in batches)\n"
-                     "# TYPE claps_drain_phase gauge\n";
+  std::string text =
+      "# HELP claps_drain_phase 1 for the shutdown drain's current phase: serving; grace (readyz 503, "
+      "still accepting); closing (listener closed, clients closed in batches)\n"
+      "# TYPE claps_drain_phase gauge\n";
   for (auto phase : {drain_phase::serving, drain_phase::grace, drain_phase::closing})
-    text += std::string("claps_drain_phase{phase=\"") + phase_name(phase) + "\"} " + (phase == drain_ ? "1\n" : "0\n");
+    text += std::string("claps_drain_phase{phase=\"") + phase_name(phase) + "\"} " +
+            (phase == drain_ ? "1\n" : "0\n");
   return text;
 }
 
@@ -701,7 +715,8 @@ void clapsd::finish() {
   // request deadline, as locally durable): wait for it, bounded.
   if (cluster_ && !engine_->idle() && !engine_->store_error() &&
       cluster_flush_waits_++ < options_.redis_timeout_ms / 10 + 100) {
-    uv_timer_start(&shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); }, 10, 0);
+    uv_timer_start(
+        &shutdown_timer_, [](uv_timer_t* t) { static_cast<clapsd*>(t->data)->finish(); }, 10, 0);
     return;
   }
   finishing_ = true;
@@ -739,7 +754,7 @@ void clapsd::finish() {
   log_.info("shut down cleanly");
 }
 
-} // namespace
+}  // namespace
 
 int run_server(const server_options& options) {
   clapsd server(options);
@@ -747,4 +762,4 @@ int run_server(const server_options& options) {
   return server.run();
 }
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -11,4 +11,4 @@ namespace claps::server {
 /// clean shutdown, 1 when start-up failed (a message is on stderr).
 int run_server(const server_options& options);
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -64,4 +64,4 @@ struct service_deps {
   }
 };
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -20,4 +20,4 @@ bool read_socket_progress(int fd, socket_progress& out) noexcept {
   return true;
 }
 
-} // namespace claps::server
+}  // namespace claps::server

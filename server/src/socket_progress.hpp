@@ -15,4 +15,4 @@ struct socket_progress {
 /// False when `fd` is not a TCP socket the kernel will describe.
 bool read_socket_progress(int fd, socket_progress& out) noexcept;
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -34,13 +34,12 @@ bool safe_relative(std::string_view rel) {
   return rel.back() != '/';
 }
 
-} // namespace
+}  // namespace
 
 static_files::static_files(std::string web_root, std::string client_root)
     : web_root_(canonical_or_empty(web_root)), client_root_(canonical_or_empty(client_root)) {}
 
-bool static_files::resolve_under(const std::string& root, std::string_view relative,
-                                 static_file& out) const {
+bool static_files::resolve_under(const std::string& root, std::string_view relative, static_file& out) const {
   if (root.empty() || !safe_relative(relative)) return false;
   std::error_code ec;
   const auto full = std::filesystem::canonical(root + "/" + std::string(relative), ec);
@@ -67,7 +66,8 @@ bool static_files::resolve(std::string_view url, static_file& out) const {
     return resolve_under(web_root_, "article.html", out);
   }
   constexpr std::string_view statics = "/static/";
-  if (url.starts_with(statics)) return resolve_under(web_root_, "static/" + std::string(url.substr(statics.size())), out);
+  if (url.starts_with(statics))
+    return resolve_under(web_root_, "static/" + std::string(url.substr(statics.size())), out);
   constexpr std::string_view client = "/client/";
   if (url.starts_with(client)) return resolve_under(client_root_, url.substr(client.size()), out);
   return false;
@@ -91,4 +91,4 @@ std::string_view content_type_for(std::string_view path) noexcept {
   return "application/octet-stream";
 }
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -13,7 +13,7 @@
 namespace claps::server {
 
 struct static_file {
-  std::string path;               // absolute, canonical
+  std::string path;  // absolute, canonical
   std::string_view content_type;
 };
 
@@ -32,4 +32,4 @@ private:
 /// The Content-Type for a file name, by extension.
 std::string_view content_type_for(std::string_view path) noexcept;
 
-} // namespace claps::server
+}  // namespace claps::server

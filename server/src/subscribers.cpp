@@ -41,4 +41,4 @@ void endpoint_registry::refuse_op(std::uint64_t cookie, std::error_code ec) {
   if (auto* e = find(op.endpoint_id); e != nullptr && e->serial == op.serial) e->on_refused(ec, op.op_id);
 }
 
-} // namespace claps::server
+}  // namespace claps::server

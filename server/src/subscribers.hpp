@@ -62,7 +62,6 @@ public:
   /// Delivers a refusal instead of a result, if the endpoint still exists.
   void refuse_op(std::uint64_t cookie, std::error_code ec);
 
-
 private:
   struct pending_op {
     std::uint64_t endpoint_id;
@@ -75,4 +74,4 @@ private:
   std::unordered_map<std::uint64_t, pending_op> ops_;
 };
 
-} // namespace claps::server
+}  // namespace claps::server

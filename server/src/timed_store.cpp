@@ -13,4 +13,4 @@ void timed_store::commit(const commit_batch& batch, commit_handler done) {
   });
 }
 
-} // namespace claps::server
+}  // namespace claps::server

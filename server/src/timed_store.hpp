@@ -22,8 +22,7 @@ public:
   std::error_code read_total(std::string_view article, std::int64_t& total) override {
     return inner_.read_total(article, total);
   }
-  std::error_code read_tally(std::string_view user, std::string_view article,
-                             std::int32_t& claps) override {
+  std::error_code read_tally(std::string_view user, std::string_view article, std::int32_t& claps) override {
     return inner_.read_tally(user, article, claps);
   }
   std::error_code read_op(std::string_view user, std::string_view article, std::string_view op_id,
@@ -65,4 +64,4 @@ private:
   latency_histogram& commit_latency_;
 };
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -36,4 +36,4 @@ private:
   std::uint64_t last_ms_ = 0;
 };
 
-} // namespace claps::server
+}  // namespace claps::server

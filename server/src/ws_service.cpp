@@ -12,8 +12,7 @@
 
 namespace claps::server {
 
-ws_service::ws_service(service_deps deps)
-    : deps_(deps), origins_(deps.options.allowed_origins) {
+ws_service::ws_service(service_deps deps) : deps_(deps), origins_(deps.options.allowed_origins) {
   limits_.max_message_bytes = deps.options.max_message_bytes;
   limits_.slow_client_bytes = deps.options.slow_client_bytes;
   limits_.direct_writes = deps.options.direct_writes;
@@ -36,7 +35,8 @@ void ws_service::arm_reply_flush() {
       self->flush_replies();
     }
     uv_idle_stop(h);
-    uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* closed) { delete reinterpret_cast<uv_idle_t*>(closed); });
+    uv_close(reinterpret_cast<uv_handle_t*>(h),
+             [](uv_handle_t* closed) { delete reinterpret_cast<uv_idle_t*>(closed); });
   });
 }
 
@@ -114,8 +114,9 @@ int ws_service::established(lws* wsi, void* user) {
   auto it = upgrading_.find(wsi);
   (void)user;
   if (it == upgrading_.end()) return -1;
-  auto session = std::make_unique<ws_session>(wsi, deps_.limits.admitted_user(it->second.user), it->second.address, limits_,
-                                              deps_.metrics, flushes_, deps_.now_ms(), it->second.batch);
+  auto session =
+      std::make_unique<ws_session>(wsi, deps_.limits.admitted_user(it->second.user), it->second.address,
+                                   limits_, deps_.metrics, flushes_, deps_.now_ms(), it->second.batch);
   upgrading_.erase(it);
   --deps_.admission.reserved;
   ++deps_.admission.open;
@@ -222,8 +223,7 @@ void ws_service::send_error(ws_session& s, std::string_view code, std::string_vi
   s.send_reply(std::move(frame));
 }
 
-void ws_service::send_error(ws_session& s, std::error_code ec, std::string_view why,
-                            std::string_view id) {
+void ws_service::send_error(ws_session& s, std::error_code ec, std::string_view why, std::string_view id) {
   send_error(s, wire_name(ec), why.empty() ? std::string_view(ec.message()) : why, id);
 }
 
@@ -262,8 +262,8 @@ void ws_service::subscribe(ws_session& s) {
   if (!take_token(s)) return;
   for (auto article : message_.articles) {
     if (check_article_id(article) || !deps_.allowlist.allows(article)) {
-      send_error(s, "invalid_article", "invalid or unknown article id: " + std::string(utf8_prefix(article, 128)),
-                 message_.id);
+      send_error(s, "invalid_article",
+                 "invalid or unknown article id: " + std::string(utf8_prefix(article, 128)), message_.id);
       return;
     }
   }
@@ -338,4 +338,4 @@ void ws_service::clap_or_undo(ws_session& s) {
   submit_op(deps_, request);
 }
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -86,9 +86,9 @@ private:
   // Every open session; each knows its index (ws_session::slot) for an O(1)
   // swap-remove. A vector, not a map by id: 8 bytes per connection, not ~40.
   std::vector<std::unique_ptr<ws_session>> sessions_;
-  client_message message_;                 // reused
-  std::vector<snapshot> snapshots_;        // reused
-  std::string frame_;                      // reused for replies built then copied
+  client_message message_;           // reused
+  std::vector<snapshot> snapshots_;  // reused
+  std::string frame_;                // reused for replies built then copied
 };
 
-} // namespace claps::server
+}  // namespace claps::server

@@ -21,13 +21,19 @@ constexpr int close_ack_timeout_s = 3;
 // lws 4.1 keeps LWS_WRITE_CLOSE (the close opcode, 4) out of its public
 // enum; its ws writer frames it like any other opcode.
 constexpr auto lws_write_close = static_cast<lws_write_protocol>(4);
-} // namespace
+}  // namespace
 
 ws_session::ws_session(lws* wsi, const std::string& user, ip_address address, const session_limits& limits,
                        server_metrics& metrics, reply_flush_list& flushes, std::uint64_t now_ms,
                        bool batch_replies)
-    : wsi_(wsi), user_(&user), address_(address), limits_(limits), metrics_(metrics), flushes_(flushes),
-      last_heard_ms_(now_ms), last_ping_ms_(now_ms),
+    : wsi_(wsi),
+      user_(&user),
+      address_(address),
+      limits_(limits),
+      metrics_(metrics),
+      flushes_(flushes),
+      last_heard_ms_(now_ms),
+      last_ping_ms_(now_ms),
       batch_replies_(batch_replies) {
   fd_ = static_cast<int>(lws_get_socket_fd(wsi));
   hot_peer = wsi;
@@ -85,7 +91,8 @@ std::span<const std::shared_ptr<pending_subscribe>> ws_session::pending_subscrib
 }
 
 void ws_session::add_pending_subscribe(std::shared_ptr<pending_subscribe> p) {
-  if (!pending_subscribes_) pending_subscribes_ = std::make_unique<std::vector<std::shared_ptr<pending_subscribe>>>();
+  if (!pending_subscribes_)
+    pending_subscribes_ = std::make_unique<std::vector<std::shared_ptr<pending_subscribe>>>();
   pending_subscribes_->push_back(std::move(p));
 }
 
@@ -190,7 +197,8 @@ std::size_t ws_session::max_single_send_payload() const noexcept {
   const lws_protocols* protocol = lws_get_protocol(wsi_);
   std::size_t packet = protocol ? protocol->tx_packet_size : 0;
   if (packet == 0)
-    packet = (protocol && protocol->rx_buffer_size ? protocol->rx_buffer_size : lws_default_rx_buffer) + LWS_PRE + 4;
+    packet = (protocol && protocol->rx_buffer_size ? protocol->rx_buffer_size : lws_default_rx_buffer) +
+             LWS_PRE + 4;
   return packet - (packet > 65535 + 4 ? 10 : 4);
 }
 
@@ -252,8 +260,7 @@ void ws_session::on_update(std::span<const article_update* const> updates, tick_
   if (closing_ || updates.empty()) return;
   // The acks of this tick's commit were completed just before its updates:
   // they go first, and then the update can still take the shared frame.
-  if (!replies_.empty() && !writeable_requested_ && !lws_partial_buffered(wsi_) && !write_replies())
-    return;
+  if (!replies_.empty() && !writeable_requested_ && !lws_partial_buffered(wsi_) && !write_replies()) return;
   if (can_write_directly()) {
     if (updates.size() == 1) {
       // The shared frame encoded once for every viewer. lws_write writes the
@@ -408,8 +415,8 @@ void ws_session::close_now(lws_close_status code, std::string_view reason) {
   if (closing_) return;
   closing_ = true;
   release_output();
-  lws_close_reason(wsi_, code,
-                   reinterpret_cast<unsigned char*>(const_cast<char*>(reason.data())), reason.size());
+  lws_close_reason(wsi_, code, reinterpret_cast<unsigned char*>(const_cast<char*>(reason.data())),
+                   reason.size());
   // Returning -1 only works inside a callback; this works from anywhere.
   kill_soon(LWS_TO_KILL_ASYNC);
 }
@@ -417,8 +424,7 @@ void ws_session::close_now(lws_close_status code, std::string_view reason) {
 void ws_session::lws_closing() {
   // Replies to the messages before the one that ended the connection were
   // held for the end of this loop pass: they go now, ahead of lws's close.
-  if (!closing_ && !replies_.empty() && !writeable_requested_ && !lws_partial_buffered(wsi_))
-    write_replies();
+  if (!closing_ && !replies_.empty() && !writeable_requested_ && !lws_partial_buffered(wsi_)) write_replies();
   closing_ = true;
   close_frame_sent_ = true;  // lws writes its own
   release_output();
@@ -432,4 +438,4 @@ void ws_session::close_when_flushed() {
   request_writeable();
 }
 
-} // namespace claps::server
+}  // namespace claps::server

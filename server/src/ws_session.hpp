@@ -158,19 +158,19 @@ private:
   // An idle connection is mostly this object (issue 12): what only some
   // connections need, briefly, lives behind a pointer made when needed.
   lws* wsi_;
-  int fd_ = -1;  // the socket, for direct writes
-  const std::string* user_;            // client_limits' copy, shared by the user's connections
+  int fd_ = -1;              // the socket, for direct writes
+  const std::string* user_;  // client_limits' copy, shared by the user's connections
   ip_address address_;
   std::unique_ptr<std::vector<std::shared_ptr<pending_subscribe>>> pending_subscribes_;
   const session_limits& limits_;
   server_metrics& metrics_;
   reply_flush_list& flushes_;
-  std::unique_ptr<std::string> rx_;    // fragments of a message larger than one read
-  std::vector<std::string> replies_;   // queued replies, in order; no capacity while empty
-  std::vector<pending_count> pending_; // collapsed tick updates
+  std::unique_ptr<std::string> rx_;     // fragments of a message larger than one read
+  std::vector<std::string> replies_;    // queued replies, in order; no capacity while empty
+  std::vector<pending_count> pending_;  // collapsed tick updates
   std::size_t reply_bytes_ = 0;
   std::size_t pending_bytes_ = 0;
-  std::size_t inflight_bytes_ = 0;     // size of the frame lws holds partly unsent
+  std::size_t inflight_bytes_ = 0;  // size of the frame lws holds partly unsent
   std::uint64_t last_heard_ms_ = 0;
   std::uint64_t last_ping_ms_ = 0;
   bool writeable_requested_ = false;
@@ -185,4 +185,4 @@ private:
   const char* close_reason_ = "";
 };
 
-} // namespace claps::server
+}  // namespace claps::server

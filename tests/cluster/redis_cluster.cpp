@@ -62,7 +62,8 @@ std::string text(const redisReply* r) {
   }
 }
 
-template <class Pred> bool poll_until(Pred pred, std::chrono::milliseconds deadline) {
+template <class Pred>
+bool poll_until(Pred pred, std::chrono::milliseconds deadline) {
   const auto end = clock::now() + deadline;
   while (clock::now() < end) {
     if (pred()) return true;
@@ -77,10 +78,9 @@ std::size_t count_words(const std::string& s, const std::string& word) {
   return n;
 }
 
-} // namespace
+}  // namespace
 
-std::string redis_cluster::ask_sentinel(std::uint16_t port,
-                                       const std::vector<std::string>& args) const {
+std::string redis_cluster::ask_sentinel(std::uint16_t port, const std::vector<std::string>& args) const {
   return query(port, args, sentinel_password_);
 }
 
@@ -103,16 +103,15 @@ std::string redis_cluster::query(std::uint16_t port, const std::vector<std::stri
     argv.push_back(a.data());
     lens.push_back(a.size());
   }
-  auto* r = static_cast<redisReply*>(
-      redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+  auto* r =
+      static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
   std::string out = r != nullptr ? text(r) : std::string();
   if (r) freeReplyObject(r);
   redisFree(c);
   return out;
 }
 
-redis_cluster::redis_cluster(int replicas, int sentinels, bool standalone,
-                             std::string sentinel_password)
+redis_cluster::redis_cluster(int replicas, int sentinels, bool standalone, std::string sentinel_password)
     : sentinel_password_(std::move(sentinel_password)) {
   char tmpl[] = "/tmp/claps-redis-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
@@ -144,8 +143,7 @@ redis_cluster::redis_cluster(int replicas, int sentinels, bool standalone,
       << "sentinel failover-timeout " << master_name << " 3000\n"
       << "sentinel parallel-syncs " << master_name << " 1\n";
     if (!sentinel_password_.empty())
-      f << "requirepass " << sentinel_password_ << "\nsentinel sentinel-pass " << sentinel_password_
-        << "\n";
+      f << "requirepass " << sentinel_password_ << "\nsentinel sentinel-pass " << sentinel_password_ << "\n";
     f.close();
     processes_.push_back({"sentinel", port, spawn(conf, true), false});
   }
@@ -192,7 +190,7 @@ void stop_all(std::vector<redis_process>& processes) {
   }
 }
 
-} // namespace
+}  // namespace
 
 pid_t redis_cluster::spawn(const std::filesystem::path& conf, bool sentinel) {
   if (sentinel) return spawn_redis({"redis-server", conf.string(), "--sentinel"});
@@ -213,19 +211,24 @@ void redis_cluster::wait_ready() {
   }
   for (const auto& p : processes_) {
     if (p.role == "replica" &&
-        !poll_until([&] {
-          return query(p.port, {"INFO", "replication"}).find("master_link_status:up") != std::string::npos;
-        }, 20s))
+        !poll_until(
+            [&] {
+              return query(p.port, {"INFO", "replication"}).find("master_link_status:up") !=
+                     std::string::npos;
+            },
+            20s))
       throw std::runtime_error("replica did not sync");
     if (p.role == "sentinel" &&
-        !poll_until([&] {
-          // Failover needs the quorum of sentinels to know the replicas
-          // and each other (they learn it by gossip, within seconds).
-          const std::string r = ask_sentinel(p.port, {"SENTINEL", "replicas", master_name});
-          const std::string s = ask_sentinel(p.port, {"SENTINEL", "sentinels", master_name});
-          return count_words(r, "master-link-status ok") >= replicas &&
-                 count_words(s, "runid") + 1 >= sentinels;
-        }, 30s))
+        !poll_until(
+            [&] {
+              // Failover needs the quorum of sentinels to know the replicas
+              // and each other (they learn it by gossip, within seconds).
+              const std::string r = ask_sentinel(p.port, {"SENTINEL", "replicas", master_name});
+              const std::string s = ask_sentinel(p.port, {"SENTINEL", "sentinels", master_name});
+              return count_words(r, "master-link-status ok") >= replicas &&
+                     count_words(s, "runid") + 1 >= sentinels;
+            },
+            30s))
       throw std::runtime_error("sentinel did not discover replicas and peers");
   }
 }
@@ -235,8 +238,7 @@ redis_cluster::~redis_cluster() { cleanup(); }
 void redis_cluster::cleanup() {
   stop_all(processes_);
   std::error_code ec;
-  if (!dir_.empty() && std::getenv("CLAPS_KEEP_REDIS_DIR") == nullptr)
-    std::filesystem::remove_all(dir_, ec);
+  if (!dir_.empty() && std::getenv("CLAPS_KEEP_REDIS_DIR") == nullptr) std::filesystem::remove_all(dir_, ec);
 }
 
 redis_process* redis_cluster::find(std::uint16_t port) {
@@ -271,13 +273,15 @@ std::uint16_t redis_cluster::sentinel_master_port() const {
 std::uint16_t redis_cluster::wait_for_new_master(std::uint16_t old_port,
                                                  std::chrono::milliseconds deadline) const {
   std::uint16_t found = 0;
-  poll_until([&] {
-    const std::uint16_t port = sentinel_master_port();
-    if (port == 0 || port == old_port) return false;
-    if (query(port, {"ROLE"}).rfind("master", 0) != 0) return false;
-    found = port;
-    return true;
-  }, deadline);
+  poll_until(
+      [&] {
+        const std::uint16_t port = sentinel_master_port();
+        if (port == 0 || port == old_port) return false;
+        if (query(port, {"ROLE"}).rfind("master", 0) != 0) return false;
+        found = port;
+        return true;
+      },
+      deadline);
   return found;
 }
 
@@ -319,13 +323,29 @@ redis_cluster_shards::redis_cluster_shards(int masters, int replicas, std::strin
   try {
     for (std::size_t i = 0; i < nodes; ++i) {
       const std::string p = std::to_string(ports[i]);
-      std::vector<std::string> args{"redis-server", "--port", p, "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                                    "--cluster-port", std::to_string(all_ports[nodes + i]),
-                                    "--cluster-node-timeout", "1500",
-                                    "--cluster-config-file", (dir_ / ("nodes-" + p + ".conf")).string(),
-                                    "--dir", dir_.string(), "--save", "", "--appendonly", "no",
-                                    "--logfile", (dir_ / ("node-" + p + ".log")).string()};
-      if (!password_.empty()) args.insert(args.end(), {"--requirepass", password_, "--masterauth", password_});
+      std::vector<std::string> args{"redis-server",
+                                    "--port",
+                                    p,
+                                    "--bind",
+                                    "127.0.0.1",
+                                    "--cluster-enabled",
+                                    "yes",
+                                    "--cluster-port",
+                                    std::to_string(all_ports[nodes + i]),
+                                    "--cluster-node-timeout",
+                                    "1500",
+                                    "--cluster-config-file",
+                                    (dir_ / ("nodes-" + p + ".conf")).string(),
+                                    "--dir",
+                                    dir_.string(),
+                                    "--save",
+                                    "",
+                                    "--appendonly",
+                                    "no",
+                                    "--logfile",
+                                    (dir_ / ("node-" + p + ".log")).string()};
+      if (!password_.empty())
+        args.insert(args.end(), {"--requirepass", password_, "--masterauth", password_});
       processes_.push_back({"node", ports[i], spawn_redis(args), false});
     }
     for (const auto& p : processes_)
@@ -339,16 +359,19 @@ redis_cluster_shards::redis_cluster_shards(int masters, int replicas, std::strin
     int status = 0;
     // redis-cli waits for the cluster to join by itself; bounded by the test's own timeout.
     ::waitpid(cli, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("redis-cli --cluster create failed");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+      throw std::runtime_error("redis-cli --cluster create failed");
     if (!wait_ok(30s)) throw std::runtime_error("cluster did not reach cluster_state:ok");
     // Every replica attached and in sync, so that a failover has a candidate.
-    if (!poll_until([&] {
-          std::size_t synced = 0;
-          for (const auto& p : processes_)
-            if (query(p.port, {"INFO", "replication"}).find("master_link_status:up") != std::string::npos)
-              ++synced;
-          return synced == static_cast<std::size_t>(masters * replicas);
-        }, 30s))
+    if (!poll_until(
+            [&] {
+              std::size_t synced = 0;
+              for (const auto& p : processes_)
+                if (query(p.port, {"INFO", "replication"}).find("master_link_status:up") != std::string::npos)
+                  ++synced;
+              return synced == static_cast<std::size_t>(masters * replicas);
+            },
+            30s))
       throw std::runtime_error("cluster replicas did not sync");
   } catch (...) {
     cleanup();
@@ -391,7 +414,8 @@ std::string redis_cluster_shards::nodes_text() const {
 namespace {
 
 // CLUSTER NODES lines of live masters: port and slot ranges.
-std::vector<std::pair<std::uint16_t, std::vector<std::pair<int, int>>>> live_masters(const std::string& text) {
+std::vector<std::pair<std::uint16_t, std::vector<std::pair<int, int>>>> live_masters(
+    const std::string& text) {
   std::vector<std::pair<std::uint16_t, std::vector<std::pair<int, int>>>> out;
   std::size_t at = 0;
   while (at < text.size()) {
@@ -406,7 +430,8 @@ std::vector<std::pair<std::uint16_t, std::vector<std::pair<int, int>>>> live_mas
       pos = space + 1;
     }
     at = end + 1;
-    if (f.size() < 8 || f[2].find("master") == std::string::npos || f[2].find("fail") != std::string::npos) continue;
+    if (f.size() < 8 || f[2].find("master") == std::string::npos || f[2].find("fail") != std::string::npos)
+      continue;
     const auto colon = f[1].find(':');
     const auto port = static_cast<std::uint16_t>(std::atoi(f[1].c_str() + colon + 1));
     std::vector<std::pair<int, int>> ranges;
@@ -421,7 +446,7 @@ std::vector<std::pair<std::uint16_t, std::vector<std::pair<int, int>>>> live_mas
   return out;
 }
 
-} // namespace
+}  // namespace
 
 std::vector<std::uint16_t> redis_cluster_shards::master_ports() const {
   std::vector<std::uint16_t> out;
@@ -437,27 +462,33 @@ std::uint16_t redis_cluster_shards::master_of_slot(std::uint16_t slot) const {
   return 0;
 }
 
-bool redis_cluster_shards::wait_ok(std::chrono::milliseconds deadline, std::uint16_t slot, std::uint16_t not_port) const {
-  return poll_until([&] {
-    for (const auto& p : processes_) {
-      if (p.pid <= 0) continue;
-      if (query(p.port, {"CLUSTER", "INFO"}).find("cluster_state:ok") == std::string::npos) return false;
-      if (not_port != 0) {
-        for (const auto& [port, ranges] : live_masters(query(p.port, {"CLUSTER", "NODES"})))
-          for (const auto& [first, last] : ranges)
-            if (slot >= first && slot <= last && port == not_port) return false;
-      }
-    }
-    return true;
-  }, deadline);
+bool redis_cluster_shards::wait_ok(std::chrono::milliseconds deadline, std::uint16_t slot,
+                                   std::uint16_t not_port) const {
+  return poll_until(
+      [&] {
+        for (const auto& p : processes_) {
+          if (p.pid <= 0) continue;
+          if (query(p.port, {"CLUSTER", "INFO"}).find("cluster_state:ok") == std::string::npos) return false;
+          if (not_port != 0) {
+            for (const auto& [port, ranges] : live_masters(query(p.port, {"CLUSTER", "NODES"})))
+              for (const auto& [first, last] : ranges)
+                if (slot >= first && slot <= last && port == not_port) return false;
+          }
+        }
+        return true;
+      },
+      deadline);
 }
 
-std::string redis_cluster_shards::node_id(std::uint16_t port) const { return query(port, {"CLUSTER", "MYID"}); }
+std::string redis_cluster_shards::node_id(std::uint16_t port) const {
+  return query(port, {"CLUSTER", "MYID"});
+}
 
 pid_t redis_cluster_shards::start_reshard(std::uint16_t from, std::uint16_t to, int slots) const {
-  std::vector<std::string> args{"redis-cli", "--cluster", "reshard", "127.0.0.1:" + std::to_string(from),
-                                "--cluster-from", node_id(from), "--cluster-to", node_id(to),
-                                "--cluster-slots", std::to_string(slots), "--cluster-yes"};
+  std::vector<std::string> args{
+      "redis-cli",       "--cluster",           "reshard",      "127.0.0.1:" + std::to_string(from),
+      "--cluster-from",  node_id(from),         "--cluster-to", node_id(to),
+      "--cluster-slots", std::to_string(slots), "--cluster-yes"};
   if (!password_.empty()) args.insert(args.end(), {"-a", password_, "--no-auth-warning"});
   return spawn_redis(args, true);
 }
@@ -478,4 +509,4 @@ void redis_cluster_shards::kill9(std::uint16_t port) {
   }
 }
 
-} // namespace claps::test
+}  // namespace claps::test

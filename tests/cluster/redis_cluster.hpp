@@ -47,9 +47,9 @@ public:
   /// server says ROLE master. Returns its port, or 0 at the deadline.
   std::uint16_t wait_for_new_master(std::uint16_t old_port, std::chrono::milliseconds deadline) const;
 
-  void kill9(std::uint16_t port);     // SIGKILL and reap
-  void stop(std::uint16_t port);      // SIGSTOP
-  void resume(std::uint16_t port);    // SIGCONT
+  void kill9(std::uint16_t port);   // SIGKILL and reap
+  void stop(std::uint16_t port);    // SIGSTOP
+  void resume(std::uint16_t port);  // SIGCONT
 
   /// Runs one command synchronously (test side only), returns the reply as
   /// text: strings/status/integers as is, arrays space-joined, nil as "(nil)",
@@ -114,4 +114,4 @@ private:
   std::vector<redis_process> processes_;
 };
 
-} // namespace claps::test
+}  // namespace claps::test

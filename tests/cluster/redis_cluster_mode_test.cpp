@@ -45,7 +45,8 @@ claps::redis_options cluster_options() {
   return o;
 }
 
-std::optional<claps::redis_reply> ask(loop_runner& loop, claps::redis_client& client, std::vector<std::string> args) {
+std::optional<claps::redis_reply> ask(loop_runner& loop, claps::redis_client& client,
+                                      std::vector<std::string> args) {
   std::vector<std::string_view> views(args.begin(), args.end());
   std::optional<claps::redis_reply> out;
   const auto ec = client.command(views, [&](std::error_code e, const claps::redis_reply& r) {
@@ -97,7 +98,8 @@ public:
       : timer_(new uv_timer_t{}), nodes_{&a, &b}, pick_(std::move(pick)) {
     uv_timer_init(loop.get(), timer_);
     timer_->data = this;
-    uv_timer_start(timer_, [](uv_timer_t* t) { static_cast<clap_load*>(t->data)->clap_once(); }, 2, 2);
+    uv_timer_start(
+        timer_, [](uv_timer_t* t) { static_cast<clap_load*>(t->data)->clap_once(); }, 2, 2);
   }
   ~clap_load() { stop(); }
   clap_load(const clap_load&) = delete;
@@ -106,7 +108,8 @@ public:
   /// Stops clapping; the timer is freed once the loop runs its close callback.
   void stop() {
     if (timer_ == nullptr) return;
-    uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
     timer_ = nullptr;
   }
   std::uint64_t sent = 0;
@@ -125,9 +128,10 @@ private:
   picker pick_;
 };
 
-} // namespace
+}  // namespace
 
-TEST_CASE("cluster: commands and scripts go to the master owning their key's slot; keys land on every master") {
+TEST_CASE(
+    "cluster: commands and scripts go to the master owning their key's slot; keys land on every master") {
   loop_runner loop;
   claps::redis_client client(loop.get(), cluster_options());
   REQUIRE(loop.run_until([&] { return client.ready(); }, 15s));
@@ -169,15 +173,18 @@ TEST_CASE("cluster: commands and scripts go to the master owning their key's slo
   }
   CHECK(total >= 600);
   // Keyless commands and keyless scripts cannot be routed.
-  CHECK(client.command({"PING"}, [](std::error_code, const claps::redis_reply&) {}) == claps::errc::bad_request);
+  CHECK(client.command({"PING"}, [](std::error_code, const claps::redis_reply&) {}) ==
+        claps::errc::bad_request);
   CHECK(client.eval("return 1", 0, {}, [](std::error_code, const claps::redis_reply&) {}) ==
         claps::errc::bad_request);
   // CLUSTER KEYSLOT agrees with redis_key_slot.
   for (const char* key : {"foo", "{user1000}.following", "claps:t:{a1}", "claps:ch:{a1}", "x{}y"})
-    CHECK(number(redis_cluster::query(masters[0], {"CLUSTER", "KEYSLOT", key})) == claps::redis_key_slot(key));
+    CHECK(number(redis_cluster::query(masters[0], {"CLUSTER", "KEYSLOT", key})) ==
+          claps::redis_key_slot(key));
 }
 
-TEST_CASE("cluster: ASK during a slot migration, then MOVED once it is done; a bus follows its channel's slot") {
+TEST_CASE(
+    "cluster: ASK during a slot migration, then MOVED once it is done; a bus follows its channel's slot") {
   loop_runner loop;
   claps::redis_client client(loop.get(), cluster_options());
   // A bus on a client of its own, watching an article of the slot that moves.
@@ -206,7 +213,8 @@ TEST_CASE("cluster: ASK during a slot migration, then MOVED once it is done; a b
   const std::string s = std::to_string(slot);
   REQUIRE(redis_cluster::query(target, {"CLUSTER", "SETSLOT", s, "IMPORTING", source_id}) == "OK");
   REQUIRE(redis_cluster::query(source, {"CLUSTER", "SETSLOT", s, "MIGRATING", target_id}) == "OK");
-  REQUIRE(redis_cluster::query(source, {"MIGRATE", "127.0.0.1", std::to_string(target), key, "0", "5000"}) == "OK");
+  REQUIRE(redis_cluster::query(source, {"MIGRATE", "127.0.0.1", std::to_string(target), key, "0", "5000"}) ==
+          "OK");
 
   // The key left the source: it answers ASK, the client asks the target.
   const auto before = client.stats();
@@ -237,7 +245,8 @@ TEST_CASE("cluster: ASK during a slot migration, then MOVED once it is done; a b
                        }));
   REQUIRE(loop.run_until([&] { return client.stats().tryagain > before.tryagain || pair.has_value(); }, 5s));
   CHECK(!pair.has_value());
-  REQUIRE(redis_cluster::query(source, {"MIGRATE", "127.0.0.1", std::to_string(target), key2, "0", "5000"}) == "OK");
+  REQUIRE(redis_cluster::query(source, {"MIGRATE", "127.0.0.1", std::to_string(target), key2, "0", "5000"}) ==
+          "OK");
   REQUIRE(loop.run_until([&] { return pair.has_value(); }, 5s));
   CHECK(!pair_error);
   REQUIRE(pair->elements.size() == 2);
@@ -256,7 +265,8 @@ TEST_CASE("cluster: ASK during a slot migration, then MOVED once it is done; a b
   CHECK(again->str == "moving");
   CHECK(client.stats().moved > moved_before.moved);
   // The map is read again, after which the slot is sent straight to the target.
-  REQUIRE(loop.run_until([&] { return client.stats().slot_map_refreshes > moved_before.slot_map_refreshes; }, 10s));
+  REQUIRE(loop.run_until([&] { return client.stats().slot_map_refreshes > moved_before.slot_map_refreshes; },
+                         10s));
   const auto after_refresh = client.stats();
   CHECK(ask(loop, client, {"GET", key})->str == "moving");
   CHECK(client.stats().moved == after_refresh.moved);
@@ -271,15 +281,16 @@ TEST_CASE("cluster: ASK during a slot migration, then MOVED once it is done; a b
   REQUIRE(loop.run_until([&] { return seen.got("migrating", "moved"); }, 10s));
 }
 
-TEST_CASE("cluster: sharded pub/sub reaches only the buses watching an article, on the shard owning its slot") {
+TEST_CASE(
+    "cluster: sharded pub/sub reaches only the buses watching an article, on the shard owning its slot") {
   loop_runner loop;
   claps::redis_client client_a(loop.get(), cluster_options());
   claps::redis_client client_b(loop.get(), cluster_options());
   bus_events seen_a, seen_b;
   claps::redis_bus bus_a(loop.get(), client_a, seen_a.callbacks());
   claps::redis_bus bus_b(loop.get(), client_b, seen_b.callbacks());
-  REQUIRE(loop.run_until([&] { return client_a.ready() && client_b.ready() && bus_a.healthy() && bus_b.healthy(); },
-                         15s));
+  REQUIRE(loop.run_until(
+      [&] { return client_a.ready() && client_b.ready() && bus_a.healthy() && bus_b.healthy(); }, 15s));
   CHECK(seen_b.resubscribed >= 1);  // the first subscription counts too, as with one master
   // Articles on every master.
   std::vector<std::string> articles;
@@ -300,9 +311,12 @@ TEST_CASE("cluster: sharded pub/sub reaches only the buses watching an article, 
   }
   for (const auto& a : articles) REQUIRE(!bus_a.publish(a, "hello " + a));
   REQUIRE(!bus_a.publish("unwatched", "nobody"));
-  REQUIRE(loop.run_until([&] {
-    return std::all_of(articles.begin(), articles.end(), [&](const std::string& a) { return seen_b.got(a, "hello " + a); });
-  }, 10s));
+  REQUIRE(loop.run_until(
+      [&] {
+        return std::all_of(articles.begin(), articles.end(),
+                           [&](const std::string& a) { return seen_b.got(a, "hello " + a); });
+      },
+      10s));
   CHECK(seen_a.messages.empty());  // A watches nothing
   for (const auto& [a, payload] : seen_b.messages) CHECK(a != "unwatched");
   CHECK(bus_b.stats().messages == articles.size());
@@ -310,8 +324,9 @@ TEST_CASE("cluster: sharded pub/sub reaches only the buses watching an article, 
   // Unwatching sunsubscribes on the owning shard.
   bus_b.unwatch(articles[0]);
   const std::string channel0 = "claps:ch:{" + articles[0] + "}";
-  REQUIRE(loop.run_until([&] { return shard_numsub(shards().master_of_slot(claps::redis_key_slot(channel0)), channel0) == 0; },
-                         10s));
+  REQUIRE(loop.run_until(
+      [&] { return shard_numsub(shards().master_of_slot(claps::redis_key_slot(channel0)), channel0) == 0; },
+      10s));
   REQUIRE(!bus_a.publish(articles[0], "late"));
   REQUIRE(!bus_a.publish(articles[1], "still"));
   REQUIRE(loop.run_until([&] { return seen_b.got(articles[1], "still"); }, 10s));
@@ -351,11 +366,13 @@ TEST_CASE("cluster: two redis_stores keep the exact cap and op ids across nodes"
   const auto replay = b.wait_result(b.clap("rita", articles[0], 1, "a-" + articles[0]));
   CHECK(replay.replayed);
   // Totals reach the other node through sharded pub/sub.
-  REQUIRE(loop.run_until([&] {
-    return std::all_of(articles.begin(), articles.end(), [&](const std::string& art) {
-      return a.read("", art).total == 50 && b.read("", art).total == 50;
-    });
-  }, 10s));
+  REQUIRE(loop.run_until(
+      [&] {
+        return std::all_of(articles.begin(), articles.end(), [&](const std::string& art) {
+          return a.read("", art).total == 50 && b.read("", art).total == 50;
+        });
+      },
+      10s));
   CHECK(b.store->stats().remote_messages > 0);
   // One marker per master for each node, each in a slot its master owns.
   for (const char* id : {"ca", "cb"}) {
@@ -373,7 +390,8 @@ TEST_CASE("cluster: two redis_stores keep the exact cap and op ids across nodes"
   }
 }
 
-TEST_CASE("cluster: resharding 300 slots under clap load: every clap decided in Redis, none lost or doubled") {
+TEST_CASE(
+    "cluster: resharding 300 slots under clap load: every clap decided in Redis, none lost or doubled") {
   loop_runner loop;
   node a(loop, {"sa", cluster_options()});
   node b(loop, {"sb", cluster_options()});
@@ -389,9 +407,11 @@ TEST_CASE("cluster: resharding 300 slots under clap load: every clap decided in 
       articles.push_back(art);
   }
   watch_all(a, b, articles);
-  clap_load plan(loop, a, b, [&](std::uint64_t k) -> const std::string& { return articles[k % articles.size()]; });
+  clap_load plan(loop, a, b,
+                 [&](std::uint64_t k) -> const std::string& { return articles[k % articles.size()]; });
   REQUIRE(loop.run_until([&] { return a.results.size() + b.results.size() >= 200; }, 10s));
-  const auto moved_before = a.client->stats().moved + b.client->stats().moved + a.client->stats().ask + b.client->stats().ask;
+  const auto moved_before =
+      a.client->stats().moved + b.client->stats().moved + a.client->stats().ask + b.client->stats().ask;
   const auto maps_before = a.client->stats().slot_map_refreshes;
   const pid_t reshard = shards().start_reshard(from, to, 300);
   bool ok = false;
@@ -400,13 +420,16 @@ TEST_CASE("cluster: resharding 300 slots under clap load: every clap decided in 
   const std::uint64_t sent_at_end = plan.sent;
   REQUIRE(loop.run_until([&] { return plan.sent >= sent_at_end + 200; }, 10s));
   plan.stop();
-  REQUIRE(loop.run_until([&] {
-    return a.engine->idle() && b.engine->idle() && a.results.size() + b.results.size() == plan.sent;
-  }, 20s));
+  REQUIRE(loop.run_until(
+      [&] {
+        return a.engine->idle() && b.engine->idle() && a.results.size() + b.results.size() == plan.sent;
+      },
+      20s));
   for (const auto& art : articles) CHECK(shards().master_of_slot(claps::redis_key_slot(art)) == to);
-  const auto redirects = a.client->stats().moved + b.client->stats().moved + a.client->stats().ask + b.client->stats().ask;
+  const auto redirects =
+      a.client->stats().moved + b.client->stats().moved + a.client->stats().ask + b.client->stats().ask;
   MESSAGE(plan.sent << " claps during a 300-slot reshard; redirects followed: " << redirects - moved_before
-          << ", TRYAGAIN retried: " << a.client->stats().tryagain + b.client->stats().tryagain);
+                    << ", TRYAGAIN retried: " << a.client->stats().tryagain + b.client->stats().tryagain);
   // The clients learn each moved slot from a MOVED or ASK, or first from
   // the bus: Redis drops the slot's channels (sunsubscribe) and the bus has
   // the map read again, often before any command hits the old owner.
@@ -428,7 +451,8 @@ TEST_CASE("cluster: resharding 300 slots under clap load: every clap decided in 
     for (const node* n : {&a, &b})
       for (const auto& r : n->results)
         if (r.article == art) want += r.accepted;
-    REQUIRE(loop.run_until([&] { return a.read("", art).total == want && b.read("", art).total == want; }, 10s));
+    REQUIRE(
+        loop.run_until([&] { return a.read("", art).total == want && b.read("", art).total == want; }, 10s));
   }
 }
 
@@ -454,9 +478,12 @@ TEST_CASE("cluster: a cluster behind a password: the command links and the shard
   }
   REQUIRE(loop.run_until([&] { return bus.stats().subscribes >= articles.size() && bus.healthy(); }, 10s));
   for (const auto& a : articles) REQUIRE(!bus.publish(a, "secret " + a));
-  REQUIRE(loop.run_until([&] {
-    return std::all_of(articles.begin(), articles.end(), [&](const std::string& a) { return seen.got(a, "secret " + a); });
-  }, 10s));
+  REQUIRE(loop.run_until(
+      [&] {
+        return std::all_of(articles.begin(), articles.end(),
+                           [&](const std::string& a) { return seen.got(a, "secret " + a); });
+      },
+      10s));
 
   // A wrong password: never ready, and nothing routed.
   o.password = "wrong";
@@ -467,7 +494,8 @@ TEST_CASE("cluster: a cluster behind a password: the command links and the shard
         claps::errc::store_disconnected);
 }
 
-TEST_CASE("cluster: kill -9 of a master: not ready, then ready on the promoted replica; the bus resubscribes") {
+TEST_CASE(
+    "cluster: kill -9 of a master: not ready, then ready on the promoted replica; the bus resubscribes") {
   loop_runner loop;
   claps::redis_client client_a(loop.get(), cluster_options());
   claps::redis_client client_b(loop.get(), cluster_options());
@@ -476,8 +504,8 @@ TEST_CASE("cluster: kill -9 of a master: not ready, then ready on the promoted r
   claps::redis_bus bus_b(loop.get(), client_b, seen_b.callbacks());
   int lost = 0;
   client_b.add_listener({{}, [&](std::error_code) { ++lost; }});
-  REQUIRE(loop.run_until([&] { return client_a.ready() && client_b.ready() && bus_a.healthy() && bus_b.healthy(); },
-                         15s));
+  REQUIRE(loop.run_until(
+      [&] { return client_a.ready() && client_b.ready() && bus_a.healthy() && bus_b.healthy(); }, 15s));
   const std::string article = "failover1";
   const std::string channel = "claps:ch:{" + article + "}";
   const std::uint16_t slot = claps::redis_key_slot(channel);
@@ -495,10 +523,12 @@ TEST_CASE("cluster: kill -9 of a master: not ready, then ready on the promoted r
   CHECK(lost >= 1);
   // node timeout 1.5 s, then the replica's election.
   REQUIRE(loop.run_until([&] { return client_a.ready() && client_b.ready() && bus_b.healthy(); }, 30s));
-  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed_at);
+  const auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed_at);
   MESSAGE("ready again " << took.count() << " ms after kill -9 of the master");
   const auto masters = client_b.masters();
-  CHECK(std::none_of(masters.begin(), masters.end(), [&](const claps::redis_endpoint& m) { return m.port == victim; }));
+  CHECK(std::none_of(masters.begin(), masters.end(),
+                     [&](const claps::redis_endpoint& m) { return m.port == victim; }));
   CHECK(seen_b.resubscribed > resubscribed);
   const std::uint16_t promoted = shards().master_of_slot(slot);
   REQUIRE(promoted != 0);
@@ -510,7 +540,8 @@ TEST_CASE("cluster: kill -9 of a master: not ready, then ready on the promoted r
   CHECK(ask(loop, client_a, {"SET", "claps:test:{" + article + "}", "1"})->str == "OK");
 }
 
-TEST_CASE("cluster: kill -9 of the master of a hot article under clap load: no acknowledged clap lost or doubled") {
+TEST_CASE(
+    "cluster: kill -9 of the master of a hot article under clap load: no acknowledged clap lost or doubled") {
   loop_runner loop;
   node a(loop, {"ka", cluster_options()});
   node b(loop, {"kb", cluster_options()});
@@ -525,7 +556,8 @@ TEST_CASE("cluster: kill -9 of the master of a hot article under clap load: no a
     const std::uint16_t owner = shards().master_of_slot(claps::redis_key_slot("claps:t:{" + art + "}"));
     owners.insert(owner);
     articles.push_back(art);
-    if (victim == 0 && redis_cluster::query(owner, {"INFO", "replication"}).find("connected_slaves:1") != std::string::npos) {
+    if (victim == 0 && redis_cluster::query(owner, {"INFO", "replication"}).find("connected_slaves:1") !=
+                           std::string::npos) {
       victim = owner;
       std::swap(articles.front(), articles.back());  // articles[0] is the hot one
     }
@@ -538,7 +570,8 @@ TEST_CASE("cluster: kill -9 of the master of a hot article under clap load: no a
     return k % 2 == 0 ? articles[0] : articles[k / 2 % articles.size()];
   });
   auto count = [](const node& n, claps::durability level) {
-    return std::count_if(n.results.begin(), n.results.end(), [&](const claps::test::outcome& r) { return r.level == level; });
+    return std::count_if(n.results.begin(), n.results.end(),
+                         [&](const claps::test::outcome& r) { return r.level == level; });
   };
   auto acked = [](const node& n, const std::string& art) {
     std::int64_t sum = 0;
@@ -546,29 +579,36 @@ TEST_CASE("cluster: kill -9 of the master of a hot article under clap load: no a
       if (art.empty() || r.article == art) sum += r.accepted;
     return sum;
   };
-  const auto cluster_acks = [&] { return count(a, claps::durability::cluster) + count(b, claps::durability::cluster); };
+  const auto cluster_acks = [&] {
+    return count(a, claps::durability::cluster) + count(b, claps::durability::cluster);
+  };
   REQUIRE(loop.run_until([&] { return cluster_acks() >= 100; }, 10s));
 
   const auto killed_at = std::chrono::steady_clock::now();
   shards().kill9(victim);
   REQUIRE(loop.run_until([&] { return !a.client->ready() || !b.client->ready(); }, 10s));
   REQUIRE(loop.run_until([&] { return a.ready() && b.ready(); }, 30s));
-  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed_at);
-  MESSAGE("both nodes ready (connected, subscribed, journal re-asserted) " << took.count() << " ms after kill -9");
+  const auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed_at);
+  MESSAGE("both nodes ready (connected, subscribed, journal re-asserted) " << took.count()
+                                                                           << " ms after kill -9");
   const auto cluster_before = cluster_acks();
   REQUIRE(loop.run_until([&] { return cluster_acks() >= cluster_before + 100; }, 15s));
   plan.stop();
 
-  REQUIRE(loop.run_until([&] {
-    return a.engine->idle() && b.engine->idle() && a.results.size() + b.results.size() == plan.sent &&
-           !a.store->degraded() && !b.store->degraded();
-  }, 20s));
+  REQUIRE(loop.run_until(
+      [&] {
+        return a.engine->idle() && b.engine->idle() && a.results.size() + b.results.size() == plan.sent &&
+               !a.store->degraded() && !b.store->degraded();
+      },
+      20s));
   const std::int64_t total = acked(a, {}) + acked(b, {});
   MESSAGE(plan.sent << " claps sent, " << total << " acknowledged (" << cluster_acks() << " cluster, "
-          << count(a, claps::durability::local) + count(b, claps::durability::local) << " local)");
+                    << count(a, claps::durability::local) + count(b, claps::durability::local) << " local)");
   CHECK(plan.refused == 0);
   CHECK(static_cast<std::uint64_t>(total) == plan.sent);
-  CHECK(count(a, claps::durability::local) + count(b, claps::durability::local) > 0);  // the failover was felt
+  CHECK(count(a, claps::durability::local) + count(b, claps::durability::local) >
+        0);  // the failover was felt
   // Each article's master (the promoted replica for the hot one) holds both
   // nodes' parts, equal to what they acknowledged; LMDB holds the same.
   for (const auto& art : articles) {
@@ -582,17 +622,20 @@ TEST_CASE("cluster: kill -9 of the master of a hot article under clap load: no a
     CAPTURE(pa);
     CAPTURE(pb);
     CAPTURE(owner);
-    REQUIRE(loop.run_until([&] {
-      owner = shards().master_of_slot(claps::redis_key_slot("claps:t:{" + art + "}"));
-      pa = redis_cluster::query(owner, {"HGET", "claps:t:{" + art + "}", "ka"});
-      pb = redis_cluster::query(owner, {"HGET", "claps:t:{" + art + "}", "kb"});
-      // "version:total"; a node that never clapped the article has no field.
-      const auto value = [](const std::string& s) {
-        return s.find(':') == std::string::npos ? 0 : std::atoll(s.c_str() + s.find(':') + 1);
-      };
-      return value(pa) + value(pb) == want;
-    }, 10s));
-    REQUIRE(loop.run_until([&] { return a.read("", art).total == want && b.read("", art).total == want; }, 10s));
+    REQUIRE(loop.run_until(
+        [&] {
+          owner = shards().master_of_slot(claps::redis_key_slot("claps:t:{" + art + "}"));
+          pa = redis_cluster::query(owner, {"HGET", "claps:t:{" + art + "}", "ka"});
+          pb = redis_cluster::query(owner, {"HGET", "claps:t:{" + art + "}", "kb"});
+          // "version:total"; a node that never clapped the article has no field.
+          const auto value = [](const std::string& s) {
+            return s.find(':') == std::string::npos ? 0 : std::atoll(s.c_str() + s.find(':') + 1);
+          };
+          return value(pa) + value(pb) == want;
+        },
+        10s));
+    REQUIRE(
+        loop.run_until([&] { return a.read("", art).total == want && b.read("", art).total == want; }, 10s));
   }
   CHECK(shards().master_of_slot(claps::redis_key_slot("claps:t:{" + articles[0] + "}")) != victim);
   MESSAGE("victim " << victim << ", hot " << articles[0]);

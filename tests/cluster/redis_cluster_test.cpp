@@ -29,11 +29,11 @@
 using namespace std::chrono_literals;
 using claps::test::loop_runner;
 using claps::test::node;
-using claps::test::outcome;
 using claps::test::node_config;
-using claps::test::wall_now;
+using claps::test::outcome;
 using claps::test::redis_cluster;
 using claps::test::temp_dir;
+using claps::test::wall_now;
 using steady = std::chrono::steady_clock;
 
 namespace {
@@ -88,7 +88,6 @@ std::uint64_t field_version(const std::string& stored) {
   return std::stoull(stored.substr(0, stored.find(':')));
 }
 
-
 // Redis's reply, field by field (test side): HGET of this node's part.
 std::string part(std::uint16_t port, const std::string& key, const std::string& node_id) {
   return redis_cluster::query(port, {"HGET", key, node_id});
@@ -122,7 +121,7 @@ void notice_stop(loop_runner& loop, claps::redis_client& client) {
   REQUIRE(loop.run_until([&] { return !client.ready(); }, 10s));
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("the client finds the master through Sentinel, skipping a dead sentinel") {
   loop_runner loop;
@@ -150,8 +149,8 @@ TEST_CASE("sentinels that require a password are asked with sentinel_password") 
   redis_cluster guarded(0, 1, false, "s3nt1nel-pw");
   loop_runner loop;
   claps::redis_options o;
-  REQUIRE(!claps::parse_redis_sentinels(
-      "127.0.0.1:" + std::to_string(guarded.sentinel_ports().front()), redis_cluster::master_name, o));
+  REQUIRE(!claps::parse_redis_sentinels("127.0.0.1:" + std::to_string(guarded.sentinel_ports().front()),
+                                        redis_cluster::master_name, o));
   o.connect_timeout = 1000ms;
   {
     claps::redis_client refused(loop.get(), o);  // no password: NOAUTH, never ready
@@ -214,7 +213,6 @@ TEST_CASE("pub/sub reaches a subscriber on another connection, only for watched 
   CHECK(receiver.stats().channels == 0);
 }
 
-
 TEST_CASE("a master demoted under the client (READONLY) makes it reconnect, not fail forever") {
   loop_runner loop;
   const std::uint16_t port = cluster().standalone_port();
@@ -242,7 +240,6 @@ TEST_CASE("a master demoted under the client (READONLY) makes it reconnect, not 
   CHECK(reply->str == "OK");
 }
 
-
 // claps::redis runs hiredis through its own libuv adapter, which flushes
 // commands once per loop iteration instead of polling for writability per
 // command. These pin down what that must keep: order, values, big writes the
@@ -257,7 +254,7 @@ std::uint64_t reads_processed(std::uint16_t port) {  // INFO stats: read events 
   return std::stoull(info.substr(at + field.size()));
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("1000 commands issued in one loop iteration are answered in order, in a few writes") {
   loop_runner loop;
@@ -278,10 +275,9 @@ TEST_CASE("1000 commands issued in one loop iteration are answered in order, in 
     const std::string echo = "echo-" + std::to_string(i);
     auto check = [&, i, echo](std::error_code ec, const claps::redis_reply& r) {
       order.push_back(i);
-      const bool ok = !ec && (i % 2 == 0 ? r.type == claps::redis_reply::kind::integer &&
-                                               r.integer == i / 2 + 1
-                                         : r.type == claps::redis_reply::kind::string &&
-                                               r.str == echo);
+      const bool ok =
+          !ec && (i % 2 == 0 ? r.type == claps::redis_reply::kind::integer && r.integer == i / 2 + 1
+                             : r.type == claps::redis_reply::kind::string && r.str == echo);
       if (!ok) bad.push_back(std::to_string(i) + ": " + (ec ? ec.message() : r.str));
     };
     const std::error_code sent = i % 2 == 0 ? client.command({"INCR", "pipeline:counter"}, check)
@@ -309,9 +305,10 @@ TEST_CASE("1000 commands issued in one loop iteration are answered in order, in 
   for (int i = 0; i < big; ++i) {
     REQUIRE(!client.command({"ECHO", payloads[static_cast<std::size_t>(i)]},
                             [&, i](std::error_code ec, const claps::redis_reply& r) {
-      if (!ec && big_answers == i && r.str == payloads[static_cast<std::size_t>(i)]) ++big_good;
-      ++big_answers;
-    }));
+                              if (!ec && big_answers == i && r.str == payloads[static_cast<std::size_t>(i)])
+                                ++big_good;
+                              ++big_answers;
+                            }));
   }
   REQUIRE(loop.run_until([&] { return big_answers == big; }, 30s));
   CHECK(big_good == big);
@@ -368,9 +365,11 @@ TEST_CASE("an engine on a redis_store acknowledges claps as cluster-durable, und
   CHECK(field_value(part(port, "claps:t:{e1}", "n5")) == "5");
   CHECK(field_value(part(port, "claps:u:{e1}:reader", "n5")) == "5");
   // The op record is written pending by the script, confirmed after the journal.
-  REQUIRE(loop.run_until([&] {
-    return redis_cluster::query(port, {"GET", "claps:o:{e1}:reader:op-e1"}) == "n5|C|5|5";
-  }, 5s));
+  REQUIRE(loop.run_until(
+      [&] {
+        return redis_cluster::query(port, {"GET", "claps:o:{e1}:reader:op-e1"}) == "n5|C|5|5";
+      },
+      5s));
   CHECK(std::stoll(redis_cluster::query(port, {"PTTL", "claps:o:{e1}:reader:op-e1"})) > 0);
   const auto stats = n.store->stats();
   CHECK(stats.arbitrations == 1);
@@ -391,7 +390,8 @@ TEST_CASE("keys older than reassert_window are forgotten as new ones are written
   REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
   const auto connects = n.client->stats().connects;
   std::vector<std::uint64_t> cookies;
-  for (int i = 0; i < 20; ++i) cookies.push_back(n.clap("u" + std::to_string(i), "rk1", 1, "op-" + std::to_string(i)));
+  for (int i = 0; i < 20; ++i)
+    cookies.push_back(n.clap("u" + std::to_string(i), "rk1", 1, "op-" + std::to_string(i)));
   for (const auto cookie : cookies) CHECK(n.wait_result(cookie).level == claps::durability::cluster);
   CHECK(n.store->stats().recent_keys == 41);  // the article, 20 tallies, 20 op ids
   // The window passing is the event waited for.
@@ -399,7 +399,7 @@ TEST_CASE("keys older than reassert_window are forgotten as new ones are written
   REQUIRE(loop.run_until([&] { return steady::now() >= past; }, 3s));
   CHECK(n.wait_result(n.clap("late", "rk2", 1, "op-late")).level == claps::durability::cluster);
   CHECK(n.client->stats().connects == connects);  // no reconnect pruned them
-  CHECK(n.store->stats().recent_keys == 3);  // rk2, late's tally and op id
+  CHECK(n.store->stats().recent_keys == 3);       // rk2, late's tally and op id
 }
 
 TEST_CASE("two engines on one Redis: totals and viewers cross nodes; load() makes a first snapshot global") {
@@ -436,30 +436,36 @@ TEST_CASE("two engines on one Redis: totals and viewers cross nodes; load() make
   REQUIRE(!b.engine->subscribe(1, "", "g1", true, snap));
   CHECK(b.bus->watching("g1"));
   REQUIRE(loop.run_until([&] { return numsub(port, "claps:ch:{g1}") == 2; }, 5s));
-  REQUIRE(loop.run_until([&] {
-    const auto ua = a.latest("g1"), ub = b.latest("g1");
-    return ua && ub && ua->viewers == 2 && ub->viewers == 2 && ua->total == 7 && ub->total == 7;
-  }, 5s));
+  REQUIRE(loop.run_until(
+      [&] {
+        const auto ua = a.latest("g1"), ub = b.latest("g1");
+        return ua && ub && ua->viewers == 2 && ub->viewers == 2 && ua->total == 7 && ub->total == 7;
+      },
+      5s));
 
   // A claps: its ack counts B's part, and B's engine emits the new total.
   const auto r = a.wait_result(a.clap("u2", "g1", 5, "g-2"));
   CHECK(r.accepted == 5);
   CHECK(r.total == 12);
   CHECK(r.level == claps::durability::cluster);
-  REQUIRE(loop.run_until([&] {
-    const auto ub = b.latest("g1");
-    return ub && ub->total == 12 && ub->viewers == 2;
-  }, 5s));
+  REQUIRE(loop.run_until(
+      [&] {
+        const auto ub = b.latest("g1");
+        return ub && ub->total == 12 && ub->viewers == 2;
+      },
+      5s));
   CHECK(b.read("", "g1").total == 12);
   CHECK(b.store->stats().remote_messages >= 1);
 
   // A's reader leaves: B's engine shows one viewer, and A's bus lets go.
   a.engine->unsubscribe(1, "g1");
   CHECK_FALSE(a.bus->watching("g1"));
-  REQUIRE(loop.run_until([&] {
-    const auto ub = b.latest("g1");
-    return ub && ub->viewers == 1 && numsub(port, "claps:ch:{g1}") == 1;
-  }, 5s));
+  REQUIRE(loop.run_until(
+      [&] {
+        const auto ub = b.latest("g1");
+        return ub && ub->viewers == 1 && numsub(port, "claps:ch:{g1}") == 1;
+      },
+      5s));
 
   // With Redis stopped, B no longer knows the other parts: not global.
   CHECK(b.read("", "g1").global);
@@ -474,7 +480,8 @@ TEST_CASE("two engines on one Redis: totals and viewers cross nodes; load() make
   REQUIRE(loop.run_until([&] { return a.ready() && b.ready(); }, 15s));
 }
 
-TEST_CASE("the cap is exact across two nodes clapping at once; an undo removes claps made through the other") {
+TEST_CASE(
+    "the cap is exact across two nodes clapping at once; an undo removes claps made through the other") {
   loop_runner loop;
   const std::uint16_t port = cluster().standalone_port();
   node a(loop, {"ra", standalone_options()});
@@ -661,7 +668,8 @@ TEST_CASE("a pending op whose node wrote its fields again is taken over without 
   // its journal (version 9: the journal lacked op-m), then vanished.
   REQUIRE(redis_cluster::query(port, {"HSET", "claps:t:{m1}", "ma", "9:2"}) == "1");
   REQUIRE(redis_cluster::query(port, {"HSET", "claps:u:{m1}:max", "ma", "9:2"}) == "1");
-  REQUIRE(redis_cluster::query(port, {"SET", "claps:o:{m1}:max:op-m", "7:1/ma|P|3|5", "PX", "60000"}) == "OK");
+  REQUIRE(redis_cluster::query(port, {"SET", "claps:o:{m1}:max:op-m", "7:1/ma|P|3|5", "PX", "60000"}) ==
+          "OK");
   const auto r = b.wait_result(b.clap("max", "m1", 3, "op-m"));
   CHECK(!r.error);
   CHECK(r.accepted == 3);
@@ -672,7 +680,8 @@ TEST_CASE("a pending op whose node wrote its fields again is taken over without 
   CHECK(sum_of_parts(port, "claps:t:{m1}") == 5);
 }
 
-TEST_CASE("versions never go backwards: stale writes are ignored, versions survive a restart and move past Redis") {
+TEST_CASE(
+    "versions never go backwards: stale writes are ignored, versions survive a restart and move past Redis") {
   loop_runner loop;
   const std::uint16_t port = cluster().standalone_port();
   temp_dir dir;
@@ -732,10 +741,12 @@ TEST_CASE("versions never go backwards: stale writes are ignored, versions survi
   REQUIRE(redis_cluster::query(port, {"HSET", tally_key, "vn", std::to_string(pushed) + ":999"}) == "0");
   {
     node n(loop, config);
-    REQUIRE(loop.run_until([&] {
-      return n.ready() && field_value(part(port, total_key, "vn")) == "8" &&
-             field_value(part(port, tally_key, "vn")) == "8";
-    }, 15s));
+    REQUIRE(loop.run_until(
+        [&] {
+          return n.ready() && field_value(part(port, total_key, "vn")) == "8" &&
+                 field_value(part(port, tally_key, "vn")) == "8";
+        },
+        15s));
     CHECK(n.store->stats().stale_writes >= 1);
     CHECK(field_version(part(port, total_key, "vn")) > pushed);
     CHECK(field_version(part(port, tally_key, "vn")) > pushed);
@@ -783,9 +794,11 @@ TEST_CASE("a Redis that lost everything (marker missing) gets the whole journal 
   REQUIRE(loop.run_until([&] { return n.ready(); }, 10s));
   CHECK(n.store->stats().journal_walks == 1);  // at start
   // The marker is written once the walk has completed.
-  REQUIRE(loop.run_until([&] {
-    return redis_cluster::query(port, {"GET", "claps:mark:{jw}"}) == "owner-jw|jw";
-  }, 5s));
+  REQUIRE(loop.run_until(
+      [&] {
+        return redis_cluster::query(port, {"GET", "claps:mark:{jw}"}) == "owner-jw|jw";
+      },
+      5s));
   CHECK(redis_cluster::query(port, {"GET", "claps:node:{jw}"}) == "owner-jw");
   // One clap through the engine too: a recent key.
   REQUIRE(n.wait_result(n.clap("jo", "j3", 2, "op-j3")).level == claps::durability::cluster);
@@ -801,9 +814,11 @@ TEST_CASE("a Redis that lost everything (marker missing) gets the whole journal 
     CHECK(std::stoll(redis_cluster::query(port, {"PTTL", "claps:o:{j1}:jo:op-j"})) > 0);
     CHECK(redis_cluster::query(port, {"GET", "claps:o:{j3}:jo:op-j3"}) == "jw|C|2|2");
   };
-  REQUIRE(loop.run_until([&] {
-    return redis_cluster::query(port, {"GET", "claps:o:{j3}:jo:op-j3"}) == "jw|C|2|2";
-  }, 5s));
+  REQUIRE(loop.run_until(
+      [&] {
+        return redis_cluster::query(port, {"GET", "claps:o:{j3}:jo:op-j3"}) == "jw|C|2|2";
+      },
+      5s));
   expect_everything();
 
   // Redis loses everything and drops the connections (a restart without its
@@ -814,10 +829,12 @@ TEST_CASE("a Redis that lost everything (marker missing) gets the whole journal 
   REQUIRE(redis_cluster::query(port, {"FLUSHALL"}) == "OK");
   redis_cluster::query(port, {"CLIENT", "KILL", "TYPE", "normal"});
   REQUIRE(loop.run_until([&] { return n.client->stats().connects > connects; }, 10s));
-  REQUIRE(loop.run_until([&] {
-    return n.store->stats().journal_walks > walks && !n.store->degraded() &&
-           redis_cluster::query(port, {"GET", "claps:mark:{jw}"}) == "owner-jw|jw";
-  }, 15s));
+  REQUIRE(loop.run_until(
+      [&] {
+        return n.store->stats().journal_walks > walks && !n.store->degraded() &&
+               redis_cluster::query(port, {"GET", "claps:mark:{jw}"}) == "owner-jw|jw";
+      },
+      15s));
   CHECK(n.store->stats().journal_walks == walks + 1);
   CHECK_FALSE(n.store->stats().walking_journal);
   CHECK(n.store->stats().reasserts >= reasserts + 8);  // the walk alone: 3 totals, 3 tallies, 2 op records
@@ -859,21 +876,26 @@ TEST_CASE("a crashed node's viewers expire from the global count") {
   claps::snapshot snap;
   REQUIRE(!watcher.engine->subscribe(1, "", "x1", true, snap));
   for (claps::subscriber_id s = 1; s <= 6; ++s) REQUIRE(!doomed->engine->subscribe(s, "", "x1", true, snap));
-  REQUIRE(loop.run_until([&] {
-    const auto u = watcher.latest("x1");
-    return u && u->viewers == 7;
-  }, 5s));
+  REQUIRE(loop.run_until(
+      [&] {
+        const auto u = watcher.latest("x1");
+        return u && u->viewers == 7;
+      },
+      5s));
   // Gone without a word (its rooms never emptied: no HDEL, no message): its
   // field expires by Redis TIME and the watcher's periodic refresh drops it.
   doomed.reset();
-  REQUIRE(loop.run_until([&] {
-    const auto u = watcher.latest("x1");
-    return u && u->viewers == 1;
-  }, 10s));
+  REQUIRE(loop.run_until(
+      [&] {
+        const auto u = watcher.latest("x1");
+        return u && u->viewers == 1;
+      },
+      10s));
   CHECK(watcher.read("", "x1").viewers == 1);
 }
 
-TEST_CASE("a stopped Redis: requests time out within the deadline, claps are acknowledged locally, then merge") {
+TEST_CASE(
+    "a stopped Redis: requests time out within the deadline, claps are acknowledged locally, then merge") {
   loop_runner loop;
   const auto options = standalone_options();  // request_timeout 1 s
   const std::uint16_t port = cluster().standalone_port();
@@ -885,7 +907,8 @@ TEST_CASE("a stopped Redis: requests time out within the deadline, claps are ack
     stopped_server stopped(port);
     std::optional<std::error_code> outcome;
     const auto start = steady::now();
-    REQUIRE(!n.client->command({"PING"}, [&](std::error_code ec, const claps::redis_reply&) { outcome = ec; }));
+    REQUIRE(
+        !n.client->command({"PING"}, [&](std::error_code ec, const claps::redis_reply&) { outcome = ec; }));
     REQUIRE(loop.run_until([&] { return outcome.has_value(); }, 10s));
     const auto waited = steady::now() - start;
     CHECK(*outcome == claps::make_error_code(claps::errc::store_timeout));
@@ -911,7 +934,8 @@ TEST_CASE("a stopped Redis: requests time out within the deadline, claps are ack
   REQUIRE(n.wait_result(n.clap("sue", "s1", 1)).level == claps::durability::cluster);
 }
 
-TEST_CASE("1000 articles clapped in one tick: one arbitration, max_articles_per_script per call, cluster-durable") {
+TEST_CASE(
+    "1000 articles clapped in one tick: one arbitration, max_articles_per_script per call, cluster-durable") {
   loop_runner loop;
   const std::uint16_t port = cluster().standalone_port();
   node n(loop, {"big", standalone_options()});
@@ -938,15 +962,17 @@ TEST_CASE("1000 articles clapped in one tick: one arbitration, max_articles_per_
     CHECK(after.commits == before.commits + 1);
     // Not an assertion on speed: a figure for benchmarks/findings.md (LMDB without fsync here).
     MESSAGE("round " << round << ": " << articles << " claps on " << articles
-                     << " articles with op ids decided in Redis and committed (LMDB + Redis) in " << took.count()
-                     << " us");
+                     << " articles with op ids decided in Redis and committed (LMDB + Redis) in "
+                     << took.count() << " us");
   }
   CHECK(field_value(part(port, "claps:t:{big0}", "big")) == "2");
   CHECK(field_value(part(port, "claps:t:{big999}", "big")) == "2");
   CHECK(field_value(part(port, "claps:u:{big500}:bu", "big")) == "2");
-  REQUIRE(loop.run_until([&] {
-    return redis_cluster::query(port, {"GET", "claps:o:{big999}:bu:op2-999"}) == "big|C|1|2";
-  }, 5s));
+  REQUIRE(loop.run_until(
+      [&] {
+        return redis_cluster::query(port, {"GET", "claps:o:{big999}:bu:op2-999"}) == "big|C|1|2";
+      },
+      5s));
   CHECK(n.store->stats().stale_writes == 0);
   const std::string commandstats = redis_cluster::query(port, {"INFO", "commandstats"});
   for (const char* command : {"cmdstat_evalsha:", "cmdstat_eval:"}) {
@@ -972,20 +998,23 @@ TEST_CASE("a batch whose writes Redis refused as stale is not acknowledged as cl
   REQUIRE(n.wait_result(n.clap("sam", "k1", 5)).level == claps::durability::cluster);
   const std::uint64_t pushed = field_version(part(port, "claps:t:{k1}", "sk")) + 1'000'000;
   REQUIRE(redis_cluster::query(port, {"HSET", "claps:t:{k1}", "sk", std::to_string(pushed) + ":999"}) == "0");
-  REQUIRE(redis_cluster::query(port, {"HSET", "claps:u:{k1}:sam", "sk", std::to_string(pushed) + ":999"}) == "0");
+  REQUIRE(redis_cluster::query(port, {"HSET", "claps:u:{k1}:sam", "sk", std::to_string(pushed) + ":999"}) ==
+          "0");
 
   // What Redis holds when the result arrives (writes queued meanwhile leave
   // on a later loop iteration, so this is what the ack vouches for).
   const auto cookie = n.clap("sam", "k1", 1);
   std::string total_at_ack, tally_at_ack;
   bool degraded_at_ack = false;
-  REQUIRE(loop.run_until([&] {
-    if (n.result(cookie) == nullptr) return false;
-    total_at_ack = part(port, "claps:t:{k1}", "sk");
-    tally_at_ack = part(port, "claps:u:{k1}:sam", "sk");
-    degraded_at_ack = n.store->degraded();
-    return true;
-  }, 10s));
+  REQUIRE(loop.run_until(
+      [&] {
+        if (n.result(cookie) == nullptr) return false;
+        total_at_ack = part(port, "claps:t:{k1}", "sk");
+        tally_at_ack = part(port, "claps:u:{k1}:sam", "sk");
+        degraded_at_ack = n.store->degraded();
+        return true;
+      },
+      10s));
   const auto r = *n.result(cookie);
   CHECK(r.accepted == 1);
   CHECK(n.own_total("k1") == 6);
@@ -996,10 +1025,12 @@ TEST_CASE("a batch whose writes Redis refused as stale is not acknowledged as cl
   CHECK((r.level == claps::durability::local || held));
   CHECK((r.level == claps::durability::local || !degraded_at_ack));
   // Redis is healed by the next walk of the journal, past the pushed version.
-  REQUIRE(loop.run_until([&] {
-    return n.ready() && field_value(part(port, "claps:t:{k1}", "sk")) == "6" &&
-           field_value(part(port, "claps:u:{k1}:sam", "sk")) == "6";
-  }, 10s));
+  REQUIRE(loop.run_until(
+      [&] {
+        return n.ready() && field_value(part(port, "claps:t:{k1}", "sk")) == "6" &&
+               field_value(part(port, "claps:u:{k1}:sam", "sk")) == "6";
+      },
+      10s));
   CHECK(field_version(part(port, "claps:t:{k1}", "sk")) > pushed);
 }
 
@@ -1014,17 +1045,21 @@ TEST_CASE("a forced failover (old master demoted, not killed) moves idle clients
   const auto sentinel = cluster().sentinel_ports().front();
   // Let the sentinels' +switch-master subscribers come up before the switch.
   // (Sentinel has no PUBSUB command; its CLIENT LIST shows subscribers.)
-  REQUIRE(loop.run_until([&] {
-    return redis_cluster::query(sentinel, {"CLIENT", "LIST"}).find(" sub=1 ") != std::string::npos;
-  }, 10s));
+  REQUIRE(loop.run_until(
+      [&] {
+        return redis_cluster::query(sentinel, {"CLIENT", "LIST"}).find(" sub=1 ") != std::string::npos;
+      },
+      10s));
   REQUIRE(redis_cluster::query(sentinel, {"SENTINEL", "FAILOVER", redis_cluster::master_name}) == "OK");
   // Nothing is written. Sentinel kills the demoted master's clients and
   // announces +switch-master (which alone moves us when the old master is
   // cut off from the sentinels and cannot be told).
-  REQUIRE(loop.run_until([&] {
-    return a.client->ready() && a.bus->healthy() && a.client->master().port != old_master &&
-           a.client->stats().switch_announcements >= 1;
-  }, 30s));
+  REQUIRE(loop.run_until(
+      [&] {
+        return a.client->ready() && a.bus->healthy() && a.client->master().port != old_master &&
+               a.client->stats().switch_announcements >= 1;
+      },
+      30s));
   CHECK(a.client->stats().connects > connects);
   const std::uint16_t new_master = a.client->master().port;
   CHECK(redis_cluster::query(new_master, {"ROLE"}).rfind("master", 0) == 0);
@@ -1032,9 +1067,8 @@ TEST_CASE("a forced failover (old master demoted, not killed) moves idle clients
   REQUIRE(a.wait_result(a.clap("sw", "sw1", 1)).level == claps::durability::cluster);
   CHECK(field_value(part(new_master, "claps:t:{sw1}", "sa")) == "1");
   // The old master is alive and now a replica.
-  REQUIRE(loop.run_until([&] {
-    return redis_cluster::query(old_master, {"ROLE"}).rfind("slave", 0) == 0;
-  }, 15s));
+  REQUIRE(
+      loop.run_until([&] { return redis_cluster::query(old_master, {"ROLE"}).rfind("slave", 0) == 0; }, 15s));
 }
 
 // Last: it changes which server is the master.
@@ -1061,15 +1095,19 @@ TEST_CASE("SIGKILL the master under clap load: failover, no acknowledged clap lo
   uv_timer_t load{};
   uv_timer_init(loop.get(), &load);
   load.data = &plan;
-  uv_timer_start(&load, [](uv_timer_t* t) {
-    auto* s = static_cast<load_plan*>(t->data);
-    for (node* n : s->nodes) {
-      const std::string id = std::to_string(s->sent++);
-      if (n->engine->clap({"u-" + id, "f1", 1, "op-" + id, n->next_cookie++})) ++s->refused;
-    }
-  }, 2, 2);
+  uv_timer_start(
+      &load,
+      [](uv_timer_t* t) {
+        auto* s = static_cast<load_plan*>(t->data);
+        for (node* n : s->nodes) {
+          const std::string id = std::to_string(s->sent++);
+          if (n->engine->clap({"u-" + id, "f1", 1, "op-" + id, n->next_cookie++})) ++s->refused;
+        }
+      },
+      2, 2);
   auto count = [](const node& n, claps::durability level) {
-    return std::count_if(n.results.begin(), n.results.end(), [&](const outcome& r) { return r.level == level; });
+    return std::count_if(n.results.begin(), n.results.end(),
+                         [&](const outcome& r) { return r.level == level; });
   };
   auto acked = [](const node& n) {
     std::int64_t sum = 0;
@@ -1079,16 +1117,20 @@ TEST_CASE("SIGKILL the master under clap load: failover, no acknowledged clap lo
   const auto cluster_acks = [&] {
     return count(a, claps::durability::cluster) + count(b, claps::durability::cluster);
   };
-  REQUIRE(loop.run_until([&] {
-    return count(a, claps::durability::cluster) >= 50 && count(b, claps::durability::cluster) >= 50;
-  }, 10s));
+  REQUIRE(loop.run_until(
+      [&] {
+        return count(a, claps::durability::cluster) >= 50 && count(b, claps::durability::cluster) >= 50;
+      },
+      10s));
 
   const auto killed_at = steady::now();
   cluster().kill9(old_master);
-  REQUIRE(loop.run_until([&] {
-    return a.client->ready() && b.client->ready() && a.client->master().port != old_master &&
-           b.client->master().port != old_master;
-  }, 45s));
+  REQUIRE(loop.run_until(
+      [&] {
+        return a.client->ready() && b.client->ready() && a.client->master().port != old_master &&
+               b.client->master().port != old_master;
+      },
+      45s));
   const auto failover = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - killed_at);
   MESSAGE("failover seen by both clients after " << failover.count() << " ms");
   const std::uint16_t new_master = a.client->master().port;
@@ -1102,27 +1144,32 @@ TEST_CASE("SIGKILL the master under clap load: failover, no acknowledged clap lo
   uv_close(reinterpret_cast<uv_handle_t*>(&load), nullptr);
 
   // Drain: everything pending committed, dirty keys re-asserted.
-  REQUIRE(loop.run_until([&] {
-    return a.engine->idle() && b.engine->idle() && a.results.size() + b.results.size() == plan.sent &&
-           !a.store->degraded() && !b.store->degraded();
-  }, 20s));
+  REQUIRE(loop.run_until(
+      [&] {
+        return a.engine->idle() && b.engine->idle() && a.results.size() + b.results.size() == plan.sent &&
+               !a.store->degraded() && !b.store->degraded();
+      },
+      20s));
   const std::int64_t total = acked(a) + acked(b);
   MESSAGE(plan.sent << " claps sent, " << total << " acknowledged (" << cluster_acks() << " cluster, "
-          << count(a, claps::durability::local) + count(b, claps::durability::local) << " local), "
-          << plan.refused << " refused");
+                    << count(a, claps::durability::local) + count(b, claps::durability::local) << " local), "
+                    << plan.refused << " refused");
   CHECK(plan.refused == 0);
   CHECK(static_cast<std::uint64_t>(total) == plan.sent);
   // Each node's LMDB holds exactly what it acknowledged ...
   CHECK(a.own_total("f1") == acked(a));
   CHECK(b.own_total("f1") == acked(b));
   // ... and the new master holds every node's part: nothing lost, nothing twice.
-  REQUIRE(loop.run_until([&] {
-    const auto na = field_value(part(new_master, "claps:t:{f1}", "na"));
-    const auto nb = field_value(part(new_master, "claps:t:{f1}", "nb"));
-    return !na.empty() && !nb.empty() && std::stoll(na) + std::stoll(nb) == total;
-  }, 10s));
+  REQUIRE(loop.run_until(
+      [&] {
+        const auto na = field_value(part(new_master, "claps:t:{f1}", "na"));
+        const auto nb = field_value(part(new_master, "claps:t:{f1}", "nb"));
+        return !na.empty() && !nb.empty() && std::stoll(na) + std::stoll(nb) == total;
+      },
+      10s));
   // Both engines converge on the global total (own part + the other's part).
-  REQUIRE(loop.run_until([&] { return a.read("", "f1").total == total && b.read("", "f1").total == total; }, 10s));
+  REQUIRE(loop.run_until([&] { return a.read("", "f1").total == total && b.read("", "f1").total == total; },
+                         10s));
   CHECK(a.client->stats().connects >= 2);
   CHECK(b.bus->stats().resubscribes >= 1);
 }

@@ -21,7 +21,8 @@ public:
   loop_runner() {
     uv_loop_init(&loop_);
     uv_timer_init(&loop_, &wake_);
-    uv_timer_start(&wake_, [](uv_timer_t*) {}, 20, 20);
+    uv_timer_start(
+        &wake_, [](uv_timer_t*) {}, 20, 20);
   }
   ~loop_runner() {
     uv_close(reinterpret_cast<uv_handle_t*>(&wake_), nullptr);
@@ -57,5 +58,4 @@ struct temp_dir {
   }
 };
 
-
-} // namespace claps::test
+}  // namespace claps::test

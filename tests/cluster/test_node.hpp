@@ -116,8 +116,8 @@ struct node {
     eo.max_op_ids_per_user = 0;  // the load cases give one user thousands of op ids
     claps::engine_callbacks callbacks;
     callbacks.result = [this](const claps::op_result& r) {
-      results.push_back({r.cookie, r.error, std::string(r.article), r.accepted, r.total, r.mine, r.replayed,
-                         r.level});
+      results.push_back(
+          {r.cookie, r.error, std::string(r.article), r.accepted, r.total, r.mine, r.replayed, r.level});
     };
     callbacks.tick_updates = [this](std::span<const claps::article_update> list) {
       for (const auto& u : list) updates.push_back({std::string(u.article), u.total, u.viewers});
@@ -193,4 +193,4 @@ struct node {
   }
 };
 
-} // namespace claps::test
+}  // namespace claps::test

@@ -17,7 +17,7 @@ TEST_CASE("article_watch: top by viewers and by claps/s, idle articles forgotten
   watch.accepted("a", 4, 14, 1200);
   watch.accepted("c", 2, 2, 1300);
   watch.accepted("c", -1, 1, 1400);  // an undo adds no claps
-  watch.sample(2000);  // the first sample counts as one second
+  watch.sample(2000);                // the first sample counts as one second
   const auto viewers = watch.top_by_viewers(10);
   REQUIRE(viewers.size() == 2);
   CHECK(viewers[0].article == "b");

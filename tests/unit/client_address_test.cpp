@@ -19,7 +19,7 @@ ip_range range(const char* text) {
   REQUIRE(r.has_value());
   return *r;
 }
-} // namespace
+}  // namespace
 
 TEST_CASE("addresses: IPv4, IPv6, mapped IPv4 and brackets; nothing else") {
   CHECK(ip("192.0.2.7").to_string() == "192.0.2.7");
@@ -29,8 +29,8 @@ TEST_CASE("addresses: IPv4, IPv6, mapped IPv4 and brackets; nothing else") {
   CHECK(ip("127.8.9.10").loopback());
   CHECK(ip("::1").loopback());
   CHECK_FALSE(ip("10.0.0.1").loopback());
-  for (const char* bad : {"", "1.2.3", "1.2.3.4:80", "localhost", "1.2.3.4.5", "fe80::1%eth0", "300.1.1.1",
-                          "::1::2", "[::1"})
+  for (const char* bad :
+       {"", "1.2.3", "1.2.3.4:80", "localhost", "1.2.3.4.5", "fe80::1%eth0", "300.1.1.1", "::1::2", "[::1"})
     CHECK_MESSAGE(!parse_ip(bad), bad);
 }
 

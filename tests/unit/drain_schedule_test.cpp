@@ -15,7 +15,7 @@ std::size_t total(const close_schedule& plan) {
   for (std::size_t i = 0; i < plan.batches; ++i) sum += plan.size_of(i);
   return sum;
 }
-} // namespace
+}  // namespace
 
 TEST_CASE("closes: one batch every 250 ms over the window, evenly sized, everyone once") {
   const auto plan = plan_closes(40, 2000);

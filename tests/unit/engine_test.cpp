@@ -29,8 +29,8 @@ struct fixture {
     now = eng.next_deadline();
     eng.advance(now);
   }
-  std::error_code clap(std::string_view user, std::string_view article, int count,
-                       std::uint64_t cookie, std::string_view op = {}) {
+  std::error_code clap(std::string_view user, std::string_view article, int count, std::uint64_t cookie,
+                       std::string_view op = {}) {
     claps::clap_request r;
     r.user = user;
     r.article = article;
@@ -47,7 +47,7 @@ struct fixture {
   }
 };
 
-} // namespace
+}  // namespace
 
 TEST_CASE("many claps in one tick: one commit, one update per changed article, one batch per subscriber") {
   fixture f;
@@ -164,7 +164,7 @@ TEST_CASE("op ids: a replay is not applied again; the same id on another article
 
   REQUIRE_FALSE(f.clap("bob", "a1", 4, 3));
   REQUIRE_FALSE(f.clap("alice", "a1", 9, 16, "op-1"));  // a retry names the article again
-  REQUIRE_FALSE(f.clap("alice", "a2", 9, 4, "op-1"));  // same id, other article: a new op
+  REQUIRE_FALSE(f.clap("alice", "a2", 9, 4, "op-1"));   // same id, other article: a new op
   f.tick();
   auto* r = f.rec.result(16);
   CHECK(r->replayed);
@@ -357,9 +357,9 @@ TEST_CASE("an asynchronous store: one commit in flight, later claps wait for the
   CHECK(f.rec.results.empty());
   REQUIRE_FALSE(f.clap("bob", "a1", 3, 2));
   REQUIRE_FALSE(f.clap("alice", "a1", 9, 3, "op-a"));  // replay of the op in flight
-  f.tick();  // the commit is still in flight: no second one
-  CHECK(f.st.commits_attempted == 1);  // the subscribe tick had nothing to commit
-  f.st.release();  // completion arrives from the "event loop"
+  f.tick();                                            // the commit is still in flight: no second one
+  CHECK(f.st.commits_attempted == 1);                  // the subscribe tick had nothing to commit
+  f.st.release();                                      // completion arrives from the "event loop"
   REQUIRE(f.rec.results.size() == 2);
   CHECK(f.rec.result(1)->total == 2);
   CHECK(f.rec.result(3)->replayed);
@@ -385,7 +385,7 @@ TEST_CASE("an asynchronous completion after the tick emitted waits for the next 
   REQUIRE(f.st.holding());
   REQUIRE(f.rec.batches[1].size() == 1);
   CHECK(f.rec.batches[1].back()[0].total == 10);
-  f.st.release();  // completes in the same tick window
+  f.st.release();                       // completes in the same tick window
   CHECK(f.rec.result(1)->total == 12);  // the ack is not held back
   CHECK(f.rec.batches[1].size() == 1);  // the update is
   f.st.defer = false;
@@ -447,7 +447,8 @@ TEST_CASE("idle articles and clean tallies are evicted from memory and reloaded 
   o.article_cache = 10;
   o.tally_cache = 10;
   fixture f(o);
-  for (int i = 0; i < 100; ++i) REQUIRE_FALSE(f.clap("u" + std::to_string(i % 7), "a" + std::to_string(i), 1, i));
+  for (int i = 0; i < 100; ++i)
+    REQUIRE_FALSE(f.clap("u" + std::to_string(i % 7), "a" + std::to_string(i), 1, i));
   f.tick();
   f.tick();
   CHECK(f.eng.stats().articles_cached <= 10);
@@ -673,9 +674,10 @@ struct arbitrated_fixture {
   }
 };
 
-} // namespace
+}  // namespace
 
-TEST_CASE("arbitration: a tick's ops go to the store in one call, in order, and its decisions are what counts") {
+TEST_CASE(
+    "arbitration: a tick's ops go to the store in one call, in order, and its decisions are what counts") {
   arbitrated_fixture f;
   REQUIRE_FALSE(f.clap("alice", "a1", 3, 1, "op-1"));
   REQUIRE_FALSE(f.clap("bob", "a1", 2, 2));
@@ -801,7 +803,7 @@ TEST_CASE("arbitration: the store hears of first and last watchers and of local 
   arbitrated_fixture f;
   claps::snapshot snap;
   REQUIRE_FALSE(f.eng.subscribe(1, {}, "a1", true, snap));
-  CHECK_FALSE(snap.global);  // the store has no view of the other nodes yet
+  CHECK_FALSE(snap.global);                                  // the store has no view of the other nodes yet
   REQUIRE_FALSE(f.eng.subscribe(2, {}, "a1", false, snap));  // not reading: no change
   REQUIRE_FALSE(f.eng.subscribe(3, {}, "a1", true, snap));
   f.eng.unsubscribe(1, "a1");
@@ -912,7 +914,8 @@ TEST_CASE("op ids per user: new ones past the cap are refused, replays still ans
 
 TEST_CASE("a store short of space: new tallies and new op ids are refused at once, undos and replays pass") {
   fixture f;
-  auto undo = [&](std::string_view user, std::string_view article, std::uint64_t cookie, std::string_view op) {
+  auto undo = [&](std::string_view user, std::string_view article, std::uint64_t cookie,
+                  std::string_view op) {
     return f.eng.undo({user, article, op, cookie});
   };
   REQUIRE_FALSE(f.clap("u1", "a1", 3, 1, "op-1"));
@@ -986,49 +989,51 @@ TEST_CASE("a store short of space gets an empty batch on every tick that has not
   CHECK(f.st.commits_attempted == attempted + 4);
 }
 
-TEST_CASE("sliced deliveries: subscribers reached after a newer commit get the newer total, once per emission") {
+TEST_CASE(
+    "sliced deliveries: subscribers reached after a newer commit get the newer total, once per emission") {
   for (const bool by_slices : {false, true}) {
-  CAPTURE(by_slices);
-  claps::engine_options o;
-  o.deliveries_per_slice = 2;
-  fixture f(o, by_slices);
-  for (claps::subscriber_id s = 1; s <= 5; ++s) f.sub(s, "a1");
-  f.eng.flush(f.now);  // the viewer-count round, delivered whole
-  CHECK_FALSE(f.eng.delivering());
-  f.rec.clear();
+    CAPTURE(by_slices);
+    claps::engine_options o;
+    o.deliveries_per_slice = 2;
+    fixture f(o, by_slices);
+    for (claps::subscriber_id s = 1; s <= 5; ++s) f.sub(s, "a1");
+    f.eng.flush(f.now);  // the viewer-count round, delivered whole
+    CHECK_FALSE(f.eng.delivering());
+    f.rec.clear();
 
-  REQUIRE_FALSE(f.clap("u1", "a1", 1, 1));
-  f.tick();  // commits total 1; the first slice reaches two subscribers
-  CHECK(f.rec.batches.size() == 2);
-  CHECK(f.eng.delivering());
-  CHECK(f.eng.next_deadline() == f.now);  // the caller comes back at once
+    REQUIRE_FALSE(f.clap("u1", "a1", 1, 1));
+    f.tick();  // commits total 1; the first slice reaches two subscribers
+    CHECK(f.rec.batches.size() == 2);
+    CHECK(f.eng.delivering());
+    CHECK(f.eng.next_deadline() == f.now);  // the caller comes back at once
 
-  REQUIRE_FALSE(f.clap("u2", "a1", 1, 2));
-  f.now += o.tick;
-  f.eng.advance(f.now);  // the next tick commits total 2: the round goes on with it
-  while (f.eng.delivering()) f.tick();
+    REQUIRE_FALSE(f.clap("u2", "a1", 1, 2));
+    f.now += o.tick;
+    f.eng.advance(f.now);  // the next tick commits total 2: the round goes on with it
+    while (f.eng.delivering()) f.tick();
 
-  for (claps::subscriber_id s = 1; s <= 5; ++s) {
-    const auto& got = f.rec.batches[s];
-    REQUIRE(!got.empty());
-    CHECK(got.back()[0].total == 2);  // everyone ends on the newest total
-    for (const auto& batch : got) CHECK(batch.size() == 1);
-    CHECK(got.size() <= 2);           // at most once per emission
-  }
-  // Those the first slice did not reach never saw the older total.
-  int saw_one = 0;
-  for (auto& [sub, got] : f.rec.batches)
-    if (got.front()[0].total == 1) ++saw_one;
-  CHECK(saw_one == 2);
-  CHECK(f.rec.results.size() == 2);
-  if (by_slices) {
-    CHECK(!f.rec.slice_sizes.empty());
-    for (std::size_t n : f.rec.slice_sizes) CHECK(n <= 2);
-  }
+    for (claps::subscriber_id s = 1; s <= 5; ++s) {
+      const auto& got = f.rec.batches[s];
+      REQUIRE(!got.empty());
+      CHECK(got.back()[0].total == 2);  // everyone ends on the newest total
+      for (const auto& batch : got) CHECK(batch.size() == 1);
+      CHECK(got.size() <= 2);  // at most once per emission
+    }
+    // Those the first slice did not reach never saw the older total.
+    int saw_one = 0;
+    for (auto& [sub, got] : f.rec.batches)
+      if (got.front()[0].total == 1) ++saw_one;
+    CHECK(saw_one == 2);
+    CHECK(f.rec.results.size() == 2);
+    if (by_slices) {
+      CHECK(!f.rec.slice_sizes.empty());
+      for (std::size_t n : f.rec.slice_sizes) CHECK(n <= 2);
+    }
   }
 }
 
-TEST_CASE("sliced deliveries: a subscriber that leaves while queued is skipped, and its slot's new owner is served once") {
+TEST_CASE(
+    "sliced deliveries: a subscriber that leaves while queued is skipped, and its slot's new owner is served once") {
   claps::engine_options o;
   o.deliveries_per_slice = 1;
   fixture f(o);
@@ -1069,7 +1074,7 @@ TEST_CASE("hot rooms: viewer-count-only changes go out at most once per interval
   REQUIRE(f.rec.batches[9].size() == 1);
 
   f.rec.clear();
-  f.sub(3, "hot");  // only the viewer count moves: held
+  f.sub(3, "hot");     // only the viewer count moves: held
   f.sub(10, "small");  // a small room is not throttled
   f.tick();
   CHECK(f.rec.batches.count(1) == 0);
@@ -1271,13 +1276,15 @@ public:
     ++op_reads;
     return inner_.read_op(u, a, o, out, found);
   }
-  void commit(const claps::commit_batch& batch, claps::commit_handler done) override { inner_.commit(batch, done); }
+  void commit(const claps::commit_batch& batch, claps::commit_handler done) override {
+    inner_.commit(batch, done);
+  }
 
 private:
   claps::store& inner_;
 };
 
-} // namespace
+}  // namespace
 
 TEST_CASE("store lookups of new op ids: skipped with a fresh store, made while its records may be live") {
   SUBCASE("a fresh store holds no op records: never asked") {
@@ -1404,7 +1411,8 @@ TEST_CASE("the tally cache stays within tally_cache however many users clap") {
   for (int round = 0; round < 50; ++round) {
     for (int i = 0; i < 40; ++i) {
       const int n = round * 40 + i;
-      REQUIRE_FALSE(f.clap("user-" + std::to_string(n), "a" + std::to_string(n % 3), 1, static_cast<std::uint64_t>(n + 1)));
+      REQUIRE_FALSE(f.clap("user-" + std::to_string(n), "a" + std::to_string(n % 3), 1,
+                           static_cast<std::uint64_t>(n + 1)));
     }
     f.tick();
     most = std::max(most, f.eng.stats().tallies_cached);

@@ -14,8 +14,7 @@ TEST_CASE("errc is a std::error_code enum in the claps category") {
 }
 
 TEST_CASE("every code has a message and a wire name") {
-  for (int v = static_cast<int>(claps::errc::bad_request);
-       v < static_cast<int>(claps::errc::count_); ++v) {
+  for (int v = static_cast<int>(claps::errc::bad_request); v < static_cast<int>(claps::errc::count_); ++v) {
     std::error_code ec(v, claps::error_category());
     CHECK(ec.message() != "unknown claps error");
     CHECK_FALSE(claps::wire_name(ec).empty());

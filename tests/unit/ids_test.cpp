@@ -9,8 +9,8 @@ TEST_CASE("the id alphabet is [A-Za-z0-9._:-]") {
   CHECK(claps::valid_id("Abc-09_.:z", 128));
   for (int c = 0; c < 256; ++c) {
     char ch = static_cast<char>(c);
-    bool expected = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                    ch == '.' || ch == '_' || ch == ':' || ch == '-';
+    bool expected = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || ch == '.' ||
+                    ch == '_' || ch == ':' || ch == '-';
     CHECK(claps::valid_id(std::string(1, ch), 128) == expected);
   }
 }

@@ -119,8 +119,8 @@ std::int32_t tally_of(claps::store& store, std::string_view user, std::string_vi
   return claps;
 }
 
-std::optional<claps::stored_op> op_of(claps::store& store, std::string_view user,
-                                      std::string_view op_id, std::string_view article = "a1") {
+std::optional<claps::stored_op> op_of(claps::store& store, std::string_view user, std::string_view op_id,
+                                      std::string_view article = "a1") {
   claps::stored_op op;
   bool found = true;
   REQUIRE_FALSE(store.read_op(user, article, op_id, op, found));
@@ -137,19 +137,17 @@ struct batch_builder {
 
   batch_builder() { strings.reserve(100'000); }
   std::string_view keep(std::string s) {
-    REQUIRE(strings.size() < strings.capacity()); // views must not move
+    REQUIRE(strings.size() < strings.capacity());  // views must not move
     strings.push_back(std::move(s));
     return strings.back();
   }
-  void total(std::string article, std::int64_t total) {
-    totals.push_back({keep(std::move(article)), total});
-  }
+  void total(std::string article, std::int64_t total) { totals.push_back({keep(std::move(article)), total}); }
   void tally(std::string user, std::string article, std::int32_t claps) {
     auto u = keep(std::move(user));
     tallies.push_back({u, keep(std::move(article)), claps});
   }
-  void op(std::string user, std::string op_id, std::string article, std::int32_t accepted,
-          std::int32_t mine, timestamp expires_at) {
+  void op(std::string user, std::string op_id, std::string article, std::int32_t accepted, std::int32_t mine,
+          timestamp expires_at) {
     auto u = keep(std::move(user));
     auto o = keep(std::move(op_id));
     ops.push_back({u, keep(std::move(article)), o, accepted, mine, expires_at});
@@ -231,8 +229,7 @@ std::string le64(std::uint64_t v) {
 }
 // op_expiry's key prefix: expires_at ms, sign bit flipped, big-endian.
 std::string expiry_prefix(timestamp t) {
-  const std::uint64_t v =
-      static_cast<std::uint64_t>(t.time_since_epoch().count()) ^ (std::uint64_t{1} << 63);
+  const std::uint64_t v = static_cast<std::uint64_t>(t.time_since_epoch().count()) ^ (std::uint64_t{1} << 63);
   std::string s(8, '\0');
   for (int i = 0; i < 8; ++i) s[i] = static_cast<char>(v >> (8 * (7 - i)));
   return s;
@@ -252,13 +249,12 @@ std::map<std::string, std::map<std::string, std::string>> dump_all(const std::st
 
 // Reads a whole journal table `page` rows at a time, checking the paging
 // contract on the way.
-std::vector<claps::journal_row> read_all(claps::store& store, claps::journal_table table,
-                                         std::size_t page) {
+std::vector<claps::journal_row> read_all(claps::store& store, claps::journal_table table, std::size_t page) {
   std::vector<claps::journal_row> rows;
   std::string next;
   for (int calls = 0; calls < 10'000; ++calls) {
     const std::size_t before = rows.size();
-    REQUIRE_FALSE(store.read_journal(table, next, page, rows, next)); // `after` views `next`
+    REQUIRE_FALSE(store.read_journal(table, next, page, rows, next));  // `after` views `next`
     CHECK(rows.size() - before <= page);
     if (next.empty()) return rows;
     CHECK(rows.size() - before == page);
@@ -276,7 +272,7 @@ void check_articles_contiguous(const std::vector<claps::journal_row>& rows) {
   }
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("an empty store reads zeros and no ops") {
   temp_dir dir;
@@ -355,8 +351,8 @@ TEST_CASE("a reopened environment gives identical state") {
   for (int i = 0; i < 300; ++i) {
     b.total("article-" + std::to_string(i), i * 3 + 1);
     b.tally("user-" + std::to_string(i % 17), "article-" + std::to_string(i), i % 50 + 1);
-    b.op("user-" + std::to_string(i % 17), "op-" + std::to_string(i),
-         "article-" + std::to_string(i), i % 50 + 1, i % 50 + 1, t0 + claps::millis{i});
+    b.op("user-" + std::to_string(i % 17), "op-" + std::to_string(i), "article-" + std::to_string(i),
+         i % 50 + 1, i % 50 + 1, t0 + claps::millis{i});
   }
   auto check_all = [&](claps::store& store) {
     for (const auto& t : b.totals) CHECK(total_of(store, t.article) == t.total);
@@ -400,7 +396,7 @@ TEST_CASE("sync=false commits are durable across a clean close") {
 TEST_CASE("a different format version is refused") {
   for (std::uint32_t version : {0u, claps::lmdb_format_version + 1}) {
     temp_dir dir;
-    open_store(dir.env()).reset(); // creates the environment at the current version
+    open_store(dir.env()).reset();  // creates the environment at the current version
     {
       // Rewrite the version with raw LMDB, as a future build would.
       raw_env raw(dir.env());
@@ -444,7 +440,11 @@ TEST_CASE("an LMDB environment that is not a claps store is refused") {
 TEST_CASE("a path that cannot be a directory fails with store_io") {
   temp_dir dir;
   const std::string file = dir.path() + "/plain-file";
-  { std::FILE* f = std::fopen(file.c_str(), "w"); REQUIRE(f); std::fclose(f); }
+  {
+    std::FILE* f = std::fopen(file.c_str(), "w");
+    REQUIRE(f);
+    std::fclose(f);
+  }
   claps::lmdb_options options;
   options.path = file + "/env";
   std::error_code ec;
@@ -473,7 +473,7 @@ TEST_CASE("a map at its maximum fails the whole batch with store_full and the st
     big.tally("user-with-a-long-name", article, 1);
     big.op("user-with-a-long-name", "op-" + std::to_string(i), article, 1, 1, t0 + 15min);
   }
-  big.total("kept", 99); // overwrites a committed value: must not show either
+  big.total("kept", 99);  // overwrites a committed value: must not show either
   CHECK(commit(*store, big.batch(t0)) == errc::store_full);
 
   CHECK(total_of(*store, "kept") == 5);
@@ -582,7 +582,8 @@ TEST_CASE("open refuses a map_size above max_map_size, or a headroom that leaves
   CHECK(claps::default_headroom(std::size_t{4} << 20) == std::size_t{2} << 20);
 }
 
-TEST_CASE("past max_map_size - headroom new keys are refused, and the reserve holds the tail batch and undos") {
+TEST_CASE(
+    "past max_map_size - headroom new keys are refused, and the reserve holds the tail batch and undos") {
   temp_dir dir;
   claps::lmdb_options options;
   options.path = dir.env();
@@ -660,7 +661,8 @@ TEST_CASE("expired op records are purged in a transaction of their own when the 
   CHECK(store->reopens() == 0);
 }
 
-TEST_CASE("a store short of space accepts new keys again once expired op records are purged, without a reopen") {
+TEST_CASE(
+    "a store short of space accepts new keys again once expired op records are purged, without a reopen") {
   temp_dir dir;
   claps::lmdb_options options;
   options.path = dir.env();
@@ -789,7 +791,7 @@ TEST_CASE("expired ops are purged by later commits, a bounded number per commit"
   CHECK(expired->expires_at <= t0 + 7s);
 
   const batch_builder empty;
-  const timestamp now = t0 + 7s; // expires_at == now counts as expired
+  const timestamp now = t0 + 7s;  // expires_at == now counts as expired
   REQUIRE_FALSE(commit(*store, empty.batch(now)));
   CHECK(store->op_count() == 6);
   // Oldest first.
@@ -839,7 +841,7 @@ TEST_CASE("a commit that rewrites an expired op record keeps the new one") {
   batch_builder first;
   first.op("u1", "op-x", "a1", 2, 2, t0 + 1s);
   REQUIRE_FALSE(commit(*store, first.batch(t0)));
-  batch_builder second; // purged and rewritten in the same transaction
+  batch_builder second;  // purged and rewritten in the same transaction
   second.op("u1", "op-x", "a1", 1, 3, t0 + 2s + 15min);
   REQUIRE_FALSE(commit(*store, second.batch(t0 + 2s)));
   auto op = op_of(*store, "u1", "op-x");
@@ -892,10 +894,10 @@ TEST_CASE("corruption reports store_corrupted and the store reopens its environm
   const std::string data_file = dir.env() + "/data.mdb";
   const int fd = ::open(data_file.c_str(), O_RDWR);
   REQUIRE(fd >= 0);
-  const long page_size = ::sysconf(_SC_PAGESIZE); // LMDB's page size is the OS page size
+  const long page_size = ::sysconf(_SC_PAGESIZE);  // LMDB's page size is the OS page size
   const std::uint64_t size = std::filesystem::file_size(data_file);
   const std::string needle = "corrupt-me-article";
-  constexpr std::size_t flags_offset = 10; // MDB_page: pgno (8), pad (2), flags (2)
+  constexpr std::size_t flags_offset = 10;  // MDB_page: pgno (8), pad (2), flags (2)
   constexpr std::uint16_t leaf_flag = 0x02, overflow_flag = 0x04;
   std::vector<std::pair<off_t, std::uint16_t>> changed;
   std::vector<char> page(static_cast<std::size_t>(page_size));
@@ -904,8 +906,7 @@ TEST_CASE("corruption reports store_corrupted and the store reopens its environm
     std::uint16_t flags = 0;
     std::memcpy(&flags, page.data() + flags_offset, 2);
     if ((flags & leaf_flag) == 0) continue;
-    if (std::string_view(page.data(), page.size()).find(needle) == std::string_view::npos)
-      continue;
+    if (std::string_view(page.data(), page.size()).find(needle) == std::string_view::npos) continue;
     const std::uint16_t bad = overflow_flag;
     REQUIRE(::pwrite(fd, &bad, 2, off + flags_offset) == 2);
     changed.emplace_back(off, flags);
@@ -1008,7 +1009,7 @@ void write_format_1(const std::string& path, int extra_users = 0) {
     raw.put("tallies", user + "/a3", le32(1));
     op(user, "op-" + std::to_string(i), "a3", 1, 1, t0 + 3h);
   }
-  raw.get("tallies", "alice/a1"); // opens every table, as the previous build did
+  raw.get("tallies", "alice/a1");  // opens every table, as the previous build did
   raw.dump("totals");
   raw.commit();
 }
@@ -1038,7 +1039,7 @@ void check_migrated(claps::lmdb_store& store) {
   CHECK(b2->expires_at == t0 + 2h);
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("a format-1 environment is migrated to format 2 on open") {
   temp_dir dir;
@@ -1048,16 +1049,16 @@ TEST_CASE("a format-1 environment is migrated to format 2 on open") {
   const auto migrated = dump_all(dir.env());
   CHECK(migrated.at("meta").at("format_version") == le32(2));
   CHECK(migrated.at("meta").count("next_version") == 0);
-  CHECK(migrated.at("tallies") == std::map<std::string, std::string>{
-                                      {"a1/alice", le32(3)}, {"a1/bob", le32(5)}, {"a2/bob", le32(50)}});
-  CHECK(migrated.at("ops") == std::map<std::string, std::string>{
-                                  {"a1/alice/op-1", op_value(t0 + 15min, 3, 3)},
-                                  {"a1/bob/op-2", op_value(t0 + 2h, -2, 5)},
-                                  {"a2/bob/op-1", op_value(t0 + 1s, 50, 50)}});
-  CHECK(migrated.at("op_expiry") == std::map<std::string, std::string>{
-                                        {expiry_prefix(t0 + 1s) + "a2/bob/op-1", ""},
-                                        {expiry_prefix(t0 + 15min) + "a1/alice/op-1", ""},
-                                        {expiry_prefix(t0 + 2h) + "a1/bob/op-2", ""}});
+  CHECK(migrated.at("tallies") ==
+        std::map<std::string, std::string>{{"a1/alice", le32(3)}, {"a1/bob", le32(5)}, {"a2/bob", le32(50)}});
+  CHECK(migrated.at("ops") ==
+        std::map<std::string, std::string>{{"a1/alice/op-1", op_value(t0 + 15min, 3, 3)},
+                                           {"a1/bob/op-2", op_value(t0 + 2h, -2, 5)},
+                                           {"a2/bob/op-1", op_value(t0 + 1s, 50, 50)}});
+  CHECK(migrated.at("op_expiry") ==
+        std::map<std::string, std::string>{{expiry_prefix(t0 + 1s) + "a2/bob/op-1", ""},
+                                           {expiry_prefix(t0 + 15min) + "a1/alice/op-1", ""},
+                                           {expiry_prefix(t0 + 2h) + "a1/bob/op-2", ""}});
 
   // Reopening a format-2 environment changes nothing.
   {
@@ -1111,14 +1112,14 @@ TEST_CASE("a migration that fails leaves format 1 intact, and the next open migr
   CHECK(op_of(*store, "user-with-a-long-name-2999", "op-2999", "a3"));
   const batch_builder empty;
   REQUIRE_FALSE(commit(*store, empty.batch(t0 + 3h)));
-  CHECK(store->op_count() == 3003 - 2048); // max_purge_per_commit
+  CHECK(store->op_count() == 3003 - 2048);  // max_purge_per_commit
   REQUIRE_FALSE(commit(*store, empty.batch(t0 + 3h)));
   CHECK(store->op_count() == 0);
 }
 
 TEST_CASE("reserve_versions hands out ranges that never overlap, across reopens") {
   temp_dir dir;
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges; // [first, end)
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;  // [first, end)
   auto reserve = [&](claps::store& store, std::uint64_t count) {
     std::uint64_t first = 0;
     REQUIRE_FALSE(store.reserve_versions(count, first));
@@ -1127,7 +1128,7 @@ TEST_CASE("reserve_versions hands out ranges that never overlap, across reopens"
   };
   {
     auto store = open_store(dir.env());
-    CHECK(reserve(*store, 10) == 1); // the first version ever is 1
+    CHECK(reserve(*store, 10) == 1);  // the first version ever is 1
     CHECK(reserve(*store, 5) == 11);
     CHECK(reserve(*store, 1) == 16);
   }
@@ -1140,7 +1141,7 @@ TEST_CASE("reserve_versions hands out ranges that never overlap, across reopens"
     reserve(*store, 1000);
     reserve(*store, 3);
     std::uint64_t next = 0;
-    REQUIRE_FALSE(store->reserve_versions(0, next)); // reserves nothing
+    REQUIRE_FALSE(store->reserve_versions(0, next));  // reserves nothing
     CHECK(next == ranges.back().second);
     CHECK(reserve(*store, 2) == next);
   }
@@ -1167,7 +1168,7 @@ TEST_CASE("read_journal walks each table in key order, in pages, one article at 
       b.tally(user, article, claps);
       want_tallies[article + "/" + user] = {user, article, "", claps, 0, 0, {}};
       for (const std::string op_id : {"op-1", "op.2"}) {
-        const timestamp expires = t0 + std::chrono::seconds{++n}; // some expire, unpurged
+        const timestamp expires = t0 + std::chrono::seconds{++n};  // some expire, unpurged
         b.op(user, op_id, article, claps, claps + 1, expires);
         want_ops[article + "/" + user + "/" + op_id] = {user, article, op_id, 0, claps, claps + 1, expires};
       }
@@ -1176,7 +1177,8 @@ TEST_CASE("read_journal walks each table in key order, in pages, one article at 
   REQUIRE_FALSE(commit(*store, b.batch(t0 - 1h)));
 
   auto check_table = [&](claps::journal_table table, const std::map<std::string, claps::journal_row>& want) {
-    for (std::size_t page : {std::size_t{1}, std::size_t{3}, std::size_t{7}, want.size(), std::size_t{1000}}) {
+    for (std::size_t page :
+         {std::size_t{1}, std::size_t{3}, std::size_t{7}, want.size(), std::size_t{1000}}) {
       CAPTURE(page);
       const auto rows = read_all(*store, table, page);
       REQUIRE(rows.size() == want.size());
@@ -1211,8 +1213,8 @@ TEST_CASE("read_journal walks each table in key order, in pages, one article at 
 TEST_CASE("read_journal: empty tables, resuming after a deleted row, bad arguments") {
   temp_dir dir;
   auto store = open_store(dir.env());
-  for (auto table : {claps::journal_table::totals, claps::journal_table::tallies,
-                     claps::journal_table::ops}) {
+  for (auto table :
+       {claps::journal_table::totals, claps::journal_table::tallies, claps::journal_table::ops}) {
     std::vector<claps::journal_row> rows;
     std::string next = "stale";
     REQUIRE_FALSE(store->read_journal(table, "", 10, rows, next));
@@ -1228,7 +1230,7 @@ TEST_CASE("read_journal: empty tables, resuming after a deleted row, bad argumen
   REQUIRE_FALSE(store->read_journal(claps::journal_table::tallies, "", 2, rows, next));
   REQUIRE(rows.size() == 2);
   CHECK(rows[1].user == "u2");
-  CHECK(next == "a1/u2"); // the raw key
+  CHECK(next == "a1/u2");  // the raw key
 
   // The last row of the page is deleted before the walk resumes after it.
   batch_builder undo;
@@ -1239,7 +1241,7 @@ TEST_CASE("read_journal: empty tables, resuming after a deleted row, bad argumen
   REQUIRE_FALSE(store->read_journal(claps::journal_table::tallies, after, 2, rows, next));
   REQUIRE(rows.size() == 3);
   CHECK(rows[2].user == "u4");
-  CHECK(next.empty()); // u4 was the last row
+  CHECK(next.empty());  // u4 was the last row
 
   // Resuming past the end gives nothing.
   REQUIRE_FALSE(store->read_journal(claps::journal_table::tallies, "zzz", 2, rows, next));
@@ -1277,8 +1279,7 @@ struct engine_rig {
   engine_rig(claps::lmdb_store& store, timestamp start) : store(store), now(start) {
     claps::engine_callbacks callbacks;
     callbacks.result = [this](const claps::op_result& r) {
-      results.push_back({r.cookie, std::string(r.article), r.accepted, r.total, r.mine,
-                         r.replayed});
+      results.push_back({r.cookie, std::string(r.article), r.accepted, r.total, r.mine, r.replayed});
     };
     callbacks.store_status = [this](std::error_code ec) { store_statuses.push_back(ec); };
     engine = std::make_unique<claps::engine>(store, claps::engine_options{}, callbacks, start);
@@ -1289,13 +1290,13 @@ struct engine_rig {
     for (int ticks = 0; ticks < 100 && results.size() < count; ++ticks) {
       now = std::max(now + claps::millis{1}, engine->next_deadline());
       engine->advance(now);
-      store.wait_for_commit(); // the writer thread's commit completes here
+      store.wait_for_commit();  // the writer thread's commit completes here
     }
     REQUIRE(results.size() == count);
   }
 };
 
-} // namespace
+}  // namespace
 
 TEST_CASE("engine on lmdb_store: claps survive a reopen and op ids replay across it") {
   temp_dir dir;
@@ -1309,7 +1310,7 @@ TEST_CASE("engine on lmdb_store: claps survive a reopen and op ids replay across
     CHECK(rig.results[0].accepted == 3);
     CHECK(rig.results[2].total == 50);
     CHECK(rig.engine->idle());
-  } // engine and store destroyed: only the files remain
+  }  // engine and store destroyed: only the files remain
 
   auto store = open_store(dir.env());
   engine_rig rig(*store, t0 + 1min);
@@ -1421,9 +1422,10 @@ claps::lmdb_options threaded(const temp_dir& dir, wake_recorder& wakes) {
   return options;
 }
 
-} // namespace
+}  // namespace
 
-TEST_CASE("writer thread: commit() returns at once; done runs on the owner's thread, from run_completions()") {
+TEST_CASE(
+    "writer thread: commit() returns at once; done runs on the owner's thread, from run_completions()") {
   temp_dir dir;
   wake_recorder wakes;
   auto store = open_store(threaded(dir, wakes));
@@ -1442,11 +1444,11 @@ TEST_CASE("writer thread: commit() returns at once; done runs on the owner's thr
       CHECK(level == claps::durability::local);
     });
     CHECK(calls == 0);
-  } // the batch's strings are gone: the store copied them
+  }  // the batch's strings are gone: the store copied them
   REQUIRE(wakes.wait_for(1));
   CHECK(wakes.thread != std::this_thread::get_id());
   CHECK(wakes.thread_name == "claps-lmdb");
-  CHECK(calls == 0); // only the owner runs completions
+  CHECK(calls == 0);  // only the owner runs completions
   CHECK(store->run_completions() == 1);
   CHECK(calls == 1);
   CHECK(done_on == std::this_thread::get_id());
@@ -1508,7 +1510,7 @@ TEST_CASE("writer thread: reads during a commit in flight see the last committed
     ++reads;
   }
   REQUIRE(wakes.wait_for(2));
-  CHECK(old_reads > 0); // the reads did not wait for the writer's transaction
+  CHECK(old_reads > 0);  // the reads did not wait for the writer's transaction
   MESSAGE(reads << " reads while the commit was in flight");
   CHECK_FALSE(done);
   CHECK(store->run_completions() == 1);
@@ -1524,7 +1526,7 @@ TEST_CASE("writer thread: the map grows from 1 MiB while the owner reads between
   auto options = threaded(dir, wakes);
   options.map_size = std::size_t{1} << 20;
   options.max_map_size = std::size_t{256} << 20;
-  options.sync = false; // many commits; durability is not what this tests
+  options.sync = false;  // many commits; durability is not what this tests
   auto store = open_store(options);
   constexpr int rounds = 80, per_round = 250;
   auto user_of = [](int i) { return "grow-user-" + std::to_string(i); };
@@ -1566,7 +1568,8 @@ TEST_CASE("writer thread: the map grows from 1 MiB while the owner reads between
   CHECK(store->op_count() == static_cast<std::size_t>(rounds * per_round));
 }
 
-TEST_CASE("writer thread: destroying the store with a commit in flight finishes the commit, without calling done") {
+TEST_CASE(
+    "writer thread: destroying the store with a commit in flight finishes the commit, without calling done") {
   temp_dir dir;
   int calls = 0;
   {
@@ -1574,10 +1577,9 @@ TEST_CASE("writer thread: destroying the store with a commit in flight finishes 
     auto store = open_store(threaded(dir, wakes));
     batch_builder b;
     b.total("last", 42);
-    for (int i = 0; i < 5'000; ++i)
-      b.op("user-" + std::to_string(i), "op", "last", 1, 1, t0 + 15min);
+    for (int i = 0; i < 5'000; ++i) b.op("user-" + std::to_string(i), "op", "last", 1, 1, t0 + 15min);
     store->commit(b.batch(t0), [&](std::error_code, claps::durability) { ++calls; });
-    store.reset(); // at once: the commit is most likely still in flight
+    store.reset();  // at once: the commit is most likely still in flight
   }
   CHECK(calls == 0);
   auto store = open_store(dir.env());
@@ -1585,7 +1587,8 @@ TEST_CASE("writer thread: destroying the store with a commit in flight finishes 
   CHECK(store->op_count() == 5'000);
 }
 
-TEST_CASE("writer thread: the engine's results arrive with the completion; reads of other articles go on meanwhile") {
+TEST_CASE(
+    "writer thread: the engine's results arrive with the completion; reads of other articles go on meanwhile") {
   temp_dir dir;
   wake_recorder wakes;
   auto store = open_store(threaded(dir, wakes));

@@ -27,7 +27,7 @@ std::string field(simdjson::dom::object& object, const char* key) {
   return std::string(v);
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("a JSON log line carries ts (RFC 3339, UTC, ms), level and msg") {
   // 2026-12-03T18:33:15.042Z

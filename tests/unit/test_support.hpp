@@ -129,19 +129,21 @@ public:
     return inner_.read_op(u, a, o, out, found);
   }
   void commit(const claps::commit_batch& batch, claps::commit_handler done) override {
-    inner_.commit(batch, [done](std::error_code ec, claps::durability) { done(ec, claps::durability::cluster); });
+    inner_.commit(batch,
+                  [done](std::error_code ec, claps::durability) { done(ec, claps::durability::cluster); });
   }
   std::int32_t remote_tally(std::string_view user, std::string_view article) override {
     auto it = remote.find(std::string(user) + "/" + std::string(article));
     return it == remote.end() ? 0 : it->second;
   }
   bool arbitrates() const override { return true; }
-  std::error_code arbitrate(std::span<const claps::op_intent> intents, claps::arbitrate_handler done) override {
+  std::error_code arbitrate(std::span<const claps::op_intent> intents,
+                            claps::arbitrate_handler done) override {
     if (!reachable) return claps::make_error_code(claps::errc::store_disconnected);
     std::vector<intent> call;
     for (const auto& i : intents)
-      call.push_back({std::string(i.user), std::string(i.article), std::string(i.op_id), i.count, i.undo, i.own,
-                      i.own_total});
+      call.push_back({std::string(i.user), std::string(i.article), std::string(i.op_id), i.count, i.undo,
+                      i.own, i.own_total});
     calls.push_back(std::move(call));
     pending_ = std::move(done);
     return {};
@@ -189,7 +191,7 @@ struct recorder {
   std::vector<std::vector<recorded_item>> ticks;  // tick_updates per emission
   int encodes = 0;
   std::vector<std::error_code> statuses;
-  bool by_slices = false;             // record through deliver_slice instead of deliver
+  bool by_slices = false;                // record through deliver_slice instead of deliver
   std::vector<std::size_t> slice_sizes;  // deliver_slice calls
 
   claps::engine_callbacks callbacks() {
@@ -214,7 +216,8 @@ struct recorder {
     }
     cb.tick_updates = [this](std::span<const claps::article_update> us) {
       std::vector<recorded_item> items;
-      for (auto& u : us) items.push_back({std::string(u.article), u.total, u.viewers, std::string(u.encoded)});
+      for (auto& u : us)
+        items.push_back({std::string(u.article), u.total, u.viewers, std::string(u.encoded)});
       ticks.push_back(std::move(items));
     };
     cb.result = [this](const claps::op_result& r) {
@@ -239,4 +242,4 @@ struct recorder {
   }
 };
 
-} // namespace claps_test
+}  // namespace claps_test

@@ -34,24 +34,31 @@ bool run_until(uv_loop_t* loop, std::function<bool()> finished) {
   uv_timer_t poll;
   uv_timer_init(loop, &poll);
   poll.data = &ctx;
-  uv_timer_start(&poll, [](uv_timer_t* t) {
-    if (static_cast<ctx_t*>(t->data)->finished()) uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
-  }, 1, 1);
+  uv_timer_start(
+      &poll,
+      [](uv_timer_t* t) {
+        if (static_cast<ctx_t*>(t->data)->finished()) uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
+      },
+      1, 1);
   uv_timer_t deadline;
   uv_timer_init(loop, &deadline);
   deadline.data = &ctx;
-  uv_timer_start(&deadline, [](uv_timer_t* t) {
-    static_cast<ctx_t*>(t->data)->timed_out = true;
-    uv_stop(t->loop);
-  }, 10'000, 0);
+  uv_timer_start(
+      &deadline,
+      [](uv_timer_t* t) {
+        static_cast<ctx_t*>(t->data)->timed_out = true;
+        uv_stop(t->loop);
+      },
+      10'000, 0);
   uv_unref(reinterpret_cast<uv_handle_t*>(&deadline));  // does not keep the loop alive
   uv_run(loop, UV_RUN_DEFAULT);
   uv_close(reinterpret_cast<uv_handle_t*>(&deadline), nullptr);
-  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll))) uv_close(reinterpret_cast<uv_handle_t*>(&poll), nullptr);
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&poll)))
+    uv_close(reinterpret_cast<uv_handle_t*>(&poll), nullptr);
   uv_run(loop, UV_RUN_NOWAIT);  // the two handles' close callbacks
   return !ctx.timed_out;
 }
-} // namespace
+}  // namespace
 
 TEST_CASE("uv_driver ticks an engine on a real loop until its results arrive") {
   char tmpl[] = "/tmp/claps-uv-XXXXXX";
@@ -108,7 +115,8 @@ TEST_CASE("uv_driver ticks an engine on a real loop until its results arrive") {
   std::filesystem::remove_all(tmpl);  // the store, which outlives the engine, closes its files after
 }
 
-TEST_CASE("uv_driver runs the delivery slices of a commit that completed outside the tick before the next tick") {
+TEST_CASE(
+    "uv_driver runs the delivery slices of a commit that completed outside the tick before the next tick") {
   claps::memory_store backing;
   claps_test::faulty_store st(backing);
   uv_loop_t loop;
@@ -169,7 +177,8 @@ TEST_CASE("uv_driver runs the delivery slices of a commit that completed outside
     uv_timer_t deadline;
     uv_timer_init(&loop, &deadline);
     deadline.data = &loop;
-    uv_timer_start(&deadline, [](uv_timer_t* t) { uv_stop(static_cast<uv_loop_t*>(t->data)); }, 10'000, 0);
+    uv_timer_start(
+        &deadline, [](uv_timer_t* t) { uv_stop(static_cast<uv_loop_t*>(t->data)); }, 10'000, 0);
     uv_check_t counter;
     uv_check_init(&loop, &counter);
     counter.data = &passes;

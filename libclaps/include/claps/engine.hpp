@@ -136,7 +136,7 @@ struct snapshot {
   std::string_view article;
   std::int64_t total = 0;  // committed
   std::uint32_t viewers = 0;
-  std::int32_t mine = 0;   // committed claps of the given user (0 without one)
+  std::int32_t mine = 0;  // committed claps of the given user (0 without one)
   /// False when a store shared by several nodes does not know the other
   /// nodes' part right now (unreachable, or not loaded yet): total, viewers
   /// and mine are then this node's view only.
@@ -145,16 +145,16 @@ struct snapshot {
 
 /// The outcome of one clap() or undo(), delivered after its batch is durable.
 struct op_result {
-  std::uint64_t cookie = 0;        // as passed in clap_request / undo_request
+  std::uint64_t cookie = 0;  // as passed in clap_request / undo_request
   /// Empty when the op was decided. errc::unavailable when a store shared by
   /// several nodes kept finding its op id in use by another node for
   /// engine_options::op_id_wait: nothing was applied; retry the same op id.
   std::error_code error;
   std::string_view article;
-  std::int32_t accepted = 0;       // claps counted; < count at the cap; negative for undo
-  std::int64_t total = 0;          // the article's committed total now
-  std::int32_t mine = 0;           // the user's committed tally on the article
-  bool replayed = false;           // true when the op id had been used before
+  std::int32_t accepted = 0;  // claps counted; < count at the cap; negative for undo
+  std::int64_t total = 0;     // the article's committed total now
+  std::int32_t mine = 0;      // the user's committed tally on the article
+  bool replayed = false;      // true when the op id had been used before
   durability level = durability::local;
 };
 
@@ -208,25 +208,25 @@ struct engine_stats {
   std::uint64_t ticks = 0;
   std::uint64_t commits = 0;
   std::uint64_t commit_failures = 0;
-  std::uint64_t claps_requested = 0;   // sum of counts asked for
-  std::uint64_t claps_accepted = 0;    // sum of counts accepted
-  std::uint64_t claps_over_cap = 0;    // sum of counts refused by the cap
+  std::uint64_t claps_requested = 0;  // sum of counts asked for
+  std::uint64_t claps_accepted = 0;   // sum of counts accepted
+  std::uint64_t claps_over_cap = 0;   // sum of counts refused by the cap
   std::uint64_t undos = 0;
   std::uint64_t replays = 0;
   std::uint64_t refused_unavailable = 0;
-  std::uint64_t refused_op_ids = 0;    // errc::too_many_op_ids
-  std::uint64_t refused_store_full = 0;  // claps refused because the store is short of space
-  std::uint64_t updates = 0;           // changed articles emitted
-  std::uint64_t deliveries = 0;        // deliver() calls
+  std::uint64_t refused_op_ids = 0;       // errc::too_many_op_ids
+  std::uint64_t refused_store_full = 0;   // claps refused because the store is short of space
+  std::uint64_t updates = 0;              // changed articles emitted
+  std::uint64_t deliveries = 0;           // deliver() calls
   std::uint64_t viewer_changes_held = 0;  // viewer-count-only emissions held back (throttle)
-  std::uint64_t ops_purged = 0;        // expired op ids dropped from memory
+  std::uint64_t ops_purged = 0;           // expired op ids dropped from memory
   // Gauges.
-  std::size_t pending_ops = 0;         // claps/undos not yet durable
+  std::size_t pending_ops = 0;  // claps/undos not yet durable
   std::size_t subscribers = 0;
   std::size_t subscriptions = 0;
   std::size_t articles_cached = 0;
-  std::size_t deliveries_queued = 0;   // subscribers waiting for their delivery
-  std::size_t tallies_cached = 0;      // (user, article) tallies in memory (engine_options::tally_cache)
+  std::size_t deliveries_queued = 0;  // subscribers waiting for their delivery
+  std::size_t tallies_cached = 0;     // (user, article) tallies in memory (engine_options::tally_cache)
 };
 
 class engine {
@@ -254,8 +254,9 @@ public:
   /// All or nothing: validates every id and the subscription limit first,
   /// then subscribes to each and appends one snapshot per article to `out`.
   /// Errors as subscribe(); on error nothing changed.
-  std::error_code subscribe(subscriber_id sub, std::string_view user, std::span<const std::string_view> articles,
-                            bool reading, std::vector<snapshot>& out);
+  std::error_code subscribe(subscriber_id sub, std::string_view user,
+                            std::span<const std::string_view> articles, bool reading,
+                            std::vector<snapshot>& out);
 
   /// Stops `sub` watching `article`. Unknown pairs are ignored.
   void unsubscribe(subscriber_id sub, std::string_view article);
@@ -306,8 +307,7 @@ public:
   /// (nobody here watches them or clapped for them recently). A store that
   /// arbitrates calls this itself (store_listener), so callers rarely need
   /// to. May be called from inside a callback.
-  void set_remote(std::string_view article, std::int64_t remote_total,
-                  std::uint32_t remote_viewers);
+  void set_remote(std::string_view article, std::int64_t remote_total, std::uint32_t remote_viewers);
 
   // ---- time ----
 
@@ -352,4 +352,4 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
-} // namespace claps
+}  // namespace claps

@@ -14,25 +14,25 @@ namespace claps {
 
 enum class errc : int {
   // Input a user can cause. Each has a message that says how to fix it.
-  bad_request = 1,        // malformed or unknown message
-  invalid_article,        // article id not 1-128 bytes of [A-Za-z0-9._:-]
-  invalid_user,           // user id not 1-128 bytes of [A-Za-z0-9._:-]
-  invalid_op_id,          // op id not 1-64 bytes of [A-Za-z0-9._:-]
-  invalid_count,          // clap count outside 1..cap
-  too_many_subscriptions, // subscriber would exceed its subscription limit
-  rate_limited,           // caller's token bucket is empty
-  unauthorized,           // missing, expired or invalid credentials
-  forbidden,              // credentials fine, action not allowed (origin, allow-list)
-  message_too_large,      // inbound message over the size limit
-  too_many_op_ids,        // user holds engine_options::max_op_ids_per_user live op ids
+  bad_request = 1,         // malformed or unknown message
+  invalid_article,         // article id not 1-128 bytes of [A-Za-z0-9._:-]
+  invalid_user,            // user id not 1-128 bytes of [A-Za-z0-9._:-]
+  invalid_op_id,           // op id not 1-64 bytes of [A-Za-z0-9._:-]
+  invalid_count,           // clap count outside 1..cap
+  too_many_subscriptions,  // subscriber would exceed its subscription limit
+  rate_limited,            // caller's token bucket is empty
+  unauthorized,            // missing, expired or invalid credentials
+  forbidden,               // credentials fine, action not allowed (origin, allow-list)
+  message_too_large,       // inbound message over the size limit
+  too_many_op_ids,         // user holds engine_options::max_op_ids_per_user live op ids
   // Conditions of the system. The caller may retry later.
-  unavailable,            // engine refuses new work: too much uncommitted, or shutting down
-  store_full,             // store out of space (LMDB map full, disk full)
-  store_io,               // store I/O error
-  store_corrupted,        // store contents failed a check, or LMDB panicked
-  store_incompatible,     // on-disk format version this build does not read
-  store_timeout,          // a networked store did not answer in time
-  store_disconnected,     // a networked store is not connected
+  unavailable,         // engine refuses new work: too much uncommitted, or shutting down
+  store_full,          // store out of space (LMDB map full, disk full)
+  store_io,            // store I/O error
+  store_corrupted,     // store contents failed a check, or LMDB panicked
+  store_incompatible,  // on-disk format version this build does not read
+  store_timeout,       // a networked store did not answer in time
+  store_disconnected,  // a networked store is not connected
   // Not an error: one past the last code, so that tests and bindings can walk
   // every code. New codes go before it.
   count_,
@@ -54,6 +54,7 @@ std::string_view wire_name(std::error_code ec) noexcept;
 /// every other error. Protocol error frames carry it as "reason".
 std::string_view wire_reason(std::error_code ec) noexcept;
 
-} // namespace claps
+}  // namespace claps
 
-template <> struct std::is_error_code_enum<claps::errc> : std::true_type {};
+template <>
+struct std::is_error_code_enum<claps::errc> : std::true_type {};

@@ -26,4 +26,4 @@ std::error_code check_user_id(std::string_view user) noexcept;
 /// Empty error_code when `op_id` is valid, else errc::invalid_op_id.
 std::error_code check_op_id(std::string_view op_id) noexcept;
 
-} // namespace claps
+}  // namespace claps

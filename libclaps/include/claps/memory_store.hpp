@@ -20,8 +20,7 @@ public:
   memory_store& operator=(memory_store&&) noexcept;
 
   std::error_code read_total(std::string_view article, std::int64_t& total) override;
-  std::error_code read_tally(std::string_view user, std::string_view article,
-                             std::int32_t& claps) override;
+  std::error_code read_tally(std::string_view user, std::string_view article, std::int32_t& claps) override;
   std::error_code read_op(std::string_view user, std::string_view article, std::string_view op_id,
                           stored_op& out, bool& found) override;
   /// The latest expires_at among the op records held.
@@ -41,4 +40,4 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
-} // namespace claps
+}  // namespace claps

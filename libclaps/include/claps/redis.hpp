@@ -125,18 +125,18 @@ struct redis_client_callbacks {
 };
 
 struct redis_client_stats {
-  std::uint64_t connects = 0;      // times the client became ready
-  std::uint64_t disconnects = 0;   // times a ready connection was lost
-  std::uint64_t timeouts = 0;      // connections dropped for a missed deadline
+  std::uint64_t connects = 0;     // times the client became ready
+  std::uint64_t disconnects = 0;  // times a ready connection was lost
+  std::uint64_t timeouts = 0;     // connections dropped for a missed deadline
   std::uint64_t requests = 0;
   std::uint64_t failed_requests = 0;
   std::uint64_t switch_announcements = 0;  // Sentinel +switch-master for our master
-  std::uint64_t not_master = 0;    // servers found not (or no longer) a writable master:
-                                   // ROLE not master, or READONLY/MASTERDOWN/LOADING replies
+  std::uint64_t not_master = 0;            // servers found not (or no longer) a writable master:
+                                           // ROLE not master, or READONLY/MASTERDOWN/LOADING replies
   // Redis Cluster only:
-  std::uint64_t moved = 0;         // MOVED replies followed
-  std::uint64_t ask = 0;           // ASK replies followed (ASKING, then the command)
-  std::uint64_t tryagain = 0;      // TRYAGAIN and CLUSTERDOWN replies retried after a short delay
+  std::uint64_t moved = 0;               // MOVED replies followed
+  std::uint64_t ask = 0;                 // ASK replies followed (ASKING, then the command)
+  std::uint64_t tryagain = 0;            // TRYAGAIN and CLUSTERDOWN replies retried after a short delay
   std::uint64_t slot_map_refreshes = 0;  // CLUSTER SLOTS answers read
 };
 
@@ -145,7 +145,7 @@ namespace detail {
 class cluster_router;
 /// The client's router in cluster mode, else null (for the bus and store).
 cluster_router* cluster_router_of(const redis_client& client) noexcept;
-}
+}  // namespace detail
 
 /// One command connection to the Redis master. Reconnects by itself, with
 /// backoff; in Sentinel mode it rediscovers the master before every connect
@@ -233,12 +233,12 @@ struct redis_bus_callbacks {
 };
 
 struct redis_bus_stats {
-  std::uint64_t messages = 0;        // received on watched channels
+  std::uint64_t messages = 0;  // received on watched channels
   std::uint64_t published = 0;
-  std::uint64_t subscribes = 0;      // SUBSCRIBE commands sent
-  std::uint64_t unsubscribes = 0;    // UNSUBSCRIBE commands sent
-  std::uint64_t resubscribes = 0;    // reconnects after which everything was resubscribed
-  std::size_t channels = 0;          // gauge: articles watched
+  std::uint64_t subscribes = 0;    // SUBSCRIBE commands sent
+  std::uint64_t unsubscribes = 0;  // UNSUBSCRIBE commands sent
+  std::uint64_t resubscribes = 0;  // reconnects after which everything was resubscribed
+  std::size_t channels = 0;        // gauge: articles watched
 };
 
 /// Fan-out between nodes over Redis pub/sub. Subscriptions live on a
@@ -365,28 +365,28 @@ struct redis_store_callbacks {
 
 struct redis_store_stats {
   std::uint64_t commits = 0;
-  std::uint64_t cluster_commits = 0;     // acknowledged as durability::cluster
-  std::uint64_t local_commits = 0;       // acknowledged as durability::local (degraded)
-  std::uint64_t arbitrations = 0;        // arbitrate() calls sent
-  std::uint64_t arbitration_scripts = 0; // script calls they took (one per article)
-  std::uint64_t arbitration_failures = 0;// script calls that failed: their ops were decided locally
-  std::uint64_t op_retries = 0;          // ops whose op id another node was still applying
-  std::uint64_t op_takeovers = 0;        // ops applied after another node's pending record passed its
-                                         // deadline (that node never committed them; its count was undone)
-  std::uint64_t stale_writes = 0;        // writes Redis ignored: an equal or newer version was there
-  std::uint64_t reasserts = 0;           // keys re-written after a reconnect or from the journal
-  std::uint64_t journal_walks = 0;       // full re-assertions of the journal completed
-  std::uint64_t remote_op_conflicts = 0; // op ids another node had already used
-  std::uint64_t cross_node_replays = 0;  // ops answered with another node's result
-  std::uint64_t cap_overshoot = 0;       // claps over the cap across nodes (outage overlap)
+  std::uint64_t cluster_commits = 0;       // acknowledged as durability::cluster
+  std::uint64_t local_commits = 0;         // acknowledged as durability::local (degraded)
+  std::uint64_t arbitrations = 0;          // arbitrate() calls sent
+  std::uint64_t arbitration_scripts = 0;   // script calls they took (one per article)
+  std::uint64_t arbitration_failures = 0;  // script calls that failed: their ops were decided locally
+  std::uint64_t op_retries = 0;            // ops whose op id another node was still applying
+  std::uint64_t op_takeovers = 0;          // ops applied after another node's pending record passed its
+                                           // deadline (that node never committed them; its count was undone)
+  std::uint64_t stale_writes = 0;          // writes Redis ignored: an equal or newer version was there
+  std::uint64_t reasserts = 0;             // keys re-written after a reconnect or from the journal
+  std::uint64_t journal_walks = 0;         // full re-assertions of the journal completed
+  std::uint64_t remote_op_conflicts = 0;   // op ids another node had already used
+  std::uint64_t cross_node_replays = 0;    // ops answered with another node's result
+  std::uint64_t cap_overshoot = 0;         // claps over the cap across nodes (outage overlap)
   std::uint64_t published = 0;
   std::uint64_t remote_messages = 0;
-  std::uint64_t forgotten_keys = 0;      // dirty keys dropped past max_remembered_keys
-  std::size_t dirty_keys = 0;            // gauge: waiting to be written to Redis
-  std::size_t recent_keys = 0;           // gauge: written within reassert_window (re-asserted after a reconnect)
-  bool degraded = false;                 // gauge
-  bool node_id_taken = false;            // gauge: another owner holds node_id
-  bool walking_journal = false;          // gauge: a full re-assertion is in progress
+  std::uint64_t forgotten_keys = 0;  // dirty keys dropped past max_remembered_keys
+  std::size_t dirty_keys = 0;        // gauge: waiting to be written to Redis
+  std::size_t recent_keys = 0;       // gauge: written within reassert_window (re-asserted after a reconnect)
+  bool degraded = false;             // gauge
+  bool node_id_taken = false;        // gauge: another owner holds node_id
+  bool walking_journal = false;      // gauge: a full re-assertion is in progress
 };
 
 /// A claps::store for one node of several: the exact cap and op ids across
@@ -452,8 +452,7 @@ public:
 
   // ---- claps::store ----
   std::error_code read_total(std::string_view article, std::int64_t& total) override;
-  std::error_code read_tally(std::string_view user, std::string_view article,
-                             std::int32_t& claps) override;
+  std::error_code read_tally(std::string_view user, std::string_view article, std::int32_t& claps) override;
   std::error_code read_op(std::string_view user, std::string_view article, std::string_view op_id,
                           stored_op& out, bool& found) override;
   void commit(const commit_batch& batch, commit_handler done) override;
@@ -506,4 +505,4 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
-} // namespace claps
+}  // namespace claps

@@ -99,8 +99,8 @@ struct store_space {
 
 /// How far a commit reached before it was acknowledged.
 enum class durability : std::uint8_t {
-  local,   ///< durable on this node (fsync'd LMDB, or memory for memory_store)
-  cluster, ///< durable in the shared store too
+  local,    ///< durable on this node (fsync'd LMDB, or memory for memory_store)
+  cluster,  ///< durable in the shared store too
 };
 
 /// Called exactly once per commit(): with an empty error_code and the level
@@ -110,9 +110,9 @@ using commit_handler = std::function<void(std::error_code, durability)>;
 
 /// One row of a store's journal (see store::read_journal()).
 struct journal_row {
-  std::string user;      // tallies and ops; empty for totals
+  std::string user;  // tallies and ops; empty for totals
   std::string article;
-  std::string op_id;     // ops only
+  std::string op_id;          // ops only
   std::int64_t value = 0;     // the total, or the tally's claps
   std::int32_t accepted = 0;  // ops only
   std::int32_t mine = 0;      // ops only
@@ -129,8 +129,8 @@ enum class journal_table : std::uint8_t { totals, tallies, ops };
 struct op_intent {
   std::string_view user;
   std::string_view article;
-  std::string_view op_id;       // may be empty
-  std::int32_t count = 0;       // claps wanted, 1..cap; 0 for an undo
+  std::string_view op_id;  // may be empty
+  std::int32_t count = 0;  // claps wanted, 1..cap; 0 for an undo
   bool undo = false;
   /// This node's claps of user on article before the op: committed and
   /// decided. The engine fills it; the store decides from it, not from what
@@ -187,8 +187,8 @@ public:
   /// when there is none. An expired record not yet purged may still be
   /// returned (found = true): the caller compares out.expires_at with its own
   /// clock.
-  virtual std::error_code read_op(std::string_view user, std::string_view article,
-                                  std::string_view op_id, stored_op& out, bool& found) = 0;
+  virtual std::error_code read_op(std::string_view user, std::string_view article, std::string_view op_id,
+                                  stored_op& out, bool& found) = 0;
 
   /// When every op record this store holds now has expired: the latest
   /// expires_at among them (expired records not yet purged may count), or a
@@ -285,4 +285,4 @@ private:
   std::uint64_t next_version_ = 1;
 };
 
-} // namespace claps
+}  // namespace claps

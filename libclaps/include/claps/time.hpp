@@ -15,4 +15,4 @@ using millis = std::chrono::milliseconds;
 /// Milliseconds since the Unix epoch, supplied by the caller.
 using timestamp = std::chrono::time_point<std::chrono::system_clock, millis>;
 
-} // namespace claps
+}  // namespace claps

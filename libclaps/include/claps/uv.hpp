@@ -78,4 +78,4 @@ private:
   std::shared_ptr<state> state_;
 };
 
-} // namespace claps
+}  // namespace claps

@@ -9,4 +9,4 @@
 namespace claps {
 /// The version of the library that was linked, e.g. "0.1.0".
 const char* version() noexcept;
-} // namespace claps
+}  // namespace claps

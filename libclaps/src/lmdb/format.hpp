@@ -100,9 +100,7 @@ inline void put_op_value(char* p, std::int64_t expires_ms, std::int32_t accepted
 }
 
 inline MDB_val as_val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
-inline std::string_view as_view(const MDB_val& v) {
-  return {static_cast<const char*>(v.mv_data), v.mv_size};
-}
+inline std::string_view as_view(const MDB_val& v) { return {static_cast<const char*>(v.mv_data), v.mv_size}; }
 
 // A tally key (article/user) or ops key (article/user/op_id) built in place
 // without allocating, with room in front for op_expiry's time prefix: an op's
@@ -171,4 +169,4 @@ struct table_handles {
 /// std::bad_alloc: it holds those tables in memory while it rewrites them.
 int migrate_from_format_1(MDB_txn* txn, const table_handles& tables);
 
-} // namespace claps::detail::lmdb
+}  // namespace claps::detail::lmdb

@@ -60,9 +60,7 @@ using namespace detail::lmdb;
 std::int64_t to_ms(timestamp t) { return t.time_since_epoch().count(); }
 timestamp from_ms(std::int64_t ms) { return timestamp{millis{ms}}; }
 
-bool is_corruption(int rc) {
-  return rc == MDB_PANIC || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND;
-}
+bool is_corruption(int rc) { return rc == MDB_PANIC || rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND; }
 
 // The disk (or the process's file size limit) has no room for the write.
 bool is_disk_full(int rc) { return rc == ENOSPC || rc == EDQUOT || rc == EFBIG; }
@@ -73,7 +71,7 @@ constexpr int nothing_written = malformed_record - 1;
 std::error_code map_error(int rc) {
   switch (rc) {
   case MDB_MAP_FULL:
-  case MDB_TXN_FULL: // the batch needs more dirty pages than one transaction may hold
+  case MDB_TXN_FULL:  // the batch needs more dirty pages than one transaction may hold
   case ENOSPC:
   case EDQUOT:
   case EFBIG: return errc::store_full;
@@ -111,7 +109,7 @@ public:
     for (const auto& t : b.tallies) size += t.user.size() + t.article.size();
     for (const auto& o : b.ops) size += o.user.size() + o.article.size() + o.op_id.size();
     bytes_.clear();
-    bytes_.reserve(size); // no reallocation below: the views stay put
+    bytes_.reserve(size);  // no reallocation below: the views stay put
     totals_.clear();
     tallies_.clear();
     ops_.clear();
@@ -136,10 +134,11 @@ private:
   timestamp now_{};
 };
 
-} // namespace
+}  // namespace
 
 // Decodes one journal row; false when the key or value is malformed.
-bool detail::lmdb::decode_row(journal_table table, std::string_view key, std::string_view value, journal_row& row) {
+bool detail::lmdb::decode_row(journal_table table, std::string_view key, std::string_view value,
+                              journal_row& row) {
   switch (table) {
   case journal_table::totals:
     if (value.size() != 8) return false;
@@ -202,7 +201,8 @@ struct lmdb_store::impl {
   std::thread writer;
 
   explicit impl(lmdb_options o)
-      : options(std::move(o)), map_size(options.map_size),
+      : options(std::move(o)),
+        map_size(options.map_size),
         headroom(options.headroom != 0 ? options.headroom : default_headroom(options.max_map_size)) {}
   ~impl() {
     stop_writer();
@@ -265,13 +265,10 @@ struct lmdb_store::impl {
       return ec;
     };
     // A reopen keeps the size the map had grown to.
-    if ((rc = mdb_env_set_mapsize(env, map_size)) != 0)
-      return give_up(rc, "mdb_env_set_mapsize");
-    if ((rc = mdb_env_set_maxdbs(env, named_db_count)) != 0)
-      return give_up(rc, "mdb_env_set_maxdbs");
+    if ((rc = mdb_env_set_mapsize(env, map_size)) != 0) return give_up(rc, "mdb_env_set_mapsize");
+    if ((rc = mdb_env_set_maxdbs(env, named_db_count)) != 0) return give_up(rc, "mdb_env_set_maxdbs");
     const unsigned flags = MDB_NOTLS | (options.sync ? 0u : unsigned{MDB_NOSYNC});
-    if ((rc = mdb_env_open(env, options.path.c_str(), flags, 0600)) != 0)
-      return give_up(rc, "mdb_env_open");
+    if ((rc = mdb_env_open(env, options.path.c_str(), flags, 0600)) != 0) return give_up(rc, "mdb_env_open");
     // LMDB opens a map no smaller than the data it holds.
     MDB_envinfo info{};
     if ((rc = mdb_env_info(env, &info)) != 0) return give_up(rc, "mdb_env_info");
@@ -301,8 +298,7 @@ struct lmdb_store::impl {
       if ((rc = mdb_dbi_open(txn, nullptr, 0, &main_dbi)) != 0)
         return abort_and_give_up(rc, "mdb_dbi_open(main)");
       MDB_stat main_stat{};
-      if ((rc = mdb_stat(txn, main_dbi, &main_stat)) != 0)
-        return abort_and_give_up(rc, "mdb_stat(main)");
+      if ((rc = mdb_stat(txn, main_dbi, &main_stat)) != 0) return abort_and_give_up(rc, "mdb_stat(main)");
       rc = mdb_dbi_open(txn, meta_db, 0, &tables.meta);
       if (rc == MDB_NOTFOUND && main_stat.ms_entries != 0)
         return incompatible("environment holds data but no claps format version");
@@ -311,7 +307,7 @@ struct lmdb_store::impl {
 
       MDB_val key = as_val(format_version_key);
       MDB_val value{};
-      std::uint32_t found_version = 0; // none: a new environment
+      std::uint32_t found_version = 0;  // none: a new environment
       rc = mdb_get(txn, tables.meta, &key, &value);
       if (rc == 0) {
         found_version = value.mv_size == 4 ? get_u32_le(static_cast<const char*>(value.mv_data)) : 0;
@@ -341,7 +337,7 @@ struct lmdb_store::impl {
         }
         return abort_and_give_up(rc, "migrating format 1");
       }
-      if (found_version != lmdb_format_version) { // new, or just migrated
+      if (found_version != lmdb_format_version) {  // new, or just migrated
         char bytes[4];
         put_u32_le(bytes, lmdb_format_version);
         key = as_val(format_version_key);
@@ -427,7 +423,7 @@ struct lmdb_store::impl {
   // LMDB reports a write cut short as EIO ("filesystem full?"), which is how
   // a full disk or the file size limit usually shows: ask which it was.
   bool disk_looks_full() const {
-    struct statvfs fs{};
+    struct statvfs fs {};
     if (::statvfs(options.path.c_str(), &fs) == 0 && std::uint64_t{fs.f_bavail} * fs.f_frsize < (1u << 20))
       return true;
     rlimit limit{};
@@ -492,7 +488,7 @@ struct lmdb_store::impl {
     if (const int rc = mdb_txn_renew(reader); rc != 0) return fail(rc, "mdb_txn_renew");
     struct reset_on_exit {
       MDB_txn* txn;
-      ~reset_on_exit() { mdb_txn_reset(txn); } // a renewed transaction cannot be renewed again
+      ~reset_on_exit() { mdb_txn_reset(txn); }  // a renewed transaction cannot be renewed again
     } reset{reader};
     const int rc = body(reader);
     return rc == 0 ? std::error_code{} : fail(rc, where);
@@ -550,7 +546,7 @@ struct lmdb_store::impl {
         rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT);
       }
       if (rc == MDB_NOTFOUND) {
-        last.clear(); // the table has no more rows
+        last.clear();  // the table has no more rows
         rc = 0;
       }
       return rc;
@@ -593,7 +589,7 @@ struct lmdb_store::impl {
         mdb_txn_abort(txn);
       } else {
         where = "mdb_txn_commit";
-        rc = mdb_txn_commit(txn); // frees txn whatever the outcome
+        rc = mdb_txn_commit(txn);  // frees txn whatever the outcome
         // A failed flush or meta write can leave LMDB's fatal flag set, after
         // which it refuses every transaction; a reopen is cheap and clears it.
         if (rc != 0 && rc != MDB_MAP_FULL && rc != MDB_TXN_FULL) needs_reopen = true;
@@ -691,15 +687,13 @@ struct lmdb_store::impl {
       // Copied out: the cursor's page may change under the deletes.
       std::array<char, max_record_key_size> op_key_bytes;
       const std::size_t op_key_size = key.mv_size - time_prefix_size;
-      std::memcpy(op_key_bytes.data(), static_cast<const char*>(key.mv_data) + time_prefix_size,
-                  op_key_size);
+      std::memcpy(op_key_bytes.data(), static_cast<const char*>(key.mv_data) + time_prefix_size, op_key_size);
       MDB_val op_key{op_key_size, op_key_bytes.data()};
       MDB_val record{};
       rc = mdb_get(txn, tables.ops, &op_key, &record);
       if (rc == 0) {
         // Only the record this entry was made for; a rewrite has its own entry.
-        if (record.mv_size == op_value_size &&
-            get_i64_le(static_cast<const char*>(record.mv_data)) <= now_ms)
+        if (record.mv_size == op_value_size && get_i64_le(static_cast<const char*>(record.mv_data)) <= now_ms)
           rc = mdb_del(txn, tables.ops, &op_key, nullptr);
       } else if (rc == MDB_NOTFOUND) {
         rc = 0;
@@ -776,14 +770,14 @@ struct lmdb_store::impl {
   }
 
   std::error_code reserve(std::uint64_t count, std::uint64_t& first) {
-    std::lock_guard writing(write_mutex); // waits for the commit in flight
+    std::lock_guard writing(write_mutex);  // waits for the commit in flight
     std::uint64_t reserved = 0;
     auto ec = in_writer([&](MDB_txn* txn, const char*& where) {
       where = "mdb_get(next_version)";
       MDB_val key = as_val(next_version_key);
       MDB_val value{};
       int rc = mdb_get(txn, tables.meta, &key, &value);
-      std::uint64_t next = 1; // absent: nothing was handed out yet
+      std::uint64_t next = 1;  // absent: nothing was handed out yet
       if (rc == 0) {
         if (value.mv_size != 8) return malformed_record;
         next = get_u64_le(static_cast<const char*>(value.mv_data));
@@ -833,13 +827,13 @@ struct lmdb_store::impl {
     std::unique_lock lock(job_mutex);
     for (;;) {
       job_cv.wait(lock, [&] { return job == job_state::queued || stopping; });
-      if (job != job_state::queued) return; // stopping, nothing in flight
+      if (job != job_state::queued) return;  // stopping, nothing in flight
       lock.unlock();
       const std::error_code ec = write_now(job_batch.view());
       lock.lock();
       job_result = ec;
       job = job_state::ended;
-      job_cv.notify_all(); // wait_for_commit()
+      job_cv.notify_all();  // wait_for_commit()
       lock.unlock();
       options.on_commit_ready();
       lock.lock();
@@ -923,7 +917,7 @@ std::unique_ptr<lmdb_store> lmdb_store::open(const lmdb_options& options, std::e
   } catch (const std::bad_alloc&) {
     ec = errc::store_io;
     return nullptr;
-  } catch (const std::system_error&) { // the writer thread could not start
+  } catch (const std::system_error&) {  // the writer thread could not start
     ec = errc::store_io;
     return nullptr;
   }
@@ -942,13 +936,12 @@ std::error_code lmdb_store::read_total(std::string_view article, std::int64_t& t
       total = get_i64_le(static_cast<const char*>(v.mv_data));
       return true;
     });
-  } catch (const std::bad_alloc&) { // a reopen's open_env()
+  } catch (const std::bad_alloc&) {  // a reopen's open_env()
     return errc::store_io;
   }
 }
 
-std::error_code lmdb_store::read_tally(std::string_view user, std::string_view article,
-                                       std::int32_t& claps) {
+std::error_code lmdb_store::read_tally(std::string_view user, std::string_view article, std::int32_t& claps) {
   claps = 0;
   record_key k;
   if (!k.tally(article, user)) return errc::bad_request;
@@ -967,8 +960,8 @@ std::error_code lmdb_store::read_tally(std::string_view user, std::string_view a
 // Returns the stored record whether or not it has expired: the store has no
 // notion of "now" here, so the engine compares out.expires_at with its clock.
 // An expired record stays readable until a commit purges it.
-std::error_code lmdb_store::read_op(std::string_view user, std::string_view article,
-                                    std::string_view op_id, stored_op& out, bool& found) {
+std::error_code lmdb_store::read_op(std::string_view user, std::string_view article, std::string_view op_id,
+                                    stored_op& out, bool& found) {
   found = false;
   record_key k;
   if (!k.op(article, user, op_id)) return errc::bad_request;
@@ -992,7 +985,7 @@ void lmdb_store::commit(const commit_batch& batch, commit_handler done) {
     try {
       impl_->hand_over(batch, done);
       return;
-    } catch (const std::bad_alloc&) { // copying the batch; the store.hpp contract allows done here
+    } catch (const std::bad_alloc&) {  // copying the batch; the store.hpp contract allows done here
       if (done) done(errc::store_io, durability::local);
       return;
     }
@@ -1013,9 +1006,8 @@ std::error_code lmdb_store::reserve_versions(std::uint64_t count, std::uint64_t&
   }
 }
 
-std::error_code lmdb_store::read_journal(journal_table table, std::string_view after,
-                                         std::size_t max, std::vector<journal_row>& out,
-                                         std::string& next) {
+std::error_code lmdb_store::read_journal(journal_table table, std::string_view after, std::size_t max,
+                                         std::vector<journal_row>& out, std::string& next) {
   if (max == 0 || after.size() > max_record_key_size) return errc::bad_request;
   try {
     return impl_->walk(table, after, max, out, next);
@@ -1038,7 +1030,7 @@ std::size_t lmdb_store::growths() const noexcept { return impl_->growth_count; }
 
 store_space lmdb_store::space() const { return impl_->space(); }
 
-} // namespace claps
+}  // namespace claps
 
 namespace claps {
 
@@ -1071,4 +1063,4 @@ bool lmdb_store::op_records_expire_by(timestamp& out) {
   }
 }
 
-} // namespace claps
+}  // namespace claps

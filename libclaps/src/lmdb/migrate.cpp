@@ -17,7 +17,7 @@
 namespace claps::detail::lmdb {
 namespace {
 
-using entry = std::pair<std::string, std::string>; // key, value
+using entry = std::pair<std::string, std::string>;  // key, value
 
 // Reads every entry of `dbi`, handing each to `convert`, which returns false
 // on a malformed one.
@@ -65,7 +65,7 @@ bool split(std::string_view key, std::string_view& a, std::string_view& b) {
   return true;
 }
 
-} // namespace
+}  // namespace
 
 bool migrate_tally_v1(std::string_view key, std::string_view value, std::string& new_key) {
   std::string_view user, article;
@@ -118,4 +118,4 @@ int migrate_from_format_1(MDB_txn* txn, const table_handles& tables) {
   return rc;
 }
 
-} // namespace claps::detail::lmdb
+}  // namespace claps::detail::lmdb

@@ -24,7 +24,7 @@ namespace claps {
 namespace {
 // SUBSCRIBE arguments per command when resubscribing everything.
 constexpr std::size_t channels_per_command = 256;
-} // namespace
+}  // namespace
 
 struct redis_bus::impl {
   uv_loop_t* loop = nullptr;
@@ -164,7 +164,8 @@ struct redis_bus::impl {
     const std::string c = channel(article);
     const std::string_view channels[] = {c};
     if (!conn->subscribe_many(verb, channels)) {
-      if (verb == "SUBSCRIBE") ++stats.subscribes; else ++stats.unsubscribes;
+      if (verb == "SUBSCRIBE") ++stats.subscribes;
+      else ++stats.unsubscribes;
     }
   }
 
@@ -218,10 +219,12 @@ redis_bus::redis_bus(uv_loop_t* loop, redis_client& publisher, redis_bus_callbac
       if (cb.status) cb.status(ec);
     });
   };
-  events.message = [self](std::string_view channel, std::string_view payload) { self->deliver(channel, payload); };
+  events.message = [self](std::string_view channel, std::string_view payload) {
+    self->deliver(channel, payload);
+  };
   // '!' is outside the article alphabet, so this never names an article.
-  self->conn = new detail::connection(loop, publisher.options(), std::move(events),
-                                      self->prefix + "!keepalive");
+  self->conn =
+      new detail::connection(loop, publisher.options(), std::move(events), self->prefix + "!keepalive");
   // Follow the command client: once it is on a new master, subscriptions on
   // the old one would only hear the old master's publishers.
   redis_client_callbacks follow;
@@ -268,8 +271,6 @@ bool redis_bus::watching(std::string_view article) const {
   return impl_->watchers.count(std::string(article)) != 0;
 }
 
-
-
 std::uint64_t redis_bus::add_listener(redis_bus_callbacks callbacks) {
   return impl_->listeners.add(std::move(callbacks));
 }
@@ -279,8 +280,9 @@ void redis_bus::remove_listener(std::uint64_t id) { impl_->listeners.remove(id);
 std::error_code redis_bus::publish(std::string_view article, std::string_view payload) {
   const std::string c = impl_->channel(article);
   // SPUBLISH is routed by its channel's slot to the master that owns it.
-  const std::error_code ec = impl_->publisher->command({impl_->router != nullptr ? "SPUBLISH" : "PUBLISH", c, payload},
-                                                       [](std::error_code, const redis_reply&) {});
+  const std::error_code ec =
+      impl_->publisher->command({impl_->router != nullptr ? "SPUBLISH" : "PUBLISH", c, payload},
+                                [](std::error_code, const redis_reply&) {});
   if (!ec) ++impl_->stats.published;
   return ec;
 }
@@ -299,4 +301,4 @@ redis_bus_stats redis_bus::stats() const noexcept {
   return s;
 }
 
-} // namespace claps
+}  // namespace claps

@@ -18,7 +18,7 @@
 namespace claps {
 
 struct redis_client::impl {
-  detail::connection* conn = nullptr;  // deletes itself after close(); null in cluster mode
+  detail::connection* conn = nullptr;              // deletes itself after close(); null in cluster mode
   std::shared_ptr<detail::cluster_router> router;  // cluster mode only
   redis_options options;
   redis_endpoint no_master;
@@ -44,15 +44,13 @@ struct redis_client::impl {
 
 namespace detail {
 cluster_router* cluster_router_of(const redis_client& client) noexcept { return client.impl_->router.get(); }
-} // namespace detail
+}  // namespace detail
 
-redis_client::redis_client(uv_loop_t* loop, redis_options options,
-                           redis_client_callbacks callbacks)
+redis_client::redis_client(uv_loop_t* loop, redis_options options, redis_client_callbacks callbacks)
     : impl_(std::make_unique<impl>()) {
   impl* self = impl_.get();
   self->options = options;
-  if (callbacks.connected || callbacks.disconnected)
-    self->listeners.add(std::move(callbacks));
+  if (callbacks.connected || callbacks.disconnected) self->listeners.add(std::move(callbacks));
   if (!options.cluster.empty()) {
     self->router = detail::cluster_router::create(loop, std::move(options));
     detail::cluster_router::events e;
@@ -91,8 +89,7 @@ redis_client::redis_client(uv_loop_t* loop, redis_options options,
     watch.database = 0;
     watch.reconnect_min = std::max(options.reconnect_min, millis(250));
     detail::connection_events on_switch;
-    on_switch.message = [self, name = options.master_name](std::string_view,
-                                                            std::string_view payload) {
+    on_switch.message = [self, name = options.master_name](std::string_view, std::string_view payload) {
       // "<name> <old-ip> <old-port> <new-ip> <new-port>"
       if (payload.substr(0, name.size() + 1) != name + " ") return;
       ++self->switch_announcements;  // each sentinel announces it once
@@ -106,8 +103,8 @@ redis_client::redis_client(uv_loop_t* loop, redis_options options,
       const redis_endpoint& now = self->conn->master();
       if (ip != now.host || port != std::to_string(now.port)) self->conn->reconnect();
     };
-    self->watchers.push_back(new detail::connection(loop, std::move(watch), std::move(on_switch),
-                                                    "+switch-master", "sentinel"));
+    self->watchers.push_back(
+        new detail::connection(loop, std::move(watch), std::move(on_switch), "+switch-master", "sentinel"));
   }
   self->conn = new detail::connection(loop, std::move(options), std::move(events));
 }
@@ -124,8 +121,7 @@ std::uint64_t redis_client::add_listener(redis_client_callbacks callbacks) {
 
 void redis_client::remove_listener(std::uint64_t id) { impl_->listeners.remove(id); }
 
-std::error_code redis_client::command(std::span<const std::string_view> args,
-                                      redis_reply_handler done) {
+std::error_code redis_client::command(std::span<const std::string_view> args, redis_reply_handler done) {
   if (impl_->router && args.size() < 2) return make_error_code(errc::bad_request);
   const std::uint16_t slot = impl_->router ? redis_key_slot(args[1]) : 0;
   return impl_->send(slot, args, std::move(done));
@@ -139,18 +135,16 @@ std::error_code redis_client::command(std::initializer_list<std::string_view> ar
 namespace {
 
 std::vector<std::string_view> script_args(std::string_view verb, std::string_view body,
-                                          const std::string& key_count,
-                                          std::span<const std::string> rest) {
+                                          const std::string& key_count, std::span<const std::string> rest) {
   std::vector<std::string_view> args{verb, body, key_count};
   for (const std::string& s : rest) args.push_back(s);
   return args;
 }
 
-} // namespace
+}  // namespace
 
 std::error_code redis_client::eval(std::string_view script, std::size_t key_count,
-                                   std::span<const std::string> keys_and_args,
-                                   redis_reply_handler done) {
+                                   std::span<const std::string> keys_and_args, redis_reply_handler done) {
   impl* self = impl_.get();
   if (self->router && (key_count == 0 || keys_and_args.empty())) return make_error_code(errc::bad_request);
   if (!self->ready()) return make_error_code(errc::store_disconnected);
@@ -164,11 +158,11 @@ std::error_code redis_client::eval(std::string_view script, std::size_t key_coun
     if (self->loading.insert(source).second) {
       const std::string_view load[] = {"SCRIPT", "LOAD", source};
       // To the master that runs this call: others learn it from NOSCRIPT.
-      const std::error_code sent = self->send(slot, load, [self, source](std::error_code ec,
-                                                                         const redis_reply& r) {
-        self->loading.erase(source);
-        if (!ec && r.type == redis_reply::kind::string) self->shas[source] = r.str;
-      });
+      const std::error_code sent =
+          self->send(slot, load, [self, source](std::error_code ec, const redis_reply& r) {
+            self->loading.erase(source);
+            if (!ec && r.type == redis_reply::kind::string) self->shas[source] = r.str;
+          });
       if (sent) self->loading.erase(source);
     }
     const auto args = script_args("EVAL", script, count, keys_and_args);
@@ -180,18 +174,18 @@ std::error_code redis_client::eval(std::string_view script, std::size_t key_coun
   fallback->emplace_back(count);
   fallback->insert(fallback->end(), keys_and_args.begin(), keys_and_args.end());
   const auto args = script_args("EVALSHA", known->second, count, keys_and_args);
-  return self->send(slot, args, [self, slot, fallback, done = std::move(done)](std::error_code ec,
-                                                                               const redis_reply& r) {
-    if (ec || !r.is_error() || r.str.rfind("NOSCRIPT", 0) != 0) {
-      done(ec, r);
-      return;
-    }
-    self->shas.erase((*fallback)[0]);
-    std::vector<std::string_view> args{"EVAL"};
-    for (const std::string& s : *fallback) args.push_back(s);
-    const std::error_code sent = self->send(slot, args, done);
-    if (sent) done(sent, redis_reply{});
-  });
+  return self->send(slot, args,
+                    [self, slot, fallback, done = std::move(done)](std::error_code ec, const redis_reply& r) {
+                      if (ec || !r.is_error() || r.str.rfind("NOSCRIPT", 0) != 0) {
+                        done(ec, r);
+                        return;
+                      }
+                      self->shas.erase((*fallback)[0]);
+                      std::vector<std::string_view> args{"EVAL"};
+                      for (const std::string& s : *fallback) args.push_back(s);
+                      const std::error_code sent = self->send(slot, args, done);
+                      if (sent) done(sent, redis_reply{});
+                    });
 }
 
 bool redis_client::ready() const noexcept { return impl_->ready(); }
@@ -213,4 +207,4 @@ redis_client_stats redis_client::stats() const noexcept {
 }
 const redis_options& redis_client::options() const noexcept { return impl_->options; }
 
-} // namespace claps
+}  // namespace claps

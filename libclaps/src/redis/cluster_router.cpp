@@ -12,9 +12,9 @@ namespace claps::detail {
 
 namespace {
 
-constexpr std::uint64_t tick_ms = 250;           // map refresh cadence while not ready
-constexpr std::uint64_t ready_refresh_ms = 5000; // ... and while ready
-constexpr std::uint64_t retry_ms = 50;           // TRYAGAIN, CLUSTERDOWN, a link still connecting
+constexpr std::uint64_t tick_ms = 250;            // map refresh cadence while not ready
+constexpr std::uint64_t ready_refresh_ms = 5000;  // ... and while ready
+constexpr std::uint64_t retry_ms = 50;            // TRYAGAIN, CLUSTERDOWN, a link still connecting
 constexpr int max_redirects = 8;
 
 std::uint64_t to_ms(millis m) { return m.count() > 0 ? static_cast<std::uint64_t>(m.count()) : 0; }
@@ -35,7 +35,7 @@ bool read_node(const redis_reply& r, const redis_endpoint& asked, redis_endpoint
   return !out.host.empty() && out.host != "?" && read_port(r.elements[1].integer, out.port);
 }
 
-} // namespace
+}  // namespace
 
 bool read_cluster_slots(const redis_reply& reply, const redis_endpoint& asked, std::vector<slot_range>& out) {
   if (reply.type != redis_reply::kind::array) return false;
@@ -110,7 +110,9 @@ std::shared_ptr<cluster_router> cluster_router::create(uv_loop_t* loop, redis_op
 }
 
 cluster_router::cluster_router(uv_loop_t* loop, redis_options options)
-    : loop_(loop), options_(std::move(options)), tick_timer_(loop, [this] { on_tick(); }),
+    : loop_(loop),
+      options_(std::move(options)),
+      tick_timer_(loop, [this] { on_tick(); }),
       retry_timer_(loop, [this] { on_retry_timer(); }) {
   owner_.fill(-1);
   options_.sentinels.clear();
@@ -262,7 +264,10 @@ void cluster_router::on_reply(const std::shared_ptr<routed>& r, std::error_code 
     owner_[slot] = index;
     refresh_wanted_ = true;
     dispatch(r, nullptr);
-    if (changed) notify([](const events& e) { if (e.map_changed) e.map_changed(); });
+    if (changed)
+      notify([](const events& e) {
+        if (e.map_changed) e.map_changed();
+      });
     break;
   }
   case redirect::ask:
@@ -276,7 +281,8 @@ void cluster_router::on_reply(const std::shared_ptr<routed>& r, std::error_code 
   }
 }
 
-void cluster_router::park(const std::shared_ptr<routed>& r, std::uint64_t delay_ms, const redis_endpoint* ask) {
+void cluster_router::park(const std::shared_ptr<routed>& r, std::uint64_t delay_ms,
+                          const redis_endpoint* ask) {
   const std::uint64_t now = uv_now(loop_);
   if (now + delay_ms >= r->deadline) {
     r->done(make_error_code(errc::store_timeout), nullptr);
@@ -404,14 +410,20 @@ void cluster_router::apply_map(const std::vector<slot_range>& ranges) {
   std::vector<std::string> stale;
   for (const auto& entry : links_) {
     const redis_endpoint& e = entry.second.endpoint;
-    const bool master = std::any_of(masters_.begin(), masters_.end(),
-                                    [&](const redis_endpoint& m) { return m.host == e.host && m.port == e.port; });
+    const bool master = std::any_of(masters_.begin(), masters_.end(), [&](const redis_endpoint& m) {
+      return m.host == e.host && m.port == e.port;
+    });
     if (!master) stale.push_back(entry.first);
   }
   for (const std::string& key : stale) close_link(key);
   update_ready(make_error_code(errc::store_disconnected));
-  if (changed) notify([](const events& e) { if (e.map_changed) e.map_changed(); });
-  notify([](const events& e) { if (e.map_checked) e.map_checked(); });
+  if (changed)
+    notify([](const events& e) {
+      if (e.map_changed) e.map_changed();
+    });
+  notify([](const events& e) {
+    if (e.map_checked) e.map_checked();
+  });
 }
 
 void cluster_router::update_ready(std::error_code why) {
@@ -427,10 +439,14 @@ void cluster_router::update_ready(std::error_code why) {
   ready_ = now_ready;
   if (ready_) {
     ++stats_.connects;
-    notify([](const events& e) { if (e.ready) e.ready(); });
+    notify([](const events& e) {
+      if (e.ready) e.ready();
+    });
   } else {
     ++stats_.disconnects;
-    notify([&](const events& e) { if (e.lost) e.lost(why ? why : make_error_code(errc::store_disconnected)); });
+    notify([&](const events& e) {
+      if (e.lost) e.lost(why ? why : make_error_code(errc::store_disconnected));
+    });
   }
 }
 
@@ -449,4 +465,4 @@ redis_client_stats cluster_router::stats() const {
   return s;
 }
 
-} // namespace claps::detail
+}  // namespace claps::detail

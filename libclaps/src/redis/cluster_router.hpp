@@ -53,10 +53,10 @@ redirect read_redirect(std::string_view error, std::uint16_t& slot, redis_endpoi
 class cluster_router : public std::enable_shared_from_this<cluster_router> {
 public:
   struct events {
-    std::function<void()> ready;                  // map complete and every master link ready
-    std::function<void(std::error_code)> lost;    // was ready, is not any more
-    std::function<void()> map_changed;            // some slot has another master now
-    std::function<void()> map_checked;            // a CLUSTER SLOTS answer was read (changed or not)
+    std::function<void()> ready;                // map complete and every master link ready
+    std::function<void(std::error_code)> lost;  // was ready, is not any more
+    std::function<void()> map_changed;          // some slot has another master now
+    std::function<void()> map_checked;          // a CLUSTER SLOTS answer was read (changed or not)
   };
 
   static std::shared_ptr<cluster_router> create(uv_loop_t* loop, redis_options options);
@@ -110,14 +110,14 @@ private:
   redis_options options_;
   std::map<std::uint64_t, events> listeners_;
   std::uint64_t next_listener_ = 1;
-  std::map<std::string, link> links_;                      // "host:port" -> link
-  std::vector<redis_endpoint> masters_;                    // index -> endpoint
-  std::array<std::int16_t, cluster_slot_count> owner_{};   // slot -> index into masters_, -1 unknown
-  std::vector<redis_endpoint> candidates_;                 // seeds, then nodes of the last map
+  std::map<std::string, link> links_;                     // "host:port" -> link
+  std::vector<redis_endpoint> masters_;                   // index -> endpoint
+  std::array<std::int16_t, cluster_slot_count> owner_{};  // slot -> index into masters_, -1 unknown
+  std::vector<redis_endpoint> candidates_;                // seeds, then nodes of the last map
   std::size_t next_candidate_ = 0;
-  connection* probe_ = nullptr;                            // asks a seed when no master link is ready
+  connection* probe_ = nullptr;  // asks a seed when no master link is ready
   std::uint64_t probe_started_ = 0;
-  std::uint64_t map_asked_at_ = 0;                         // uv_now of the outstanding question, 0 if none
+  std::uint64_t map_asked_at_ = 0;  // uv_now of the outstanding question, 0 if none
   std::uint64_t map_read_at_ = 0;
   bool refresh_wanted_ = true;
   bool ready_ = false;
@@ -129,4 +129,4 @@ private:
   redis_client_stats retired_;  // per-link counters of closed links
 };
 
-} // namespace claps::detail
+}  // namespace claps::detail

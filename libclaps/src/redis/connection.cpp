@@ -73,7 +73,8 @@ bool read_master_address(const redisReply& r, redis_endpoint& master) {
   unsigned value = 0;
   const auto [stop, ec] = std::from_chars(port, end, value);
   if (ec != std::errc{} || stop != end || value < 1 || value > 65535) return false;
-  master = redis_endpoint{std::string(r.element[0]->str, r.element[0]->len), static_cast<std::uint16_t>(value)};
+  master =
+      redis_endpoint{std::string(r.element[0]->str, r.element[0]->len), static_cast<std::uint16_t>(value)};
   return true;
 }
 
@@ -101,12 +102,15 @@ bool reply_is(const redisReply* r, const char* text) {
          r->str != nullptr && strcasecmp(r->str, text) == 0;
 }
 
-} // namespace
+}  // namespace
 
 connection::connection(uv_loop_t* loop, redis_options options, connection_events events,
                        std::string keepalive_channel, std::string role)
-    : loop_(loop), options_(std::move(options)), events_(std::move(events)),
-      keepalive_channel_(std::move(keepalive_channel)), role_(std::move(role)) {
+    : loop_(loop),
+      options_(std::move(options)),
+      events_(std::move(events)),
+      keepalive_channel_(std::move(keepalive_channel)),
+      role_(std::move(role)) {
   uv_timer_init(loop_, &deadline_timer_);
   uv_timer_init(loop_, &retry_timer_);
   deadline_timer_.data = this;
@@ -138,8 +142,7 @@ void connection::schedule(std::uint64_t delay_ms) {
   if (state_ == state::closing) return;
   state_ = state::waiting;
   uv_timer_start(
-      &retry_timer_, [](uv_timer_t* t) { static_cast<connection*>(t->data)->begin_attempt(); },
-      delay_ms, 0);
+      &retry_timer_, [](uv_timer_t* t) { static_cast<connection*>(t->data)->begin_attempt(); }, delay_ms, 0);
 }
 
 // With Sentinel: ask each sentinel in turn (starting with the one that
@@ -189,8 +192,7 @@ void connection::open_link(const redis_endpoint& endpoint, purpose why) {
           char buf[64] = {};
           if (res->ai_family == AF_INET6)
             uv_ip6_name(reinterpret_cast<sockaddr_in6*>(res->ai_addr), buf, sizeof buf);
-          else
-            uv_ip4_name(reinterpret_cast<sockaddr_in*>(res->ai_addr), buf, sizeof buf);
+          else uv_ip4_name(reinterpret_cast<sockaddr_in*>(res->ai_addr), buf, sizeof buf);
           ip = buf;
         }
         if (res != nullptr) uv_freeaddrinfo(res);
@@ -264,9 +266,12 @@ void connection::on_connected() {
   if (purpose_ == purpose::sentinel) {
     send_auth(options_.sentinel_username, options_.sentinel_password);
     const std::string_view args[] = {"SENTINEL", "get-master-addr-by-name", options_.master_name};
-    send_internal(args, [this](std::error_code ec, redisReply* r) {
-      if (!ec) on_sentinel_answer(r);
-    }, connect_deadline_);
+    send_internal(
+        args,
+        [this](std::error_code ec, redisReply* r) {
+          if (!ec) on_sentinel_answer(r);
+        },
+        connect_deadline_);
     return;
   }
   handshake();
@@ -324,18 +329,21 @@ void connection::handshake() {
   const std::string_view ping[] = {"PING"};
   send_internal(ping, step_check(), connect_deadline_);
   const std::string_view role[] = {"ROLE"};
-  send_internal(role, [this](std::error_code ec, redisReply* r) {
-    if (ec || ac_ == nullptr) return;  // an earlier step failed the attempt
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-        (role_.empty() || reply_is(r->element[0], role_.c_str()))) {
-      become_ready();
-      return;
-    }
-    // A demoted old master or a replica: ask the sentinels again later.
-    ++stats.not_master;
-    drop_link(make_error_code(errc::store_disconnected), false);
-    attempt_failed();
-  }, connect_deadline_);
+  send_internal(
+      role,
+      [this](std::error_code ec, redisReply* r) {
+        if (ec || ac_ == nullptr) return;  // an earlier step failed the attempt
+        if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+            (role_.empty() || reply_is(r->element[0], role_.c_str()))) {
+          become_ready();
+          return;
+        }
+        // A demoted old master or a replica: ask the sentinels again later.
+        ++stats.not_master;
+        drop_link(make_error_code(errc::store_disconnected), false);
+        attempt_failed();
+      },
+      connect_deadline_);
 }
 
 void connection::become_ready() {
@@ -364,8 +372,8 @@ void connection::attempt_failed() {
     sentinels_asked_ = 0;
   }
   const std::uint64_t delay = retry_delay_;
-  retry_delay_ = std::min<std::uint64_t>(retry_delay_ * 2,
-                                         std::max<std::uint64_t>(to_ms(options_.reconnect_max), 1));
+  retry_delay_ =
+      std::min<std::uint64_t>(retry_delay_ * 2, std::max<std::uint64_t>(to_ms(options_.reconnect_max), 1));
   schedule(delay);
 }
 
@@ -405,8 +413,8 @@ void connection::arm_deadline() {
 
 void connection::on_deadline() {
   const std::uint64_t now = uv_now(loop_);
-  const bool attempting = state_ == state::resolving || state_ == state::connecting ||
-                          state_ == state::handshaking;
+  const bool attempting =
+      state_ == state::resolving || state_ == state::connecting || state_ == state::handshaking;
   if (attempting && now >= connect_deadline_) {
     ++stats.timeouts;
     if (resolving_ != nullptr) {
@@ -453,8 +461,8 @@ void connection::keepalive() {
     return;
   }
   const std::string_view args[] = {"PING"};
-  send_internal(args, [](std::error_code, redisReply*) {},
-                uv_now(loop_) + to_ms(options_.request_timeout));
+  send_internal(
+      args, [](std::error_code, redisReply*) {}, uv_now(loop_) + to_ms(options_.request_timeout));
 }
 
 std::error_code connection::send(std::span<const std::string_view> args, raw_handler done) {
@@ -462,8 +470,8 @@ std::error_code connection::send(std::span<const std::string_view> args, raw_han
   return send_internal(args, std::move(done), uv_now(loop_) + to_ms(options_.request_timeout));
 }
 
-std::error_code connection::send_internal(std::span<const std::string_view> args,
-                                          raw_handler done, std::uint64_t deadline) {
+std::error_code connection::send_internal(std::span<const std::string_view> args, raw_handler done,
+                                          std::uint64_t deadline) {
   if (ac_ == nullptr) return make_error_code(errc::store_disconnected);
   std::vector<const char*> argv;
   std::vector<std::size_t> lens;
@@ -474,8 +482,8 @@ std::error_code connection::send_internal(std::span<const std::string_view> args
     lens.push_back(a.size());
   }
   auto* req = new request{this, std::move(done), deadline};
-  if (redisAsyncCommandArgv(ac_, on_reply_cb, req, static_cast<int>(argv.size()), argv.data(),
-                            lens.data()) != REDIS_OK) {
+  if (redisAsyncCommandArgv(ac_, on_reply_cb, req, static_cast<int>(argv.size()), argv.data(), lens.data()) !=
+      REDIS_OK) {
     delete req;
     return make_error_code(errc::store_disconnected);
   }
@@ -498,9 +506,9 @@ void connection::on_reply_cb(redisAsyncContext* ac, void* reply, void* privdata)
       ++self->stats.failed_requests;
       // The server we hold is no longer a writable master (demoted by a
       // failover, or still loading): rediscover instead of failing forever.
-      demoted = r->str != nullptr && (strncmp(r->str, "READONLY", 8) == 0 ||
-                                      strncmp(r->str, "MASTERDOWN", 10) == 0 ||
-                                      strncmp(r->str, "LOADING", 7) == 0);
+      demoted =
+          r->str != nullptr && (strncmp(r->str, "READONLY", 8) == 0 ||
+                                strncmp(r->str, "MASTERDOWN", 10) == 0 || strncmp(r->str, "LOADING", 7) == 0);
     }
     req->done({}, r);
     if (demoted && ac == self->ac_ && self->state_ == state::ready) {
@@ -556,4 +564,4 @@ void connection::on_pubsub_cb(redisAsyncContext* ac, void* reply, void* privdata
   }
 }
 
-} // namespace claps::detail
+}  // namespace claps::detail

@@ -129,21 +129,21 @@ private:
   purpose purpose_ = purpose::master;
   redisAsyncContext* ac_ = nullptr;
   resolve_request* resolving_ = nullptr;
-  std::error_code link_error_;           // what outstanding requests fail with
-  std::uint64_t connect_deadline_ = 0;   // uv_now ms while connecting/handshaking
-  std::uint64_t last_activity_ = 0;      // uv_now ms of the last reply
-  std::deque<request*> requests_;        // FIFO, as hiredis answers them
+  std::error_code link_error_;               // what outstanding requests fail with
+  std::uint64_t connect_deadline_ = 0;       // uv_now ms while connecting/handshaking
+  std::uint64_t last_activity_ = 0;          // uv_now ms of the last reply
+  std::deque<request*> requests_;            // FIFO, as hiredis answers them
   std::deque<std::uint64_t> confirmations_;  // deadlines of awaited (UN)SUBSCRIBE replies
-  std::size_t next_sentinel_ = 0;        // whom to ask next
-  std::size_t sentinels_asked_ = 0;      // in this round
+  std::size_t next_sentinel_ = 0;            // whom to ask next
+  std::size_t sentinels_asked_ = 0;          // in this round
   std::uint64_t retry_delay_ = 0;
-  redis_endpoint target_;                // endpoint of the current link
-  redis_endpoint master_;                // when ready
-  redis_endpoint named_master_;          // what a sentinel just answered
+  redis_endpoint target_;        // endpoint of the current link
+  redis_endpoint master_;        // when ready
+  redis_endpoint named_master_;  // what a sentinel just answered
   bool have_named_master_ = false;
   uv_timer_t deadline_timer_{};
   uv_timer_t retry_timer_{};
   int open_handles_ = 0;
 };
 
-} // namespace claps::detail
+}  // namespace claps::detail

@@ -10,7 +10,8 @@
 
 namespace claps::detail {
 
-template <class Callbacks> class listener_list {
+template <class Callbacks>
+class listener_list {
 public:
   std::uint64_t add(Callbacks callbacks) {
     const std::uint64_t id = next_++;
@@ -20,7 +21,8 @@ public:
   void remove(std::uint64_t id) {
     std::erase_if(entries_, [id](const auto& e) { return e.first == id; });
   }
-  template <class Fn> void notify(Fn&& fn) const {
+  template <class Fn>
+  void notify(Fn&& fn) const {
     const auto copy = entries_;
     for (const auto& [id, callbacks] : copy) fn(callbacks);
   }
@@ -30,4 +32,4 @@ private:
   std::uint64_t next_ = 1;
 };
 
-} // namespace claps::detail
+}  // namespace claps::detail

@@ -301,4 +301,4 @@ end
 return {totals, viewers, user}
 )lua";
 
-} // namespace claps::detail::scripts
+}  // namespace claps::detail::scripts

@@ -20,7 +20,7 @@ bool is(const redisReply* r, const char* text) {
   return r->type == REDIS_REPLY_STRING && r->str != nullptr && strcasecmp(r->str, text) == 0;
 }
 
-} // namespace
+}  // namespace
 
 sharded_reply read_sharded(const redisReply& r, std::string_view& channel, std::string_view& payload) {
   switch (r.type) {
@@ -69,8 +69,12 @@ struct shard_subscriber::socket {
 
 shard_subscriber::shard_subscriber(uv_loop_t* loop, redis_endpoint endpoint, const redis_options& options,
                                    events e)
-    : loop_(loop), endpoint_(std::move(endpoint)), options_(options), events_(std::move(e)),
-      retry_timer_(loop, [this] { connect(); }), deadline_timer_(loop, [this] { on_deadline(); }) {
+    : loop_(loop),
+      endpoint_(std::move(endpoint)),
+      options_(options),
+      events_(std::move(e)),
+      retry_timer_(loop, [this] { connect(); }),
+      deadline_timer_(loop, [this] { on_deadline(); }) {
   retry_delay_ = std::max<std::uint64_t>(to_ms(options_.reconnect_min), 1);
   retry_timer_.start(0);  // from the loop, not from the constructor's caller
 }
@@ -144,7 +148,8 @@ void shard_subscriber::send(command_kind kind, const std::vector<std::string>& a
     lens.push_back(a.size());
   }
   char* command = nullptr;
-  const long long len = redisFormatCommandArgv(&command, static_cast<int>(argv.size()), argv.data(), lens.data());
+  const long long len =
+      redisFormatCommandArgv(&command, static_cast<int>(argv.size()), argv.data(), lens.data());
   if (len < 0 || command == nullptr) return;
   auto* req = new uv_write_t{};
   req->data = command;
@@ -234,8 +239,7 @@ void shard_subscriber::on_reply(const redisReply& reply) {
     }
     pending_.pop_front();
     return;
-  default:
-    return;
+  default: return;
   }
 }
 
@@ -281,7 +285,8 @@ void shard_subscriber::fail(std::error_code why) {
     return;
   }
   const std::uint64_t delay = retry_delay_;
-  retry_delay_ = std::min<std::uint64_t>(retry_delay_ * 2, std::max<std::uint64_t>(to_ms(options_.reconnect_max), 1));
+  retry_delay_ =
+      std::min<std::uint64_t>(retry_delay_ * 2, std::max<std::uint64_t>(to_ms(options_.reconnect_max), 1));
   retry_timer_.start(delay);
 }
 
@@ -317,4 +322,4 @@ void shard_subscriber::on_deadline() {
   arm_deadline();
 }
 
-} // namespace claps::detail
+}  // namespace claps::detail

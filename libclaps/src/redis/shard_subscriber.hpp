@@ -73,7 +73,7 @@ private:
   enum class command_kind : std::uint8_t { auth, ping, subscribe, unsubscribe };
   struct pending {
     command_kind kind;
-    std::size_t replies;             // confirmations still due
+    std::size_t replies;  // confirmations still due
     std::vector<std::string> channels;
     std::uint64_t deadline;
   };
@@ -95,9 +95,9 @@ private:
   redis_options options_;
   events events_;
   state state_ = state::waiting;
-  socket* socket_ = nullptr;          // closes and frees itself; null while waiting
-  std::set<std::string> channels_;    // held (subscribed or to be)
-  std::set<std::string> leaving_;     // SUNSUBSCRIBE sent, confirmation due
+  socket* socket_ = nullptr;        // closes and frees itself; null while waiting
+  std::set<std::string> channels_;  // held (subscribed or to be)
+  std::set<std::string> leaving_;   // SUNSUBSCRIBE sent, confirmation due
   std::deque<pending> pending_;
   std::uint64_t connect_deadline_ = 0;
   std::uint64_t last_activity_ = 0;
@@ -107,4 +107,4 @@ private:
   uv_timer deadline_timer_;
 };
 
-} // namespace claps::detail
+}  // namespace claps::detail

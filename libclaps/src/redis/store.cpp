@@ -10,8 +10,14 @@ namespace claps {
 
 redis_store::impl::impl(uv_loop_t* l, store& lo, redis_client& c, redis_bus& b, redis_store_options o,
                         redis_store_callbacks cb)
-    : loop(l), local(lo), client(c), bus(b), options(std::move(o)), callbacks(std::move(cb)),
-      flush_timer(l, [this] { flush(); }), heartbeat_timer(l, [this] { heartbeat(); }),
+    : loop(l),
+      local(lo),
+      client(c),
+      bus(b),
+      options(std::move(o)),
+      callbacks(std::move(cb)),
+      flush_timer(l, [this] { flush(); }),
+      heartbeat_timer(l, [this] { heartbeat(); }),
       refresh_timer(l, [this] { refresh_all(); }) {}
 
 std::string redis_store::impl::key(std::string_view kind, std::string_view tag, std::string_view rest,
@@ -60,8 +66,8 @@ void redis_store::impl::catch_up() {
 void redis_store::impl::update_degraded() {
   // Still degraded while Redis lacks keys of this node: dirty ones, a
   // re-assertion in flight, or a full walk of the journal due or running.
-  const bool now_degraded = !writable() || reasserting || walking || walk_pending || !dirty_articles.empty() ||
-                            !dirty_tallies.empty() || !dirty_ops.empty();
+  const bool now_degraded = !writable() || reasserting || walking || walk_pending ||
+                            !dirty_articles.empty() || !dirty_tallies.empty() || !dirty_ops.empty();
   stats.dirty_keys = dirty_articles.size() + dirty_tallies.size() + dirty_ops.size();
   if (now_degraded == degraded) return;
   degraded = now_degraded;
@@ -88,7 +94,8 @@ void redis_store::impl::background_done() {
 
 // Accounts for one request of `state`: sent (its completion must settle()
 // it) or refused (the write failed).
-void redis_store::impl::track(std::error_code send_error, const std::shared_ptr<write_state>& state, bool paced) {
+void redis_store::impl::track(std::error_code send_error, const std::shared_ptr<write_state>& state,
+                              bool paced) {
   if (send_error) {
     state->failed = true;
     return;
@@ -117,7 +124,9 @@ redis_store::redis_store(uv_loop_t* loop, store& local, redis_client& client, re
   };
   self->client_listener = client.add_listener(std::move(on_client));
   redis_bus_callbacks on_bus;
-  on_bus.message = [self](std::string_view article, std::string_view payload) { self->on_message(article, payload); };
+  on_bus.message = [self](std::string_view article, std::string_view payload) {
+    self->on_message(article, payload);
+  };
   on_bus.resubscribed = [self] { self->refresh_all(); };
   self->bus_listener = bus.add_listener(std::move(on_bus));
   const auto heartbeat = static_cast<std::uint64_t>(self->options.heartbeat_interval.count());
@@ -151,7 +160,8 @@ std::error_code redis_store::read_total(std::string_view article, std::int64_t& 
   return impl_->local.read_total(article, total);
 }
 
-std::error_code redis_store::read_tally(std::string_view user, std::string_view article, std::int32_t& claps) {
+std::error_code redis_store::read_tally(std::string_view user, std::string_view article,
+                                        std::int32_t& claps) {
   return impl_->local.read_tally(user, article, claps);
 }
 
@@ -169,7 +179,9 @@ std::error_code redis_store::read_journal(journal_table table, std::string_view 
   return impl_->local.read_journal(table, after, max, out, next);
 }
 
-void redis_store::commit(const commit_batch& batch, commit_handler done) { impl_->commit(batch, std::move(done)); }
+void redis_store::commit(const commit_batch& batch, commit_handler done) {
+  impl_->commit(batch, std::move(done));
+}
 
 std::error_code redis_store::arbitrate(std::span<const op_intent> intents, arbitrate_handler done) {
   return impl_->arbitrate(intents, std::move(done));
@@ -212,4 +224,4 @@ redis_store_stats redis_store::stats() const noexcept {
   return s;
 }
 
-} // namespace claps
+}  // namespace claps

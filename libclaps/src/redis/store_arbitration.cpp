@@ -26,13 +26,12 @@ struct owned_batch {
     for (const user_tally& t : batch.tallies) tally_keys.push_back(detail::tally_key(t.user, t.article));
     ops.reserve(batch.ops.size());
     for (const op_record& op : batch.ops)
-      ops.push_back({std::string(op.user), std::string(op.article), std::string(op.op_id), op.accepted, op.mine,
-                     op.expires_at});
+      ops.push_back({std::string(op.user), std::string(op.article), std::string(op.op_id), op.accepted,
+                     op.mine, op.expires_at});
   }
 };
 
-
-} // namespace
+}  // namespace
 
 std::error_code redis_store::impl::arbitrate(std::span<const op_intent> intents, arbitrate_handler done) {
   if (!writable()) return make_error_code(errc::store_disconnected);
@@ -72,7 +71,8 @@ std::error_code redis_store::impl::arbitrate(std::span<const op_intent> intents,
   }
   ++stats.arbitrations;
 
-  const std::size_t per_call = options.max_articles_per_script == 0 ? groups.size() : options.max_articles_per_script;
+  const std::size_t per_call =
+      options.max_articles_per_script == 0 ? groups.size() : options.max_articles_per_script;
   // On Redis Cluster every key of a call must share one slot: articles of
   // one slot go together, and a call ends where the slot changes.
   std::vector<std::uint16_t> slots;
@@ -125,8 +125,11 @@ std::error_code redis_store::impl::send_arbitration(std::span<const op_intent> i
   using detail::group_owned;
   auto owned = std::make_shared<std::vector<group_owned>>();
   std::vector<std::string> keys;
-  std::vector<std::string> argv{options.node_id, std::to_string(version), std::to_string(options.clap_cap),
-                                std::to_string(options.pending_ttl.count()), std::to_string(groups.size()),
+  std::vector<std::string> argv{options.node_id,
+                                std::to_string(version),
+                                std::to_string(options.clap_cap),
+                                std::to_string(options.pending_ttl.count()),
+                                std::to_string(groups.size()),
                                 std::to_string(options.op_id_window.count())};
   for (const auto& group : groups) {
     const op_intent& first = intents[group.front()];
@@ -194,8 +197,8 @@ std::error_code redis_store::impl::send_arbitration(std::span<const op_intent> i
 
 // One article's part of a script's reply: its decisions, the other nodes'
 // claps of its users and their parts of its total.
-void redis_store::impl::settle_group(const detail::group_owned& g, const redis_reply& r, std::uint64_t version,
-                                     std::vector<op_decision>& decisions) {
+void redis_store::impl::settle_group(const detail::group_owned& g, const redis_reply& r,
+                                     std::uint64_t version, std::vector<op_decision>& decisions) {
   const auto stale = detail::reply_int(r.elements[0]);
   stats.stale_writes += static_cast<std::uint64_t>(stale);
   const auto& others = r.elements[1].elements;
@@ -233,14 +236,15 @@ void redis_store::impl::settle_group(const detail::group_owned& g, const redis_r
 
 void redis_store::impl::commit(const commit_batch& batch, commit_handler done) {
   commit_called = true;
-  local.commit(batch, [this, alive = token(), batch, done = std::move(done)](std::error_code ec, durability) mutable {
-    if (alive.expired()) return;
-    if (ec) {
-      done(ec, durability::local);  // nothing durable: the engine retries the batch
-      return;
-    }
-    finish_commit(batch, std::move(done));
-  });
+  local.commit(
+      batch, [this, alive = token(), batch, done = std::move(done)](std::error_code ec, durability) mutable {
+        if (alive.expired()) return;
+        if (ec) {
+          done(ec, durability::local);  // nothing durable: the engine retries the batch
+          return;
+        }
+        finish_commit(batch, std::move(done));
+      });
 }
 
 // The journal holds the batch: confirm what Redis decided, remember what it
@@ -321,4 +325,4 @@ void redis_store::impl::confirm_op(const owned_op& op, timestamp now, bool late)
   if (sent) remember_dirty_op(op);
 }
 
-} // namespace claps
+}  // namespace claps

@@ -37,8 +37,8 @@ struct node_part {
 // read (then trusted for refresh_interval).
 struct remote_article {
   bool watched = false;
-  bool viewers_known = false;   // totals alone come with every arbitration
-  std::uint64_t loaded_at = 0;  // uv_now() of the last full read
+  bool viewers_known = false;                        // totals alone come with every arbitration
+  std::uint64_t loaded_at = 0;                       // uv_now() of the last full read
   std::unordered_map<std::string, node_part> parts;  // other nodes only
   std::int64_t total = 0;
   std::uint32_t viewers = 0;
@@ -57,7 +57,8 @@ struct owned_op {
   timestamp expires_at{};
 };
 
-template <class Int> bool to_int(std::string_view s, Int& out) {
+template <class Int>
+bool to_int(std::string_view s, Int& out) {
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
   return ec == std::errc{} && end == s.data() + s.size();
 }
@@ -142,7 +143,7 @@ bool arbitration_reply_fits(const redis_reply& r, std::span<const group_owned> g
 /// Op k's decision in one group's part of a reply that fits.
 op_decision read_decision(const redis_reply& group, std::size_t k);
 
-} // namespace claps::detail
+}  // namespace claps::detail
 
 namespace claps {
 
@@ -163,7 +164,8 @@ struct redis_store::impl {
   redis_store_stats stats;
   bool clustered = false;  // Redis Cluster: one slot per script call, one marker per master
 
-  impl(uv_loop_t* l, store& lo, redis_client& c, redis_bus& b, redis_store_options o, redis_store_callbacks cb);
+  impl(uv_loop_t* l, store& lo, redis_client& c, redis_bus& b, redis_store_options o,
+       redis_store_callbacks cb);
   std::weak_ptr<bool> token() const { return alive; }
 
   std::string key(std::string_view kind, std::string_view tag, std::string_view rest = {},
@@ -206,7 +208,8 @@ struct redis_store::impl {
   struct open_write {
     bool open = false;
     std::uint64_t sent_at = 0;  // uv_now() of the first arbitration
-    std::unordered_map<std::string, std::pair<std::uint64_t, std::int64_t>> articles;  // -> version, own total
+    std::unordered_map<std::string, std::pair<std::uint64_t, std::int64_t>>
+        articles;                             // -> version, own total
     std::unordered_set<std::string> tallies;  // tally_key
     std::unordered_set<std::string> ops;      // op_key
   } open;
@@ -272,8 +275,8 @@ struct redis_store::impl {
   void reassert_article(const std::string& article, const std::vector<std::string>& users,
                         const std::shared_ptr<write_state>& state);
   void send_article(std::string_view article, const std::int64_t* total,
-                    const std::vector<std::pair<std::string_view, std::int32_t>>& tallies, std::uint64_t version,
-                    const std::shared_ptr<write_state>& state);
+                    const std::vector<std::pair<std::string_view, std::int32_t>>& tallies,
+                    std::uint64_t version, const std::shared_ptr<write_state>& state);
   void send_op(const owned_op& op, timestamp now, const std::shared_ptr<write_state>& state);
   // One marker key per master (one key on a single master); see check_marker().
   std::vector<std::string> marker_keys() const;
@@ -308,4 +311,4 @@ struct redis_store::impl {
   detail::uv_timer refresh_timer;
 };
 
-} // namespace claps
+}  // namespace claps

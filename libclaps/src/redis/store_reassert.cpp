@@ -183,20 +183,23 @@ void redis_store::impl::send_article(std::string_view article, const std::int64_
 }
 
 // Writes an op record from the journal, confirmed; settles `state`.
-void redis_store::impl::send_op(const owned_op& op, timestamp now, const std::shared_ptr<write_state>& state) {
+void redis_store::impl::send_op(const owned_op& op, timestamp now,
+                                const std::shared_ptr<write_state>& state) {
   const auto ttl = std::chrono::duration_cast<millis>(op.expires_at - now).count();
   if (ttl <= 0) return;  // expired: nothing left to protect
   std::string value = options.node_id;
   value.append("|C|").append(std::to_string(op.accepted)).append("|").append(std::to_string(op.mine));
-  const std::string args[] = {key("o", op.article, op.user, op.op_id), value, std::to_string(ttl), options.node_id};
-  const std::error_code ec = client.eval(detail::scripts::record_op, 1, args,
-                                         [this, alive = token(), state](std::error_code ec, const redis_reply& r) {
-                                           if (alive.expired()) return;
-                                           background_done();
-                                           if (ec || r.type != redis_reply::kind::integer) state->failed = true;
-                                           else if (r.integer == 0) ++stats.remote_op_conflicts;
-                                           settle(state);
-                                         });
+  const std::string args[] = {key("o", op.article, op.user, op.op_id), value, std::to_string(ttl),
+                              options.node_id};
+  const std::error_code ec =
+      client.eval(detail::scripts::record_op, 1, args,
+                  [this, alive = token(), state](std::error_code ec, const redis_reply& r) {
+                    if (alive.expired()) return;
+                    background_done();
+                    if (ec || r.type != redis_reply::kind::integer) state->failed = true;
+                    else if (r.integer == 0) ++stats.remote_op_conflicts;
+                    settle(state);
+                  });
   track(ec, state, true);
 }
 
@@ -206,7 +209,7 @@ timestamp wall_now() {
   return timestamp{std::chrono::duration_cast<millis>(std::chrono::system_clock::now().time_since_epoch())};
 }
 
-} // namespace
+}  // namespace
 
 // After a reconnect: write again every key that failed and every key
 // written within the window, with fresh versions and the journal's values.
@@ -347,8 +350,8 @@ void redis_store::impl::check_marker() {
   const std::string expected = options.owner + "|" + options.node_id;
   for (const std::string& k : marker_keys()) {
     const std::string_view args[] = {"GET", k};
-    const std::error_code sent =
-        client.command(args, [this, alive = token(), state, expected](std::error_code ec, const redis_reply& r) {
+    const std::error_code sent = client.command(
+        args, [this, alive = token(), state, expected](std::error_code ec, const redis_reply& r) {
           if (alive.expired()) return;
           if (ec) state->failed = true;  // a failed request reconnects, and checks again
           else if (r.type != redis_reply::kind::string || r.str != expected) state->missing = true;
@@ -430,7 +433,8 @@ void redis_store::impl::walk_step(journal_table table, std::string after, std::u
       if (table == journal_table::totals) {
         total = &rows[i].value;
       } else {
-        for (std::size_t k = i; k < j; ++k) tallies.emplace_back(rows[k].user, static_cast<std::int32_t>(rows[k].value));
+        for (std::size_t k = i; k < j; ++k)
+          tallies.emplace_back(rows[k].user, static_cast<std::int32_t>(rows[k].value));
       }
       send_article(rows[i].article, total, tallies, version, state);
       stats.reasserts += j - i;
@@ -455,4 +459,4 @@ void redis_store::impl::walk_step(journal_table table, std::string after, std::u
   });
 }
 
-} // namespace claps
+}  // namespace claps

@@ -34,10 +34,10 @@ void redis_store::impl::mark_publish(std::string_view article) {
 void redis_store::impl::send_viewers(const std::string& article, std::uint32_t viewers, bool paced) {
   const std::string args[] = {key("v", article), options.node_id, std::to_string(viewers),
                               std::to_string(options.viewer_ttl.count())};
-  const std::error_code ec =
-      client.eval(detail::scripts::write_viewers, 1, args, [this, alive = token(), paced](std::error_code, const redis_reply&) {
-        if (!alive.expired() && paced) background_done();
-      });
+  const std::error_code ec = client.eval(detail::scripts::write_viewers, 1, args,
+                                         [this, alive = token(), paced](std::error_code, const redis_reply&) {
+                                           if (!alive.expired() && paced) background_done();
+                                         });
   if (!ec && paced) background_sent();
 }
 
@@ -97,7 +97,8 @@ void redis_store::impl::recompute(const std::string& article, detail::remote_art
 }
 
 // Folds a reply's parts of `article` in (see detail::fold_parts).
-bool redis_store::impl::merge_parts(const std::string& article, const redis_reply& totals, const redis_reply* viewers) {
+bool redis_store::impl::merge_parts(const std::string& article, const redis_reply& totals,
+                                    const redis_reply* viewers) {
   if (totals.type != redis_reply::kind::array) return false;
   // An article nobody here watches gets an entry too: a full read (load())
   // is trusted for refresh_interval; an arbitration's totals tell the engine
@@ -111,16 +112,16 @@ bool redis_store::impl::merge_parts(const std::string& article, const redis_repl
 
 void redis_store::impl::refresh(const std::string& article, bool paced) {
   const std::string args[] = {key("t", article), key("v", article), options.node_id};
-  const std::error_code sent = client.eval(
-      detail::scripts::read_article, 2, args,
-      [this, alive = token(), article, paced](std::error_code ec, const redis_reply& r) {
-        if (alive.expired()) return;
-        if (paced) background_done();
-        const auto it = remote.find(article);
-        if (ec || it == remote.end() || !it->second.watched) return;  // unwatched meanwhile
-        if (r.type == redis_reply::kind::array && r.elements.size() == 3)
-          merge_parts(article, r.elements[0], &r.elements[1]);
-      });
+  const std::error_code sent =
+      client.eval(detail::scripts::read_article, 2, args,
+                  [this, alive = token(), article, paced](std::error_code ec, const redis_reply& r) {
+                    if (alive.expired()) return;
+                    if (paced) background_done();
+                    const auto it = remote.find(article);
+                    if (ec || it == remote.end() || !it->second.watched) return;  // unwatched meanwhile
+                    if (r.type == redis_reply::kind::array && r.elements.size() == 3)
+                      merge_parts(article, r.elements[0], &r.elements[1]);
+                  });
   if (!sent && paced) background_sent();
 }
 
@@ -191,7 +192,8 @@ std::error_code redis_store::load(std::string_view user, std::span<const std::st
             ec = make_error_code(errc::store_io);
           if (!ec) {
             self->merge_parts(article, r.elements[0], &r.elements[1]);
-            if (!tkey.empty()) self->set_remote_tally(tkey, static_cast<std::int32_t>(detail::reply_int(r.elements[2])));
+            if (!tkey.empty())
+              self->set_remote_tally(tkey, static_cast<std::int32_t>(detail::reply_int(r.elements[2])));
           }
           finish(ec);
         });
@@ -219,4 +221,4 @@ bool redis_store::loaded(std::string_view user, std::span<const std::string_view
   return true;
 }
 
-} // namespace claps
+}  // namespace claps

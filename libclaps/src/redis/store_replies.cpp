@@ -18,7 +18,7 @@ std::size_t split_fields(std::string_view v, char sep, std::string_view (&fields
   return n;
 }
 
-} // namespace
+}  // namespace
 
 bool read_part_message(std::string_view payload, part_message& out) {
   std::string_view fields[4];
@@ -109,4 +109,4 @@ op_decision read_decision(const redis_reply& group, std::size_t k) {
   return d;
 }
 
-} // namespace claps::detail
+}  // namespace claps::detail

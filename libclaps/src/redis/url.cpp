@@ -42,7 +42,7 @@ bool parse_host_port(std::string_view s, redis_endpoint& out) {
   return true;
 }
 
-} // namespace
+}  // namespace
 
 std::error_code parse_redis_url(std::string_view url, redis_options& out) {
   constexpr std::string_view scheme = "redis://";
@@ -123,9 +123,10 @@ std::uint16_t redis_key_slot(std::string_view key) noexcept {
   for (const char c : key) {
     crc ^= static_cast<std::uint16_t>(static_cast<unsigned char>(c) << 8);
     for (int bit = 0; bit < 8; ++bit)
-      crc = (crc & 0x8000) != 0 ? static_cast<std::uint16_t>((crc << 1) ^ 0x1021) : static_cast<std::uint16_t>(crc << 1);
+      crc = (crc & 0x8000) != 0 ? static_cast<std::uint16_t>((crc << 1) ^ 0x1021)
+                                : static_cast<std::uint16_t>(crc << 1);
   }
   return static_cast<std::uint16_t>(crc & 16383);
 }
 
-} // namespace claps
+}  // namespace claps

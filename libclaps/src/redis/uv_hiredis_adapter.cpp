@@ -49,10 +49,8 @@ private:
     const bool poll_writable = write_wanted_ && (!connected() || write_blocked_);
     const int events = UV_READABLE | (poll_writable ? UV_WRITABLE : 0);
     if (events != polled_ && uv_poll_start(&poll_, events, on_poll) == 0) polled_ = events;
-    if (write_wanted_ && !poll_writable)
-      uv_idle_start(&flush_, on_flush);  // no-op while already active
-    else
-      uv_idle_stop(&flush_);
+    if (write_wanted_ && !poll_writable) uv_idle_start(&flush_, on_flush);  // no-op while already active
+    else uv_idle_stop(&flush_);
   }
 
   // One redisAsyncHandleWrite: a single write() of everything queued.
@@ -116,7 +114,7 @@ private:
   int open_handles_ = 2;
 };
 
-} // namespace
+}  // namespace
 
 bool attach_uv_adapter(redisAsyncContext* ac, uv_loop_t* loop) {
   if (ac->ev.data != nullptr) return false;
@@ -128,4 +126,4 @@ bool attach_uv_adapter(redisAsyncContext* ac, uv_loop_t* loop) {
   return true;
 }
 
-} // namespace claps::detail
+}  // namespace claps::detail

@@ -29,4 +29,4 @@ namespace claps::detail {
 /// caller then frees `ac`.
 bool attach_uv_adapter(redisAsyncContext* ac, uv_loop_t* loop);
 
-} // namespace claps::detail
+}  // namespace claps::detail

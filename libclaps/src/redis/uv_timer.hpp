@@ -31,8 +31,8 @@ public:
 
   void start(std::uint64_t delay_ms, std::uint64_t repeat_ms = 0) {
     if (handle_ == nullptr) return;
-    uv_timer_start(&handle_->timer, [](uv_timer_t* t) { static_cast<handle*>(t->data)->fire(); },
-                   delay_ms, repeat_ms);
+    uv_timer_start(
+        &handle_->timer, [](uv_timer_t* t) { static_cast<handle*>(t->data)->fire(); }, delay_ms, repeat_ms);
   }
   void stop() {
     if (handle_ != nullptr) uv_timer_stop(&handle_->timer);
@@ -49,4 +49,4 @@ private:
   handle* handle_;
 };
 
-} // namespace claps::detail
+}  // namespace claps::detail

@@ -51,7 +51,7 @@ void rearm(uv_driver::state& s) {
   uv_timer_start(&s.timer, on_timer, static_cast<std::uint64_t>(ms), 0);
 }
 
-} // namespace
+}  // namespace
 
 uv_driver::uv_driver(uv_loop_t* loop, engine& eng) : state_(new state) {
   state_->eng = &eng;
@@ -63,7 +63,8 @@ uv_driver::uv_driver(uv_loop_t* loop, engine& eng) : state_(new state) {
   state_->prepare.data = state_;
   uv_prepare_start(&state_->prepare, [](uv_prepare_t* p) {
     auto* s = static_cast<uv_driver::state*>(p->data);
-    if (!s->stopped && s->eng->delivering() && !uv_is_active(reinterpret_cast<uv_handle_t*>(&s->idle))) rearm(*s);
+    if (!s->stopped && s->eng->delivering() && !uv_is_active(reinterpret_cast<uv_handle_t*>(&s->idle)))
+      rearm(*s);
   });
   // The prepare handle alone must not keep the loop running.
   uv_unref(reinterpret_cast<uv_handle_t*>(&state_->prepare));
@@ -97,4 +98,4 @@ timestamp uv_driver::now() noexcept {
   return std::chrono::time_point_cast<millis>(std::chrono::system_clock::now());
 }
 
-} // namespace claps
+}  // namespace claps

@@ -43,4 +43,4 @@ std::function<void()> uv_store_pump::waker() const {
   };
 }
 
-} // namespace claps
+}  // namespace claps
