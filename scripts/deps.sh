@@ -16,7 +16,7 @@ fuzz_pkgs=(clang-14 libclang-rt-14-dev)
 # dpkg-dev (dpkg-shlibdeps: the clapsd package's Depends) and systemd
 # (systemd-analyze verify of the unit): the packaging.deb test and make package.
 package_pkgs=(dpkg-dev systemd)
-test_pkgs=(redis-server redis-sentinel chromium faketime python3 haproxy "${fuzz_pkgs[@]}" "${package_pkgs[@]}")
+test_pkgs=(redis-server redis-sentinel chromium faketime python3 haproxy clang-format-14 "${fuzz_pkgs[@]}" "${package_pkgs[@]}")
 bench_pkgs=(gnuplot-nox curl linux-perf)
 
 pkgs=("${build_pkgs[@]}")
