@@ -24,6 +24,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
+using claps::test::ask;
 using claps::test::loop_runner;
 using claps::test::node;
 using claps::test::redis_cluster;
@@ -43,18 +44,6 @@ claps::redis_options cluster_options() {
   o.request_timeout = 2000ms;
   o.connect_timeout = 1000ms;
   return o;
-}
-
-std::optional<claps::redis_reply> ask(loop_runner& loop, claps::redis_client& client,
-                                      std::vector<std::string> args) {
-  std::vector<std::string_view> views(args.begin(), args.end());
-  std::optional<claps::redis_reply> out;
-  const auto ec = client.command(views, [&](std::error_code e, const claps::redis_reply& r) {
-    out = e ? claps::redis_reply{claps::redis_reply::kind::error, 0, e.message(), {}} : r;
-  });
-  if (ec) return std::nullopt;
-  loop.run_until([&] { return out.has_value(); }, 10s);
-  return out;
 }
 
 std::int64_t number(const std::string& text) { return std::atoll(text.c_str()); }

@@ -27,6 +27,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
+using claps::test::ask;
 using claps::test::loop_runner;
 using claps::test::node;
 using claps::test::node_config;
@@ -59,19 +60,6 @@ claps::redis_options standalone_options() {
   o.request_timeout = 1000ms;
   o.connect_timeout = 1000ms;
   return o;
-}
-
-// A synchronous command on the loop (test side).
-std::optional<claps::redis_reply> ask(loop_runner& loop, claps::redis_client& client,
-                                      std::vector<std::string> args) {
-  std::vector<std::string_view> views(args.begin(), args.end());
-  std::optional<claps::redis_reply> out;
-  const auto ec = client.command(views, [&](std::error_code e, const claps::redis_reply& r) {
-    out = e ? claps::redis_reply{claps::redis_reply::kind::error, 0, e.message(), {}} : r;
-  });
-  if (ec) return std::nullopt;
-  loop.run_until([&] { return out.has_value(); }, 5s);
-  return out;
 }
 
 std::int64_t numsub(std::uint16_t port, const std::string& channel) {

@@ -193,4 +193,19 @@ struct node {
   }
 };
 
+// A synchronous command on the loop (test side): the reply, an error reply
+// carrying the request's error, or nullopt when it could not be sent.
+inline std::optional<claps::redis_reply> ask(loop_runner& loop, claps::redis_client& client,
+                                             std::vector<std::string> args,
+                                             std::chrono::milliseconds deadline = std::chrono::seconds(10)) {
+  std::vector<std::string_view> views(args.begin(), args.end());
+  std::optional<claps::redis_reply> out;
+  const auto ec = client.command(views, [&](std::error_code e, const claps::redis_reply& r) {
+    out = e ? claps::redis_reply{claps::redis_reply::kind::error, 0, e.message(), {}} : r;
+  });
+  if (ec) return std::nullopt;
+  loop.run_until([&] { return out.has_value(); }, deadline);
+  return out;
+}
+
 }  // namespace claps::test
