@@ -130,7 +130,12 @@ public:
     }
     callbacks.result = [this](const op_result& r) { result(r); };
     store_->attach(this);
-    engine_ = std::make_unique<engine>(store_->get(), options, std::move(callbacks), time_arg(now_ms));
+    try {
+      engine_ = std::make_unique<engine>(store_->get(), options, std::move(callbacks), time_arg(now_ms));
+    } catch (...) {
+      store_->detach(this);
+      throw;
+    }
     engine_set_wake(*engine_, [this] { wake(); });
   }
 
@@ -314,7 +319,11 @@ private:
     py_engine& engine_;
   };
 
-  void check_thread() const { store_->check_thread(); }
+  void check_thread() const {
+    if (std::this_thread::get_id() != owner_) {
+      raise_misuse("a claps engine and its store belong to the thread that made them");
+    }
+  }
 
   void check_call() const {
     check_thread();
@@ -423,14 +432,17 @@ private:
     final_stats_ = engine_->stats();
     engine_.reset();
     store_->detach(this);
+    store_ = nullptr;
+    store_object_ = py::none();
     on_update_ = py::none();
     on_result_ = py::none();
     on_wake_ = py::none();
     cookies_.clear();
   }
 
+  std::thread::id owner_ = std::this_thread::get_id();
   py::object store_object_;  // keeps the store alive while the engine uses it
-  py_store* store_;
+  py_store* store_;          // null once released
   py::object on_update_;
   py::object on_result_;
   py::object on_wake_ = py::none();

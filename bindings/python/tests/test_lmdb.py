@@ -81,6 +81,10 @@ class LmdbStoreTest(TempDirTest):
         with self.assertRaises(claps.Error) as caught:
             store.fileno()
         self.assertEqual(caught.exception.code, "unavailable")
+        del store  # the closed engine does not keep it alive; its queries still answer
+        self.assertGreaterEqual(engine.stats()["ticks"], 1)
+        self.assertIsNone(engine.next_deadline())
+        self.assertTrue(engine.closed)
 
     def test_open_errors_are_claps_errors(self):
         with self.assertRaises(claps.Error) as caught:
