@@ -5,6 +5,7 @@
 // sends render_admin_frame() to the subscribed admin sockets (admin_channel).
 #pragma once
 
+#include "cluster.hpp"
 #include "metrics.hpp"
 
 #include <claps/engine.hpp>
@@ -113,6 +114,7 @@ struct redis_state {
   bool walking_journal = false;
   std::size_t masters = 0;
   std::uint64_t dirty_keys = 0;
+  std::vector<cluster_node::known_node> nodes;  // every node sharing Redis, this one included
 };
 
 /// Everything one admin frame says. Counters are as read now; the *_per_s
@@ -136,6 +138,7 @@ struct admin_snapshot {
   double commits_per_s = 0;
   double claps_per_s = 0;  // accepted on this node
   latency_summary commit_latency;
+  latency_summary tick_duration;
   std::size_t latency_window_s = 0;
   std::vector<article_activity> by_viewers;
   std::vector<article_activity> by_claps;

@@ -113,6 +113,8 @@ std::string render_prometheus(const server_metrics& m, const engine_stats& s, bo
   counter(out, "claps_commits_total", "Store commits", static_cast<double>(s.commits));
   counter(out, "claps_commit_failures_total", "Failed store commits", static_cast<double>(s.commit_failures));
   m.commit_latency.render(out, "claps_commit_latency_seconds", "Store commit latency");
+  m.tick_duration.render(out, "claps_tick_duration_seconds",
+                         "Wall time of each engine tick: the loop is held that long");
   counter(out, "claps_updates_total", "Changed-article updates encoded (one per article per tick)",
           static_cast<double>(s.updates));
   counter(out, "claps_update_frames_sent_total", "Tick update frames written to WebSocket clients",

@@ -61,6 +61,7 @@ struct server_metrics {
   std::uint64_t oversize_closes = 0;
   std::uint64_t http_requests = 0;
   latency_histogram commit_latency;
+  latency_histogram tick_duration;  // wall time of each engine tick (uv_driver::on_tick)
 
   void refuse(refusal r) noexcept { ++refused[static_cast<int>(r)]; }
   void reject(clap_rejection r) noexcept { ++claps_rejected[static_cast<int>(r)]; }

@@ -15,6 +15,7 @@
 
 #include <uv.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 
@@ -34,6 +35,11 @@ public:
   void flush();
   /// Stops ticking; the engine keeps its state.
   void stop();
+  /// Calls `observer` after each advance() that ran a tick, with the wall
+  /// time (steady clock) that advance() took: the tick's commit hand-off,
+  /// encodes and first delivery slice, as long as the loop was held.
+  /// Empty (the default): nothing is timed. Loop thread only.
+  void on_tick(std::function<void(std::chrono::nanoseconds took)> observer);
 
   /// The wall clock as the engine wants it.
   static timestamp now() noexcept;

@@ -18,6 +18,7 @@ struct uv_driver::state {
   // store completed later) get their slices without waiting for the tick.
   uv_prepare_t prepare;
   engine* eng;
+  std::function<void(std::chrono::nanoseconds)> on_tick;
   bool stopped = false;
   int open_handles = 3;
 };
@@ -26,15 +27,27 @@ namespace {
 
 void rearm(uv_driver::state& s);
 
+void advance(uv_driver::state& s) {
+  if (!s.on_tick) {
+    s.eng->advance(uv_driver::now());
+    return;
+  }
+  const std::uint64_t ticks = s.eng->stats().ticks;
+  const auto started = std::chrono::steady_clock::now();
+  s.eng->advance(uv_driver::now());
+  const auto took = std::chrono::steady_clock::now() - started;
+  if (s.eng->stats().ticks != ticks) s.on_tick(took);
+}
+
 void on_timer(uv_timer_t* t) {
   auto* s = static_cast<uv_driver::state*>(t->data);
-  s->eng->advance(uv_driver::now());
+  advance(*s);
   rearm(*s);
 }
 
 void on_idle(uv_idle_t* i) {
   auto* s = static_cast<uv_driver::state*>(i->data);
-  s->eng->advance(uv_driver::now());
+  advance(*s);
   rearm(*s);
 }
 
@@ -85,6 +98,10 @@ uv_driver::~uv_driver() {
 void uv_driver::flush() {
   state_->eng->flush(now());
   rearm(*state_);
+}
+
+void uv_driver::on_tick(std::function<void(std::chrono::nanoseconds)> observer) {
+  state_->on_tick = std::move(observer);
 }
 
 void uv_driver::stop() {
