@@ -103,7 +103,7 @@ latency_summary summarize(std::span<const std::uint64_t> buckets, double sum_sec
   latency_summary s;
   for (auto b : buckets) s.count += b;
   if (s.count == 0) return s;
-  const auto& bounds = latency_histogram::bounds;
+  const auto& bounds = commit_latency_histogram::bounds;
   auto bound_ms = [&](std::size_t i) { return bounds[std::min(i, bounds.size() - 1)] * 1000.0; };
   auto percentile = [&](double q) {
     // The smallest bucket holding at least q of the observations.
@@ -121,7 +121,7 @@ latency_summary summarize(std::span<const std::uint64_t> buckets, double sum_sec
   return s;
 }
 
-void latency_window::sample(const latency_histogram& h) {
+void latency_window::sample(const commit_latency_histogram& h) {
   point p;
   std::uint64_t within = 0;
   for (std::size_t i = 0; i < h.buckets().size(); ++i) {
@@ -138,7 +138,7 @@ latency_summary latency_window::summary() const {
   if (history_.size() < 2) return {};
   const point& first = history_.front();
   const point& last = history_.back();
-  std::array<std::uint64_t, latency_histogram::bounds.size() + 1> delta{};
+  std::array<std::uint64_t, commit_latency_histogram::bounds.size() + 1> delta{};
   for (std::size_t i = 0; i < delta.size(); ++i) delta[i] = last.buckets[i] - first.buckets[i];
   return summarize(delta, last.sum - first.sum);
 }

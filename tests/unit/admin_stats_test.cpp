@@ -65,7 +65,7 @@ TEST_CASE("article_watch: a full watch makes room by dropping the idlest") {
 }
 
 TEST_CASE("latency: percentiles are bucket bounds over the window only") {
-  latency_histogram h;
+  commit_latency_histogram h;
   latency_window window(2);
   window.sample(h);
   CHECK(!window.summary().p50_ms);
