@@ -229,7 +229,12 @@ TEST_CASE("close() commits what is pending, then refuses new ops; closed() waits
   claps::memory_store backing;
   faulty_store st(backing);
   results_by_cookie rec;
-  claps::engine eng(st, {}, rec.callbacks(), t0());
+  std::vector<std::int64_t> delivered;  // totals seen by subscriber 1
+  claps::engine_callbacks cb = rec.callbacks();
+  cb.deliver = [&](claps::subscriber_id, std::span<const claps::article_update* const> us) {
+    for (const auto* u : us) delivered.push_back(u->total);
+  };
+  claps::engine eng(st, {}, cb, t0());
   claps::snapshot snap;
   REQUIRE_FALSE(eng.subscribe(1, "alice", "a1", true, snap));
   REQUIRE_FALSE(clap(eng, "alice", "a1", 4, 1, "op-1"));
@@ -248,9 +253,15 @@ TEST_CASE("close() commits what is pending, then refuses new ops; closed() waits
   u.cookie = 3;
   CHECK(eng.undo(u) == errc::unavailable);
   CHECK(eng.subscribe(2, {}, "a1", true, snap) == errc::unavailable);
-  eng.unsubscribe_all(1);  // still allowed
+  eng.unsubscribe(1, "nothing-watched");  // still allowed
   st.release();
+  CHECK(rec.got.size() == 1);
+  // The new total goes out on the next tick; closed() waits for it.
+  CHECK_FALSE(eng.closed());
+  REQUIRE(eng.next_deadline() != claps::timestamp::max());
+  eng.advance(eng.next_deadline());
   CHECK(eng.closed());
+  CHECK(delivered.back() == 4);
   REQUIRE(rec.got.size() == 1);
   CHECK_FALSE(rec.got[1].error);
   CHECK(rec.got[1].accepted == 4);

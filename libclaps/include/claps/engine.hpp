@@ -398,8 +398,11 @@ public:
   /// queries, advance() and flush() still work (advance() retries a commit
   /// that failed). Calling close() again flushes again.
   void close(timestamp now);
-  /// True once close() was called and every op that returned no error has
-  /// had its result: nothing pending, no commit or arbitration in flight.
+  /// True once close() was called, every op that returned no error has had
+  /// its result (nothing pending, no commit or arbitration in flight), and
+  /// the updates of what was committed went out to their subscribers (a
+  /// commit that completed after close() emits on the next tick; a viewer
+  /// change held back by engine_options::viewer_update_interval waits for it).
   /// With a store that completes later, the caller runs its loop (the store's
   /// completions) until this is true; a store that keeps failing keeps it
   /// false (advance() retries; destroying the engine settles the rest).
