@@ -24,61 +24,6 @@ timestamp time_arg(const std::optional<std::int64_t>& now_ms) noexcept {
 
 namespace {
 
-// TEMPORARY until embed0 (engine::close/closed/on_wake, op_result::user/op_id,
-// validate(options, why)) is in main: the same calls on today's API.
-template <typename E>
-void engine_close(E& e, timestamp now) {
-  if constexpr (requires { e.close(now); }) e.close(now);
-  else e.flush(now);
-}
-template <typename E>
-bool engine_closed(const E& e) {
-  if constexpr (requires { e.closed(); }) return e.closed();
-  else return e.idle();
-}
-template <typename E>
-constexpr bool engine_has_wake = requires(E& e) {
-  e.on_wake(std::function<void()>{});
-};
-template <typename E>
-void engine_set_wake(E& e, std::function<void()> wake) {
-  if constexpr (engine_has_wake<E>) e.on_wake(std::move(wake));
-}
-// Before on_wake, the wrapper tells its driver itself, after each command.
-template <typename E>
-void after_command(E&, bool closing, auto&& wake) {
-  if constexpr (!engine_has_wake<E>) {
-    (void)closing;
-    wake();
-  }
-}
-template <typename E>
-void before_command(E&, bool closing) {
-  if constexpr (!engine_has_wake<E>) {
-    if (closing) raise_error(make_error_code(errc::unavailable), "the engine is closed");
-  }
-}
-template <typename R>
-std::string result_user(const R& r) {
-  if constexpr (requires { r.user; }) return std::string(r.user);
-  else return {};
-}
-template <typename R>
-std::string result_op_id(const R& r) {
-  if constexpr (requires { r.op_id; }) return std::string(r.op_id);
-  else return {};
-}
-template <typename O>
-std::error_code validate_why(const O& options, std::string& why) {
-  if constexpr (requires { validate(options, why); }) {
-    return validate(options, why);
-  } else {
-    const std::error_code ec = validate(options);
-    if (ec) why = "engine options out of range (tick_ms 1..1000, clap_cap >= 1)";
-    return ec;
-  }
-}
-
 struct py_snapshot {
   std::string article;
   std::int64_t total = 0;
@@ -121,7 +66,7 @@ public:
         on_result_(std::move(on_result)) {
     store_->check_thread();
     std::string why;
-    if (const std::error_code ec = validate_why(options, why)) raise_error(ec, why);
+    if (const std::error_code ec = validate(options, why)) raise_error(ec, why);
     engine_callbacks callbacks;
     if (!on_update_.is_none()) {
       callbacks.deliver = [this](subscriber_id sub, std::span<const article_update* const> updates) {
@@ -136,7 +81,7 @@ public:
       store_->detach(this);
       throw;
     }
-    engine_set_wake(*engine_, [this] { wake(); });
+    engine_->on_wake([this] { wake(); });
   }
 
   ~py_engine() {
@@ -161,10 +106,8 @@ public:
   py_snapshot subscribe_one(subscriber_id sub, const std::string& article, const std::string& user,
                             bool reading) {
     engine& e = open_engine();
-    before_command(e, closing_);
     snapshot out;
     if (const std::error_code ec = e.subscribe(sub, user, article, reading, out)) raise_error(ec);
-    after_command(e, closing_, [this] { wake(); });
     return to_python(out);
   }
 
@@ -172,10 +115,8 @@ public:
                                           const std::string& user, bool reading) {
     engine& e = open_engine();
     const std::vector<std::string_view> views(articles.begin(), articles.end());
-    before_command(e, closing_);
     std::vector<snapshot> out;
     if (const std::error_code ec = e.subscribe(sub, user, views, reading, out)) raise_error(ec);
-    after_command(e, closing_, [this] { wake(); });
     std::vector<py_snapshot> snapshots;
     snapshots.reserve(out.size());
     for (const snapshot& s : out) snapshots.push_back(to_python(s));
@@ -201,24 +142,20 @@ public:
       raise_error(make_error_code(errc::invalid_count), "count " + std::to_string(count) + " is outside 1.." +
                                                             std::to_string(e.options().clap_cap));
     }
-    before_command(e, closing_);
     const std::uint64_t id = next_cookie_++;
     if (const std::error_code ec =
             e.clap({user, article, static_cast<std::int32_t>(count), op_id.value_or(""), id})) {
       raise_error(ec);
     }
     cookies_.emplace(id, std::move(cookie));
-    after_command(e, closing_, [this] { wake(); });
   }
 
   void undo(const std::string& user, const std::string& article, const std::optional<std::string>& op_id,
             py::object cookie) {
     engine& e = open_engine();
-    before_command(e, closing_);
     const std::uint64_t id = next_cookie_++;
     if (const std::error_code ec = e.undo({user, article, op_id.value_or(""), id})) raise_error(ec);
     cookies_.emplace(id, std::move(cookie));
-    after_command(e, closing_, [this] { wake(); });
   }
 
   py_snapshot read(const std::string& article, const std::string& user) {
@@ -253,14 +190,13 @@ public:
   bool close(std::optional<std::int64_t> now_ms, std::optional<double> wait_s) {
     check_call();
     if (!engine_) return true;  // closed and released already
-    closing_ = true;
-    engine_close(*engine_, time_arg(now_ms));
+    engine_->close(time_arg(now_ms));
     after_callbacks();
     if (wait_s) wait_closed(*wait_s);
     return closed();
   }
 
-  bool closed() const noexcept { return !engine_ || (closing_ && engine_closed(*engine_)); }
+  bool closed() const noexcept { return !engine_ || engine_->closed(); }
 
   // ---- queries ----
 
@@ -300,7 +236,7 @@ public:
 
   // store_user: the store ran completions, and with them our callbacks.
   void after_callbacks() override {
-    if (closing_ && engine_ && engine_closed(*engine_)) release();
+    if (engine_ && engine_->closed()) release();
     errors_.rethrow_first();
   }
 
@@ -374,9 +310,9 @@ private:
       if (on_result_.is_none()) return;
       py_result out;
       if (!node.empty()) out.cookie = std::move(node.mapped());
-      out.user = result_user(r);
+      out.user = std::string(r.user);
       out.article = std::string(r.article);
-      out.op_id = result_op_id(r);
+      out.op_id = std::string(r.op_id);
       if (r.error) {
         out.error = std::string(wire_name(r.error));
         out.message = r.error.message();
@@ -408,8 +344,8 @@ private:
     const auto until =
         std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                                                std::chrono::duration<double>(wait_s));
-    while (engine_ && !engine_closed(*engine_) && std::chrono::steady_clock::now() < until) {
-      if (store_->wait_for_commit() == 0 && engine_ && !engine_closed(*engine_)) {
+    while (engine_ && !engine_->closed() && std::chrono::steady_clock::now() < until) {
+      if (store_->wait_for_commit() == 0 && engine_ && !engine_->closed()) {
         // Nothing in flight and still not closed: a commit failed; retry at
         // the next deadline (advance() retries it).
         const timestamp next = engine_->next_deadline();
@@ -450,7 +386,6 @@ private:
   std::unordered_map<std::uint64_t, py::object> cookies_;  // result cookie -> caller's cookie
   std::uint64_t next_cookie_ = 1;
   bool in_callback_ = false;
-  bool closing_ = false;
   engine_stats final_stats_{};
   // Last: destroyed first, while the members its callbacks use still exist.
   std::unique_ptr<engine> engine_;

@@ -11,13 +11,6 @@ namespace {
 // until the interpreter ends.
 PyObject* error_type = nullptr;
 
-// TEMPORARY until embed0 (claps::errc_name) is in main.
-template <typename EC>
-std::string_view code_name(const EC& ec) {
-  if constexpr (requires { errc_name(ec); }) return errc_name(ec);
-  else return wire_name(ec);
-}
-
 }  // namespace
 
 void bind_errors(py::module_& m) {
@@ -26,7 +19,8 @@ void bind_errors(py::module_& m) {
       "An error of libclaps (claps::errc), raised at once by a call that failed; nothing was done.\n\n"
       "Attributes:\n"
       "  code: the wire name, as docs/protocol.md's error frames carry it (e.g. 'invalid_article';\n"
-      "        'bad_request' for invalid_user, invalid_op_id, invalid_count; every store error is 'unavailable').\n"
+      "        'bad_request' for invalid_user, invalid_op_id, invalid_count; 'unavailable' for every\n"
+      "        store error).\n"
       "  name: the code's own name (claps::errc_name, e.g. 'invalid_count', 'store_full').\n"
       "  reason: why, when clients may act on it ('store_full'), else ''.\n"
       "  message: a sentence a user can act on.",
@@ -41,7 +35,7 @@ void raise_error(std::error_code ec, std::string_view message) {
   py::object type = py::reinterpret_borrow<py::object>(error_type);
   py::object exc = type(code + ": " + text);
   exc.attr("code") = code;
-  exc.attr("name") = std::string(code_name(ec));
+  exc.attr("name") = std::string(errc_name(ec));
   exc.attr("reason") = std::string(wire_reason(ec));
   exc.attr("message") = text;
   PyErr_SetObject(error_type, exc.ptr());
