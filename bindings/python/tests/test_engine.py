@@ -157,11 +157,18 @@ class EngineCases:
         engine = self.open()
         for i in range(3):
             engine.clap("alice", "a1", 1, op_id=f"op-{i}", cookie=i)
+        engine.flush()  # with the writer thread, this commit is now in flight
+        for i in range(3, 6):
+            engine.clap("bob", "a1", 1, op_id=f"op-{i}", cookie=i)
         self.engine = _Closed()  # the cleanup closes the store only
-        del engine  # the last reference: ~engine settles the ops
-        self.assertEqual([r.cookie for r in self.rec.results], [0, 1, 2])
+        del engine  # the last reference: ~engine settles every op
+        self.assertEqual(sorted(r.cookie for r in self.rec.results), list(range(6)), "each op exactly once")
         for r in self.rec.results:
             self.assertIn(r.error, ("", "unavailable"))
+        self.assertEqual([r.error for r in self.rec.results if r.cookie >= 3], ["unavailable"] * 3)
+        if hasattr(self.store, "run_completions"):
+            self.store.wait_for_commit()  # the commit in flight ends; its completion does nothing
+            self.assertEqual(len(self.rec.results), 6)
 
     def test_a_raising_callback_is_reraised_after_the_engines_call(self):
         store = self.make_store()
