@@ -60,10 +60,11 @@ class py_engine final : public store_user {
 public:
   py_engine(py::object store, const engine_options& options, py::object on_update, py::object on_result,
             std::optional<std::int64_t> now_ms)
-      : store_object_(std::move(store)),
-        store_(store_object_.cast<py_store*>()),
-        on_update_(std::move(on_update)),
-        on_result_(std::move(on_result)) {
+      : store_object_(std::move(store)), on_update_(std::move(on_update)), on_result_(std::move(on_result)) {
+    if (!py::isinstance<py_store>(store_object_)) {
+      throw py::type_error("store must be a claps.MemoryStore or a claps.LmdbStore");
+    }
+    store_ = store_object_.cast<py_store*>();
     store_->check_thread();
     std::string why;
     if (const std::error_code ec = validate(options, why)) raise_error(ec, why);
@@ -377,8 +378,8 @@ private:
   }
 
   std::thread::id owner_ = std::this_thread::get_id();
-  py::object store_object_;  // keeps the store alive while the engine uses it
-  py_store* store_;          // null once released
+  py::object store_object_;    // keeps the store alive while the engine uses it
+  py_store* store_ = nullptr;  // null once released
   py::object on_update_;
   py::object on_result_;
   py::object on_wake_ = py::none();

@@ -87,6 +87,15 @@ class EngineCases:
         if hasattr(store, "close"):
             store.close()  # the refused engine did not keep the store
 
+    def test_wrong_types_raise_type_error(self):
+        with self.assertRaises(TypeError):
+            claps.Engine("not a store")
+        engine = self.open()
+        with self.assertRaises(TypeError):
+            engine.clap("alice", "a1", "3")
+        with self.assertRaises(TypeError):
+            engine.subscribe("one", "a1")
+
     def test_cap_bounds_a_users_claps(self):
         self.open()
         first = self.clap("alice", "a1", 30, op_id="op-1", cookie="first")
