@@ -1,7 +1,8 @@
 // bindings/python/examples/server.py (the Python binding inside an asyncio
 // WebSocket server) against the real JS client and raw frames: subscribe,
 // clap, counts and acks, a second client's update, undo, errors, a clean
-// SIGTERM and the totals after a restart on the same LMDB directory.
+// SIGTERM and the totals after a restart on the same LMDB directory, and
+// examples/claps-simulate.mjs against it.
 // Needs PYTHON (Debian's python3) and PYTHONPATH (build/bindings/python).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -124,4 +125,26 @@ test('server.py refuses a bad handshake before the upgrade', async (t) => {
   t.after(() => server.stop());
   await assert.rejects(client.open(`${server.ws}?user=${encodeURIComponent('no spaces')}`), (e) => e.status === 400);
   await assert.rejects(client.open(server.ws.replace('/ws', '/other')), (e) => e.status === 404);
+});
+
+test('claps-simulate runs against server.py: every clap it sent is acknowledged', async (t) => {
+  const server = await start(tempDir('claps-py-server-'));
+  t.after(() => server.stop());
+  const simulator = fileURLToPath(new URL('../../examples/claps-simulate.mjs', import.meta.url));
+  const child = spawn(process.execPath, [simulator, '--url', server.ws, '--users', '4',
+    '--articles', 'py-s1,py-s2', '--rate', '4', '--duration', '2', '--prefix', 'pysim'],
+  { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => { stdout += d; });
+  child.stderr.on('data', (d) => { stderr += d; });
+  const code = await deadline(new Promise((resolve) => child.on('exit', resolve)), 30000, 'claps-simulate to exit');
+  assert.equal(code, 0, stderr);
+  const summary = /done; (\d+) claps sent, (\d+) acknowledged, (\d+) updates received, (\d+) errors/.exec(stdout);
+  assert.ok(summary, stdout);
+  const [sent, acked, updates, errors] = summary.slice(1).map(Number);
+  assert.ok(sent > 0);
+  assert.equal(acked, sent);
+  assert.ok(updates > 0);
+  assert.equal(errors, 0);
 });
