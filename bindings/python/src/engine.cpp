@@ -455,9 +455,9 @@ calls from another thread raise RuntimeError.
 
 Callbacks run inside advance(), flush(), close() and store.run_completions()
 (and, for ops still pending, when the engine is dropped without close()),
-with the GIL held. They may read (stats(), next_deadline(), read() is not
-allowed) but not call subscribe, clap, undo, advance, flush or close: that
-raises RuntimeError. An exception a callback raises does not stop the
+with the GIL held. They may use stats(), next_deadline(), subscription_count()
+and closed, but not subscribe, clap, undo, read (it may load from the store),
+advance, flush or close: that raises RuntimeError. An exception a callback raises does not stop the
 engine: the call that ran the callback finishes its work, then re-raises the
 first such exception (later ones go to sys.unraisablehook); the result counts
 as delivered.

@@ -103,7 +103,10 @@ public:
     return ran;
   }
 
-  std::size_t op_count() { return open_store().op_count(); }
+  std::size_t op_count() {
+    check_thread();
+    return open_store().op_count();
+  }
   bool writer_thread() const noexcept { return writer_thread_; }
   bool closed() const noexcept { return !store_; }
 
