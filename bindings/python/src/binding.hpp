@@ -66,6 +66,8 @@ public:
   /// Blocks until a commit in flight, if any, ended and runs its completion;
   /// returns how many ran. 0 for stores that complete inside commit().
   virtual std::size_t wait_for_commit() { return 0; }
+  /// True when commit() does its disk I/O before returning (LMDB inline).
+  virtual bool commits_block() const noexcept { return false; }
   /// One engine at a time uses a store (an LMDB store has one commit in flight).
   void attach(store_user* user);
   void detach(store_user* user) noexcept;

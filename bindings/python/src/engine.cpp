@@ -169,12 +169,14 @@ public:
   // ---- time ----
 
   void advance(std::optional<std::int64_t> now_ms) {
-    open_engine().advance(time_arg(now_ms));
+    engine& e = open_engine();
+    without_gil_while_committing([&] { e.advance(time_arg(now_ms)); });
     after_callbacks();
   }
 
   void flush(std::optional<std::int64_t> now_ms) {
-    open_engine().flush(time_arg(now_ms));
+    engine& e = open_engine();
+    without_gil_while_committing([&] { e.flush(time_arg(now_ms)); });
     after_callbacks();
   }
 
@@ -191,13 +193,16 @@ public:
   bool close(std::optional<std::int64_t> now_ms, std::optional<double> wait_s) {
     check_call();
     if (!engine_) return true;  // closed and released already
-    engine_->close(time_arg(now_ms));
+    without_gil_while_committing([&] { engine_->close(time_arg(now_ms)); });
     after_callbacks();
     if (wait_s) wait_closed(*wait_s);
     return closed();
   }
 
-  bool closed() const noexcept { return !engine_ || engine_->closed(); }
+  bool closed() const {
+    check_thread();
+    return !engine_ || engine_->closed();
+  }
 
   // ---- queries ----
 
@@ -275,6 +280,20 @@ private:
     check_call();
     if (!engine_) raise_error(make_error_code(errc::unavailable), "the engine is closed");
     return *engine_;
+  }
+
+  // A store that writes and fsyncs inside commit() (LmdbStore without its
+  // writer thread) runs without the GIL, so other Python threads go on; the
+  // callbacks take it back. Other threads cannot enter the engine meanwhile
+  // (check_thread).
+  template <typename F>
+  void without_gil_while_committing(F&& call) {
+    if (store_->commits_block()) {
+      py::gil_scoped_release unlocked;
+      call();
+    } else {
+      call();
+    }
   }
 
   // Runs a Python callback: its exception is kept for the caller of the
@@ -356,7 +375,8 @@ private:
               std::chrono::steady_clock::now() + std::max(millis(1), next - clock_now());
           std::this_thread::sleep_until(std::min(until, retry));
         }
-        open_engine().advance(clock_now());
+        engine& e = open_engine();
+        without_gil_while_committing([&] { e.advance(clock_now()); });
         after_callbacks();
       }
     }

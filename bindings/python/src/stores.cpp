@@ -108,6 +108,7 @@ public:
     return open_store().op_count();
   }
   bool writer_thread() const noexcept { return writer_thread_; }
+  bool commits_block() const noexcept override { return store_ && !writer_thread_; }
   bool closed() const noexcept { return !store_; }
 
   void close() {
@@ -163,7 +164,7 @@ void bind_stores(py::module_& m) {
       "With writer_thread=True (the default) commits run on the store's own thread, without the GIL,\n"
       "and fileno() is readable while a finished commit waits for run_completions(), which the owner\n"
       "calls on its own thread (AsyncioDriver does both). With writer_thread=False commits run inside\n"
-      "Engine.advance()/flush()/close(), fsync included, with the GIL held.\n\n"
+      "Engine.advance()/flush()/close(), fsync included; those calls release the GIL meanwhile.\n\n"
       "Opening one directory twice in one process is refused by LMDB: close() (or drop) the first.\n"
       "Raises claps.Error (store_io, store_incompatible, bad_request) when the store cannot be opened.")
       .def(py::init<std::string, bool, std::optional<std::size_t>, std::optional<std::size_t>, bool>(),
