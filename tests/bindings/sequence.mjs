@@ -32,6 +32,9 @@ async function op(engine, kind, user, article, count, opId) {
   const request = kind === 'clap' ? { user, article, count, opId } : { user, article, opId };
   try {
     const r = await within(engine[kind](request), 5000, `${kind} ${opId}`);
+    // The tick's onUpdate calls run right after the code awaiting its
+    // results, in the same loop pass: let them run before the next step.
+    await new Promise(setImmediate);
     Object.assign(line, { accepted: r.accepted, total: r.total, mine: r.mine, replayed: r.replayed });
   } catch (error) {
     if (!error.code || error.code.startsWith('ERR_') || !error.wireName) throw error;
