@@ -58,7 +58,10 @@ Napi::Function js_engine::define(Napi::Env env) {
 }
 
 js_engine::js_engine(const Napi::CallbackInfo& info)
-    : Napi::ObjectWrap<js_engine>(info), env_(info.Env()), async_context_(info.Env(), "claps.Engine") {
+    : Napi::ObjectWrap<js_engine>(info),
+      env_(info.Env()),
+      live_(addon_data::of(info.Env()).live),
+      async_context_(info.Env(), "claps.Engine") {
   Napi::Env env = info.Env();
   store_ = js_store::unwrap(env, info[0]);
   if (!store_) throw make_type_error(env, "Engine: the first argument must be a MemoryStore or an LmdbStore");
@@ -115,15 +118,20 @@ js_engine::js_engine(const Napi::CallbackInfo& info)
   dispatch_->idle.data = dispatch_;
   store_->in_use = true;
   store_object_ = Napi::Persistent(info[0].As<Napi::Object>());
+  live_->engines.insert(this);
   hold_loop();
 }
 
-js_engine::~js_engine() {
+js_engine::~js_engine() { release_native(); }
+
+void js_engine::release_native() noexcept {
+  live_->engines.erase(this);
   if (dispatch_) {
     dispatch_->owner = nullptr;
     uv_idle_stop(&dispatch_->idle);
     uv_close(reinterpret_cast<uv_handle_t*>(&dispatch_->idle),
              [](uv_handle_t* h) { delete static_cast<dispatch_handle*>(h->data); });
+    dispatch_ = nullptr;
   }
   driver_.reset();
   engine_.reset();
@@ -131,6 +139,8 @@ js_engine::~js_engine() {
     store_->in_use = false;
     store_->hold_loop(false);
   }
+  store_ = nullptr;
+  closed_ = true;
 }
 
 // ---- claps ----

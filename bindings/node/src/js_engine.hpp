@@ -9,6 +9,7 @@
 // reactions run right after it). A JS callback may call any Engine method.
 #pragma once
 
+#include "addon.hpp"
 #include "js_stores.hpp"
 
 #include <claps/engine.hpp>
@@ -31,6 +32,11 @@ public:
   static Napi::Function define(Napi::Env env);
   explicit js_engine(const Napi::CallbackInfo& info);
   ~js_engine() override;
+  /// Stops the driver, destroys the engine (ops still waiting get
+  /// `unavailable`, never delivered to JS), closes the dispatch handle and
+  /// lets go of the store; for the destructor and the environment's cleanup
+  /// hook, which runs it before Node closes the loop.
+  void release_native() noexcept;
 
 private:
   // One clap()/undo() waiting for its result.
@@ -86,6 +92,7 @@ private:
   void hold_loop();
 
   Napi::Env env_;
+  std::shared_ptr<live_objects> live_;
   Napi::AsyncContext async_context_;
   Napi::FunctionReference on_update_;
   Napi::ObjectReference store_object_;  // keeps the store alive while the engine is open

@@ -36,7 +36,8 @@ Napi::Function js_lmdb_store::define(Napi::Env env) {
        InstanceMethod<&js_lmdb_store::op_count>("opCount")});
 }
 
-js_lmdb_store::js_lmdb_store(const Napi::CallbackInfo& info) : Napi::ObjectWrap<js_lmdb_store>(info) {
+js_lmdb_store::js_lmdb_store(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<js_lmdb_store>(info), live_(addon_data::of(info.Env()).live) {
   Napi::Env env = info.Env();
   claps::lmdb_options options;
   options.path = string_arg(env, info[0], "dir");
@@ -64,11 +65,13 @@ js_lmdb_store::js_lmdb_store(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
     pump_.reset();
     throw make_error(env, ec, "LmdbStore: cannot open " + options.path);
   }
+  live_->lmdb_stores.insert(this);
 }
 
-js_lmdb_store::~js_lmdb_store() { release(); }
+js_lmdb_store::~js_lmdb_store() { release_native(); }
 
-void js_lmdb_store::release() noexcept {
+void js_lmdb_store::release_native() noexcept {
+  live_->lmdb_stores.erase(this);
   // The store first: it joins its writer thread, which may call the waker
   // once more (a no-op once the pump is gone, and harmless before).
   store_.reset();
@@ -90,7 +93,7 @@ Napi::Value js_lmdb_store::close(const Napi::CallbackInfo& info) {
     error.Set("code", Napi::String::New(info.Env(), "ERR_CLAPS_STORE_IN_USE"));
     throw error;
   }
-  release();
+  release_native();
   return info.Env().Undefined();
 }
 

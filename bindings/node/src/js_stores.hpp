@@ -6,6 +6,8 @@
 #include <claps/memory_store.hpp>
 #include <claps/uv.hpp>
 
+#include "addon.hpp"
+
 #include <napi.h>
 
 #include <memory>
@@ -51,13 +53,16 @@ public:
   ~js_lmdb_store() override;
   claps::store* get() noexcept override { return store_.get(); }
   void hold_loop(bool hold) override;
+  /// Closes the environment and the pump, and leaves the registry; for
+  /// close(), the destructor and the environment's cleanup hook.
+  void release_native() noexcept;
 
 private:
   Napi::Value close(const Napi::CallbackInfo& info);
   Napi::Value closed(const Napi::CallbackInfo& info);
   Napi::Value op_count(const Napi::CallbackInfo& info);
-  void release() noexcept;
 
+  std::shared_ptr<live_objects> live_;
   std::unique_ptr<claps::uv_store_pump> pump_;  // made before the store: the store holds its waker
   std::unique_ptr<claps::lmdb_store> store_;
   bool holding_ = false;

@@ -16,10 +16,11 @@ const INDEX = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '
 // Runs `source` (ESM, with Engine, LmdbStore, MemoryStore and DIR in scope)
 // in a new node process; resolves with its exit and output. Kills it (its pid
 // only) if it has not ended by itself within `ms`.
-function runNode(source, { ms = 10000, dir = '' } = {}) {
-  const prelude = `import { createRequire } from 'node:module';
-const { Engine, LmdbStore, MemoryStore } = createRequire(import.meta.url)(${JSON.stringify(INDEX)});
-const DIR = ${JSON.stringify(dir)};\n`;
+// With `load: false` the main thread does not load the addon (DIR only).
+function runNode(source, { ms = 10000, dir = '', load = true } = {}) {
+  const prelude = (load ? `import { createRequire } from 'node:module';
+const { Engine, LmdbStore, MemoryStore } = createRequire(import.meta.url)(${JSON.stringify(INDEX)});\n` : '') +
+    `const DIR = ${JSON.stringify(dir)};\n`;
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--input-type=module', '-e', prelude + source], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -113,4 +114,33 @@ setInterval(() => {}, 1000); // would keep it alive: only the exception ends it
   assert.equal(engine.read('alice', 'a1').total, 9, 'the acknowledged clap is in the store');
   await engine.close();
   store.close();
+});
+
+test('a worker thread with its own engine ends cleanly, also when terminated with ops pending', async () => {
+  const dir = tempDir('claps-node-');
+  const run = await runNode(`
+import { Worker } from 'node:worker_threads';
+const body = (dir, tick) => \`
+  const { Engine, LmdbStore } = require(\${JSON.stringify(${JSON.stringify(INDEX)})});
+  const { parentPort } = require('node:worker_threads');
+  const engine = new Engine(new LmdbStore(\${JSON.stringify(dir)}), { tickMs: \${tick}, onUpdate: () => {} });
+  engine.subscribe(1, 'w', 'a1');
+  engine.clap({ user: 'w', article: 'a1', count: 2 }).then((r) => {
+    parentPort.postMessage(r.total);
+    // The next one waits for a tick.
+    engine.clap({ user: 'w', article: 'a1', count: 1 }).then(() => parentPort.postMessage('second'));
+    parentPort.postMessage('started');
+  });\`;
+const finished = new Worker(body(DIR + '/one', 5), { eval: true, execArgv: [] });
+const total = await new Promise((resolve) => finished.on('message', (m) => typeof m === 'number' && resolve(m)));
+const code = await new Promise((resolve) => finished.on('exit', resolve));
+// A long tick: terminated while its second clap waits for the tick.
+const busy = new Worker(body(DIR + '/two', 1000), { eval: true, execArgv: [] });
+await new Promise((resolve) => busy.on('message', (m) => m === 'started' && resolve()));
+const terminated = await busy.terminate();
+console.log(JSON.stringify({ total, code, terminated }));
+`, { dir, load: false }); // only the workers load the addon, so each one's end unloads it
+  assert.equal(run.signal, null, `no crash: ${run.stderr}`);
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout), { total: 2, code: 0, terminated: 1 });
 });
