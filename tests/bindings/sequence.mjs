@@ -48,13 +48,18 @@ const engineOptions = (onUpdate) => ({ tickMs: 25, clapCap: 50, onUpdate });
 // 1-2
 let store = new LmdbStore(dir);
 const totals = [];
+let firstDelivery;
+const delivered = new Promise((resolve) => { firstDelivery = resolve; });
 let engine = new Engine(store, engineOptions((subscriber, updates) => {
   if (subscriber !== 1) return;
   for (const u of updates) if (u.article === 'a1') totals.push(u.total);
+  firstDelivery();
 }));
 print({ step: 'open' });
 const snap = engine.subscribe(1, 'alice', 'a1', true);
 print({ step: 'subscribe', subscriber: 1, article: snap.article, total: snap.total, viewers: snap.viewers, mine: snap.mine });
+// The subscription's own update (the viewer count) first, in a tick of its own.
+await within(delivered, 5000, 'the first delivery to subscriber 1');
 // 3-9
 await op(engine, 'clap', 'alice', 'a1', 30, 'op-1');
 await op(engine, 'clap', 'alice', 'a1', 30, 'op-2');
