@@ -85,7 +85,8 @@ js_engine::js_engine(const Napi::CallbackInfo& info)
   options.max_op_ids_per_user = optional_count(o, "maxOpIdsPerUser", options.max_op_ids_per_user);
   options.max_pending_ops = optional_count(o, "maxPendingOps", options.max_pending_ops);
   options.max_subscriptions = optional_count(o, "maxSubscriptions", options.max_subscriptions);
-  options.hash_seed = optional_count(o, "hashSeed", options.hash_seed & ((std::uint64_t{1} << 53) - 1));
+  // The default seed does not fit a JS number: keep it unless one is given.
+  if (!o.Get("hashSeed").IsUndefined()) options.hash_seed = optional_count(o, "hashSeed", 0);
   std::string why;
   if (const std::error_code ec = claps::validate(options, why)) {
     Napi::Error error = make_error(env, ec, "Engine options");
