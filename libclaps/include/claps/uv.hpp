@@ -21,6 +21,7 @@
 
 #include <uv.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 
@@ -42,6 +43,11 @@ public:
   void flush();
   /// Stops ticking; the engine keeps its state.
   void stop();
+  /// Calls `observer` after each advance() that ran a tick, with the wall
+  /// time (steady clock) that advance() took: the tick's commit hand-off,
+  /// encodes and first delivery slice, as long as the loop was held.
+  /// Empty (the default): nothing is timed. Loop thread only.
+  void on_tick(std::function<void(std::chrono::nanoseconds took)> observer);
 
   /// Like uv_unref() on the driver's handles: an armed timer no longer keeps
   /// uv_run() from returning, so the loop ends by itself once only the driver
