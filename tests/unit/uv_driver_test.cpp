@@ -264,6 +264,26 @@ TEST_CASE("uv_store_pump runs an LMDB writer thread's completions on the loop") 
   std::filesystem::remove_all(tmpl);
 }
 
+TEST_CASE("an unref'd uv_store_pump does not keep uv_run going; ref() makes it keep it again") {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  int wakes = 0;
+  auto pump = std::make_unique<claps::uv_store_pump>(&loop, [&] { ++wakes; });
+  pump->unref();
+  // Nothing else is on the loop: with the pump unref'd, uv_run returns at once.
+  CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+  CHECK(uv_loop_alive(&loop) == 0);
+  pump->ref();
+  CHECK(uv_loop_alive(&loop) != 0);
+  // Ref'd, it holds the loop; a waker call runs on_wake on the next pass.
+  pump->waker()();
+  CHECK(uv_run(&loop, UV_RUN_NOWAIT) != 0);
+  CHECK(wakes == 1);
+  pump.reset();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
 namespace {
 // Runs `loop` until uv_run returns by itself (true), or stops it after 10 s
 // (false). The deadline's timer is unref'd: it does not keep the loop alive.

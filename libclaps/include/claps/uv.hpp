@@ -83,7 +83,7 @@ private:
 /// Several wakes before the loop gets to run may run `on_wake` once
 /// (uv_async_send coalesces them): `on_wake` must handle everything that is
 /// ready, as run_completions() does. The pump's handle is active, so it keeps
-/// the loop running until the pump is destroyed.
+/// the loop running until the pump is destroyed, unless unref()'d.
 class uv_store_pump {
 public:
   /// Opens a uv_async_t on `loop`, which must outlive the pump.
@@ -99,6 +99,14 @@ public:
   /// lmdb_options::on_commit_ready. Copies may be called from any thread,
   /// before or after the pump is destroyed.
   std::function<void()> waker() const;
+
+  /// Like uv_unref()/uv_ref() on the pump's handle: an unref'd pump does not
+  /// keep uv_run() going by itself, so a process whose store is idle can end.
+  /// A host that lets the loop end this way refs the pump again while a
+  /// commit may be in flight, or its completion may never run. A new pump is
+  /// ref'd.
+  void unref();
+  void ref();
 
   struct state;  // internal
 
