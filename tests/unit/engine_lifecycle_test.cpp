@@ -77,26 +77,6 @@ void check_each_has_one_result(const std::vector<std::uint64_t>& accepted, const
   CHECK(rec.got.size() == accepted.size());
 }
 
-class temp_dir {
-public:
-  temp_dir() {
-    char pattern[] = "/tmp/claps-lifecycle-XXXXXX";
-    const char* made = ::mkdtemp(pattern);
-    REQUIRE(made != nullptr);
-    path_ = made;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::string& path() const { return path_; }
-
-private:
-  std::string path_;
-};
-
 }  // namespace
 
 TEST_CASE("op_result reports the op's user, op id and article") {

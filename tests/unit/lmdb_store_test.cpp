@@ -3,6 +3,8 @@
 // ctest runs this file twice: unit.lmdb_store commits inline (no
 // on_commit_ready), unit.lmdb_store.writer (CLAPS_LMDB_TEST_WRITER=1) on the
 // store's writer thread, every commit waited for with wait_for_commit().
+#include "test_support.hpp"
+
 #include <claps/engine.hpp>
 #include <claps/error.hpp>
 #include <claps/lmdb.hpp>
@@ -39,28 +41,7 @@ namespace {
 using namespace std::chrono_literals;
 using claps::errc;
 using claps::timestamp;
-
-// A directory made with mkdtemp and removed with everything in it.
-class temp_dir {
-public:
-  temp_dir() {
-    char pattern[] = "/tmp/claps-lmdb-test-XXXXXX";
-    const char* made = ::mkdtemp(pattern);
-    REQUIRE(made != nullptr);
-    path_ = made;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string env() const { return path_ + "/env"; }
-
-private:
-  std::string path_;
-};
+using claps_test::temp_dir;
 
 const timestamp t0{claps::millis{1'790'000'000'000}};
 

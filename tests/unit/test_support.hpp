@@ -5,8 +5,14 @@
 
 #include <claps/claps.hpp>
 
+#include <doctest/doctest.h>
+
+#include <stdlib.h>
+
+#include <filesystem>
 #include <map>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace claps_test {
@@ -240,6 +246,29 @@ struct recorder {
       if (r.cookie == cookie) return &r;
     return nullptr;
   }
+};
+
+// A directory made with mkdtemp under /tmp and removed with everything in it.
+class temp_dir {
+public:
+  explicit temp_dir(const std::string& prefix = "claps-test") {
+    std::string pattern = "/tmp/" + prefix + "-XXXXXX";
+    const char* made = ::mkdtemp(pattern.data());
+    REQUIRE(made != nullptr);
+    path_ = made;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  const std::string& path() const { return path_; }
+  // Where an LMDB environment goes inside it.
+  std::string env() const { return path_ + "/env"; }
+
+private:
+  std::string path_;
 };
 
 }  // namespace claps_test
