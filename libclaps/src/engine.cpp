@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <unordered_set>
 
 namespace claps {
@@ -17,30 +18,69 @@ void engine::impl::reentered() {
   std::abort();
 }
 
-std::error_code validate(const engine_options& o) noexcept {
-  if (o.tick < millis(1) || o.tick > millis(1000)) return make_error_code(errc::bad_request);
-  if (o.clap_cap < 1) return make_error_code(errc::bad_request);
-  if (o.op_id_window < millis(0)) return make_error_code(errc::bad_request);
-  if (o.max_pending_ops < 1) return make_error_code(errc::bad_request);
-  if (o.op_id_cache < 1) return make_error_code(errc::bad_request);
-  if (o.op_id_wait < millis(0)) return make_error_code(errc::bad_request);
-  if (o.viewer_update_interval < millis(0)) return make_error_code(errc::bad_request);
+namespace {
+
+// The first option out of range, with its value and the allowed range; empty when all are usable.
+std::string check_options(const engine_options& o) {
+  auto ms = [](millis m) { return std::to_string(m.count()) + " ms"; };
+  if (o.tick < millis(1) || o.tick > millis(1000))
+    return "engine_options::tick is " + ms(o.tick) + "; it must be 1..1000 ms";
+  if (o.clap_cap < 1)
+    return "engine_options::clap_cap is " + std::to_string(o.clap_cap) + "; it must be at least 1";
+  if (o.op_id_window < millis(0))
+    return "engine_options::op_id_window is " + ms(o.op_id_window) + "; it must be 0 ms or more";
+  if (o.max_pending_ops < 1)
+    return "engine_options::max_pending_ops is " + std::to_string(o.max_pending_ops) +
+           "; it must be at least 1";
+  if (o.op_id_cache < 1)
+    return "engine_options::op_id_cache is " + std::to_string(o.op_id_cache) + "; it must be at least 1";
+  if (o.op_id_wait < millis(0))
+    return "engine_options::op_id_wait is " + ms(o.op_id_wait) + "; it must be 0 ms or more";
+  if (o.viewer_update_interval < millis(0))
+    return "engine_options::viewer_update_interval is " + ms(o.viewer_update_interval) +
+           "; it must be 0 ms or more";
   return {};
+}
+
+}  // namespace
+
+std::error_code validate(const engine_options& o, std::string& why) {
+  why = check_options(o);
+  return why.empty() ? std::error_code() : make_error_code(errc::bad_request);
+}
+
+std::error_code validate(const engine_options& o) noexcept {
+  try {
+    std::string why;
+    return validate(o, why);
+  } catch (...) {  // no memory for the sentence: the options are out of range
+    return make_error_code(errc::bad_request);
+  }
 }
 
 engine::engine(store& s, engine_options options, engine_callbacks callbacks, timestamp now)
     : impl_(std::make_unique<impl>(s, options, std::move(callbacks), now)) {
-  assert(!validate(options) && "claps::engine: options fail validate()");
+  if (std::string why; validate(options, why)) {
+    std::fprintf(stderr, "claps::engine: options fail validate(): %s\n", why.c_str());
+    std::abort();
+  }
   s.attach(impl_.get());
 }
 
-engine::~engine() { impl_->st.attach(nullptr); }
+engine::~engine() {
+  impl& e = *impl_;
+  *e.self = nullptr;  // a store completion after this does nothing
+  e.committing = e.arbitrating = false;
+  e.settle_all_unavailable();
+  e.st.attach(nullptr);
+}
 
 std::error_code engine::subscribe(subscriber_id sub, std::string_view user, std::string_view article,
                                   bool reading, snapshot& out) {
   impl& e = *impl_;
   e.assert_not_in_callback();
   if (auto ec = check_article_id(article)) return ec;
+  if (e.closing) return make_error_code(errc::unavailable);
   // Over the limit costs no store read (an article not in memory is watched by nobody).
   if (auto it = e.sub_index.find(sub); e.opt.max_subscriptions && it != e.sub_index.end() &&
                                        e.subs[it->second].watching.size() >= e.opt.max_subscriptions) {
@@ -56,6 +96,7 @@ std::error_code engine::subscribe(subscriber_id sub, std::string_view user, std:
   std::uint32_t sub_slot = e.find_or_add_subscriber(sub);
   if (!e.watches(sub_slot, slot)) e.add_watch(sub_slot, slot, reading);
   e.fill_snapshot(slot, mine, global, out);
+  e.wake_if_earlier();
   return {};
 }
 
@@ -68,6 +109,7 @@ std::error_code engine::subscribe(subscriber_id sub, std::string_view user,
     if (auto ec = check_user_id(user)) return ec;
   for (std::string_view article : list)
     if (auto ec = check_article_id(article)) return ec;
+  if (e.closing) return make_error_code(errc::unavailable);
   // The limit first, from memory alone (an article not in memory is watched by
   // nobody), so a request over it costs no store reads.
   auto it = e.sub_index.find(sub);
@@ -104,6 +146,7 @@ std::error_code engine::subscribe(subscriber_id sub, std::string_view user,
     e.fill_snapshot(slots[i], mines[i], globals[i], snap);
     out.push_back(snap);
   }
+  e.wake_if_earlier();
   return {};
 }
 
@@ -120,6 +163,7 @@ void engine::unsubscribe(subscriber_id sub, std::string_view article) {
       std::uint32_t sub_slot = it->second;
       e.remove_watch(sub_slot, pos);
       e.drop_subscriber_if_empty(sub_slot);
+      e.wake_if_earlier();
       return;
     }
   }
@@ -134,21 +178,27 @@ void engine::unsubscribe_all(subscriber_id sub) {
   while (!e.subs[sub_slot].watching.empty())
     e.remove_watch(sub_slot, static_cast<std::uint32_t>(e.subs[sub_slot].watching.size() - 1));
   e.drop_subscriber_if_empty(sub_slot);
+  e.wake_if_earlier();
 }
 
 std::error_code engine::clap(const clap_request& r) {
   impl_->assert_not_in_callback();
-  return impl_->apply(r.user, r.article, r.count, false, r.op_id, r.cookie);
+  auto ec = impl_->apply(r.user, r.article, r.count, false, r.op_id, r.cookie);
+  if (!ec) impl_->wake_if_earlier();
+  return ec;
 }
 
 std::error_code engine::undo(const undo_request& r) {
   impl_->assert_not_in_callback();
-  return impl_->apply(r.user, r.article, 0, true, r.op_id, r.cookie);
+  auto ec = impl_->apply(r.user, r.article, 0, true, r.op_id, r.cookie);
+  if (!ec) impl_->wake_if_earlier();
+  return ec;
 }
 
 void engine::advance(timestamp now) {
   impl& e = *impl_;
   e.assert_not_in_callback();
+  if (now == timestamp::max()) return;  // next_deadline() of an idle engine: nothing to do
   if (now < e.next_tick) {
     e.now = std::max(e.now, now);
     if (e.delivering()) e.deliver_queued(e.opt.deliveries_per_slice);
@@ -168,8 +218,24 @@ void engine::flush(timestamp now) {
   e.deliver_queued(0);
 }
 
+void engine::close(timestamp now) {
+  impl& e = *impl_;
+  e.assert_not_in_callback();
+  e.closing = true;
+  flush(now);
+}
+
+bool engine::closed() const noexcept { return impl_->closing && idle(); }
+
+void engine::on_wake(std::function<void()> wake) {
+  impl_->assert_not_in_callback();
+  impl_->wake = std::move(wake);
+  impl_->deadline_told = timestamp::min();
+}
+
 void engine::set_remote(std::string_view article, std::int64_t remote_total, std::uint32_t remote_viewers) {
   impl_->set_remote(article, remote_total, remote_viewers);
+  impl_->wake_if_earlier();
 }
 
 // Safe inside a callback: it only marks the article for the next emission.
@@ -184,8 +250,17 @@ void engine::impl::set_remote(std::string_view article, std::int64_t remote_tota
   mark_changed(slot);
 }
 
+bool engine::impl::has_work() const {
+  return delivering() || !changed_articles.empty() || !accumulating_results.empty() ||
+         !ready_results.empty() || !intents.empty() || !dirty_articles.empty() || !dirty_tallies.empty() ||
+         !dirty_ops.empty() || live_articles > opt.article_cache || tally_count > opt.tally_cache ||
+         !st.space().accepts_new_keys;
+}
+
 timestamp engine::next_deadline() const noexcept {
-  return impl_->delivering() ? std::min(impl_->now, impl_->next_tick) : impl_->next_tick;
+  const timestamp d = impl_->deadline();
+  impl_->deadline_told = d;
+  return d;
 }
 
 bool engine::delivering() const noexcept { return impl_->delivering(); }

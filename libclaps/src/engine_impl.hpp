@@ -101,13 +101,55 @@ struct pending_result {
   std::int32_t mine;
   bool replayed;
   bool unavailable = false;  // could not be decided (op_result::error)
+  // The op's user and op id, at key_at in its result_list's `keys`.
+  std::uint32_t key_at = 0;
+  std::uint8_t user_len = 0, op_id_len = 0;  // ids are at most 128 bytes
+};
+
+// Results waiting for one event, with the users and op ids they report.
+struct result_list {
+  std::vector<pending_result> items;
+  std::string keys;
+
+  void push(pending_result r, std::string_view user, std::string_view op_id) {
+    r.key_at = static_cast<std::uint32_t>(keys.size());
+    r.user_len = static_cast<std::uint8_t>(user.size());
+    r.op_id_len = static_cast<std::uint8_t>(op_id.size());
+    keys.append(user).append(op_id);
+    items.push_back(r);
+  }
+  void append(const result_list& other) {
+    const auto base = static_cast<std::uint32_t>(keys.size());
+    keys += other.keys;
+    for (pending_result r : other.items) {
+      r.key_at += base;
+      items.push_back(r);
+    }
+  }
+  std::string_view user(const pending_result& r) const {
+    return std::string_view(keys).substr(r.key_at, r.user_len);
+  }
+  std::string_view op_id(const pending_result& r) const {
+    return std::string_view(keys).substr(r.key_at + r.user_len, r.op_id_len);
+  }
+  bool empty() const noexcept { return items.empty(); }
+  std::size_t size() const noexcept { return items.size(); }
+  void clear() noexcept {
+    items.clear();
+    keys.clear();
+  }
+  void swap(result_list& other) noexcept {
+    items.swap(other.items);
+    keys.swap(other.keys);
+  }
 };
 
 // A clap or undo waiting for a shared store's decision (store::arbitrate).
 // Its article is pinned (result_refs) and its tally index kept valid (tally
 // eviction waits while any intent exists).
 struct intent_state {
-  std::string user, op_id;
+  std::string user, op_id;    // op_id as asked (the op's result reports it)
+  bool store_op_id = true;    // false: the op id is not recorded (see engine::undo)
   std::uint32_t article = 0;  // slot
   std::uint32_t tally = 0;    // index in the article's tallies
   std::int32_t count = 0;
@@ -154,7 +196,7 @@ struct engine::impl final : store_listener {
   std::vector<tally_ref> dirty_tallies;
   std::vector<pending_op> dirty_ops;
   std::string dirty_op_keys;
-  std::vector<pending_result> accumulating_results;
+  result_list accumulating_results;
 
   // The commit in flight and what it carries.
   bool committing = false;
@@ -162,13 +204,13 @@ struct engine::impl final : store_listener {
   std::vector<tally_ref> flight_tallies;
   std::vector<pending_op> flight_ops;
   std::string flight_op_keys;  // what batch_ops views
-  std::vector<pending_result> flight_results;
+  result_list flight_results;
   std::vector<article_total> batch_totals;
   std::vector<user_tally> batch_tallies;
   std::vector<op_record> batch_ops;
   std::string batch_users;  // the users batch_tallies views point into
 
-  std::vector<pending_result> ready_results;  // replays of committed ops
+  result_list ready_results;  // replays of committed ops
 
   // Ops waiting for the store's decision, and those in the arbitration in
   // flight (at most one, and never while a commit is in flight).
@@ -203,6 +245,14 @@ struct engine::impl final : store_listener {
   engine_stats stats;
   int callback_depth = 0;
   std::string key_buf;
+
+  // Shutdown (engine::close) and the driver's wake-up (engine::on_wake).
+  bool closing = false;
+  std::function<void()> wake;
+  mutable timestamp deadline_told = timestamp::min();
+  // What the store's callbacks reach: null once the engine is gone, so a
+  // completion that arrives after the destructor does nothing.
+  std::shared_ptr<impl*> self = std::make_shared<impl*>(this);
 
   impl(store& s, engine_options o, engine_callbacks c, timestamp t)
       : st(s),
@@ -311,7 +361,7 @@ struct engine::impl final : store_listener {
 
   // ---- results ----
 
-  std::vector<pending_result>& results_for(stage s) {
+  result_list& results_for(stage s) {
     switch (s) {
     case stage::deciding:  // not reached: such an op gets its intent's answer
     case stage::gone:      // not reached: never found
@@ -322,19 +372,40 @@ struct engine::impl final : store_listener {
     return ready_results;
   }
 
-  void complete(std::vector<pending_result>& results, durability level);
+  void complete(result_list& results, durability level);
+  // Gives every op still without a result errc::unavailable (the destructor).
+  void settle_all_unavailable();
+
+  // ---- deadlines ----
+
+  // Work for advance(): see engine::next_deadline().
+  bool has_work() const;
+  timestamp deadline() const {
+    if (!has_work()) return timestamp::max();
+    return delivering() ? std::min(now, next_tick) : next_tick;
+  }
+  // Calls `wake` when the deadline came earlier than the one last told.
+  void wake_if_earlier() {
+    if (!wake) return;
+    const timestamp d = deadline();
+    if (d >= deadline_told) return;
+    deadline_told = d;
+    callback_scope scope(*this);
+    wake();
+  }
 
   // ---- intake ----
 
   std::error_code apply(std::string_view user, std::string_view article, std::int32_t count, bool is_undo,
                         std::string_view op_id, std::uint64_t cookie);
 
-  std::error_code replay(const op_entry& op, std::string_view article, std::uint64_t cookie);
+  std::error_code replay(const op_entry& op, std::string_view user, std::string_view article,
+                         std::string_view op_id, std::uint64_t cookie);
   // The store is short of space (store::space()): counted, then refused.
   std::error_code refuse_store_full();
 
-  // Counts a decided op: its claps, its op record (`op`, npos without an op
-  // id, then `op_id` is empty) and its result. The article must already be
+  // Counts a decided op: its claps, its op record (`op`, npos when none is
+  // kept) and its result, which reports `op_id` (as asked). The article must already be
   // pinned (result_refs).
   void record(std::uint32_t slot, std::uint32_t tally, std::int32_t count, bool is_undo,
               std::int32_t accepted, std::int32_t mine, op_table::handle op, std::string_view op_id,
@@ -369,6 +440,11 @@ struct engine::impl final : store_listener {
   tally_state& tally_of(tally_ref ref) { return articles[ref.article]->tallies[ref.index].state; }
 
   void finish_commit(std::error_code ec, durability level);
+  commit_handler commit_done() {
+    return [self = self](std::error_code ec, durability level) {
+      if (*self) (*self)->finish_commit(ec, level);
+    };
+  }
 
   bool in_tick = false;
   // Updates went out since the last tick began (see finish_commit).

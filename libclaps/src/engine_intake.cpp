@@ -128,6 +128,7 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
   if (!op_id.empty())
     if (auto ec = check_op_id(op_id)) return ec;
   if (!is_undo && (count < 1 || count > opt.clap_cap)) return make_error_code(errc::invalid_count);
+  if (closing) return make_error_code(errc::unavailable);
   if (stats.pending_ops >= opt.max_pending_ops) {
     ++stats.refused_unavailable;
     return make_error_code(errc::unavailable);
@@ -140,7 +141,7 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
     if (auto ec = find_op(user, article, op_id, key, op, expired)) return ec;
     if (op != op_table::npos) {
       const op_entry& e = ops.at(op);
-      if (e.at() != stage::deciding) return replay(e, article, cookie);
+      if (e.at() != stage::deciding) return replay(e, user, article, op_id, cookie);
       // Sent again before the first was decided: it gets the same answer.
       ++articles[e.intent->article]->result_refs;
       e.intent->followers.push_back(cookie);
@@ -157,6 +158,7 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
   }
   // Replays above cost the store nothing; from here an op writes keys.
   const bool room = st.space().accepts_new_keys;
+  bool keep_op_id = true;
   if (!room && !is_undo && !op_id.empty()) return refuse_store_full();
   std::uint32_t slot = 0;
   if (auto ec = find_or_load_article(article, slot)) return ec;
@@ -169,9 +171,9 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
     if (!is_undo && !has_claps) return refuse_store_full();
     // An undo always passes; one that removes nothing is not worth a new op
     // record while space is short (a flood of them would fill the reserve).
-    if (is_undo && !has_claps) op_id = {};
+    if (is_undo && !has_claps) keep_op_id = false;
   }
-  if (!op_id.empty()) {
+  if (!op_id.empty() && keep_op_id) {
     // An expired record may still sit under this key: the new one replaces
     // it at the back of the table, in expiry order.
     if (expired != op_table::npos) ops.remove(expired);
@@ -183,6 +185,7 @@ std::error_code engine::impl::apply(std::string_view user, std::string_view arti
     auto in = std::make_unique<intent_state>();
     in->user.assign(user);
     in->op_id.assign(op_id);
+    in->store_op_id = keep_op_id;
     in->article = slot;
     in->tally = tally;
     in->count = is_undo ? 0 : count;
@@ -272,15 +275,16 @@ void engine::impl::record(std::uint32_t slot, std::uint32_t tally, std::int32_t 
     e.set_stage(stage::accumulating);
     queue_op(op, a.tallies[tally].user, a.id, op_id);
   }
-  accumulating_results.push_back({cookie, slot, accepted, mine, false});
+  accumulating_results.push({cookie, slot, accepted, mine, false}, a.tallies[tally].user, op_id);
 }
 
-std::error_code engine::impl::replay(const op_entry& op, std::string_view article, std::uint64_t cookie) {
+std::error_code engine::impl::replay(const op_entry& op, std::string_view user, std::string_view article,
+                                     std::string_view op_id, std::uint64_t cookie) {
   std::uint32_t slot = 0;
   if (auto ec = find_or_load_article(article, slot)) return ec;
   ++stats.replays;
   ++articles[slot]->result_refs;
-  results_for(op.at()).push_back({cookie, slot, op.result.accepted, op.result.mine, true});
+  results_for(op.at()).push({cookie, slot, op.result.accepted, op.result.mine, true}, user, op_id);
   ++stats.pending_ops;
   return {};
 }

@@ -3,16 +3,18 @@
 
 namespace claps {
 
-void engine::impl::complete(std::vector<pending_result>& results, durability level) {
+void engine::impl::complete(result_list& results, durability level) {
   if (results.empty()) return;
   callback_scope scope(*this);
-  for (const pending_result& r : results) {
+  for (const pending_result& r : results.items) {
     article_state& a = *articles[r.article];
     --a.result_refs;
     if (cb.result) {
       op_result out;
       out.cookie = r.cookie;
       if (r.unavailable) out.error = make_error_code(errc::unavailable);
+      out.user = results.user(r);
+      out.op_id = results.op_id(r);
       out.article = a.id;
       out.accepted = r.accepted;
       out.total = a.committed + a.remote_total;
@@ -53,11 +55,15 @@ void engine::impl::start_arbitration() {
   intent_views.reserve(deciding.size());
   for (const auto& in : deciding) {
     const article_state& a = *articles[in->article];
-    intent_views.push_back(
-        {in->user, a.id, in->op_id, in->count, in->undo, a.tallies[in->tally].state.value, a.total});
+    intent_views.push_back({in->user, a.id,
+                            in->store_op_id ? std::string_view(in->op_id) : std::string_view(), in->count,
+                            in->undo, a.tallies[in->tally].state.value, a.total});
   }
   arbitrating = true;
-  if (st.arbitrate(intent_views, [this](std::span<const op_decision> d) { finish_arbitration(d); })) {
+  auto done = [self = self](std::span<const op_decision> d) {
+    if (*self) (*self)->finish_arbitration(d);
+  };
+  if (st.arbitrate(intent_views, std::move(done))) {
     // The shared store is unreachable: every op is decided here (kind::local).
     const std::vector<op_decision> all(deciding.size());
     finish_arbitration(all);
@@ -75,12 +81,13 @@ void engine::impl::finish_arbitration(std::span<const op_decision> decisions) {
     if (in) intents.push_back(std::move(in));  // asked again on the next tick
   deciding.clear();
   start_commit();
+  if (!in_tick) wake_if_earlier();
 }
 
 bool engine::impl::settle_intent(intent_state& in, const op_decision& d) {
   auto answer_followers = [&](std::int32_t accepted, std::int32_t mine, bool unavailable) {
     for (std::uint64_t cookie : in.followers)
-      accumulating_results.push_back({cookie, in.article, accepted, mine, true, unavailable});
+      accumulating_results.push({cookie, in.article, accepted, mine, true, unavailable}, in.user, in.op_id);
     if (!unavailable) stats.replays += in.followers.size();
   };
   switch (d.what) {
@@ -99,7 +106,7 @@ bool engine::impl::settle_intent(intent_state& in, const op_decision& d) {
     // The record stays in memory only: it is that node's journal that holds it.
     if (in.op != op_table::npos) keep_in_memory(in.op, d.accepted, d.mine, now + opt.op_id_window);
     ++stats.replays;
-    accumulating_results.push_back({in.cookie, in.article, d.accepted, d.mine, true});
+    accumulating_results.push({in.cookie, in.article, d.accepted, d.mine, true}, in.user, in.op_id);
     answer_followers(d.accepted, d.mine, false);
     break;
   case op_decision::kind::retry:
@@ -107,7 +114,7 @@ bool engine::impl::settle_intent(intent_state& in, const op_decision& d) {
     // Forgotten: expired at once, purged with the other expired records.
     if (in.op != op_table::npos) keep_in_memory(in.op, 0, 0, now);
     ++stats.refused_unavailable;
-    accumulating_results.push_back({in.cookie, in.article, 0, 0, false, true});
+    accumulating_results.push({in.cookie, in.article, 0, 0, false, true}, in.user, in.op_id);
     answer_followers(0, 0, true);
     break;
   }
@@ -129,7 +136,7 @@ void engine::impl::start_commit() {
       committing = true;
       commit_batch batch;
       batch.now = now;
-      st.commit(batch, [this](std::error_code ec, durability level) { finish_commit(ec, level); });
+      st.commit(batch, commit_done());
     }
     return;
   }
@@ -177,7 +184,7 @@ void engine::impl::start_commit() {
   batch.tallies = batch_tallies;
   batch.ops = batch_ops;
   batch.now = now;
-  st.commit(batch, [this](std::error_code ec, durability level) { finish_commit(ec, level); });
+  st.commit(batch, commit_done());
 }
 
 void engine::impl::finish_commit(std::error_code ec, durability level) {
@@ -204,7 +211,7 @@ void engine::impl::finish_commit(std::error_code ec, durability level) {
                key.substr(p.user_len + p.article_len, p.op_id_len));
     }
     flight_op_keys.clear();
-    flight_results.insert(flight_results.end(), accumulating_results.begin(), accumulating_results.end());
+    flight_results.append(accumulating_results);
     accumulating_results.swap(flight_results);
     flight_results.clear();
     flight_articles.clear();
@@ -216,6 +223,7 @@ void engine::impl::finish_commit(std::error_code ec, durability level) {
       callback_scope scope(*this);
       cb.store_status(ec);
     }
+    if (!in_tick) wake_if_earlier();
     return;
   }
   ++stats.commits;
@@ -250,6 +258,29 @@ void engine::impl::finish_commit(std::error_code ec, durability level) {
   // gets at most one batch per tick, also when other nodes' parts (emitted by
   // the tick) and this node's commits (emitted here) change the same room.
   if (!in_tick && !emitted_since_tick) emit();
+  if (!in_tick) wake_if_earlier();
+}
+
+void engine::impl::settle_all_unavailable() {
+  auto refuse = [this](result_list& list) {
+    for (pending_result& r : list.items) r.unavailable = true;
+    stats.pending_ops -= list.size();
+    complete(list, durability::local);
+  };
+  refuse(flight_results);
+  for (auto* queue : {&deciding, &intents}) {
+    result_list answers;
+    for (const auto& in : *queue) {
+      if (!in) continue;
+      answers.push({in->cookie, in->article, 0, 0, false, true}, in->user, in->op_id);
+      for (std::uint64_t cookie : in->followers)
+        answers.push({cookie, in->article, 0, 0, true, true}, in->user, in->op_id);
+    }
+    queue->clear();
+    refuse(answers);
+  }
+  refuse(accumulating_results);
+  refuse(ready_results);
 }
 
 void engine::impl::emit() {

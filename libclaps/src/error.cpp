@@ -23,7 +23,9 @@ public:
     case errc::message_too_large: return "message too large";
     case errc::too_many_op_ids:
       return "too many op ids from this user in the op-id window: wait, or clap without new op ids";
-    case errc::unavailable: return "temporarily unavailable: retry shortly";
+    case errc::unavailable:
+      return "unavailable: the engine has too much uncommitted or is closed (shutting down); retry shortly "
+             "(with the same op id, it is applied once)";
     case errc::store_full:
       return "store is full (LMDB map at its maximum, or disk full): new claps are refused until it has room; "
              "retry later";
@@ -62,6 +64,33 @@ std::string_view wire_name(std::error_code ec) noexcept {
   case errc::too_many_op_ids: return "rate_limited";
   default: return "unavailable";
   }
+}
+
+std::string_view errc_name(std::error_code ec) noexcept {
+  if (!ec) return "";
+  if (ec.category() != category_instance) return "other";
+  switch (static_cast<errc>(ec.value())) {
+  case errc::bad_request: return "bad_request";
+  case errc::invalid_article: return "invalid_article";
+  case errc::invalid_user: return "invalid_user";
+  case errc::invalid_op_id: return "invalid_op_id";
+  case errc::invalid_count: return "invalid_count";
+  case errc::too_many_subscriptions: return "too_many_subscriptions";
+  case errc::rate_limited: return "rate_limited";
+  case errc::unauthorized: return "unauthorized";
+  case errc::forbidden: return "forbidden";
+  case errc::message_too_large: return "message_too_large";
+  case errc::too_many_op_ids: return "too_many_op_ids";
+  case errc::unavailable: return "unavailable";
+  case errc::store_full: return "store_full";
+  case errc::store_io: return "store_io";
+  case errc::store_corrupted: return "store_corrupted";
+  case errc::store_incompatible: return "store_incompatible";
+  case errc::store_timeout: return "store_timeout";
+  case errc::store_disconnected: return "store_disconnected";
+  case errc::count_: break;
+  }
+  return "other";
 }
 
 std::string_view wire_reason(std::error_code ec) noexcept {

@@ -25,8 +25,10 @@ struct fixture {
   explicit fixture(claps::engine_options o = {}, bool by_slices = false)
       : rec(by_slices), eng(st, o, rec.callbacks(), t0()) {}
 
+  // The next deadline, or one tick on when the engine is idle ("never").
   void tick() {
-    now = eng.next_deadline();
+    const claps::timestamp d = eng.next_deadline();
+    now = d == claps::timestamp::max() ? now + eng.options().tick : d;
     eng.advance(now);
   }
   std::error_code clap(std::string_view user, std::string_view article, int count, std::uint64_t cookie,
@@ -473,13 +475,18 @@ TEST_CASE("options are validated") {
 
 TEST_CASE("the deadline moves one tick at a time and never builds a backlog") {
   fixture f;
+  CHECK(f.eng.next_deadline() == claps::timestamp::max());  // nothing to do yet
+  REQUIRE_FALSE(f.clap("u", "a", 1, 1));
   auto d = f.eng.next_deadline();
   CHECK(d == t0() + claps::millis(25));
   f.eng.advance(d - claps::millis(1));
   CHECK(f.eng.next_deadline() == d);
   CHECK(f.eng.stats().ticks == 0);
+  REQUIRE_FALSE(f.clap("u", "a", 1, 2));
   f.eng.advance(d + claps::millis(1000));  // a long stall: one tick, then onwards from now
   CHECK(f.eng.stats().ticks == 1);
+  CHECK(f.eng.next_deadline() == claps::timestamp::max());  // both claps committed
+  REQUIRE_FALSE(f.clap("u", "a", 1, 3));
   CHECK(f.eng.next_deadline() == d + claps::millis(1025));
 }
 

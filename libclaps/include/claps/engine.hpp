@@ -8,23 +8,42 @@
 // The engine never reads a clock, opens a socket, starts a thread or arms a
 // timer. Its caller:
 //   1. feeds it commands (subscribe, unsubscribe, clap, undo);
-//   2. calls advance(now) whenever now >= next_deadline();
-//   3. receives output through the callbacks in engine_callbacks.
+//   2. calls advance(now) whenever now >= next_deadline() (timestamp::max():
+//      nothing to do until the next command);
+//   3. receives output through the callbacks in engine_callbacks;
+//   4. shuts it down with close() (see "Shutdown" below).
 // <claps/uv.hpp> does this on a libuv loop; tests do it with a fake clock.
 //
 // Thread rule: an engine and its store belong to one thread.
-// Re-entrancy rule: callbacks run inside advance() and flush(), and, with a
-// store that completes later (a networked store), from the caller's loop when
-// the store completes a commit or an arbitration. They never run inside
-// subscribe(), clap(), undo() or a query. From a callback the caller may use
-// the const queries and set_remote() only; calling another mutating function
-// (subscribe, clap, advance, ...) from a callback is a programming error:
-// the engine prints why to stderr and aborts, in every build type. Views passed to a
-// callback are valid only until the callback returns.
+// Re-entrancy rule: callbacks run inside advance(), flush(), close() and the
+// destructor, and, with a store that completes later (claps::lmdb_store with
+// its writer thread, a networked store), from the caller's loop when the
+// store completes a commit or an arbitration (lmdb_store::run_completions(),
+// the Redis client's loop). They never run inside subscribe(), clap(),
+// undo() or a query. From a callback the caller may use the const queries and
+// set_remote() only; calling another mutating function (subscribe, clap,
+// advance, ...) from a callback is a programming error: the engine prints
+// why to stderr and aborts, in every build type. Views passed to a callback
+// are valid only until the callback returns.
 //
 // Order of results: within one commit, results fire in the order their ops
 // were accepted by clap()/undo(); replays of ops that were already durable
 // fire at the start of the next tick, before that tick's commit completes.
+// Within a tick, results come before the updates and deliveries of the
+// articles they changed (the result of a clap fires before its article's
+// new total is delivered).
+//
+// Shutdown, the one sequence:
+//   - a store that completes inside commit() (claps::memory_store,
+//     claps::lmdb_store without on_commit_ready): engine.close(now), then
+//     destroy the engine, then the store;
+//   - a store that completes later (lmdb_store with its writer thread, the
+//     Redis store): engine.close(now), keep running the store's completions
+//     (the caller's loop) until engine.closed(), destroy the engine, then the
+//     store. claps::uv_driver::close() does the waiting on a libuv loop.
+// close() commits everything pending at once; closed() turns true when every
+// op that returned no error has had its result. Destroying an engine before
+// that gives each op still without a result errc::unavailable (see ~engine).
 //
 // Several nodes: with a store that arbitrates (claps::redis_store), clap() and
 // undo() only queue the op; each tick the engine asks the store to decide the
@@ -115,8 +134,12 @@ struct engine_options {
   std::uint64_t hash_seed = 0x2545F4914F6CDD1Dull;
 };
 
-/// Checks option ranges. Empty error_code when usable.
+/// Checks option ranges. Empty error_code (usable) or errc::bad_request.
 std::error_code validate(const engine_options& options) noexcept;
+/// The same, and on an error sets `why` to a sentence that names the option,
+/// its value and the allowed range, e.g. "engine_options::tick is 0 ms; it
+/// must be 1..1000 ms". `why` is cleared when the options are usable.
+std::error_code validate(const engine_options& options, std::string& why);
 
 /// One changed article in one tick. `total` is committed; `viewers` counts
 /// subscribers with reading=true. Both include other nodes' parts when a
@@ -144,12 +167,18 @@ struct snapshot {
 };
 
 /// The outcome of one clap() or undo(), delivered after its batch is durable.
+/// The views (user, op_id, article) are valid only during the callback.
 struct op_result {
   std::uint64_t cookie = 0;  // as passed in clap_request / undo_request
   /// Empty when the op was decided. errc::unavailable when a store shared by
   /// several nodes kept finding its op id in use by another node for
   /// engine_options::op_id_wait: nothing was applied; retry the same op id.
+  /// errc::unavailable also when the engine was destroyed before the op had
+  /// its result (see ~engine): the op may or may not be durable; retrying it
+  /// with the same op id is safe (it is applied exactly once).
   std::error_code error;
+  std::string_view user;   // as in the request
+  std::string_view op_id;  // as in the request; empty when the op had none
   std::string_view article;
   std::int32_t accepted = 0;  // claps counted; < count at the cap; negative for undo
   std::int64_t total = 0;     // the article's committed total now
@@ -231,8 +260,19 @@ struct engine_stats {
 
 class engine {
 public:
-  /// `store` must outlive the engine. `options` must pass validate() (asserted).
+  /// `store` must outlive the engine. `options` must pass validate(): the
+  /// constructor checks it in every build type and, when they do not, prints
+  /// validate()'s reason to stderr and aborts (a caller with options from
+  /// outside checks validate() first).
   engine(store& store, engine_options options, engine_callbacks callbacks, timestamp now);
+  /// Every op that returned no error and still has no result gets one now,
+  /// with error errc::unavailable, in the order the ops were taken: those
+  /// pending, those in a commit in flight (which the store may still make
+  /// durable after the engine is gone), those waiting for a shared store's
+  /// decision. Such an op may or may not be durable; retrying it with the same
+  /// op id is safe: it is applied exactly once. A store completion that
+  /// arrives after the engine is gone does nothing. After close() and
+  /// closed(), nothing is left for the destructor to settle.
   ~engine();
   engine(const engine&) = delete;
   engine& operator=(const engine&) = delete;
@@ -318,18 +358,52 @@ public:
   /// Calls the callbacks. While the store accepts no new keys, a
   /// tick with nothing to commit commits an empty batch, so that the store
   /// may purge expired op records and recover by itself.
+  /// advance(timestamp::max()), the deadline of an idle engine, does nothing.
   void advance(timestamp now);
   /// Runs a tick now, whatever the deadline, and delivers to every queued
   /// subscriber (used to drain on shutdown).
   void flush(timestamp now);
   /// When advance() next has work to do: the tick's deadline, or the last
-  /// time the engine was told while subscribers wait for a delivery slice.
+  /// time the engine was told while subscribers wait for a delivery slice,
+  /// or timestamp::max() ("never") when the engine has nothing to do: no op
+  /// pending or waiting for a shared store, no queued delivery or update (a
+  /// viewer-count change held back by the throttle counts as one), no
+  /// articles or tallies over their cache limits, and a store that accepts
+  /// new keys. A commit in flight alone is not work for advance(): its
+  /// completion comes from the store. Housekeeping that needs no answer (op
+  /// ids that expired are dropped from memory, op records purged from the
+  /// store) waits for the next tick, which an idle engine runs after its next
+  /// command. The first op after an idle spell may thus commit at once, in
+  /// the next advance(), rather than after a full tick.
   /// A store that completes a commit later queues deliveries outside
   /// advance(), so a driver asks again after each of its loop's passes
   /// (claps::uv_driver does).
   timestamp next_deadline() const noexcept;
+  /// Registers `wake`, called when next_deadline() becomes earlier than the
+  /// value it last returned: a command (clap, undo, subscribe, unsubscribe,
+  /// set_remote) or a store completion gave an idle engine work. A driver
+  /// sets it to re-arm its timer (claps::uv_driver does, in its constructor,
+  /// so its callers need not tell it about their calls). It runs inside
+  /// those calls and may only call next_deadline() and the const queries.
+  /// Empty to unregister. One function at a time: a second call replaces it.
+  void on_wake(std::function<void()> wake);
   /// True while subscribers wait for a delivery slice.
   bool delivering() const noexcept;
+
+  // ---- shutdown ----
+
+  /// Stops taking ops and commits everything pending now, as flush() does
+  /// (callbacks run inside). From then on clap(), undo() and subscribe()
+  /// return errc::unavailable ("the engine is closed"); unsubscribe, the
+  /// queries, advance() and flush() still work (advance() retries a commit
+  /// that failed). Calling close() again flushes again.
+  void close(timestamp now);
+  /// True once close() was called and every op that returned no error has
+  /// had its result: nothing pending, no commit or arbitration in flight.
+  /// With a store that completes later, the caller runs its loop (the store's
+  /// completions) until this is true; a store that keeps failing keeps it
+  /// false (advance() retries; destroying the engine settles the rest).
+  bool closed() const noexcept;
 
   // ---- queries (const, callable from callbacks) ----
 

@@ -49,6 +49,11 @@ std::error_code make_error_code(errc e) noexcept;
 /// use error_code::message() for the detailed text.
 std::string_view wire_name(std::error_code ec) noexcept;
 
+/// The name of an error's claps::errc enumerator, e.g. "invalid_count": one
+/// name per code, unlike wire_name(). "" for an empty code, "other" for a
+/// code of another category. For bindings and logs that need the exact code.
+std::string_view errc_name(std::error_code ec) noexcept;
+
 /// Why an error has the wire name it has, when clients may act on it:
 /// "store_full" for errc::store_full (wire name "unavailable"), empty for
 /// every other error. Protocol error frames carry it as "reason".

@@ -1,7 +1,13 @@
 // claps/uv.hpp - drives a claps::engine on a libuv loop (target claps::uv).
 //
 // A uv_driver owns one uv_timer_t on the caller's loop and calls
-// engine::advance() at each deadline with the wall-clock time. A
+// engine::advance() at each deadline with the wall-clock time. The timer is
+// armed only while the engine has work (engine::next_deadline() is not
+// "never"): an idle engine costs the loop no wake-ups. The driver hears of
+// new work through engine::on_wake(), which it sets itself, so callers need
+// not tell it about their clap()/subscribe() calls (a "poke the driver after
+// every call" rule would be forgotten on one path and stall that op until
+// the next unrelated one). A
 // uv_store_pump owns one uv_async_t that brings a store's completions from
 // its writer thread (claps::lmdb_store with lmdb_options::on_commit_ready)
 // back to the loop. Neither starts a thread nor runs the loop itself: the
@@ -22,10 +28,12 @@ namespace claps {
 
 class uv_driver {
 public:
-  /// Starts ticking `engine` on `loop`. Both must outlive the driver.
+  /// Starts ticking `engine` on `loop`, and registers itself with
+  /// engine::on_wake(). Both must outlive the driver.
   uv_driver(uv_loop_t* loop, engine& engine);
-  /// Stops the timer. The timer handle is closed and freed by the loop on its
-  /// next iteration, so the loop must run once more before uv_loop_close().
+  /// Stops the timer and unregisters from engine::on_wake(). The handles are
+  /// closed and freed by the loop on its next iteration, so the loop must run
+  /// once more before uv_loop_close().
   ~uv_driver();
   uv_driver(const uv_driver&) = delete;
   uv_driver& operator=(const uv_driver&) = delete;
@@ -34,6 +42,20 @@ public:
   void flush();
   /// Stops ticking; the engine keeps its state.
   void stop();
+
+  /// Like uv_unref() on the driver's handles: an armed timer no longer keeps
+  /// uv_run() from returning, so the loop ends by itself once only the driver
+  /// is left (ops still pending then wait for the next uv_run). ref() undoes it.
+  /// While close() waits, the driver keeps the loop running regardless.
+  void unref();
+  void ref();
+
+  /// The documented shutdown on a loop: engine::close(now), then ticks and
+  /// waits (the loop runs the store's completions, e.g. a uv_store_pump)
+  /// until engine::closed(), then calls `done` once, on the loop's thread,
+  /// from a loop callback (never inside close() itself). `done` may destroy
+  /// the driver, then the engine, then the store. Ticking stops after `done`.
+  void close(std::function<void()> done);
 
   /// The wall clock as the engine wants it.
   static timestamp now() noexcept;
