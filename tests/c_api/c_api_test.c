@@ -245,6 +245,9 @@ static void test_null_arguments(void) {
   CHECK_EQ_INT(claps_engine_store_error(NULL), CLAPS_OK);
   claps_engine_stats stats;
   CHECK_EQ_INT(claps_engine_stats_get(NULL, &stats), CLAPS_E_BAD_REQUEST);
+  CHECK_EQ_INT(claps_engine_close(NULL, 0), CLAPS_E_BAD_REQUEST);
+  CHECK(!claps_engine_closed(NULL));
+  CHECK_EQ_INT(claps_engine_options_validate(NULL, NULL, 0), CLAPS_E_BAD_REQUEST);
   claps_engine_free(NULL);
 
   claps_uv_driver* d = (claps_uv_driver*)1;
@@ -253,6 +256,9 @@ static void test_null_arguments(void) {
   CHECK_EQ_INT(claps_uv_driver_new(NULL, NULL, NULL), CLAPS_E_BAD_REQUEST);
   CHECK_EQ_INT(claps_uv_driver_flush(NULL), CLAPS_E_BAD_REQUEST);
   CHECK_EQ_INT(claps_uv_driver_stop(NULL), CLAPS_E_BAD_REQUEST);
+  CHECK_EQ_INT(claps_uv_driver_close(NULL, NULL, NULL), CLAPS_E_BAD_REQUEST);
+  CHECK_EQ_INT(claps_uv_driver_ref(NULL), CLAPS_E_BAD_REQUEST);
+  CHECK_EQ_INT(claps_uv_driver_unref(NULL), CLAPS_E_BAD_REQUEST);
   claps_uv_driver_free(NULL);
 
   /* With a real engine: NULL strings and NULL out-pointers where required. */
@@ -285,15 +291,28 @@ static void test_bad_options(void) {
   CHECK_EQ_INT(o.op_id_window_ms, 15 * 60 * 1000);
   CHECK_EQ_INT(o.max_subscriptions, 256);
 
+  char why[200];
+  CHECK_EQ_INT(claps_engine_options_validate(&o, why, sizeof why), CLAPS_OK);
+  CHECK_EQ_STR(why, "");
   claps_engine* e = (claps_engine*)1;
   o.tick_ms = 0;
   CHECK_EQ_INT(claps_engine_new(st, &o, NULL, 0, &e), CLAPS_E_BAD_REQUEST);
   CHECK(e == NULL);
+  /* The reason names the option; a short buffer gets a cut, terminated copy. */
+  CHECK_EQ_INT(claps_engine_options_validate(&o, why, sizeof why), CLAPS_E_BAD_REQUEST);
+  CHECK(strstr(why, "tick") != NULL);
+  char short_why[6];
+  memset(short_why, 'x', sizeof short_why);
+  CHECK_EQ_INT(claps_engine_options_validate(&o, short_why, sizeof short_why), CLAPS_E_BAD_REQUEST);
+  CHECK_EQ_INT(strlen(short_why), sizeof short_why - 1);
+  CHECK_EQ_INT(claps_engine_options_validate(&o, NULL, 0), CLAPS_E_BAD_REQUEST);
   o.tick_ms = 1001;
   CHECK_EQ_INT(claps_engine_new(st, &o, NULL, 0, &e), CLAPS_E_BAD_REQUEST);
   claps_engine_options_init(&o);
   o.clap_cap = 0;
   CHECK_EQ_INT(claps_engine_new(st, &o, NULL, 0, &e), CLAPS_E_BAD_REQUEST);
+  CHECK_EQ_INT(claps_engine_options_validate(&o, why, sizeof why), CLAPS_E_BAD_REQUEST);
+  CHECK(strstr(why, "clap_cap") != NULL);
   claps_engine_options_init(&o);
   o.op_id_cache = 0;
   CHECK_EQ_INT(claps_engine_new(st, &o, NULL, 0, &e), CLAPS_E_BAD_REQUEST);
@@ -325,8 +344,11 @@ static void test_bad_options(void) {
 
 /* ---- the engine on a memory store ---- */
 
+/* Runs the next tick at its deadline, if the engine has one. */
 static void tick(claps_engine* e, int64_t* now) {
-  *now = claps_engine_next_deadline(e);
+  int64_t deadline = claps_engine_next_deadline(e);
+  if (deadline == INT64_MAX) return; /* nothing to do */
+  *now = deadline;
   CHECK_EQ_INT(claps_engine_advance(e, *now), CLAPS_OK);
 }
 
@@ -397,6 +419,10 @@ static void test_engine_memory(void) {
     CHECK_EQ_INT(r[0].mine, 6);
     CHECK(!r[0].replayed);
     CHECK_EQ_STR(r[0].article, "art-1");
+    CHECK_EQ_STR(r[0].user, "alice");
+    CHECK_EQ_INT(r[0].user_len, 5);
+    CHECK_EQ_STR(r[0].op_id, "op-1");
+    CHECK_EQ_INT(r[0].op_id_len, 4);
     CHECK_EQ_INT(r[0].article_len, 5);
     CHECK_EQ_INT(r[0].durability, CLAPS_DURABILITY_LOCAL);
     CHECK_EQ_INT(r[1].cookie, 102);
@@ -408,6 +434,8 @@ static void test_engine_memory(void) {
     CHECK_EQ_INT(r[2].accepted, 6);
     CHECK_EQ_INT(r[2].total, 10);
     CHECK_EQ_INT(r[3].cookie, 104);
+    CHECK_EQ_STR(r[3].op_id, ""); /* the undo had none */
+    CHECK_EQ_INT(r[3].op_id_len, 0);
     CHECK_EQ_INT(r[3].accepted, -10);
     CHECK_EQ_INT(r[3].total, 0);
     CHECK_EQ_INT(r[3].mine, 0);
@@ -568,13 +596,80 @@ static void test_lmdb_writer_thread(void) {
   remove_dir(dir);
 }
 
+/* ---- shutdown ---- */
+
+static void test_close_and_free(void) {
+  char dir[64];
+  make_temp_dir(dir, sizeof dir);
+  recorder* rec = calloc(1, sizeof *rec);
+  claps_engine_callbacks cb = callbacks_for(rec);
+  claps_lmdb_options lo;
+  claps_lmdb_options_init(&lo);
+  lo.path = dir;
+  lo.completions = CLAPS_LMDB_WRITER_THREAD;
+  claps_lmdb_store* ls = NULL;
+  CHECK_EQ_INT(claps_lmdb_store_open(&lo, &ls), CLAPS_OK);
+  int fd = claps_lmdb_store_completion_fd(ls);
+  int64_t now = claps_now_ms();
+  claps_engine* e = NULL;
+  CHECK_EQ_INT(claps_engine_new(claps_lmdb_store_as_store(ls), NULL, &cb, now, &e), CLAPS_OK);
+
+  /* The documented path: close, run completions until closed, free. Every op
+   * that returned 0 has its result, and it was written. */
+  CHECK_EQ_INT(claps_engine_clap(e, "alice", "close-art", 5, "op-a", 1), CLAPS_OK);
+  CHECK_EQ_INT(claps_engine_clap(e, "bob", "close-art", 3, NULL, 2), CLAPS_OK);
+  CHECK(!claps_engine_closed(e));
+  CHECK_EQ_INT(claps_engine_close(e, now), CLAPS_OK);
+  CHECK_EQ_INT(claps_engine_clap(e, "carol", "close-art", 1, NULL, 3), CLAPS_E_UNAVAILABLE);
+  CHECK_EQ_INT(claps_engine_subscribe(e, 1, NULL, "close-art", true, NULL), CLAPS_E_UNAVAILABLE);
+  int64_t give_up = claps_now_ms() + 5000;
+  while (!claps_engine_closed(e) && claps_now_ms() < give_up) {
+    if (fd_readable(fd, 100)) CHECK(claps_lmdb_store_run_completions(ls) >= 0);
+    int64_t deadline = claps_engine_next_deadline(e);
+    if (deadline != INT64_MAX && deadline <= claps_now_ms()) claps_engine_advance(e, claps_now_ms());
+  }
+  CHECK(claps_engine_closed(e));
+  CHECK_EQ_INT(rec->result_count, 2);
+  CHECK_EQ_INT(rec->results[0].error, CLAPS_OK);
+  CHECK_EQ_INT(rec->results[1].error, CLAPS_OK);
+  CHECK_EQ_INT(rec->results[1].total, 8);
+  claps_engine_free(e);
+  CHECK_EQ_INT(rec->result_count, 2); /* nothing left to settle */
+
+  /* Freed without close, with ops pending and one in flight: each still gets
+   * exactly one result, CLAPS_E_UNAVAILABLE, inside claps_engine_free(). */
+  rec->result_count = 0;
+  CHECK_EQ_INT(claps_engine_new(claps_lmdb_store_as_store(ls), NULL, &cb, now, &e), CLAPS_OK);
+  CHECK_EQ_INT(claps_engine_clap(e, "dave", "close-art", 2, "op-d", 10), CLAPS_OK);
+  CHECK_EQ_INT(claps_engine_flush(e, now), CLAPS_OK); /* in flight on the writer */
+  CHECK_EQ_INT(claps_engine_clap(e, "erin", "close-art", 2, "op-e", 11), CLAPS_OK);
+  CHECK_EQ_INT(rec->result_count, 0);
+  claps_engine_free(e);
+  CHECK_EQ_INT(rec->result_count, 2);
+  CHECK_EQ_INT(rec->results[0].cookie, 10);
+  CHECK_EQ_INT(rec->results[0].error, CLAPS_E_UNAVAILABLE);
+  CHECK_EQ_STR(rec->results[0].user, "dave");
+  CHECK_EQ_STR(rec->results[0].op_id, "op-d");
+  CHECK_EQ_INT(rec->results[1].cookie, 11);
+  CHECK_EQ_INT(rec->results[1].error, CLAPS_E_UNAVAILABLE);
+  /* The completion of the commit in flight finds no engine: nothing happens. */
+  CHECK(claps_lmdb_store_wait_for_commit(ls) >= 0);
+  CHECK_EQ_INT(rec->result_count, 2);
+  claps_lmdb_store_free(ls);
+  free(rec);
+  remove_dir(dir);
+}
+
 /* ---- the uv driver ---- */
 
 typedef struct uv_test {
   recorder* rec;
   uv_timer_t deadline;
   bool timed_out;
+  bool closed;
 } uv_test;
+
+static void on_driver_closed(void* user) { ((uv_test*)user)->closed = true; }
 
 static void on_deadline(uv_timer_t* t) {
   uv_test* s = (uv_test*)t->data;
@@ -616,6 +711,33 @@ static void test_uv_driver(void) {
   CHECK_EQ_INT(claps_uv_driver_flush(d), CLAPS_OK);
   CHECK_EQ_INT(rec->result_count, 2);
   CHECK_EQ_INT(claps_uv_driver_stop(d), CLAPS_OK);
+  claps_uv_driver_free(d);
+
+  /* unref: an armed timer no longer keeps uv_run() going, so the loop
+   * returns with the op still pending; ref() makes it wait for the tick. */
+  CHECK_EQ_INT(claps_uv_driver_new(&loop, e, &d), CLAPS_OK);
+  CHECK_EQ_INT(claps_engine_clap(e, "dan", "uv-art", 1, NULL, 80), CLAPS_OK);
+  CHECK_EQ_INT(claps_uv_driver_unref(d), CLAPS_OK);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(rec->result_count, 2);
+  CHECK_EQ_INT(claps_uv_driver_ref(d), CLAPS_OK);
+  while (rec->result_count == 2 && !s.timed_out) uv_run(&loop, UV_RUN_ONCE);
+  CHECK_EQ_INT(rec->result_count, 3);
+  /* Idle now: even ref'd, the driver arms nothing and uv_run() returns. */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(!s.timed_out);
+
+  /* close: the op pending gets its result, then done runs from the loop. */
+  CHECK_EQ_INT(claps_engine_clap(e, "carol", "uv-art", 2, NULL, 79), CLAPS_OK);
+  s.closed = false;
+  CHECK_EQ_INT(claps_uv_driver_close(d, on_driver_closed, &s), CLAPS_OK);
+  CHECK(!s.closed); /* never inside the call */
+  while (!s.closed && !s.timed_out) uv_run(&loop, UV_RUN_ONCE);
+  CHECK(s.closed);
+  CHECK(claps_engine_closed(e));
+  CHECK_EQ_INT(rec->result_count, 4);
+  CHECK_EQ_INT(rec->results[3].cookie, 79);
+  CHECK_EQ_INT(rec->results[3].total, 8);
 
   claps_uv_driver_free(d);
   uv_close((uv_handle_t*)&s.deadline, NULL);
@@ -633,6 +755,7 @@ int main(void) {
   test_engine_memory();
   test_lmdb_inline();
   test_lmdb_writer_thread();
+  test_close_and_free();
   test_uv_driver();
   if (failures) {
     fprintf(stderr, "c_api_test: %d of %d checks failed\n", failures, checks);

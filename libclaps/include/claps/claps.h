@@ -32,11 +32,12 @@
  * claps_lmdb_store_run_completions() itself runs on the engine's thread).
  *
  * Re-entrancy. Callbacks run inside claps_engine_advance(),
- * claps_engine_flush(), claps_engine_close(), claps_lmdb_store_run_completions()
- * and claps_lmdb_store_wait_for_commit() (a commit that completes delivers its
- * results), and inside the libuv callbacks of a claps_uv_driver. They never
+ * claps_engine_flush(), claps_engine_close(), claps_engine_free(),
+ * claps_lmdb_store_run_completions() and claps_lmdb_store_wait_for_commit() (a
+ * commit that completes delivers its results), and inside the libuv callbacks
+ * of a claps_uv_driver. They never
  * run inside subscribe, clap, undo or read. A callback may call the queries
- * (claps_engine_next_deadline, _idle, _delivering, _closed, _stats,
+ * (claps_engine_next_deadline, _idle, _delivering, _closed, _stats_get,
  * _store_error) and nothing else on the engine: calling a mutating function
  * from a callback makes the engine print why and abort. A callback must
  * return normally (no longjmp, no C++ exception).
@@ -53,19 +54,24 @@
  * or let a claps_uv_driver do it on a libuv loop.
  *
  * Shutdown, the one documented path (every clap and undo that returned 0 gets
- * its result; nothing acknowledged is lost):
- *     claps_engine_close(engine, claps_now_ms());
+ * its result first; nothing acknowledged is lost):
+ *     claps_engine_close(engine, claps_now_ms());   (commits what is pending)
  *     while (!claps_engine_closed(engine)) {
- *       wait for the completion fd (or run the uv loop once);
+ *       poll the completion fd (writer thread only), then
  *       claps_lmdb_store_run_completions(store);
- *       claps_engine_advance(engine, claps_now_ms());
+ *       claps_engine_advance(engine, claps_now_ms()); (retries a failed commit)
  *     }
- *     claps_uv_driver_free(driver);   (if any; then run the loop once more)
  *     claps_engine_free(engine);
  *     claps_lmdb_store_free(store);
- * claps_engine_free() on an engine that was not closed settles every op still
- * pending with CLAPS_E_UNAVAILABLE in its result: nothing is silently lost,
- * but those ops were not written.
+ * With an inline store (memory, or LMDB with CLAPS_LMDB_INLINE) the engine is
+ * closed as soon as claps_engine_close() returns, unless the commit failed.
+ * On a libuv loop, claps_uv_driver_close() does the waiting and then calls
+ * back; free the driver, the engine and the store from there, run the loop
+ * once more (the driver's handles close), then uv_loop_close().
+ * claps_engine_free() on an engine not yet closed gives every op still without
+ * a result its result now, with CLAPS_E_UNAVAILABLE: nothing is silently
+ * dropped, but such an op may or may not have been written (retrying it with
+ * the same op id is safe: it is applied once).
  */
 #ifndef CLAPS_CLAPS_H
 #define CLAPS_CLAPS_H
@@ -312,10 +318,16 @@ typedef struct claps_snapshot {
   bool global;
 } claps_snapshot;
 
+/* Checks option ranges: 0 when usable, else CLAPS_E_BAD_REQUEST with a
+ * sentence in `why` (NUL-terminated, cut to why_size bytes; `why` may be
+ * NULL) that names the option, its value and the allowed range, e.g.
+ * "engine_options::tick is 0 ms; it must be 1..1000 ms". "" when usable. */
+int claps_engine_options_validate(const claps_engine_options* options, char* why, size_t why_size);
+
 /* Makes an engine on `store`, at time `now_ms`. `options` NULL means the
  * defaults; `callbacks` NULL means none (the struct is copied). Errors:
- * CLAPS_E_BAD_REQUEST (store or out NULL, or an option out of range: the
- * message names none; see claps_engine_options), CLAPS_E_UNAVAILABLE (out of
+ * CLAPS_E_BAD_REQUEST (store or out NULL, or an option out of range:
+ * claps_engine_options_validate() says which), CLAPS_E_UNAVAILABLE (out of
  * memory). On error *out is NULL. */
 int claps_engine_new(claps_store* store, const claps_engine_options* options,
                      const claps_engine_callbacks* callbacks, int64_t now_ms, claps_engine** out);
@@ -364,8 +376,10 @@ int claps_engine_advance(claps_engine* engine, int64_t now_ms);
 /* Runs a tick now, whatever the deadline, and delivers to every subscriber
  * waiting. Errors: CLAPS_E_BAD_REQUEST (NULL). */
 int claps_engine_flush(claps_engine* engine, int64_t now_ms);
-/* When claps_engine_advance() next has work to do (ms since the epoch);
- * INT64_MAX for NULL. Ask again after running completions. */
+/* When claps_engine_advance() next has work to do (ms since the epoch), or
+ * INT64_MAX ("never") when the engine has nothing to do until the next
+ * command or store completion; INT64_MAX for NULL. Ask again after every
+ * command and after running completions: both may bring it forward. */
 int64_t claps_engine_next_deadline(const claps_engine* engine);
 /* True while subscribers wait for a delivery slice (deliveries_per_slice). */
 bool claps_engine_delivering(const claps_engine* engine);
@@ -386,9 +400,20 @@ typedef struct claps_engine_stats {
 /* Fills `out`. Errors: CLAPS_E_BAD_REQUEST (NULL). */
 int claps_engine_stats_get(const claps_engine* engine, claps_engine_stats* out);
 
-/* Frees the engine. Ops still pending get their result now, with error
- * CLAPS_E_UNAVAILABLE; close the engine first (see the top of this file) to
- * have them written instead. */
+/* Shuts the engine down (see the top of this file): stops taking ops and
+ * commits everything pending now (callbacks run inside). From then on clap,
+ * undo and subscribe return CLAPS_E_UNAVAILABLE; unsubscribe, the queries,
+ * advance and flush still work (advance retries a commit that failed).
+ * Calling it again commits again. Errors: CLAPS_E_BAD_REQUEST (NULL). */
+int claps_engine_close(claps_engine* engine, int64_t now_ms);
+/* True once claps_engine_close() was called and every clap and undo that
+ * returned 0 has had its result: nothing pending, no commit in flight. A
+ * store that keeps failing keeps it false. false for NULL. */
+bool claps_engine_closed(const claps_engine* engine);
+
+/* Frees the engine. Ops still without a result get it now, with error
+ * CLAPS_E_UNAVAILABLE (the result callback runs inside this call); close the
+ * engine first to have them written instead. */
 void claps_engine_free(claps_engine* engine);
 
 /* ---- the libuv driver ---- */
@@ -399,13 +424,30 @@ struct uv_loop_s;
 typedef struct claps_uv_driver claps_uv_driver;
 
 /* Starts ticking `engine` on `loop` (calls claps_engine_advance() at each
- * deadline with the wall clock). Both must outlive the driver. Errors:
+ * deadline with the wall clock; it hears of new work by itself, so there is
+ * no need to poke it after a clap). Both must outlive the driver. Errors:
  * CLAPS_E_BAD_REQUEST (NULL argument), CLAPS_E_UNAVAILABLE (out of memory). */
 int claps_uv_driver_new(struct uv_loop_s* loop, claps_engine* engine, claps_uv_driver** out);
 /* Runs a tick now (claps_engine_flush) and re-arms the timer. */
 int claps_uv_driver_flush(claps_uv_driver* driver);
 /* Stops ticking; the engine keeps its state. */
 int claps_uv_driver_stop(claps_uv_driver* driver);
+/* Like uv_unref() on the driver's handles: an armed timer no longer keeps
+ * uv_run() from returning, so the loop ends by itself once only the driver is
+ * left. claps_uv_driver_ref() undoes it. The driver arms its timer only while
+ * the engine has work, so an idle engine costs the loop no wake-ups either
+ * way. Errors: CLAPS_E_BAD_REQUEST (NULL). */
+int claps_uv_driver_unref(claps_uv_driver* driver);
+int claps_uv_driver_ref(claps_uv_driver* driver);
+/* The shutdown on a loop: claps_engine_close(), then ticks and waits (the
+ * loop runs the store's completions: poll the LMDB store's completion fd with
+ * a uv_poll_t that calls claps_lmdb_store_run_completions()) until
+ * claps_engine_closed(), then calls `done(user)` once, from a loop callback,
+ * never inside this call. `done` (may be NULL) may free the driver, then the
+ * engine, then the store. Ticking stops after it. While it waits, the driver
+ * keeps the loop running even when unref'd. Errors: CLAPS_E_BAD_REQUEST
+ * (driver NULL). */
+int claps_uv_driver_close(claps_uv_driver* driver, void (*done)(void* user), void* user);
 /* Stops the driver and closes its handles: the loop frees them on its next
  * iteration, so run the loop once more before uv_loop_close(). */
 void claps_uv_driver_free(claps_uv_driver* driver);

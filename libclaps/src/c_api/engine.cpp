@@ -1,6 +1,7 @@
 // The engine of <claps/claps.h>: C structs in, C callbacks out.
 #include "handles.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <string_view>
@@ -44,7 +45,7 @@ void deliver(claps_engine& e, claps::subscriber_id sub, std::span<const claps::a
 
 void result(claps_engine& e, const claps::op_result& r) {
   // One buffer for the three strings, sized first so that it never moves.
-  const std::string_view user = {}, article = r.article, op_id = {};  // TODO(merge embed0): r.user, r.op_id
+  const std::string_view user = r.user, article = r.article, op_id = r.op_id;
   e.result_strings.clear();
   e.result_strings.reserve(user.size() + article.size() + op_id.size() + 3);
   auto put = [&](std::string_view s) {
@@ -109,6 +110,21 @@ void claps_engine_options_init(claps_engine_options* options) {
   options->viewer_update_interval_ms = d.viewer_update_interval.count();
   options->viewer_throttle_min_room = d.viewer_throttle_min_room;
   options->hash_seed = d.hash_seed;
+}
+
+int claps_engine_options_validate(const claps_engine_options* options, char* why, size_t why_size) {
+  if (why && why_size) *why = '\0';
+  if (!options) return CLAPS_E_BAD_REQUEST;
+  return guarded([&] {
+    std::string reason;
+    const int code = to_code(claps::validate(to_options(*options), reason));
+    if (why && why_size) {
+      const std::size_t n = std::min(reason.size(), why_size - 1);
+      reason.copy(why, n);
+      why[n] = '\0';
+    }
+    return code;
+  });
 }
 
 int claps_engine_new(claps_store* store, const claps_engine_options* options,
@@ -259,6 +275,16 @@ int claps_engine_stats_get(const claps_engine* engine, claps_engine_stats* out) 
   out->tallies_cached = s.tallies_cached;
   return CLAPS_OK;
 }
+
+int claps_engine_close(claps_engine* engine, int64_t now_ms) {
+  if (!engine) return CLAPS_E_BAD_REQUEST;
+  return guarded([&] {
+    engine->engine->close(at(now_ms));
+    return CLAPS_OK;
+  });
+}
+
+bool claps_engine_closed(const claps_engine* engine) { return engine && engine->engine->closed(); }
 
 void claps_engine_free(claps_engine* engine) { delete engine; }
 

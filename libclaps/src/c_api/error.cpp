@@ -36,41 +36,20 @@ static_assert(CLAPS_E_STORE_INCOMPATIBLE == code_of(errc::store_incompatible));
 static_assert(CLAPS_E_STORE_TIMEOUT == code_of(errc::store_timeout));
 static_assert(CLAPS_E_STORE_DISCONNECTED == code_of(errc::store_disconnected));
 
-// The enumerators' names, indexed by errc value (0 unused).
-constexpr std::array<const char*, static_cast<std::size_t>(errc::count_)> names = {
-    "",
-    "bad_request",
-    "invalid_article",
-    "invalid_user",
-    "invalid_op_id",
-    "invalid_count",
-    "too_many_subscriptions",
-    "rate_limited",
-    "unauthorized",
-    "forbidden",
-    "message_too_large",
-    "too_many_op_ids",
-    "unavailable",
-    "store_full",
-    "store_io",
-    "store_corrupted",
-    "store_incompatible",
-    "store_timeout",
-    "store_disconnected",
-};
-
 bool known(int code) { return code < 0 && code >= -CLAPS_ERROR_COUNT; }
 
-// Messages and wire names built once from the C++ category, so they never
+// Messages and names built once from the C++ category, so they never
 // differ from what the C++ API says; static storage for the C caller.
 struct texts {
   std::array<std::string, static_cast<std::size_t>(errc::count_)> messages;
   std::array<std::string, static_cast<std::size_t>(errc::count_)> wire_names;
+  std::array<std::string, static_cast<std::size_t>(errc::count_)> names;
   texts() {
     for (int v = 1; v < static_cast<int>(errc::count_); ++v) {
       auto ec = claps::make_error_code(static_cast<errc>(v));
       messages[v] = ec.message();
       wire_names[v] = std::string(claps::wire_name(ec));
+      names[v] = std::string(claps::errc_name(ec));
     }
   }
 };
@@ -109,7 +88,9 @@ const char* claps_strerror(int code) {
 
 const char* claps_error_name(int code) {
   if (code == CLAPS_OK) return "";
-  return known(code) ? names[-code] : "unknown";
+  const texts* t = all_texts();
+  if (!known(code) || !t) return "unknown";
+  return t->names[-code].c_str();
 }
 
 const char* claps_error_wire_name(int code) {

@@ -36,6 +36,28 @@ int claps_uv_driver_stop(claps_uv_driver* driver) {
   return CLAPS_OK;
 }
 
+int claps_uv_driver_close(claps_uv_driver* driver, void (*done)(void* user), void* user) {
+  if (!driver) return CLAPS_E_BAD_REQUEST;
+  return guarded([&] {
+    driver->driver.close([done, user] {
+      if (done) done(user);
+    });
+    return CLAPS_OK;
+  });
+}
+
+int claps_uv_driver_unref(claps_uv_driver* driver) {
+  if (!driver) return CLAPS_E_BAD_REQUEST;
+  driver->driver.unref();
+  return CLAPS_OK;
+}
+
+int claps_uv_driver_ref(claps_uv_driver* driver) {
+  if (!driver) return CLAPS_E_BAD_REQUEST;
+  driver->driver.ref();
+  return CLAPS_OK;
+}
+
 void claps_uv_driver_free(claps_uv_driver* driver) { delete driver; }
 
 }  // extern "C"
