@@ -225,7 +225,10 @@ void engine::close(timestamp now) {
   flush(now);
 }
 
-bool engine::closed() const noexcept { return impl_->closing && idle(); }
+bool engine::closed() const noexcept {
+  const impl& e = *impl_;
+  return e.closing && idle() && e.changed_articles.empty() && !e.delivering();
+}
 
 void engine::on_wake(std::function<void()> wake) {
   impl_->assert_not_in_callback();

@@ -2,10 +2,16 @@
 # Builds the consumer project against libclaps one way and runs it; or
 # (install_layout) installs clapsd to a prefix and checks it serves the web app
 # installed beside it, while a build-tree clapsd defaults to the source tree.
-# c-find_package and c-pkg-config build the C consumer (tests/packaging/consumer_c,
-# a project of C alone) against the C API.
-# Usage: run.sh find_package|add_subdirectory|pkg-config|install_layout|c-find_package|c-pkg-config
-#               BUILD_DIR SOURCE_DIR WORK_DIR
+#   find_package             find_package(claps) with no components
+#   find_package.components  find_package(claps COMPONENTS lmdb uv redis)
+#   find_package.no_redis    COMPONENTS lmdb uv where pkg-config knows no hiredis:
+#                            configures, links no hiredis; COMPONENTS redis
+#                            (and an unknown component) fail, saying why
+#   pkg-config               a C++23 consumer: no flag of the .pc files lowers it
+#   c-find_package           the C consumer (tests/packaging/consumer_c, a project of
+#                            C alone) with find_package(claps COMPONENTS c)
+#   c-pkg-config             the C consumer as C99 through claps-c.pc
+# Usage: run.sh MODE BUILD_DIR SOURCE_DIR WORK_DIR
 set -euo pipefail
 mode=$1 build=$2 source=$3 work=$4
 rm -rf "$work" && mkdir -p "$work"
@@ -39,6 +45,37 @@ case "$mode" in
     cmake -S "$consumer" -B "$work/b" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
     cmake --build "$work/b" -j2 >/dev/null
     ;;
+  find_package.components)
+    cmake --install "$build" --prefix "$work/prefix" --component dev >/dev/null
+    cmake -S "$consumer" -B "$work/b" -DCMAKE_PREFIX_PATH="$work/prefix" -DCLAPS_COMPONENTS="lmdb;uv;redis" >/dev/null
+    cmake --build "$work/b" -j2 >/dev/null
+    ;;
+  find_package.no_redis)
+    cmake --install "$build" --prefix "$work/prefix" --component dev >/dev/null
+    # A pkg-config search path with lmdb and libuv but no hiredis.
+    mkdir -p "$work/pc"
+    for module in lmdb libuv; do
+      cp "$(pkg-config --variable pcfiledir "$module")/$module.pc" "$work/pc/"
+    done
+    export PKG_CONFIG_LIBDIR=$work/pc PKG_CONFIG_PATH=
+    if pkg-config --exists hiredis; then echo "hiredis is still visible to pkg-config" >&2; exit 1; fi
+    cmake -S "$consumer" -B "$work/b" -DCMAKE_PREFIX_PATH="$work/prefix" -DCLAPS_COMPONENTS="lmdb;uv" \
+      -DCLAPS_EXPECT_NO_TARGET=claps::redis >/dev/null
+    cmake --build "$work/b" -j2 --verbose >"$work/build.log"
+    if grep -qi hiredis "$work/build.log"; then
+      echo "the consumer of lmdb and uv links hiredis:" >&2; grep -i hiredis "$work/build.log" >&2; exit 1
+    fi
+    # A REQUIRED component that cannot load fails at configure, saying why.
+    for case in "redis:needs hiredis" "nosuch:is not part of this installation"; do
+      component=${case%%:*} why=${case#*:}
+      if cmake -S "$consumer" -B "$work/fail-$component" -DCMAKE_PREFIX_PATH="$work/prefix" \
+          -DCLAPS_COMPONENTS="$component" >"$work/fail-$component.log" 2>&1; then
+        echo "find_package(claps COMPONENTS $component) configured without hiredis" >&2; exit 1
+      fi
+      grep -q "component '$component' $why" "$work/fail-$component.log" ||
+        { echo "no clear reason for component $component:" >&2; cat "$work/fail-$component.log" >&2; exit 1; }
+    done
+    ;;
   add_subdirectory)
     cmake -S "$consumer" -B "$work/b" -DCLAPS_SOURCE_DIR="$source" >/dev/null
     cmake --build "$work/b" -j2 --target consumer >/dev/null
@@ -47,9 +84,12 @@ case "$mode" in
     cmake --install "$build" --prefix "$work/prefix" --component dev >/dev/null
     libdir=$(find "$work/prefix" -name claps.pc -printf '%h\n' | head -n1)
     mkdir -p "$work/b"
-    # shellcheck disable=SC2046
-    g++ -o "$work/b/consumer" "$consumer/main.cpp" \
-      $(PKG_CONFIG_PATH="$libdir" pkg-config --cflags --libs claps-lmdb claps-uv)
+    flags=$(PKG_CONFIG_PATH="$libdir" pkg-config --cflags --libs claps-lmdb claps-uv)
+    case " $flags " in *" -std="*) echo "pkg-config flags set the C++ standard: $flags" >&2; exit 1 ;; esac
+    # A C++23 project (GCC 12 says 202100L): the package's flags come after
+    # -std=c++23 on the line, so a -std in them would win.
+    # shellcheck disable=SC2086
+    g++ -std=c++23 -DCLAPS_CONSUMER_CPLUSPLUS=202100L -o "$work/b/consumer" "$consumer/main.cpp" $flags
     ;;
   install_layout)
     cmake --install "$build" --prefix "$work/prefix" --component server >/dev/null

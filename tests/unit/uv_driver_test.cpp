@@ -253,3 +253,141 @@ TEST_CASE("uv_store_pump runs an LMDB writer thread's completions on the loop") 
   CHECK(engine.idle());
   std::filesystem::remove_all(tmpl);
 }
+
+namespace {
+// Runs `loop` until uv_run returns by itself (true), or stops it after 10 s
+// (false). The deadline's timer is unref'd: it does not keep the loop alive.
+bool run_returns_by_itself(uv_loop_t* loop, std::uint64_t* passes = nullptr) {
+  bool timed_out = false;
+  uv_timer_t deadline;
+  uv_timer_init(loop, &deadline);
+  deadline.data = &timed_out;
+  uv_timer_start(
+      &deadline,
+      [](uv_timer_t* t) {
+        *static_cast<bool*>(t->data) = true;
+        uv_stop(t->loop);
+      },
+      10'000, 0);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&deadline));
+  uv_check_t counter;
+  uv_check_init(loop, &counter);
+  counter.data = passes;
+  uv_check_start(&counter, [](uv_check_t* h) {
+    if (h->data) ++*static_cast<std::uint64_t*>(h->data);
+  });
+  uv_unref(reinterpret_cast<uv_handle_t*>(&counter));
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_close(reinterpret_cast<uv_handle_t*>(&deadline), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&counter), nullptr);
+  uv_run(loop, UV_RUN_NOWAIT);  // their close callbacks
+  return !timed_out;
+}
+}  // namespace
+
+TEST_CASE("an idle uv_driver arms no timer: uv_run returns by itself once the results are in") {
+  claps::memory_store st;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  int results = 0;
+  claps::engine_callbacks cb;
+  cb.result = [&](const claps::op_result&) { ++results; };
+  claps::engine_options eo;
+  eo.tick = claps::millis(5);
+  claps::engine engine(st, eo, cb, claps::uv_driver::now());
+  {
+    claps::uv_driver driver(&loop, engine);
+    std::uint64_t passes = 0;
+    // Nothing to do: the loop has nothing to wait for.
+    CHECK(run_returns_by_itself(&loop, &passes));
+    CHECK(engine.stats().ticks == 0);
+    CHECK(passes == 0);
+
+    // Claps arm the timer by themselves (engine::on_wake): nobody pokes the driver.
+    clap_ten(engine, "idle-a");
+    CHECK(run_returns_by_itself(&loop, &passes));
+    CHECK(results == 10);
+    // One tick committed them; a driver that kept ticking would not have let uv_run return.
+    CHECK(engine.stats().ticks == 1);
+    CHECK(engine.next_deadline() == claps::timestamp::max());
+
+    // Again, after an idle spell.
+    clap_ten(engine, "idle-b");
+    CHECK(run_returns_by_itself(&loop));
+    CHECK(results == 20);
+    CHECK(engine.stats().ticks == 2);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);  // the driver's handles close
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST_CASE("uv_driver::unref() lets uv_run return with work pending; ref() keeps the loop for it") {
+  claps::memory_store st;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  int results = 0;
+  claps::engine_callbacks cb;
+  cb.result = [&](const claps::op_result&) { ++results; };
+  claps::engine_options eo;
+  eo.tick = claps::millis(5);
+  claps::engine engine(st, eo, cb, claps::uv_driver::now());
+  {
+    claps::uv_driver driver(&loop, engine);
+    driver.unref();
+    clap_ten(engine, "unref-a");
+    CHECK(run_returns_by_itself(&loop));
+    CHECK(results == 0);  // only the driver was left: the loop did not wait for the tick
+    CHECK_FALSE(engine.idle());
+    driver.ref();
+    CHECK(run_returns_by_itself(&loop));
+    CHECK(results == 10);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
+TEST_CASE("uv_driver::close() with an LMDB writer thread: done runs once every result is in") {
+  char tmpl[] = "/tmp/claps-uv-XXXXXX";
+  REQUIRE(mkdtemp(tmpl));
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  std::unique_ptr<claps::lmdb_store> store;
+  auto pump = std::make_unique<claps::uv_store_pump>(&loop, [&] { store->run_completions(); });
+  claps::lmdb_options options;
+  options.path = tmpl;
+  options.on_commit_ready = pump->waker();
+  std::error_code ec;
+  store = claps::lmdb_store::open(options, ec);
+  REQUIRE(store);
+  int results = 0;
+  int done_calls = 0;
+  bool closed_at_done = false;
+  int results_at_done = 0;
+  claps::engine_callbacks cb;
+  cb.result = [&](const claps::op_result& r) {
+    if (!r.error) ++results;
+  };
+  claps::engine_options eo;
+  eo.tick = claps::millis(1000);  // far away: close() must not wait for it
+  auto engine = std::make_unique<claps::engine>(*store, eo, cb, claps::uv_driver::now());
+  auto driver = std::make_unique<claps::uv_driver>(&loop, *engine);
+  driver->unref();  // close() keeps the loop running anyway
+  clap_ten(*engine, "closing");
+  driver->close([&] {
+    ++done_calls;
+    closed_at_done = engine->closed();
+    results_at_done = results;
+    // The documented order: the driver, the engine, then the store.
+    driver.reset();
+    engine.reset();
+    pump.reset();
+    store.reset();
+  });
+  CHECK(done_calls == 0);  // never inside close()
+  CHECK(run_returns_by_itself(&loop));
+  CHECK(done_calls == 1);
+  CHECK(closed_at_done);
+  CHECK(results_at_done == 10);
+  CHECK(uv_loop_close(&loop) == 0);
+  std::filesystem::remove_all(tmpl);
+}

@@ -28,7 +28,8 @@
 //
 // Order of results: within one commit, results fire in the order their ops
 // were accepted by clap()/undo(); replays of ops that were already durable
-// fire at the start of the next tick, before that tick's commit completes.
+// fire in the next tick: after that tick's commit results when the store
+// completes inside commit(), before them when it completes later.
 // Within a tick, results come before the updates and deliveries of the
 // articles they changed (the result of a clap fires before its article's
 // new total is delivered).
@@ -266,10 +267,9 @@ public:
   /// outside checks validate() first).
   engine(store& store, engine_options options, engine_callbacks callbacks, timestamp now);
   /// Every op that returned no error and still has no result gets one now,
-  /// with error errc::unavailable, in the order the ops were taken: those
-  /// pending, those in a commit in flight (which the store may still make
-  /// durable after the engine is gone), those waiting for a shared store's
-  /// decision. Such an op may or may not be durable; retrying it with the same
+  /// with error errc::unavailable: first those in a commit in flight (which
+  /// the store may still make durable after the engine is gone), then those
+  /// waiting for a shared store's decision, then those pending. Such an op may or may not be durable; retrying it with the same
   /// op id is safe: it is applied exactly once. A store completion that
   /// arrives after the engine is gone does nothing. After close() and
   /// closed(), nothing is left for the destructor to settle.
@@ -398,8 +398,11 @@ public:
   /// queries, advance() and flush() still work (advance() retries a commit
   /// that failed). Calling close() again flushes again.
   void close(timestamp now);
-  /// True once close() was called and every op that returned no error has
-  /// had its result: nothing pending, no commit or arbitration in flight.
+  /// True once close() was called, every op that returned no error has had
+  /// its result (nothing pending, no commit or arbitration in flight), and
+  /// the updates of what was committed went out to their subscribers (a
+  /// commit that completed after close() emits on the next tick; a viewer
+  /// change held back by engine_options::viewer_update_interval waits for it).
   /// With a store that completes later, the caller runs its loop (the store's
   /// completions) until this is true; a store that keeps failing keeps it
   /// false (advance() retries; destroying the engine settles the rest).

@@ -4,6 +4,12 @@
 #include <claps/lmdb.hpp>
 #include <claps/uv.hpp>
 
+// Built with CLAPS_CONSUMER_CPLUSPLUS=N: the compiler must run in that
+// standard or later (no flag from the package may lower it).
+#ifdef CLAPS_CONSUMER_CPLUSPLUS
+static_assert(__cplusplus >= CLAPS_CONSUMER_CPLUSPLUS, "a package flag lowered the C++ standard");
+#endif
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
