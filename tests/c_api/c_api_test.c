@@ -748,6 +748,92 @@ static void test_uv_driver(void) {
   free(rec);
 }
 
+/* The LMDB writer thread on a libuv loop, as docs/bindings/c.md says: a
+ * uv_poll_t on the completion fd runs the completions, the driver ticks, and
+ * claps_uv_driver_close() waits for every result before it calls back. */
+typedef struct uv_lmdb_test {
+  claps_lmdb_store* store;
+  uv_poll_t poll;
+  int completions;
+  bool closed;
+} uv_lmdb_test;
+
+static void on_completion_fd(uv_poll_t* p, int status, int events) {
+  uv_lmdb_test* t = (uv_lmdb_test*)p->data;
+  if (status == 0 && (events & UV_READABLE)) {
+    int n = claps_lmdb_store_run_completions(t->store);
+    if (n > 0) t->completions += n;
+  }
+}
+
+static void on_lmdb_driver_closed(void* user) { ((uv_lmdb_test*)user)->closed = true; }
+
+static void test_uv_lmdb_writer_thread(void) {
+  char dir[64];
+  make_temp_dir(dir, sizeof dir);
+  recorder* rec = calloc(1, sizeof *rec);
+  claps_engine_callbacks cb = callbacks_for(rec);
+  claps_lmdb_options lo;
+  claps_lmdb_options_init(&lo);
+  lo.path = dir;
+  lo.completions = CLAPS_LMDB_WRITER_THREAD;
+  uv_lmdb_test t;
+  memset(&t, 0, sizeof t);
+  CHECK_EQ_INT(claps_lmdb_store_open(&lo, &t.store), CLAPS_OK);
+  claps_engine* e = NULL;
+  CHECK_EQ_INT(claps_engine_new(claps_lmdb_store_as_store(t.store), NULL, &cb, claps_now_ms(), &e), CLAPS_OK);
+  uv_loop_t loop;
+  CHECK_EQ_INT(uv_loop_init(&loop), 0);
+  CHECK_EQ_INT(uv_poll_init(&loop, &t.poll, claps_lmdb_store_completion_fd(t.store)), 0);
+  t.poll.data = &t;
+  CHECK_EQ_INT(uv_poll_start(&t.poll, UV_READABLE, on_completion_fd), 0);
+  /* Left referenced: while a commit is in flight the engine has no deadline,
+   * and only this handle keeps the loop waiting for the writer. */
+  claps_uv_driver* d = NULL;
+  CHECK_EQ_INT(claps_uv_driver_new(&loop, e, &d), CLAPS_OK);
+
+  uv_test s;
+  memset(&s, 0, sizeof s);
+  uv_timer_init(&loop, &s.deadline);
+  s.deadline.data = &s;
+  uv_timer_start(&s.deadline, on_deadline, 5000, 0);
+  uv_unref((uv_handle_t*)&s.deadline);
+
+  claps_snapshot snap;
+  CHECK_EQ_INT(claps_engine_subscribe(e, 1, "alice", "uvw-art", true, &snap), CLAPS_OK);
+  CHECK_EQ_INT(claps_engine_clap(e, "alice", "uvw-art", 4, "op-1", 1), CLAPS_OK);
+  while (rec->result_count < 1 && !s.timed_out) uv_run(&loop, UV_RUN_ONCE);
+  CHECK_EQ_INT(rec->result_count, 1);
+  CHECK(t.completions >= 1);
+  CHECK_EQ_INT(rec->results[0].total, 4);
+  /* The update of that commit reached subscriber 1 too. */
+  while ((rec->delivery_count == 0 || rec->delivered_total[rec->delivery_count - 1] != 4) && !s.timed_out)
+    uv_run(&loop, UV_RUN_ONCE);
+  CHECK(rec->delivery_count > 0 && rec->delivered_total[rec->delivery_count - 1] == 4);
+
+  /* Shutdown: two ops pending; close calls back only once both are in. */
+  CHECK_EQ_INT(claps_engine_clap(e, "bob", "uvw-art", 2, "op-2", 2), CLAPS_OK);
+  CHECK_EQ_INT(claps_engine_undo(e, "alice", "uvw-art", "op-3", 3), CLAPS_OK);
+  CHECK_EQ_INT(claps_uv_driver_close(d, on_lmdb_driver_closed, &t), CLAPS_OK);
+  while (!t.closed && !s.timed_out) uv_run(&loop, UV_RUN_ONCE);
+  CHECK(t.closed);
+  CHECK(!s.timed_out);
+  CHECK_EQ_INT(rec->result_count, 3);
+  CHECK_EQ_INT(rec->results[2].cookie, 3);
+  CHECK_EQ_INT(rec->results[2].total, 2);
+  CHECK_EQ_INT(rec->results[2].error, CLAPS_OK);
+
+  claps_uv_driver_free(d);
+  claps_engine_free(e);
+  uv_close((uv_handle_t*)&t.poll, NULL);
+  uv_close((uv_handle_t*)&s.deadline, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+  claps_lmdb_store_free(t.store);
+  free(rec);
+  remove_dir(dir);
+}
+
 int main(void) {
   test_errors();
   test_null_arguments();
@@ -757,6 +843,7 @@ int main(void) {
   test_lmdb_writer_thread();
   test_close_and_free();
   test_uv_driver();
+  test_uv_lmdb_writer_thread();
   if (failures) {
     fprintf(stderr, "c_api_test: %d of %d checks failed\n", failures, checks);
     return 1;

@@ -441,7 +441,7 @@ int claps_uv_driver_unref(claps_uv_driver* driver);
 int claps_uv_driver_ref(claps_uv_driver* driver);
 /* The shutdown on a loop: claps_engine_close(), then ticks and waits (the
  * loop runs the store's completions: poll the LMDB store's completion fd with
- * a uv_poll_t that calls claps_lmdb_store_run_completions()) until
+ * a referenced uv_poll_t that calls claps_lmdb_store_run_completions()) until
  * claps_engine_closed(), then calls `done(user)` once, from a loop callback,
  * never inside this call. `done` (may be NULL) may free the driver, then the
  * engine, then the store. Ticking stops after it. While it waits, the driver

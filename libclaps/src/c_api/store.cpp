@@ -8,6 +8,8 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 using claps::c_api::guarded;
 using claps::c_api::to_code;
@@ -59,8 +61,12 @@ int claps_lmdb_store_open(const claps_lmdb_options* options, claps_lmdb_store** 
   if (!out) return CLAPS_E_BAD_REQUEST;
   *out = nullptr;
   if (!options || !options->path || !*options->path) return CLAPS_E_BAD_REQUEST;
-  if (options->completions != CLAPS_LMDB_INLINE && options->completions != CLAPS_LMDB_WRITER_THREAD)
-    return CLAPS_E_BAD_REQUEST;
+  // A C caller may store any int in the enum; in C++ loading one outside its
+  // values is undefined, so read the bytes.
+  std::underlying_type_t<claps_lmdb_completions> completions;
+  static_assert(sizeof completions == sizeof options->completions);
+  std::memcpy(&completions, &options->completions, sizeof completions);
+  if (completions != CLAPS_LMDB_INLINE && completions != CLAPS_LMDB_WRITER_THREAD) return CLAPS_E_BAD_REQUEST;
   return guarded([&] {
     auto handle = std::make_unique<claps_lmdb_store>();
     claps::lmdb_options o;
@@ -70,7 +76,7 @@ int claps_lmdb_store_open(const claps_lmdb_options* options, claps_lmdb_store** 
     o.headroom = options->headroom;
     o.sync = options->sync;
     o.max_purge_per_commit = options->max_purge_per_commit;
-    if (options->completions == CLAPS_LMDB_WRITER_THREAD) {
+    if (completions == CLAPS_LMDB_WRITER_THREAD) {
       handle->completion_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
       if (handle->completion_fd < 0) return CLAPS_E_STORE_IO;
       // Runs on the writer thread: a write to an eventfd is thread-safe and
