@@ -35,12 +35,12 @@
  * claps_engine_flush(), claps_engine_close(), claps_engine_free(),
  * claps_lmdb_store_run_completions() and claps_lmdb_store_wait_for_commit() (a
  * commit that completes delivers its results), and inside the libuv callbacks
- * of a claps_uv_driver. They never
- * run inside subscribe, clap, undo or read. A callback may call the queries
- * (claps_engine_next_deadline, _idle, _delivering, _closed, _stats_get,
- * _store_error) and nothing else on the engine: calling a mutating function
- * from a callback makes the engine print why and abort. A callback must
- * return normally (no longjmp, no C++ exception).
+ * of a claps_uv_driver. They never run inside subscribe, clap, undo or read.
+ * A callback may call the queries (claps_engine_next_deadline, _idle,
+ * _delivering, _closed, _stats_get, _store_error) and nothing else on the
+ * engine: calling a mutating function from a callback makes the engine print
+ * why and abort. A callback must return normally (no longjmp, no C++
+ * exception).
  *
  * Time. The engine never reads a clock: the caller passes the time as
  * milliseconds since the Unix epoch (claps_now_ms() reads the wall clock).
@@ -66,8 +66,9 @@
  * With an inline store (memory, or LMDB with CLAPS_LMDB_INLINE) the engine is
  * closed as soon as claps_engine_close() returns, unless the commit failed.
  * On a libuv loop, claps_uv_driver_close() does the waiting and then calls
- * back; free the driver, the engine and the store from there, run the loop
- * once more (the driver's handles close), then uv_loop_close().
+ * back; free the driver and the engine from there, uv_close() a uv_poll_t on
+ * the completion fd before freeing the store (which closes the fd), run the
+ * loop once more (the handles close), then uv_loop_close().
  * claps_engine_free() on an engine not yet closed gives every op still without
  * a result its result now, with CLAPS_E_UNAVAILABLE: nothing is silently
  * dropped, but such an op may or may not have been written (retrying it with
