@@ -1,6 +1,8 @@
 // The engine of <claps/claps.h>: C structs in, C callbacks out.
 #include "handles.hpp"
 
+#include <claps/ids.hpp>
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -44,10 +46,12 @@ void deliver(claps_engine& e, claps::subscriber_id sub, std::span<const claps::a
 }
 
 void result(claps_engine& e, const claps::op_result& r) {
-  // One buffer for the three strings, sized first so that it never moves.
+  // One buffer for the three strings; claps_engine_new() reserved room for
+  // the longest ids, so this never allocates (it may run in ~engine, where
+  // nothing may throw) and the pointers never move.
   const std::string_view user = r.user, article = r.article, op_id = r.op_id;
   e.result_strings.clear();
-  e.result_strings.reserve(user.size() + article.size() + op_id.size() + 3);
+  e.result_strings.reserve(user.size() + article.size() + op_id.size() + 3);  // a no-op for valid ids
   auto put = [&](std::string_view s) {
     const char* p = e.result_strings.data() + e.result_strings.size();
     e.result_strings.append(s);
@@ -137,6 +141,8 @@ int claps_engine_new(claps_store* store, const claps_engine_options* options,
     if (options) o = to_options(*options);
     if (auto ec = claps::validate(o)) return to_code(ec);
     auto handle = std::make_unique<claps_engine>();
+    handle->result_strings.reserve(claps::max_user_id_bytes + claps::max_article_id_bytes +
+                                   claps::max_op_id_bytes + 3);
     if (callbacks) handle->callbacks = *callbacks;
     claps::engine_callbacks cb;
     claps_engine* e = handle.get();
