@@ -50,9 +50,9 @@ test-asan:
 test-tsan:
 	cmake -S . -B $(TSAN_BUILD) -DCLAPS_TSAN=ON -DCLAPS_SERVER=OFF -DCLAPS_REDIS=OFF \
 	  -DCLAPS_BENCHMARKS=OFF -DCLAPS_EXAMPLES=OFF -DCLAPS_INSTALL=OFF -DCMAKE_BUILD_TYPE=Debug
-	cmake --build $(TSAN_BUILD) -j$(JOBS) --target lmdb_store_test engine_test memory_store_test uv_driver_test
+	cmake --build $(TSAN_BUILD) -j$(JOBS) --target lmdb_store_test engine_test engine_lifecycle_test memory_store_test uv_driver_test
 	ctest --test-dir $(TSAN_BUILD) -L unit --output-on-failure \
-	  -R '^unit\.(lmdb_store\.writer|engine|memory_store|uv_driver)$$'
+	  -R '^unit\.(lmdb_store\.writer|engine|engine_lifecycle|memory_store|uv_driver)$$'
 
 # The libFuzzer targets (fuzz/) in their own Clang build with ASan + UBSan:
 # each replays its seeds and fuzzes FUZZ_TEST_SECONDS (ctest label fuzz).

@@ -270,6 +270,7 @@ struct engine::impl final : store_listener {
   void remote_changed(std::string_view article, std::int64_t remote_total,
                       std::uint32_t remote_viewers) override {
     set_remote(article, remote_total, remote_viewers);
+    wake_if_earlier();  // an idle engine's driver must emit it
   }
   void set_remote(std::string_view article, std::int64_t remote_total, std::uint32_t remote_viewers);
 

@@ -385,3 +385,28 @@ TEST_CASE("the destructor settles every op with LMDB inline and with its writer 
     CHECK(total == 100);
   }
 }
+
+TEST_CASE("a remote change reported by a shared store wakes an idle engine's driver") {
+  claps::memory_store backing;
+  arbitrating_store st(backing);
+  std::vector<std::int64_t> delivered;
+  claps::engine_callbacks cb;
+  cb.deliver = [&](claps::subscriber_id, std::span<const claps::article_update* const> us) {
+    for (const auto* u : us) delivered.push_back(u->total);
+  };
+  claps::engine eng(st, {}, cb, t0());
+  int wakes = 0;
+  eng.on_wake([&] { ++wakes; });
+  claps::snapshot snap;
+  REQUIRE_FALSE(eng.subscribe(1, {}, "a", true, snap));
+  eng.advance(eng.next_deadline());
+  REQUIRE(eng.next_deadline() == claps::timestamp::max());
+  const int before = wakes;
+  REQUIRE(st.listener != nullptr);
+  st.listener->remote_changed("a", 7, 2);  // as a Redis store does when another node commits
+  CHECK(wakes == before + 1);
+  REQUIRE(eng.next_deadline() != claps::timestamp::max());
+  eng.advance(eng.next_deadline());
+  REQUIRE_FALSE(delivered.empty());
+  CHECK(delivered.back() == 7);
+}

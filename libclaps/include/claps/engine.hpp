@@ -43,8 +43,11 @@
 //     (the caller's loop) until engine.closed(), destroy the engine, then the
 //     store. claps::uv_driver::close() does the waiting on a libuv loop.
 // close() commits everything pending at once; closed() turns true when every
-// op that returned no error has had its result. Destroying an engine before
-// that gives each op still without a result errc::unavailable (see ~engine).
+// op that returned no error has had its result and the updates went out.
+// With a store that completes inside commit() that is at once, unless a
+// viewer-count change is held back (engine_options::viewer_update_interval):
+// destroying the engine then drops only that update. Destroying an engine
+// while ops still wait gives each errc::unavailable (see ~engine).
 //
 // Several nodes: with a store that arbitrates (claps::redis_store), clap() and
 // undo() only queue the op; each tick the engine asks the store to decide the
@@ -269,8 +272,9 @@ public:
   /// Every op that returned no error and still has no result gets one now,
   /// with error errc::unavailable: first those in a commit in flight (which
   /// the store may still make durable after the engine is gone), then those
-  /// waiting for a shared store's decision, then those pending. Such an op may or may not be durable; retrying it with the same
-  /// op id is safe: it is applied exactly once. A store completion that
+  /// waiting for a shared store's decision, then those pending. Such an op
+  /// may or may not be durable; retrying it with the same op id is safe: it
+  /// is applied exactly once. A store completion that
   /// arrives after the engine is gone does nothing. After close() and
   /// closed(), nothing is left for the destructor to settle.
   ~engine();
