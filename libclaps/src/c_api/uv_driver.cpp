@@ -32,8 +32,10 @@ int claps_uv_driver_flush(claps_uv_driver* driver) {
 
 int claps_uv_driver_stop(claps_uv_driver* driver) {
   if (!driver) return CLAPS_E_BAD_REQUEST;
-  driver->driver.stop();
-  return CLAPS_OK;
+  return guarded([&] {
+    driver->driver.stop();
+    return CLAPS_OK;
+  });
 }
 
 int claps_uv_driver_close(claps_uv_driver* driver, void (*done)(void* user), void* user) {
@@ -48,14 +50,18 @@ int claps_uv_driver_close(claps_uv_driver* driver, void (*done)(void* user), voi
 
 int claps_uv_driver_unref(claps_uv_driver* driver) {
   if (!driver) return CLAPS_E_BAD_REQUEST;
-  driver->driver.unref();
-  return CLAPS_OK;
+  return guarded([&] {
+    driver->driver.unref();
+    return CLAPS_OK;
+  });
 }
 
 int claps_uv_driver_ref(claps_uv_driver* driver) {
   if (!driver) return CLAPS_E_BAD_REQUEST;
-  driver->driver.ref();
-  return CLAPS_OK;
+  return guarded([&] {
+    driver->driver.ref();
+    return CLAPS_OK;
+  });
 }
 
 void claps_uv_driver_free(claps_uv_driver* driver) { delete driver; }
