@@ -4,6 +4,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 JOBS ?= $(shell nproc)
+TEST_JOBS ?= 2
 PORT ?= 8080
 CMAKE_FLAGS ?=
 
@@ -25,7 +26,9 @@ package:
 	@scripts/deps.sh package
 	JOBS=$(JOBS) scripts/package.sh $(PACKAGE_BUILD)
 
-# The whole suite through ctest, then the unit tests once more under
+# The whole suite through ctest, TEST_JOBS tests at a time (most of them wait
+# on real processes, Redis failovers and timers rather than compute; tests
+# that share a resource hold a ctest RESOURCE_LOCK), then the unit tests once more under
 # AddressSanitizer + UBSan so every run proves the core clean, the store and
 # engine tests under ThreadSanitizer (the LMDB writer thread), then a few
 # seconds of each fuzz target.
@@ -33,7 +36,7 @@ test:
 	@scripts/deps.sh test
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j$(JOBS)
-	ctest --test-dir $(BUILD) --output-on-failure --timeout 600
+	ctest --test-dir $(BUILD) --output-on-failure --timeout 600 -j$(TEST_JOBS)
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
 	$(MAKE) test-fuzz

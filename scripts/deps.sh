@@ -16,7 +16,11 @@ fuzz_pkgs=(clang-14 libclang-rt-14-dev)
 # dpkg-dev (dpkg-shlibdeps: the clapsd package's Depends) and systemd
 # (systemd-analyze verify of the unit): the packaging.deb test and make package.
 package_pkgs=(dpkg-dev systemd)
-test_pkgs=(redis-server redis-sentinel chromium faketime python3 haproxy clang-format-14 "${fuzz_pkgs[@]}" "${package_pkgs[@]}")
+# pybind11-dev and python3-dev build the Python binding (bindings/python);
+# python3-websockets runs its example server (bindings.python_server).
+python_pkgs=(python3 python3-dev pybind11-dev python3-websockets)
+test_pkgs=(redis-server redis-sentinel chromium faketime haproxy clang-format-14 "${python_pkgs[@]}" "${fuzz_pkgs[@]}"
+           "${package_pkgs[@]}")
 bench_pkgs=(gnuplot-nox curl linux-perf)
 
 pkgs=("${build_pkgs[@]}")

@@ -2,8 +2,8 @@
 # Builds the Debian packages libclaps-dev and clapsd (cmake/packaging.cmake)
 # in a Release build directory configured for /usr, and prints their paths.
 # Usage: scripts/package.sh [BUILD_DIR]   (default: build-package)
-# Env:   CLAPS_PACKAGE_BUILD_TYPE (default Release; the packaging test uses Debug,
-#        which compiles in about half the time and packages the same files)
+# Env:   CLAPS_PACKAGE_BUILD_TYPE (default Release). The packaging test
+#        (tests/packaging/deb.sh) packages the suite's own build tree instead.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$src/build-package}

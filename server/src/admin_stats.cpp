@@ -103,7 +103,7 @@ latency_summary summarize(std::span<const std::uint64_t> buckets, double sum_sec
   latency_summary s;
   for (auto b : buckets) s.count += b;
   if (s.count == 0) return s;
-  const auto& bounds = latency_histogram::bounds;
+  const auto& bounds = commit_latency_histogram::bounds;
   auto bound_ms = [&](std::size_t i) { return bounds[std::min(i, bounds.size() - 1)] * 1000.0; };
   auto percentile = [&](double q) {
     // The smallest bucket holding at least q of the observations.
@@ -121,7 +121,7 @@ latency_summary summarize(std::span<const std::uint64_t> buckets, double sum_sec
   return s;
 }
 
-void latency_window::sample(const latency_histogram& h) {
+void latency_window::sample(const commit_latency_histogram& h) {
   point p;
   std::uint64_t within = 0;
   for (std::size_t i = 0; i < h.buckets().size(); ++i) {
@@ -138,7 +138,7 @@ latency_summary latency_window::summary() const {
   if (history_.size() < 2) return {};
   const point& first = history_.front();
   const point& last = history_.back();
-  std::array<std::uint64_t, latency_histogram::bounds.size() + 1> delta{};
+  std::array<std::uint64_t, commit_latency_histogram::bounds.size() + 1> delta{};
   for (std::size_t i = 0; i < delta.size(); ++i) delta[i] = last.buckets[i] - first.buckets[i];
   return summarize(delta, last.sum - first.sum);
 }
@@ -170,6 +170,23 @@ void optional_ms(std::string& out, std::string_view key, const std::optional<dou
   out += '"';
   out += key;
   out += "\":null";
+}
+
+// ,"key":{window_s,count,p50_ms,p99_ms,avg_ms}
+void latency(std::string& out, std::string_view key, const latency_summary& l, std::size_t window_s) {
+  out += ",\"";
+  out += key;
+  out += "\":{";
+  count(out, "window_s", window_s);
+  out += ',';
+  count(out, "count", l.count);
+  out += ',';
+  optional_ms(out, "p50_ms", l.p50_ms);
+  out += ',';
+  optional_ms(out, "p99_ms", l.p99_ms);
+  out += ',';
+  optional_ms(out, "avg_ms", l.avg_ms);
+  out += '}';
 }
 
 void articles(std::string& out, std::string_view key, const std::vector<article_activity>& list) {
@@ -255,17 +272,9 @@ std::string render_admin_frame(const admin_snapshot& s) {
   count(out, "deliveries_queued", e.deliveries_queued);
   out += ',';
   count(out, "commit_failures", e.commit_failures);
-  out += ",\"commit_latency\":{";
-  count(out, "window_s", s.latency_window_s);
-  out += ',';
-  count(out, "count", s.commit_latency.count);
-  out += ',';
-  optional_ms(out, "p50_ms", s.commit_latency.p50_ms);
-  out += ',';
-  optional_ms(out, "p99_ms", s.commit_latency.p99_ms);
-  out += ',';
-  optional_ms(out, "avg_ms", s.commit_latency.avg_ms);
-  out += "}}";
+  latency(out, "commit_latency", s.commit_latency, s.latency_window_s);
+  latency(out, "tick_duration", s.tick_duration, s.latency_window_s);
+  out += '}';
 
   out += ",\"clients\":{";
   count(out, "slow_ws_closed", m.slow_client_drops);
@@ -320,7 +329,28 @@ std::string render_admin_frame(const admin_snapshot& s) {
     count(out, "masters", r.masters);
     out += ',';
     count(out, "dirty_keys", r.dirty_keys);
-    out += '}';
+    out += ",\"nodes\":[";
+    for (std::size_t i = 0; i < r.nodes.size(); ++i) {
+      const cluster_node::known_node& n = r.nodes[i];
+      if (i > 0) out += ',';
+      out += "{\"id\":";
+      append_json_string(out, n.id);
+      out += ',';
+      flag(out, "self", n.self);
+      out += ',';
+      flag(out, "live", n.live);
+      out += ",\"heartbeat_age_ms\":";
+      if (n.heartbeat_age_ms) out += std::to_string(*n.heartbeat_age_ms);
+      else out += "null";
+      out += ',';
+      count(out, "viewers", n.viewers);
+      out += ",\"total\":";
+      out += std::to_string(n.total);
+      out += ',';
+      count(out, "articles", n.articles);
+      out += '}';
+    }
+    out += "]}";
   }
   out += '}';
   return out;

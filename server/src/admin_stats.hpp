@@ -5,6 +5,7 @@
 // sends render_admin_frame() to the subscribed admin sockets (admin_channel).
 #pragma once
 
+#include "cluster.hpp"
 #include "metrics.hpp"
 
 #include <claps/engine.hpp>
@@ -74,7 +75,7 @@ private:
   std::unordered_map<std::string, entry, id_hash, std::equal_to<>> entries_;
 };
 
-/// Percentiles of a latency_histogram's observations over a window, as the
+/// Percentiles of a commit_latency_histogram's observations over a window, as the
 /// upper bounds of the buckets they fall in (the histogram keeps no more).
 struct latency_summary {
   std::uint64_t count = 0;
@@ -82,7 +83,7 @@ struct latency_summary {
   std::optional<double> p99_ms;
   std::optional<double> avg_ms;
 };
-/// From bucket counts (non-cumulative, as latency_histogram keeps them);
+/// From bucket counts (non-cumulative, as commit_latency_histogram keeps them);
 /// an observation past the last bound counts as that bound.
 latency_summary summarize(std::span<const std::uint64_t> buckets, double sum_seconds);
 
@@ -91,13 +92,13 @@ latency_summary summarize(std::span<const std::uint64_t> buckets, double sum_sec
 class latency_window {
 public:
   explicit latency_window(std::size_t window = 10) : window_(window) {}
-  void sample(const latency_histogram& h);
+  void sample(const commit_latency_histogram& h);
   latency_summary summary() const;
   std::size_t seconds() const noexcept { return history_.empty() ? 0 : history_.size() - 1; }
 
 private:
   struct point {
-    std::array<std::uint64_t, latency_histogram::bounds.size() + 1> buckets{};
+    std::array<std::uint64_t, commit_latency_histogram::bounds.size() + 1> buckets{};
     double sum = 0;
   };
   std::size_t window_;
@@ -113,6 +114,7 @@ struct redis_state {
   bool walking_journal = false;
   std::size_t masters = 0;
   std::uint64_t dirty_keys = 0;
+  std::vector<cluster_node::known_node> nodes;  // every node sharing Redis, this one included
 };
 
 /// Everything one admin frame says. Counters are as read now; the *_per_s
@@ -136,6 +138,7 @@ struct admin_snapshot {
   double commits_per_s = 0;
   double claps_per_s = 0;  // accepted on this node
   latency_summary commit_latency;
+  latency_summary tick_duration;
   std::size_t latency_window_s = 0;
   std::vector<article_activity> by_viewers;
   std::vector<article_activity> by_claps;

@@ -235,6 +235,16 @@ cluster_node::status cluster_node::current_status() const {
   return out;
 }
 
+std::vector<cluster_node::known_node> cluster_node::nodes() const {
+  std::vector<known_node> out;
+  const impl& p = *impl_;
+  if (!p.store) return out;
+  for (redis_node_info& n : p.store->nodes())
+    out.push_back(
+        known_node{std::move(n.node_id), n.self, n.heartbeat_age_ms, n.live, n.total, n.viewers, n.articles});
+  return out;
+}
+
 void cluster_node::shutdown() {
   impl& p = *impl_;
   p.alive.reset();
@@ -268,6 +278,7 @@ bool cluster_node::degraded() const noexcept { return false; }
 bool cluster_node::node_id_taken() const noexcept { return false; }
 std::string cluster_node::metrics_text() const { return {}; }
 cluster_node::status cluster_node::current_status() const { return {}; }
+std::vector<cluster_node::known_node> cluster_node::nodes() const { return {}; }
 void cluster_node::shutdown() {}
 cluster_node::~cluster_node() = default;
 

@@ -22,9 +22,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace claps::server {
 
@@ -66,6 +68,18 @@ public:
     std::uint64_t dirty_keys = 0;  // waiting to be written to Redis
   };
   status current_status() const;
+  /// A node sharing Redis, as this node's store knows it (redis_node_info).
+  struct known_node {
+    std::string id;
+    bool self = false;
+    std::optional<std::uint64_t> heartbeat_age_ms;  // empty: no heartbeat read yet
+    bool live = false;
+    std::int64_t total = 0;  // its part of the totals of the articles this node knows
+    std::uint32_t viewers = 0;
+    std::size_t articles = 0;
+  };
+  /// Every node sharing Redis, this one included, sorted by id; no Redis request.
+  std::vector<known_node> nodes() const;
   /// Prometheus text of the Redis client, bus and store (claps_cluster_*, claps_redis_*).
   std::string metrics_text() const;
 

@@ -28,7 +28,7 @@ public:
     lws_callback_on_writable(wsi_);
   }
   void on_update(std::span<const article_update* const>, tick_scratch&) override {}
-  void on_result(const op_result&, std::string_view) override {}
+  void on_result(const op_result&, std::string_view, op_received_at) override {}
   void on_refused(std::error_code, std::string_view) override {}
   int on_writeable(bool& finished) override {
     if (!answered_) return 0;
@@ -69,7 +69,7 @@ public:
   bool too_large() const noexcept { return too_large_; }
   std::uint64_t submitted_ms = 0;
 
-  void on_result(const op_result& result, std::string_view) override {
+  void on_result(const op_result& result, std::string_view, op_received_at) override {
     answer(200, rest_result_body(result));
   }
   void on_refused(std::error_code ec, std::string_view) override {
@@ -129,7 +129,7 @@ public:
       send(scratch.frame);
     }
   }
-  void on_result(const op_result&, std::string_view) override {}
+  void on_result(const op_result&, std::string_view, op_received_at) override {}
   void on_refused(std::error_code, std::string_view) override {}
   int on_writeable(bool&) override {
     writeable_requested_ = false;

@@ -27,7 +27,8 @@ void gauge(std::string& out, const char* name, const char* help, double v) {
 
 }  // namespace
 
-void latency_histogram::observe(double seconds) noexcept {
+template <const auto& Bounds>
+void seconds_histogram<Bounds>::observe(double seconds) noexcept {
   ++count_;
   sum_ += seconds;
   for (std::size_t i = 0; i < bounds.size(); ++i) {
@@ -38,7 +39,8 @@ void latency_histogram::observe(double seconds) noexcept {
   }
 }
 
-void latency_histogram::render(std::string& out, const char* name, const char* help) const {
+template <const auto& Bounds>
+void seconds_histogram<Bounds>::render(std::string& out, const char* name, const char* help) const {
   char buf[256];
   std::snprintf(buf, sizeof buf, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
   out += buf;
@@ -54,6 +56,9 @@ void latency_histogram::render(std::string& out, const char* name, const char* h
                 static_cast<unsigned long long>(count_));
   out += buf;
 }
+
+template class seconds_histogram<commit_latency_bounds>;
+template class seconds_histogram<ack_latency_bounds>;
 
 std::string render_prometheus(const server_metrics& m, const engine_stats& s, bool ready) {
   std::string out;
@@ -113,6 +118,10 @@ std::string render_prometheus(const server_metrics& m, const engine_stats& s, bo
   counter(out, "claps_commits_total", "Store commits", static_cast<double>(s.commits));
   counter(out, "claps_commit_failures_total", "Failed store commits", static_cast<double>(s.commit_failures));
   m.commit_latency.render(out, "claps_commit_latency_seconds", "Store commit latency");
+  m.tick_duration.render(out, "claps_tick_duration_seconds",
+                         "Wall time of each engine tick: the loop is held that long");
+  m.ack_latency.render(out, "claps_ack_latency_seconds",
+                       "WebSocket clap/undo latency: from reading the frame to queueing its ack");
   counter(out, "claps_updates_total", "Changed-article updates encoded (one per article per tick)",
           static_cast<double>(s.updates));
   counter(out, "claps_update_frames_sent_total", "Tick update frames written to WebSocket clients",

@@ -10,23 +10,37 @@
 
 namespace claps::server {
 
+/// Bucket bounds (seconds) of claps_commit_latency_seconds: store commits,
+/// from 100 us (LMDB without fsync) to 2.5 s (a Redis deadline).
+inline constexpr std::array<double, 14> commit_latency_bounds{
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5};
+/// Bucket bounds (seconds) of claps_ack_latency_seconds: an ack waits for its
+/// tick (25 ms by default) and then the commit, so the buckets are dense up to
+/// a few ticks and reach the Redis deadline (2 s) plus a tick.
+inline constexpr std::array<double, 16> ack_latency_bounds{
+    0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5};
+
 /// A fixed-bucket histogram in seconds, rendered as a Prometheus histogram.
-class latency_histogram {
+template <const auto& Bounds>
+class seconds_histogram {
 public:
-  static constexpr std::array<double, 14> bounds{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                                 0.025,  0.05,    0.1,    0.25,  0.5,    1.0,   2.5};
+  static constexpr const auto& bounds = Bounds;
   void observe(double seconds) noexcept;
   void render(std::string& out, const char* name, const char* help) const;
   /// Observations per bucket (not cumulative); those past the last bound are count() minus their sum.
-  const std::array<std::uint64_t, bounds.size()>& buckets() const noexcept { return buckets_; }
+  const std::array<std::uint64_t, Bounds.size()>& buckets() const noexcept { return buckets_; }
   std::uint64_t count() const noexcept { return count_; }
   double sum() const noexcept { return sum_; }
 
 private:
-  std::array<std::uint64_t, bounds.size()> buckets_{};  // non-cumulative
+  std::array<std::uint64_t, Bounds.size()> buckets_{};  // non-cumulative
   std::uint64_t count_ = 0;
   double sum_ = 0;
 };
+using commit_latency_histogram = seconds_histogram<commit_latency_bounds>;
+/// Tick durations share commit latency's buckets (0.1 ms to seconds).
+using tick_duration_histogram = seconds_histogram<commit_latency_bounds>;
+using ack_latency_histogram = seconds_histogram<ack_latency_bounds>;
 
 /// Why a connection attempt was refused.
 enum class refusal {
@@ -60,7 +74,10 @@ struct server_metrics {
   std::uint64_t rate_limited_reads = 0;  // subscribes and REST reads refused by the user's bucket
   std::uint64_t oversize_closes = 0;
   std::uint64_t http_requests = 0;
-  latency_histogram commit_latency;
+  commit_latency_histogram commit_latency;
+  tick_duration_histogram tick_duration;  // wall time of each engine tick (uv_driver::on_tick)
+  /// WebSocket clap/undo: from reading the frame to queueing its ack.
+  ack_latency_histogram ack_latency;
 
   void refuse(refusal r) noexcept { ++refused[static_cast<int>(r)]; }
   void reject(clap_rejection r) noexcept { ++claps_rejected[static_cast<int>(r)]; }

@@ -118,6 +118,9 @@ cxxopts::Options make_spec() {
      cxxopts::value<std::size_t>()->default_value("4096"))
     ("max-subscriptions", "Most articles one connection may watch",
      cxxopts::value<std::size_t>()->default_value("256"))
+    ("max-admin-subscribers", "Most admin sockets (/admin/ws on --admin-listen) at once; one more gets an "
+     "error frame (too_many_admin_subscribers) and is closed 1013",
+     cxxopts::value<std::size_t>()->default_value("16"))
     ("slow-client-bytes", "Hard bound on one client's unsent output; past it the client is "
      "closed with 1008", cxxopts::value<std::size_t>()->default_value("262144"));
   spec.add_options("Timers and tuning (defaults are the protocol's; tests shrink them)")
@@ -340,6 +343,9 @@ parse_outcome parse_options(int argc, const char* const* argv, const char* (*get
       error = "--max-message-bytes must be 64..16777216";
     o.max_subscriptions = result["max-subscriptions"].as<std::size_t>();
     if (o.max_subscriptions < 1) error = "--max-subscriptions must be at least 1";
+    o.max_admin_subscribers = result["max-admin-subscribers"].as<std::size_t>();
+    if (o.max_admin_subscribers < 1 || o.max_admin_subscribers > 10000)
+      error = "--max-admin-subscribers must be 1..10000";
     o.slow_client_bytes = result["slow-client-bytes"].as<std::size_t>();
     if (o.slow_client_bytes < 256) error = "--slow-client-bytes must be at least 256";
     o.ping_interval_s = result["ping-interval-s"].as<int>();

@@ -69,6 +69,7 @@ struct server_options {
   double rate_burst = 40;
   std::size_t max_message_bytes = 4096;
   std::size_t max_subscriptions = 256;
+  std::size_t max_admin_subscribers = 16;  // admin sockets (/admin/ws) at once
   std::size_t slow_client_bytes = 256 * 1024;
   std::size_t lmdb_map_size = std::size_t{1} << 30;  // initial (address space); grows by itself
   std::size_t lmdb_max_size = std::size_t{4} << 30;  // the most it grows to

@@ -29,6 +29,7 @@
 #include <libwebsockets.h>
 #include <uv.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <limits>
@@ -108,9 +109,12 @@ private:
   char admin_mark_ = 0;
   bool is_admin(lws* wsi) const { return lws_get_opaque_user_data(wsi) == &admin_mark_; }
   // The admin page's data (/admin/ws): sampled once a second.
-  admin_channel admin_ws_{4096};
+  admin_channel admin_ws_{admin_channel::limits{4096, options_.max_admin_subscribers,
+                                                static_cast<std::uint64_t>(options_.ping_interval_s) * 1000,
+                                                static_cast<std::uint64_t>(options_.idle_timeout_s) * 1000}};
   article_watch articles_;
   latency_window commit_window_;
+  latency_window tick_window_;
   engine_stats last_engine_{};
   std::uint64_t claps_since_sample_ = 0;
   std::uint64_t last_sample_ms_ = 0;
@@ -324,6 +328,9 @@ bool clapsd::start() {
   if (!create_context()) return false;
 
   driver_ = std::make_unique<uv_driver>(&loop_, *engine_);
+  driver_->on_tick([this](std::chrono::nanoseconds took) {
+    metrics_.tick_duration.observe(std::chrono::duration<double>(took).count());
+  });
   uv_signal_init(&loop_, &sigterm_);
   uv_signal_init(&loop_, &sigint_);
   uv_check_init(&loop_, &after_io_);
@@ -498,17 +505,19 @@ int clapsd::dispatch(lws* wsi, lws_callback_reasons reason, void* user, void* in
     if (is_admin(wsi)) return http_->confirm_admin_upgrade(wsi, static_cast<const char*>(in));
     return ws_->confirm_upgrade(wsi, static_cast<const char*>(in));
   case LWS_CALLBACK_ESTABLISHED:
-    if (is_admin(wsi)) return admin_ws_.established(wsi);
+    if (is_admin(wsi)) return admin_ws_.established(wsi, uv_now(&loop_));
     return ws_->established(wsi, user);
   case LWS_CALLBACK_RECEIVE:
     if (is_admin(wsi))
-      return admin_ws_.receive(wsi, static_cast<const char*>(in), len, [this] { return admin_frame(); });
+      return admin_ws_.receive(wsi, static_cast<const char*>(in), len, uv_now(&loop_),
+                               [this] { return admin_frame(); });
     return ws_->receive(wsi, user, static_cast<const char*>(in), len);
   case LWS_CALLBACK_SERVER_WRITEABLE:
     if (is_admin(wsi)) return admin_ws_.writeable(wsi);
     return ws_->writeable(user);
   case LWS_CALLBACK_RECEIVE_PONG:
-    if (!is_admin(wsi)) ws_->pong(user);
+    if (is_admin(wsi)) admin_ws_.pong(wsi, uv_now(&loop_));
+    else ws_->pong(user);
     return 0;
   case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
   case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
@@ -551,6 +560,7 @@ void clapsd::on_second() {
     else log_.info("store has room again: accepting new claps");
   }
   ws_->sweep();
+  admin_ws_.sweep(uv_now(&loop_));
   http_->sweep();
   sample_admin_stats();
   if (++seconds_ % static_cast<std::uint64_t>(options_.ping_interval_s) == 0) http_->heartbeat();
@@ -662,6 +672,7 @@ void clapsd::sample_admin_stats() {
   last_sample_ms_ = now;
   articles_.sample(now);
   commit_window_.sample(metrics_.commit_latency);
+  tick_window_.sample(metrics_.tick_duration);
   if (admin_ws_.subscribers() > 0) admin_ws_.broadcast(admin_frame());
 }
 
@@ -685,13 +696,14 @@ std::string clapsd::admin_frame() const {
   s.commits_per_s = commits_per_s_;
   s.claps_per_s = claps_per_s_;
   s.commit_latency = commit_window_.summary();
+  s.tick_duration = tick_window_.summary();
   s.latency_window_s = commit_window_.seconds();
   s.by_viewers = articles_.top_by_viewers(10);
   s.by_claps = articles_.top_by_claps(10);
   if (cluster_) {
     const auto c = cluster_->current_status();
-    s.redis = redis_state{c.connected,       c.bus_healthy, c.degraded,  c.node_id_taken,
-                          c.walking_journal, c.masters,     c.dirty_keys};
+    s.redis = redis_state{c.connected,       c.bus_healthy, c.degraded,   c.node_id_taken,
+                          c.walking_journal, c.masters,     c.dirty_keys, cluster_->nodes()};
   }
   return render_admin_frame(s);
 }

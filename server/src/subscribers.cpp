@@ -16,10 +16,11 @@ endpoint* endpoint_registry::find(std::uint64_t id) const noexcept {
   return it == endpoints_.end() ? nullptr : it->second;
 }
 
-std::uint64_t endpoint_registry::track_op(std::uint64_t endpoint_id, std::string_view op_id) {
+std::uint64_t endpoint_registry::track_op(std::uint64_t endpoint_id, std::string_view op_id,
+                                          op_received_at received) {
   const auto cookie = next_cookie_++;
   const auto* e = find(endpoint_id);
-  ops_.emplace(cookie, pending_op{endpoint_id, e ? e->serial : 0, std::string(op_id)});
+  ops_.emplace(cookie, pending_op{endpoint_id, e ? e->serial : 0, std::string(op_id), received});
   return cookie;
 }
 
@@ -30,7 +31,8 @@ void endpoint_registry::complete_op(const op_result& result) {
   if (it == ops_.end()) return;
   const pending_op op = std::move(it->second);
   ops_.erase(it);
-  if (auto* e = find(op.endpoint_id); e != nullptr && e->serial == op.serial) e->on_result(result, op.op_id);
+  if (auto* e = find(op.endpoint_id); e != nullptr && e->serial == op.serial)
+    e->on_result(result, op.op_id, op.received);
 }
 
 void endpoint_registry::refuse_op(std::uint64_t cookie, std::error_code ec) {

@@ -8,6 +8,7 @@
 
 #include <claps/engine.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -23,13 +24,17 @@ struct tick_scratch {
   std::string frame;
 };
 
+/// When clapsd read the message that submitted an op (a monotonic clock).
+using op_received_at = std::chrono::steady_clock::time_point;
+
 class endpoint {
 public:
   virtual ~endpoint() = default;
   /// This tick's changed articles among those the endpoint watches.
   virtual void on_update(std::span<const article_update* const> updates, tick_scratch& scratch) = 0;
-  /// The durable outcome of a clap/undo this endpoint submitted.
-  virtual void on_result(const op_result& result, std::string_view op_id) = 0;
+  /// The durable outcome of a clap/undo this endpoint submitted; `received`
+  /// is what track_op() was given.
+  virtual void on_result(const op_result& result, std::string_view op_id, op_received_at received) = 0;
   /// The engine refused a clap/undo this endpoint submitted (its op id as
   /// sent). Called instead of on_result, possibly after the submitting
   /// callback returned (across nodes an op waits for a Redis lookup first).
@@ -53,8 +58,9 @@ public:
   void remove(std::uint64_t id) noexcept;
   endpoint* find(std::uint64_t id) const noexcept;
 
-  /// Remembers who submitted an op; returns the cookie to pass the engine.
-  std::uint64_t track_op(std::uint64_t endpoint_id, std::string_view op_id);
+  /// Remembers who submitted an op, and when its message was read (handed
+  /// back to on_result); returns the cookie to pass the engine.
+  std::uint64_t track_op(std::uint64_t endpoint_id, std::string_view op_id, op_received_at received = {});
   /// Forgets a cookie whose submission failed (no result will come).
   void forget_op(std::uint64_t cookie) noexcept;
   /// Delivers a result to its endpoint, if that endpoint still exists.
@@ -67,6 +73,7 @@ private:
     std::uint64_t endpoint_id;
     std::uint64_t serial;
     std::string op_id;
+    op_received_at received;
   };
   std::uint64_t next_serial_ = 1;
   std::uint64_t next_cookie_ = 1;

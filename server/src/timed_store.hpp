@@ -16,7 +16,7 @@ namespace claps::server {
 
 class timed_store final : public store {
 public:
-  timed_store(store& inner, latency_histogram& commit_latency)
+  timed_store(store& inner, commit_latency_histogram& commit_latency)
       : inner_(inner), commit_latency_(commit_latency) {}
 
   std::error_code read_total(std::string_view article, std::int64_t& total) override {
@@ -61,7 +61,7 @@ public:
 
 private:
   store& inner_;
-  latency_histogram& commit_latency_;
+  commit_latency_histogram& commit_latency_;
 };
 
 }  // namespace claps::server

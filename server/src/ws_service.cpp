@@ -8,6 +8,7 @@
 #include <claps/ids.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <strings.h>
 
 namespace claps::server {
@@ -314,6 +315,9 @@ void ws_service::unsubscribe(ws_session& s) {
 }
 
 void ws_service::clap_or_undo(ws_session& s) {
+  // The ack latency starts here, when the frame has been read and parsed
+  // (microseconds after it was complete).
+  const op_received_at received = std::chrono::steady_clock::now();
   if (!take_token(s)) return;
   // While the drain closes clients in batches, those not yet told to go clap
   // as usual; one told to go closes once its earlier ops are answered.
@@ -333,7 +337,7 @@ void ws_service::clap_or_undo(ws_session& s) {
   request.article = message_.article;
   request.op_id = message_.id;
   request.count = message_.count;
-  request.cookie = deps_.registry.track_op(s.id(), message_.id);
+  request.cookie = deps_.registry.track_op(s.id(), message_.id, received);
   s.op_submitted();
   submit_op(deps_, request);
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include <sys/socket.h>
@@ -301,11 +302,13 @@ void ws_session::keep_latest(const article_update& update) {
   pending_bytes_ += update.article.size() + item_overhead;
 }
 
-void ws_session::on_result(const op_result& result, std::string_view op_id) {
+void ws_session::on_result(const op_result& result, std::string_view op_id, op_received_at received) {
   std::string frame;
   encode_ack(frame, result, op_id);
   ++metrics_.acks_sent;
   send_reply(std::move(frame));
+  const std::chrono::duration<double> waited = std::chrono::steady_clock::now() - received;
+  metrics_.ack_latency.observe(waited.count());
   op_answered();
 }
 

@@ -99,7 +99,8 @@ public:
   /// (then the writeable callback does). Called at the end of a loop pass.
   void flush_replies();
   void on_update(std::span<const article_update* const> updates, tick_scratch& scratch) override;
-  void on_result(const op_result& result, std::string_view op_id) override;
+  /// Queues the ack and records its latency since `received` (claps_ack_latency_seconds).
+  void on_result(const op_result& result, std::string_view op_id, op_received_at received) override;
   void on_refused(std::error_code ec, std::string_view op_id) override;
   /// LWS_CALLBACK_SERVER_WRITEABLE; returns what the callback should return.
   int on_writeable();

@@ -123,7 +123,7 @@ const corruptions = {
 function run(runner) {
   const dir = mkdtempSync(join(tmpdir(), 'claps-sequence-'));
   try {
-    const [cmd, args] = runner.endsWith('.py') ? ['python3', [runner]]
+    const [cmd, args] = runner.endsWith('.py') ? [process.env.PYTHON ?? 'python3', [runner]]
       : /\.(mjs|js)$/.test(runner) ? [process.execPath, [runner]] : [runner, []];
     const r = spawnSync(cmd, [...args, join(dir, 'store')], { encoding: 'utf8', timeout: 60_000 });
     if (r.error) throw new Error(`${runner}: ${r.error.message}`);

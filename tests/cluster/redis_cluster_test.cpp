@@ -970,14 +970,12 @@ TEST_CASE(
   }
 }
 
-// LIBRARY BUG (left failing on purpose, see the report of branch cluster-wip):
-// when the arbitrate script refuses this node's writes as stale (Redis holds
-// a higher version of its fields, e.g. after its LMDB was restored from an
-// old copy), store_arbitration.cpp still counts the batch's keys as written
-// (open.articles / open.tallies), so finish_commit() acknowledges it as
-// durability::cluster while Redis holds other values, and while degraded()
-// is already true (redis_store_callbacks::degraded: "commits acknowledged as
-// durability::local"). Redis is healed by the next journal walk; the ack is wrong.
+// A regression test (the bug was found by branch cluster-wip, and fixed): when
+// the arbitrate script refuses this node's writes as stale (Redis holds a
+// higher version of its fields, e.g. after its LMDB was restored from an old
+// copy), the batch must not be acknowledged as durability::cluster while
+// Redis holds other values, nor while degraded() is already true. Redis is
+// healed by the next journal walk.
 TEST_CASE("a batch whose writes Redis refused as stale is not acknowledged as cluster-durable") {
   loop_runner loop;
   const std::uint16_t port = cluster().standalone_port();

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { client, deadline, request, startServer, tempDir } from './helpers.mjs';
+import { client, deadline, metric, request, startServer, tempDir } from './helpers.mjs';
 
 /** Opens /admin/ws (no hello frame there) and subscribes. */
 async function admin_socket(server, headers = {}) {
@@ -88,6 +88,80 @@ test('a loopback admin listener serves the admin page and live admin frames', as
     admin.ws.close();
     await admin.closed;
   } finally {
+    await server.stop();
+  }
+});
+
+test('admin sockets: a cap with an error frame, bad input answered, pings, an idle close, tick duration', async () => {
+  const server = await startServer({
+    args: ['--store', 'memory', '--admin-listen', '127.0.0.1:0', '--max-admin-subscribers', '2',
+      '--ping-interval-s', '1', '--idle-timeout-s', '3', '--tick-ms', '10'],
+  });
+  const opened = [];
+  try {
+    const first = await admin_socket(server);
+    const second = await admin_socket(server);
+    opened.push(first, second);
+    await admin_frame(second, (f) => f.connections.admin === 2, 'two admin sockets counted');
+
+    // One past the cap: told why, then closed with 1013 (try again later).
+    const third = new client(`${server.admin.replace('http', 'ws')}/admin/ws`);
+    opened.push(third);
+    await deadline(third.opened, 5000, 'the third admin socket to open');
+    const refused = await third.next((f) => f.type === 'error', { what: 'the cap\'s error frame' });
+    assert.equal(refused.code, 'too_many_admin_subscribers');
+    assert.match(refused.message, /at most 2 admin sockets.*--max-admin-subscribers/);
+    const thirdClose = await deadline(third.closed, 5000, 'the refused socket to close');
+    assert.equal(thirdClose.code, 1013);
+    assert.equal(third.frames.filter((f) => f.type === 'admin').length, 0, 'no admin frame past the cap');
+
+    // Bad input on a subscribed socket: a clear error, and frames keep coming.
+    first.send('x'.repeat(5000));
+    assert.equal((await first.next((f) => f.type === 'error', { what: 'message_too_large' })).code, 'message_too_large');
+    const sent = first.frames.length;
+    first.send({ type: 'clap', article: 'a', count: 1, id: 'x' });
+    const wrongType = await first.next((f) => f.type === 'error', { from: sent, what: 'bad_request' });
+    assert.equal(wrongType.code, 'bad_request');
+    assert.match(wrongType.message, /subscribe_admin/);
+    await admin_frame(first, () => true, 'frames after bad input', first.frames.length);
+    assert.equal((await request(`${server.admin}/readyz`)).status, 200, 'the node keeps serving');
+
+    // A clap makes ticks do work; their duration shows beside commit latency
+    // and as a Prometheus histogram.
+    const clapper = await client.open(`${server.ws}?user=adm-tick`);
+    opened.push(clapper);
+    clapper.send({ type: 'clap', article: 'adm-tick', count: 2, id: 't1' });
+    await clapper.ack('t1');
+    const timed = await admin_frame(first, (f) => f.engine.tick_duration.count > 0 && f.engine.commit_latency.count > 0,
+      'ticks timed in the window');
+    const tick = timed.engine.tick_duration;
+    assert.ok(tick.p50_ms > 0 && tick.p99_ms >= tick.p50_ms && tick.avg_ms > 0, JSON.stringify(tick));
+    assert.ok(timed.engine.ticks_per_s > 0);
+    assert.ok((await metric({ http: server.admin }, 'claps_tick_duration_seconds_count')) > 0);
+
+    // A slot frees when a socket closes.
+    second.ws.close();
+    await second.closed;
+    const again = await admin_socket(server);
+    opened.push(again);
+    await admin_frame(again, (f) => f.connections.admin === 2, 'a new subscriber in the freed slot');
+
+    // Pings: a peer that answers stays; one that never does is dropped.
+    const mute = new client(`${server.admin.replace('http', 'ws')}/admin/ws`, { autoPong: false });
+    // The cap is 2 and two are open: free one for the mute peer.
+    again.ws.close();
+    await again.closed;
+    opened.push(mute);
+    await deadline(mute.opened, 5000, 'the mute admin socket to open');
+    let pings = 0;
+    const threePings = new Promise((resolve) => first.ws.on('ping', () => { if (++pings === 3) resolve(); }));
+    const muteClose = await deadline(mute.closed, 10000, 'the silent admin socket to be dropped');
+    assert.notEqual(muteClose.code, 1000);
+    await deadline(threePings, 10000, 'three pings on the answering admin socket');
+    assert.equal(first.ws.readyState, 1, 'an admin socket that answers pings stays open');
+    await admin_frame(first, (f) => f.connections.admin === 1, 'the dropped socket no longer counted', first.frames.length);
+  } finally {
+    for (const c of opened) c.ws.terminate();
     await server.stop();
   }
 });

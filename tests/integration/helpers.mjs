@@ -218,31 +218,56 @@ export async function request(url, init = {}) {
 }
 
 /**
- * An SSE stream (GET `url`) that parses its `event: count` events into
- * `events` ({event, data}); `until(pred, what)` waits for a matching event,
- * `onEvent` (if set) sees each one, `stall()` stops reading from the socket
- * (a reader that never reads) and `close()` hangs up.
+ * An SSE stream (GET `url`, with `headers`). clapsd's framing is strict: each
+ * block is `event: NAME` + `data: JSON` (pushed to `events` as {event, data})
+ * or a `:` heartbeat comment (counted in `heartbeats`); any other block sets
+ * `error`. `onEvent` (if set) sees each event; an exception it throws sets
+ * `error` too. `until(pred, what)` waits for a matching event and
+ * `waitFor(check, what)` for any state of the stream; both reject with
+ * `error` once set, or after `ms`. `response` resolves the response; a
+ * refusal's body is `body` (a promise of its text). `stall()` stops reading
+ * from the socket (a reader that never reads) and `close()` hangs up.
  */
-export function sseStream(url, { ms = 5000 } = {}) {
+export function sseStream(url, { ms = 5000, headers = {} } = {}) {
   const events = [];
   const waiters = [];
   let buffer = '';
-  const req = http.get(url);
-  const stream = { req, events, onEvent: undefined };
+  const req = http.get(url, { headers });
+  const stream = { req, events, heartbeats: 0, error: undefined, onEvent: undefined };
+  const block = (text) => {
+    if (/^(:[^\n]*)(\n:[^\n]*)*$/.test(text)) {
+      ++stream.heartbeats;
+      return;
+    }
+    const m = /^event: (\S+)\ndata: (.*)$/.exec(text);
+    if (!m) throw new Error(`an SSE block is neither an event nor a heartbeat: ${JSON.stringify(text)}`);
+    const e = { event: m[1], data: JSON.parse(m[2]) };
+    events.push(e);
+    stream.onEvent?.(e);
+  };
   stream.response = new Promise((resolve, reject) => {
     req.on('response', (res) => {
       res.setEncoding('utf8');
+      if (res.statusCode !== 200) {
+        stream.body = new Promise((done) => {
+          let text = '';
+          res.on('data', (d) => { text += d; });
+          res.on('end', () => done(text));
+        });
+        resolve(res);
+        return;
+      }
       res.on('data', (chunk) => {
         buffer += chunk;
         let end;
         while ((end = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, end);
+          const text = buffer.slice(0, end);
           buffer = buffer.slice(end + 2);
-          const event = /^event: (.*)$/m.exec(block)?.[1];
-          if (event === undefined) continue;  // a heartbeat comment
-          const e = { event, data: JSON.parse(/^data: (.*)$/m.exec(block)[1]) };
-          events.push(e);
-          stream.onEvent?.(e);
+          try {
+            block(text);
+          } catch (e) {
+            stream.error ??= e;
+          }
           for (const w of [...waiters]) w();
         }
       });
@@ -252,14 +277,18 @@ export function sseStream(url, { ms = 5000 } = {}) {
   });
   stream.response.catch(() => {});
   stream.closed = new Promise((resolve) => req.on('close', resolve));
-  stream.until = (pred, what) => deadline(new Promise((resolve) => {
-    const check = () => {
-      const hit = events.find(pred);
-      if (hit) { waiters.splice(waiters.indexOf(check), 1); resolve(hit); }
+  stream.waitFor = (check, what) => deadline(new Promise((resolve, reject) => {
+    const w = () => {
+      const hit = stream.error ? undefined : check();
+      if (!stream.error && !hit) return;
+      waiters.splice(waiters.indexOf(w), 1);
+      if (stream.error) reject(stream.error);
+      else resolve(hit);
     };
-    waiters.push(check);
-    check();
+    waiters.push(w);
+    w();
   }), ms, what);
+  stream.until = (pred, what) => stream.waitFor(() => events.find(pred), what);
   stream.stall = () => req.socket.pause();
   stream.close = () => req.destroy();
   return stream;

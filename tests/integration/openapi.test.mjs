@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { Validator } from '../../node_modules/@seriousme/openapi-schema-validator/index.js';
 import Ajv2020Module from '../../node_modules/ajv/dist/2020.js';
-import { WebSocket, deadline, eventually, metrics, request, startServer, tempDir } from './helpers.mjs';
+import { WebSocket, deadline, eventually, metrics, request, sseStream, startServer, tempDir } from './helpers.mjs';
 
 const Ajv2020 = Ajv2020Module.default ?? Ajv2020Module;
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -95,75 +95,36 @@ async function call(base, method, route, url, init = {}) {
 // ---- SSE and WebSocket handshakes, which fetch() does not do
 
 /**
- * Opens an SSE stream. A refusal resolves {status, body} checked against the
- * document; a 200 resolves the open stream, whose every block is checked
- * against the documented framing and event schemas as it arrives.
+ * Opens an SSE stream (helpers' sseStream, which checks the framing). A
+ * refusal resolves {status, body} checked against the document; a 200
+ * resolves the open stream, whose every event is checked against the
+ * documented event schemas as it arrives (a mismatch rejects its waits).
  */
-function openEvents(base, url, headers = {}) {
+async function openEvents(base, url, headers = {}) {
   const route = '/api/articles/{id}/events';
-  return deadline(new Promise((resolve, reject) => {
-    const req = http.get(`${base}${url}`, { headers }, (res) => {
-      const type = res.headers['content-type'];
-      res.setEncoding('utf8');
-      if (res.statusCode !== 200) {
-        let text = '';
-        res.on('data', (d) => { text += d; });
-        res.on('end', () => {
-          try {
-            resolve({ status: res.statusCode, body: check('get', route, { status: res.statusCode, type, text }) });
-          } catch (e) {
-            reject(e);
-          }
-        });
-        return;
-      }
-      const { response } = documentedResponse('get', route, 200);
-      try {
-        assert.ok(response.content[type], `SSE content-type ${type}`);
-        assert.equal(res.headers['cache-control'], response.headers['cache-control'].schema.const);
-      } catch (e) {
-        req.destroy();
-        reject(e);
-        return;
-      }
-      const stream = { status: 200, events: [], heartbeats: 0, req, waiters: [], error: undefined };
-      let buffer = '';
-      res.on('data', (chunk) => {
-        buffer += chunk;
-        let end;
-        while ((end = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          try {
-            if (block === ':') {
-              ++stream.heartbeats;
-            } else {
-              const m = /^event: (\w+)\ndata: (.*)$/.exec(block);
-              assert.ok(m, `an SSE block is neither an event nor a heartbeat: ${JSON.stringify(block)}`);
-              const events = response['x-sse-events'];
-              assert.ok(events[m[1]], `SSE event ${m[1]} is not documented`);
-              const data = JSON.parse(m[2]);
-              assertSchema(events[m[1]].$ref.slice(1), data, `SSE ${m[1]} event`);
-              stream.events.push({ event: m[1], data });
-            }
-          } catch (e) {
-            stream.error ??= e;
-          }
-          for (const w of [...stream.waiters]) w();
-        }
-      });
-      stream.until = (pred, what) => deadline(new Promise((done) => {
-        const w = () => {
-          if (stream.error || pred(stream)) { stream.waiters.splice(stream.waiters.indexOf(w), 1); done(); }
-        };
-        stream.waiters.push(w);
-        w();
-      }), 8000, what).then(() => { if (stream.error) throw stream.error; });
-      stream.close = () => req.destroy();
-      resolve(stream);
-    });
-    req.on('error', reject);
-  }), 5000, `GET ${url}`);
+  const { response } = documentedResponse('get', route, 200);
+  const documented = response['x-sse-events'];
+  const stream = sseStream(`${base}${url}`, { headers, ms: 8000 });
+  // Set before the response: the first event may come with the headers.
+  stream.onEvent = (e) => {
+    assert.ok(documented[e.event], `SSE event ${e.event} is not documented`);
+    assertSchema(documented[e.event].$ref.slice(1), e.data, `SSE ${e.event} event`);
+  };
+  const res = await deadline(stream.response, 5000, `GET ${url}`);
+  const type = res.headers['content-type'];
+  if (res.statusCode !== 200) {
+    const text = await deadline(stream.body, 5000, `the body of GET ${url}`);
+    return { status: res.statusCode, body: check('get', route, { status: res.statusCode, type, text }) };
+  }
+  try {
+    assert.ok(response.content[type], `SSE content-type ${type}`);
+    assert.equal(res.headers['cache-control'], response.headers['cache-control'].schema.const);
+  } catch (e) {
+    stream.close();
+    throw e;
+  }
+  stream.status = 200;
+  return stream;
 }
 
 /** A WebSocket handshake checked against GET /ws: resolves {status, body?, ws?}. */
@@ -351,11 +312,11 @@ describe('streams', () => {
 
   test('SSE: a snapshot, an event per change and heartbeats, all as documented', async () => {
     const stream = await openEvents(main.http, '/api/articles/oa-sse/events');
-    await stream.until((s) => s.events.length >= 1, 'the snapshot event');
+    await stream.until(() => true, 'the snapshot event');
     assert.deepEqual(stream.events[0], { event: 'count', data: { article: 'oa-sse', total: 0, viewers: 1 } });
     await call(main.http, 'post', '/api/articles/{id}/claps', '/api/articles/oa-sse/claps?user=oa-dave', { body: '{"count":5}' });
-    await stream.until((s) => s.events.some((e) => e.data.total === 5), 'the clap event');
-    await stream.until((s) => s.heartbeats >= 1, 'a heartbeat (--ping-interval-s 1)');
+    await stream.until((e) => e.data.total === 5, 'the clap event');
+    await stream.waitFor(() => stream.heartbeats >= 1, 'a heartbeat (--ping-interval-s 1)');
     stream.close();
   });
 

@@ -138,21 +138,14 @@ describe('SSE', () => {
   });
 
   // The status of a stream's response (its body, when it is a refusal); the stream is then closed.
-  function streamStatus(url, headers = {}) {
-    return deadline(new Promise((resolve, reject) => {
-      const req = http.get(url, { headers }, (res) => {
-        if (res.statusCode === 200) {
-          req.destroy();
-          resolve({ status: 200 });
-          return;
-        }
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c) => { body += c; });
-        res.on('end', () => resolve({ status: res.statusCode, json: JSON.parse(body) }));
-      });
-      req.on('error', reject);
-    }), 5000, `GET ${url}`);
+  async function streamStatus(url, headers = {}) {
+    const stream = sseStream(url, { headers });
+    const res = await deadline(stream.response, 5000, `GET ${url}`);
+    if (res.statusCode === 200) {
+      stream.close();
+      return { status: 200 };
+    }
+    return { status: res.statusCode, json: JSON.parse(await deadline(stream.body, 5000, `the body of GET ${url}`)) };
   }
 
   test('a cross-site Origin is refused with 403, as for WebSockets', async () => {

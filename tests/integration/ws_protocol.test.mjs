@@ -2,7 +2,7 @@
 // op-id replay and error frames, against a real clapsd.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { client, startServer } from './helpers.mjs';
+import { client, request, startServer } from './helpers.mjs';
 
 let server;
 before(async () => { server = await startServer({ args: ['--tick-ms', '20'] }); });
@@ -98,6 +98,51 @@ test('acks, the cap, undo and op-id replay', async () => {
   const snap = await u.subscribe(['cap-1']);
   assert.deepEqual(snap.counts, [{ article: 'cap-1', total: 5, viewers: 1, mine: 0 }]);
   await Promise.all([u.close(), other.close()]);
+});
+
+test('claps_ack_latency_seconds: one sample per ack (claps, undos, replays), none for an error, each within the client\'s round trip', async () => {
+  // A node of its own, so the histogram holds only this test's acks.
+  const own = await startServer({ args: ['--tick-ms', '50'] });
+  try {
+    const histogram = async () => {
+      const { text } = await request(`${own.http}/metrics`);
+      const buckets = [...text.matchAll(/^claps_ack_latency_seconds_bucket\{le="([^"]+)"\} (\d+)$/gm)]
+        .map((m) => ({ le: m[1] === '+Inf' ? Infinity : Number(m[1]), count: Number(m[2]) }));
+      const value = (name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+      return { buckets, sum: value('claps_ack_latency_seconds_sum'), count: value('claps_ack_latency_seconds_count'),
+        acks: value('claps_acks_sent_total') };
+    };
+    const u = await client.open(`${own.ws}?user=lat`);
+    assert.equal((await histogram()).count, 0);
+    let waited = 0;  // the client's round trips, in seconds
+    const timed = async (answer) => {
+      const started = performance.now();
+      const frame = await answer();
+      waited += (performance.now() - started) / 1000;
+      return frame;
+    };
+    assert.equal((await timed(() => u.clap('lat-1', 2, 'lat-a'))).accepted, 2);
+    let h = await histogram();
+    assert.equal(h.count, 1);
+    assert.ok(h.sum > 0 && h.sum <= waited, `server-side ${h.sum} s within the client's ${waited} s`);
+    // Cumulative buckets: the one sample lies in the first bucket that counts it.
+    const at = h.buckets.findIndex((b) => b.count === 1);
+    assert.ok(at >= 0 && h.buckets[at].le >= h.sum && (at === 0 || h.buckets[at - 1].le < h.sum),
+      `bucket le=${h.buckets[at]?.le} holds ${h.sum}`);
+    assert.equal(h.buckets.at(-1).le, Infinity);
+    assert.ok(h.buckets.every((b, i) => i === 0 || (b.le > h.buckets[i - 1].le && b.count >= h.buckets[i - 1].count)));
+
+    assert.equal((await timed(() => u.clap('lat-1', 2, 'lat-a'))).accepted, 2, 'a replay');
+    assert.equal((await timed(() => u.undo('lat-1', 'lat-u'))).accepted, -2);
+    assert.equal((await u.clap('bad id!', 1, 'lat-x')).code, 'invalid_article');
+    h = await histogram();
+    assert.equal(h.count, 3, 'the error answer is not an ack');
+    assert.equal(h.acks, 3);
+    assert.ok(h.sum <= waited, `server-side ${h.sum} s within the client's ${waited} s`);
+    await u.close();
+  } finally {
+    await own.stop();
+  }
 });
 
 test('reading:false subscribers get counts but are not viewers', async () => {

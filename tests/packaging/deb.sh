@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
-# Builds the Debian packages (scripts/package.sh) and checks them as an
-# operator would meet them: apt resolves their dependencies, they hold what
-# they should, the extracted clapsd serves its own web app with the source
-# tree out of reach, and the systemd unit passes systemd-analyze verify.
-# Usage: deb.sh SOURCE_DIR WORK_DIR   (WORK_DIR/build is kept between runs)
+# Packages a build tree's install rules as the Debian packages (cpack with the
+# /usr prefix, as scripts/package.sh does from a Release build) and checks
+# them as an operator would meet them: apt resolves their dependencies, they
+# hold what they should, the extracted clapsd serves its own web app with the
+# source tree out of reach, and the systemd unit passes systemd-analyze verify.
+# Usage: deb.sh SOURCE_DIR BUILD_DIR WORK_DIR
+# BUILD_DIR is the suite's own build (already built), so this makes no build.
 set -euo pipefail
-source=$1 work=$2
+source=$1 build=$2 work=$3
 for tool in cpack dpkg-deb dpkg-shlibdeps apt-get; do
   command -v "$tool" >/dev/null || { echo "SKIP: $tool missing"; exit 77; }
 done
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# shellcheck source=help_default.sh
+source "$source/tests/packaging/help_default.sh"
 
-rm -rf "$work/root" "$work/run" "$work/unit" && mkdir -p "$work/root" "$work/run" "$work/unit"
-# A Debug build: the layout, dependencies and unit are what is checked here, and
-# -O0 keeps this test's cold run (a build of its own) short in `make test`.
-CLAPS_PACKAGE_BUILD_TYPE=Debug JOBS=2 nice -n 5 "$source/scripts/package.sh" "$work/build" >/dev/null
+rm -rf "$work/root" "$work/run" "$work/unit" "$work/pkg" && mkdir -p "$work/root" "$work/run" "$work/unit" "$work/pkg"
+# The unit's ExecStart follows the install prefix (server/CMakeLists.txt), so
+# the suite's /usr/local build packages a unit that starts /usr/bin/clapsd.
+(cd "$work/pkg" && cpack -G DEB --config "$build/CPackConfig.cmake" -B "$work/pkg" \
+  -D CPACK_PACKAGING_INSTALL_PREFIX=/usr >cpack.log 2>&1) || { cat "$work/pkg/cpack.log" >&2; fail "cpack"; }
 shopt -s nullglob
-clapsd_debs=("$work"/build/clapsd_*.deb) dev_debs=("$work"/build/libclaps-dev_*.deb)
+clapsd_debs=("$work"/pkg/clapsd_*.deb) dev_debs=("$work"/pkg/libclaps-dev_*.deb)
 [ ${#clapsd_debs[@]} -eq 1 ] && [ ${#dev_debs[@]} -eq 1 ] || fail "expected one clapsd and one libclaps-dev .deb"
 clapsd_deb=${clapsd_debs[0]} dev_deb=${dev_debs[0]}
 
@@ -55,7 +60,7 @@ ldd "$r/usr/bin/clapsd" | grep -q libclaps && fail "clapsd links a libclaps shar
 # 3. The extracted clapsd finds <root>/usr/share/claps beside itself. A marker
 # in the extracted index.html proves the page comes from there.
 echo "<!-- served from the extracted package -->" >>"$r/usr/share/claps/web/index.html"
-"$r/usr/bin/clapsd" --help | tr -d ' \n' | grep -qF "(default:$r/usr/share/claps/web)" ||
+help_default_is "$r/usr/bin/clapsd" "$r/usr/share/claps/web" ||
   fail "clapsd --help does not show the extracted web root as the default"
 node "$source/tests/packaging/serve_check.mjs" "$r/usr/bin/clapsd" "$r/usr/share/claps/web" \
   "$r/usr/share/claps/client" "$work/run"

@@ -16,6 +16,8 @@ set -euo pipefail
 mode=$1 build=$2 source=$3 work=$4
 rm -rf "$work" && mkdir -p "$work"
 consumer=$source/tests/packaging/consumer
+# shellcheck source=help_default.sh
+source "$source/tests/packaging/help_default.sh"
 
 # The C API through the installed CMake package, from a project of C alone.
 c_find_package() {
@@ -97,10 +99,13 @@ case "$mode" in
     # A marker only the installed copy has: the page must come from the prefix.
     echo "<!-- installed copy -->" >>"$web/index.html"
     # --help wraps long paths: compare without blanks and line breaks.
-    "$work/prefix/bin/clapsd" --help | tr -d ' \n' | grep -qF -- "(default:$web)" ||
+    help_default_is "$work/prefix/bin/clapsd" "$web" ||
       { echo "installed clapsd --help does not default to $web" >&2; exit 1; }
-    "$build/server/clapsd" --help | tr -d ' \n' | grep -qF -- "(default:$source/server/web)" ||
+    help_default_is "$build/server/clapsd" "$source/server/web" ||
       { echo "build-tree clapsd --help does not default to $source/server/web" >&2; exit 1; }
+    # The unit names the binary under the install's prefix, not the configure's.
+    grep -qx "ExecStart=$work/prefix/bin/clapsd" "$work/prefix/lib/systemd/system/clapsd.service" ||
+      { echo "installed unit does not start $work/prefix/bin/clapsd" >&2; exit 1; }
     node "$source/tests/packaging/serve_check.mjs" "$work/prefix/bin/clapsd" "$web" "$client" "$work/run"
     exit 0
     ;;

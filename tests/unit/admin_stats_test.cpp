@@ -65,7 +65,7 @@ TEST_CASE("article_watch: a full watch makes room by dropping the idlest") {
 }
 
 TEST_CASE("latency: percentiles are bucket bounds over the window only") {
-  latency_histogram h;
+  commit_latency_histogram h;
   latency_window window(2);
   window.sample(h);
   CHECK(!window.summary().p50_ms);
@@ -95,7 +95,9 @@ TEST_CASE("the admin frame is JSON with every section") {
   s.metrics.reject(clap_rejection::rate_limited);
   s.metrics.slow_client_drops = 2;
   s.by_viewers = {{"a", 9, 5, 2, 1.5}};
-  s.redis = redis_state{true, true, true, false, true, 3, 12};
+  s.redis = redis_state{true, true, true, false, true, 3, 12, {}};
+  s.redis->nodes = {{"n\"1", true, 1200, true, 7, 2, 1}, {"n2", false, std::nullopt, false, -3, 0, 4}};
+  s.tick_duration = latency_summary{4, 0.25, 1.0, 0.4};
   const std::string text = render_admin_frame(s);
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
@@ -113,6 +115,21 @@ TEST_CASE("the admin frame is JSON with every section") {
   CHECK(doc["engine"]["commit_latency"]["p50_ms"].is_null());
   CHECK(bool(doc["redis"]["walking_journal"]));
   CHECK(uint64_t(doc["redis"]["masters"]) == 3);
+  CHECK(uint64_t(doc["engine"]["tick_duration"]["count"]) == 4);
+  CHECK(double(doc["engine"]["tick_duration"]["p99_ms"]) == doctest::Approx(1.0));
+  simdjson::dom::array nodes = doc["redis"]["nodes"];
+  REQUIRE(nodes.size() == 2);
+  simdjson::dom::element self = nodes.at(0), other = nodes.at(1);
+  CHECK(std::string_view(self["id"]) == "n\"1");
+  CHECK(bool(self["self"]));
+  CHECK(bool(self["live"]));
+  CHECK(uint64_t(self["heartbeat_age_ms"]) == 1200);
+  CHECK(uint64_t(self["viewers"]) == 2);
+  CHECK(int64_t(self["total"]) == 7);
+  CHECK(!bool(other["live"]));
+  CHECK(other["heartbeat_age_ms"].is_null());
+  CHECK(int64_t(other["total"]) == -3);
+  CHECK(uint64_t(other["articles"]) == 4);
   s.redis.reset();
   REQUIRE(parser.parse(render_admin_frame(s)).get(doc) == simdjson::SUCCESS);
   CHECK(doc["redis"].is_null());

@@ -77,6 +77,8 @@ TEST_CASE("uv_driver ticks an engine on a real loop until its results arrive") {
     int updates = 0;
     bool timed_out = false;
     claps::timestamp first_result{};
+    std::uint64_t timed_ticks = 0;  // on_tick calls: one per advance() that ran a tick
+    bool negative_duration = false;
   } s;
   claps::engine_callbacks cb;
   cb.result = [&](const claps::op_result& r) {
@@ -93,6 +95,10 @@ TEST_CASE("uv_driver ticks an engine on a real loop until its results arrive") {
   claps::engine engine(*store, eo, cb, created);
   {
     claps::uv_driver driver(&loop, engine);
+    driver.on_tick([&](std::chrono::nanoseconds took) {
+      ++s.timed_ticks;
+      if (took.count() < 0) s.negative_duration = true;
+    });
     claps::snapshot snap;
     REQUIRE_FALSE(engine.subscribe(1, {}, "uv-a", true, snap));
     clap_ten(engine, "uv-a");
@@ -105,6 +111,10 @@ TEST_CASE("uv_driver ticks an engine on a real loop until its results arrive") {
     // The driver ticks at the engine's deadline, not before: claps made at
     // once are acknowledged one tick after the engine was created, at the earliest.
     CHECK(s.first_result >= created + eo.tick);
+    // Every tick ran inside an advance() the driver made, and each was timed once.
+    CHECK(s.timed_ticks >= 1);
+    CHECK(s.timed_ticks == engine.stats().ticks);
+    CHECK_FALSE(s.negative_duration);
   }
   uv_run(&loop, UV_RUN_DEFAULT);  // closes the driver's timer
   CHECK(uv_loop_close(&loop) == 0);
@@ -252,6 +262,26 @@ TEST_CASE("uv_store_pump runs an LMDB writer thread's completions on the loop") 
   CHECK(wakes_run >= 1);
   CHECK(engine.idle());
   std::filesystem::remove_all(tmpl);
+}
+
+TEST_CASE("an unref'd uv_store_pump does not keep uv_run going; ref() makes it keep it again") {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  int wakes = 0;
+  auto pump = std::make_unique<claps::uv_store_pump>(&loop, [&] { ++wakes; });
+  pump->unref();
+  // Nothing else is on the loop: with the pump unref'd, uv_run returns at once.
+  CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+  CHECK(uv_loop_alive(&loop) == 0);
+  pump->ref();
+  CHECK(uv_loop_alive(&loop) != 0);
+  // Ref'd, it holds the loop; a waker call runs on_wake on the next pass.
+  pump->waker()();
+  CHECK(uv_run(&loop, UV_RUN_NOWAIT) != 0);
+  CHECK(wakes == 1);
+  pump.reset();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
 }
 
 namespace {

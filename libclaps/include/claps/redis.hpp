@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -313,7 +314,8 @@ struct redis_store_options {
   /// A node's viewer counts expire this long after its last heartbeat, so a
   /// crashed node's viewers vanish within viewer_ttl + refresh_interval.
   millis viewer_ttl{20000};
-  /// How often this node re-writes its viewer counts.
+  /// How often this node re-writes its viewer counts and its heartbeat in
+  /// the table of nodes (redis_store::nodes()).
   millis heartbeat_interval{5000};
   /// How often remote totals and viewers of watched articles are re-read
   /// (heals lost pub/sub messages and expires crashed nodes' viewers). Parts
@@ -389,6 +391,25 @@ struct redis_store_stats {
   bool walking_journal = false;      // gauge: a full re-assertion is in progress
 };
 
+/// One node sharing Redis with this store, as the store knows it now
+/// (redis_store::nodes()).
+struct redis_node_info {
+  std::string node_id;
+  bool self = false;  // this store's own node
+  /// Milliseconds since the node's last heartbeat (Redis's clock, as read at
+  /// this store's last heartbeat, plus the time since); empty while this
+  /// store has not read the table of nodes, or the node is not in it.
+  std::optional<std::uint64_t> heartbeat_age_ms;
+  /// Heard from within viewer_ttl: Redis still counts its viewers.
+  bool live = false;
+  /// Its part of the totals and its viewers, summed over the articles this
+  /// store holds parts of (watched here, or loaded lately), and how many
+  /// those are. Not the node's claps on every article: nobody reads those.
+  std::int64_t total = 0;
+  std::uint32_t viewers = 0;
+  std::size_t articles = 0;
+};
+
 /// A claps::store for one node of several: the exact cap and op ids across
 /// nodes, and the other nodes' totals and viewers, with the node's own local
 /// store (LMDB) as its journal, the source of truth for its claps.
@@ -433,6 +454,7 @@ struct redis_store_stats {
 ///   o:{A}:U:OP   string "version:deadline/node|P|accepted|mine" (pending) or "node|C|..."
 ///                (confirmed), op id OP of user U on A
 ///   node:{N}     string owner of node id N (redis_store_options::owner)
+///   hb:{nodes}   hash  node -> last heartbeat, ms by Redis TIME (the table of nodes)
 ///   mark:{N}     string this node's marker: Redis holds its whole journal
 ///   mark:{N#k}   the same on Redis Cluster, one per master: k is the smallest
 ///                number whose slot that master owns
@@ -498,6 +520,13 @@ public:
   /// True while commits are only locally durable, or Redis lacks some of
   /// this node's keys.
   bool degraded() const noexcept;
+  /// Every node this store knows of, sorted by id, this one included: those
+  /// in Redis's table of nodes (each node writes its heartbeat there every
+  /// heartbeat_interval with one script call, which returns the table; an id
+  /// silent for a day is dropped) and those whose parts it holds. Reads no
+  /// Redis: the table is as of this store's last heartbeat. Loop thread only;
+  /// the result is a copy.
+  std::vector<redis_node_info> nodes() const;
   redis_store_stats stats() const noexcept;
 
 private:

@@ -21,6 +21,7 @@
 
 #include <uv.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 
@@ -42,6 +43,11 @@ public:
   void flush();
   /// Stops ticking; the engine keeps its state.
   void stop();
+  /// Calls `observer` after each advance() that ran a tick, with the wall
+  /// time (steady clock) that advance() took: the tick's commit hand-off,
+  /// encodes and first delivery slice, as long as the loop was held.
+  /// Empty (the default): nothing is timed. Loop thread only.
+  void on_tick(std::function<void(std::chrono::nanoseconds took)> observer);
 
   /// Like uv_unref() on the driver's handles: an armed timer no longer keeps
   /// uv_run() from returning, so the loop ends by itself once only the driver
@@ -77,7 +83,7 @@ private:
 /// Several wakes before the loop gets to run may run `on_wake` once
 /// (uv_async_send coalesces them): `on_wake` must handle everything that is
 /// ready, as run_completions() does. The pump's handle is active, so it keeps
-/// the loop running until the pump is destroyed.
+/// the loop running until the pump is destroyed, unless unref()'d.
 class uv_store_pump {
 public:
   /// Opens a uv_async_t on `loop`, which must outlive the pump.
@@ -93,6 +99,14 @@ public:
   /// lmdb_options::on_commit_ready. Copies may be called from any thread,
   /// before or after the pump is destroyed.
   std::function<void()> waker() const;
+
+  /// Like uv_unref()/uv_ref() on the pump's handle: an unref'd pump does not
+  /// keep uv_run() going by itself, so a process whose store is idle can end.
+  /// A host that lets the loop end this way refs the pump again while a
+  /// commit may be in flight, or its completion may never run. A new pump is
+  /// ref'd.
+  void unref();
+  void ref();
 
   struct state;  // internal
 

@@ -244,6 +244,27 @@ if cur == ARGV[1] then return 1 end
 return cur
 )lua";
 
+// This node's heartbeat in the table of nodes, by Redis's clock, and every
+// node's age in return; entries older than ARGV[2] ms are dropped. KEYS[1]
+// hb:{nodes}; ARGV[1] node. Returns {node, age_ms, node, age_ms, ...}.
+inline constexpr std::string_view node_heartbeat = R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', now))
+local all = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #all, 2 do
+  local at = tonumber(all[i + 1])
+  if at == nil or now - at > tonumber(ARGV[2]) then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    out[#out + 1] = all[i]
+    out[#out + 1] = math.max(0, now - at)
+  end
+end
+return out
+)lua";
+
 // This node's viewers of one article, expiring by Redis's own clock so node
 // clocks never matter. KEYS[1] v:{A}; ARGV[1] node, ARGV[2] viewers, ARGV[3] ttl ms.
 inline constexpr std::string_view write_viewers = R"lua(

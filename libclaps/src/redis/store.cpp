@@ -5,6 +5,7 @@
 #include "store_impl.hpp"
 
 #include <cassert>
+#include <map>
 
 namespace claps {
 
@@ -57,6 +58,7 @@ void redis_store::impl::claim_then_catch_up() {
 }
 
 void redis_store::impl::catch_up() {
+  announce();
   reassert();
   check_marker();
   refresh_all();
@@ -211,6 +213,45 @@ bool redis_store::remote_part(std::string_view article, std::int64_t& total, std
   total = it->second.total;
   viewers = it->second.viewers;
   return true;
+}
+
+std::vector<redis_node_info> redis_store::nodes() const {
+  const impl& p = *impl_;
+  std::map<std::string, redis_node_info, std::less<>> by_id;
+  auto row = [&](std::string_view id) -> redis_node_info& {
+    auto it = by_id.find(id);
+    if (it == by_id.end()) {
+      it = by_id.emplace(std::string(id), redis_node_info{}).first;
+      it->second.node_id = std::string(id);
+      it->second.self = id == p.options.node_id;
+    }
+    return it->second;
+  };
+  const std::uint64_t now = uv_now(p.loop);
+  const std::uint64_t since_heard = now >= p.node_ages_heard_at ? now - p.node_ages_heard_at : 0;
+  for (const auto& [id, age] : p.node_ages) {
+    redis_node_info& n = row(id);
+    n.heartbeat_age_ms = age + since_heard;
+    n.live = *n.heartbeat_age_ms < static_cast<std::uint64_t>(p.options.viewer_ttl.count());
+  }
+  redis_node_info& self = row(p.options.node_id);
+  for (const auto& [article, o] : p.own) {
+    self.viewers += o.viewers;
+    if (o.total_known) self.total += o.total;
+    ++self.articles;
+  }
+  for (const auto& [article, ra] : p.remote) {
+    for (const auto& [id, part] : ra.parts) {
+      redis_node_info& n = row(id);
+      n.total += part.total;
+      n.viewers += part.viewers;
+      ++n.articles;
+    }
+  }
+  std::vector<redis_node_info> out;
+  out.reserve(by_id.size());
+  for (auto& [id, n] : by_id) out.push_back(std::move(n));
+  return out;
 }
 
 bool redis_store::degraded() const noexcept { return impl_->degraded; }

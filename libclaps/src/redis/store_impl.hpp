@@ -299,6 +299,11 @@ struct redis_store::impl {
   void send_viewers(const std::string& article, std::uint32_t viewers, bool paced = false);
   void flush();
   void heartbeat();
+  // The table of nodes (hb:{nodes}): this node's heartbeat and every node's
+  // age as of heard_at (uv_now()), from the last answer.
+  void announce();
+  std::unordered_map<std::string, std::uint64_t> node_ages;
+  std::uint64_t node_ages_heard_at = 0;
   void refresh(const std::string& article, bool paced = false);
   void refresh_all();
   bool merge_parts(const std::string& article, const redis_reply& totals, const redis_reply* viewers);

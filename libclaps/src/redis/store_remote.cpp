@@ -73,6 +73,7 @@ void redis_store::impl::flush() {
 
 void redis_store::impl::heartbeat() {
   if (!writable()) return;
+  announce();
   if (!background_busy()) {
     for (const auto& [article, o] : own) {
       if (o.viewers == 0) continue;
@@ -84,6 +85,27 @@ void redis_store::impl::heartbeat() {
   }
   if (!dirty_articles.empty() || !dirty_tallies.empty() || !dirty_ops.empty()) reassert();
   if (walk_pending && !walking) walk_journal();
+}
+
+// One script call per heartbeat, whatever the number of articles: the
+// admin page's table of nodes costs Redis nothing per clap or per view.
+void redis_store::impl::announce() {
+  if (!writable()) return;
+  // Forgotten after a day: a node id that stopped for good leaves the table.
+  const std::string args[] = {key("hb", "nodes"), options.node_id, "86400000"};
+  (void)client.eval(detail::scripts::node_heartbeat, 1, args,
+                    [this, alive = token()](std::error_code ec, const redis_reply& r) {
+                      if (alive.expired() || ec || r.type != redis_reply::kind::array) return;
+                      node_ages.clear();
+                      for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) {
+                        const redis_reply& age = r.elements[i + 1];
+                        if (r.elements[i].type != redis_reply::kind::string ||
+                            age.type != redis_reply::kind::integer || age.integer < 0)
+                          continue;
+                        node_ages[r.elements[i].str] = static_cast<std::uint64_t>(age.integer);
+                      }
+                      node_ages_heard_at = uv_now(loop);
+                    });
 }
 
 void redis_store::impl::recompute(const std::string& article, detail::remote_article& ra) {

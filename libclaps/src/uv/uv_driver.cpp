@@ -21,6 +21,7 @@ struct uv_driver::state {
   // and close() sees the engine closed.
   uv_prepare_t prepare;
   engine* eng;
+  std::function<void(std::chrono::nanoseconds)> on_tick;
   bool stopped = false;
   bool unrefd = false;   // unref(): the timer and idle handles do not keep the loop alive
   bool closing = false;  // close() waits for engine::closed()
@@ -31,6 +32,18 @@ struct uv_driver::state {
 namespace {
 
 void rearm(uv_driver::state& s);
+
+void advance(uv_driver::state& s) {
+  if (!s.on_tick) {
+    s.eng->advance(uv_driver::now());
+    return;
+  }
+  const std::uint64_t ticks = s.eng->stats().ticks;
+  const auto started = std::chrono::steady_clock::now();
+  s.eng->advance(uv_driver::now());
+  const auto took = std::chrono::steady_clock::now() - started;
+  if (s.eng->stats().ticks != ticks) s.on_tick(took);
+}
 
 // close()'s end: ticking stops, then `done` runs (it may destroy the driver,
 // whose handles are then closed; `s` lives until their close callbacks).
@@ -47,13 +60,13 @@ void finish_close(uv_driver::state& s) {
 void on_timer(uv_timer_t* t) {
   auto* s = static_cast<uv_driver::state*>(t->data);
   if (s->closing && s->eng->closed()) return finish_close(*s);
-  s->eng->advance(uv_driver::now());
+  advance(*s);
   rearm(*s);
 }
 
 void on_idle(uv_idle_t* i) {
   auto* s = static_cast<uv_driver::state*>(i->data);
-  s->eng->advance(uv_driver::now());
+  advance(*s);
   rearm(*s);
 }
 
@@ -126,6 +139,10 @@ uv_driver::~uv_driver() {
 void uv_driver::flush() {
   state_->eng->flush(now());
   rearm(*state_);
+}
+
+void uv_driver::on_tick(std::function<void(std::chrono::nanoseconds)> observer) {
+  state_->on_tick = std::move(observer);
 }
 
 void uv_driver::stop() {

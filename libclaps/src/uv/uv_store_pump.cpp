@@ -43,4 +43,8 @@ std::function<void()> uv_store_pump::waker() const {
   };
 }
 
+void uv_store_pump::unref() { uv_unref(reinterpret_cast<uv_handle_t*>(&state_->async)); }
+
+void uv_store_pump::ref() { uv_ref(reinterpret_cast<uv_handle_t*>(&state_->async)); }
+
 }  // namespace claps

@@ -42,6 +42,28 @@ function articles(table, list) {
 
 const yes = (b) => (b ? 'yes' : 'no');
 
+/** The nodes sharing Redis; rows carry data-node and data-live for tests. */
+function nodes(table, list) {
+  const head = document.createElement('tr');
+  for (const h of ['node', 'live', 'heartbeat age s', 'viewers', 'part of totals', 'articles']) {
+    const th = document.createElement('th');
+    th.textContent = h;
+    head.append(th);
+  }
+  const rows = list.map((n) => {
+    const tr = document.createElement('tr');
+    tr.dataset.node = n.id;
+    tr.dataset.live = String(n.live);
+    const age = n.heartbeat_age_ms === null ? null : Math.round(n.heartbeat_age_ms / 100) / 10;
+    tr.append(cell(n.self ? `${n.id} (this node)` : n.id), cell(yes(n.live)), cell(age, true), cell(n.viewers, true),
+      cell(n.total, true), cell(n.articles, true));
+    return tr;
+  });
+  table.replaceChildren(head, ...rows);
+}
+
+const ms = (v) => (v === null ? null : Math.round(v * 1000) / 1000);
+
 function show(f) {
   $('node').textContent = f.node ? `· ${f.node}` : '';
   $('updated').textContent = new Date().toLocaleTimeString();
@@ -52,15 +74,20 @@ function show(f) {
     ['admin', c.admin], ['max', c.max], ['ws since start', c.ws_total]]);
   const e = f.engine;
   const lat = e.commit_latency;
+  const tick = e.tick_duration;
   pairs($('engine-table'), [['ticks/s', e.ticks_per_s], ['commits/s', e.commits_per_s], ['claps/s', e.claps_per_s],
     ['pending ops', e.pending_ops], ['subscribers', e.subscribers], ['subscriptions', e.subscriptions],
     [`commit p50 ms (${lat.window_s} s)`, lat.p50_ms], [`commit p99 ms (${lat.window_s} s)`, lat.p99_ms],
-    ['commit avg ms', lat.avg_ms === null ? null : Math.round(lat.avg_ms * 1000) / 1000],
+    ['commit avg ms', ms(lat.avg_ms)],
+    [`tick p50 ms (${tick.window_s} s)`, tick.p50_ms], [`tick p99 ms (${tick.window_s} s)`, tick.p99_ms],
+    ['tick avg ms', ms(tick.avg_ms)],
     ['commit failures', e.commit_failures]]);
   pairs($('clients-table'), Object.entries(f.clients));
   pairs($('limits-table'), Object.entries(f.limits));
-  pairs($('redis-table'), f.redis ? Object.entries(f.redis).map(([k, v]) => [k, typeof v === 'boolean' ? yes(v) : v])
-    : [['redis', 'not used (single node)']]);
+  pairs($('redis-table'), f.redis ? Object.entries(f.redis).filter(([k]) => k !== 'nodes')
+    .map(([k, v]) => [k, typeof v === 'boolean' ? yes(v) : v]) : [['redis', 'not used (single node)']]);
+  $('cluster-section').hidden = !f.redis;
+  if (f.redis) nodes($('cluster-nodes'), f.redis.nodes);
   articles($('by-viewers'), f.articles.by_viewers);
   articles($('by-claps'), f.articles.by_claps_per_s);
 }
@@ -77,9 +104,14 @@ function connect() {
   ws.onmessage = (event) => {
     const frame = JSON.parse(event.data);
     if (frame.type === 'admin') show(frame);
+    else if (frame.type === 'error') {
+      status.textContent = `${frame.code}: ${frame.message}`;
+      if (frame.code === 'too_many_admin_subscribers') status.dataset.status = 'refused';
+    }
   };
   ws.onclose = () => {
-    status.textContent = status.dataset.status = 'disconnected';
+    // A refused socket keeps saying why while it retries.
+    if (status.dataset.status !== 'refused') status.textContent = status.dataset.status = 'disconnected';
     setTimeout(connect, delay);
     delay = Math.min(delay * 2, 10000);
   };
