@@ -48,14 +48,16 @@ test-asan:
 	ctest --test-dir $(ASAN_BUILD) -L unit --output-on-failure
 
 # The LMDB store's tests on its writer thread (the inline run has no second
-# thread to check), the uv pump and the engine under ThreadSanitizer, in their
-# own build: about 40 s of tests on an idle 2-core machine.
+# thread to check), the uv pump, the engine and the C API (its completion fd)
+# under ThreadSanitizer, in their own build: about 40 s of tests on an idle
+# 2-core machine.
 test-tsan:
 	cmake -S . -B $(TSAN_BUILD) -DCLAPS_TSAN=ON -DCLAPS_SERVER=OFF -DCLAPS_REDIS=OFF \
 	  -DCLAPS_BENCHMARKS=OFF -DCLAPS_EXAMPLES=OFF -DCLAPS_INSTALL=OFF -DCMAKE_BUILD_TYPE=Debug
-	cmake --build $(TSAN_BUILD) -j$(JOBS) --target lmdb_store_test engine_test engine_lifecycle_test memory_store_test uv_driver_test
+	cmake --build $(TSAN_BUILD) -j$(JOBS) --target lmdb_store_test engine_test engine_lifecycle_test memory_store_test uv_driver_test \
+	  c_api_test
 	ctest --test-dir $(TSAN_BUILD) -L unit --output-on-failure \
-	  -R '^unit\.(lmdb_store\.writer|engine|engine_lifecycle|memory_store|uv_driver)$$'
+	  -R '^unit\.(lmdb_store\.writer|engine|engine_lifecycle|memory_store|uv_driver|c_api)$$'
 
 # The libFuzzer targets (fuzz/) in their own Clang build with ASan + UBSan:
 # each replays its seeds and fuzzes FUZZ_TEST_SECONDS (ctest label fuzz).

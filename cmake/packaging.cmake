@@ -29,7 +29,7 @@ set(CPACK_COMPONENT_SERVER_ETC_GROUP clapsd)
 set(CPACK_DEBIAN_LIBCLAPS-DEV_PACKAGE_NAME libclaps-dev)
 set(CPACK_DEBIAN_LIBCLAPS-DEV_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_LIBCLAPS-DEV_DESCRIPTION
-  "libclaps, static libraries and headers: it counts claps per article and user, commits them once per tick and fans out totals; with an LMDB store, a libuv driver and a Redis store and bus.")
+  "libclaps, static libraries and headers: it counts claps per article and user, commits them once per tick and fans out totals; with an LMDB store, a libuv driver, a Redis store and bus, and a C API (claps.h).")
 # What claps-config.cmake and the .pc files look up to link the static libraries.
 set(libclaps_dev_depends "pkg-config, libuv1-dev, liblmdb-dev")
 if(CLAPS_REDIS)

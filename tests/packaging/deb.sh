@@ -45,12 +45,12 @@ r=$work/root
 for f in usr/bin/clapsd usr/lib/systemd/system/clapsd.service etc/default/clapsd \
          usr/share/claps/web/index.html usr/share/claps/web/article.html \
          usr/share/claps/web/static/js/article.js usr/share/claps/client/claps-client.js \
-         usr/include/claps/engine.hpp; do
+         usr/include/claps/engine.hpp usr/include/claps/claps.h; do
   [ -f "$r/$f" ] || fail "missing /$f"
 done
 [ -x "$r/usr/bin/clapsd" ] || fail "/usr/bin/clapsd is not executable"
-for pattern in 'libclaps.a' 'libclaps_lmdb.a' 'libclaps_uv.a' 'claps-config.cmake' 'claps-targets.cmake' \
-               'claps.pc' 'claps-lmdb.pc' 'claps-uv.pc'; do
+for pattern in 'libclaps.a' 'libclaps_lmdb.a' 'libclaps_uv.a' 'libclaps_c.a' 'claps-config.cmake' \
+               'claps-targets.cmake' 'claps.pc' 'claps-lmdb.pc' 'claps-uv.pc' 'claps-c.pc'; do
   [ -n "$(find "$r/usr/lib" -name "$pattern" -print -quit)" ] || fail "no $pattern under /usr/lib"
 done
 dpkg-deb --ctrl-tarfile "$clapsd_deb" | tar -xO ./conffiles 2>/dev/null | grep -qx /etc/default/clapsd ||

@@ -8,6 +8,9 @@
 #                            configures, links no hiredis; COMPONENTS redis
 #                            (and an unknown component) fail, saying why
 #   pkg-config               a C++23 consumer: no flag of the .pc files lowers it
+#   c-find_package           the C consumer (tests/packaging/consumer_c, a project of
+#                            C alone) with find_package(claps COMPONENTS c)
+#   c-pkg-config             the C consumer as C99 through claps-c.pc
 # Usage: run.sh MODE BUILD_DIR SOURCE_DIR WORK_DIR
 set -euo pipefail
 mode=$1 build=$2 source=$3 work=$4
@@ -15,7 +18,30 @@ rm -rf "$work" && mkdir -p "$work"
 consumer=$source/tests/packaging/consumer
 # shellcheck source=help_default.sh
 source "$source/tests/packaging/help_default.sh"
+
+# The C API through the installed CMake package, from a project of C alone.
+c_find_package() {
+  cmake --install "$build" --prefix "$work/prefix" --component dev >/dev/null
+  cmake -S "$source/tests/packaging/consumer_c" -B "$work/b" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+  cmake --build "$work/b" -j2 >/dev/null
+  "$work/b/consumer_c" "$work/data"
+}
+
+# The C API through claps-c.pc, compiled as C99 and linked by the C compiler.
+c_pkg_config() {
+  cmake --install "$build" --prefix "$work/prefix" --component dev >/dev/null
+  local pcdir
+  pcdir=$(find "$work/prefix" -name claps-c.pc -printf '%h\n' | head -n1)
+  mkdir -p "$work/b"
+  # shellcheck disable=SC2046
+  cc -std=c99 -Wall -Wextra -Wpedantic -Werror -Wl,--as-needed -o "$work/b/consumer_c" \
+    "$source/tests/packaging/consumer_c/main.c" $(PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs claps-c)
+  "$work/b/consumer_c" "$work/data"
+}
+
 case "$mode" in
+  c-find_package) c_find_package; exit 0 ;;
+  c-pkg-config) c_pkg_config; exit 0 ;;
   find_package)
     cmake --install "$build" --prefix "$work/prefix" --component dev >/dev/null
     cmake -S "$consumer" -B "$work/b" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
